@@ -1,0 +1,279 @@
+/* dre.h — the public interface of dre, a dense retrieval engine.
+ *
+ * dre tokenizes text with a BERT WordPiece tokenizer (ids identical to Hugging Face's),
+ * encodes it with a BERT-family transformer (CPU reference in fp32, or our own CUDA
+ * kernels plus cuBLAS), and keeps pooled, L2-normalised embeddings in a FAISS index
+ * with a SQLite docstore.
+ *
+ * Conventions, as in sqlite3.h and FAISS's C API:
+ *  - handles are opaque and made/freed in pairs: dre_x_open / dre_x_close;
+ *  - every fallible call returns a dre_status; DRE_OK is 0;
+ *  - on failure, dre_last_error() (per thread) gives the full message, naming the
+ *    file, line or tensor that was wrong;
+ *  - sizes are size_t, token counts int32_t, ids and row numbers int64_t.
+ */
+#ifndef DRE_H
+#define DRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DRE_VERSION_MAJOR 0
+#define DRE_VERSION_MINOR 1
+#define DRE_VERSION_PATCH 0
+#define DRE_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum dre_status {
+    DRE_OK = 0,
+    DRE_ERR_INVALID_ARG, /* a caller passed something meaningless (NULL, k < 1, ...) */
+    DRE_ERR_IO,          /* a file could not be opened, read, written or renamed */
+    DRE_ERR_FORMAT,      /* an input file is malformed: JSON, safetensors, JSONL, TSV */
+    DRE_ERR_UNSUPPORTED, /* valid input dre does not handle (an activation, a dtype) */
+    DRE_ERR_NOMEM,       /* host allocation failed */
+    DRE_ERR_NO_GPU,      /* a GPU was required and none is usable */
+    DRE_ERR_CUDA,        /* a CUDA or cuBLAS call failed */
+    DRE_ERR_INDEX,       /* FAISS or SQLite reported an error */
+    DRE_ERR_MISMATCH,    /* model and index disagree (dim, weights hash) */
+    DRE_ERR_LOCKED,      /* another process holds the index */
+    DRE_ERR_INTERRUPTED, /* stopped by a signal; what was done is checkpointed */
+} dre_status;
+
+/* A short, static description of a status code. */
+const char *dre_status_str(dre_status status);
+
+/* The detailed message of the last failure on this thread ("" if none). */
+const char *dre_last_error(void);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct dre_tokenizer dre_tokenizer;
+
+/* Opens the WordPiece tokenizer of a Hugging Face model folder: vocab.txt and
+ * tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars);
+ * max length from sentence_bert_config.json's max_seq_length, else config.json's
+ * max_position_embeddings. The handle is read-only after open: any number of threads
+ * may call dre_tokenize on it at once. */
+dre_status dre_tokenizer_open(const char *model_dir, dre_tokenizer **out);
+void dre_tokenizer_close(dre_tokenizer *tok);
+
+int32_t dre_tokenizer_max_length(const dre_tokenizer *tok); /* with [CLS] and [SEP] */
+int32_t dre_tokenizer_vocab_size(const dre_tokenizer *tok);
+/* The vocabulary entry of an id, or NULL if out of range. */
+const char *dre_tokenizer_token(const dre_tokenizer *tok, int32_t id);
+
+/* Tokenizes len bytes of UTF-8 text to ids: [CLS] wordpieces [SEP], truncated to
+ * max_length ids (max_length <= 0: the tokenizer's own). ids must hold max_length
+ * entries (dre_tokenizer_max_length() when max_length <= 0); *n_ids receives the count.
+ * Invalid UTF-8 is never an error: each byte that does not start a valid sequence
+ * becomes U+FFFD, which BERT's normaliser removes like NUL and other control
+ * characters, so such bytes are dropped. */
+dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len,
+                        int32_t max_length, int32_t *ids, int32_t *n_ids);
+
+/* ---------------------------------------------------------------- model */
+
+typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
+
+typedef struct dre_model_info {
+    char name[128];        /* folder name, or config's _name_or_path */
+    int32_t n_layers;      /* num_hidden_layers */
+    int32_t hidden;        /* hidden_size */
+    int32_t n_heads;       /* num_attention_heads */
+    int32_t head_dim;      /* hidden / n_heads */
+    int32_t intermediate;  /* intermediate_size */
+    int32_t max_positions; /* max_position_embeddings */
+    int32_t vocab_size;
+    int32_t type_vocab_size;
+    float layer_norm_eps;
+    dre_pooling pooling;   /* 1_Pooling/config.json; mean if absent */
+    int normalize;         /* a sentence_transformers Normalize module is listed */
+    int32_t max_length;    /* tokens per text, with [CLS]/[SEP] */
+    char weights_sha256[65]; /* hex digest of model.safetensors */
+} dre_model_info;
+
+typedef struct dre_model dre_model;
+
+/* Loads a Hugging Face BERT folder: config.json, model.safetensors (f32, f16 or bf16;
+ * tensor names with or without the "bert." prefix), and the sentence-transformers
+ * files modules.json, 1_Pooling/config.json, sentence_bert_config.json when present.
+ * Errors name the file and tensor. */
+dre_status dre_model_open(const char *model_dir, dre_model **out);
+void dre_model_close(dre_model *model);
+const dre_model_info *dre_model_get_info(const dre_model *model);
+
+/* ---------------------------------------------------------------- encoder */
+
+typedef enum dre_device {
+    DRE_DEVICE_AUTO = 0, /* the GPU if one is usable, else the CPU */
+    DRE_DEVICE_CPU = 1,  /* fp32 reference encoder, OpenBLAS */
+    DRE_DEVICE_GPU = 2,  /* fp16 CUDA encoder; DRE_ERR_NO_GPU without a GPU */
+} dre_device;
+
+/* "auto", "cpu" or "gpu" to a device; returns DRE_ERR_INVALID_ARG otherwise. */
+dre_status dre_device_parse(const char *name, dre_device *out);
+const char *dre_device_name(dre_device device);
+/* Number of usable CUDA devices (0 when built without a GPU or none present). */
+int dre_gpu_count(void);
+
+typedef struct dre_encoder dre_encoder;
+
+/* budget_tokens bounds the tokens of one packed batch (<= 0: a default of 16384);
+ * the encoder's buffers are sized from it once. The model must outlive the encoder. */
+dre_status dre_encoder_open(const dre_model *model, dre_device device,
+                            int32_t budget_tokens, dre_encoder **out);
+void dre_encoder_close(dre_encoder *enc);
+dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
+int32_t dre_encoder_dim(const dre_encoder *enc);
+int32_t dre_encoder_budget_tokens(const dre_encoder *enc);
+
+/* Encodes one packed batch without padding: n_seqs sequences whose ids lie back to
+ * back in ids; sequence i is ids[cu_seqlens[i] .. cu_seqlens[i+1]), cu_seqlens[0] = 0,
+ * each of length 1..max_length, cu_seqlens[n_seqs] <= budget_tokens.
+ * out receives n_seqs x dim floats, pooled (and normalised if the model says so). */
+dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs, float *out);
+
+/* Tokenizes, length-sorts and packs n texts (NUL-terminated UTF-8) into batches,
+ * encodes them and writes n x dim floats in the input order. Tokenizes on n_threads
+ * threads (<= 0: all cores). */
+dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const char *const *texts,
+                            size_t n, int n_threads, float *out);
+
+/* ---------------------------------------------------------------- corpus */
+
+typedef enum dre_corpus_format {
+    DRE_CORPUS_AUTO = 0, /* by extension: .jsonl/.json, .tsv, else lines */
+    DRE_CORPUS_JSONL = 1,
+    DRE_CORPUS_TSV = 2,   /* id <tab> text, or id <tab> title <tab> text; header optional */
+    DRE_CORPUS_LINES = 3, /* one text per line; the id is the line number */
+} dre_corpus_format;
+
+/* ---------------------------------------------------------------- embed */
+
+typedef struct dre_embed_options {
+    const char *factory;       /* FAISS index_factory string; NULL: "Flat" (inner product) */
+    dre_device device;
+    int32_t budget_tokens;     /* <= 0: encoder default */
+    int n_threads;             /* tokenizer threads; <= 0: all cores */
+    int resume;                /* continue an interrupted run from its checkpoint */
+    int append;                /* add to an existing index */
+    int quiet;                 /* no progress, no summary */
+    int skip_bad_lines;        /* --on-error skip; default: fail at the first */
+    const char *errors_path;   /* if set, bad lines are listed there */
+    dre_corpus_format format;
+    const char *id_field;      /* JSONL field names; NULL: "_id", "title", "text" */
+    const char *title_field;
+    const char *text_field;
+    int64_t checkpoint_every;  /* documents between checkpoints; <= 0: 10000 */
+} dre_embed_options;
+
+/* Fills defaults: "Flat", auto device, all cores, fail on bad lines, JSONL fields. */
+void dre_embed_options_init(dre_embed_options *opts);
+
+typedef struct dre_embed_summary {
+    int64_t n_docs;        /* added by this run */
+    int64_t n_skipped;     /* bad lines skipped */
+    int64_t n_tokens;
+    int64_t n_total;       /* documents in the index afterwards */
+    double seconds;
+} dre_embed_summary;
+
+/* Streams a corpus through tokenizer, encoder and index into index_dir (created if
+ * needed): index.faiss, docs.sqlite, meta.json. Writes go to temporary names renamed
+ * into place; an interrupted run resumes with opts->resume. */
+dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
+                     const dre_embed_options *opts, dre_embed_summary *summary);
+
+/* ---------------------------------------------------------------- index */
+
+typedef struct dre_index dre_index;
+
+typedef struct dre_index_info {
+    int32_t format_version;
+    char model_name[128];
+    char weights_sha256[65];
+    int32_t dim;
+    dre_pooling pooling;
+    int normalize;
+    int32_t max_length;
+    int64_t count;
+    char factory[128];
+} dre_index_info;
+
+/* Opens an index folder read-only; checks that meta.json, index.faiss and
+ * docs.sqlite agree. */
+dre_status dre_index_open(const char *index_dir, dre_index **out);
+void dre_index_close(dre_index *index);
+const dre_index_info *dre_index_get_info(const dre_index *index);
+
+/* k nearest rows by inner product for n query vectors (n x dim): scores and rows
+ * are n x k; rows are -1 where the index has fewer than k entries. */
+dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
+                            float *scores, int64_t *rows);
+
+typedef struct dre_doc {
+    int64_t row;
+    char *id;    /* external id */
+    char *title;
+    char *text;
+} dre_doc;
+
+/* Looks up a docstore row; free the strings with dre_doc_clear. */
+dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc);
+void dre_doc_clear(dre_doc *doc);
+
+/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim). */
+dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
+
+/* ---------------------------------------------------------------- exact GPU search */
+
+typedef struct dre_gpu_search dre_gpu_search;
+
+/* Holds n x dim vectors on the GPU for exact inner-product search (cuBLAS scores and
+ * our top-k kernel). DRE_ERR_NO_GPU without a GPU. */
+dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim, dre_gpu_search **out);
+void dre_gpu_search_close(dre_gpu_search *gs);
+dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
+                              int32_t k, float *scores, int64_t *rows);
+
+/* ---------------------------------------------------------------- evaluation */
+
+typedef struct dre_queries dre_queries;
+
+/* Reads queries: BEIR JSONL ({"_id": ..., "text": ...}), TSV (id <tab> text), or plain
+ * lines (id = line number). Errors name the file and line. */
+dre_status dre_queries_open(const char *path, dre_queries **out);
+void dre_queries_close(dre_queries *queries);
+size_t dre_queries_count(const dre_queries *queries);
+const char *dre_queries_id(const dre_queries *queries, size_t i);
+const char *dre_queries_text(const dre_queries *queries, size_t i);
+
+typedef struct dre_qrels dre_qrels;
+
+/* Reads BEIR qrels (TSV: query-id, corpus-id, score; a header line is skipped). */
+dre_status dre_qrels_open(const char *path, dre_qrels **out);
+void dre_qrels_close(dre_qrels *qrels);
+
+typedef struct dre_metrics {
+    double ndcg_10;
+    double recall_10;
+    double recall_100;
+    double mrr_10;
+    int64_t n_queries; /* queries with judgements that were scored */
+} dre_metrics;
+
+/* Scores one query's ranked list of external doc ids (best first, n entries).
+ * Returns DRE_ERR_INVALID_ARG if the query has no judgements. */
+dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const char *const *doc_ids,
+                          const double *scores, int32_t n, dre_metrics *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRE_H */

@@ -1,0 +1,38 @@
+/* cli.h — the dre command-line tool: one cmd_* function per subcommand, each in its
+ * own file, each a user of dre.h only. */
+#ifndef DRE_CLI_H
+#define DRE_CLI_H
+
+#include <stdio.h>
+
+#include "dre.h"
+
+/* Each returns the process exit status: 0 ok, 1 failure, 2 usage error. */
+int cmd_tokenize(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* The benchmarks behind `dre bench <what>`, one file each. */
+int bench_tokenizer(int argc, char **argv);
+int bench_encoder(int argc, char **argv);
+int bench_search(int argc, char **argv);
+
+/* Prints "dre <cmd>: <status>: <last error>" to stderr and returns 1. */
+int cli_fail(const char *cmd, dre_status status);
+
+/* Prints "dre <cmd>: <message>" and a hint to run --help, returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads one line (without its newline) into *line, growing it; returns its length, or
+ * -1 at end of input. */
+long cli_read_line(FILE *f, char **line, size_t *cap);
+
+/* The default model folder: $DRE_MODEL, else models/all-MiniLM-L6-v2. */
+const char *cli_default_model(void);
+
+#endif

