@@ -217,6 +217,11 @@ const dre_index_info *dre_index_get_info(const dre_index *index);
 dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
                             float *scores, int64_t *rows);
 
+/* Sets a FAISS search parameter by its faiss::ParameterSpace name: "nprobe" for IVF
+ * (default 1), "efSearch" for HNSW (default 16). DRE_ERR_INVALID_ARG if the index has
+ * no such parameter. */
+dre_status dre_index_set_param(dre_index *index, const char *name, double value);
+
 typedef struct dre_doc {
     int64_t row;
     char *id;    /* external id */
@@ -238,7 +243,13 @@ typedef struct dre_gpu_search dre_gpu_search;
 /* Holds n x dim vectors on the GPU for exact inner-product search (cuBLAS scores and
  * our top-k kernel). DRE_ERR_NO_GPU without a GPU. */
 dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim, dre_gpu_search **out);
+/* The same with the vectors held as fp16 (half the GPU memory; scores to about 1e-3). */
+dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
+                                    dre_gpu_search **out);
 void dre_gpu_search_close(dre_gpu_search *gs);
+/* The k (1..1024) best rows by inner product for each of n_queries queries (n_queries x
+ * dim): scores and rows are n_queries x k, best first; rows are -1 (scores -inf) past
+ * the n stored vectors. */
 dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
                               int32_t k, float *scores, int64_t *rows);
 
@@ -256,9 +267,14 @@ const char *dre_queries_text(const dre_queries *queries, size_t i);
 
 typedef struct dre_qrels dre_qrels;
 
-/* Reads BEIR qrels (TSV: query-id, corpus-id, score; a header line is skipped). */
+/* Reads BEIR qrels (TSV: query-id, corpus-id, score; a header line is skipped).
+ * Lines of four fields are read as TREC qrels (query-id, iteration, doc-id, score).
+ * Scores are integers; a repeated (query, doc) pair keeps the later line, as BEIR's
+ * loader does. */
 dre_status dre_qrels_open(const char *path, dre_qrels **out);
 void dre_qrels_close(dre_qrels *qrels);
+size_t dre_qrels_count(const dre_qrels *qrels); /* queries with judgements */
+int dre_qrels_has_query(const dre_qrels *qrels, const char *query_id);
 
 typedef struct dre_metrics {
     double ndcg_10;
@@ -269,7 +285,13 @@ typedef struct dre_metrics {
 } dre_metrics;
 
 /* Scores one query's ranked list of external doc ids (best first, n entries).
- * Returns DRE_ERR_INVALID_ARG if the query has no judgements. */
+ * Returns DRE_ERR_INVALID_ARG if the query has no judgements. Semantics are
+ * trec_eval's (pytrec_eval, as BEIR uses it): the list is re-sorted by score, as a
+ * float, descending, ties by doc id descending (strcmp); scores NULL keeps the given
+ * order. nDCG@10 has gain = grade and 1/log2(rank+1) discount, ideal from all judged
+ * docs of the query; recall and MRR count grade >= 1 as relevant; MRR@10 is the
+ * reciprocal rank of the first relevant doc in the top 10, else 0. out->n_queries = 1;
+ * a mean over queries is the mean of these values. */
 dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const char *const *doc_ids,
                           const double *scores, int32_t n, dre_metrics *out);
 

@@ -22,6 +22,33 @@ void gpu_encoder_destroy(gpu_encoder *enc);
 dre_status gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out);
 
+/* For `dre bench encoder`: the operators of a forward pass, in order within a layer. */
+typedef enum gpu_op {
+    GPU_OP_EMBED,        /* embedding gather + LayerNorm */
+    GPU_OP_QKV_GEMM,     /* [T,H] x [3H,H]^T */
+    GPU_OP_ATTENTION,    /* fused varlen attention, QKV bias included */
+    GPU_OP_OUT_GEMM,     /* [T,H] x [H,H]^T */
+    GPU_OP_LN1,          /* bias + residual + LayerNorm */
+    GPU_OP_FFN_IN_GEMM,  /* [T,H] x [I,H]^T */
+    GPU_OP_GELU,         /* bias + GELU */
+    GPU_OP_FFN_OUT_GEMM, /* [T,I] x [H,I]^T */
+    GPU_OP_LN2,          /* bias + residual + LayerNorm */
+    GPU_OP_POOL,         /* pooling + L2 normalisation */
+    GPU_OP_COUNT
+} gpu_op;
+
+const char *gpu_op_name(gpu_op op);
+
+/* Runs one packed batch (as gpu_encoder_encode, output discarded) with CUDA events between
+ * the operators; ms[op] receives each operator's GPU time in milliseconds, summed over
+ * the layers. */
+dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                               int32_t n_seqs, double ms[GPU_OP_COUNT]);
+
+/* Runs only the model's cuBLAS GEMMs (4 per layer) for n_tokens tokens, reps times, on
+ * the encoder's buffers; *ms receives the mean milliseconds of one pass. */
+dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t reps, double *ms);
+
 #ifdef __cplusplus
 }
 #endif

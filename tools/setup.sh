@@ -39,25 +39,18 @@ if [ ! -f "$faiss_c/lib/libfaiss_c.a" ]; then
     $sudo apt-get update -qq
   fi
   work=$(mktemp -d)
-  (cd "$work" && apt-get source -qq --download-only faiss >/dev/null 2>&1 || apt-get source -qq faiss >/dev/null)
-  tarball=$(ls "$work"/faiss_*.orig.tar.* | head -n 1)
-  mkdir -p "$work/src" && tar -xf "$tarball" -C "$work/src" --strip-components=1
+  (cd "$work" && apt-get source -qq faiss >/dev/null 2>&1)
+  src=$(find "$work" -maxdepth 1 -type d -name 'faiss-*' | head -n 1)
+  [ -n "$src" ] || { say "apt-get source faiss failed"; exit 1; }
   mkdir -p "$faiss_c/obj" "$faiss_c/lib"
-  srcs=$(ls "$work"/src/c_api/*.cpp "$work"/src/c_api/impl/*.cpp "$work"/src/c_api/utils/*.cpp 2>/dev/null | grep -v -e '_gpu' -e '/gpu/')
-  n=0
-  for s in $srcs; do
-    o="$faiss_c/obj/$(echo "${s#"$work"/src/c_api/}" | tr '/' '_').o"
-    g++ -std=c++17 -O2 -fPIC -fopenmp -I/usr/include -I"$work/src" -c "$s" -o "$o" &
-    n=$((n + 1)); [ $((n % $(nproc))) -eq 0 ] && wait
-  done
-  wait
-  ar rcs "$faiss_c/lib/libfaiss_c.a" "$faiss_c"/obj/*.o
-  rm -rf "$faiss_c/obj"
-  # headers: the C API headers as they were in the source (same as the -dev package ones)
-  mkdir -p "$faiss_c/include/faiss/c_api"
-  (cd "$work/src/c_api" && find . -name '*.h' | while read -r h; do
-    mkdir -p "$faiss_c/include/faiss/c_api/$(dirname "$h")"; cp "$h" "$faiss_c/include/faiss/c_api/$h"; done)
-  rm -rf "$work"
+  # the c_api sources against Debian's installed faiss headers (the same version)
+  ls "$src"/c_api/*.cpp "$src"/c_api/impl/*.cpp "$src"/c_api/utils/*.cpp |
+    grep -v '/gpu/' |
+    xargs -P "$(nproc)" -I{} sh -c 'g++ -std=c++17 -O2 -fPIC -fopenmp -c "$1" -o "$2/$(basename "$1" .cpp).o"' \
+      _ {} "$faiss_c/obj"
+  ar rcs "$faiss_c/lib/libfaiss_c.a.tmp" "$faiss_c"/obj/*.o
+  mv "$faiss_c/lib/libfaiss_c.a.tmp" "$faiss_c/lib/libfaiss_c.a"
+  rm -rf "$faiss_c/obj" "$work"
   say "FAISS C API: $faiss_c/lib/libfaiss_c.a"
 fi
 

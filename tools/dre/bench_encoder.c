@@ -1,9 +1,495 @@
-/* bench_encoder.c — placeholder until this benchmark lands. */
+/* bench_encoder.c — `dre bench encoder`: the GPU encoder's per-kernel times (CUDA events),
+ * end-to-end texts/s and tokens/s on synthetic token ids of abstract or query lengths, and
+ * the GEMM-only roofline (just the model's cuBLAS GEMMs for the same tokens). With --config
+ * the weights are random, so bge-small or bert-base shapes can be timed without weights.
+ * Reaches into the GPU encoder's internal header for the profiling hooks. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../src/encoder_gpu.h"
+#include "../../src/model.h"
 #include "cli.h"
 
+#define DEFAULT_BUDGET 65536
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dre bench encoder [--model DIR | --config config.json] [options]\n\n"
+            "  --model DIR         a Hugging Face BERT folder (default: $DRE_MODEL or "
+            "models/all-MiniLM-L6-v2)\n"
+            "  --config PATH       config.json (or its folder) only: random weights of its "
+            "shapes,\n"
+            "                      e.g. tools/configs/{minilm-l6,bge-small,bert-base}\n"
+            "  --texts KIND        abstracts (200-560 tokens, cut at the max length; default)\n"
+            "                      or queries (8-32 tokens)\n"
+            "  --n N               texts (default 20000)\n"
+            "  --batch-tokens N    tokens per packed batch (default %d)\n"
+            "  --device gpu|cpu    gpu (default): kernels, end to end, roofline; cpu: end to "
+            "end\n"
+            "  --reps N            repetitions of the per-kernel profile (default 5)\n"
+            "  --seed N            synthetic lengths and ids (default 1)\n\n"
+            "Prints one line per measurement: key=value pairs, starting with bench=encoder.\n",
+            DEFAULT_BUDGET);
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* splitmix64: tools/peer_encoder.py draws the same lengths with the same generator. */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ---------------------------------------------------------------- random model */
+
+/* The next count floats of the arena at *at, each scale * uniform(-1, 1) + offset. */
+static float *take(float **at, size_t count, float scale, float offset, uint64_t *state) {
+    float *p = *at;
+    for (size_t i = 0; i < count; i++) {
+        const float u = (float)(splitmix64(state) >> 40) / 16777216.0f * 2.0f - 1.0f;
+        p[i] = scale * u + offset;
+    }
+    *at += count;
+    return p;
+}
+
+/* A model of config.json's shapes with random weights: matrices uniform with BERT's
+ * initialiser std 0.02, LayerNorm g = 1, b = 0, small biases. Frees with free_random_model. */
+static dre_status random_model(const char *config_path, uint64_t seed, dre_model **out) {
+    char path[4096];
+    size_t plen = strlen(config_path);
+    if (plen >= 5 && strcmp(config_path + plen - 5, ".json") == 0)
+        snprintf(path, sizeof path, "%.4000s", config_path);
+    else
+        snprintf(path, sizeof path, "%.4000s/config.json", config_path);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "dre bench encoder: cannot open %s\n", path);
+        return DRE_ERR_IO;
+    }
+    static char text[1 << 16];
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    cJSON *json = cJSON_Parse(text);
+    if (!json) {
+        fprintf(stderr, "dre bench encoder: %s is not valid JSON\n", path);
+        return DRE_ERR_FORMAT;
+    }
+#define INT_FIELD(name, fallback)                                                                  \
+    (cJSON_IsNumber(cJSON_GetObjectItem(json, name)) ? cJSON_GetObjectItem(json, name)->valueint   \
+                                                     : (fallback))
+    dre_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        cJSON_Delete(json);
+        return DRE_ERR_NOMEM;
+    }
+    dre_model_info *in = &m->info;
+    const cJSON *name = cJSON_GetObjectItem(json, "_name_or_path");
+    snprintf(in->name, sizeof in->name, "%.127s", cJSON_IsString(name) ? name->valuestring : path);
+    in->n_layers = INT_FIELD("num_hidden_layers", 0);
+    in->hidden = INT_FIELD("hidden_size", 0);
+    in->n_heads = INT_FIELD("num_attention_heads", 1);
+    in->head_dim = in->n_heads > 0 ? in->hidden / in->n_heads : 0;
+    in->intermediate = INT_FIELD("intermediate_size", 4 * in->hidden);
+    in->max_positions = INT_FIELD("max_position_embeddings", 512);
+    in->vocab_size = INT_FIELD("vocab_size", 30522);
+    in->type_vocab_size = INT_FIELD("type_vocab_size", 2);
+    in->max_length = INT_FIELD("max_seq_length", in->max_positions);
+    const cJSON *eps = cJSON_GetObjectItem(json, "layer_norm_eps");
+    in->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
+    const cJSON *pooling = cJSON_GetObjectItem(json, "pooling");
+    in->pooling = cJSON_IsString(pooling) && strcmp(pooling->valuestring, "cls") == 0
+                      ? DRE_POOL_CLS
+                      : DRE_POOL_MEAN;
+    const cJSON *normalize = cJSON_GetObjectItem(json, "normalize");
+    in->normalize = normalize ? cJSON_IsTrue(normalize) : 1;
+    snprintf(in->weights_sha256, sizeof in->weights_sha256, "random");
+#undef INT_FIELD
+    cJSON_Delete(json);
+    if (in->n_layers < 1 || in->hidden < 1 || in->n_heads < 1 || in->vocab_size < 1) {
+        fprintf(stderr,
+                "dre bench encoder: %s lacks hidden_size / num_hidden_layers / "
+                "num_attention_heads\n",
+                path);
+        free(m);
+        return DRE_ERR_FORMAT;
+    }
+
+    const size_t h = (size_t)in->hidden, ffn = (size_t)in->intermediate;
+    const size_t per_layer =
+        3 * h * h + 3 * h + h * h + h + 2 * h + ffn * h + ffn + h * ffn + h + 2 * h;
+    const size_t total = ((size_t)in->vocab_size + in->max_positions + in->type_vocab_size) * h +
+                         2 * h + (size_t)in->n_layers * per_layer;
+    float *arena = malloc(total * sizeof(float));
+    m->layers = calloc((size_t)in->n_layers, sizeof *m->layers);
+    if (!arena || !m->layers) {
+        free(arena);
+        free(m->layers);
+        free(m);
+        return DRE_ERR_NOMEM;
+    }
+    m->arena = arena;
+    uint64_t state = seed ^ 0x5eedull;
+    float *at = arena;
+    const float w = 0.0346f; /* uniform in [-w, w] has std w / sqrt 3 = 0.02, BERT's */
+    m->word_emb = take(&at, (size_t)in->vocab_size * h, w, 0.0f, &state);
+    m->pos_emb = take(&at, (size_t)in->max_positions * h, w, 0.0f, &state);
+    m->type_emb = take(&at, (size_t)in->type_vocab_size * h, w, 0.0f, &state);
+    m->emb_ln_g = take(&at, h, 0.0f, 1.0f, &state);
+    m->emb_ln_b = take(&at, h, 0.0f, 0.0f, &state);
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        layer_weights *lw = &m->layers[l];
+        lw->qkv_w = take(&at, 3 * h * h, w, 0.0f, &state);
+        lw->qkv_b = take(&at, 3 * h, w, 0.0f, &state);
+        lw->attn_out_w = take(&at, h * h, w, 0.0f, &state);
+        lw->attn_out_b = take(&at, h, w, 0.0f, &state);
+        lw->ln1_g = take(&at, h, 0.0f, 1.0f, &state);
+        lw->ln1_b = take(&at, h, 0.0f, 0.0f, &state);
+        lw->ffn_in_w = take(&at, ffn * h, w, 0.0f, &state);
+        lw->ffn_in_b = take(&at, ffn, w, 0.0f, &state);
+        lw->ffn_out_w = take(&at, h * ffn, w, 0.0f, &state);
+        lw->ffn_out_b = take(&at, h, w, 0.0f, &state);
+        lw->ln2_g = take(&at, h, 0.0f, 1.0f, &state);
+        lw->ln2_b = take(&at, h, 0.0f, 0.0f, &state);
+    }
+    *out = m;
+    return DRE_OK;
+}
+
+static void free_random_model(dre_model *m) {
+    if (!m) return;
+    free(m->arena);
+    free(m->layers);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- synthetic batches */
+
+typedef struct corpus {
+    int32_t n;
+    int32_t *lengths; /* per text, sorted longest first */
+    int32_t *ids;     /* all texts back to back in that order */
+    int64_t n_tokens;
+    int32_t n_batches;
+    int32_t *batch_first;  /* n_batches + 1 text indices */
+    int64_t *batch_token0; /* n_batches + 1 token offsets */
+} corpus;
+
+static int by_length_desc(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x < y) - (x > y);
+}
+
+static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, int32_t vocab,
+                       int32_t budget, uint64_t seed) {
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    c->lengths = malloc((size_t)n * sizeof *c->lengths);
+    c->batch_first = malloc(((size_t)n + 1) * sizeof *c->batch_first);
+    c->batch_token0 = malloc(((size_t)n + 1) * sizeof *c->batch_token0);
+    if (!c->lengths || !c->batch_first || !c->batch_token0) return -1;
+    const int32_t lo = queries ? 8 : 200, hi = queries ? 32 : 560;
+    uint64_t state = seed;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t len = lo + (int32_t)(splitmix64(&state) % (uint64_t)(hi - lo + 1));
+        c->lengths[i] = len < max_length ? len : max_length;
+        c->n_tokens += c->lengths[i];
+    }
+    qsort(c->lengths, (size_t)n, sizeof *c->lengths, by_length_desc);
+    c->ids = malloc((size_t)c->n_tokens * sizeof *c->ids);
+    if (!c->ids) return -1;
+    uint64_t id_state = seed + 1;
+    int64_t t = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t len = c->lengths[i];
+        for (int32_t j = 0; j < len; j++) {
+            int32_t id = 1000 + (int32_t)(splitmix64(&id_state) % (uint64_t)(vocab - 1000));
+            if (j == 0)
+                id = 101; /* [CLS] */
+            else if (j == len - 1)
+                id = 102; /* [SEP] */
+            c->ids[t + j] = id;
+        }
+        t += len;
+    }
+    /* pack longest first into batches of at most budget tokens */
+    int64_t batch_tokens = 0;
+    t = 0;
+    c->batch_first[0] = 0;
+    c->batch_token0[0] = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (batch_tokens + c->lengths[i] > budget) {
+            c->n_batches++;
+            c->batch_first[c->n_batches] = i;
+            c->batch_token0[c->n_batches] = t;
+            batch_tokens = 0;
+        }
+        batch_tokens += c->lengths[i];
+        t += c->lengths[i];
+    }
+    c->n_batches++;
+    c->batch_first[c->n_batches] = n;
+    c->batch_token0[c->n_batches] = t;
+    return 0;
+}
+
+static void free_corpus(corpus *c) {
+    free(c->lengths);
+    free(c->ids);
+    free(c->batch_first);
+    free(c->batch_token0);
+}
+
+/* cu_seqlens of batch b into cu (room for its texts + 1). */
+static int32_t batch_cu(const corpus *c, int32_t b, int32_t *cu) {
+    const int32_t first = c->batch_first[b], n = c->batch_first[b + 1] - first;
+    cu[0] = 0;
+    for (int32_t i = 0; i < n; i++)
+        cu[i + 1] = cu[i] + c->lengths[first + i];
+    return n;
+}
+
+/* ---------------------------------------------------------------- measurements */
+
+static double op_flops(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b) {
+    const double h = in->hidden, ffn = in->intermediate;
+    const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
+    switch (op) {
+    case GPU_OP_QKV_GEMM: return 2.0 * t * h * 3.0 * h;
+    case GPU_OP_OUT_GEMM: return 2.0 * t * h * h;
+    case GPU_OP_FFN_IN_GEMM:
+    case GPU_OP_FFN_OUT_GEMM: return 2.0 * t * h * ffn;
+    case GPU_OP_ATTENTION: { /* q k^T and p v: 2 * 2 * len^2 * head_dim per head */
+        double sum = 0;
+        for (int32_t i = c->batch_first[b]; i < c->batch_first[b + 1]; i++)
+            sum += 4.0 * (double)c->lengths[i] * c->lengths[i] * h;
+        return sum;
+    }
+    default: return 0.0;
+    }
+}
+
+static double op_bytes(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b) {
+    const double h = in->hidden, ffn = in->intermediate;
+    const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
+    const double s = c->batch_first[b + 1] - c->batch_first[b];
+    switch (op) {
+    case GPU_OP_EMBED: return 2.0 * 3.0 * t * h; /* word + position rows in, row out */
+    case GPU_OP_LN1:
+    case GPU_OP_LN2: return 2.0 * 3.0 * t * h;    /* x, residual in, out */
+    case GPU_OP_GELU: return 2.0 * 2.0 * t * ffn; /* in place */
+    case GPU_OP_POOL: return 2.0 * t * h + 4.0 * s * h;
+    case GPU_OP_ATTENTION: return 2.0 * t * 4.0 * h; /* q, k, v in, context out (once) */
+    default: return 0.0;
+    }
+}
+
+static int run_gpu(const char *label, const dre_model *model, const corpus *c, int32_t budget,
+                   int reps) {
+    const dre_model_info *in = &model->info;
+    gpu_encoder *enc = NULL;
+    dre_status st = gpu_encoder_create(model, budget, &enc);
+    if (st != DRE_OK) return cli_fail("bench encoder", st);
+    const int32_t dim = in->hidden;
+    int32_t *cu = malloc(((size_t)c->n + 1) * sizeof *cu);
+    float *out = malloc((size_t)c->n * dim * sizeof *out);
+    if (!cu || !out) {
+        free(cu);
+        free(out);
+        gpu_encoder_destroy(enc);
+        fprintf(stderr, "dre bench encoder: out of memory\n");
+        return 1;
+    }
+
+    /* per-kernel profile of the first (fullest) batch, after a warm-up */
+    int32_t n_seqs = batch_cu(c, 0, cu);
+    const int32_t *ids0 = c->ids + c->batch_token0[0];
+    st = gpu_encoder_encode(enc, ids0, cu, n_seqs, out);
+    double sum_ms[GPU_OP_COUNT] = {0};
+    for (int r = 0; st == DRE_OK && r < reps; r++) {
+        double ms[GPU_OP_COUNT];
+        st = gpu_encoder_profile(enc, ids0, cu, n_seqs, ms);
+        for (int op = 0; st == DRE_OK && op < GPU_OP_COUNT; op++)
+            sum_ms[op] += ms[op] / reps;
+    }
+    if (st == DRE_OK) {
+        double layer_ms = 0.0;
+        for (int op = GPU_OP_QKV_GEMM; op <= GPU_OP_LN2; op++)
+            layer_ms += sum_ms[op];
+        const double forward_ms = layer_ms + sum_ms[GPU_OP_EMBED] + sum_ms[GPU_OP_POOL];
+        const int64_t batch_tokens = c->batch_token0[1] - c->batch_token0[0];
+        for (int op = 0; op < GPU_OP_COUNT; op++) {
+            const int in_layer = op >= GPU_OP_QKV_GEMM && op <= GPU_OP_LN2;
+            /* ms, flops and bytes per layer for the layer's operators */
+            const double ms = in_layer ? sum_ms[op] / in->n_layers : sum_ms[op];
+            const double flops = op_flops((gpu_op)op, in, c, 0),
+                         bytes = op_bytes((gpu_op)op, in, c, 0);
+            printf("bench=encoder model=%s what=kernel op=%s tokens=%lld seqs=%d %s=%.4f "
+                   "share_of_%s=%.1f%% tflops=%.1f gbs=%.0f\n",
+                   label, gpu_op_name((gpu_op)op), (long long)batch_tokens, n_seqs,
+                   in_layer ? "ms_per_layer" : "ms", ms, in_layer ? "layer" : "forward",
+                   100.0 * (in_layer ? sum_ms[op] / layer_ms : sum_ms[op] / forward_ms),
+                   flops > 0 ? flops / (ms * 1e9) : 0.0, bytes > 0 ? bytes / (ms * 1e6) : 0.0);
+        }
+        printf("bench=encoder model=%s what=forward tokens=%lld seqs=%d ms=%.3f layer_ms=%.3f\n",
+               label, (long long)batch_tokens, n_seqs, forward_ms, layer_ms / in->n_layers);
+    }
+
+    /* end to end: every batch through gpu_encoder_encode (copies in and out included) */
+    const double t0 = seconds_now();
+    for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
+        n_seqs = batch_cu(c, b, cu);
+        st = gpu_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
+                                out + (size_t)c->batch_first[b] * dim);
+    }
+    const double e2e = seconds_now() - t0;
+    if (st == DRE_OK)
+        printf("bench=encoder model=%s what=end_to_end device=gpu n=%d tokens=%lld batches=%d "
+               "seconds=%.3f texts_per_s=%.0f tokens_per_s=%.0f\n",
+               label, c->n, (long long)c->n_tokens, c->n_batches, e2e, c->n / e2e,
+               c->n_tokens / e2e);
+
+    /* GEMM-only roofline: the same batches, only the model's GEMMs */
+    double gemm_s = 0.0, gemm_flops = 0.0;
+    for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
+        const int32_t tokens = (int32_t)(c->batch_token0[b + 1] - c->batch_token0[b]);
+        double ms = 0.0;
+        st = gpu_encoder_gemm_only(enc, tokens, 2, &ms);
+        gemm_s += ms * 1e-3;
+        gemm_flops += in->n_layers *
+                      (op_flops(GPU_OP_QKV_GEMM, in, c, b) + op_flops(GPU_OP_OUT_GEMM, in, c, b) +
+                       2.0 * op_flops(GPU_OP_FFN_IN_GEMM, in, c, b));
+    }
+    if (st == DRE_OK)
+        printf("bench=encoder model=%s what=gemm_roofline n=%d tokens=%lld seconds=%.3f "
+               "texts_per_s=%.0f tokens_per_s=%.0f gemm_tflops=%.1f "
+               "end_to_end_over_roofline=%.2f\n",
+               label, c->n, (long long)c->n_tokens, gemm_s, c->n / gemm_s, c->n_tokens / gemm_s,
+               gemm_flops / gemm_s * 1e-12, e2e / gemm_s);
+    free(cu);
+    free(out);
+    gpu_encoder_destroy(enc);
+    return st == DRE_OK ? 0 : cli_fail("bench encoder", st);
+}
+
+static int run_cpu(const char *label, const dre_model *model, const corpus *c, int32_t budget) {
+    dre_encoder *enc = NULL;
+    dre_status st = dre_encoder_open(model, DRE_DEVICE_CPU, budget, &enc);
+    if (st != DRE_OK) return cli_fail("bench encoder", st);
+    const int32_t dim = dre_encoder_dim(enc);
+    int32_t *cu = malloc(((size_t)c->n + 1) * sizeof *cu);
+    float *out = malloc((size_t)c->n * dim * sizeof *out);
+    if (!cu || !out) {
+        free(cu);
+        free(out);
+        dre_encoder_close(enc);
+        fprintf(stderr, "dre bench encoder: out of memory\n");
+        return 1;
+    }
+    const double t0 = seconds_now();
+    for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
+        const int32_t n_seqs = batch_cu(c, b, cu);
+        st = dre_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
+                                out + (size_t)c->batch_first[b] * dim);
+    }
+    const double e2e = seconds_now() - t0;
+    if (st == DRE_OK)
+        printf("bench=encoder model=%s what=end_to_end device=cpu n=%d tokens=%lld batches=%d "
+               "seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",
+               label, c->n, (long long)c->n_tokens, c->n_batches, e2e, c->n / e2e,
+               c->n_tokens / e2e);
+    free(cu);
+    free(out);
+    dre_encoder_close(enc);
+    return st == DRE_OK ? 0 : cli_fail("bench encoder", st);
+}
+
 int bench_encoder(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dre bench: not built yet\n");
-    return 1;
+    const char *model_dir = NULL, *config = NULL, *texts = "abstracts", *device = "gpu";
+    long n = 20000, budget = DEFAULT_BUDGET, reps = 5, seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) return cli_usage_error("bench encoder", "%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model"))
+            model_dir = v;
+        else if (!strcmp(a, "--config"))
+            config = v;
+        else if (!strcmp(a, "--texts"))
+            texts = v;
+        else if (!strcmp(a, "--device"))
+            device = v;
+        else if (!strcmp(a, "--n"))
+            n = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--batch-tokens"))
+            budget = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--reps"))
+            reps = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--seed"))
+            seed = strtol(v, NULL, 10);
+        else
+            return cli_usage_error("bench encoder", "unknown option '%s'", a);
+    }
+    const int queries = !strcmp(texts, "queries");
+    if (!queries && strcmp(texts, "abstracts"))
+        return cli_usage_error("bench encoder", "--texts must be abstracts or queries");
+    if (strcmp(device, "gpu") && strcmp(device, "cpu"))
+        return cli_usage_error("bench encoder", "--device must be gpu or cpu");
+    if (n < 1 || n > 100000000 || budget < 1 || budget > (1L << 30) || reps < 1)
+        return cli_usage_error("bench encoder", "--n, --batch-tokens and --reps must be positive");
+    if (model_dir && config)
+        return cli_usage_error("bench encoder", "give --model or --config, not both");
+
+    if (!strcmp(device, "gpu") && dre_gpu_count() == 0) {
+        fprintf(stderr, "dre bench encoder: no usable CUDA device (try --device cpu for the "
+                        "end-to-end number alone)\n");
+        return 1;
+    }
+
+    dre_model *model = NULL;
+    dre_status st = config ? random_model(config, (uint64_t)seed, &model)
+                           : dre_model_open(model_dir ? model_dir : cli_default_model(), &model);
+    if (st != DRE_OK) return config ? 1 : cli_fail("bench encoder", st);
+    const dre_model_info *in = &model->info;
+    if (budget < in->max_length) budget = in->max_length;
+
+    corpus c;
+    int rc = 1;
+    if (make_corpus(&c, (int32_t)n, queries, in->max_length, in->vocab_size, (int32_t)budget,
+                    (uint64_t)seed) != 0) {
+        fprintf(stderr, "dre bench encoder: out of memory\n");
+    } else {
+        char label[256];
+        snprintf(label, sizeof label, "%.127s texts=%.16s%s", in->name, texts,
+                 config ? " weights=random" : "");
+        printf("bench=encoder model=%s what=setup layers=%d hidden=%d heads=%d ffn=%d "
+               "max_length=%d batch_tokens=%ld texts=%d tokens=%lld mean_length=%.1f\n",
+               label, in->n_layers, in->hidden, in->n_heads, in->intermediate, in->max_length,
+               budget, c.n, (long long)c.n_tokens, (double)c.n_tokens / c.n);
+        fflush(stdout);
+        rc = !strcmp(device, "gpu") ? run_gpu(label, model, &c, (int32_t)budget, (int)reps)
+                                    : run_cpu(label, model, &c, (int32_t)budget);
+    }
+    free_corpus(&c);
+    if (config)
+        free_random_model(model);
+    else
+        dre_model_close(model);
+    return rc;
 }

@@ -1,9 +1,138 @@
-/* cmd_embed.c — placeholder until `dre embed` lands. */
+/* cmd_embed.c — `dre embed CORPUS INDEX`: streams a corpus through the tokenizer and
+ * encoder into an index folder (FAISS + SQLite), with checkpoints, --resume and --append. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
 
-int cmd_embed(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dre embed: not built yet\n");
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dre embed [options] CORPUS INDEX\n"
+            "\n"
+            "Embeds every document of CORPUS into the index folder INDEX (created if needed):\n"
+            "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts), meta.json.\n"
+            "CORPUS is BEIR JSONL ({\"_id\", \"title\", \"text\"}), TSV (id, [title,] text; a\n"
+            "header line is optional) or plain text, one document per line (id = line number).\n"
+            "A document with a title is embedded as \"title text\", as BEIR does.\n"
+            "\n"
+            "  --model DIR            model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
+            "  --device D             auto, cpu or gpu (default auto: the GPU if there is one)\n"
+            "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
+            "                         IVF1024,Flat — trained on the first 64 vectors per list,\n"
+            "                         at least 65536)\n"
+            "  --format F             jsonl, tsv or lines (default: by extension; .jsonl/.json\n"
+            "                         jsonl, .tsv tsv, else lines)\n"
+            "  --id-field NAME        JSONL field names (defaults _id, title, text);\n"
+            "  --title-field NAME     --title-field \"\" reads no title\n"
+            "  --text-field NAME\n"
+            "  --on-error E           fail (default): stop at the first bad line; skip: skip it\n"
+            "  --errors FILE          list bad lines there (file:line: what was wrong)\n"
+            "  --checkpoint-every N   documents between checkpoints (default 10000)\n"
+            "  --resume               continue an interrupted embed from its last checkpoint\n"
+            "  --append               add to the index already in INDEX (same model required)\n"
+            "  --batch-tokens N       tokens per packed batch (default 16384)\n"
+            "  --threads N            tokenizer threads (default: all cores)\n"
+            "  -q, --quiet            no progress, no summary\n"
+            "  -h, --help             this help\n"
+            "\n"
+            "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n");
+}
+
+/* Accepts "--name value" and "--name=value"; returns the value or NULL. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
+    size_t len = strlen(name);
+    if (strncmp(argv[*i], name, len)) return NULL;
+    if (argv[*i][len] == '=') return argv[*i] + len + 1;
+    if (argv[*i][len] != '\0') return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int parse_count(const char *s, long long max, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > max) return 0;
+    *out = v;
     return 1;
+}
+
+int cmd_embed(int argc, char **argv) {
+    dre_embed_options opts;
+    dre_embed_options_init(&opts);
+    const char *model_dir = cli_default_model();
+    const char *positional[2] = {NULL, NULL};
+    int n_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        int missing = 0;
+        long long n;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) {
+            opts.quiet = 1;
+        } else if (!strcmp(arg, "--resume")) {
+            opts.resume = 1;
+        } else if (!strcmp(arg, "--append")) {
+            opts.append = 1;
+        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+            model_dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+            if (dre_device_parse(v, &opts.device) != DRE_OK)
+                return cli_usage_error("embed", "--device must be auto, cpu or gpu, not '%s'", v);
+        } else if ((v = option_value(argc, argv, &i, "--factory", &missing))) {
+            if (!v[0]) return cli_usage_error("embed", "--factory needs a FAISS factory string");
+            opts.factory = v;
+        } else if ((v = option_value(argc, argv, &i, "--format", &missing))) {
+            if (!strcmp(v, "jsonl")) opts.format = DRE_CORPUS_JSONL;
+            else if (!strcmp(v, "tsv")) opts.format = DRE_CORPUS_TSV;
+            else if (!strcmp(v, "lines")) opts.format = DRE_CORPUS_LINES;
+            else if (!strcmp(v, "auto")) opts.format = DRE_CORPUS_AUTO;
+            else return cli_usage_error("embed", "--format must be jsonl, tsv or lines, not '%s'", v);
+        } else if ((v = option_value(argc, argv, &i, "--id-field", &missing))) {
+            if (!v[0]) return cli_usage_error("embed", "--id-field cannot be empty");
+            opts.id_field = v;
+        } else if ((v = option_value(argc, argv, &i, "--title-field", &missing))) {
+            opts.title_field = v;
+        } else if ((v = option_value(argc, argv, &i, "--text-field", &missing))) {
+            if (!v[0]) return cli_usage_error("embed", "--text-field cannot be empty");
+            opts.text_field = v;
+        } else if ((v = option_value(argc, argv, &i, "--on-error", &missing))) {
+            if (!strcmp(v, "skip")) opts.skip_bad_lines = 1;
+            else if (!strcmp(v, "fail")) opts.skip_bad_lines = 0;
+            else return cli_usage_error("embed", "--on-error must be fail or skip, not '%s'", v);
+        } else if ((v = option_value(argc, argv, &i, "--errors", &missing))) {
+            opts.errors_path = v;
+        } else if ((v = option_value(argc, argv, &i, "--checkpoint-every", &missing))) {
+            if (!parse_count(v, (long long)1 << 40, &n))
+                return cli_usage_error("embed", "--checkpoint-every needs a positive count, not '%s'", v);
+            opts.checkpoint_every = n;
+        } else if ((v = option_value(argc, argv, &i, "--batch-tokens", &missing))) {
+            if (!parse_count(v, 1 << 24, &n))
+                return cli_usage_error("embed", "--batch-tokens needs a positive count, not '%s'", v);
+            opts.budget_tokens = (int32_t)n;
+        } else if ((v = option_value(argc, argv, &i, "--threads", &missing))) {
+            if (!parse_count(v, 1024, &n))
+                return cli_usage_error("embed", "--threads needs a count in 1..1024, not '%s'", v);
+            opts.n_threads = (int)n;
+        } else if (missing) {
+            return cli_usage_error("embed", "%s needs a value", arg);
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            return cli_usage_error("embed", "unknown option '%s'", arg);
+        } else if (n_positional < 2) {
+            positional[n_positional++] = arg;
+        } else {
+            return cli_usage_error("embed", "unexpected argument '%s'", arg);
+        }
+    }
+    if (n_positional != 2) return cli_usage_error("embed", "needs CORPUS and INDEX");
+
+    dre_embed_summary summary;
+    dre_status st = dre_embed(model_dir, positional[0], positional[1], &opts, &summary);
+    if (st != DRE_OK) return cli_fail("embed", st);
+    return 0;
 }

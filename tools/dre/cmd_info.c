@@ -1,9 +1,88 @@
-/* cmd_info.c — placeholder until `dre info` lands. */
+/* cmd_info.c — `dre info INDEX`: what an index folder holds: documents, model, pooling,
+ * FAISS factory, file sizes. */
+#define _POSIX_C_SOURCE 200809L
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli.h"
 
+static void usage(FILE *f) {
+    fprintf(f, "usage: dre info [--json] INDEX\n"
+               "\n"
+               "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
+               "weights hash, vector dimension, pooling, FAISS factory, file sizes.\n"
+               "\n"
+               "  --json      one JSON object\n"
+               "  -h, --help  this help\n");
+}
+
+static long long file_size(const char *dir, const char *name) {
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return -1;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Prints s as a JSON string. */
+static void json_string(const char *s) {
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
 int cmd_info(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dre info: not built yet\n");
-    return 1;
+    const char *dir = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return cli_usage_error("info", "unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return cli_usage_error("info", "one INDEX at a time");
+        }
+    }
+    if (!dir) return cli_usage_error("info", "needs an INDEX folder");
+    dre_index *index = NULL;
+    dre_status st = dre_index_open(dir, &index);
+    if (st != DRE_OK) return cli_fail("info", st);
+    const dre_index_info *info = dre_index_get_info(index);
+    const char *pooling = info->pooling == DRE_POOL_CLS ? "cls" : "mean";
+    long long faiss_bytes = file_size(dir, "index.faiss");
+    long long docs_bytes = file_size(dir, "docs.sqlite");
+    if (json) {
+        printf("{\"index\": ");
+        json_string(dir);
+        printf(", \"format_version\": %d, \"count\": %lld, \"dim\": %d, \"model\": ",
+               info->format_version, (long long)info->count, info->dim);
+        json_string(info->model_name);
+        printf(", \"weights_sha256\": \"%s\", \"pooling\": \"%s\", \"normalize\": %s, "
+               "\"max_length\": %d, \"factory\": ",
+               info->weights_sha256, pooling, info->normalize ? "true" : "false", info->max_length);
+        json_string(info->factory);
+        printf(", \"index_bytes\": %lld, \"docs_bytes\": %lld}\n", faiss_bytes, docs_bytes);
+    } else {
+        printf("index        %s\n", dir);
+        printf("documents    %lld\n", (long long)info->count);
+        printf("dimension    %d\n", info->dim);
+        printf("model        %s\n", info->model_name);
+        printf("weights      sha256 %s\n", info->weights_sha256);
+        printf("pooling      %s%s\n", pooling, info->normalize ? ", L2-normalised" : "");
+        printf("max length   %d tokens\n", info->max_length);
+        printf("factory      %s (inner product)\n", info->factory);
+        printf("files        index.faiss %.1f MB, docs.sqlite %.1f MB\n", faiss_bytes / 1e6,
+               docs_bytes / 1e6);
+        printf("format       %d\n", info->format_version);
+    }
+    dre_index_close(index);
+    return 0;
 }

@@ -1,9 +1,350 @@
-/* cmd_search.c — placeholder until `dre search` lands. */
+/* cmd_search.c — `dre search INDEX [QUERY]`: embeds queries with the index's model and
+ * prints the nearest documents: one query from the command line, a BEIR query file
+ * (--queries), or one query per line on stdin. TSV by default, JSON lines with --json. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
 
+/* Queries embedded and searched together when they come from a file or a pipe. */
+#define QUERY_CHUNK 256
+#define MAX_PARAMS 8
+/* Without a title, this many bytes of the text stand in for it. */
+#define SNIPPET_BYTES 100
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dre search [options] INDEX [QUERY]\n"
+            "\n"
+            "Embeds each query with the model and prints the k nearest documents of INDEX by\n"
+            "inner product: rank, score, id and title, tab-separated (a query file or piped\n"
+            "queries add the query id as the first column). Queries: the QUERY argument, or\n"
+            "--queries FILE (BEIR JSONL {\"_id\", \"text\"}, TSV id<TAB>text, or one per line),\n"
+            "or else one per line on stdin.\n"
+            "\n"
+            "  -k N               results per query (default 10; more than the index holds\n"
+            "                     is cut to its size)\n"
+            "  --queries FILE     read queries from FILE\n"
+            "  --json             one JSON object per query and line\n"
+            "  --text             print the document text too\n"
+            "  --model DIR        the model the index was embedded with (default: $DRE_MODEL\n"
+            "                     or models/all-MiniLM-L6-v2); its weights hash is checked\n"
+            "  --device D         auto, cpu or gpu (default auto)\n"
+            "  --param NAME=V     FAISS search parameter, e.g. nprobe=16 (IVF), efSearch=128\n"
+            "                     (HNSW); may repeat\n"
+            "  -h, --help         this help\n");
+}
+
+static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
+    size_t len = strlen(name);
+    if (strncmp(argv[*i], name, len)) return NULL;
+    if (argv[*i][len] == '=') return argv[*i] + len + 1;
+    if (argv[*i][len] != '\0') return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+typedef struct search_args {
+    const char *index_dir, *query, *queries_path, *model_dir;
+    dre_device device;
+    long k;
+    int json, with_text;
+    int n_params;
+    const char *param_names[MAX_PARAMS];
+    char param_buf[MAX_PARAMS][64];
+    double param_values[MAX_PARAMS];
+} search_args;
+
+typedef struct searcher {
+    dre_index *index;
+    dre_model *model;
+    dre_tokenizer *tok;
+    dre_encoder *enc;
+    int32_t k, dim;
+    float *vectors, *scores;
+    int64_t *rows;
+} searcher;
+
+/* Prints s as a JSON string. */
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p == '\r') fputs("\\r", f);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* Prints s on one TSV field: tabs and line breaks become spaces; at most max bytes
+ * (cut at a UTF-8 character boundary) when max > 0. */
+static void tsv_field(FILE *f, const char *s, size_t max) {
+    size_t n = strlen(s);
+    int cut = max > 0 && n > max;
+    if (cut) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    for (size_t i = 0; i < n; i++) fputc(s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ? ' ' : s[i], f);
+    if (cut) fputs("...", f);
+}
+
+/* Searches n embedded queries and prints their results. */
+static int print_results(searcher *s, const search_args *a, const char *const *ids,
+                         const char *const *texts, int32_t n) {
+    dre_status st = dre_index_search(s->index, s->vectors, n, s->k, s->scores, s->rows);
+    if (st != DRE_OK) return cli_fail("search", st);
+    for (int32_t q = 0; q < n; q++) {
+        if (a->json) {
+            fputc('{', stdout);
+            if (ids) {
+                fputs("\"query_id\": ", stdout);
+                json_string(stdout, ids[q]);
+                fputs(", ", stdout);
+            }
+            fputs("\"query\": ", stdout);
+            json_string(stdout, texts[q]);
+            fputs(", \"results\": [", stdout);
+        }
+        for (int32_t r = 0; r < s->k; r++) {
+            int64_t row = s->rows[(size_t)q * s->k + r];
+            if (row < 0) break;
+            float score = s->scores[(size_t)q * s->k + r];
+            dre_doc doc;
+            st = dre_index_doc(s->index, row, &doc);
+            if (st != DRE_OK) return cli_fail("search", st);
+            if (a->json) {
+                printf("%s{\"rank\": %d, \"score\": %.6f, \"id\": ", r ? ", " : "", r + 1, score);
+                json_string(stdout, doc.id);
+                fputs(", \"title\": ", stdout);
+                json_string(stdout, doc.title);
+                if (a->with_text) {
+                    fputs(", \"text\": ", stdout);
+                    json_string(stdout, doc.text);
+                }
+                printf(", \"row\": %lld}", (long long)row);
+            } else {
+                if (ids) {
+                    tsv_field(stdout, ids[q], 0);
+                    fputc('\t', stdout);
+                }
+                printf("%d\t%.4f\t", r + 1, score);
+                tsv_field(stdout, doc.id, 0);
+                fputc('\t', stdout);
+                if (doc.title[0]) tsv_field(stdout, doc.title, 0);
+                else tsv_field(stdout, doc.text, SNIPPET_BYTES);
+                if (a->with_text) {
+                    fputc('\t', stdout);
+                    tsv_field(stdout, doc.text, 0);
+                }
+                fputc('\n', stdout);
+            }
+            dre_doc_clear(&doc);
+        }
+        if (a->json) fputs("]}\n", stdout);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
+                     const char *const *texts, int32_t n) {
+    if (n == 0) return 0;
+    dre_status st = dre_encode_texts(s->enc, s->tok, texts, (size_t)n, 0, s->vectors);
+    if (st != DRE_OK) return cli_fail("search", st);
+    return print_results(s, a, ids, texts, n);
+}
+
+static int search_file(searcher *s, const search_args *a) {
+    dre_queries *queries = NULL;
+    dre_status st = dre_queries_open(a->queries_path, &queries);
+    if (st != DRE_OK) return cli_fail("search", st);
+    size_t n = dre_queries_count(queries);
+    const char *ids[QUERY_CHUNK], *texts[QUERY_CHUNK];
+    int rc = 0;
+    for (size_t first = 0; first < n && rc == 0; first += QUERY_CHUNK) {
+        int32_t m = (int32_t)(n - first < QUERY_CHUNK ? n - first : QUERY_CHUNK);
+        for (int32_t i = 0; i < m; i++) {
+            ids[i] = dre_queries_id(queries, first + (size_t)i);
+            texts[i] = dre_queries_text(queries, first + (size_t)i);
+        }
+        rc = run_chunk(s, a, ids, texts, m);
+    }
+    dre_queries_close(queries);
+    return rc;
+}
+
+/* Queries on stdin: answered one at a time with a prompt on a terminal, in chunks from a
+ * pipe (ids = line numbers). */
+static int search_stdin(searcher *s, const search_args *a) {
+    int interactive = isatty(0);
+    char *lines[QUERY_CHUNK] = {0};
+    size_t caps[QUERY_CHUNK] = {0};
+    char ids[QUERY_CHUNK][24];
+    const char *id_ptrs[QUERY_CHUNK], *texts[QUERY_CHUNK];
+    long line_no = 0;
+    int rc = 0, done = 0;
+    while (!done && rc == 0) {
+        int32_t m = 0;
+        while (m < (interactive ? 1 : QUERY_CHUNK)) {
+            if (interactive) {
+                fputs("query> ", stderr);
+                fflush(stderr);
+            }
+            long len = cli_read_line(stdin, &lines[m], &caps[m]);
+            if (len < 0) {
+                done = 1;
+                break;
+            }
+            line_no++;
+            if (len == 0) continue;
+            snprintf(ids[m], sizeof ids[m], "%ld", line_no);
+            id_ptrs[m] = ids[m];
+            texts[m] = lines[m];
+            m++;
+        }
+        rc = run_chunk(s, a, interactive ? NULL : id_ptrs, texts, m);
+    }
+    if (interactive) fputc('\n', stderr);
+    for (int i = 0; i < QUERY_CHUNK; i++) free(lines[i]);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, search_args *a) {
+    memset(a, 0, sizeof *a);
+    a->model_dir = cli_default_model();
+    a->device = DRE_DEVICE_AUTO;
+    a->k = 10;
+    int n_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        int missing = 0;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(arg, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(arg, "--text")) {
+            a->with_text = 1;
+        } else if ((v = option_value(argc, argv, &i, "-k", &missing))) {
+            char *end;
+            a->k = strtol(v, &end, 10);
+            if (!v[0] || *end || a->k < 1 || a->k > 1000000)
+                return cli_usage_error("search", "-k needs a count >= 1, not '%s'", v);
+        } else if ((v = option_value(argc, argv, &i, "--queries", &missing))) {
+            a->queries_path = v;
+        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+            a->model_dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+            if (dre_device_parse(v, &a->device) != DRE_OK)
+                return cli_usage_error("search", "--device must be auto, cpu or gpu, not '%s'", v);
+        } else if ((v = option_value(argc, argv, &i, "--param", &missing))) {
+            const char *eq = strchr(v, '=');
+            char *end;
+            if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->param_buf[0] || a->n_params == MAX_PARAMS)
+                return cli_usage_error("search", "--param needs NAME=VALUE, not '%s'", v);
+            double value = strtod(eq + 1, &end);
+            if (!eq[1] || *end) return cli_usage_error("search", "--param %s: not a number", v);
+            memcpy(a->param_buf[a->n_params], v, (size_t)(eq - v));
+            a->param_buf[a->n_params][eq - v] = '\0';
+            a->param_names[a->n_params] = a->param_buf[a->n_params];
+            a->param_values[a->n_params++] = value;
+        } else if (missing) {
+            return cli_usage_error("search", "%s needs a value", arg);
+        } else if (arg[0] == '-' && arg[1] != '\0') {
+            return cli_usage_error("search", "unknown option '%s'", arg);
+        } else if (n_positional == 0) {
+            a->index_dir = arg;
+            n_positional++;
+        } else if (n_positional == 1) {
+            a->query = arg;
+            n_positional++;
+        } else {
+            return cli_usage_error("search", "one query at a time (quote it), or use --queries");
+        }
+    }
+    if (!a->index_dir) return cli_usage_error("search", "needs an INDEX folder");
+    if (a->query && a->queries_path)
+        return cli_usage_error("search", "give a QUERY or --queries FILE, not both");
+    return -1;
+}
+
+static void searcher_close(searcher *s) {
+    free(s->vectors);
+    free(s->scores);
+    free(s->rows);
+    if (s->enc) dre_encoder_close(s->enc);
+    if (s->tok) dre_tokenizer_close(s->tok);
+    if (s->model) dre_model_close(s->model);
+    if (s->index) dre_index_close(s->index);
+}
+
+/* Opens the index and the model, and checks they belong together. */
+static int searcher_open(searcher *s, search_args *a) {
+    memset(s, 0, sizeof *s);
+    dre_status st = dre_index_open(a->index_dir, &s->index);
+    if (st != DRE_OK) return cli_fail("search", st);
+    const dre_index_info *info = dre_index_get_info(s->index);
+    for (int i = 0; i < a->n_params; i++) {
+        st = dre_index_set_param(s->index, a->param_names[i], a->param_values[i]);
+        if (st != DRE_OK) return cli_fail("search", st);
+    }
+    if (a->k > info->count) {
+        fprintf(stderr, "dre search: note: -k %ld is more than the %lld documents of %s; using %lld\n",
+                a->k, (long long)info->count, a->index_dir, (long long)info->count);
+        a->k = (long)info->count;
+    }
+    s->k = (int32_t)a->k;
+    st = dre_model_open(a->model_dir, &s->model);
+    if (st != DRE_OK) return cli_fail("search", st);
+    const dre_model_info *m = dre_model_get_info(s->model);
+    if (m->hidden != info->dim || strcmp(m->weights_sha256, info->weights_sha256) != 0) {
+        fprintf(stderr,
+                "dre search: %s: %s was embedded with model %s (dim %d, weights sha256 %.12s...), "
+                "but --model %s is %s (dim %d, weights sha256 %.12s...)\n",
+                dre_status_str(DRE_ERR_MISMATCH), a->index_dir, info->model_name, info->dim,
+                info->weights_sha256, a->model_dir, m->name, m->hidden, m->weights_sha256);
+        return 1;
+    }
+    st = dre_tokenizer_open(a->model_dir, &s->tok);
+    if (st == DRE_OK) st = dre_encoder_open(s->model, a->device, 0, &s->enc);
+    if (st != DRE_OK) return cli_fail("search", st);
+    s->dim = dre_encoder_dim(s->enc);
+    s->vectors = malloc((size_t)QUERY_CHUNK * (size_t)s->dim * sizeof *s->vectors);
+    s->scores = malloc((size_t)QUERY_CHUNK * (size_t)s->k * sizeof *s->scores);
+    s->rows = malloc((size_t)QUERY_CHUNK * (size_t)s->k * sizeof *s->rows);
+    if (!s->vectors || !s->scores || !s->rows) {
+        fprintf(stderr, "dre search: out of memory for %d results per query\n", s->k);
+        return 1;
+    }
+    return 0;
+}
+
 int cmd_search(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "dre search: not built yet\n");
-    return 1;
+    search_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    searcher s;
+    rc = searcher_open(&s, &a);
+    if (rc == 0) {
+        if (a.query) {
+            const char *texts[1] = {a.query};
+            rc = run_chunk(&s, &a, NULL, texts, 1);
+        } else if (a.queries_path) {
+            rc = search_file(&s, &a);
+        } else {
+            rc = search_stdin(&s, &a);
+        }
+    }
+    searcher_close(&s);
+    return rc;
 }

@@ -1,0 +1,241 @@
+/* docstore.c — documents in SQLite, addressed by the row number their vector has in
+ * FAISS. Statements are prepared once per handle; a writer batches adds into
+ * transactions and runs in WAL mode while open. */
+#define _POSIX_C_SOURCE 200809L
+#include "docstore.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+struct docstore {
+    sqlite3 *db;
+    char *path;
+    int writable;
+    int in_transaction;
+    sqlite3_stmt *insert, *select_row, *select_id, *max_row;
+};
+
+static dre_status db_error(const docstore *ds, const char *what) {
+    return set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, sqlite3_errmsg(ds->db));
+}
+
+static dre_status exec(docstore *ds, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(ds->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        dre_status st = set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        return st;
+    }
+    return DRE_OK;
+}
+
+static dre_status prepare(docstore *ds, const char *sql, sqlite3_stmt **stmt) {
+    if (sqlite3_prepare_v2(ds->db, sql, -1, stmt, NULL) != SQLITE_OK) return db_error(ds, sql);
+    return DRE_OK;
+}
+
+static dre_status open_statements(docstore *ds) {
+    if (ds->writable) {
+        DRE_TRY(exec(ds, "PRAGMA journal_mode=WAL"));
+        DRE_TRY(exec(ds, "PRAGMA synchronous=NORMAL"));
+        DRE_TRY(exec(ds, "CREATE TABLE IF NOT EXISTS docs (row INTEGER PRIMARY KEY, "
+                         "id TEXT NOT NULL UNIQUE, title TEXT, text TEXT NOT NULL)"));
+        DRE_TRY(prepare(ds, "INSERT INTO docs (row, id, title, text) VALUES (?, ?, ?, ?)",
+                        &ds->insert));
+    }
+    DRE_TRY(prepare(ds, "SELECT id, title, text FROM docs WHERE row = ?", &ds->select_row));
+    DRE_TRY(prepare(ds, "SELECT row FROM docs WHERE id = ?", &ds->select_id));
+    DRE_TRY(prepare(ds, "SELECT MAX(row) FROM docs", &ds->max_row));
+    return DRE_OK;
+}
+
+dre_status docstore_open(const char *path, int writable, docstore **out) {
+    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "docstore_open: NULL argument");
+    *out = NULL;
+    docstore *ds = calloc(1, sizeof *ds);
+    if (!ds) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    ds->path = malloc(strlen(path) + 1);
+    if (!ds->path) {
+        free(ds);
+        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    strcpy(ds->path, path);
+    ds->writable = writable;
+    int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+    if (sqlite3_open_v2(path, &ds->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        dre_status st = set_error(writable ? DRE_ERR_IO : DRE_ERR_INDEX, "%s: cannot open: %s",
+                                  path, ds->db ? sqlite3_errmsg(ds->db) : "out of memory");
+        docstore_close(ds);
+        return st;
+    }
+    sqlite3_busy_timeout(ds->db, 5000);
+    dre_status st = open_statements(ds);
+    if (st != DRE_OK) {
+        docstore_close(ds);
+        return st;
+    }
+    *out = ds;
+    return DRE_OK;
+}
+
+void docstore_close(docstore *ds) {
+    if (!ds) return;
+    if (ds->in_transaction) sqlite3_exec(ds->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_finalize(ds->insert);
+    sqlite3_finalize(ds->select_row);
+    sqlite3_finalize(ds->select_id);
+    sqlite3_finalize(ds->max_row);
+    /* Leave a single file behind: readers open it read-only, and a WAL database opened
+     * read-only needs its -shm file. */
+    if (ds->writable && ds->db) sqlite3_exec(ds->db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+    sqlite3_close(ds->db);
+    free(ds->path);
+    free(ds);
+}
+
+dre_status docstore_begin(docstore *ds) {
+    if (ds->in_transaction) return DRE_OK;
+    DRE_TRY(exec(ds, "BEGIN"));
+    ds->in_transaction = 1;
+    return DRE_OK;
+}
+
+dre_status docstore_commit(docstore *ds) {
+    if (!ds->in_transaction) return DRE_OK;
+    ds->in_transaction = 0;
+    return exec(ds, "COMMIT");
+}
+
+dre_status docstore_sync(docstore *ds) {
+    DRE_TRY(docstore_commit(ds));
+    /* Copies the log into the database file and syncs it (synchronous=NORMAL). */
+    if (sqlite3_wal_checkpoint_v2(ds->db, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL) != SQLITE_OK)
+        return db_error(ds, "checkpoint");
+    return DRE_OK;
+}
+
+dre_status docstore_find(docstore *ds, const char *id, int64_t *row) {
+    sqlite3_stmt *s = ds->select_id;
+    sqlite3_reset(s);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    *row = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "find id");
+    return DRE_OK;
+}
+
+dre_status docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
+                        const char *text, int64_t *duplicate_row) {
+    if (!ds->writable) return set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
+    *duplicate_row = -1;
+    sqlite3_stmt *s = ds->insert;
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, row);
+    sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+    if (title) sqlite3_bind_text(s, 3, title, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, 3);
+    sqlite3_bind_text(s, 4, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_DONE) return DRE_OK;
+    if (sqlite3_extended_errcode(ds->db) == SQLITE_CONSTRAINT_UNIQUE) {
+        DRE_TRY(docstore_find(ds, id, duplicate_row));
+        if (*duplicate_row >= 0) return DRE_OK;
+    }
+    return db_error(ds, "insert");
+}
+
+dre_status docstore_count(docstore *ds, int64_t *count) {
+    sqlite3_stmt *s = ds->max_row;
+    sqlite3_reset(s);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return db_error(ds, "count rows");
+    }
+    *count = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
+    sqlite3_reset(s);
+    return DRE_OK;
+}
+
+static char *column_copy(sqlite3_stmt *s, int col) {
+    const unsigned char *v = sqlite3_column_text(s, col);
+    size_t n = v ? (size_t)sqlite3_column_bytes(s, col) : 0;
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    if (n) memcpy(p, v, n);
+    p[n] = '\0';
+    return p;
+}
+
+dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
+    memset(doc, 0, sizeof *doc);
+    sqlite3_stmt *s = ds->select_row;
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, row);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        return set_error(DRE_ERR_INVALID_ARG, "%s: no document at row %lld", ds->path,
+                         (long long)row);
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return db_error(ds, "read row");
+    }
+    doc->row = row;
+    doc->id = column_copy(s, 0);
+    doc->title = column_copy(s, 1);
+    doc->text = column_copy(s, 2);
+    sqlite3_reset(s);
+    if (!doc->id || !doc->title || !doc->text) {
+        free(doc->id);
+        free(doc->title);
+        free(doc->text);
+        memset(doc, 0, sizeof *doc);
+        return set_error(DRE_ERR_NOMEM, "%s: out of memory", ds->path);
+    }
+    return DRE_OK;
+}
+
+dre_status docstore_truncate(docstore *ds, int64_t first_row) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "DELETE FROM docs WHERE row >= %lld", (long long)first_row);
+    return exec(ds, sql);
+}
+
+dre_status docstore_copy(const char *src_path, const char *dst_path) {
+    sqlite3 *src = NULL, *dst = NULL;
+    dre_status st = DRE_OK;
+    if (sqlite3_open_v2(src_path, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        st = set_error(DRE_ERR_INDEX, "%s: cannot open: %s", src_path,
+                       src ? sqlite3_errmsg(src) : "out of memory");
+        goto done;
+    }
+    if (sqlite3_open_v2(dst_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        st = set_error(DRE_ERR_IO, "%s: cannot create: %s", dst_path,
+                       dst ? sqlite3_errmsg(dst) : "out of memory");
+        goto done;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (!b) {
+        st = set_error(DRE_ERR_INDEX, "%s -> %s: %s", src_path, dst_path, sqlite3_errmsg(dst));
+        goto done;
+    }
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE)
+        st = set_error(DRE_ERR_INDEX, "%s -> %s: copy failed: %s", src_path, dst_path,
+                       sqlite3_errstr(rc));
+done:
+    sqlite3_close(src);
+    sqlite3_close(dst);
+    return st;
+}

@@ -1,0 +1,260 @@
+/* encoder_cpu.c — the fp32 reference encoder: Hugging Face BertModel's forward pass on
+ * packed, unpadded batches (OpenBLAS for the matrix products), then sentence-transformers
+ * pooling and normalisation. Each operator here is the CPU twin of a CUDA kernel. */
+#include "encoder_cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* ---------------------------------------------------------------- operators */
+
+/* x = (x - mean) * rstd * g + b with rstd = 1 / sqrt(var + eps), var biased (divide by
+ * n) as torch.nn.LayerNorm; statistics accumulated in double. */
+static void layernorm_row(float *x, const float *g, const float *b, float eps, int32_t n) {
+    double sum = 0.0;
+    for (int32_t j = 0; j < n; j++)
+        sum += x[j];
+    double mean = sum / n, sq = 0.0;
+    for (int32_t j = 0; j < n; j++)
+        sq += ((double)x[j] - mean) * ((double)x[j] - mean);
+    float rstd = (float)(1.0 / sqrt(sq / n + (double)eps));
+    float mean_f = (float)mean;
+    for (int32_t j = 0; j < n; j++)
+        x[j] = (x[j] - mean_f) * rstd * g[j] + b[j];
+}
+
+void embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
+                         const float *word_emb, const float *pos_emb, const float *type_emb,
+                         const float *g, const float *b, float eps, int32_t hidden, float *out) {
+    for (int32_t s = 0; s < n_seqs; s++) {
+        for (int32_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; t++) {
+            /* positions restart at 0 for every sequence; token type is always 0 */
+            const float *w = word_emb + (size_t)ids[t] * hidden;
+            const float *p = pos_emb + (size_t)(t - cu_seqlens[s]) * hidden;
+            float *o = out + (size_t)t * hidden;
+            for (int32_t j = 0; j < hidden; j++)
+                o[j] = w[j] + p[j] + type_emb[j];
+            layernorm_row(o, g, b, eps, hidden);
+        }
+    }
+}
+
+void linear_cpu(const float *in, const float *w, const float *bias, int32_t n_tokens,
+                int32_t in_dim, int32_t out_dim, float *out) {
+    /* out [n, out_dim] = in [n, in_dim] @ w^T, w stored [out_dim, in_dim] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, out_dim, in_dim, 1.0f, in,
+                in_dim, w, in_dim, 0.0f, out, out_dim);
+    if (!bias) return;
+    for (int32_t t = 0; t < n_tokens; t++) {
+        float *o = out + (size_t)t * out_dim;
+        for (int32_t j = 0; j < out_dim; j++)
+            o[j] += bias[j];
+    }
+}
+
+void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
+                                 const float *b, float eps, int32_t n_tokens, int32_t hidden) {
+    for (int32_t t = 0; t < n_tokens; t++) {
+        float *row = x + (size_t)t * hidden;
+        const float *res = residual + (size_t)t * hidden;
+        for (int32_t j = 0; j < hidden; j++)
+            row[j] += (bias ? bias[j] : 0.0f) + res[j];
+        layernorm_row(row, g, b, eps, hidden);
+    }
+}
+
+void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
+    const float inv_sqrt2 = 0.70710678118654752440f;
+    for (int32_t t = 0; t < n_tokens; t++) {
+        float *row = x + (size_t)t * dim;
+        for (int32_t j = 0; j < dim; j++) {
+            float v = row[j] + bias[j];
+            row[j] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));
+        }
+    }
+}
+
+/* attention_cpu with caller-provided scratch for one [L, L] score matrix, L the longest
+ * sequence. */
+static void attention_scratch(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs,
+                              int32_t n_heads, int32_t head_dim, float *scores, float *out) {
+    const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    for (int32_t s = 0; s < n_seqs; s++) {
+        const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+        const float *base = qkv + (size_t)start * ld;
+        for (int32_t h = 0; h < n_heads; h++) {
+            const float *q = base + (size_t)h * head_dim;
+            const float *k = q + hidden;
+            const float *v = q + 2 * hidden;
+            /* scores = q k^T / sqrt(head_dim) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, head_dim, scale, q, ld,
+                        k, ld, 0.0f, scores, len);
+            /* softmax over keys, max subtracted for range */
+            for (int32_t i = 0; i < len; i++) {
+                float *row = scores + (size_t)i * len;
+                float max = row[0];
+                for (int32_t j = 1; j < len; j++)
+                    max = row[j] > max ? row[j] : max;
+                float sum = 0.0f;
+                for (int32_t j = 0; j < len; j++) {
+                    row[j] = expf(row[j] - max);
+                    sum += row[j];
+                }
+                float inv = 1.0f / sum;
+                for (int32_t j = 0; j < len; j++)
+                    row[j] *= inv;
+            }
+            /* out = p v, written into this head's columns */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, head_dim, len, 1.0f, scores,
+                        len, v, ld, 0.0f, out + (size_t)start * hidden + h * head_dim, hidden);
+        }
+    }
+}
+
+void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+                   int32_t head_dim, float *out) {
+    int32_t max_len = 1;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        int32_t len = cu_seqlens[s + 1] - cu_seqlens[s];
+        max_len = len > max_len ? len : max_len;
+    }
+    /* a test helper's convenience; the encoder passes its own scratch */
+    float *scores = malloc((size_t)max_len * max_len * sizeof *scores);
+    if (!scores) return;
+    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, scores, out);
+    free(scores);
+}
+
+void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
+                        dre_pooling pooling, int normalize, float *out) {
+    for (int32_t s = 0; s < n_seqs; s++) {
+        const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+        float *o = out + (size_t)s * dim;
+        if (pooling == DRE_POOL_CLS) {
+            memcpy(o, hidden + (size_t)start * dim, (size_t)dim * sizeof *o);
+        } else {
+            /* every token is real (no padding), so the mean is over all len */
+            for (int32_t j = 0; j < dim; j++) {
+                double sum = 0.0;
+                for (int32_t t = 0; t < len; t++)
+                    sum += hidden[(size_t)(start + t) * dim + j];
+                o[j] = (float)(sum / len);
+            }
+        }
+        if (!normalize) continue;
+        /* x / max(||x||, 1e-12), as torch.nn.functional.normalize */
+        double sq = 0.0;
+        for (int32_t j = 0; j < dim; j++)
+            sq += (double)o[j] * o[j];
+        double norm = sqrt(sq);
+        float inv = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
+        for (int32_t j = 0; j < dim; j++)
+            o[j] *= inv;
+    }
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+struct cpu_encoder {
+    const dre_model *model;
+    int32_t budget_tokens;
+    int32_t max_length;
+    /* activations, sized once for budget_tokens */
+    float *x;      /* [budget, hidden]: layer input and output */
+    float *qkv;    /* [budget, 3*hidden] */
+    float *ctx;    /* [budget, hidden]: attention output */
+    float *mid;    /* [budget, hidden]: after the attention block's LayerNorm */
+    float *ffn;    /* [budget, intermediate] */
+    float *scores; /* [max_length, max_length] */
+    void *block;   /* the one allocation behind the arrays above */
+};
+
+dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out) {
+    if (!model || !out || budget_tokens < 1)
+        return set_error(DRE_ERR_INVALID_ARG, "cpu_encoder_create: bad argument");
+    *out = NULL;
+    const dre_model_info *info = &model->info;
+    cpu_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc) return set_error(DRE_ERR_NOMEM, "cpu_encoder_create: out of memory");
+    enc->model = model;
+    enc->budget_tokens = budget_tokens;
+    enc->max_length = info->max_positions;
+    const size_t b = (size_t)budget_tokens, h = (size_t)info->hidden;
+    const size_t l = (size_t)enc->max_length;
+    size_t floats = b * h * 3 + b * 3 * h + b * (size_t)info->intermediate + l * l;
+    enc->block = malloc(floats * sizeof(float));
+    if (!enc->block) {
+        free(enc);
+        return set_error(DRE_ERR_NOMEM,
+                         "cpu_encoder_create: out of memory for %zu MiB of activations "
+                         "(budget %d tokens)",
+                         floats * sizeof(float) >> 20, budget_tokens);
+    }
+    float *p = enc->block;
+    enc->x = p, p += b * h;
+    enc->qkv = p, p += b * 3 * h;
+    enc->ctx = p, p += b * h;
+    enc->mid = p, p += b * h;
+    enc->ffn = p, p += b * (size_t)info->intermediate;
+    enc->scores = p;
+    *out = enc;
+    return DRE_OK;
+}
+
+void cpu_encoder_destroy(cpu_encoder *enc) {
+    if (!enc) return;
+    free(enc->block);
+    free(enc);
+}
+
+dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs, float *out) {
+    if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
+        return set_error(DRE_ERR_INVALID_ARG, "cpu_encoder_encode: bad argument");
+    if (n_seqs == 0) return DRE_OK;
+    const dre_model *m = enc->model;
+    const dre_model_info *in = &m->info;
+    /* checked here too, since every index below trusts them */
+    if (cu_seqlens[0] != 0) return set_error(DRE_ERR_INVALID_ARG, "cu_seqlens[0] must be 0");
+    for (int32_t s = 0; s < n_seqs; s++) {
+        int32_t len = cu_seqlens[s + 1] - cu_seqlens[s];
+        if (len < 1 || len > enc->max_length)
+            return set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", s,
+                             len, enc->max_length);
+        if (cu_seqlens[s + 1] > enc->budget_tokens)
+            return set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
+                             enc->budget_tokens);
+    }
+    const int32_t n = cu_seqlens[n_seqs], h = in->hidden, ff = in->intermediate;
+    for (int32_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= in->vocab_size)
+            return set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
+                             t, ids[t], in->vocab_size);
+
+    const float eps = in->layer_norm_eps;
+    embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb, m->emb_ln_g,
+                        m->emb_ln_b, eps, h, enc->x);
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        const layer_weights *lw = &m->layers[l];
+        /* attention block: mid = LN(x + attn(x) W_o^T + b_o) */
+        linear_cpu(enc->x, lw->qkv_w, lw->qkv_b, n, h, 3 * h, enc->qkv);
+        attention_scratch(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->scores,
+                          enc->ctx);
+        linear_cpu(enc->ctx, lw->attn_out_w, NULL, n, h, h, enc->mid);
+        bias_residual_layernorm_cpu(enc->mid, lw->attn_out_b, enc->x, lw->ln1_g, lw->ln1_b, eps, n,
+                                    h);
+        /* feed-forward block: x = LN(mid + gelu(mid W_i^T + b_i) W_o2^T + b_o2) */
+        linear_cpu(enc->mid, lw->ffn_in_w, NULL, n, h, ff, enc->ffn);
+        bias_gelu_cpu(enc->ffn, lw->ffn_in_b, n, ff);
+        linear_cpu(enc->ffn, lw->ffn_out_w, NULL, n, ff, h, enc->x);
+        bias_residual_layernorm_cpu(enc->x, lw->ffn_out_b, enc->mid, lw->ln2_g, lw->ln2_b, eps, n,
+                                    h);
+    }
+    pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
+    return DRE_OK;
+}

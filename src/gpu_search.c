@@ -1,0 +1,228 @@
+/* gpu_search.c — exact inner-product search on the GPU. The vectors are uploaded once (fp32,
+ * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
+ * against one chunk of the vectors at a time, topk_launch keeps each chunk's k best, and a
+ * second topk_launch merges them with the k best of the chunks before. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "cuda_check.h"
+#include "encoder_gpu.h"
+#include "kernels.h"
+
+#define QUERY_BATCH 1024
+#define SCORE_BUDGET_FLOATS ((size_t)64 << 20) /* the chunk's score matrix: 256 MiB */
+#define CONVERT_PIECE ((size_t)1 << 22)        /* floats converted to fp16 per upload */
+
+struct dre_gpu_search {
+    int64_t n;
+    int32_t dim;
+    int fp16;
+    int64_t chunk; /* vectors scored per GEMM */
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *vectors;      /* device [n, dim], fp32 or fp16 */
+    void *queries;      /* device [QUERY_BATCH, dim], same type */
+    float *scores;      /* device [QUERY_BATCH, chunk] */
+    float *cand_scores; /* device [QUERY_BATCH, 2k]: the k best so far | this chunk's k best */
+    int64_t *cand_ids;
+    float *best_scores; /* device [QUERY_BATCH, k]: their merge */
+    int64_t *best_ids;
+    void *host_queries; /* pinned [QUERY_BATCH, dim] */
+    float *host_scores; /* pinned [QUERY_BATCH, TOPK_MAX_K] */
+    int64_t *host_ids;
+};
+
+static size_t elem_size(const dre_gpu_search *gs) {
+    return gs->fp16 ? sizeof(fp16_t) : sizeof(float);
+}
+
+static dre_status device_alloc(void **ptr, size_t bytes, const char *what, const char *hint) {
+    cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err != cudaSuccess) {
+        *ptr = NULL;
+        (void)cudaGetLastError();
+        return set_error(DRE_ERR_CUDA, "gpu_search: cudaMalloc of %zu MiB for %s failed: %s%s",
+                         bytes >> 20, what, cudaGetErrorString(err), hint);
+    }
+    return DRE_OK;
+}
+
+static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
+    const size_t count = (size_t)gs->n * (size_t)gs->dim;
+    if (!gs->fp16) {
+        CUDA_CHECK(cudaMemcpy(gs->vectors, vectors, count * sizeof(float), cudaMemcpyHostToDevice));
+        return DRE_OK;
+    }
+    const size_t piece = count < CONVERT_PIECE ? count : CONVERT_PIECE;
+    fp16_t *staging = malloc(piece * sizeof(fp16_t));
+    if (!staging) return set_error(DRE_ERR_NOMEM, "gpu_search: out of host memory");
+    fp16_t *dst = gs->vectors;
+    for (size_t at = 0; at < count; at += piece) {
+        const size_t m = count - at < piece ? count - at : piece;
+        for (size_t i = 0; i < m; i++)
+            staging[i] = float_to_fp16(vectors[at + i]);
+        cudaError_t err = cudaMemcpy(dst + at, staging, m * sizeof(fp16_t), cudaMemcpyHostToDevice);
+        if (err != cudaSuccess) {
+            free(staging);
+            return set_error(DRE_ERR_CUDA, "gpu_search: cudaMemcpy of vectors failed: %s",
+                             cudaGetErrorString(err));
+        }
+    }
+    free(staging);
+    return DRE_OK;
+}
+
+static dre_status init(dre_gpu_search *gs, const float *vectors) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&gs->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&gs->cublas));
+    CUBLAS_CHECK(cublasSetStream(gs->cublas, gs->stream));
+    const size_t es = elem_size(gs);
+    DRE_TRY(device_alloc(&gs->vectors, (size_t)gs->n * (size_t)gs->dim * es, "the vectors",
+                         gs->fp16 ? "" : " (held as fp16 they need half)"));
+    DRE_TRY(upload_vectors(gs, vectors));
+
+    const int64_t by_budget = (int64_t)(SCORE_BUDGET_FLOATS / QUERY_BATCH);
+    gs->chunk = gs->n < by_budget ? gs->n : by_budget;
+    const size_t qb = QUERY_BATCH, kmax = TOPK_MAX_K;
+    DRE_TRY(device_alloc(&gs->queries, qb * (size_t)gs->dim * es, "queries", ""));
+    DRE_TRY(
+        device_alloc((void **)&gs->scores, qb * (size_t)gs->chunk * sizeof(float), "scores", ""));
+    DRE_TRY(device_alloc((void **)&gs->cand_scores, qb * 2 * kmax * sizeof(float), "top-k", ""));
+    DRE_TRY(device_alloc((void **)&gs->cand_ids, qb * 2 * kmax * sizeof(int64_t), "top-k", ""));
+    DRE_TRY(device_alloc((void **)&gs->best_scores, qb * kmax * sizeof(float), "top-k", ""));
+    DRE_TRY(device_alloc((void **)&gs->best_ids, qb * kmax * sizeof(int64_t), "top-k", ""));
+    CUDA_CHECK(cudaMallocHost(&gs->host_queries, qb * (size_t)gs->dim * es));
+    CUDA_CHECK(cudaMallocHost((void **)&gs->host_scores, qb * kmax * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&gs->host_ids, qb * kmax * sizeof(int64_t)));
+    return DRE_OK;
+}
+
+static dre_status open_search(const float *vectors, int64_t n, int32_t dim, int fp16,
+                              dre_gpu_search **out) {
+    if (!out) return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_open: NULL out");
+    *out = NULL;
+    if (!vectors || n < 1 || dim < 1)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "dre_gpu_search_open: need vectors, n >= 1 and dim >= 1 (got n %lld, "
+                         "dim %d)",
+                         (long long)n, dim);
+    if (gpu_device_count() == 0)
+        return set_error(DRE_ERR_NO_GPU,
+                         "exact GPU search: no usable CUDA device (driver missing or no GPU)");
+    dre_gpu_search *gs = calloc(1, sizeof *gs);
+    if (!gs) return set_error(DRE_ERR_NOMEM, "dre_gpu_search_open: out of memory");
+    gs->n = n;
+    gs->dim = dim;
+    gs->fp16 = fp16;
+    dre_status st = init(gs, vectors);
+    if (st != DRE_OK) {
+        dre_gpu_search_close(gs);
+        return st;
+    }
+    *out = gs;
+    return DRE_OK;
+}
+
+dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim, dre_gpu_search **out) {
+    return open_search(vectors, n, dim, 0, out);
+}
+
+dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
+                                    dre_gpu_search **out) {
+    return open_search(vectors, n, dim, 1, out);
+}
+
+void dre_gpu_search_close(dre_gpu_search *gs) {
+    if (!gs) return;
+    if (gs->stream) (void)cudaStreamSynchronize(gs->stream);
+    if (gs->cublas) (void)cublasDestroy(gs->cublas);
+    if (gs->stream) (void)cudaStreamDestroy(gs->stream);
+    (void)cudaFree(gs->vectors);
+    (void)cudaFree(gs->queries);
+    (void)cudaFree(gs->scores);
+    (void)cudaFree(gs->cand_scores);
+    (void)cudaFree(gs->cand_ids);
+    (void)cudaFree(gs->best_scores);
+    (void)cudaFree(gs->best_ids);
+    (void)cudaFreeHost(gs->host_queries);
+    (void)cudaFreeHost(gs->host_scores);
+    (void)cudaFreeHost(gs->host_ids);
+    free(gs);
+}
+
+/* scores[q, j] = queries[q] . vectors[r0 + j] for j < n_rows: row-major [nq, chunk].
+ * Column-major for cuBLAS: the vectors are [dim, n] (ld dim), the queries [dim, nq]
+ * (ld dim) and the scores [chunk, nq] (ld chunk): scores = op_T(vectors) * queries. */
+static dre_status score_chunk(dre_gpu_search *gs, int64_t r0, int32_t n_rows, int32_t nq) {
+    const float one = 1.0f, zero = 0.0f;
+    const cudaDataType_t type = gs->fp16 ? CUDA_R_16F : CUDA_R_32F;
+    const unsigned char *a =
+        (const unsigned char *)gs->vectors + (size_t)r0 * gs->dim * elem_size(gs);
+    CUBLAS_CHECK(cublasGemmEx(gs->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n_rows, nq, gs->dim, &one, a,
+                              type, gs->dim, gs->queries, type, gs->dim, &zero, gs->scores,
+                              CUDA_R_32F, (int)gs->chunk, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return DRE_OK;
+}
+
+/* The k best of nq staged queries over all vectors, left in cand_scores / cand_ids
+ * (row stride 2k, first k columns). */
+static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k) {
+    cudaStream_t s = gs->stream;
+    const int64_t stride = 2 * (int64_t)k;
+    for (int64_t r0 = 0; r0 < gs->n; r0 += gs->chunk) {
+        const int32_t n_rows = (int32_t)(gs->n - r0 < gs->chunk ? gs->n - r0 : gs->chunk);
+        DRE_TRY(score_chunk(gs, r0, n_rows, nq));
+        if (r0 == 0) { /* the first chunk's k best are the k best so far */
+            CUDA_CHECK(topk_launch(gs->scores, NULL, r0, nq, n_rows, gs->chunk, k, gs->cand_scores,
+                                   gs->cand_ids, stride, s));
+            continue;
+        }
+        CUDA_CHECK(topk_launch(gs->scores, NULL, r0, nq, n_rows, gs->chunk, k, gs->cand_scores + k,
+                               gs->cand_ids + k, stride, s));
+        CUDA_CHECK(topk_launch(gs->cand_scores, gs->cand_ids, 0, nq, 2 * k, stride, k,
+                               gs->best_scores, gs->best_ids, k, s));
+        CUDA_CHECK(cudaMemcpy2DAsync(gs->cand_scores, (size_t)stride * sizeof(float),
+                                     gs->best_scores, (size_t)k * sizeof(float),
+                                     (size_t)k * sizeof(float), (size_t)nq,
+                                     cudaMemcpyDeviceToDevice, s));
+        CUDA_CHECK(cudaMemcpy2DAsync(gs->cand_ids, (size_t)stride * sizeof(int64_t), gs->best_ids,
+                                     (size_t)k * sizeof(int64_t), (size_t)k * sizeof(int64_t),
+                                     (size_t)nq, cudaMemcpyDeviceToDevice, s));
+    }
+    return DRE_OK;
+}
+
+dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
+                              int32_t k, float *scores, int64_t *rows) {
+    if (!gs || n_queries < 0 || (n_queries > 0 && (!queries || !scores || !rows)))
+        return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: bad argument");
+    if (k < 1 || k > TOPK_MAX_K)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
+                         TOPK_MAX_K);
+    const size_t dim = (size_t)gs->dim;
+    for (int64_t q0 = 0; q0 < n_queries; q0 += QUERY_BATCH) {
+        const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
+        const float *src = queries + (size_t)q0 * dim;
+        if (gs->fp16) {
+            fp16_t *dst = gs->host_queries;
+            for (size_t i = 0; i < (size_t)nq * dim; i++)
+                dst[i] = float_to_fp16(src[i]);
+        } else {
+            memcpy(gs->host_queries, src, (size_t)nq * dim * sizeof(float));
+        }
+        CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, (size_t)nq * dim * elem_size(gs),
+                                   cudaMemcpyHostToDevice, gs->stream));
+        DRE_TRY(search_batch(gs, nq, k));
+        CUDA_CHECK(cudaMemcpy2DAsync(gs->host_scores, (size_t)k * sizeof(float), gs->cand_scores,
+                                     2 * (size_t)k * sizeof(float), (size_t)k * sizeof(float),
+                                     (size_t)nq, cudaMemcpyDeviceToHost, gs->stream));
+        CUDA_CHECK(cudaMemcpy2DAsync(gs->host_ids, (size_t)k * sizeof(int64_t), gs->cand_ids,
+                                     2 * (size_t)k * sizeof(int64_t), (size_t)k * sizeof(int64_t),
+                                     (size_t)nq, cudaMemcpyDeviceToHost, gs->stream));
+        CUDA_CHECK(cudaStreamSynchronize(gs->stream));
+        memcpy(scores + (size_t)q0 * k, gs->host_scores, (size_t)nq * k * sizeof(float));
+        memcpy(rows + (size_t)q0 * k, gs->host_ids, (size_t)nq * k * sizeof(int64_t));
+    }
+    return DRE_OK;
+}

@@ -1,0 +1,61 @@
+/* index.h — the writing side of an index folder, shared by the pipeline and the tests:
+ * FAISS indexes made from factory strings (inner product), their files, meta.json, and
+ * files replaced atomically (written to "<name>.tmp", synced, renamed). */
+#ifndef DRE_INDEX_H
+#define DRE_INDEX_H
+
+#include <faiss/c_api/Index_c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dre.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define INDEX_FORMAT_VERSION 1
+#define INDEX_FAISS_FILE "index.faiss"
+#define INDEX_DOCS_FILE "docs.sqlite"
+#define INDEX_META_FILE "meta.json"
+/* Left by an embed while it runs (removed when it finishes): see pipeline.c. */
+#define INDEX_CHECKPOINT_FILE "embed-checkpoint.json"
+#define INDEX_DEFAULT_FACTORY "Flat"
+
+/* Records FAISS's last error message under status DRE_ERR_INDEX. */
+dre_status index_faiss_error(const char *what);
+
+/* An empty index for dim-dimensional vectors compared by inner product. */
+dre_status index_faiss_create(const char *factory, int32_t dim, FaissIndex **out);
+
+/* How many vectors an untrained index should be trained on, 0 if it needs no training.
+ * IVF: 64 per list, at least 65536 and at most 1 Mi (FAISS's k-means wants >= 39 per
+ * centroid; a PQ inside wants >= 256 x 39); other trained kinds (PQ, SQ, PCA): 65536. */
+int64_t index_faiss_train_size(FaissIndex *ix);
+dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x);
+
+/* Adds n vectors as rows ntotal .. ntotal + n - 1: with add_with_ids where the index
+ * keeps ids (IDMap), else with add, whose ids are that same sequence. */
+dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
+
+dre_status index_faiss_write(FaissIndex *ix, const char *path);
+dre_status index_faiss_read(const char *path, FaissIndex **out);
+
+/* meta.json of an index folder. */
+dre_status index_meta_write(const char *dir, const dre_index_info *info);
+dre_status index_meta_read(const char *dir, dre_index_info *info);
+
+/* Writes len bytes to path.tmp, syncs it, renames it to path and syncs the folder. */
+dre_status write_file_atomic(const char *path, const void *data, size_t len);
+/* Renames from to to and syncs the folder holding to. */
+dre_status rename_synced(const char *from, const char *to);
+/* fsync of a file or folder by path. */
+dre_status sync_path(const char *path);
+
+/* "mean" / "cls" and back. */
+const char *pooling_name(dre_pooling pooling);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

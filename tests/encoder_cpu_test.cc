@@ -1,0 +1,278 @@
+// encoder_cpu_test.cc — the fp32 CPU reference encoder against sentence-transformers
+// (fp32, CPU): for every fixture text, the Hugging Face token ids from
+// tests/fixtures/embeddings_*.jsonl go through our encoder and the embedding must have
+// cosine >= 0.9999 to the reference in embeddings_*.f32 (tools/make_embedding_fixtures.py,
+// tools/make_tiny_model.py). Then the same end to end through dre_tokenize and
+// dre_encode_texts.
+#include <gtest/gtest.h>
+
+#include <cjson/cJSON.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dre.h"
+#include "encoder_cpu.h"
+#include "model.h"
+
+namespace {
+
+const std::string kSource = DRE_SOURCE_DIR;
+const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
+const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
+
+struct reference {
+    std::vector<std::string> kinds, texts;
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<float> emb; // [n, dim]
+    int dim = 0;
+    size_t size() const { return texts.size(); }
+};
+
+// Reads embeddings_<name>.jsonl / .f32 / .meta.json.
+void load_reference(const std::string &name, reference *ref) {
+    const std::string base = kSource + "/tests/fixtures/embeddings_" + name;
+    std::ifstream meta_in(base + ".meta.json");
+    ASSERT_TRUE(meta_in) << base << ".meta.json missing: run tools/make_embedding_fixtures.py";
+    std::stringstream ss;
+    ss << meta_in.rdbuf();
+    cJSON *meta = cJSON_Parse(ss.str().c_str());
+    ASSERT_NE(meta, nullptr);
+    ref->dim = cJSON_GetObjectItem(meta, "dim")->valueint;
+    int n = cJSON_GetObjectItem(meta, "n_texts")->valueint;
+    cJSON_Delete(meta);
+
+    std::ifstream lines(base + ".jsonl");
+    ASSERT_TRUE(lines);
+    std::string line;
+    while (std::getline(lines, line)) {
+        cJSON *row = cJSON_Parse(line.c_str());
+        ASSERT_NE(row, nullptr) << line;
+        ref->kinds.push_back(cJSON_GetObjectItem(row, "kind")->valuestring);
+        ref->texts.push_back(cJSON_GetObjectItem(row, "text")->valuestring);
+        std::vector<int32_t> ids;
+        const cJSON *id;
+        cJSON_ArrayForEach(id, cJSON_GetObjectItem(row, "ids")) ids.push_back(id->valueint);
+        ref->ids.push_back(ids);
+        cJSON_Delete(row);
+    }
+    ASSERT_EQ((int)ref->size(), n);
+    std::ifstream f32(base + ".f32", std::ios::binary);
+    ref->emb.resize((size_t)n * ref->dim);
+    f32.read(reinterpret_cast<char *>(ref->emb.data()), (std::streamsize)(ref->emb.size() * 4));
+    ASSERT_EQ(f32.gcount(), (std::streamsize)(ref->emb.size() * 4)) << base << ".f32 too short";
+}
+
+double cosine(const float *a, const float *b, int dim) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int j = 0; j < dim; j++) {
+        ab += (double)a[j] * b[j];
+        aa += (double)a[j] * a[j];
+        bb += (double)b[j] * b[j];
+    }
+    return ab / std::sqrt(aa * bb);
+}
+
+// Every text's cosine to the reference >= 0.9999; prints the worst per kind.
+void expect_parity(const std::string &label, const reference &ref, const std::vector<float> &out) {
+    std::map<std::string, std::pair<double, size_t>> worst; // kind -> (cosine, text index)
+    double worst_all = 1.0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        double c = cosine(&out[i * ref.dim], &ref.emb[i * ref.dim], ref.dim);
+        EXPECT_GE(c, 0.9999) << label << " text " << i << " (" << ref.kinds[i] << ", "
+                             << ref.ids[i].size() << " tokens): " << ref.texts[i].substr(0, 80);
+        auto it = worst.find(ref.kinds[i]);
+        if (it == worst.end() || c < it->second.first) worst[ref.kinds[i]] = {c, i};
+        worst_all = std::min(worst_all, c);
+    }
+    // 1 - cosine, since the cosines themselves print as 1.0000000
+    printf("[ parity   ] %s: %zu texts, worst cosine %.10f (1 - cos = %.1e); by kind:",
+           label.c_str(), ref.size(), worst_all, 1.0 - worst_all);
+    for (const auto &w : worst)
+        printf(" %s %.1e", w.first.c_str(), 1.0 - w.second.first);
+    printf("\n");
+}
+
+struct model_handle {
+    dre_model *model = nullptr;
+    ~model_handle() { dre_model_close(model); }
+};
+
+void open_model(const std::string &dir, model_handle *h) {
+    ASSERT_TRUE(std::filesystem::exists(dir + "/model.safetensors"))
+        << dir << " is missing: run tools/setup.sh to install the default model";
+    ASSERT_EQ(dre_model_open(dir.c_str(), &h->model), DRE_OK) << dre_last_error();
+}
+
+// Packs the fixture ids in input order into batches of at most budget tokens and
+// encodes them with the CPU encoder.
+void encode_fixture_ids(const dre_model *model, const reference &ref, int32_t budget,
+                        std::vector<float> *out) {
+    cpu_encoder *enc = nullptr;
+    ASSERT_EQ(cpu_encoder_create(model, budget, &enc), DRE_OK) << dre_last_error();
+    out->assign(ref.size() * ref.dim, 0.0f);
+    size_t next = 0;
+    while (next < ref.size()) {
+        std::vector<int32_t> ids, cu{0};
+        size_t first = next;
+        while (next < ref.size() && (int32_t)(ids.size() + ref.ids[next].size()) <= budget) {
+            ids.insert(ids.end(), ref.ids[next].begin(), ref.ids[next].end());
+            cu.push_back((int32_t)ids.size());
+            next++;
+        }
+        ASSERT_GT(next, first);
+        ASSERT_EQ(cpu_encoder_encode(enc, ids.data(), cu.data(), (int32_t)(cu.size() - 1),
+                                     &(*out)[first * ref.dim]),
+                  DRE_OK)
+            << dre_last_error();
+    }
+    cpu_encoder_destroy(enc);
+}
+
+TEST(EncoderCpu, MatchesSentenceTransformersMiniLM) {
+    reference ref;
+    ASSERT_NO_FATAL_FAILURE(load_reference("minilm", &ref));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    ASSERT_EQ(ref.dim, m.model->info.hidden);
+    std::vector<float> out;
+    ASSERT_NO_FATAL_FAILURE(encode_fixture_ids(m.model, ref, 4096, &out));
+    expect_parity("all-MiniLM-L6-v2 (fixture ids)", ref, out);
+}
+
+TEST(EncoderCpu, MatchesSentenceTransformersTinyF16Cls) {
+    reference ref;
+    ASSERT_NO_FATAL_FAILURE(load_reference("tiny", &ref));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    ASSERT_EQ(ref.dim, m.model->info.hidden);
+    std::vector<float> out;
+    ASSERT_NO_FATAL_FAILURE(encode_fixture_ids(m.model, ref, 512, &out));
+    expect_parity("tiny-bert-cls (fixture ids)", ref, out);
+}
+
+// A sequence's embedding must not depend on what else is in its batch.
+TEST(EncoderCpu, PackingDoesNotChangeResults) {
+    reference ref;
+    ASSERT_NO_FATAL_FAILURE(load_reference("minilm", &ref));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    reference few;
+    few.dim = ref.dim;
+    for (size_t i : {size_t(0), size_t(85), size_t(170), size_t(185), size_t(190), size_t(191)}) {
+        few.kinds.push_back(ref.kinds[i]);
+        few.texts.push_back(ref.texts[i]);
+        few.ids.push_back(ref.ids[i]);
+    }
+    std::vector<float> packed, alone;
+    ASSERT_NO_FATAL_FAILURE(encode_fixture_ids(m.model, few, 4096, &packed));
+    ASSERT_NO_FATAL_FAILURE(encode_fixture_ids(m.model, few, 256, &alone)); // one per batch
+    // equal up to BLAS blocking order; attention leaking across sequences would be >> 1e-3
+    float max_diff = 0;
+    for (size_t j = 0; j < packed.size(); j++)
+        max_diff = std::max(max_diff, std::fabs(packed[j] - alone[j]));
+    printf("[ packing  ] max |packed - alone| = %.1e\n", max_diff);
+    EXPECT_LT(max_diff, 1e-5f);
+}
+
+TEST(EncoderCpu, RejectsBadBatches) {
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    cpu_encoder *enc = nullptr;
+    ASSERT_EQ(cpu_encoder_create(m.model, 64, &enc), DRE_OK);
+    std::vector<int32_t> ids(200, 101);
+    std::vector<float> out(4 * 32);
+    int32_t empty_seq[] = {0, 3, 3};
+    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()), DRE_ERR_INVALID_ARG);
+    int32_t over_budget[] = {0, 60, 70};
+    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), over_budget, 2, out.data()), DRE_ERR_INVALID_ARG);
+    int32_t ok[] = {0, 3};
+    ids[1] = 30522; // one past the vocabulary
+    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_ERR_INVALID_ARG);
+    EXPECT_NE(std::string(dre_last_error()).find("30522"), std::string::npos);
+    ids[1] = 101;
+    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_OK);
+    cpu_encoder_destroy(enc);
+
+    // the public encoder: device, dim, budget, and max length from the model
+    dre_encoder *pub = nullptr;
+    ASSERT_EQ(dre_encoder_open(m.model, DRE_DEVICE_CPU, 0, &pub), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_encoder_device(pub), DRE_DEVICE_CPU);
+    EXPECT_EQ(dre_encoder_dim(pub), 32);
+    EXPECT_EQ(dre_encoder_budget_tokens(pub), 16384);
+    int32_t too_long[] = {0, 129};
+    EXPECT_EQ(dre_encoder_encode(pub, ids.data(), too_long, 1, out.data()), DRE_ERR_INVALID_ARG);
+    dre_encoder_close(pub);
+}
+
+// ---------------------------------------------------------------- end to end
+
+// Our tokenizer's ids, then dre_encode_texts (threads, length sort, several batches,
+// scatter back) against the reference embeddings.
+void check_encode_texts(const std::string &dir, const std::string &name, int32_t budget) {
+    reference ref;
+    ASSERT_NO_FATAL_FAILURE(load_reference(name, &ref));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(dir, &m));
+    dre_tokenizer *tok = nullptr;
+    ASSERT_EQ(dre_tokenizer_open(dir.c_str(), &tok), DRE_OK) << dre_last_error();
+    dre_encoder *enc = nullptr;
+    ASSERT_EQ(dre_encoder_open(m.model, DRE_DEVICE_CPU, budget, &enc), DRE_OK) << dre_last_error();
+
+    // a mix of kinds, not every abstract, to keep the test quick
+    reference sub;
+    sub.dim = ref.dim;
+    std::vector<float> want;
+    std::vector<int32_t> ids(dre_tokenizer_max_length(tok));
+    int abstracts = 0, id_mismatches = 0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        if (ref.kinds[i] == "abstract" && abstracts++ >= 12) continue;
+        int32_t n_ids = 0;
+        ASSERT_EQ(
+            dre_tokenize(tok, ref.texts[i].c_str(), ref.texts[i].size(), 0, ids.data(), &n_ids),
+            DRE_OK);
+        if (std::vector<int32_t>(ids.begin(), ids.begin() + n_ids) != ref.ids[i]) id_mismatches++;
+        sub.kinds.push_back(ref.kinds[i]);
+        sub.texts.push_back(ref.texts[i]);
+        sub.ids.push_back(ref.ids[i]);
+        sub.emb.insert(sub.emb.end(), &ref.emb[i * ref.dim], &ref.emb[(i + 1) * ref.dim]);
+    }
+    EXPECT_EQ(id_mismatches, 0) << "dre_tokenize differs from the Hugging Face ids";
+
+    std::vector<const char *> texts;
+    for (const auto &t : sub.texts)
+        texts.push_back(t.c_str());
+    std::vector<float> out(sub.size() * sub.dim);
+    ASSERT_EQ(dre_encode_texts(enc, tok, texts.data(), texts.size(), 2, out.data()), DRE_OK)
+        << dre_last_error();
+    expect_parity(name + " (dre_encode_texts)", sub, out);
+    dre_encoder_close(enc);
+    dre_tokenizer_close(tok);
+}
+
+TEST(EncodeTexts, MiniLMEndToEnd) { check_encode_texts(kMiniLM, "minilm", 1024); }
+TEST(EncodeTexts, TinyEndToEnd) { check_encode_texts(kTiny, "tiny", 300); }
+
+TEST(EncodeTexts, EmptyInputAndNulls) {
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    dre_tokenizer *tok = nullptr;
+    ASSERT_EQ(dre_tokenizer_open(kTiny.c_str(), &tok), DRE_OK) << dre_last_error();
+    dre_encoder *enc = nullptr;
+    ASSERT_EQ(dre_encoder_open(m.model, DRE_DEVICE_CPU, 0, &enc), DRE_OK);
+    EXPECT_EQ(dre_encode_texts(enc, tok, nullptr, 0, 1, nullptr), DRE_OK);
+    const char *texts[] = {"fine", nullptr};
+    float out[64];
+    EXPECT_EQ(dre_encode_texts(enc, tok, texts, 2, 1, out), DRE_ERR_INVALID_ARG);
+    dre_encoder_close(enc);
+    dre_tokenizer_close(tok);
+}
+
+} // namespace

@@ -1,0 +1,315 @@
+// encoder_gpu_test.cc — the whole fp16 GPU encoder against the fp32 CPU reference encoder:
+// all-MiniLM-L6-v2 on the demo papers (titles and abstracts, tokenized by dre_tokenize),
+// cosine >= 0.999 for every text (the worst is printed); the same against the
+// sentence-transformers embeddings in tests/fixtures (MiniLM, and the tiny CLS model).
+// Without a GPU: --device gpu must fail with DRE_ERR_NO_GPU (not skipped), and the host
+// fp16 conversion is checked against CUDA's own.
+#include "gpu_test_util.h"
+
+#include <cjson/cJSON.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "dre.h"
+#include "encoder_gpu.h"
+#include "model.h"
+
+namespace {
+
+using namespace gpu_test;
+
+const std::string kSource = DRE_SOURCE_DIR;
+const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
+const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
+
+// ---------------------------------------------------------------- host fp16 conversion
+
+uint16_t cuda_float_to_half(float f) {
+    const __half h = __float2half_rn(f);
+    uint16_t bits;
+    std::memcpy(&bits, &h, sizeof bits);
+    return bits;
+}
+
+float cuda_half_to_float(uint16_t bits) {
+    __half h;
+    std::memcpy(&h, &bits, sizeof bits);
+    return __half2float(h);
+}
+
+float from_bits(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+TEST(Fp16Host, HalfToFloatMatchesCudaForAllValues) {
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float want = cuda_half_to_float((uint16_t)h), got = fp16_to_float((fp16_t)h);
+        if (std::isnan(want))
+            EXPECT_TRUE(std::isnan(got)) << std::hex << h;
+        else
+            ASSERT_EQ(0, std::memcmp(&want, &got, sizeof got)) << std::hex << "half 0x" << h;
+    }
+}
+
+TEST(Fp16Host, FloatToHalfRoundsToNearestEvenLikeCuda) {
+    // boundaries: overflow (65504, 65520), smallest normal and subnormal, ties around them
+    const float edges[] = {
+        0.0f,           -0.0f,          65504.0f,         65519.99f,          65520.0f,
+        -65520.0f,      1e10f,          6.103515625e-05f, 6.0975552e-05f,     5.9604645e-08f,
+        2.9802322e-08f, 2.9802326e-08f, 8.940697e-08f,    1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048,
+        INFINITY,       -INFINITY};
+    for (float f : edges)
+        EXPECT_EQ(cuda_float_to_half(f), float_to_fp16(f)) << f;
+    EXPECT_EQ(0x7c00, float_to_fp16(NAN) & 0x7c00);
+    EXPECT_NE(0, float_to_fp16(NAN) & 0x3ff) << "NaN must stay NaN";
+    // a sweep over bit patterns: every exponent, many mantissas, both signs
+    for (uint64_t u = 0; u <= 0xffffffffull; u += 65521) {
+        const float f = from_bits((uint32_t)u);
+        if (std::isnan(f)) continue;
+        ASSERT_EQ(cuda_float_to_half(f), float_to_fp16(f)) << std::hex << "float bits 0x" << u;
+    }
+}
+
+// ---------------------------------------------------------------- no GPU
+
+struct model_handle {
+    dre_model *model = nullptr;
+    ~model_handle() { dre_model_close(model); }
+};
+
+void open_model(const std::string &dir, model_handle *h) {
+    ASSERT_TRUE(std::filesystem::exists(dir + "/model.safetensors"))
+        << dir << " is missing: run tools/setup.sh to install the default model";
+    ASSERT_EQ(DRE_OK, dre_model_open(dir.c_str(), &h->model)) << dre_last_error();
+}
+
+TEST(EncoderGpu, DeviceGpuWithoutGpuSaysNoGpu) {
+    if (gpu_available()) GTEST_SKIP() << "a GPU is present: the GPU tests below cover it";
+    EXPECT_EQ(0, gpu_device_count());
+    EXPECT_EQ(0, dre_gpu_count());
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    dre_encoder *enc = nullptr;
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_encoder_open(m.model, DRE_DEVICE_GPU, 0, &enc));
+    EXPECT_EQ(nullptr, enc);
+    EXPECT_NE(std::string(dre_last_error()).find("no usable CUDA device"), std::string::npos)
+        << dre_last_error();
+    gpu_encoder *genc = nullptr;
+    EXPECT_EQ(DRE_ERR_NO_GPU, gpu_encoder_create(m.model, 16384, &genc));
+    EXPECT_EQ(nullptr, genc);
+    // auto falls back to the CPU
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_AUTO, 0, &enc)) << dre_last_error();
+    EXPECT_EQ(DRE_DEVICE_CPU, dre_encoder_device(enc));
+    dre_encoder_close(enc);
+}
+
+// ---------------------------------------------------------------- GPU vs CPU
+
+double cosine(const float *a, const float *b, int dim) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int j = 0; j < dim; j++) {
+        ab += (double)a[j] * b[j];
+        aa += (double)a[j] * a[j];
+        bb += (double)b[j] * b[j];
+    }
+    return ab / std::sqrt(aa * bb);
+}
+
+// Encodes token-id sequences in input order, packed into batches of at most budget tokens.
+void encode_all(dre_encoder *enc, const std::vector<std::vector<int32_t>> &seqs, int32_t budget,
+                int32_t dim, std::vector<float> *out) {
+    out->assign(seqs.size() * dim, 0.0f);
+    size_t next = 0;
+    while (next < seqs.size()) {
+        std::vector<int32_t> ids, cu{0};
+        const size_t first = next;
+        while (next < seqs.size() && (int32_t)(ids.size() + seqs[next].size()) <= budget) {
+            ids.insert(ids.end(), seqs[next].begin(), seqs[next].end());
+            cu.push_back((int32_t)ids.size());
+            next++;
+        }
+        ASSERT_GT(next, first);
+        ASSERT_EQ(DRE_OK, dre_encoder_encode(enc, ids.data(), cu.data(), (int32_t)(cu.size() - 1),
+                                             &(*out)[first * dim]))
+            << dre_last_error();
+    }
+}
+
+// Every row's cosine >= min_cos; prints the worst.
+void expect_cosines(const std::string &label, const std::vector<float> &got,
+                    const std::vector<float> &want, int dim,
+                    const std::vector<std::vector<int32_t>> &seqs, double min_cos) {
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 1.0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < seqs.size(); i++) {
+        const double c = cosine(&got[i * dim], &want[i * dim], dim);
+        EXPECT_GE(c, min_cos) << label << ": text " << i << " (" << seqs[i].size() << " tokens)";
+        if (!(c >= worst)) {
+            worst = c;
+            worst_i = i;
+        }
+    }
+    std::printf("[ cosine   ] %s: %zu texts, worst %.7f (1 - cos = %.1e, text %zu, %zu tokens)\n",
+                label.c_str(), seqs.size(), worst, 1.0 - worst, worst_i, seqs[worst_i].size());
+}
+
+std::vector<std::string> demo_texts() {
+    std::vector<std::string> texts;
+    std::ifstream in(kSource + "/tests/data/papers.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+        cJSON *row = cJSON_Parse(line.c_str());
+        if (!row) continue;
+        const cJSON *title = cJSON_GetObjectItem(row, "title");
+        const cJSON *text = cJSON_GetObjectItem(row, "text");
+        if (cJSON_IsString(title)) texts.push_back(title->valuestring);
+        if (cJSON_IsString(text)) texts.push_back(text->valuestring);
+        if (cJSON_IsString(title) && cJSON_IsString(text))
+            texts.push_back(std::string(title->valuestring) + " " + text->valuestring);
+        cJSON_Delete(row);
+    }
+    return texts;
+}
+
+TEST(EncoderGpu, MatchesCpuEncoderOnDemoTexts) {
+    SKIP_WITHOUT_GPU();
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    const std::vector<std::string> texts = demo_texts();
+    ASSERT_GE(texts.size(), 200u) << "tests/data/papers.jsonl: expected 80 papers";
+
+    dre_tokenizer *tok = nullptr;
+    ASSERT_EQ(DRE_OK, dre_tokenizer_open(kMiniLM.c_str(), &tok)) << dre_last_error();
+    const int32_t max_len = dre_tokenizer_max_length(tok);
+    std::vector<std::vector<int32_t>> seqs;
+    for (const std::string &t : texts) {
+        std::vector<int32_t> ids(max_len);
+        int32_t n = 0;
+        ASSERT_EQ(DRE_OK, dre_tokenize(tok, t.data(), t.size(), 0, ids.data(), &n));
+        ids.resize(n);
+        seqs.push_back(ids);
+    }
+    dre_tokenizer_close(tok);
+
+    const int32_t dim = m.model->info.hidden, budget = 16384;
+    dre_encoder *cpu = nullptr, *gpu = nullptr;
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_CPU, budget, &cpu)) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, budget, &gpu)) << dre_last_error();
+    EXPECT_EQ(DRE_DEVICE_GPU, dre_encoder_device(gpu));
+    std::vector<float> want, got;
+    ASSERT_NO_FATAL_FAILURE(encode_all(cpu, seqs, budget, dim, &want));
+    ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, budget, dim, &got));
+    expect_cosines("all-MiniLM-L6-v2 GPU vs CPU, demo texts", got, want, dim, seqs, 0.999);
+
+    // One sequence per batch must give (nearly) the same vectors as packed batches.
+    std::vector<float> alone;
+    ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, max_len, dim, &alone));
+    expect_cosines("GPU packed vs one per batch", alone, got, dim, seqs, 0.99999);
+    dre_encoder_close(cpu);
+    dre_encoder_close(gpu);
+}
+
+// Fixture ids and sentence-transformers embeddings (tools/make_embedding_fixtures.py).
+void load_fixture(const std::string &name, std::vector<std::vector<int32_t>> *seqs,
+                  std::vector<float> *emb, int *dim) {
+    const std::string base = kSource + "/tests/fixtures/embeddings_" + name;
+    std::ifstream lines(base + ".jsonl");
+    ASSERT_TRUE(lines) << base << ".jsonl missing: run tools/make_embedding_fixtures.py";
+    std::string line;
+    while (std::getline(lines, line)) {
+        cJSON *row = cJSON_Parse(line.c_str());
+        ASSERT_NE(nullptr, row);
+        std::vector<int32_t> ids;
+        const cJSON *id;
+        cJSON_ArrayForEach(id, cJSON_GetObjectItem(row, "ids")) ids.push_back(id->valueint);
+        seqs->push_back(ids);
+        cJSON_Delete(row);
+    }
+    std::ifstream meta_in(base + ".meta.json");
+    std::stringstream ss;
+    ss << meta_in.rdbuf();
+    cJSON *meta = cJSON_Parse(ss.str().c_str());
+    ASSERT_NE(nullptr, meta);
+    *dim = cJSON_GetObjectItem(meta, "dim")->valueint;
+    cJSON_Delete(meta);
+    std::ifstream f32(base + ".f32", std::ios::binary);
+    emb->resize(seqs->size() * *dim);
+    f32.read(reinterpret_cast<char *>(emb->data()), (std::streamsize)(emb->size() * 4));
+    ASSERT_EQ((std::streamsize)(emb->size() * 4), f32.gcount()) << base << ".f32 too short";
+}
+
+void run_fixture(const std::string &name, const std::string &model_dir) {
+    std::vector<std::vector<int32_t>> seqs;
+    std::vector<float> want, got;
+    int dim = 0;
+    ASSERT_NO_FATAL_FAILURE(load_fixture(name, &seqs, &want, &dim));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(model_dir, &m));
+    ASSERT_EQ(dim, m.model->info.hidden);
+    dre_encoder *gpu = nullptr;
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, 4096, &gpu)) << dre_last_error();
+    ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, 4096, dim, &got));
+    dre_encoder_close(gpu);
+    expect_cosines(name + " GPU vs sentence-transformers", got, want, dim, seqs, 0.999);
+}
+
+TEST(EncoderGpu, MatchesSentenceTransformersMiniLM) {
+    SKIP_WITHOUT_GPU();
+    run_fixture("minilm", kMiniLM);
+}
+
+TEST(EncoderGpu, MatchesSentenceTransformersTinyCls) {
+    SKIP_WITHOUT_GPU();
+    run_fixture("tiny", kTiny); // head_dim 16, CLS pooling
+}
+
+TEST(EncoderGpu, RejectsBadBatches) {
+    SKIP_WITHOUT_GPU();
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    gpu_encoder *enc = nullptr;
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_create(m.model, 10, &enc)); // below max length
+    ASSERT_EQ(DRE_OK, gpu_encoder_create(m.model, 1024, &enc)) << dre_last_error();
+    std::vector<int32_t> ids(2000, 101);
+    std::vector<float> out(8 * 384);
+    int32_t ok[] = {0, 3};
+    EXPECT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
+    int32_t empty_seq[] = {0, 3, 3};
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()));
+    int32_t too_long[] = {0, 257};
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), too_long, 1, out.data()));
+    int32_t over_budget[] = {0, 256, 512, 768, 1024, 1025};
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), over_budget, 5, out.data()));
+    ids[1] = 30522; // one past the vocabulary
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data()));
+    ids[1] = 101;
+    EXPECT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
+    gpu_encoder_destroy(enc);
+}
+
+TEST(EncoderGpu, ProfileAndGemmOnlyRun) {
+    SKIP_WITHOUT_GPU();
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    gpu_encoder *enc = nullptr;
+    ASSERT_EQ(DRE_OK, gpu_encoder_create(m.model, 4096, &enc)) << dre_last_error();
+    std::vector<int32_t> ids(4096, 2000);
+    const std::vector<int32_t> cu = cu_seqlens_of(std::vector<int32_t>(16, 256));
+    double ms[GPU_OP_COUNT];
+    ASSERT_EQ(DRE_OK, gpu_encoder_profile(enc, ids.data(), cu.data(), 16, ms)) << dre_last_error();
+    for (int op = 0; op < GPU_OP_COUNT; op++)
+        EXPECT_GT(ms[op], 0.0) << gpu_op_name((gpu_op)op);
+    double gemm_ms = 0;
+    ASSERT_EQ(DRE_OK, gpu_encoder_gemm_only(enc, 4096, 3, &gemm_ms)) << dre_last_error();
+    EXPECT_GT(gemm_ms, 0.0);
+    gpu_encoder_destroy(enc);
+}
+
+} // namespace

@@ -1,0 +1,190 @@
+// eval_e2e_test.cc — `dre embed` then `dre eval` on the CPU over ../shared/data, against
+// tools/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval):
+// nDCG@10, Recall@10, Recall@100 and MRR@10 within 0.003 for both query sets.
+#include <gtest/gtest.h>
+
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+const std::string source_dir = DRE_SOURCE_DIR;
+const std::string model_dir = source_dir + "/models/all-MiniLM-L6-v2";
+const std::string data_dir = source_dir + "/../shared/data";
+const std::string dre_bin = std::string(DRE_BINARY_DIR) + "/dre";
+
+bool exists(const std::string &path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0;
+}
+
+std::string read_all(const std::string &path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Runs a shell command; returns its exit status and its stdout in *out.
+int run(const std::string &cmd, std::string *out) {
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return -1;
+    char buf[4096];
+    size_t n;
+    out->clear();
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string quote(const std::string &s) { return "'" + s + "'"; }
+
+double number(const cJSON *obj, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : NAN;
+}
+
+class EvalEndToEnd : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        char tmpl[] = "/tmp/dre_eval_e2e_XXXXXX";
+        char *dir = mkdtemp(tmpl);
+        ASSERT_NE(dir, nullptr);
+        tmp_dir = dir;
+        index_dir = tmp_dir + "/index";
+    }
+    static void TearDownTestSuite() {
+        if (!tmp_dir.empty()) std::system(("rm -rf " + quote(tmp_dir)).c_str());
+    }
+    static std::string tmp_dir, index_dir;
+    static bool embedded;
+
+    void embed_once() {
+        if (embedded) return;
+        ASSERT_TRUE(exists(model_dir + "/model.safetensors"))
+            << model_dir << " is missing: run tools/setup.sh";
+        ASSERT_TRUE(exists(data_dir + "/papers.jsonl"))
+            << data_dir << "/papers.jsonl is missing (the demo data beside the repository)";
+        ASSERT_TRUE(exists(dre_bin)) << dre_bin << " is missing: build the dre_cli target";
+        std::string out;
+        int rc = run(quote(dre_bin) + " embed --quiet --device cpu --model " + quote(model_dir) +
+                         " " + quote(data_dir + "/papers.jsonl") + " " + quote(index_dir) + " 2>&1",
+                     &out);
+        ASSERT_EQ(rc, 0) << "dre embed failed:\n" << out;
+        embedded = true;
+    }
+
+    void check_set(const char *set, const char *queries, const char *qrels) {
+        embed_once();
+        if (HasFatalFailure()) return;
+        std::string ref_text =
+            read_all(source_dir + "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json");
+        cJSON *ref = cJSON_Parse(ref_text.c_str());
+        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/eval_reference.py";
+        const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, "sets"), set),
+            "metrics");
+        ASSERT_NE(metrics, nullptr) << "no reference for " << set;
+
+        std::string out;
+        int rc = run(quote(dre_bin) + " eval --device cpu --json --model " + quote(model_dir) +
+                         " --index " + quote(index_dir) + " --queries " +
+                         quote(data_dir + "/" + queries) + " --qrels " +
+                         quote(data_dir + "/" + qrels) + " 2>&1",
+                     &out);
+        ASSERT_EQ(rc, 0) << "dre eval failed:\n" << out;
+        cJSON *got = cJSON_Parse(out.c_str());
+        ASSERT_NE(got, nullptr) << "dre eval --json printed:\n" << out;
+        EXPECT_EQ(number(got, "n_queries"), number(metrics, "n_queries"));
+        EXPECT_EQ(number(got, "n_skipped"), number(metrics, "n_skipped"));
+        for (const char *key : {"ndcg_10", "recall_10", "recall_100", "mrr_10"}) {
+            double a = number(got, key), b = number(metrics, key);
+            EXPECT_NEAR(a, b, 0.003) << set << " " << key;
+            std::printf("%s %s: dre %.10f reference %.10f diff %+.2e\n", set, key, a, b, a - b);
+            RecordProperty(std::string(set) + "_" + key + "_diff", std::to_string(a - b));
+        }
+        cJSON_Delete(got);
+        cJSON_Delete(ref);
+    }
+};
+
+std::string EvalEndToEnd::tmp_dir, EvalEndToEnd::index_dir;
+bool EvalEndToEnd::embedded = false;
+
+TEST_F(EvalEndToEnd, QueriesMatchReference) { check_set("queries", "queries.jsonl", "qrels.tsv"); }
+
+TEST_F(EvalEndToEnd, TitleQueriesMatchReference) {
+    check_set("title-queries", "title-queries.jsonl", "title-qrels.tsv");
+}
+
+// A query without judgements is skipped and counted; --run writes k lines per query;
+// --per-query lists the scored queries only.
+TEST_F(EvalEndToEnd, SkipsUnjudgedQueriesAndWritesTheRun) {
+    embed_once();
+    if (HasFatalFailure()) return;
+    std::ifstream all(data_dir + "/queries.jsonl");
+    std::string first;
+    ASSERT_TRUE(std::getline(all, first));
+    std::string queries = tmp_dir + "/two.jsonl", run_file = tmp_dir + "/run.txt";
+    std::ofstream(queries) << first << "\n{\"_id\": \"zz-unjudged\", \"text\": \"no judgements\"}\n";
+    std::string out;
+    int rc = run(quote(dre_bin) + " eval --device cpu --json --per-query -k 5 --model " +
+                     quote(model_dir) + " --index " + quote(index_dir) + " --queries " +
+                     quote(queries) + " --qrels " + quote(data_dir + "/qrels.tsv") + " --run " +
+                     quote(run_file) + " 2>&1",
+                 &out);
+    ASSERT_EQ(rc, 0) << out;
+    cJSON *got = cJSON_Parse(out.c_str());
+    ASSERT_NE(got, nullptr) << out;
+    EXPECT_EQ(number(got, "n_queries"), 1);
+    EXPECT_EQ(number(got, "n_skipped"), 1);
+    const cJSON *per_query = cJSON_GetObjectItemCaseSensitive(got, "per_query");
+    EXPECT_NE(cJSON_GetObjectItemCaseSensitive(per_query, "q01"), nullptr) << out;
+    EXPECT_EQ(cJSON_GetObjectItemCaseSensitive(per_query, "zz-unjudged"), nullptr) << out;
+    cJSON_Delete(got);
+
+    std::ifstream run_in(run_file);
+    std::string line;
+    int n_lines = 0, n_unjudged = 0;
+    while (std::getline(run_in, line)) {
+        n_lines++;
+        std::istringstream fields(line);
+        std::string qid, q0, doc, rank, score, tag;
+        ASSERT_TRUE(fields >> qid >> q0 >> doc >> rank >> score >> tag) << line;
+        EXPECT_EQ(q0, "Q0");
+        n_unjudged += qid == "zz-unjudged";
+    }
+    EXPECT_EQ(n_lines, 10);
+    EXPECT_EQ(n_unjudged, 5);
+}
+
+TEST(EvalCli, UsageAndInputErrors) {
+    ASSERT_TRUE(exists(dre_bin)) << dre_bin << " is missing: build the dre_cli target";
+    std::string out;
+    EXPECT_EQ(run(quote(dre_bin) + " eval --help", &out), 0);
+    EXPECT_NE(out.find("--qrels"), std::string::npos) << out;
+    EXPECT_EQ(run(quote(dre_bin) + " eval --queries q.jsonl --qrels q.tsv 2>&1", &out), 2);
+    EXPECT_NE(out.find("--index is required"), std::string::npos) << out;
+    EXPECT_EQ(run(quote(dre_bin) + " eval --index x --queries q --qrels r -k 0 2>&1", &out), 2);
+
+    char tmpl[] = "/tmp/dre_eval_cli_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string dir = tmpl, bad = dir + "/bad.jsonl";
+    std::ofstream(bad) << "{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"a\", \"text\": \"y\"}\n";
+    EXPECT_EQ(run(quote(dre_bin) + " eval --index " + quote(dir) + " --queries " + quote(bad) +
+                      " --qrels " + quote(data_dir + "/qrels.tsv") + " 2>&1",
+                  &out),
+              1);
+    EXPECT_NE(out.find("bad.jsonl:2: duplicate query id"), std::string::npos) << out;
+    std::system(("rm -rf " + quote(dir)).c_str());
+}
+
+} // namespace

@@ -1,0 +1,186 @@
+// gpu_search_test.cc — exact GPU search (cuBLAS scores + our top-k, merged over chunks)
+// against FAISS IndexFlat with inner product on the CPU: the same ids, ties aside. A GPU id
+// FAISS did not return is accepted only when its exact score (double precision) is within
+// 1e-5 of FAISS's k-th score, i.e. the two disagree about a near-tie. Without a GPU,
+// dre_gpu_search_open must say DRE_ERR_NO_GPU.
+#include "gpu_test_util.h"
+
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+
+#include <set>
+
+#include "dre.h"
+
+namespace {
+
+using namespace gpu_test;
+
+std::vector<float> unit_vectors(int64_t n, int32_t dim, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> v((size_t)n * dim);
+    for (int64_t i = 0; i < n; i++) {
+        double sq = 0;
+        for (int32_t d = 0; d < dim; d++) {
+            const float x = normal(rng);
+            v[(size_t)i * dim + d] = x;
+            sq += (double)x * x;
+        }
+        const float inv = (float)(1.0 / std::sqrt(sq));
+        for (int32_t d = 0; d < dim; d++)
+            v[(size_t)i * dim + d] *= inv;
+    }
+    return v;
+}
+
+struct knn {
+    std::vector<float> scores;
+    std::vector<int64_t> ids;
+};
+
+knn faiss_flat(const std::vector<float> &xb, int64_t n, int32_t dim, const std::vector<float> &xq,
+               int64_t nq, int32_t k) {
+    FaissIndex *index = nullptr;
+    knn out{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
+    EXPECT_EQ(0, faiss_index_factory(&index, dim, "Flat", METRIC_INNER_PRODUCT))
+        << faiss_get_last_error();
+    EXPECT_EQ(0, faiss_Index_add(index, n, xb.data())) << faiss_get_last_error();
+    EXPECT_EQ(0, faiss_Index_search(index, nq, xq.data(), k, out.scores.data(), out.ids.data()))
+        << faiss_get_last_error();
+    faiss_Index_free(index);
+    return out;
+}
+
+double exact_score(const std::vector<float> &xb, const std::vector<float> &xq, int64_t row,
+                   int64_t q, int32_t dim) {
+    double s = 0;
+    for (int32_t d = 0; d < dim; d++)
+        s += (double)xb[(size_t)row * dim + d] * xq[(size_t)q * dim + d];
+    return s;
+}
+
+// Compares GPU results with FAISS's; returns the number of ids in agreement.
+int64_t compare(const knn &gpu, const knn &ref, const std::vector<float> &xb,
+                const std::vector<float> &xq, int64_t n, int64_t nq, int32_t dim, int32_t k,
+                double tie_tol, double score_tol) {
+    int64_t agree = 0;
+    for (int64_t q = 0; q < nq; q++) {
+        std::set<int64_t> ref_ids(ref.ids.begin() + q * k, ref.ids.begin() + (q + 1) * k);
+        const double kth = ref.scores[(size_t)q * k + k - 1];
+        std::set<int64_t> seen;
+        for (int32_t i = 0; i < k; i++) {
+            const int64_t id = gpu.ids[(size_t)q * k + i];
+            const float score = gpu.scores[(size_t)q * k + i];
+            if (i >= n) {
+                EXPECT_EQ(-1, id) << "query " << q << " rank " << i;
+                continue;
+            }
+            EXPECT_TRUE(id >= 0 && id < n) << "query " << q << " rank " << i << " id " << id;
+            if (id < 0 || id >= n) continue;
+            EXPECT_TRUE(seen.insert(id).second) << "query " << q << ": id " << id << " twice";
+            EXPECT_NEAR(ref.scores[(size_t)q * k + i], score, score_tol)
+                << "query " << q << " rank " << i;
+            if (i > 0) EXPECT_LE(score, gpu.scores[(size_t)q * k + i - 1]) << "not sorted";
+            if (ref_ids.count(id)) {
+                agree++;
+            } else {
+                EXPECT_GE(exact_score(xb, xq, id, q, dim), kth - tie_tol)
+                    << "query " << q << " rank " << i << ": id " << id
+                    << " is not among FAISS's and not a tie with its k-th score " << kth;
+            }
+        }
+    }
+    return agree;
+}
+
+void run_case(int64_t n, int32_t dim, int64_t nq, int32_t k, bool fp16) {
+    SCOPED_TRACE("n " + std::to_string(n) + " dim " + std::to_string(dim) + " queries " +
+                 std::to_string(nq) + " k " + std::to_string(k) + (fp16 ? " fp16" : " fp32"));
+    const std::vector<float> xb = unit_vectors(n, dim, 1), xq = unit_vectors(nq, dim, 2);
+    dre_gpu_search *gs = nullptr;
+    const dre_status st = fp16 ? dre_gpu_search_open_fp16(xb.data(), n, dim, &gs)
+                               : dre_gpu_search_open(xb.data(), n, dim, &gs);
+    ASSERT_EQ(DRE_OK, st) << dre_last_error();
+    knn gpu{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
+    ASSERT_EQ(DRE_OK, dre_gpu_search_run(gs, xq.data(), nq, k, gpu.scores.data(), gpu.ids.data()))
+        << dre_last_error();
+    dre_gpu_search_close(gs);
+    const int32_t k_ref = (int32_t)std::min<int64_t>(k, n);
+    knn ref = faiss_flat(xb, n, dim, xq, nq, k_ref);
+    if (k_ref < k) { // FAISS returns only n per query here: pad like ours
+        knn padded{std::vector<float>((size_t)nq * k, -INFINITY),
+                   std::vector<int64_t>((size_t)nq * k, -1)};
+        for (int64_t q = 0; q < nq; q++)
+            for (int32_t i = 0; i < k_ref; i++) {
+                padded.scores[(size_t)q * k + i] = ref.scores[(size_t)q * k_ref + i];
+                padded.ids[(size_t)q * k + i] = ref.ids[(size_t)q * k_ref + i];
+            }
+        ref = padded;
+    }
+    // fp32: cuBLAS and BLAS differ only in summation order; fp16 vectors: about 1e-3
+    const double tie_tol = fp16 ? 4e-3 : 1e-5, score_tol = fp16 ? 4e-3 : 1e-5;
+    const int64_t agree = compare(gpu, ref, xb, xq, n, nq, dim, k, tie_tol, score_tol);
+    const int64_t total = nq * k_ref;
+    std::printf("  ids in agreement with FAISS Flat: %lld / %lld\n", (long long)agree,
+                (long long)total);
+    if (!fp16)
+        EXPECT_GE(agree, total - total / 1000) << "more disagreements than near-ties explain";
+    else
+        EXPECT_GE(agree, total * 9 / 10);
+}
+
+TEST(GpuSearch, OpenWithoutGpuSaysNoGpu) {
+    if (gpu_available()) GTEST_SKIP() << "a GPU is present";
+    const std::vector<float> xb = unit_vectors(10, 8, 1);
+    dre_gpu_search *gs = nullptr;
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_gpu_search_open(xb.data(), 10, 8, &gs));
+    EXPECT_EQ(nullptr, gs);
+    EXPECT_NE(std::string(dre_last_error()).find("CUDA device"), std::string::npos)
+        << dre_last_error();
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_gpu_search_open_fp16(xb.data(), 10, 8, &gs));
+}
+
+TEST(GpuSearch, SameIdsAsFaissFlat) {
+    SKIP_WITHOUT_GPU();
+    run_case(20000, 384, 100, 10, false);
+    run_case(5000, 64, 37, 1024, false);
+    run_case(3000, 32, 1, 1, false);
+}
+
+TEST(GpuSearch, SeveralChunksAndQueryBatches) {
+    // 65536 vectors per chunk, 1024 queries per batch: 150001 vectors make 3 chunks (the
+    // last one short), 1100 queries two batches
+    SKIP_WITHOUT_GPU();
+    run_case(150001, 48, 1100, 20, false);
+    run_case(140000, 32, 50, 1024, false);
+}
+
+TEST(GpuSearch, FewerVectorsThanK) {
+    SKIP_WITHOUT_GPU();
+    run_case(7, 16, 5, 10, false);
+}
+
+TEST(GpuSearch, Fp16Storage) {
+    SKIP_WITHOUT_GPU();
+    run_case(20000, 384, 100, 10, true);
+}
+
+TEST(GpuSearch, RejectsBadArguments) {
+    SKIP_WITHOUT_GPU();
+    const std::vector<float> xb = unit_vectors(100, 8, 1);
+    dre_gpu_search *gs = nullptr;
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_gpu_search_open(xb.data(), 0, 8, &gs));
+    ASSERT_EQ(DRE_OK, dre_gpu_search_open(xb.data(), 100, 8, &gs)) << dre_last_error();
+    std::vector<float> scores(2000);
+    std::vector<int64_t> ids(2000);
+    EXPECT_EQ(DRE_ERR_INVALID_ARG,
+              dre_gpu_search_run(gs, xb.data(), 1, 0, scores.data(), ids.data()));
+    EXPECT_EQ(DRE_ERR_INVALID_ARG,
+              dre_gpu_search_run(gs, xb.data(), 1, 1025, scores.data(), ids.data()));
+    EXPECT_EQ(DRE_OK, dre_gpu_search_run(gs, xb.data(), 0, 5, scores.data(), ids.data()));
+    dre_gpu_search_close(gs);
+}
+
+} // namespace

@@ -1,0 +1,108 @@
+// kernels_attention_test.cc — attention_launch (fused varlen flash attention, WMMA, fp16
+// in/out) against its CPU twin attention_cpu (fp32, explicit softmax): head dims 16, 32, 64,
+// sequence lengths 1, 2, 511, 512, mixed, one long among short, many short; soft and peaked
+// score distributions; with the QKV bias fused into the loads.
+#include "gpu_test_util.h"
+
+#include "encoder_cpu.h"
+
+namespace {
+
+using namespace gpu_test;
+
+struct attn_case {
+    std::vector<int32_t> lengths;
+    int32_t n_heads, head_dim;
+    float amplitude; // q, k, v uniform in [-amplitude, amplitude]: larger = peakier softmax
+    bool with_bias;
+};
+
+void run_case(const attn_case &c) {
+    SCOPED_TRACE("lengths " + lengths_str(c.lengths) + " heads " + std::to_string(c.n_heads) +
+                 " head_dim " + std::to_string(c.head_dim) + " amplitude " +
+                 std::to_string(c.amplitude) + (c.with_bias ? " bias" : ""));
+    const std::vector<int32_t> cu = cu_seqlens_of(c.lengths);
+    const int32_t n_seqs = (int32_t)c.lengths.size(), n_tokens = cu.back();
+    const int32_t hidden = c.n_heads * c.head_dim;
+    const int32_t max_len = *std::max_element(c.lengths.begin(), c.lengths.end());
+    const size_t n_qkv = (size_t)n_tokens * 3 * hidden;
+
+    const std::vector<float> qkv = round_fp16(uniform(n_qkv, -c.amplitude, c.amplitude, 41));
+    const std::vector<float> bias = uniform((size_t)3 * hidden, -0.5f, 0.5f, 42);
+
+    // What the kernel attends over: qkv + bias rounded to fp16, as it loads them.
+    std::vector<float> effective = qkv;
+    if (c.with_bias) {
+        for (size_t i = 0; i < n_qkv; i++)
+            effective[i] += bias[i % (3 * hidden)];
+        effective = round_fp16(effective);
+    }
+    std::vector<float> want((size_t)n_tokens * hidden);
+    attention_cpu(effective.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, want.data());
+
+    device_buffer<fp16_t> d_qkv(to_fp16(qkv)), d_out((size_t)n_tokens * hidden);
+    device_buffer<float> d_bias(bias);
+    device_buffer<int32_t> d_cu(cu);
+    ASSERT_CUDA(cudaMemset(d_out.get(), 0xff, (size_t)n_tokens * hidden * sizeof(fp16_t)));
+    ASSERT_CUDA(attention_launch(d_qkv.get(), c.with_bias ? d_bias.get() : nullptr, d_cu.get(),
+                                 n_seqs, max_len, c.n_heads, c.head_dim, d_out.get(), nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    // Outputs are averages of |v| <= amplitude (+0.5): P in fp16 (2^-11 relative) and the
+    // fp16 output rounding bound the error; 0xff.. fill would show unwritten rows as NaN.
+    const float scale = c.amplitude + (c.with_bias ? 0.5f : 0.0f);
+    EXPECT_TRUE(all_close(to_float(d_out.download()), want, 3e-3f * scale, 2e-3f, "attention"));
+}
+
+TEST(KernelsAttention, HeadDim64EdgeLengths) {
+    SKIP_WITHOUT_GPU();
+    for (const auto &lengths : std::vector<std::vector<int32_t>>{
+             {1}, {2}, {63}, {64}, {65}, {511}, {512}, {3, 17, 64, 65, 128, 200}, {1, 512, 2, 7}})
+        run_case({lengths, 2, 64, 1.0f, false});
+}
+
+TEST(KernelsAttention, HeadDim32EdgeLengths) {
+    SKIP_WITHOUT_GPU();
+    for (const auto &lengths : std::vector<std::vector<int32_t>>{
+             {1}, {2}, {511}, {512}, {100, 256, 1, 33}, {1, 512, 2, 7}})
+        run_case({lengths, 12, 32, 1.0f, false}); // MiniLM / bge-small heads
+}
+
+TEST(KernelsAttention, HeadDim16) {
+    SKIP_WITHOUT_GPU();
+    run_case({{1, 70, 128}, 2, 16, 1.0f, true}); // the tiny test model's heads
+}
+
+TEST(KernelsAttention, PeakedScores) {
+    // amplitude 4: score standard deviation about 5, so the online max really moves
+    SKIP_WITHOUT_GPU();
+    run_case({{300, 7, 129}, 2, 64, 4.0f, false});
+    run_case({{512, 1, 77}, 3, 32, 4.0f, false});
+}
+
+TEST(KernelsAttention, FusedQkvBias) {
+    SKIP_WITHOUT_GPU();
+    run_case({{65, 130, 1}, 4, 32, 1.0f, true});
+    run_case({{200, 3}, 12, 64, 1.0f, true}); // bert-base heads
+}
+
+TEST(KernelsAttention, ManyShortSequences) {
+    SKIP_WITHOUT_GPU();
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int32_t> len(8, 32); // query lengths
+    std::vector<int32_t> lengths(500);
+    for (auto &l : lengths)
+        l = len(rng);
+    run_case({lengths, 12, 32, 1.0f, true});
+}
+
+TEST(KernelsAttention, RejectsUnsupportedShapes) {
+    // Host-side checks, before any launch: runs without a GPU too.
+    fp16_t *p = reinterpret_cast<fp16_t *>(4096);
+    const int32_t *cu = reinterpret_cast<const int32_t *>(4096);
+    EXPECT_EQ(cudaErrorInvalidValue, attention_launch(p, nullptr, cu, 1, 10, 4, 48, p, nullptr));
+    EXPECT_EQ(cudaErrorMisalignedAddress,
+              attention_launch(p + 1, nullptr, cu, 1, 10, 4, 64, p, nullptr));
+    EXPECT_EQ(cudaSuccess, attention_launch(p, nullptr, cu, 0, 0, 4, 64, p, nullptr));
+}
+
+} // namespace
