@@ -780,7 +780,7 @@ static int32_t default_window_cap(int32_t budget_tokens) {
 
 /* Fresh start: a new checkpoint, an empty or copied staging docstore, an empty staging
  * vector file, and the FAISS index (empty, or the existing one for --append). */
-static dre_status start_fresh(pipeline *p, const dre_model_info *m, const char *corpus_path,
+static dre_status start_fresh(pipeline *p, const dre_model_info *m,
                               dre_index_info *base_meta, int *have_base) {
     const dre_embed_options *o = p->opts;
     const char *dir = p->index_dir;
@@ -1001,7 +1001,7 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
         int have_base = 0;
         if (st == DRE_OK) {
             p->staging = 1;
-            st = start_fresh(p, m, corpus_path, &base_meta, &have_base);
+            st = start_fresh(p, m, &base_meta, &have_base);
         }
     }
     if (st != DRE_OK) goto done;

@@ -208,10 +208,12 @@ TEST(EncoderGpu, MatchesCpuEncoderOnDemoTexts) {
     ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, budget, dim, &got));
     expect_cosines("all-MiniLM-L6-v2 GPU vs CPU, demo texts", got, want, dim, seqs, 0.999);
 
-    // One sequence per batch must give (nearly) the same vectors as packed batches.
-    std::vector<float> alone;
-    ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, max_len, dim, &alone));
-    expect_cosines("GPU packed vs one per batch", alone, got, dim, seqs, 0.99999);
+    // Batches of at most max_len tokens (mostly one text each) must give (nearly) the same
+    // vectors: attention never looks across sequences; only cuBLAS's choice of kernel for
+    // another token count may change the rounding.
+    std::vector<float> small;
+    ASSERT_NO_FATAL_FAILURE(encode_all(gpu, seqs, max_len, dim, &small));
+    expect_cosines("GPU batches of 16384 vs 256 tokens", small, got, dim, seqs, 0.99999);
     dre_encoder_close(cpu);
     dre_encoder_close(gpu);
 }

@@ -446,6 +446,8 @@ TEST_F(PipelineTest, BadLinesFailOrAreSkippedAndListed) {
     EXPECT_EQ(dre_embed(kTiny.c_str(), corpus.c_str(), ix.c_str(), &opts, nullptr), DRE_ERR_FORMAT);
     EXPECT_EQ(std::string(dre_last_error()).rfind(corpus + ":2: malformed JSON", 0), 0u)
         << dre_last_error();
+    // Nothing was checkpointed, so nothing is left to resume: the folder is clean again.
+    EXPECT_TRUE(files_in(ix).empty());
 
     ix = dir + "/skip";
     opts.skip_bad_lines = 1;

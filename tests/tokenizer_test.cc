@@ -27,7 +27,7 @@ using Ids = std::vector<int32_t>;
 
 struct Case {
     std::string kind, text;
-    Ids ids;                                     // at the model's max length
+    Ids ids;                                        // at the model's max length
     std::vector<std::pair<int32_t, Ids>> truncated; // (max length, ids)
 };
 
@@ -75,7 +75,8 @@ const Cases &load_cases() {
             cJSON *row = cJSON_Parse(line.c_str());
             if (!row) continue;
             if (const cJSON *meta = cJSON_GetObjectItemCaseSensitive(row, "meta")) {
-                c.max_length = (int32_t)cJSON_GetObjectItemCaseSensitive(meta, "max_length")->valuedouble;
+                c.max_length =
+                    (int32_t)cJSON_GetObjectItemCaseSensitive(meta, "max_length")->valuedouble;
                 c.reference = cJSON_GetObjectItemCaseSensitive(meta, "reference")->valuestring;
             } else {
                 Case k;
@@ -96,7 +97,8 @@ const Cases &load_cases() {
 
 std::string ids_str(const Ids &ids) {
     std::string s;
-    for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+    for (int32_t id : ids)
+        s += (s.empty() ? "" : " ") + std::to_string(id);
     return "[" + s + "]";
 }
 
@@ -117,7 +119,8 @@ std::string printable(const std::string &text) {
 
 size_t utf8_chars(const std::string &s) {
     size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    for (unsigned char c : s)
+        n += (c & 0xC0) != 0x80;
     return n;
 }
 
@@ -191,8 +194,8 @@ TEST_F(TokenizerTest, MatchesHuggingFaceOnEveryFixtureText) {
         Ids got = tok_->ids(k.text);
         n_checked++;
         if (got != k.ids && ++n_bad <= 10)
-            report += "\n  [" + k.kind + "] \"" + printable(k.text) + "\"\n    hf:  " + ids_str(k.ids) +
-                      "\n    dre: " + ids_str(got);
+            report += "\n  [" + k.kind + "] \"" + printable(k.text) +
+                      "\"\n    hf:  " + ids_str(k.ids) + "\n    dre: " + ids_str(got);
     }
     printf("tokenizer parity: %zu fixture texts at max length %d (reference: %s)\n", n_checked,
            c.max_length, c.reference.c_str());
@@ -208,8 +211,9 @@ TEST_F(TokenizerTest, TruncatesLikeHuggingFace) {
             Ids got = tok_->ids(k.text, max_length);
             n_checked++;
             if (got != want && ++n_bad <= 10)
-                report += "\n  max_length " + std::to_string(max_length) + " \"" + printable(k.text) +
-                          "\"\n    hf:  " + ids_str(want) + "\n    dre: " + ids_str(got);
+                report += "\n  max_length " + std::to_string(max_length) + " \"" +
+                          printable(k.text) + "\"\n    hf:  " + ids_str(want) +
+                          "\n    dre: " + ids_str(got);
         }
         // Truncation keeps the first max_length - 2 wordpieces of the untruncated run.
         if (k.ids.size() > 16) {
@@ -258,7 +262,8 @@ TEST_F(TokenizerTest, EveryCodePointMatchesHuggingFace) {
         in >> std::hex >> first >> count >> std::dec;
         Ids want;
         int32_t id;
-        while (in >> id) want.push_back(id);
+        while (in >> id)
+            want.push_back(id);
         for (int32_t cp = (int32_t)first; cp < first + count; cp++) {
             std::string text = "a" + utf8(cp) + "b";
             int32_t n;
@@ -356,25 +361,31 @@ TEST_F(TokenizerTest, InvalidUtf8BytesAreDropped) {
     const struct {
         const char *bytes, *valid;
     } cases[] = {
-        {"ab\xff" "cd", "abcd"},
+        {"ab\xff"
+         "cd",
+         "abcd"},
         {"\xff\xfe\xfd", ""},
-        {"caf\xc3", "caf"},                       // truncated 2-byte sequence at the end
-        {"\xe2\x82", ""},                         // truncated 3-byte sequence at the end
-        {"x\xe2\x82y", "xy"},                     // truncated in the middle
-        {"\xf0\x9f\x98", ""},                     // truncated emoji at the end
+        {"caf\xc3", "caf"},   // truncated 2-byte sequence at the end
+        {"\xe2\x82", ""},     // truncated 3-byte sequence at the end
+        {"x\xe2\x82y", "xy"}, // truncated in the middle
+        {"\xf0\x9f\x98", ""}, // truncated emoji at the end
         {"\xf0\x9f\x98 smile", " smile"},
-        {"\xc0\xaf", ""},                         // overlong '/'
-        {"\xe0\x80\xaf", ""},                     // overlong, 3 bytes
-        {"\xf0\x80\x80\xaf", ""},                 // overlong, 4 bytes
+        {"\xc0\xaf", ""},         // overlong '/'
+        {"\xe0\x80\xaf", ""},     // overlong, 3 bytes
+        {"\xf0\x80\x80\xaf", ""}, // overlong, 4 bytes
         {"\xc1\xbf", ""},
-        {"\xed\xa0\x80", ""},                     // a UTF-16 surrogate
-        {"a\xed\xbf\xbf" "b", "ab"},
-        {"\xf4\x90\x80\x80", ""},                 // above U+10FFFF
+        {"\xed\xa0\x80", ""}, // a UTF-16 surrogate
+        {"a\xed\xbf\xbf"
+         "b",
+         "ab"},
+        {"\xf4\x90\x80\x80", ""}, // above U+10FFFF
         {"\xf5\x80\x80\x80", ""},
-        {"\xf8\x88\x80\x80\x80", ""},             // old 5-byte form
-        {"\x80\x81 hello", " hello"},             // stray continuation bytes
+        {"\xf8\x88\x80\x80\x80", ""}, // old 5-byte form
+        {"\x80\x81 hello", " hello"}, // stray continuation bytes
         {"hello\x80", "hello"},
-        {"Stra\xdf" "e", "Strae"},                // Latin-1, not UTF-8
+        {"Stra\xdf"
+         "e",
+         "Strae"}, // Latin-1, not UTF-8
         {"na\xefve caf\xe9", "nave caf"},
         {"\xe4\xb8\xad\xe6\x96", "\xe4\xb8\xad"}, // a CJK char, then half of one
         {"\xc3\xa9\xcc", "\xc3\xa9"},
@@ -391,11 +402,13 @@ TEST_F(TokenizerTest, InvalidUtf8BytesAreDropped) {
     // end (run under ASan or valgrind), well-formed output.
     std::vector<std::string> texts;
     for (int b = 0x80; b <= 0xff; b++)
-        for (int n = 1; n <= 4; n++) texts.push_back(std::string(1, (char)b) + std::string(n - 1, '\x80'));
+        for (int n = 1; n <= 4; n++)
+            texts.push_back(std::string(1, (char)b) + std::string(n - 1, '\x80'));
     std::mt19937 rng(7);
     for (int i = 0; i < 3000; i++) {
         std::string s(rng() % 64, '\0');
-        for (char &ch : s) ch = (char)(rng() % 256);
+        for (char &ch : s)
+            ch = (char)(rng() % 256);
         texts.push_back(s);
     }
     int32_t vocab = dre_tokenizer_vocab_size(tok_->get());
@@ -404,15 +417,18 @@ TEST_F(TokenizerTest, InvalidUtf8BytesAreDropped) {
         ASSERT_GE(got.size(), 2u);
         EXPECT_EQ(got.front(), 101);
         EXPECT_EQ(got.back(), 102);
-        for (int32_t id : got) EXPECT_TRUE(id >= 0 && id < vocab);
+        for (int32_t id : got)
+            EXPECT_TRUE(id >= 0 && id < vocab);
     }
 }
 
 TEST_F(TokenizerTest, ThreadsGiveTheSameIdsAsOneThread) {
     std::vector<std::string> texts;
-    for (const Case &k : load_cases().cases) texts.push_back(k.text);
+    for (const Case &k : load_cases().cases)
+        texts.push_back(k.text);
     std::vector<Ids> serial;
-    for (const std::string &t : texts) serial.push_back(tok_->ids(t));
+    for (const std::string &t : texts)
+        serial.push_back(tok_->ids(t));
     const int n_threads = 4;
     std::vector<std::vector<Ids>> results(n_threads);
     std::vector<int> ok(n_threads, 0);
@@ -426,14 +442,16 @@ TEST_F(TokenizerTest, ThreadsGiveTheSameIdsAsOneThread) {
                 for (size_t i = 0; i < texts.size(); i++) {
                     const std::string &s = texts[(i + t * 97) % texts.size()];
                     int32_t n;
-                    if (dre_tokenize(tok_->get(), s.data(), s.size(), 0, buf.data(), &n) != DRE_OK) return;
+                    if (dre_tokenize(tok_->get(), s.data(), s.size(), 0, buf.data(), &n) != DRE_OK)
+                        return;
                     results[t].emplace_back(buf.begin(), buf.begin() + n);
                 }
             }
             ok[t] = 1;
         });
     }
-    for (auto &th : threads) th.join();
+    for (auto &th : threads)
+        th.join();
     for (int t = 0; t < n_threads; t++) {
         ASSERT_TRUE(ok[t]) << "thread " << t << " failed";
         for (size_t i = 0; i < texts.size(); i++)

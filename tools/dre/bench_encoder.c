@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../src/encoder_gpu.h"
-#include "../../src/model.h"
+#include "encoder_gpu.h"
+#include "model.h"
 #include "cli.h"
 
 #define DEFAULT_BUDGET 65536

@@ -35,12 +35,14 @@ static double seconds_now(void) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dre bench tokenizer [--model DIR] --corpus FILE [--repeat N] [--threads N]\n"
-               "                           [--max-length N]\n\n"
-               "Tokenizes title + \" \" + text of every JSONL line of FILE, the corpus repeated\n"
-               "N times (default: to about 20 MB), on one thread and on N threads (default:\n"
-               "all cores), and prints per run:\n"
-               "  tokenizer threads=T texts=... bytes=... tokens=... seconds=... MB/s=... texts/s=...\n");
+    fprintf(
+        f,
+        "usage: dre bench tokenizer [--model DIR] --corpus FILE [--repeat N] [--threads N]\n"
+        "                           [--max-length N]\n\n"
+        "Tokenizes title + \" \" + text of every JSONL line of FILE, the corpus repeated\n"
+        "N times (default: to about 20 MB), on one thread and on N threads (default:\n"
+        "all cores), and prints per run:\n"
+        "  tokenizer threads=T texts=... bytes=... tokens=... seconds=... MB/s=... texts/s=...\n");
 }
 
 static void *run_job(void *arg) {
@@ -54,7 +56,8 @@ static void *run_job(void *arg) {
     job->status = DRE_OK;
     for (size_t i = job->first; i < job->first + job->n; i++) {
         int32_t n;
-        job->status = dre_tokenize(job->tok, job->texts[i].s, job->texts[i].len, job->max_length, ids, &n);
+        job->status =
+            dre_tokenize(job->tok, job->texts[i].s, job->texts[i].len, job->max_length, ids, &n);
         if (job->status != DRE_OK) break;
         job->n_tokens += n;
     }
@@ -74,10 +77,15 @@ static double run(const dre_tokenizer *tok, const text_ref *texts, size_t n, int
     }
     double t0 = seconds_now();
     for (int t = 0; t < n_threads; t++) {
-        size_t first = n * (size_t)t / (size_t)n_threads, last = n * (size_t)(t + 1) / (size_t)n_threads;
-        jobs[t] = (bench_job){.tok = tok, .texts = texts, .first = first, .n = last - first,
+        size_t first = n * (size_t)t / (size_t)n_threads,
+               last = n * (size_t)(t + 1) / (size_t)n_threads;
+        jobs[t] = (bench_job){.tok = tok,
+                              .texts = texts,
+                              .first = first,
+                              .n = last - first,
                               .max_length = max_length};
-        if (pthread_create(&threads[t], NULL, run_job, &jobs[t]) != 0) jobs[t].status = DRE_ERR_NOMEM;
+        if (pthread_create(&threads[t], NULL, run_job, &jobs[t]) != 0)
+            jobs[t].status = DRE_ERR_NOMEM;
     }
     double seconds = 0;
     *n_tokens = 0;
@@ -110,8 +118,9 @@ static int load_corpus(const char *path, char **buf, size_t **offsets, size_t *n
         const cJSON *title = cJSON_GetObjectItemCaseSensitive(row, "title");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(row, "text");
         if (!cJSON_IsString(text)) {
-            fprintf(stderr, "dre bench tokenizer: %s:%ld: not a JSON object with a \"text\" string\n",
-                    path, lineno);
+            fprintf(stderr,
+                    "dre bench tokenizer: %s:%ld: not a JSON object with a \"text\" string\n", path,
+                    lineno);
             cJSON_Delete(row);
             rc = 1;
             break;
@@ -188,7 +197,8 @@ int bench_tokenizer(int argc, char **argv) {
     dre_status st = dre_tokenizer_open(model_dir, &tok);
     if (st != DRE_OK) return cli_fail("bench tokenizer", st);
     if (max_length == 0) max_length = dre_tokenizer_max_length(tok);
-    if (n_threads == 0) n_threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (n_threads == 0)
+        n_threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     if (max_length < 2) {
         dre_tokenizer_close(tok);
         return cli_usage_error("bench tokenizer", "--max-length must be at least 2");

@@ -61,8 +61,10 @@ int cmd_tokenize(int argc, char **argv) {
         }
         for (int32_t i = 0; i < n; i++) {
             if (i) putchar(' ');
-            if (tokens) fputs(dre_tokenizer_token(tok, ids[i]), stdout);
-            else printf("%d", (int)ids[i]);
+            if (tokens)
+                fputs(dre_tokenizer_token(tok, ids[i]), stdout);
+            else
+                printf("%d", (int)ids[i]);
         }
         putchar('\n');
     }
