@@ -56,9 +56,10 @@ typedef struct dre_tokenizer dre_tokenizer;
 
 /* Opens the WordPiece tokenizer of a Hugging Face model folder: vocab.txt and
  * tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars);
- * max length from sentence_bert_config.json's max_seq_length, else config.json's
- * max_position_embeddings. The handle is read-only after open: any number of threads
- * may call dre_tokenize on it at once. */
+ * max length from sentence_bert_config.json's max_seq_length, else the smaller of
+ * tokenizer_config.json's model_max_length and config.json's max_position_embeddings
+ * (as sentence-transformers does). The handle is read-only after open: any number of
+ * threads may call dre_tokenize on it at once. */
 dre_status dre_tokenizer_open(const char *model_dir, dre_tokenizer **out);
 void dre_tokenizer_close(dre_tokenizer *tok);
 
@@ -72,7 +73,8 @@ const char *dre_tokenizer_token(const dre_tokenizer *tok, int32_t id);
  * entries (dre_tokenizer_max_length() when max_length <= 0); *n_ids receives the count.
  * Invalid UTF-8 is never an error: each byte that does not start a valid sequence
  * becomes U+FFFD, which BERT's normaliser removes like NUL and other control
- * characters, so such bytes are dropped. */
+ * characters, so such bytes are dropped. As in Hugging Face, special tokens spelled
+ * out in the text ("[SEP]", "[MASK]", ...) become their ids. */
 dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len,
                         int32_t max_length, int32_t *ids, int32_t *n_ids);
 

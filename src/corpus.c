@@ -27,7 +27,7 @@ struct corpus_reader {
     int64_t offset;  /* byte offset of the next line */
     int64_t line_no; /* lines read so far */
     int64_t size;
-    cJSON *doc;      /* the parsed current JSONL line, freed on the next read */
+    cJSON *doc; /* the parsed current JSONL line, freed on the next read */
     char *joined;
     size_t joined_cap;
     char id_buf[32]; /* ids made from numbers: JSON integers, line numbers */
@@ -130,7 +130,9 @@ dre_status corpus_seek(corpus_reader *r, int64_t offset, int64_t line) {
 }
 
 /* Python's str.isspace() for ASCII: what str.strip() removes at the ends. */
-static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+static int is_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
 
 static int is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -192,12 +194,15 @@ static dre_status join_text(corpus_reader *r, corpus_record *rec) {
     memcpy(r->joined + n, rec->text, text_len);
     n += text_len;
     size_t begin = 0;
-    while (begin < n && is_space((unsigned char)r->joined[begin])) begin++;
-    while (n > begin && is_space((unsigned char)r->joined[n - 1])) n--;
+    while (begin < n && is_space((unsigned char)r->joined[begin]))
+        begin++;
+    while (n > begin && is_space((unsigned char)r->joined[n - 1]))
+        n--;
     r->joined[n] = '\0';
     rec->joined = r->joined + begin;
     rec->joined_len = n - begin;
-    if (rec->joined_len == 0) return bad_line(r, rec->title ? "empty title and text" : "empty text");
+    if (rec->joined_len == 0)
+        return bad_line(r, rec->title ? "empty title and text" : "empty text");
     return DRE_OK;
 }
 

@@ -91,7 +91,8 @@ void docstore_close(docstore *ds) {
     sqlite3_finalize(ds->max_row);
     /* Leave a single file behind: readers open it read-only, and a WAL database opened
      * read-only needs its -shm file. */
-    if (ds->writable && ds->db) sqlite3_exec(ds->db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+    if (ds->writable && ds->db)
+        sqlite3_exec(ds->db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
     sqlite3_close(ds->db);
     free(ds->path);
     free(ds);
@@ -137,8 +138,10 @@ dre_status docstore_add(docstore *ds, int64_t row, const char *id, const char *t
     sqlite3_reset(s);
     sqlite3_bind_int64(s, 1, row);
     sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
-    if (title) sqlite3_bind_text(s, 3, title, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(s, 3);
+    if (title)
+        sqlite3_bind_text(s, 3, title, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 3);
     sqlite3_bind_text(s, 4, text, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);

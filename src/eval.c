@@ -22,9 +22,9 @@ typedef struct {
 
 typedef struct {
     const char *id;
-    size_t first, count;  /* its judgements: judgements[first .. first + count), by doc id */
-    int64_t n_relevant;   /* grade >= 1 */
-    double ideal_dcg_10;  /* DCG of the best possible top 10 */
+    size_t first, count; /* its judgements: judgements[first .. first + count), by doc id */
+    int64_t n_relevant;  /* grade >= 1 */
+    double ideal_dcg_10; /* DCG of the best possible top 10 */
 } judged_query;
 
 struct dre_qrels {
@@ -36,9 +36,11 @@ struct dre_qrels {
 };
 
 static char *trim(char *s) {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     char *e = s + strlen(s);
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
     *e = '\0';
     return s;
 }
@@ -62,11 +64,13 @@ static int split(char *line, char **fields, int max_fields) {
     }
     char *p = line;
     for (;;) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!*p) break;
         if (n == max_fields) return max_fields + 1;
         fields[n++] = p;
-        while (*p && *p != ' ') p++;
+        while (*p && *p != ' ')
+            p++;
         if (*p) *p++ = '\0';
     }
     return n;
@@ -127,8 +131,8 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
         int32_t grade;
         if (!parse_grade(score, &grade)) {
             if (was_first) continue; /* the header: query-id corpus-id score */
-            return set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path,
-                             line, score);
+            return set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path, line,
+                             score);
         }
         if (!query[0] || !doc[0])
             return set_error(DRE_ERR_FORMAT, "%s:%ld: empty %s id", path, line,
@@ -283,8 +287,8 @@ dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const ch
     for (int32_t i = 0; i < n; i++) {
         if (!doc_ids[i] || (scores && isnan(scores[i]))) {
             free(ranked);
-            return set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id,
-                             i + 1, doc_ids[i] ? "a NaN score" : "no doc id");
+            return set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id, i + 1,
+                             doc_ids[i] ? "a NaN score" : "no doc id");
         }
         ranked[i] = (ranked_doc){scores ? (float)scores[i] : 0.0f, doc_ids[i], i};
     }

@@ -131,6 +131,13 @@ int64_t index_faiss_train_size(FaissIndex *ix) {
 }
 
 dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x) {
+    /* FAISS would refuse too, after printing its exception to stderr. */
+    FaissIndexIVF *ivf = find_ivf(ix);
+    if (ivf && (size_t)n < faiss_IndexIVF_nlist(ivf))
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "an IVF index of %zu lists needs at least %zu training vectors, not %lld "
+                         "(use fewer lists, or Flat, for a corpus this small)",
+                         faiss_IndexIVF_nlist(ivf), faiss_IndexIVF_nlist(ivf), (long long)n);
     if (faiss_Index_train(ix, n, x) != 0) {
         char what[96];
         snprintf(what, sizeof what, "training the index on %lld vectors", (long long)n);
@@ -146,7 +153,8 @@ dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x) {
         idx_t *ids = malloc((size_t)n * sizeof *ids);
         if (!ids) return set_error(DRE_ERR_NOMEM, "index add: out of memory");
         idx_t first = faiss_Index_ntotal(ix);
-        for (int64_t i = 0; i < n; i++) ids[i] = first + i;
+        for (int64_t i = 0; i < n; i++)
+            ids[i] = first + i;
         rc = faiss_Index_add_with_ids(ix, n, x, ids);
         free(ids);
     } else {
@@ -255,9 +263,12 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     info->dim = (int32_t)v;
     char pooling[16];
     DRE_TRY(meta_string(root, path, "pooling", pooling, sizeof pooling));
-    if (!strcmp(pooling, "mean")) info->pooling = DRE_POOL_MEAN;
-    else if (!strcmp(pooling, "cls")) info->pooling = DRE_POOL_CLS;
-    else return set_error(DRE_ERR_FORMAT, "%s: unknown pooling \"%s\"", path, pooling);
+    if (!strcmp(pooling, "mean"))
+        info->pooling = DRE_POOL_MEAN;
+    else if (!strcmp(pooling, "cls"))
+        info->pooling = DRE_POOL_CLS;
+    else
+        return set_error(DRE_ERR_FORMAT, "%s: unknown pooling \"%s\"", path, pooling);
     const cJSON *normalize = cJSON_GetObjectItemCaseSensitive(root, "normalize");
     if (!cJSON_IsBool(normalize))
         return set_error(DRE_ERR_FORMAT, "%s: \"normalize\" missing or not a boolean", path);
@@ -337,8 +348,8 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
             st = set_error(DRE_ERR_INDEX,
                            "%s: files disagree: meta.json says %lld vectors of dim %d, "
                            "index.faiss holds %lld of dim %d, docs.sqlite %lld documents",
-                           index_dir, (long long)ix->info.count, ix->info.dim,
-                           (long long)n_vectors, dim, (long long)n_docs);
+                           index_dir, (long long)ix->info.count, ix->info.dim, (long long)n_vectors,
+                           dim, (long long)n_docs);
     }
     if (st != DRE_OK) {
         dre_index_close(ix);
@@ -377,7 +388,8 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
 }
 
 dre_status dre_index_set_param(dre_index *index, const char *name, double value) {
-    if (!index || !name) return set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
+    if (!index || !name)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
     FaissParameterSpace *space = NULL;
     if (faiss_ParameterSpace_new(&space) != 0) return index_faiss_error("parameter space");
     int rc = faiss_ParameterSpace_set_index_parameter(space, index->faiss, name, value);

@@ -32,6 +32,7 @@ dre_status index_faiss_create(const char *factory, int32_t dim, FaissIndex **out
  * IVF: 64 per list, at least 65536 and at most 1 Mi (FAISS's k-means wants >= 39 per
  * centroid; a PQ inside wants >= 256 x 39); other trained kinds (PQ, SQ, PCA): 65536. */
 int64_t index_faiss_train_size(FaissIndex *ix);
+/* Trains on n vectors; an IVF index needs at least as many as it has lists. */
 dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x);
 
 /* Adds n vectors as rows ntotal .. ntotal + n - 1: with add_with_ids where the index

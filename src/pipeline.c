@@ -70,12 +70,16 @@ void dre_embed_options_init(dre_embed_options *opts) {
 /* ------------------------------------------------------------------ checkpoint record */
 
 typedef struct checkpoint {
-    int64_t offset, line;  /* where the next corpus line starts */
-    int64_t count;         /* documents staged by this embed (rows base_count ..) */
-    int64_t base_count;    /* rows the index had before (--append) */
-    int64_t skipped;       /* bad lines skipped so far */
-    int64_t tokens;        /* tokens of the staged documents */
-    int64_t window_cap;    /* documents per window: fixes how batches are cut */
+    int64_t offset, line; /* where the next corpus line starts */
+    int64_t count;        /* documents staged by this embed (rows base_count ..) */
+    int64_t base_count;   /* rows the index had before (--append) */
+    int64_t skipped;      /* bad lines skipped so far */
+    int64_t tokens;       /* tokens of the staged documents */
+    /* These three fix how documents are cut into windows and batches; a resumed run
+     * reuses them, so it encodes exactly the batches the interrupted one would have. */
+    int64_t window_cap;    /* documents per window */
+    int64_t every;         /* checkpoint_every */
+    int64_t budget_tokens; /* tokens per packed batch */
     int32_t dim;
     char weights_sha256[65];
     char factory[FIELD_CAP];
@@ -94,6 +98,8 @@ static dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddNumberToObject(root, "skipped", (double)c->skipped);
     cJSON_AddNumberToObject(root, "tokens", (double)c->tokens);
     cJSON_AddNumberToObject(root, "window", (double)c->window_cap);
+    cJSON_AddNumberToObject(root, "checkpoint_every", (double)c->every);
+    cJSON_AddNumberToObject(root, "budget_tokens", (double)c->budget_tokens);
     cJSON_AddNumberToObject(root, "dim", c->dim);
     cJSON_AddStringToObject(root, "weights_sha256", c->weights_sha256);
     cJSON_AddStringToObject(root, "factory", c->factory);
@@ -139,22 +145,28 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     DRE_TRY(ck_number(root, path, "skipped", &c->skipped));
     DRE_TRY(ck_number(root, path, "tokens", &c->tokens));
     DRE_TRY(ck_number(root, path, "window", &c->window_cap));
+    DRE_TRY(ck_number(root, path, "checkpoint_every", &c->every));
+    DRE_TRY(ck_number(root, path, "budget_tokens", &c->budget_tokens));
     DRE_TRY(ck_number(root, path, "dim", &dim));
     c->dim = (int32_t)dim;
     DRE_TRY(ck_string(root, path, "weights_sha256", c->weights_sha256, sizeof c->weights_sha256));
     DRE_TRY(ck_string(root, path, "factory", c->factory, sizeof c->factory));
     char format[16];
     DRE_TRY(ck_string(root, path, "format", format, sizeof format));
-    if (!strcmp(format, "jsonl")) c->format = DRE_CORPUS_JSONL;
-    else if (!strcmp(format, "tsv")) c->format = DRE_CORPUS_TSV;
-    else if (!strcmp(format, "lines")) c->format = DRE_CORPUS_LINES;
-    else return set_error(DRE_ERR_FORMAT, "%s: unknown corpus format \"%s\"", path, format);
+    if (!strcmp(format, "jsonl"))
+        c->format = DRE_CORPUS_JSONL;
+    else if (!strcmp(format, "tsv"))
+        c->format = DRE_CORPUS_TSV;
+    else if (!strcmp(format, "lines"))
+        c->format = DRE_CORPUS_LINES;
+    else
+        return set_error(DRE_ERR_FORMAT, "%s: unknown corpus format \"%s\"", path, format);
     DRE_TRY(ck_string(root, path, "id_field", c->id_field, sizeof c->id_field));
     DRE_TRY(ck_string(root, path, "title_field", c->title_field, sizeof c->title_field));
     DRE_TRY(ck_string(root, path, "text_field", c->text_field, sizeof c->text_field));
-    if (c->window_cap < 1 || c->dim < 1)
-        return set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path,
-                         (long long)c->window_cap, c->dim);
+    if (c->window_cap < 1 || c->every < 1 || c->dim < 1)
+        return set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path, (long long)c->window_cap,
+                         c->dim);
     return DRE_OK;
 }
 
@@ -181,9 +193,9 @@ typedef struct window {
     size_t arena_len, arena_cap;
     size_t *id_off, *title_off, *text_off, *joined_off; /* title_off SIZE_MAX: no title */
     size_t *joined_len;
-    int32_t *ids;     /* [window_cap, max_length] token ids */
-    int32_t *lengths; /* tokens per document */
-    float *vectors;   /* [window_cap, dim] */
+    int32_t *ids;                 /* [window_cap, max_length] token ids */
+    int32_t *lengths;             /* tokens per document */
+    float *vectors;               /* [window_cap, dim] */
     int64_t end_offset, end_line; /* corpus position after the window */
     int64_t n_bad;                /* bad lines skipped while reading it */
     int checkpoint;               /* a checkpoint follows this window */
@@ -235,7 +247,7 @@ typedef struct pipeline {
     FaissIndex *faiss;
     int trained;
     int64_t train_size;
-    checkpoint ck;   /* what is staged now; written out at each checkpoint */
+    checkpoint ck; /* what is staged now; written out at each checkpoint */
     int64_t run_docs, run_tokens, run_skipped;
     int staging;          /* this run owns the checkpoint and staging files */
     int64_t checkpointed; /* documents staged as of the last checkpoint written */
@@ -264,7 +276,8 @@ static void fail(pipeline *p, dre_status st) {
 /* Waits for a window in q; NULL once some stage has failed. */
 static window *take(pipeline *p, queue *q) {
     pthread_mutex_lock(&p->mu);
-    while (!p->failed && q->count == 0) pthread_cond_wait(&p->cv, &p->mu);
+    while (!p->failed && q->count == 0)
+        pthread_cond_wait(&p->cv, &p->mu);
     window *w = p->failed ? NULL : queue_pop(q);
     pthread_mutex_unlock(&p->mu);
     return w;
@@ -317,7 +330,8 @@ static dre_status window_alloc(window *w, int32_t cap, int32_t max_length, int32
 static dre_status arena_add(window *w, const char *s, size_t n, size_t *off) {
     if (w->arena_len + n + 1 > w->arena_cap) {
         size_t cap = w->arena_cap * 2;
-        while (cap < w->arena_len + n + 1) cap *= 2;
+        while (cap < w->arena_len + n + 1)
+            cap *= 2;
         char *p = realloc(w->arena, cap);
         if (!p) return set_error(DRE_ERR_NOMEM, "embed: out of memory for document text");
         w->arena = p;
@@ -346,9 +360,9 @@ static void *tokenize_range(void *arg) {
     window *w = job->w;
     job->status = DRE_OK;
     for (int32_t i = job->first; i < job->last; i++) {
-        dre_status st = dre_tokenize(p->tok, w->arena + w->joined_off[i], w->joined_len[i],
-                                     p->max_length, w->ids + (size_t)i * p->max_length,
-                                     &w->lengths[i]);
+        dre_status st =
+            dre_tokenize(p->tok, w->arena + w->joined_off[i], w->joined_len[i], p->max_length,
+                         w->ids + (size_t)i * p->max_length, &w->lengths[i]);
         if (st != DRE_OK) {
             job->status = st;
             snprintf(job->error, sizeof job->error, "%s", dre_last_error());
@@ -378,8 +392,10 @@ static dre_status tokenize_window(pipeline *p, window *w) {
         started = j;
     }
     tokenize_range(&jobs[0]);
-    for (int j = 1; j <= started; j++) pthread_join(threads[j], NULL);
-    for (int j = started + 1; j < n_jobs; j++) tokenize_range(&jobs[j]);
+    for (int j = 1; j <= started; j++)
+        pthread_join(threads[j], NULL);
+    for (int j = started + 1; j < n_jobs; j++)
+        tokenize_range(&jobs[j]);
     for (int j = 0; j < n_jobs; j++)
         if (jobs[j].status != DRE_OK) return set_error(jobs[j].status, "%s", jobs[j].error);
     return DRE_OK;
@@ -469,7 +485,8 @@ typedef struct encode_buffers {
 /* Packs the window's documents, shortest first, into batches of at most budget_tokens and
  * encodes them; vectors land in window order. */
 static dre_status encode_window(pipeline *p, window *w, encode_buffers *b) {
-    for (int32_t i = 0; i < w->n; i++) b->order[i] = (by_length){w->lengths[i], i};
+    for (int32_t i = 0; i < w->n; i++)
+        b->order[i] = (by_length){w->lengths[i], i};
     qsort(b->order, (size_t)w->n, sizeof *b->order, compare_length);
     int32_t i = 0;
     while (i < w->n) {
@@ -559,8 +576,8 @@ static dre_status add_staged(pipeline *p, int64_t first, int64_t n) {
     dre_status st = DRE_OK;
     for (int64_t done = 0; done < n && st == DRE_OK; done += chunk) {
         int64_t m = n - done < chunk ? n - done : chunk;
-        st = pread_all(p->vectors_fd, buf, (size_t)m * row_bytes, (first + done) * (int64_t)row_bytes,
-                       p->vectors_path);
+        st = pread_all(p->vectors_fd, buf, (size_t)m * row_bytes,
+                       (first + done) * (int64_t)row_bytes, p->vectors_path);
         if (st == DRE_OK) st = index_faiss_add(p->faiss, m, buf);
     }
     free(buf);
@@ -571,8 +588,8 @@ static dre_status add_staged(pipeline *p, int64_t first, int64_t n) {
 static dre_status train_from_staged(pipeline *p) {
     int64_t n = p->ck.count < p->train_size ? p->ck.count : p->train_size;
     if (n == 0)
-        return set_error(DRE_ERR_FORMAT, "index \"%s\" needs training and the corpus has no "
-                                         "documents", p->ck.factory);
+        return set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents",
+                         p->ck.factory);
     size_t bytes = (size_t)n * (size_t)p->dim * sizeof(float);
     float *sample = malloc(bytes);
     if (!sample)
@@ -596,12 +613,11 @@ static void print_progress(pipeline *p, int64_t offset, int final) {
     if (p->size > 0 && offset > p->start_offset && !final) {
         double rate = (double)(offset - p->start_offset) / elapsed;
         double left = (double)(p->size - offset) / rate;
-        snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(left / 3600),
-                 (int)(left / 60) % 60, (int)left % 60);
+        snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(left / 3600), (int)(left / 60) % 60,
+                 (int)left % 60);
     }
     fprintf(stderr, "\r  %lld docs  %.0f docs/s  %.0f tokens/s  %3.0f%%%s   ",
-            (long long)p->run_docs, (double)p->run_docs / elapsed,
-            (double)p->run_tokens / elapsed,
+            (long long)p->run_docs, (double)p->run_docs / elapsed, (double)p->run_tokens / elapsed,
             p->size > 0 ? 100.0 * (double)offset / (double)p->size : 0.0, eta);
     if (final) fprintf(stderr, "\r%*s\r", 79, "");
     fflush(stderr);
@@ -627,9 +643,9 @@ static dre_status write_window(pipeline *p, window *w) {
         int64_t duplicate_of = -1;
         DRE_TRY(docstore_add(p->docs, row, id, title, w->arena + w->text_off[i], &duplicate_of));
         if (duplicate_of >= 0) {
-            dre_status st = set_error(DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
-                                      corpus_path(p->reader), (long long)w->lines[i], id,
-                                      (long long)duplicate_of);
+            dre_status st = set_error(
+                DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
+                corpus_path(p->reader), (long long)w->lines[i], id, (long long)duplicate_of);
             if (!p->opts->skip_bad_lines) return st;
             if (p->errors) fprintf(p->errors, "%s\n", dre_last_error());
             dropped++;
@@ -653,8 +669,10 @@ static dre_status write_window(pipeline *p, window *w) {
     p->run_docs += kept;
     p->run_tokens += tokens;
     p->run_skipped += w->n_bad + dropped;
-    if (p->trained) DRE_TRY(index_faiss_add(p->faiss, kept, w->vectors));
-    else if (p->ck.count >= p->train_size) DRE_TRY(train_from_staged(p));
+    if (p->trained)
+        DRE_TRY(index_faiss_add(p->faiss, kept, w->vectors));
+    else if (p->ck.count >= p->train_size)
+        DRE_TRY(train_from_staged(p));
     if (w->checkpoint) DRE_TRY(write_checkpoint(p));
     if (p->show_progress) print_progress(p, w->end_offset, 0);
     return DRE_OK;
@@ -691,8 +709,8 @@ static dre_status lock_index(const char *dir, int *fd_out) {
             close(fd);
             if (err == EWOULDBLOCK)
                 return set_error(DRE_ERR_LOCKED,
-                                 "%s: another dre embed is writing this index (%s is locked)",
-                                 dir, LOCK_FILE);
+                                 "%s: another dre embed is writing this index (%s is locked)", dir,
+                                 LOCK_FILE);
             return set_error(DRE_ERR_IO, "%s: flock: %s", path, strerror(err));
         }
         struct stat held, now;
@@ -759,14 +777,20 @@ static const char *field_or(const char *value, const char *fallback) {
 static dre_status check_resume_options(const dre_embed_options *o, const checkpoint *c,
                                        const char *dir) {
     const char *what = NULL;
-    if (o->factory && strcmp(o->factory, c->factory)) what = "index factory";
-    else if (o->format != DRE_CORPUS_AUTO && o->format != c->format) what = "corpus format";
-    else if (o->id_field && strcmp(o->id_field, c->id_field)) what = "id field";
-    else if (o->title_field && strcmp(o->title_field, c->title_field)) what = "title field";
-    else if (o->text_field && strcmp(o->text_field, c->text_field)) what = "text field";
+    if (o->factory && strcmp(o->factory, c->factory))
+        what = "index factory";
+    else if (o->format != DRE_CORPUS_AUTO && o->format != c->format)
+        what = "corpus format";
+    else if (o->id_field && strcmp(o->id_field, c->id_field))
+        what = "id field";
+    else if (o->title_field && strcmp(o->title_field, c->title_field))
+        what = "title field";
+    else if (o->text_field && strcmp(o->text_field, c->text_field))
+        what = "text field";
     if (what)
-        return set_error(DRE_ERR_INVALID_ARG, "%s: --resume with a different %s than the "
-                                              "interrupted embed (see %s)",
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "%s: --resume with a different %s than the "
+                         "interrupted embed (see %s)",
                          dir, what, INDEX_CHECKPOINT_FILE);
     return DRE_OK;
 }
@@ -780,8 +804,8 @@ static int32_t default_window_cap(int32_t budget_tokens) {
 
 /* Fresh start: a new checkpoint, an empty or copied staging docstore, an empty staging
  * vector file, and the FAISS index (empty, or the existing one for --append). */
-static dre_status start_fresh(pipeline *p, const dre_model_info *m,
-                              dre_index_info *base_meta, int *have_base) {
+static dre_status start_fresh(pipeline *p, const dre_model_info *m, dre_index_info *base_meta,
+                              int *have_base) {
     const dre_embed_options *o = p->opts;
     const char *dir = p->index_dir;
     *have_base = 0;
@@ -806,9 +830,12 @@ static dre_status start_fresh(pipeline *p, const dre_model_info *m,
     memset(c, 0, sizeof *c);
     c->base_count = *have_base ? base_meta->count : 0;
     c->window_cap = default_window_cap(p->budget_tokens);
+    c->every = p->checkpoint_every;
+    c->budget_tokens = p->budget_tokens;
     c->dim = m->hidden;
     snprintf(c->weights_sha256, sizeof c->weights_sha256, "%s", m->weights_sha256);
-    const char *factory = *have_base ? base_meta->factory : field_or(o->factory, INDEX_DEFAULT_FACTORY);
+    const char *factory =
+        *have_base ? base_meta->factory : field_or(o->factory, INDEX_DEFAULT_FACTORY);
     c->format = corpus_format(p->reader);
     const char *fields[3] = {field_or(o->id_field, "_id"), field_or(o->title_field, "title"),
                              field_or(o->text_field, "text")};
@@ -848,8 +875,9 @@ static dre_status open_staged(pipeline *p) {
     /* A run killed while finishing may have renamed the staging docstore already. */
     if (access(staging, F_OK) != 0) {
         if (access(final_docs, F_OK) != 0)
-            return set_error(DRE_ERR_IO, "%s: %s is missing; the interrupted embed cannot be "
-                                         "resumed (remove the folder and start over)",
+            return set_error(DRE_ERR_IO,
+                             "%s: %s is missing; the interrupted embed cannot be "
+                             "resumed (remove the folder and start over)",
                              dir, STAGING_DOCS_FILE);
         DRE_TRY(rename_synced(final_docs, staging));
     }
@@ -878,7 +906,8 @@ static dre_status open_staged(pipeline *p) {
         DRE_TRY(path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
         DRE_TRY(index_faiss_read(path, &p->faiss));
         int64_t ntotal = faiss_Index_ntotal(p->faiss);
-        if (ntotal == total) already = c->count; /* killed after renaming the new index */
+        if (ntotal == total)
+            already = c->count; /* killed after renaming the new index */
         else if (ntotal != c->base_count)
             return set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
                              dir, (long long)ntotal, (long long)c->base_count);
@@ -969,7 +998,8 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
     p->dim = dre_encoder_dim(p->enc);
     p->budget_tokens = dre_encoder_budget_tokens(p->enc);
     p->max_length = m->max_length;
-    if (dre_tokenizer_max_length(tok) < p->max_length) p->max_length = dre_tokenizer_max_length(tok);
+    if (dre_tokenizer_max_length(tok) < p->max_length)
+        p->max_length = dre_tokenizer_max_length(tok);
 
     int resuming = 0;
     if (file_exists(dir, INDEX_CHECKPOINT_FILE)) {
@@ -1006,6 +1036,10 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
     }
     if (st != DRE_OK) goto done;
     p->window_cap = (int32_t)p->ck.window_cap;
+    p->checkpoint_every = p->ck.every;
+    /* Pack as the interrupted run did, unless this encoder cannot take such batches. */
+    if (p->ck.budget_tokens >= p->max_length && p->ck.budget_tokens <= p->budget_tokens)
+        p->budget_tokens = (int32_t)p->ck.budget_tokens;
     const checkpoint *c = &p->ck;
     if (o->errors_path) {
         p->errors = fopen(o->errors_path, resuming ? "a" : "w");
@@ -1055,7 +1089,8 @@ done:
     p->enc = NULL;
     dre_tokenizer_close(tok);
     dre_model_close(model);
-    for (int i = 0; i < N_WINDOWS; i++) window_free(&p->windows[i]);
+    for (int i = 0; i < N_WINDOWS; i++)
+        window_free(&p->windows[i]);
     /* A failed run with nothing checkpointed leaves nothing to resume: clean up, so the
      * same command can simply be run again. */
     if (st != DRE_OK && p->staging && p->checkpointed == 0) {
@@ -1087,12 +1122,12 @@ dre_status dre_embed(const char *model_dir, const char *corpus_path, const char 
     p->index_dir = index_dir;
     p->vectors_fd = -1;
     p->n_threads = opts->n_threads > 0 ? opts->n_threads : cpu_count();
-    p->checkpoint_every = opts->checkpoint_every > 0 ? opts->checkpoint_every
-                                                     : DEFAULT_CHECKPOINT_EVERY;
+    p->checkpoint_every =
+        opts->checkpoint_every > 0 ? opts->checkpoint_every : DEFAULT_CHECKPOINT_EVERY;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    dre_status st = path_join(p->checkpoint_path, sizeof p->checkpoint_path, index_dir,
-                              INDEX_CHECKPOINT_FILE);
+    dre_status st =
+        path_join(p->checkpoint_path, sizeof p->checkpoint_path, index_dir, INDEX_CHECKPOINT_FILE);
     if (st == DRE_OK)
         st = path_join(p->vectors_path, sizeof p->vectors_path, index_dir, STAGING_VECTORS_FILE);
     int lock_fd = -1;

@@ -108,8 +108,7 @@ static int is_tsv_header(const char *id) {
 static dre_status parse_tsv(dre_queries *q, const char *path, long line, char *s, int first) {
     char *tab = strchr(s, '\t');
     if (!tab)
-        return set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path,
-                         line);
+        return set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path, line);
     *tab = '\0';
     if (first && is_tsv_header(s)) return DRE_OK;
     if (!s[0]) return set_error(DRE_ERR_FORMAT, "%s:%ld: empty query id", path, line);
@@ -140,7 +139,8 @@ static dre_status check_duplicates(const dre_queries *q, const char *path) {
     if (q->n < 2) return DRE_OK;
     id_line *order = malloc(q->n * sizeof *order);
     if (!order) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
-    for (size_t i = 0; i < q->n; i++) order[i] = (id_line){q->ids[i], q->lines[i]};
+    for (size_t i = 0; i < q->n; i++)
+        order[i] = (id_line){q->ids[i], q->lines[i]};
     qsort(order, q->n, sizeof *order, cmp_id_line);
     size_t worst = 0; /* index into order of the earliest repeat; 0 = none */
     for (size_t i = 1; i < q->n; i++)
@@ -149,7 +149,8 @@ static dre_status check_duplicates(const dre_queries *q, const char *path) {
     dre_status st = DRE_OK;
     if (worst) {
         size_t first = worst;
-        while (first > 0 && !strcmp(order[first - 1].id, order[worst].id)) first--;
+        while (first > 0 && !strcmp(order[first - 1].id, order[worst].id))
+            first--;
         st = set_error(DRE_ERR_FORMAT, "%s:%ld: duplicate query id \"%s\" (first at line %ld)",
                        path, order[worst].line, order[worst].id, order[first].line);
     }

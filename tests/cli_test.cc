@@ -66,10 +66,11 @@ class CliTest : public ::testing::Test {
     // input (or /dev/null); returns its exit status, stdout and stderr.
     static result run(const std::string &args, const std::string &input = "") {
         result r;
-        std::string in = root + "/stdin.txt", out = root + "/stdout.txt", err = root + "/stderr.txt";
+        std::string in = root + "/stdin.txt", out = root + "/stdout.txt",
+                    err = root + "/stderr.txt";
         std::ofstream(in) << input;
-        std::string cmd = "cd '" + kSource + "' && env -u DRE_MODEL '" + kDre + "' " + args + " <'" +
-                          in + "' >'" + out + "' 2>'" + err + "'";
+        std::string cmd = "cd '" + kSource + "' && env -u DRE_MODEL '" + kDre + "' " + args +
+                          " <'" + in + "' >'" + out + "' 2>'" + err + "'";
         int status = system(cmd.c_str());
         r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         r.out = read_text(out);
@@ -164,7 +165,8 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
             bool near_tie = false; // ids may swap only where the reference nearly ties
             for (int j : {i - 1, i + 1})
                 if (j >= 0 && j < 10 &&
-                    std::fabs(ws - cJSON_GetObjectItem(cJSON_GetArrayItem(top, j), "score")->valuedouble) < 1e-3)
+                    std::fabs(ws - cJSON_GetObjectItem(cJSON_GetArrayItem(top, j), "score")
+                                       ->valuedouble) < 1e-3)
                     near_tie = true;
             if (!near_tie)
                 EXPECT_STREQ(cJSON_GetObjectItem(g, "id")->valuestring,
@@ -196,7 +198,8 @@ TEST_F(CliTest, PipedQueriesAndKBounds) {
 }
 
 TEST_F(CliTest, SearchWithAnotherModelIsRefused) {
-    result r = run("search --device cpu --model tests/fixtures/tiny-bert-cls '" + index_dir + "' x");
+    result r =
+        run("search --device cpu --model tests/fixtures/tiny-bert-cls '" + index_dir + "' x");
     EXPECT_EQ(r.status, 1);
     EXPECT_NE(r.err.find("disagree"), std::string::npos) << r.err;
 }

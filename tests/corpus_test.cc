@@ -69,8 +69,12 @@ class CorpusTest : public ::testing::Test {
                 continue;
             }
             if (!got) break;
-            doc d{rec.id, rec.title ? rec.title : "", rec.text,
-                  std::string(rec.joined, rec.joined_len), rec.title != nullptr, rec.line};
+            doc d{rec.id,
+                  rec.title ? rec.title : "",
+                  rec.text,
+                  std::string(rec.joined, rec.joined_len),
+                  rec.title != nullptr,
+                  rec.line};
             EXPECT_EQ(strlen(rec.joined), rec.joined_len);
             steps.push_back({DRE_OK, d, ""});
         }
@@ -80,15 +84,16 @@ class CorpusTest : public ::testing::Test {
 };
 
 TEST_F(CorpusTest, BeirJsonlJoinsTitleAndTextAsBeirDoes) {
-    std::string path = write("c.jsonl",
-                             "{\"_id\": \"d1\", \"title\": \"A Title\", \"text\": \"Body text.\"}\n"
-                             "{\"_id\": \"d2\", \"title\": \"\", \"text\": \"  only body \"}\n"
-                             "{\"_id\": \"d3\", \"text\": \"no title field\"}\n"
-                             "{\"_id\": \"d4\", \"title\": null, \"text\": \"null title\"}\n"
-                             "{\"_id\": 42, \"title\": \"T\", \"text\": \"\"}\n");
+    std::string path =
+        write("c.jsonl", "{\"_id\": \"d1\", \"title\": \"A Title\", \"text\": \"Body text.\"}\n"
+                         "{\"_id\": \"d2\", \"title\": \"\", \"text\": \"  only body \"}\n"
+                         "{\"_id\": \"d3\", \"text\": \"no title field\"}\n"
+                         "{\"_id\": \"d4\", \"title\": null, \"text\": \"null title\"}\n"
+                         "{\"_id\": 42, \"title\": \"T\", \"text\": \"\"}\n");
     auto s = read_all(path);
     ASSERT_EQ(s.size(), 5u);
-    for (auto &x : s) ASSERT_EQ(x.status, DRE_OK) << x.error;
+    for (auto &x : s)
+        ASSERT_EQ(x.status, DRE_OK) << x.error;
     // BEIR: (title + " " + text).strip() if "title" in doc else text.strip()
     EXPECT_EQ(s[0].d.joined, "A Title Body text.");
     EXPECT_EQ(s[0].d.title, "A Title");
@@ -129,19 +134,19 @@ TEST_F(CorpusTest, CustomFieldNames) {
 }
 
 TEST_F(CorpusTest, EveryBadJsonlLineIsReportedWithFileAndLine) {
-    static const char kBad[] = "{\"_id\": \"ok1\", \"text\": \"fine\"}\n"             // 1
-                        "{\"_id\": \"x\", \"text\": \"unterminated}\n"          // 2
-                        "{\"text\": \"no id\"}\n"                               // 3
-                        "{\"_id\": \"y\"}\n"                                    // 4
-                        "{\"_id\": \"z\", \"text\": 7}\n"                       // 5
-                        "{\"_id\": \"w\", \"title\": [1], \"text\": \"t\"}\n"   // 6
-                        "{\"_id\": \"v\", \"text\": \"   \"}\n"                 // 7
-                        "[1, 2]\n"                                             // 8
-                        "\n"                                                   // 9: blank, skipped
-                        "{\"_id\": \"n\", \"text\": \"a\0b\"}\n"                // 10
-                        "{\"_id\": true, \"text\": \"b\"}\n"                    // 11
-                        "{\"_id\": \"\", \"text\": \"b\"}\n"                    // 12
-                        "{\"_id\": \"ok2\", \"text\": \"last, no newline\"}";   // 13
+    static const char kBad[] = "{\"_id\": \"ok1\", \"text\": \"fine\"}\n"            // 1
+                               "{\"_id\": \"x\", \"text\": \"unterminated}\n"        // 2
+                               "{\"text\": \"no id\"}\n"                             // 3
+                               "{\"_id\": \"y\"}\n"                                  // 4
+                               "{\"_id\": \"z\", \"text\": 7}\n"                     // 5
+                               "{\"_id\": \"w\", \"title\": [1], \"text\": \"t\"}\n" // 6
+                               "{\"_id\": \"v\", \"text\": \"   \"}\n"               // 7
+                               "[1, 2]\n"                                            // 8
+                               "\n"                                     // 9: blank, skipped
+                               "{\"_id\": \"n\", \"text\": \"a\0b\"}\n" // 10
+                               "{\"_id\": true, \"text\": \"b\"}\n"     // 11
+                               "{\"_id\": \"\", \"text\": \"b\"}\n"     // 12
+                               "{\"_id\": \"ok2\", \"text\": \"last, no newline\"}"; // 13
     std::string path = write("bad.jsonl", std::string(kBad, sizeof kBad - 1)); // keeps the NUL
     auto s = read_all(path);
     std::vector<std::string> want = {
@@ -203,14 +208,17 @@ TEST_F(CorpusTest, TsvBadLines) {
     auto s = read_all(path);
     ASSERT_EQ(s.size(), 5u);
     EXPECT_EQ(s[0].status, DRE_OK);
-    EXPECT_EQ(s[1].error, path + ":2: expected 2 or 3 tab-separated fields (id, [title,] text), found 1");
-    EXPECT_EQ(s[2].error, path + ":3: expected 2 or 3 tab-separated fields (id, [title,] text), found 4");
+    EXPECT_EQ(s[1].error,
+              path + ":2: expected 2 or 3 tab-separated fields (id, [title,] text), found 1");
+    EXPECT_EQ(s[2].error,
+              path + ":3: expected 2 or 3 tab-separated fields (id, [title,] text), found 4");
     EXPECT_EQ(s[3].error, path + ":4: empty id");
     EXPECT_EQ(s[4].error, path + ":5: empty text");
 }
 
 TEST_F(CorpusTest, LinesFormatUsesLineNumbersAsIds) {
-    std::string path = write("c.txt", "\xEF\xBB\xBF" "first line\nsecond line\n\nfourth");
+    std::string path = write("c.txt", "\xEF\xBB\xBF"
+                                      "first line\nsecond line\n\nfourth");
     auto s = read_all(path);
     ASSERT_EQ(s.size(), 4u);
     EXPECT_EQ(s[0].d.id, "1");

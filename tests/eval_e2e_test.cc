@@ -40,7 +40,8 @@ int run(const std::string &cmd, std::string *out) {
     char buf[4096];
     size_t n;
     out->clear();
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        out->append(buf, n);
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -134,7 +135,8 @@ TEST_F(EvalEndToEnd, SkipsUnjudgedQueriesAndWritesTheRun) {
     std::string first;
     ASSERT_TRUE(std::getline(all, first));
     std::string queries = tmp_dir + "/two.jsonl", run_file = tmp_dir + "/run.txt";
-    std::ofstream(queries) << first << "\n{\"_id\": \"zz-unjudged\", \"text\": \"no judgements\"}\n";
+    std::ofstream(queries) << first
+                           << "\n{\"_id\": \"zz-unjudged\", \"text\": \"no judgements\"}\n";
     std::string out;
     int rc = run(quote(dre_bin) + " eval --device cpu --json --per-query -k 5 --model " +
                      quote(model_dir) + " --index " + quote(index_dir) + " --queries " +

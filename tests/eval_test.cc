@@ -23,7 +23,7 @@ struct ranked {
 
 struct eval_case {
     dre_qrels *qrels = nullptr;
-    std::map<std::string, ranked> run;          // file order within a query
+    std::map<std::string, ranked> run;              // file order within a query
     std::map<std::string, std::vector<double>> ref; // ndcg_10, recall_10, recall_100, mrr_10
     std::vector<double> mean;
     long n_mean = 0;
@@ -35,7 +35,8 @@ std::vector<std::string> split_tabs(const std::string &line) {
     std::vector<std::string> out;
     std::stringstream ss(line);
     std::string field;
-    while (std::getline(ss, field, '\t')) out.push_back(field);
+    while (std::getline(ss, field, '\t'))
+        out.push_back(field);
     return out;
 }
 
@@ -62,7 +63,8 @@ void load_case(const std::string &name, eval_case *c) {
         if (f[0] == "#mean") {
             ASSERT_EQ(f.size(), 6u);
             c->n_mean = std::strtol(f[1].c_str(), nullptr, 10);
-            for (int i = 2; i < 6; i++) c->mean.push_back(std::strtod(f[i].c_str(), nullptr));
+            for (int i = 2; i < 6; i++)
+                c->mean.push_back(std::strtod(f[i].c_str(), nullptr));
         } else if (f[0] == "#skip") {
             c->skipped.push_back(f[1]);
         } else if (f[0] == "#empty") {
@@ -70,7 +72,8 @@ void load_case(const std::string &name, eval_case *c) {
             c->run[f[1]]; // a query with an empty ranking
         } else {
             ASSERT_EQ(f.size(), 5u) << line;
-            for (int i = 1; i < 5; i++) c->ref[f[0]].push_back(std::strtod(f[i].c_str(), nullptr));
+            for (int i = 1; i < 5; i++)
+                c->ref[f[0]].push_back(std::strtod(f[i].c_str(), nullptr));
         }
     }
     ASSERT_FALSE(c->ref.empty());
@@ -80,7 +83,8 @@ void load_case(const std::string &name, eval_case *c) {
 dre_status eval(const eval_case &c, const std::string &qid, const ranked &r, bool with_scores,
                 dre_metrics *m) {
     std::vector<const char *> ids;
-    for (auto &d : r.docs) ids.push_back(d.c_str());
+    for (auto &d : r.docs)
+        ids.push_back(d.c_str());
     return dre_eval_query(c.qrels, qid.c_str(), ids.data(), with_scores ? r.scores.data() : nullptr,
                           (int32_t)ids.size(), m);
 }
@@ -122,7 +126,8 @@ TEST_P(EvalFixture, MatchesPytrecEvalPerQueryAndMean) {
     // the mean is over the queries that have judgements and appear in the run
     EXPECT_EQ(n, c.n_mean);
     EXPECT_EQ(n_skipped, (long)c.skipped.size());
-    for (int i = 0; i < 4; i++) EXPECT_NEAR(sum[i] / (double)n, c.mean[i], 1e-9) << "mean " << i;
+    for (int i = 0; i < 4; i++)
+        EXPECT_NEAR(sum[i] / (double)n, c.mean[i], 1e-9) << "mean " << i;
 }
 
 TEST_P(EvalFixture, InputOrderDoesNotMatterWithScores) {

@@ -36,7 +36,8 @@ std::vector<float> random_unit_vectors(int n, int dim, unsigned seed) {
             v[(size_t)i * dim + j] = normal(rng);
             norm += v[(size_t)i * dim + j] * v[(size_t)i * dim + j];
         }
-        for (int j = 0; j < dim; j++) v[(size_t)i * dim + j] /= (float)std::sqrt(norm);
+        for (int j = 0; j < dim; j++)
+            v[(size_t)i * dim + j] /= (float)std::sqrt(norm);
     }
     return v;
 }
@@ -46,13 +47,15 @@ std::vector<int64_t> brute_force(const std::vector<float> &base, const float *q,
     std::vector<std::pair<float, int64_t>> scored;
     for (int i = 0; i < kCount; i++) {
         float s = 0;
-        for (int j = 0; j < kDim; j++) s += base[(size_t)i * kDim + j] * q[j];
+        for (int j = 0; j < kDim; j++)
+            s += base[(size_t)i * kDim + j] * q[j];
         scored.push_back({s, i});
     }
     std::partial_sort(scored.begin(), scored.begin() + k, scored.end(),
                       [](auto &a, auto &b) { return a.first > b.first; });
     std::vector<int64_t> rows;
-    for (int i = 0; i < k; i++) rows.push_back(scored[i].second);
+    for (int i = 0; i < k; i++)
+        rows.push_back(scored[i].second);
     return rows;
 }
 
@@ -123,7 +126,8 @@ class IndexTest : public ::testing::Test {
         for (int q = 0; q < kQueries; q++) {
             auto want = brute_force(base, queries.data() + q * kDim, kK);
             std::set<int64_t> got(rows.begin() + q * kK, rows.begin() + (q + 1) * kK);
-            for (int64_t r : want) hits += got.count(r);
+            for (int64_t r : want)
+                hits += got.count(r);
             for (int i = 0; i + 1 < kK; i++)
                 EXPECT_GE(scores[q * kK + i], scores[q * kK + i + 1]); // best first
         }
@@ -151,7 +155,8 @@ TEST_F(IndexTest, FlatIsExactAndScoresAreInnerProducts) {
         for (int i = 0; i < kK; i++) {
             EXPECT_EQ(rows[i], want[i]) << "query " << q << " rank " << i;
             float dot = 0;
-            for (int j = 0; j < kDim; j++) dot += base[(size_t)rows[i] * kDim + j] * qv[j];
+            for (int j = 0; j < kDim; j++)
+                dot += base[(size_t)rows[i] * kDim + j] * qv[j];
             EXPECT_NEAR(scores[i], dot, 1e-5);
         }
     }
@@ -170,7 +175,8 @@ TEST_F(IndexTest, FlatIsExactAndScoresAreInnerProducts) {
     // Stored vectors come back exactly.
     std::vector<float> back((size_t)100 * kDim);
     ASSERT_EQ(dre_index_vectors(ix, 1900, 100, back.data()), DRE_OK) << dre_last_error();
-    for (size_t i = 0; i < back.size(); i++) ASSERT_EQ(back[i], base[1900 * kDim + i]);
+    for (size_t i = 0; i < back.size(); i++)
+        ASSERT_EQ(back[i], base[1900 * kDim + i]);
     EXPECT_EQ(dre_index_vectors(ix, 1950, 100, back.data()), DRE_ERR_INVALID_ARG);
 
     // A Flat index has no nprobe.
@@ -188,7 +194,8 @@ TEST_F(IndexTest, KLargerThanTheIndexPadsWithMinusOne) {
     ASSERT_EQ(dre_index_search(ix, queries.data(), 1, k, scores.data(), rows.data()), DRE_OK);
     std::set<int64_t> seen(rows.begin(), rows.begin() + kCount);
     EXPECT_EQ(seen.size(), (size_t)kCount);
-    for (int i = kCount; i < k; i++) EXPECT_EQ(rows[i], -1);
+    for (int i = kCount; i < k; i++)
+        EXPECT_EQ(rows[i], -1);
     EXPECT_EQ(dre_index_search(ix, queries.data(), 1, 0, scores.data(), rows.data()),
               DRE_ERR_INVALID_ARG);
     dre_index_close(ix);
@@ -203,7 +210,8 @@ TEST_F(IndexTest, Hnsw32FindsTheTrueNeighbours) {
     EXPECT_GE(recall(ix), 0.99);
     std::vector<float> back((size_t)10 * kDim);
     ASSERT_EQ(dre_index_vectors(ix, 0, 10, back.data()), DRE_OK) << dre_last_error();
-    for (size_t i = 0; i < back.size(); i++) ASSERT_EQ(back[i], base[i]);
+    for (size_t i = 0; i < back.size(); i++)
+        ASSERT_EQ(back[i], base[i]);
     dre_index_close(ix);
 }
 
@@ -225,7 +233,8 @@ TEST_F(IndexTest, Ivf4FlatIsTrainedAndExactWithAllListsProbed) {
     EXPECT_LT(one_list, 1.0);
     std::vector<float> back((size_t)50 * kDim);
     ASSERT_EQ(dre_index_vectors(ix, 1000, 50, back.data()), DRE_OK) << dre_last_error();
-    for (size_t i = 0; i < back.size(); i++) ASSERT_EQ(back[i], base[1000 * kDim + i]);
+    for (size_t i = 0; i < back.size(); i++)
+        ASSERT_EQ(back[i], base[1000 * kDim + i]);
     dre_index_close(ix);
 }
 
@@ -235,6 +244,8 @@ TEST_F(IndexTest, UntrainedIvfRefusesVectorsAndBadFactoryIsAnError) {
     EXPECT_NE(std::string(dre_last_error()).find("NoSuchIndex"), std::string::npos);
     ASSERT_EQ(index_faiss_create("IVF4,Flat", kDim, &ix), DRE_OK);
     EXPECT_EQ(index_faiss_add(ix, 10, base.data()), DRE_ERR_INDEX);
+    EXPECT_EQ(index_faiss_train(ix, 3, base.data()), DRE_ERR_INVALID_ARG); // 4 lists, 3 points
+    EXPECT_NE(std::string(dre_last_error()).find("at least 4"), std::string::npos);
     faiss_Index_free(ix);
 }
 

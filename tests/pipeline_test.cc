@@ -125,7 +125,8 @@ pid_t spawn(const std::vector<std::string> &args) {
     pid_t pid = fork();
     if (pid == 0) {
         std::vector<char *> argv;
-        for (auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+        for (auto &a : args)
+            argv.push_back(const_cast<char *>(a.c_str()));
         argv.push_back(nullptr);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
@@ -160,7 +161,8 @@ class PipelineTest : public ::testing::Test {
         opts.device = DRE_DEVICE_CPU;
         opts.quiet = 1;
         opts.checkpoint_every = kCheckpointEvery;
-        ref_status = dre_embed(kMiniLM.c_str(), kCorpus.c_str(), ref_dir.c_str(), &opts, &ref_summary);
+        ref_status =
+            dre_embed(kMiniLM.c_str(), kCorpus.c_str(), ref_dir.c_str(), &opts, &ref_summary);
         ref_error = dre_last_error();
     }
     static void TearDownTestSuite() {
@@ -198,7 +200,8 @@ TEST_F(PipelineTest, DemoCorpusMatchesSentenceTransformers) {
 
     std::string meta_text = read_text(kSource + "/tests/fixtures/papers_minilm.json");
     cJSON *meta = cJSON_Parse(meta_text.c_str());
-    ASSERT_NE(meta, nullptr) << "tests/fixtures/papers_minilm.json: run tools/make_pipeline_fixtures.py";
+    ASSERT_NE(meta, nullptr)
+        << "tests/fixtures/papers_minilm.json: run tools/make_pipeline_fixtures.py";
     std::string ref_vectors = read_text(kSource + "/tests/fixtures/papers_minilm.f32");
     ASSERT_EQ(ref_vectors.size(), sizeof(float) * kDocs * kDim);
     const float *want = reinterpret_cast<const float *>(ref_vectors.data());
@@ -209,8 +212,7 @@ TEST_F(PipelineTest, DemoCorpusMatchesSentenceTransformers) {
     EXPECT_EQ(info->count, kDocs);
     EXPECT_EQ(info->dim, kDim);
     EXPECT_STREQ(info->model_name, "all-MiniLM-L6-v2");
-    EXPECT_STREQ(info->weights_sha256,
-                 cJSON_GetObjectItem(meta, "weights_sha256")->valuestring);
+    EXPECT_STREQ(info->weights_sha256, cJSON_GetObjectItem(meta, "weights_sha256")->valuestring);
     EXPECT_STREQ(info->factory, "Flat");
     EXPECT_EQ(info->pooling, DRE_POOL_MEAN);
     EXPECT_EQ(info->normalize, 1);
@@ -260,8 +262,16 @@ TEST_F(PipelineTest, DemoCorpusMatchesSentenceTransformers) {
             double want_score = cJSON_GetObjectItem(want_r, "score")->valuedouble;
             EXPECT_NEAR(scores[q * 10 + r], want_score, 1e-3) << "query " << q << " rank " << r;
             // Ids must agree except where the reference's own scores nearly tie.
-            double gap_prev = r > 0 ? want_score - cJSON_GetObjectItem(cJSON_GetArrayItem(top, r - 1), "score")->valuedouble : -1;
-            double gap_next = r < 9 ? want_score - cJSON_GetObjectItem(cJSON_GetArrayItem(top, r + 1), "score")->valuedouble : 1;
+            double gap_prev =
+                r > 0
+                    ? want_score -
+                          cJSON_GetObjectItem(cJSON_GetArrayItem(top, r - 1), "score")->valuedouble
+                    : -1;
+            double gap_next =
+                r < 9
+                    ? want_score -
+                          cJSON_GetObjectItem(cJSON_GetArrayItem(top, r + 1), "score")->valuedouble
+                    : 1;
             if (std::fabs(gap_prev) > 1e-3 && std::fabs(gap_next) > 1e-3) {
                 dre_doc doc;
                 ASSERT_EQ(dre_index_doc(ix, rows[q * 10 + r], &doc), DRE_OK);
@@ -284,8 +294,17 @@ TEST_F(PipelineTest, DemoCorpusMatchesSentenceTransformers) {
 TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
     ASSERT_EQ(access(kDre.c_str(), X_OK), 0) << kDre << " is missing: build the dre target";
     std::string ix = dir + "/ix";
-    std::vector<std::string> cmd = {kDre, "embed", "-q", "--model", kMiniLM, "--device", "cpu", "--checkpoint-every",
-                                    std::to_string(kCheckpointEvery), kCorpus, ix};
+    std::vector<std::string> cmd = {kDre,
+                                    "embed",
+                                    "-q",
+                                    "--model",
+                                    kMiniLM,
+                                    "--device",
+                                    "cpu",
+                                    "--checkpoint-every",
+                                    std::to_string(kCheckpointEvery),
+                                    kCorpus,
+                                    ix};
     std::mt19937 rng(7);
     int kills_mid_run = 0;
     bool finished = false;
@@ -327,7 +346,8 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
             long long after = checkpoint_count(ix);
             EXPECT_GE(after, last) << "a checkpoint went backwards";
             last = after;
-            EXPECT_EQ(files_in(ix).count("meta.json"), 0u) << "killed mid-run, yet meta.json exists";
+            EXPECT_EQ(files_in(ix).count("meta.json"), 0u)
+                << "killed mid-run, yet meta.json exists";
         }
     }
     EXPECT_GE(kills_mid_run, 2) << "the kills should land before the embed finishes";
@@ -354,7 +374,8 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
     EXPECT_EQ(got.titles, want.titles);
     EXPECT_EQ(got.texts, want.texts);
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
-    EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)), 0)
+    EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
+              0)
         << "resumed vectors differ from the uninterrupted run's";
 }
 
@@ -365,7 +386,8 @@ TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
     ASSERT_GE(fd, 0);
     ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0); // as a running embed holds it
     dre_embed_options opts = options();
-    EXPECT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr), DRE_ERR_LOCKED);
+    EXPECT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr),
+              DRE_ERR_LOCKED);
     EXPECT_NE(std::string(dre_last_error()).find("another dre embed"), std::string::npos)
         << dre_last_error();
     flock(fd, LOCK_UN);
@@ -380,7 +402,8 @@ TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
 TEST_F(PipelineTest, AppendAddsTheSecondHalf) {
     auto lines = lines_of(read_text(kCorpus));
     std::string first, second;
-    for (size_t i = 0; i < lines.size(); i++) (i < 50 ? first : second) += lines[i] + "\n";
+    for (size_t i = 0; i < lines.size(); i++)
+        (i < 50 ? first : second) += lines[i] + "\n";
     write_text(dir + "/first.jsonl", first);
     write_text(dir + "/second.jsonl", second);
     std::string whole = dir + "/whole", ix = dir + "/ix";
@@ -409,7 +432,8 @@ TEST_F(PipelineTest, AppendAddsTheSecondHalf) {
     EXPECT_EQ(got.texts, want.texts);
     int dim = (int)(got.vectors.size() / kDocs);
     for (int i = 0; i < kDocs; i++)
-        EXPECT_GE(cosine(got.vectors.data() + (size_t)i * dim, want.vectors.data() + (size_t)i * dim, dim),
+        EXPECT_GE(cosine(got.vectors.data() + (size_t)i * dim,
+                         want.vectors.data() + (size_t)i * dim, dim),
                   0.99999)
             << "row " << i;
     // Appending the same documents again: every id is a duplicate.
@@ -506,8 +530,10 @@ TEST_F(PipelineTest, TrainedAndGraphFactoriesAgreeWithFlat) {
         if (factory == "HNSW32") ASSERT_EQ(dre_index_set_param(index, "efSearch", 128), DRE_OK);
         std::vector<float> scores(10 * 5);
         std::vector<int64_t> rows(10 * 5);
-        ASSERT_EQ(dre_index_search(index, queries.data(), 10, 5, scores.data(), rows.data()), DRE_OK);
-        for (int q = 0; q < 10; q++) EXPECT_EQ(rows[q * 5], q) << factory; // itself first
+        ASSERT_EQ(dre_index_search(index, queries.data(), 10, 5, scores.data(), rows.data()),
+                  DRE_OK);
+        for (int q = 0; q < 10; q++)
+            EXPECT_EQ(rows[q * 5], q) << factory; // itself first
         results.push_back(rows);
         dre_index_close(index);
     }

@@ -42,12 +42,12 @@ bool has(const std::string &msg, const std::string &part) {
 
 TEST(Queries, BeirJsonl) {
     // BOM, CRLF, a blank line, BEIR's metadata field, an integer id, escapes
-    std::string path = write_temp("good.jsonl",
-                                  "\xEF\xBB\xBF{\"_id\": \"q1\", \"text\": \"what is bert\", "
-                                  "\"metadata\": {}}\r\n"
-                                  "\n"
-                                  "{\"text\": \"caf\\u00e9 \\\"quoted\\\"\", \"_id\": 42}\n"
-                                  "{\"_id\": \"q3\", \"text\": \"\"}");
+    std::string path =
+        write_temp("good.jsonl", "\xEF\xBB\xBF{\"_id\": \"q1\", \"text\": \"what is bert\", "
+                                 "\"metadata\": {}}\r\n"
+                                 "\n"
+                                 "{\"text\": \"caf\\u00e9 \\\"quoted\\\"\", \"_id\": 42}\n"
+                                 "{\"_id\": \"q3\", \"text\": \"\"}");
     dre_queries *q = nullptr;
     ASSERT_EQ(dre_queries_open(path.c_str(), &q), DRE_OK) << dre_last_error();
     ASSERT_EQ(dre_queries_count(q), 3u);
@@ -94,8 +94,8 @@ TEST(Queries, PlainLinesAreNumberedByLine) {
 
 TEST(Queries, ErrorsNameFileLineAndProblem) {
     std::string msg;
-    EXPECT_EQ(open_bad("bad1.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n\n{\"_id\": \"b\", \"text\": \n",
-                       &msg),
+    EXPECT_EQ(open_bad("bad1.jsonl",
+                       "{\"_id\": \"a\", \"text\": \"x\"}\n\n{\"_id\": \"b\", \"text\": \n", &msg),
               DRE_ERR_FORMAT);
     EXPECT_TRUE(has(msg, "bad1.jsonl:3:") && has(msg, "malformed JSON")) << msg;
 
@@ -103,8 +103,9 @@ TEST(Queries, ErrorsNameFileLineAndProblem) {
               DRE_ERR_FORMAT);
     EXPECT_TRUE(has(msg, "bad2.jsonl:1:") && has(msg, "malformed JSON")) << msg;
 
-    EXPECT_EQ(open_bad("bad3.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n{\"text\": \"y\"}\n", &msg),
-              DRE_ERR_FORMAT);
+    EXPECT_EQ(
+        open_bad("bad3.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n{\"text\": \"y\"}\n", &msg),
+        DRE_ERR_FORMAT);
     EXPECT_TRUE(has(msg, "bad3.jsonl:2:") && has(msg, "missing field \"_id\"")) << msg;
 
     EXPECT_EQ(open_bad("bad4.jsonl", "{\"_id\": \"a\"}\n", &msg), DRE_ERR_FORMAT);
@@ -143,9 +144,9 @@ TEST(Queries, ErrorsNameFileLineAndProblem) {
 TEST(Qrels, HeaderTrecFormatAndRepeats) {
     dre_qrels *q = nullptr;
     // BEIR header skipped; blank line and CRLF tolerated; repeated pair: later wins
-    std::string path = write_temp("good.qrels.tsv",
-                                  "query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\n\nq1\td2\t0\n"
-                                  "q2\td1\t2\nq1\td2\t2\n");
+    std::string path =
+        write_temp("good.qrels.tsv", "query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\n\nq1\td2\t0\n"
+                                     "q2\td1\t2\nq1\td2\t2\n");
     ASSERT_EQ(dre_qrels_open(path.c_str(), &q), DRE_OK) << dre_last_error();
     EXPECT_EQ(dre_qrels_count(q), 2u);
     EXPECT_TRUE(dre_qrels_has_query(q, "q1"));
@@ -182,8 +183,9 @@ TEST(Qrels, ErrorsNameFileLineAndProblem) {
               DRE_ERR_FORMAT);
     EXPECT_TRUE(has(msg, "q1.tsv:3:") && has(msg, "found 2 fields")) << msg;
 
-    EXPECT_EQ(open_bad_qrels("q2.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n", &msg),
-              DRE_ERR_FORMAT);
+    EXPECT_EQ(
+        open_bad_qrels("q2.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n", &msg),
+        DRE_ERR_FORMAT);
     EXPECT_TRUE(has(msg, "q2.tsv:3:") && has(msg, "score \"high\" is not an integer")) << msg;
 
     EXPECT_EQ(open_bad_qrels("q3.tsv", "q1\td1\t1\nq1\td2\t0.5\n", &msg), DRE_ERR_FORMAT);

@@ -7,36 +7,37 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: dre embed [options] CORPUS INDEX\n"
-            "\n"
-            "Embeds every document of CORPUS into the index folder INDEX (created if needed):\n"
-            "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts), meta.json.\n"
-            "CORPUS is BEIR JSONL ({\"_id\", \"title\", \"text\"}), TSV (id, [title,] text; a\n"
-            "header line is optional) or plain text, one document per line (id = line number).\n"
-            "A document with a title is embedded as \"title text\", as BEIR does.\n"
-            "\n"
-            "  --model DIR            model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
-            "  --device D             auto, cpu or gpu (default auto: the GPU if there is one)\n"
-            "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
-            "                         IVF1024,Flat — trained on the first 64 vectors per list,\n"
-            "                         at least 65536)\n"
-            "  --format F             jsonl, tsv or lines (default: by extension; .jsonl/.json\n"
-            "                         jsonl, .tsv tsv, else lines)\n"
-            "  --id-field NAME        JSONL field names (defaults _id, title, text);\n"
-            "  --title-field NAME     --title-field \"\" reads no title\n"
-            "  --text-field NAME\n"
-            "  --on-error E           fail (default): stop at the first bad line; skip: skip it\n"
-            "  --errors FILE          list bad lines there (file:line: what was wrong)\n"
-            "  --checkpoint-every N   documents between checkpoints (default 10000)\n"
-            "  --resume               continue an interrupted embed from its last checkpoint\n"
-            "  --append               add to the index already in INDEX (same model required)\n"
-            "  --batch-tokens N       tokens per packed batch (default 16384)\n"
-            "  --threads N            tokenizer threads (default: all cores)\n"
-            "  -q, --quiet            no progress, no summary\n"
-            "  -h, --help             this help\n"
-            "\n"
-            "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n");
+    fprintf(
+        f,
+        "usage: dre embed [options] CORPUS INDEX\n"
+        "\n"
+        "Embeds every document of CORPUS into the index folder INDEX (created if needed):\n"
+        "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts), meta.json.\n"
+        "CORPUS is BEIR JSONL ({\"_id\", \"title\", \"text\"}), TSV (id, [title,] text; a\n"
+        "header line is optional) or plain text, one document per line (id = line number).\n"
+        "A document with a title is embedded as \"title text\", as BEIR does.\n"
+        "\n"
+        "  --model DIR            model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
+        "  --device D             auto, cpu or gpu (default auto: the GPU if there is one)\n"
+        "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
+        "                         IVF1024,Flat). Kinds that need training are trained on\n"
+        "                         the first vectors: 64 per IVF list, 65536 to 1048576\n"
+        "  --format F             jsonl, tsv or lines (default: by extension; .jsonl/.json\n"
+        "                         jsonl, .tsv tsv, else lines)\n"
+        "  --id-field NAME        JSONL field names (defaults _id, title, text);\n"
+        "  --title-field NAME     --title-field \"\" reads no title\n"
+        "  --text-field NAME\n"
+        "  --on-error E           fail (default): stop at the first bad line; skip: skip it\n"
+        "  --errors FILE          list bad lines there (file:line: what was wrong)\n"
+        "  --checkpoint-every N   documents between checkpoints (default 10000)\n"
+        "  --resume               continue an interrupted embed from its last checkpoint\n"
+        "  --append               add to the index already in INDEX (same model required)\n"
+        "  --batch-tokens N       tokens per packed batch (default 16384)\n"
+        "  --threads N            tokenizer threads (default: all cores)\n"
+        "  -q, --quiet            no progress, no summary\n"
+        "  -h, --help             this help\n"
+        "\n"
+        "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n");
 }
 
 /* Accepts "--name value" and "--name=value"; returns the value or NULL. */
@@ -88,11 +89,17 @@ int cmd_embed(int argc, char **argv) {
             if (!v[0]) return cli_usage_error("embed", "--factory needs a FAISS factory string");
             opts.factory = v;
         } else if ((v = option_value(argc, argv, &i, "--format", &missing))) {
-            if (!strcmp(v, "jsonl")) opts.format = DRE_CORPUS_JSONL;
-            else if (!strcmp(v, "tsv")) opts.format = DRE_CORPUS_TSV;
-            else if (!strcmp(v, "lines")) opts.format = DRE_CORPUS_LINES;
-            else if (!strcmp(v, "auto")) opts.format = DRE_CORPUS_AUTO;
-            else return cli_usage_error("embed", "--format must be jsonl, tsv or lines, not '%s'", v);
+            if (!strcmp(v, "jsonl"))
+                opts.format = DRE_CORPUS_JSONL;
+            else if (!strcmp(v, "tsv"))
+                opts.format = DRE_CORPUS_TSV;
+            else if (!strcmp(v, "lines"))
+                opts.format = DRE_CORPUS_LINES;
+            else if (!strcmp(v, "auto"))
+                opts.format = DRE_CORPUS_AUTO;
+            else
+                return cli_usage_error("embed", "--format must be jsonl, tsv or lines, not '%s'",
+                                       v);
         } else if ((v = option_value(argc, argv, &i, "--id-field", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--id-field cannot be empty");
             opts.id_field = v;
@@ -102,18 +109,23 @@ int cmd_embed(int argc, char **argv) {
             if (!v[0]) return cli_usage_error("embed", "--text-field cannot be empty");
             opts.text_field = v;
         } else if ((v = option_value(argc, argv, &i, "--on-error", &missing))) {
-            if (!strcmp(v, "skip")) opts.skip_bad_lines = 1;
-            else if (!strcmp(v, "fail")) opts.skip_bad_lines = 0;
-            else return cli_usage_error("embed", "--on-error must be fail or skip, not '%s'", v);
+            if (!strcmp(v, "skip"))
+                opts.skip_bad_lines = 1;
+            else if (!strcmp(v, "fail"))
+                opts.skip_bad_lines = 0;
+            else
+                return cli_usage_error("embed", "--on-error must be fail or skip, not '%s'", v);
         } else if ((v = option_value(argc, argv, &i, "--errors", &missing))) {
             opts.errors_path = v;
         } else if ((v = option_value(argc, argv, &i, "--checkpoint-every", &missing))) {
             if (!parse_count(v, (long long)1 << 40, &n))
-                return cli_usage_error("embed", "--checkpoint-every needs a positive count, not '%s'", v);
+                return cli_usage_error("embed",
+                                       "--checkpoint-every needs a positive count, not '%s'", v);
             opts.checkpoint_every = n;
         } else if ((v = option_value(argc, argv, &i, "--batch-tokens", &missing))) {
             if (!parse_count(v, 1 << 24, &n))
-                return cli_usage_error("embed", "--batch-tokens needs a positive count, not '%s'", v);
+                return cli_usage_error("embed", "--batch-tokens needs a positive count, not '%s'",
+                                       v);
             opts.budget_tokens = (int32_t)n;
         } else if ((v = option_value(argc, argv, &i, "--threads", &missing))) {
             if (!parse_count(v, 1024, &n))

@@ -21,29 +21,28 @@ typedef struct {
 } eval_args;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: dre eval --index DIR --queries FILE --qrels FILE [options]\n"
-            "\n"
-            "Encodes the queries, searches the index and scores the results against the\n"
-            "relevance judgements: nDCG@10, Recall@10, Recall@100 and MRR@10, computed as\n"
-            "trec_eval (pytrec_eval, as BEIR uses it) computes them. Means are over the\n"
-            "queries of --queries that have judgements, as BEIR averages: queries without\n"
-            "any are skipped and counted; judged queries absent from --queries do not count.\n"
-            "\n"
-            "  --index DIR      index folder made by `dre embed`\n"
-            "  --queries FILE   BEIR queries .jsonl ({\"_id\", \"text\"}), .tsv (id<TAB>text),\n"
-            "                   or plain lines (id = line number)\n"
-            "  --qrels FILE     BEIR qrels TSV (query-id<TAB>corpus-id<TAB>score, header\n"
-            "                   skipped) or TREC qrels (query-id 0 doc-id score)\n"
-            "  --model DIR      model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2);\n"
-            "                   must be the model the index was built with\n"
-            "  --device D       auto, cpu or gpu (default auto)\n"
-            "  -k N             depth of the run file (default 100); the search depth is\n"
-            "                   max(100, N) so that Recall@100 is always defined\n"
-            "  --per-query      also print each query's metrics\n"
-            "  --run FILE       write the TREC run file (qid Q0 docid rank score dre)\n"
-            "  --json           print the results as JSON\n"
-            "  -h, --help       this help\n");
+    fprintf(f, "usage: dre eval --index DIR --queries FILE --qrels FILE [options]\n"
+               "\n"
+               "Encodes the queries, searches the index and scores the results against the\n"
+               "relevance judgements: nDCG@10, Recall@10, Recall@100 and MRR@10, computed as\n"
+               "trec_eval (pytrec_eval, as BEIR uses it) computes them. Means are over the\n"
+               "queries of --queries that have judgements, as BEIR averages: queries without\n"
+               "any are skipped and counted; judged queries absent from --queries do not count.\n"
+               "\n"
+               "  --index DIR      index folder made by `dre embed`\n"
+               "  --queries FILE   BEIR queries .jsonl ({\"_id\", \"text\"}), .tsv (id<TAB>text),\n"
+               "                   or plain lines (id = line number)\n"
+               "  --qrels FILE     BEIR qrels TSV (query-id<TAB>corpus-id<TAB>score, header\n"
+               "                   skipped) or TREC qrels (query-id 0 doc-id score)\n"
+               "  --model DIR      model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2);\n"
+               "                   must be the model the index was built with\n"
+               "  --device D       auto, cpu or gpu (default auto)\n"
+               "  -k N             depth of the run file (default 100); the search depth is\n"
+               "                   max(100, N) so that Recall@100 is always defined\n"
+               "  --per-query      also print each query's metrics\n"
+               "  --run FILE       write the TREC run file (qid Q0 docid rank score dre)\n"
+               "  --json           print the results as JSON\n"
+               "  -h, --help       this help\n");
 }
 
 /* Accepts "--name value" and "--name=value"; returns the value or NULL. */
@@ -144,7 +143,8 @@ static double wall_seconds(void) {
 static void state_close(eval_state *s) {
     if (s->id_cache) {
         int64_t count = dre_index_get_info(s->index)->count;
-        for (int64_t r = 0; r < count; r++) free(s->id_cache[r]);
+        for (int64_t r = 0; r < count; r++)
+            free(s->id_cache[r]);
         free(s->id_cache);
     }
     if (s->run) fclose(s->run);
@@ -158,6 +158,10 @@ static void state_close(eval_state *s) {
 }
 
 static dre_status row_id(eval_state *s, int64_t row, const char **id) {
+    if (!s->id_cache || row >= dre_index_get_info(s->index)->count) {
+        s->error = "the index returned a row beyond its documents";
+        return DRE_ERR_INDEX;
+    }
     if (!s->id_cache[row]) {
         dre_doc doc;
         dre_status st = dre_index_doc(s->index, row, &doc);
@@ -188,10 +192,10 @@ static dre_status score_chunk(eval_state *s, size_t first, size_t n, int32_t k_s
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         const char *qid = dre_queries_id(s->queries, first + q);
         int32_t m = 0;
-        for (int32_t j = 0; j < k_search && st == DRE_OK; j++) {
+        for (int32_t j = 0; j < k_search; j++) {
             int64_t row = rows[q * (size_t)k_search + (size_t)j];
             if (row < 0) continue; /* fewer than k_search docs in the index */
-            st = row_id(s, row, &ids[m]);
+            if ((st = row_id(s, row, &ids[m])) != DRE_OK) break;
             dscores[m++] = scores[q * (size_t)k_search + (size_t)j];
         }
         if (st != DRE_OK) break;
@@ -222,7 +226,8 @@ static dre_status run_eval(eval_state *s, const eval_args *a) {
     }
     for (size_t first = 0; first < n && st == DRE_OK; first += chunk) {
         size_t m = n - first < chunk ? n - first : chunk;
-        for (size_t i = 0; i < m; i++) texts[i] = dre_queries_text(s->queries, first + i);
+        for (size_t i = 0; i < m; i++)
+            texts[i] = dre_queries_text(s->queries, first + i);
         double t0 = wall_seconds();
         st = dre_encode_texts(s->enc, s->tok, texts, m, 0, emb);
         double t1 = wall_seconds();
@@ -357,7 +362,19 @@ int cmd_eval(int argc, char **argv) {
             st = DRE_ERR_IO;
         }
     }
-    if (st == DRE_OK) print_results(&s, &a);
+    if (st == DRE_OK) {
+        size_t n = dre_queries_count(s.queries), n_scored = 0;
+        for (size_t i = 0; i < n; i++)
+            n_scored += s.scored[i].n_queries > 0;
+        if (n_scored == 0) {
+            /* a mean over no queries means nothing: most likely the files do not match */
+            fprintf(stderr, "dre eval: none of the %zu queries of %s has judgements in %s\n", n,
+                    a.queries_path, a.qrels_path);
+            state_close(&s);
+            return 1;
+        }
+        print_results(&s, &a);
+    }
     if (st != DRE_OK) {
         if (s.error)
             fprintf(stderr, "dre eval: %s: %s\n", dre_status_str(st), s.error);

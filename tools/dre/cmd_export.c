@@ -34,10 +34,18 @@ static int write_npy_header(FILE *f, long long rows, int dim) {
     int header_len = padded - 10;
     memset(dict + n, ' ', (size_t)(header_len - n - 1));
     dict[header_len - 1] = '\n';
-    const unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+    const unsigned char preamble[10] = {0x93,
+                                        'N',
+                                        'U',
+                                        'M',
+                                        'P',
+                                        'Y',
+                                        1,
+                                        0,
                                         (unsigned char)(header_len & 0xff),
                                         (unsigned char)(header_len >> 8)};
-    return fwrite(preamble, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)header_len, f) == (size_t)header_len;
+    return fwrite(preamble, 1, 10, f) == 10 &&
+           fwrite(dict, 1, (size_t)header_len, f) == (size_t)header_len;
 }
 
 static int export_ids(dre_index *index, const char *path, int64_t count) {

@@ -75,12 +75,18 @@ typedef struct searcher {
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p == '\r')
+            fputs("\\r", f);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
@@ -92,9 +98,11 @@ static void tsv_field(FILE *f, const char *s, size_t max) {
     int cut = max > 0 && n > max;
     if (cut) {
         n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
     }
-    for (size_t i = 0; i < n; i++) fputc(s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ? ' ' : s[i], f);
+    for (size_t i = 0; i < n; i++)
+        fputc(s[i] == '\t' || s[i] == '\n' || s[i] == '\r' ? ' ' : s[i], f);
     if (cut) fputs("...", f);
 }
 
@@ -140,8 +148,10 @@ static int print_results(searcher *s, const search_args *a, const char *const *i
                 printf("%d\t%.4f\t", r + 1, score);
                 tsv_field(stdout, doc.id, 0);
                 fputc('\t', stdout);
-                if (doc.title[0]) tsv_field(stdout, doc.title, 0);
-                else tsv_field(stdout, doc.text, SNIPPET_BYTES);
+                if (doc.title[0])
+                    tsv_field(stdout, doc.title, 0);
+                else
+                    tsv_field(stdout, doc.text, SNIPPET_BYTES);
                 if (a->with_text) {
                     fputc('\t', stdout);
                     tsv_field(stdout, doc.text, 0);
@@ -215,7 +225,8 @@ static int search_stdin(searcher *s, const search_args *a) {
         rc = run_chunk(s, a, interactive ? NULL : id_ptrs, texts, m);
     }
     if (interactive) fputc('\n', stderr);
-    for (int i = 0; i < QUERY_CHUNK; i++) free(lines[i]);
+    for (int i = 0; i < QUERY_CHUNK; i++)
+        free(lines[i]);
     return rc;
 }
 
@@ -250,7 +261,8 @@ static int parse_args(int argc, char **argv, search_args *a) {
         } else if ((v = option_value(argc, argv, &i, "--param", &missing))) {
             const char *eq = strchr(v, '=');
             char *end;
-            if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->param_buf[0] || a->n_params == MAX_PARAMS)
+            if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->param_buf[0] ||
+                a->n_params == MAX_PARAMS)
                 return cli_usage_error("search", "--param needs NAME=VALUE, not '%s'", v);
             double value = strtod(eq + 1, &end);
             if (!eq[1] || *end) return cli_usage_error("search", "--param %s: not a number", v);
@@ -299,7 +311,8 @@ static int searcher_open(searcher *s, search_args *a) {
         if (st != DRE_OK) return cli_fail("search", st);
     }
     if (a->k > info->count) {
-        fprintf(stderr, "dre search: note: -k %ld is more than the %lld documents of %s; using %lld\n",
+        fprintf(stderr,
+                "dre search: note: -k %ld is more than the %lld documents of %s; using %lld\n",
                 a->k, (long long)info->count, a->index_dir, (long long)info->count);
         a->k = (long)info->count;
     }
