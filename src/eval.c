@@ -150,7 +150,8 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
 
 /* Sorts by (query, doc), keeps the last line of a repeated pair, and indexes queries. */
 static dre_status build_index(dre_qrels *q, const char *path) {
-    qsort(q->judgements, q->n_judgements, sizeof *q->judgements, cmp_judgement);
+    if (q->n_judgements > 1)
+        qsort(q->judgements, q->n_judgements, sizeof *q->judgements, cmp_judgement);
     size_t kept = 0;
     for (size_t i = 0; i < q->n_judgements; i++) {
         const judgement *j = &q->judgements[i];

@@ -71,6 +71,7 @@ std::set<std::string> files_in(const std::string &dir) {
 }
 
 const std::set<std::string> kIndexFiles = {"docs.sqlite", "index.faiss", "meta.json"};
+const char *const INDEX_CHECKPOINT_NAME = "embed-checkpoint.json";
 
 struct index_dump {
     int64_t count = 0;
@@ -377,6 +378,75 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0)
         << "resumed vectors differ from the uninterrupted run's";
+}
+
+// Many kills at random moments (before the first checkpoint, mid-window, mid-checkpoint)
+// on a larger corpus with the small model and a checkpoint every 8 documents.
+TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
+    ASSERT_EQ(access(kDre.c_str(), X_OK), 0) << kDre << " is missing: build the dre target";
+    auto lines = lines_of(read_text(kCorpus));
+    std::string corpus_text;
+    for (int copy = 0; copy < 8; copy++)
+        for (auto &line : lines) { // unique ids: p001 -> c3p001
+            cJSON *doc = cJSON_Parse(line.c_str());
+            std::string id =
+                "c" + std::to_string(copy) + cJSON_GetObjectItem(doc, "_id")->valuestring;
+            cJSON_ReplaceItemInObject(doc, "_id", cJSON_CreateString(id.c_str()));
+            char *text = cJSON_PrintUnformatted(doc);
+            corpus_text += std::string(text) + "\n";
+            free(text);
+            cJSON_Delete(doc);
+        }
+    std::string corpus = dir + "/big.jsonl";
+    write_text(corpus, corpus_text);
+    std::string whole = dir + "/whole", ix = dir + "/ix";
+    dre_embed_options opts = options();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), corpus.c_str(), whole.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+
+    std::vector<std::string> cmd = {kDre,
+                                    "embed",
+                                    "-q",
+                                    "--model",
+                                    kTiny,
+                                    "--device",
+                                    "cpu",
+                                    "--resume",
+                                    "--checkpoint-every",
+                                    std::to_string(kCheckpointEvery),
+                                    corpus,
+                                    ix};
+    std::mt19937 rng(11);
+    int kills = 0;
+    for (int attempt = 0; attempt < 40 && kills < 10; attempt++) {
+        pid_t pid = spawn(cmd);
+        ASSERT_GT(pid, 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 400));
+        kill(pid, SIGKILL);
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status)) {
+            kills++;
+            continue;
+        }
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+        break; // finished before the kill
+    }
+    if (files_in(ix).count(INDEX_CHECKPOINT_NAME) || !files_in(ix).count("meta.json")) {
+        pid_t pid = spawn(cmd);
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    }
+    EXPECT_GE(kills, 3);
+    EXPECT_EQ(files_in(ix), kIndexFiles);
+    index_dump want = dump(whole), got = dump(ix);
+    ASSERT_EQ(got.count, (int64_t)lines.size() * 8);
+    EXPECT_EQ(got.ids, want.ids);
+    EXPECT_EQ(got.texts, want.texts);
+    ASSERT_EQ(got.vectors.size(), want.vectors.size());
+    EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
+              0);
 }
 
 TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
