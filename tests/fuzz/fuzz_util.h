@@ -36,7 +36,7 @@
 /* A folder of this process's own (TMPDIR or /tmp), made on first use. Several fuzzers
  * may run at once: each has its own folder. Left behind on a crash, which the runner's
  * scratch folder takes care of. */
-static const char *fuzz_tmp_dir(void) {
+static inline const char *fuzz_tmp_dir(void) {
     static char dir[4096];
     if (!dir[0]) {
         const char *base = getenv("TMPDIR");
@@ -52,7 +52,7 @@ static const char *fuzz_tmp_dir(void) {
 
 /* path = fuzz_tmp_dir() "/" name; name may hold one subfolder ("1_Pooling/config.json"),
  * which is created. */
-static void fuzz_path(char *path, size_t cap, const char *name) {
+static inline void fuzz_path(char *path, size_t cap, const char *name) {
     snprintf(path, cap, "%s/%s", fuzz_tmp_dir(), name);
     const char *slash = strchr(name, '/');
     if (slash) {
@@ -63,7 +63,7 @@ static void fuzz_path(char *path, size_t cap, const char *name) {
 }
 
 /* Writes size bytes to the temporary file name, replacing it; its path goes to path. */
-static void fuzz_write(const char *name, const uint8_t *data, size_t size, char *path,
+static inline void fuzz_write(const char *name, const uint8_t *data, size_t size, char *path,
                        size_t cap) {
     fuzz_path(path, cap, name);
     FILE *f = fopen(path, "wb");
@@ -74,7 +74,7 @@ static void fuzz_write(const char *name, const uint8_t *data, size_t size, char 
 }
 
 /* Removes the temporary file name if it exists. */
-static void fuzz_remove(const char *name) {
+static inline void fuzz_remove(const char *name) {
     char path[4096];
     fuzz_path(path, sizeof path, name);
     unlink(path);
