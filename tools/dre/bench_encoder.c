@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "encoder_gpu.h"
 #include "model.h"
-#include "cli.h"
 
 #define DEFAULT_BUDGET 65536
 
@@ -37,27 +37,13 @@ static void usage(FILE *f) {
             DEFAULT_BUDGET);
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* splitmix64: tools/peer_encoder.py draws the same lengths with the same generator. */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* ---------------------------------------------------------------- random model */
 
 /* The next count floats of the arena at *at, each scale * uniform(-1, 1) + offset. */
 static float *take(float **at, size_t count, float scale, float offset, uint64_t *state) {
     float *p = *at;
     for (size_t i = 0; i < count; i++) {
-        const float u = (float)(splitmix64(state) >> 40) / 16777216.0f * 2.0f - 1.0f;
+        const float u = (float)(cli_splitmix64(state) >> 40) / 16777216.0f * 2.0f - 1.0f;
         p[i] = scale * u + offset;
     }
     *at += count;
@@ -203,7 +189,7 @@ static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, in
     const int32_t lo = queries ? 8 : 200, hi = queries ? 32 : 560;
     uint64_t state = seed;
     for (int32_t i = 0; i < n; i++) {
-        int32_t len = lo + (int32_t)(splitmix64(&state) % (uint64_t)(hi - lo + 1));
+        int32_t len = lo + (int32_t)(cli_splitmix64(&state) % (uint64_t)(hi - lo + 1));
         c->lengths[i] = len < max_length ? len : max_length;
         c->n_tokens += c->lengths[i];
     }
@@ -215,7 +201,7 @@ static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, in
     for (int32_t i = 0; i < n; i++) {
         const int32_t len = c->lengths[i];
         for (int32_t j = 0; j < len; j++) {
-            int32_t id = 1000 + (int32_t)(splitmix64(&id_state) % (uint64_t)(vocab - 1000));
+            int32_t id = 1000 + (int32_t)(cli_splitmix64(&id_state) % (uint64_t)(vocab - 1000));
             if (j == 0)
                 id = 101; /* [CLS] */
             else if (j == len - 1)
@@ -348,13 +334,13 @@ static int run_gpu(const char *label, const dre_model *model, const corpus *c, i
     }
 
     /* end to end: every batch through gpu_encoder_encode (copies in and out included) */
-    const double t0 = seconds_now();
+    const double t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
         n_seqs = batch_cu(c, b, cu);
         st = gpu_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
                                 out + (size_t)c->batch_first[b] * dim);
     }
-    const double e2e = seconds_now() - t0;
+    const double e2e = cli_seconds() - t0;
     if (st == DRE_OK)
         printf("bench=encoder model=%s what=end_to_end device=gpu n=%d tokens=%lld batches=%d "
                "seconds=%.3f texts_per_s=%.0f tokens_per_s=%.0f\n",
@@ -398,13 +384,13 @@ static int run_cpu(const char *label, const dre_model *model, const corpus *c, i
         fprintf(stderr, "dre bench encoder: out of memory\n");
         return 1;
     }
-    const double t0 = seconds_now();
+    const double t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
         const int32_t n_seqs = batch_cu(c, b, cu);
         st = dre_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
                                 out + (size_t)c->batch_first[b] * dim);
     }
-    const double e2e = seconds_now() - t0;
+    const double e2e = cli_seconds() - t0;
     if (st == DRE_OK)
         printf("bench=encoder model=%s what=end_to_end device=cpu n=%d tokens=%lld batches=%d "
                "seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",

@@ -25,19 +25,6 @@ static void usage(FILE *f) {
                "Random unit vectors; prints one line per measurement (bench=search ...).\n");
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* n x dim unit vectors; coordinates roughly normal (sum of four uniforms, centred), so
  * the directions are close to uniform on the sphere. */
 static float *unit_vectors(int64_t n, int32_t dim, uint64_t seed) {
@@ -48,7 +35,7 @@ static float *unit_vectors(int64_t n, int32_t dim, uint64_t seed) {
         float *row = v + (size_t)i * dim;
         double sq = 0.0;
         for (int32_t d = 0; d < dim; d++) {
-            const uint64_t r = splitmix64(&state);
+            const uint64_t r = cli_splitmix64(&state);
             float x = 0.0f;
             for (int j = 0; j < 4; j++)
                 x += (float)((r >> (16 * j)) & 0xffff) / 65536.0f;
@@ -114,15 +101,15 @@ int bench_search(int argc, char **argv) {
     const char *storage = fp16 ? "fp16" : "fp32";
 
     /* GPU: upload once, one warm-up query batch, then all queries */
-    double t0 = seconds_now();
+    double t0 = cli_seconds();
     dre_status st = fp16 ? dre_gpu_search_open_fp16(xb, n, (int32_t)dim, &gs)
                          : dre_gpu_search_open(xb, n, (int32_t)dim, &gs);
-    const double gpu_open = seconds_now() - t0;
+    const double gpu_open = cli_seconds() - t0;
     if (st == DRE_OK)
         st = dre_gpu_search_run(gs, xq, nq < 16 ? nq : 16, (int32_t)k, gpu_scores, gpu_ids);
-    t0 = seconds_now();
+    t0 = cli_seconds();
     if (st == DRE_OK) st = dre_gpu_search_run(gs, xq, nq, (int32_t)k, gpu_scores, gpu_ids);
-    const double gpu_search = seconds_now() - t0;
+    const double gpu_search = cli_seconds() - t0;
     if (st != DRE_OK) {
         rc = cli_fail("bench search", st);
         goto done;
@@ -133,19 +120,19 @@ int bench_search(int argc, char **argv) {
     fflush(stdout);
 
     /* FAISS IndexFlat, inner product, on every CPU core */
-    t0 = seconds_now();
+    t0 = cli_seconds();
     if (faiss_index_factory(&index, (int)dim, "Flat", METRIC_INNER_PRODUCT) != 0 ||
         faiss_Index_add(index, n, xb) != 0) {
         fprintf(stderr, "dre bench search: FAISS: %s\n", faiss_get_last_error());
         goto done;
     }
-    const double cpu_add = seconds_now() - t0;
-    t0 = seconds_now();
+    const double cpu_add = cli_seconds() - t0;
+    t0 = cli_seconds();
     if (faiss_Index_search(index, nq, xq, k, cpu_scores, cpu_ids) != 0) {
         fprintf(stderr, "dre bench search: FAISS: %s\n", faiss_get_last_error());
         goto done;
     }
-    const double cpu_search = seconds_now() - t0;
+    const double cpu_search = cli_seconds() - t0;
     printf("bench=search what=faiss_flat_cpu n=%lld dim=%ld queries=%lld k=%ld add_s=%.3f "
            "search_s=%.4f queries_per_s=%.0f\n",
            n, dim, nq, k, cpu_add, cpu_search, nq / cpu_search);

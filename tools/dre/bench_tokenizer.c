@@ -28,12 +28,6 @@ typedef struct bench_job {
     dre_status status;
 } bench_job;
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void usage(FILE *f) {
     fprintf(
         f,
@@ -75,7 +69,7 @@ static double run(const dre_tokenizer *tok, const text_ref *texts, size_t n, int
         free(threads);
         return -1;
     }
-    double t0 = seconds_now();
+    double t0 = cli_seconds();
     for (int t = 0; t < n_threads; t++) {
         size_t first = n * (size_t)t / (size_t)n_threads,
                last = n * (size_t)(t + 1) / (size_t)n_threads;
@@ -94,7 +88,7 @@ static double run(const dre_tokenizer *tok, const text_ref *texts, size_t n, int
         if (jobs[t].status != DRE_OK) seconds = -1;
         *n_tokens += jobs[t].n_tokens;
     }
-    if (seconds == 0) seconds = seconds_now() - t0;
+    if (seconds == 0) seconds = cli_seconds() - t0;
     free(jobs);
     free(threads);
     return seconds;

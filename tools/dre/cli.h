@@ -3,6 +3,7 @@
 #ifndef DRE_CLI_H
 #define DRE_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "dre.h"
@@ -31,6 +32,21 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Reads one line (without its newline) into *line, growing it; returns its length, or
  * -1 at end of input. */
 long cli_read_line(FILE *f, char **line, size_t *cap);
+
+/* Matches argv[*i] against an option taking a value, as "--name value" or
+ * "--name=value": returns the value (advancing *i past it) or NULL; sets *missing when
+ * the option is last with no value. */
+const char *cli_option(int argc, char **argv, int *i, const char *name, int *missing);
+
+/* Parses a decimal count in 1..max; returns 0 if s is not one. */
+int cli_parse_count(const char *s, long long max, long long *out);
+
+/* Monotonic seconds, for timing. */
+double cli_seconds(void);
+
+/* splitmix64: a small seeded generator for benchmark data (tools/peer_encoder.py draws
+ * the same sequence). */
+uint64_t cli_splitmix64(uint64_t *state);
 
 /* The default model folder: $DRE_MODEL, else models/all-MiniLM-L6-v2. */
 const char *cli_default_model(void);

@@ -1,6 +1,9 @@
 /* cli_util.c — small helpers shared by the dre commands. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -43,4 +46,37 @@ long cli_read_line(FILE *f, char **line, size_t *cap) {
 const char *cli_default_model(void) {
     const char *env = getenv("DRE_MODEL");
     return env && env[0] ? env : "models/all-MiniLM-L6-v2";
+}
+
+const char *cli_option(int argc, char **argv, int *i, const char *name, int *missing) {
+    size_t len = strlen(name);
+    if (strncmp(argv[*i], name, len)) return NULL;
+    if (argv[*i][len] == '=') return argv[*i] + len + 1;
+    if (argv[*i][len] != '\0') return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_parse_count(const char *s, long long max, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 1 || v > max) return 0;
+    *out = v;
+    return 1;
+}
+
+double cli_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t cli_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
 }

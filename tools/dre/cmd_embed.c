@@ -1,4 +1,4 @@
-/* cmd_embed.c — `dre embed CORPUS INDEX`: streams a corpus through the tokenizer and
+/* cmd_embed.c — `dre embed --corpus FILE --index DIR`: streams a corpus through the tokenizer and
  * encoder into an index folder (FAISS + SQLite), with checkpoints, --resume and --append. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
@@ -6,10 +6,14 @@
 
 #include "cli.h"
 
+/* 80 paper abstracts shipped with dre, relative to the repository root */
+#define DEMO_CORPUS "tests/data/papers.jsonl"
+
 static void usage(FILE *f) {
     fprintf(
         f,
-        "usage: dre embed [options] CORPUS INDEX\n"
+        "usage: dre embed [options] --index INDEX [--corpus CORPUS]\n"
+        "       dre embed [options] CORPUS INDEX\n"
         "\n"
         "Embeds every document of CORPUS into the index folder INDEX (created if needed):\n"
         "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts), meta.json.\n"
@@ -17,6 +21,8 @@ static void usage(FILE *f) {
         "header line is optional) or plain text, one document per line (id = line number).\n"
         "A document with a title is embedded as \"title text\", as BEIR does.\n"
         "\n"
+        "  --corpus FILE          the corpus (default: the demo corpus, " DEMO_CORPUS ")\n"
+        "  --index DIR            the index folder\n"
         "  --model DIR            model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
         "  --device D             auto, cpu or gpu (default auto: the GPU if there is one)\n"
         "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
@@ -40,32 +46,11 @@ static void usage(FILE *f) {
         "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n");
 }
 
-/* Accepts "--name value" and "--name=value"; returns the value or NULL. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int parse_count(const char *s, long long max, long long *out) {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 1 || v > max) return 0;
-    *out = v;
-    return 1;
-}
-
 int cmd_embed(int argc, char **argv) {
     dre_embed_options opts;
     dre_embed_options_init(&opts);
     const char *model_dir = cli_default_model();
-    const char *positional[2] = {NULL, NULL};
+    const char *corpus = NULL, *index_dir = NULL, *positional[2] = {NULL, NULL};
     int n_positional = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
@@ -80,15 +65,19 @@ int cmd_embed(int argc, char **argv) {
             opts.resume = 1;
         } else if (!strcmp(arg, "--append")) {
             opts.append = 1;
-        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--corpus", &missing))) {
+            corpus = v;
+        } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
+            index_dir = v;
+        } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
             model_dir = v;
-        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
             if (dre_device_parse(v, &opts.device) != DRE_OK)
                 return cli_usage_error("embed", "--device must be auto, cpu or gpu, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--factory", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--factory", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--factory needs a FAISS factory string");
             opts.factory = v;
-        } else if ((v = option_value(argc, argv, &i, "--format", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--format", &missing))) {
             if (!strcmp(v, "jsonl"))
                 opts.format = DRE_CORPUS_JSONL;
             else if (!strcmp(v, "tsv"))
@@ -100,35 +89,35 @@ int cmd_embed(int argc, char **argv) {
             else
                 return cli_usage_error("embed", "--format must be jsonl, tsv or lines, not '%s'",
                                        v);
-        } else if ((v = option_value(argc, argv, &i, "--id-field", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--id-field", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--id-field cannot be empty");
             opts.id_field = v;
-        } else if ((v = option_value(argc, argv, &i, "--title-field", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--title-field", &missing))) {
             opts.title_field = v;
-        } else if ((v = option_value(argc, argv, &i, "--text-field", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--text-field", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--text-field cannot be empty");
             opts.text_field = v;
-        } else if ((v = option_value(argc, argv, &i, "--on-error", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--on-error", &missing))) {
             if (!strcmp(v, "skip"))
                 opts.skip_bad_lines = 1;
             else if (!strcmp(v, "fail"))
                 opts.skip_bad_lines = 0;
             else
                 return cli_usage_error("embed", "--on-error must be fail or skip, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--errors", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--errors", &missing))) {
             opts.errors_path = v;
-        } else if ((v = option_value(argc, argv, &i, "--checkpoint-every", &missing))) {
-            if (!parse_count(v, (long long)1 << 40, &n))
+        } else if ((v = cli_option(argc, argv, &i, "--checkpoint-every", &missing))) {
+            if (!cli_parse_count(v, (long long)1 << 40, &n))
                 return cli_usage_error("embed",
                                        "--checkpoint-every needs a positive count, not '%s'", v);
             opts.checkpoint_every = n;
-        } else if ((v = option_value(argc, argv, &i, "--batch-tokens", &missing))) {
-            if (!parse_count(v, 1 << 24, &n))
+        } else if ((v = cli_option(argc, argv, &i, "--batch-tokens", &missing))) {
+            if (!cli_parse_count(v, 1 << 24, &n))
                 return cli_usage_error("embed", "--batch-tokens needs a positive count, not '%s'",
                                        v);
             opts.budget_tokens = (int32_t)n;
-        } else if ((v = option_value(argc, argv, &i, "--threads", &missing))) {
-            if (!parse_count(v, 1024, &n))
+        } else if ((v = cli_option(argc, argv, &i, "--threads", &missing))) {
+            if (!cli_parse_count(v, 1024, &n))
                 return cli_usage_error("embed", "--threads needs a count in 1..1024, not '%s'", v);
             opts.n_threads = (int)n;
         } else if (missing) {
@@ -141,10 +130,26 @@ int cmd_embed(int argc, char **argv) {
             return cli_usage_error("embed", "unexpected argument '%s'", arg);
         }
     }
-    if (n_positional != 2) return cli_usage_error("embed", "needs CORPUS and INDEX");
+    /* positionals fill what the options left open: CORPUS INDEX, or INDEX alone */
+    if (n_positional == 2 && !corpus && !index_dir) {
+        corpus = positional[0];
+        index_dir = positional[1];
+    } else if (n_positional == 1 && !index_dir) {
+        index_dir = positional[0];
+    } else if (n_positional == 1 && !corpus) {
+        corpus = positional[0];
+    } else if (n_positional > 0) {
+        return cli_usage_error("embed", "too many arguments: give --corpus FILE and --index DIR");
+    }
+    if (!index_dir) return cli_usage_error("embed", "needs an index folder (--index DIR)");
+    if (!corpus) {
+        corpus = DEMO_CORPUS;
+        if (!opts.quiet)
+            fprintf(stderr, "dre embed: no --corpus given: embedding the demo corpus %s\n", corpus);
+    }
 
     dre_embed_summary summary;
-    dre_status st = dre_embed(model_dir, positional[0], positional[1], &opts, &summary);
+    dre_status st = dre_embed(model_dir, corpus, index_dir, &opts, &summary);
     if (st != DRE_OK) return cli_fail("embed", st);
     return 0;
 }

@@ -42,27 +42,6 @@ static void usage(FILE *f) {
             "  -h, --help          this help\n");
 }
 
-/* Accepts "--name value" and "--name=value"; returns the value or NULL. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int parse_positive(const char *s, long max, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 1 || v > max) return 0;
-    *out = v;
-    return 1;
-}
-
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, encode_args *a) {
     memset(a, 0, sizeof *a);
@@ -71,33 +50,33 @@ static int parse_args(int argc, char **argv, encode_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         int missing = 0;
-        long n;
+        long long n;
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) {
             a->quiet = 1;
-        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
             a->model_dir = v;
-        } else if ((v = option_value(argc, argv, &i, "--output", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--output", &missing))) {
             a->output = v;
-        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
             if (dre_device_parse(v, &a->device) != DRE_OK)
                 return cli_usage_error("encode", "--device must be auto, cpu or gpu, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--format", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--format", &missing))) {
             if (!strcmp(v, "npy"))
                 a->format = FORMAT_NPY;
             else if (!strcmp(v, "tsv"))
                 a->format = FORMAT_TSV;
             else
                 return cli_usage_error("encode", "--format must be npy or tsv, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--batch-tokens", &missing))) {
-            if (!parse_positive(v, 1 << 24, &n))
+        } else if ((v = cli_option(argc, argv, &i, "--batch-tokens", &missing))) {
+            if (!cli_parse_count(v, 1 << 24, &n))
                 return cli_usage_error("encode", "--batch-tokens needs a positive count, not '%s'",
                                        v);
             a->budget_tokens = (int32_t)n;
-        } else if ((v = option_value(argc, argv, &i, "--threads", &missing))) {
-            if (!parse_positive(v, 1024, &n))
+        } else if ((v = cli_option(argc, argv, &i, "--threads", &missing))) {
+            if (!cli_parse_count(v, 1024, &n))
                 return cli_usage_error("encode", "--threads needs a count in 1..1024, not '%s'", v);
             a->n_threads = (int)n;
         } else if (missing) {

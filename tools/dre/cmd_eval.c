@@ -45,19 +45,6 @@ static void usage(FILE *f) {
                "  -h, --help       this help\n");
 }
 
-/* Accepts "--name value" and "--name=value"; returns the value or NULL. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, eval_args *a) {
     memset(a, 0, sizeof *a);
@@ -74,21 +61,21 @@ static int parse_args(int argc, char **argv, eval_args *a) {
             a->per_query = 1;
         } else if (!strcmp(arg, "--json")) {
             a->json = 1;
-        } else if ((v = option_value(argc, argv, &i, "--index", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
             a->index_dir = v;
-        } else if ((v = option_value(argc, argv, &i, "--queries", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--queries", &missing))) {
             a->queries_path = v;
-        } else if ((v = option_value(argc, argv, &i, "--qrels", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--qrels", &missing))) {
             a->qrels_path = v;
-        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
             a->model_dir = v;
-        } else if ((v = option_value(argc, argv, &i, "--run", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--run", &missing))) {
             a->run_path = v;
-        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
             if (dre_device_parse(v, &a->device) != DRE_OK)
                 return cli_usage_error("eval", "--device must be auto, cpu or gpu, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "-k", &missing)) ||
-                   (v = option_value(argc, argv, &i, "--k", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "-k", &missing)) ||
+                   (v = cli_option(argc, argv, &i, "--k", &missing))) {
             char *end;
             long k = strtol(v, &end, 10);
             if (*end || k < 1 || k > 100000)

@@ -12,7 +12,7 @@
 #define EXPORT_CHUNK 16384
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dre export [options] INDEX OUT.npy\n"
+    fprintf(f, "usage: dre export [options] [--index] INDEX OUT.npy\n"
                "\n"
                "Writes the vectors of the index folder INDEX to OUT.npy (NumPy format 1.0,\n"
                "float32, shape [count, dim], C order), row i being docstore row i. Indexes that\n"
@@ -84,6 +84,8 @@ int cmd_export(int argc, char **argv) {
             ids_path = argv[++i];
         } else if (!strncmp(arg, "--ids=", 6)) {
             ids_path = arg + 6;
+        } else if (!strcmp(arg, "--index") && i + 1 < argc && n_positional == 0) {
+            positional[n_positional++] = argv[++i];
         } else if (arg[0] == '-' && arg[1] != '\0') {
             return cli_usage_error("export", "unknown option '%s'", arg);
         } else if (n_positional < 2) {

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dre info [--json] INDEX\n"
+    fprintf(f, "usage: dre info [--json] [--index] INDEX\n"
                "\n"
                "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
                "weights hash, vector dimension, pooling, FAISS factory, file sizes.\n"
@@ -46,6 +46,8 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--index") && i + 1 < argc && !dir) {
+            dir = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return cli_usage_error("info", "unknown option '%s'", argv[i]);
         } else if (!dir) {

@@ -17,7 +17,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dre search [options] INDEX [QUERY]\n"
+            "usage: dre search [options] --index INDEX [QUERY]\n"
+            "       dre search [options] INDEX [QUERY]\n"
             "\n"
             "Embeds each query with the model and prints the k nearest documents of INDEX by\n"
             "inner product: rank, score, id and title, tab-separated (a query file or piped\n"
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
             "--queries FILE (BEIR JSONL {\"_id\", \"text\"}, TSV id<TAB>text, or one per line),\n"
             "or else one per line on stdin.\n"
             "\n"
+            "  --index DIR        the index folder made by `dre embed`\n"
             "  -k N               results per query (default 10; more than the index holds\n"
             "                     is cut to its size)\n"
             "  --queries FILE     read queries from FILE\n"
@@ -36,18 +38,6 @@ static void usage(FILE *f) {
             "  --param NAME=V     FAISS search parameter, e.g. nprobe=16 (IVF), efSearch=128\n"
             "                     (HNSW); may repeat\n"
             "  -h, --help         this help\n");
-}
-
-static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
 }
 
 typedef struct search_args {
@@ -246,19 +236,21 @@ static int parse_args(int argc, char **argv, search_args *a) {
             a->json = 1;
         } else if (!strcmp(arg, "--text")) {
             a->with_text = 1;
-        } else if ((v = option_value(argc, argv, &i, "-k", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "-k", &missing))) {
             char *end;
             a->k = strtol(v, &end, 10);
             if (!v[0] || *end || a->k < 1 || a->k > 1000000)
                 return cli_usage_error("search", "-k needs a count >= 1, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--queries", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--queries", &missing))) {
             a->queries_path = v;
-        } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
+            a->index_dir = v;
+        } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
             a->model_dir = v;
-        } else if ((v = option_value(argc, argv, &i, "--device", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
             if (dre_device_parse(v, &a->device) != DRE_OK)
                 return cli_usage_error("search", "--device must be auto, cpu or gpu, not '%s'", v);
-        } else if ((v = option_value(argc, argv, &i, "--param", &missing))) {
+        } else if ((v = cli_option(argc, argv, &i, "--param", &missing))) {
             const char *eq = strchr(v, '=');
             char *end;
             if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->param_buf[0] ||
@@ -274,10 +266,10 @@ static int parse_args(int argc, char **argv, search_args *a) {
             return cli_usage_error("search", "%s needs a value", arg);
         } else if (arg[0] == '-' && arg[1] != '\0') {
             return cli_usage_error("search", "unknown option '%s'", arg);
-        } else if (n_positional == 0) {
+        } else if (!a->index_dir && n_positional == 0) {
             a->index_dir = arg;
             n_positional++;
-        } else if (n_positional == 1) {
+        } else if (!a->query) {
             a->query = arg;
             n_positional++;
         } else {
