@@ -64,7 +64,7 @@ if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
 fi
 
 if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
-  say "installing fixture tools (tokenizers, sentence-transformers, CPU torch)"
-  pipi tokenizers sentence-transformers numpy
+  say "installing fixture tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu)"
+  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu
 fi
 say "done"
