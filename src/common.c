@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,12 @@ dre_status path_join(char *out, size_t cap, const char *dir, const char *name) {
     if (n < 0 || (size_t)n >= cap)
         return set_error(DRE_ERR_INVALID_ARG, "path too long: %s/%s", dir, name);
     return DRE_OK;
+}
+
+int integer_id_text(double v, char *buf, size_t cap) {
+    if (!(fabs(v) < 9007199254740992.0) || v != floor(v)) return 0;
+    snprintf(buf, cap, "%lld", (long long)v);
+    return 1;
 }
 
 int cpu_count(void) {

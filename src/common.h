@@ -30,6 +30,10 @@ dre_status read_file(const char *path, char **data, size_t *len);
 /* Joins dir and name into out (size cap); DRE_ERR_INVALID_ARG if it does not fit. */
 dre_status path_join(char *out, size_t cap, const char *dir, const char *name);
 
+/* An integer JSON id ({"_id": 17}) as decimal text in buf: 1 if v is a whole number
+ * that a double holds exactly (|v| < 2^53), else 0. */
+int integer_id_text(double v, char *buf, size_t cap);
+
 /* Number of online cores (at least 1). */
 int cpu_count(void);
 

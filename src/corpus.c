@@ -8,7 +8,6 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,10 +234,9 @@ static dre_status parse_jsonl(corpus_reader *r, size_t len, corpus_record *rec) 
     }
     if (cJSON_IsString(id)) {
         rec->id = id->valuestring;
-    } else if (cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble) &&
-               fabs(id->valuedouble) < 9007199254740992.0) {
+    } else if (cJSON_IsNumber(id) &&
+               integer_id_text(id->valuedouble, r->id_buf, sizeof r->id_buf)) {
         /* Integer ids ({"_id": 17}) are common outside BEIR; keep their decimal text. */
-        snprintf(r->id_buf, sizeof r->id_buf, "%lld", (long long)id->valuedouble);
         rec->id = r->id_buf;
     } else {
         snprintf(msg, sizeof msg, "\"%s\" is %s, expected a string", r->id_field,

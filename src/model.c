@@ -353,6 +353,17 @@ static size_t arena_floats(const dre_model_info *in) {
 static dre_status load_weights(dre_model *m, const st_file *file) {
     const dre_model_info *in = &m->info;
     const int64_t h = in->hidden, ff = in->intermediate;
+    /* Each field of config.json is bounded, but their products are not: count the weights
+     * in double (no wrap-around) and refuse a config that needs more than the file can
+     * hold (2 bytes a weight at least), before any size_t arithmetic. */
+    double dh = (double)h, dff = (double)ff;
+    double need = dh * ((double)in->vocab_size + in->max_positions + in->type_vocab_size + 2) +
+                  (double)in->n_layers * (4 * dh * dh + 2 * dh * dff + 9 * dh + dff);
+    if (need * 2 > (double)file->map_len)
+        return set_error(DRE_ERR_FORMAT,
+                         "%s: config.json describes %.0f weights, more than the file's %zu bytes "
+                         "can hold",
+                         file->path, need, file->map_len);
     /* the layer table first, then the float arrays, all in one allocation */
     size_t table_bytes = ((size_t)in->n_layers * sizeof(layer_weights) + 63) & ~(size_t)63;
     size_t bytes = table_bytes + arena_floats(in) * sizeof(float);

@@ -78,8 +78,7 @@ static dre_status parse_jsonl(dre_queries *q, const char *path, long line, const
     const char *id_str = NULL;
     if (cJSON_IsString(id)) {
         id_str = id->valuestring;
-    } else if (cJSON_IsNumber(id) && id->valuedouble == (double)(long long)id->valuedouble) {
-        snprintf(number, sizeof number, "%lld", (long long)id->valuedouble);
+    } else if (cJSON_IsNumber(id) && integer_id_text(id->valuedouble, number, sizeof number)) {
         id_str = number;
     }
     dre_status st = DRE_OK;

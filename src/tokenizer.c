@@ -664,6 +664,7 @@ dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, 
                         int32_t *ids, int32_t *n_ids) {
     if (!tok || !ids || !n_ids || (!text && len))
         return set_error(DRE_ERR_INVALID_ARG, "dre_tokenize: NULL argument");
+    if (!text) text = ""; /* NULL with len 0 is an empty text; NULL + 0 is not defined in C */
     if (max_length <= 0) max_length = tok->max_length;
     if (max_length < 2)
         return set_error(DRE_ERR_INVALID_ARG,

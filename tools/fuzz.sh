@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds dre's libFuzzer targets (tests/fuzz/fuzz_*.c) with clang, ASan and UBSan into
-# build-fuzz/, and runs each for a bounded time on a scratch copy of its committed seeds.
+# build-fuzz/, and runs each for a bounded time on a scratch copy of its committed seeds
+# (tests/fuzz/seeds/<target>/), after replaying tests/fuzz/regressions/<target>/.
 #   tools/fuzz.sh [seconds_per_target] [target...]     (default 20 s, every target)
 # Prints one line per target:  fuzz <target>: <execs> execs in <s> s, 0 crashes
 # and exits non-zero if any target crashed, leaked, timed out or ran out of memory; the
@@ -50,23 +51,26 @@ mkdir -p "$out/obj"
 # runs it over every BMP code point, and comparison tracing there made opening a fuzzed
 # model folder 40 ms (it is table lookups on fixed data: nothing for the fuzzer to learn).
 ignore="$out/coverage_ignore.txt"
-printf 'fun:%s\n' build_classes compute_flags in_ranges nonstarter_class lower_of nfd_of >"$ignore.new"
-cmp -s "$ignore.new" "$ignore" 2>/dev/null && rm "$ignore.new" || mv "$ignore.new" "$ignore"
+printf 'fun:%s\n' build_classes compute_flags in_ranges nonstarter_class lower_of nfd_of >"$ignore.$$"
+if cmp -s "$ignore.$$" "$ignore"; then rm -f "$ignore.$$"; else mv -f "$ignore.$$" "$ignore"; fi
 needed=""
 for t in $targets; do needed="$needed $(sources_of "$t")"; done
 for s in $(echo "$needed" | tr ' ' '\n' | sort -u); do
   obj="$out/obj/$s.o"
-  if [ ! -f "$obj" ] || [ "src/$s.c" -nt "$obj" ] || [ "$0" -nt "$obj" ] || [ "$ignore" -nt "$obj" ] ||
+  if [ ! -f "$obj" ] || [ "src/$s.c" -nt "$obj" ] || [ tools/fuzz.sh -nt "$obj" ] || [ "$ignore" -nt "$obj" ] ||
      [ -n "$(find src -name '*.h' -newer "$obj" | head -n 1)" ]; then
+    # built under a name of its own, then renamed: two runs at once never mix halves
     "$cc" $cflags -fsanitize=fuzzer-no-link -fsanitize-coverage-ignorelist="$ignore" \
-      -c "src/$s.c" -o "$obj"
+      -c "src/$s.c" -o "$obj.$$"
+    mv -f "$obj.$$" "$obj"
   fi
 done
 for t in $targets; do
   objs=""
   for s in $(sources_of "$t"); do objs="$objs $out/obj/$s.o"; done
   "$cc" $cflags -Werror -fsanitize=fuzzer -DFUZZ_MODEL_DIR="\"$model_dir\"" \
-    "tests/fuzz/fuzz_$t.c" $objs $libs -o "$out/fuzz_$t"
+    "tests/fuzz/fuzz_$t.c" $objs $libs -o "$out/fuzz_$t.$$"
+  mv -f "$out/fuzz_$t.$$" "$out/fuzz_$t"
 done
 
 # --- run -----------------------------------------------------------------------
@@ -84,15 +88,23 @@ for t in $targets; do
   crashes="$out/crashes/$t"
   mkdir -p "$work" "$crashes"
   cp -r "tests/fuzz/seeds/$t/." "$work/" 2>/dev/null || true
+  dict=""
+  [ "$t" = tokenizer ] || dict="-dict=tests/fuzz/fuzz.dict"
   log="$out/fuzz_$t.log"
   start=$(date +%s.%N)
   set +e
-  "./$out/fuzz_$t" "$work" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 \
-    -print_final_stats=1 -artifact_prefix="$crashes/" >"$log" 2>&1
+  # inputs that once crashed it run first, as a second corpus folder libFuzzer only reads
+  regressions=""
+  [ -d "tests/fuzz/regressions/$t" ] && regressions="tests/fuzz/regressions/$t"
+  "./$out/fuzz_$t" "$work" $regressions -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 \
+    -print_final_stats=1 -artifact_prefix="$crashes/" $dict >"$log" 2>&1
   rc=$?
   set -e
   took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
-  execs=$(awk '/stat::number_of_executed_units:/ { n = $2 } END { print n + 0 }' "$log")
+  # the final stats, or after a crash (no stats) the last progress line's "#<execs>"
+  execs=$(awk '/^stat::number_of_executed_units:/ { n = $2; done = 1 }
+               /^#[0-9]+/ && !done { last = substr($1, 2) }
+               END { print done ? n : last + 0 }' "$log")
   found=$(find "$crashes" -type f -newermt "@${start%.*}" \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
   if [ "$rc" -eq 0 ] && [ -z "$found" ]; then
     echo "fuzz $t: $execs execs in $took s, 0 crashes"

@@ -9,13 +9,8 @@
 #define FUZZ_CONFIG_SEPARATOR "\n---8<---\n"
 
 static const char *const config_fuzz_files[] = {
-    "config.json",
-    "modules.json",
-    "1_Pooling/config.json",
-    "sentence_bert_config.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "model.safetensors",
+    "config.json",           "modules.json", "1_Pooling/config.json", "sentence_bert_config.json",
+    "tokenizer_config.json", "vocab.txt",    "model.safetensors",
 };
 #define CONFIG_FUZZ_N_FILES (sizeof config_fuzz_files / sizeof config_fuzz_files[0])
 
@@ -69,7 +64,8 @@ int fuzz_config_input(const uint8_t *data, size_t size) {
         size_t len = 0;
         const uint8_t *next = NULL;
         if (part) {
-            const uint8_t *sep = config_fuzz_find(part, (size_t)(end - part), FUZZ_CONFIG_SEPARATOR);
+            const uint8_t *sep =
+                config_fuzz_find(part, (size_t)(end - part), FUZZ_CONFIG_SEPARATOR);
             /* the weights are last: they may hold the separator's bytes */
             if (i == CONFIG_FUZZ_N_FILES - 1) sep = NULL;
             len = sep ? (size_t)(sep - part) : (size_t)(end - part);

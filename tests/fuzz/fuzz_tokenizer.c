@@ -23,8 +23,8 @@ static dre_tokenizer *tokenizer_fuzz_open(int variant) {
                                      "\"tokenize_chinese_chars\": false, "
                                      "\"model_max_length\": 40}";
         char path[4096];
-        fuzz_write("cased/tokenizer_config.json", (const uint8_t *)config, sizeof config - 1,
-                   path, sizeof path);
+        fuzz_write("cased/tokenizer_config.json", (const uint8_t *)config, sizeof config - 1, path,
+                   sizeof path);
         fuzz_path(path, sizeof path, "cased/vocab.txt");
         unlink(path);
         if (symlink(FUZZ_MODEL_DIR "/vocab.txt", path) != 0) {

@@ -21,16 +21,16 @@
 /* A broken invariant. libFuzzer counts an abort as a crash and keeps the input; the
  * GoogleTest replay defines FUZZ_FAIL to record a test failure instead. */
 #ifndef FUZZ_FAIL
-#define FUZZ_FAIL(msg)                                                                   \
-    do {                                                                                 \
-        fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, (msg));    \
-        abort();                                                                         \
+#define FUZZ_FAIL(msg)                                                                             \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, (msg));              \
+        abort();                                                                                   \
     } while (0)
 #endif
 
-#define FUZZ_CHECK(cond)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) FUZZ_FAIL(#cond);                                                   \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) FUZZ_FAIL(#cond);                                                             \
     } while (0)
 
 /* A folder of this process's own (TMPDIR or /tmp), made on first use. Several fuzzers
@@ -64,7 +64,7 @@ static inline void fuzz_path(char *path, size_t cap, const char *name) {
 
 /* Writes size bytes to the temporary file name, replacing it; its path goes to path. */
 static inline void fuzz_write(const char *name, const uint8_t *data, size_t size, char *path,
-                       size_t cap) {
+                              size_t cap) {
     fuzz_path(path, cap, name);
     FILE *f = fopen(path, "wb");
     if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f) != 0) {
