@@ -133,6 +133,7 @@ void dre_encoder_close(dre_encoder *enc);
 dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
 int32_t dre_encoder_dim(const dre_encoder *enc);
 int32_t dre_encoder_budget_tokens(const dre_encoder *enc);
+int32_t dre_encoder_max_length(const dre_encoder *enc); /* tokens per text, the model's */
 
 /* Encodes one packed batch without padding: n_seqs sequences whose ids lie back to
  * back in ids; sequence i is ids[cu_seqlens[i] .. cu_seqlens[i+1]), cu_seqlens[0] = 0,

@@ -100,7 +100,9 @@ dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const ch
     if (n_threads <= 0) n_threads = cpu_count();
 
     const int32_t budget = dre_encoder_budget_tokens(enc), dim = dre_encoder_dim(enc);
+    /* the tokenizer's length, capped by what the model's positions allow */
     int32_t max_length = dre_tokenizer_max_length(tok);
+    if (max_length > dre_encoder_max_length(enc)) max_length = dre_encoder_max_length(enc);
     if (max_length > budget) max_length = budget;
     const size_t chunk_cap = n < CHUNK_TEXTS ? n : CHUNK_TEXTS;
 

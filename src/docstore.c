@@ -19,14 +19,23 @@ struct docstore {
     sqlite3_stmt *insert, *select_row, *select_id, *max_row;
 };
 
+/* A failed read or write of the files is DRE_ERR_IO, with the system's reason: SQLite
+ * says only "disk I/O error" where the disk is full or a file size limit was hit. */
+static dre_status db_failure(const docstore *ds, const char *what, const char *msg) {
+    int code = sqlite3_errcode(ds->db) & 0xff, err = sqlite3_system_errno(ds->db);
+    if ((code == SQLITE_IOERR || code == SQLITE_FULL) && err)
+        return set_error(DRE_ERR_IO, "%s: %s: %s (%s)", ds->path, what, msg, strerror(err));
+    return set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, msg);
+}
+
 static dre_status db_error(const docstore *ds, const char *what) {
-    return set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, sqlite3_errmsg(ds->db));
+    return db_failure(ds, what, sqlite3_errmsg(ds->db));
 }
 
 static dre_status exec(docstore *ds, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(ds->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        dre_status st = set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, sql, msg ? msg : "?");
+        dre_status st = db_failure(ds, sql, msg ? msg : "?");
         sqlite3_free(msg);
         return st;
     }

@@ -78,6 +78,7 @@ void dre_encoder_close(dre_encoder *enc) {
 dre_device dre_encoder_device(const dre_encoder *enc) { return enc->device; }
 int32_t dre_encoder_dim(const dre_encoder *enc) { return enc->dim; }
 int32_t dre_encoder_budget_tokens(const dre_encoder *enc) { return enc->budget_tokens; }
+int32_t dre_encoder_max_length(const dre_encoder *enc) { return enc->max_length; }
 
 dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {

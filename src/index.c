@@ -167,16 +167,27 @@ dre_status index_faiss_write(FaissIndex *ix, const char *path) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
-    if (faiss_write_index_fname(ix, tmp) != 0) {
+    /* Our own FILE rather than faiss_write_index_fname: FAISS closes its file in a
+     * destructor and only prints a failed fclose, so a full disk hit while flushing the
+     * last buffered block would pass for a complete index. */
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (faiss_write_index(ix, f) != 0) {
+        fclose(f);
         unlink(tmp);
         char what[PATH_MAX + 16];
         snprintf(what, sizeof what, "writing %s", tmp);
         return index_faiss_error(what);
     }
-    dre_status st = sync_path(tmp);
-    if (st != DRE_OK) {
+    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int err = errno;
+    if (fclose(f) != 0 && !failed) {
+        failed = 1;
+        err = errno;
+    }
+    if (failed) {
         unlink(tmp);
-        return st;
+        return set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
     }
     return rename_synced(tmp, path);
 }
@@ -190,6 +201,68 @@ dre_status index_faiss_read(const char *path, FaissIndex **out) {
         snprintf(what, sizeof what, "reading %s", path);
         return index_faiss_error(what);
     }
+    return DRE_OK;
+}
+
+/* ------------------------------------------------------------------ checksum */
+
+#define CHECKSUM_P1 0x9E3779B185EBCA87ull
+#define CHECKSUM_P2 0xC2B2AE3D27D4EB4Full
+#define CHECKSUM_CHUNK (1 << 20) /* bytes read at a time; a multiple of 32 */
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static uint64_t load_le64(const uint8_t *p) {
+    uint64_t w = 0;
+    for (int i = 7; i >= 0; i--)
+        w = w << 8 | p[i];
+    return w;
+}
+
+/* A 64-bit checksum of a file, kept in meta.json so that dre_index_open notices an
+ * index.faiss damaged on disk before FAISS reads it: FAISS checks sizes, not contents,
+ * and a damaged HNSW graph crashes a search. Four lanes of acc = rotl(acc + w * P2, 31) *
+ * P1 over little-endian 8-byte words (xxHash64's round), then the length and the tail
+ * bytes, then a final mix. It catches corruption, not deliberate tampering. */
+static dre_status file_checksum(const char *path, char hex[17]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    uint8_t *buf = malloc(CHECKSUM_CHUNK);
+    if (!buf) {
+        fclose(f);
+        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    uint64_t acc[4] = {CHECKSUM_P1 + CHECKSUM_P2, CHECKSUM_P2, 0, 0 - CHECKSUM_P1};
+    uint64_t total = 0;
+    size_t n = 0, stripes = 0;
+    for (;;) {
+        size_t got;
+        n = 0;
+        while (n < CHECKSUM_CHUNK && (got = fread(buf + n, 1, CHECKSUM_CHUNK - n, f)) > 0)
+            n += got;
+        stripes = n / 32 * 32;
+        for (size_t i = 0; i < stripes; i += 32)
+            for (int lane = 0; lane < 4; lane++)
+                acc[lane] = rotl64(acc[lane] + load_le64(buf + i + 8 * lane) * CHECKSUM_P2, 31) *
+                            CHECKSUM_P1;
+        total += n;
+        if (n < CHECKSUM_CHUNK) break;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        return set_error(DRE_ERR_IO, "%s: read error", path);
+    }
+    uint64_t h = rotl64(acc[0], 1) + rotl64(acc[1], 7) + rotl64(acc[2], 12) + rotl64(acc[3], 18);
+    h ^= total;
+    for (size_t i = stripes; i < n; i++)
+        h = rotl64(h ^ (buf[i] * CHECKSUM_P1), 11) * CHECKSUM_P2;
+    free(buf);
+    h ^= h >> 33;
+    h *= CHECKSUM_P2;
+    h ^= h >> 29;
+    snprintf(hex, 17, "%016llx", (unsigned long long)h);
     return DRE_OK;
 }
 
@@ -212,6 +285,17 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
     cJSON_AddNumberToObject(root, "count", (double)info->count);
     cJSON_AddStringToObject(root, "factory", info->factory);
     cJSON_AddStringToObject(root, "metric", "inner_product");
+    /* The checksum of the index.faiss beside it, when there is one (see file_checksum). */
+    char faiss_path[PATH_MAX], checksum[17];
+    DRE_TRY(path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
+    if (access(faiss_path, F_OK) == 0) {
+        dre_status st = file_checksum(faiss_path, checksum);
+        if (st != DRE_OK) {
+            cJSON_Delete(root);
+            return st;
+        }
+        cJSON_AddStringToObject(root, "index_checksum", checksum);
+    }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
@@ -247,7 +331,9 @@ static dre_status meta_number(const cJSON *root, const char *path, const char *k
     return DRE_OK;
 }
 
-static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info *info) {
+/* checksum receives meta.json's "index_checksum", "" where it has none (older folders). */
+static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info *info,
+                             char checksum[17]) {
     if (!cJSON_IsObject(root)) return set_error(DRE_ERR_FORMAT, "%s: not a JSON object", path);
     double v = 0;
     DRE_TRY(meta_number(root, path, "format_version", &v));
@@ -281,10 +367,18 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (info->dim <= 0 || info->count < 0)
         return set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
                          (long long)info->count);
+    checksum[0] = '\0';
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(root, "index_checksum");
+    if (sum) {
+        if (!cJSON_IsString(sum) || strlen(sum->valuestring) != 16 ||
+            strspn(sum->valuestring, "0123456789abcdef") != 16)
+            return set_error(DRE_ERR_FORMAT, "%s: \"index_checksum\" is not 16 hex digits", path);
+        strcpy(checksum, sum->valuestring);
+    }
     return DRE_OK;
 }
 
-dre_status index_meta_read(const char *dir, dre_index_info *info) {
+static dre_status meta_read(const char *dir, dre_index_info *info, char checksum[17]) {
     char path[PATH_MAX];
     DRE_TRY(path_join(path, sizeof path, dir, INDEX_META_FILE));
     memset(info, 0, sizeof *info);
@@ -298,10 +392,15 @@ dre_status index_meta_read(const char *dir, dre_index_info *info) {
         st = set_error(DRE_ERR_FORMAT, "%s: malformed JSON at byte %zu", path,
                        end && end >= text ? (size_t)(end - text) : 0);
     else
-        st = meta_parse(root, path, info);
+        st = meta_parse(root, path, info, checksum);
     cJSON_Delete(root);
     free(text);
     return st;
+}
+
+dre_status index_meta_read(const char *dir, dre_index_info *info) {
+    char checksum[17];
+    return meta_read(dir, info, checksum);
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -332,8 +431,17 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
     dre_index *ix = calloc(1, sizeof *ix);
     if (!ix) return set_error(DRE_ERR_NOMEM, "dre_index_open: out of memory");
     char path[PATH_MAX];
-    dre_status st = index_meta_read(index_dir, &ix->info);
+    char want[17], got[17];
+    dre_status st = meta_read(index_dir, &ix->info, want);
     if (st == DRE_OK) st = path_join(path, sizeof path, index_dir, INDEX_FAISS_FILE);
+    if (st == DRE_OK && want[0]) {
+        st = file_checksum(path, got);
+        if (st == DRE_OK && strcmp(got, want) != 0)
+            st = set_error(DRE_ERR_INDEX,
+                           "%s: damaged: its checksum is %s, but meta.json recorded %s when it "
+                           "was written",
+                           path, got, want);
+    }
     if (st == DRE_OK) st = index_faiss_read(path, &ix->faiss);
     if (st == DRE_OK) st = path_join(path, sizeof path, index_dir, INDEX_DOCS_FILE);
     if (st == DRE_OK && access(path, R_OK) != 0)

@@ -85,6 +85,10 @@ typedef struct checkpoint {
     char factory[FIELD_CAP];
     dre_corpus_format format;
     char id_field[FIELD_CAP], title_field[FIELD_CAP], text_field[FIELD_CAP];
+    /* The --errors file as of this checkpoint: a resumed run cuts it back to errors_bytes,
+     * so the bad lines it reads again are listed once (-1: no file). */
+    int64_t errors_bytes;
+    char errors_path[PATH_MAX];
 } checkpoint;
 
 static dre_status checkpoint_write(const char *path, const checkpoint *c) {
@@ -107,6 +111,8 @@ static dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddStringToObject(root, "id_field", c->id_field);
     cJSON_AddStringToObject(root, "title_field", c->title_field);
     cJSON_AddStringToObject(root, "text_field", c->text_field);
+    cJSON_AddNumberToObject(root, "errors_bytes", (double)c->errors_bytes);
+    cJSON_AddStringToObject(root, "errors_path", c->errors_path);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!text) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
@@ -167,6 +173,14 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     if (c->window_cap < 1 || c->every < 1 || c->dim < 1)
         return set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path, (long long)c->window_cap,
                          c->dim);
+    c->errors_bytes = -1; /* optional: the errors file is then only appended to */
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "errors_bytes");
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(root, "errors_path");
+    if (cJSON_IsNumber(bytes) && cJSON_IsString(errors) &&
+        strlen(errors->valuestring) < sizeof c->errors_path) {
+        c->errors_bytes = (int64_t)bytes->valuedouble;
+        strcpy(c->errors_path, errors->valuestring);
+    }
     return DRE_OK;
 }
 
@@ -198,6 +212,8 @@ typedef struct window {
     float *vectors;               /* [window_cap, dim] */
     int64_t end_offset, end_line; /* corpus position after the window */
     int64_t n_bad;                /* bad lines skipped while reading it */
+    char *bad;                    /* their messages, a line each, for the --errors file */
+    size_t bad_len, bad_cap;      /* bytes of bad used and allocated */
     int checkpoint;               /* a checkpoint follows this window */
     int eof;                      /* the corpus ends with this window */
 } window;
@@ -301,6 +317,7 @@ static void window_free(window *w) {
     free(w->ids);
     free(w->lengths);
     free(w->vectors);
+    free(w->bad);
     memset(w, 0, sizeof *w);
 }
 
@@ -341,6 +358,26 @@ static dre_status arena_add(window *w, const char *s, size_t n, size_t *off) {
     w->arena[w->arena_len + n] = '\0';
     *off = w->arena_len;
     w->arena_len += n + 1;
+    return DRE_OK;
+}
+
+/* Keeps the message of a skipped line with its window: the writer lists the window's bad
+ * lines when it stages the window, so the --errors file never runs ahead of what is
+ * staged (and checkpointed). */
+static dre_status note_bad_line(window *w, const char *msg) {
+    size_t n = strlen(msg);
+    if (w->bad_len + n + 1 > w->bad_cap) {
+        size_t cap = w->bad_cap ? w->bad_cap * 2 : 1024;
+        while (cap < w->bad_len + n + 1)
+            cap *= 2;
+        char *p = realloc(w->bad, cap);
+        if (!p) return set_error(DRE_ERR_NOMEM, "embed: out of memory for bad-line messages");
+        w->bad = p;
+        w->bad_cap = cap;
+    }
+    memcpy(w->bad + w->bad_len, msg, n);
+    w->bad[w->bad_len + n] = '\n';
+    w->bad_len += n + 1;
     return DRE_OK;
 }
 
@@ -407,6 +444,7 @@ static dre_status fill_window(pipeline *p, window *w, int64_t *since_checkpoint)
     w->n = 0;
     w->arena_len = 0;
     w->n_bad = 0;
+    w->bad_len = 0;
     w->checkpoint = 0;
     w->eof = 0;
     int64_t room = p->checkpoint_every - *since_checkpoint;
@@ -416,7 +454,7 @@ static dre_status fill_window(pipeline *p, window *w, int64_t *since_checkpoint)
         int got = 0;
         dre_status st = corpus_next(p->reader, &rec, &got);
         if (st == DRE_ERR_FORMAT && p->opts->skip_bad_lines) {
-            if (p->errors) fprintf(p->errors, "%s\n", dre_last_error());
+            if (p->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             w->n_bad++;
             continue;
         }
@@ -627,6 +665,12 @@ static dre_status write_checkpoint(pipeline *p) {
     if (fdatasync(p->vectors_fd) != 0)
         return set_error(DRE_ERR_IO, "%s: sync: %s", p->vectors_path, strerror(errno));
     DRE_TRY(docstore_sync(p->docs));
+    if (p->errors) {
+        struct stat st;
+        if (fflush(p->errors) != 0 || fstat(fileno(p->errors), &st) != 0)
+            return set_error(DRE_ERR_IO, "%s: write: %s", p->opts->errors_path, strerror(errno));
+        p->ck.errors_bytes = (int64_t)st.st_size;
+    }
     DRE_TRY(checkpoint_write(p->checkpoint_path, &p->ck));
     p->checkpointed = p->ck.count;
     return DRE_OK;
@@ -647,7 +691,7 @@ static dre_status write_window(pipeline *p, window *w) {
                 DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
                 corpus_path(p->reader), (long long)w->lines[i], id, (long long)duplicate_of);
             if (!p->opts->skip_bad_lines) return st;
-            if (p->errors) fprintf(p->errors, "%s\n", dre_last_error());
+            if (p->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             dropped++;
             continue;
         }
@@ -661,6 +705,8 @@ static dre_status write_window(pipeline *p, window *w) {
     DRE_TRY(pwrite_all(p->vectors_fd, w->vectors, (size_t)kept * row_bytes,
                        p->ck.count * (int64_t)row_bytes, p->vectors_path));
     DRE_TRY(docstore_commit(p->docs));
+    if (p->errors && w->bad_len > 0 && fwrite(w->bad, 1, w->bad_len, p->errors) != w->bad_len)
+        return set_error(DRE_ERR_IO, "%s: write: %s", p->opts->errors_path, strerror(errno));
     p->ck.count += kept;
     p->ck.tokens += tokens;
     p->ck.skipped += w->n_bad + dropped;
@@ -819,7 +865,10 @@ static dre_status start_fresh(pipeline *p, const dre_model_info *m, dre_index_in
         DRE_TRY(dre_index_open(dir, &existing));
         *base_meta = *dre_index_get_info(existing);
         dre_index_close(existing);
-        DRE_TRY(check_model_matches(dir, m, base_meta->dim, base_meta->weights_sha256, base_meta));
+        char meta_path[PATH_MAX];
+        DRE_TRY(path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
+        DRE_TRY(check_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256,
+                                    base_meta));
         if (o->factory && strcmp(o->factory, base_meta->factory))
             return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
                              base_meta->factory, o->factory);
@@ -847,6 +896,11 @@ static dre_status start_fresh(pipeline *p, const dre_model_info *m, dre_index_in
     strcpy(c->id_field, fields[0]);
     strcpy(c->title_field, fields[1]);
     strcpy(c->text_field, fields[2]);
+    c->errors_bytes = -1;
+    if (o->errors_path && strlen(o->errors_path) < sizeof c->errors_path) {
+        strcpy(c->errors_path, o->errors_path);
+        c->errors_bytes = 0; /* opened anew, empty */
+    }
 
     char path[PATH_MAX], staging[PATH_MAX];
     DRE_TRY(path_join(staging, sizeof staging, dir, STAGING_DOCS_FILE));
@@ -961,6 +1015,25 @@ static dre_status finish(pipeline *p, const dre_model_info *m) {
     return sync_path(dir);
 }
 
+/* Opens the --errors file: new for a fresh run; for a resumed one, the same file cut back
+ * to what the checkpoint had listed, since the lines after it are read again. */
+static dre_status open_errors(pipeline *p, int resuming) {
+    const char *path = p->opts->errors_path;
+    checkpoint *c = &p->ck;
+    int64_t listed = resuming && path && !strcmp(path, c->errors_path) ? c->errors_bytes : -1;
+    c->errors_path[0] = '\0'; /* from here on: this run's file, its size set at checkpoints */
+    c->errors_bytes = -1;
+    if (!path) return DRE_OK;
+    p->errors = fopen(path, resuming ? "a" : "w");
+    if (!p->errors) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (listed >= 0 && fstat(fileno(p->errors), &st) == 0 && (int64_t)st.st_size > listed &&
+        ftruncate(fileno(p->errors), (off_t)listed) != 0)
+        return set_error(DRE_ERR_IO, "%s: truncate: %s", path, strerror(errno));
+    if (strlen(path) < sizeof c->errors_path) strcpy(c->errors_path, path);
+    return DRE_OK;
+}
+
 /* ------------------------------------------------------------------ dre_embed */
 
 static dre_status run_stages(pipeline *p) {
@@ -1000,6 +1073,14 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
     p->max_length = m->max_length;
     if (dre_tokenizer_max_length(tok) < p->max_length)
         p->max_length = dre_tokenizer_max_length(tok);
+    /* Checked here, not at the first document that happens to use such a token. */
+    if (dre_tokenizer_vocab_size(tok) > m->vocab_size) {
+        st = set_error(DRE_ERR_FORMAT,
+                       "%s/vocab.txt has %d entries, but config.json's vocab_size is %d: the "
+                       "model has no embedding for the ids past it",
+                       model_dir, dre_tokenizer_vocab_size(tok), m->vocab_size);
+        goto done;
+    }
 
     int resuming = 0;
     if (file_exists(dir, INDEX_CHECKPOINT_FILE)) {
@@ -1041,10 +1122,7 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
     if (p->ck.budget_tokens >= p->max_length && p->ck.budget_tokens <= p->budget_tokens)
         p->budget_tokens = (int32_t)p->ck.budget_tokens;
     const checkpoint *c = &p->ck;
-    if (o->errors_path) {
-        p->errors = fopen(o->errors_path, resuming ? "a" : "w");
-        if (!p->errors) st = set_error(DRE_ERR_IO, "%s: %s", o->errors_path, strerror(errno));
-    }
+    st = open_errors(p, resuming);
     if (st == DRE_OK) st = open_staged(p);
     if (st != DRE_OK) goto done;
 

@@ -243,8 +243,8 @@ static dre_status open_all(eval_state *s, const eval_args *a) {
     static char msg[512];
     if (ii->weights_sha256[0] && strcmp(ii->weights_sha256, mi->weights_sha256)) {
         snprintf(msg, sizeof msg,
-                 "the index %s was built with model %s (weights %.12s...), not %s (weights "
-                 "%.12s...); pass that model with --model",
+                 "%s/meta.json: the index was built with model %s (weights %.12s...), not %s "
+                 "(weights %.12s...); pass that model with --model",
                  a->index_dir, ii->model_name, ii->weights_sha256, a->model_dir,
                  mi->weights_sha256);
         s->error = msg;
@@ -252,8 +252,9 @@ static dre_status open_all(eval_state *s, const eval_args *a) {
     }
     if ((st = dre_encoder_open(s->model, a->device, 0, &s->enc)) != DRE_OK) return st;
     if (dre_encoder_dim(s->enc) != ii->dim) {
-        snprintf(msg, sizeof msg, "the index holds %d-dimensional vectors, the model makes %d",
-                 ii->dim, dre_encoder_dim(s->enc));
+        snprintf(msg, sizeof msg,
+                 "%s/meta.json: the index holds %d-dimensional vectors, the model makes %d",
+                 a->index_dir, ii->dim, dre_encoder_dim(s->enc));
         s->error = msg;
         return DRE_ERR_MISMATCH;
     }
@@ -342,10 +343,15 @@ int cmd_eval(int argc, char **argv) {
     dre_status st = open_all(&s, &a);
     if (st == DRE_OK) st = run_eval(&s, &a);
     if (s.run) {
-        int failed = fclose(s.run);
+        /* ferror too: a write that failed earlier leaves nothing for fclose to report */
+        int failed = ferror(s.run);
+        failed |= fclose(s.run) != 0;
+        int err = errno;
         s.run = NULL;
         if (st == DRE_OK && failed) {
-            s.error = "writing the run file failed";
+            static char msg[512];
+            snprintf(msg, sizeof msg, "%s: write: %s", a.run_path, strerror(err));
+            s.error = msg;
             st = DRE_ERR_IO;
         }
     }

@@ -314,8 +314,9 @@ static int searcher_open(searcher *s, search_args *a) {
     const dre_model_info *m = dre_model_get_info(s->model);
     if (m->hidden != info->dim || strcmp(m->weights_sha256, info->weights_sha256) != 0) {
         fprintf(stderr,
-                "dre search: %s: %s was embedded with model %s (dim %d, weights sha256 %.12s...), "
-                "but --model %s is %s (dim %d, weights sha256 %.12s...)\n",
+                "dre search: %s: %s/meta.json: the index was embedded with model %s (dim %d, "
+                "weights sha256 %.12s...), but --model %s is %s (dim %d, weights sha256 "
+                "%.12s...)\n",
                 dre_status_str(DRE_ERR_MISMATCH), a->index_dir, info->model_name, info->dim,
                 info->weights_sha256, a->model_dir, m->name, m->hidden, m->weights_sha256);
         return 1;
