@@ -142,7 +142,11 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
     if (!staging) return set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
     plan = (weight_plan){0, staging, enc->weights};
     place_weights(enc, model, &plan);
-    err = cudaMemcpy(enc->weights, staging, bytes, cudaMemcpyHostToDevice);
+    /* On enc->stream, not the legacy default stream: the non-blocking stream the kernels
+     * run on is not ordered after legacy-stream work, and a pageable cudaMemcpy may return
+     * before its DMA has landed. The sync also keeps staging alive until then. */
+    err = cudaMemcpyAsync(enc->weights, staging, bytes, cudaMemcpyHostToDevice, enc->stream);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
     free(staging);
     if (err != cudaSuccess)
         return set_error(DRE_ERR_CUDA, "cudaMemcpy of the model's weights failed: %s at %s:%d",
@@ -191,8 +195,9 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
     enc->ffn = (fp16_t *)(base + ffn_at);
     enc->pooled = (float *)(base + pooled_at);
     enc->cublas_workspace = base + workspace_at;
-    /* zeros, so a GEMM-only timing before any batch reads finite numbers */
-    CUDA_CHECK(cudaMemset(enc->activations, 0, size));
+    /* zeros, so a GEMM-only timing before any batch reads finite numbers; on enc->stream
+     * so that it is ordered before every later copy and kernel there */
+    CUDA_CHECK(cudaMemsetAsync(enc->activations, 0, size, enc->stream));
 
     size_t pinned = 0;
     const size_t host_ids_at = carve(&pinned, t * sizeof(int32_t));
@@ -246,6 +251,10 @@ static dre_status init(gpu_encoder *enc, const dre_model *model) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&enc->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&enc->cublas));
     CUBLAS_CHECK(cublasSetStream(enc->cublas, enc->stream));
+    /* split-K reductions in fp32 too, not in the fp16 output type (the design's "fp32
+     * accumulation in GEMMs"; small query batches are where cuBLAS picks split-K) */
+    CUBLAS_CHECK(cublasSetMathMode(
+        enc->cublas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     DRE_TRY(upload_weights(enc, model));
     DRE_TRY(allocate_buffers(enc));
     CUBLAS_CHECK(cublasSetWorkspace(enc->cublas, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES));

@@ -50,8 +50,13 @@ static dre_status device_alloc(void **ptr, size_t bytes, const char *what, const
 
 static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
     const size_t count = (size_t)gs->n * (size_t)gs->dim;
+    /* Copies go on gs->stream and are waited for: the non-blocking stream that searches run
+     * on is not ordered after legacy default-stream work, and a pageable cudaMemcpy may
+     * return before its DMA has landed. */
     if (!gs->fp16) {
-        CUDA_CHECK(cudaMemcpy(gs->vectors, vectors, count * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpyAsync(gs->vectors, vectors, count * sizeof(float),
+                                   cudaMemcpyHostToDevice, gs->stream));
+        CUDA_CHECK(cudaStreamSynchronize(gs->stream));
         return DRE_OK;
     }
     const size_t piece = count < CONVERT_PIECE ? count : CONVERT_PIECE;
@@ -62,7 +67,9 @@ static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
         const size_t m = count - at < piece ? count - at : piece;
         for (size_t i = 0; i < m; i++)
             staging[i] = float_to_fp16(vectors[at + i]);
-        cudaError_t err = cudaMemcpy(dst + at, staging, m * sizeof(fp16_t), cudaMemcpyHostToDevice);
+        cudaError_t err = cudaMemcpyAsync(dst + at, staging, m * sizeof(fp16_t),
+                                          cudaMemcpyHostToDevice, gs->stream);
+        if (err == cudaSuccess) err = cudaStreamSynchronize(gs->stream); /* staging is reused */
         if (err != cudaSuccess) {
             free(staging);
             return set_error(DRE_ERR_CUDA, "gpu_search: cudaMemcpy of vectors failed: %s",
@@ -201,6 +208,9 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
         return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
                          TOPK_MAX_K);
     const size_t dim = (size_t)gs->dim;
+    /* an earlier call that failed half-way may still have copies from the pinned buffers
+     * in flight; they are overwritten below */
+    CUDA_CHECK(cudaStreamSynchronize(gs->stream));
     for (int64_t q0 = 0; q0 < n_queries; q0 += QUERY_BATCH) {
         const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
         const float *src = queries + (size_t)q0 * dim;
