@@ -238,6 +238,35 @@ TEST_F(IndexTest, Ivf4FlatIsTrainedAndExactWithAllListsProbed) {
     dre_index_close(ix);
 }
 
+// IVF-PQ compresses: trained on the vectors, every list probed, each stored vector must
+// still find itself first, and reconstructions stay close to the originals.
+TEST_F(IndexTest, IvfPqIsTrainedAndFindsEachVectorItself) {
+    build("IVF4,PQ8np"); // np: no polysemous training, which takes seconds
+    dre_index *ix = nullptr;
+    ASSERT_EQ(dre_index_open(dir.c_str(), &ix), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_index_set_param(ix, "nprobe", 4), DRE_OK) << dre_last_error();
+    const int n = 200;
+    std::vector<float> scores((size_t)n * kK);
+    std::vector<int64_t> rows((size_t)n * kK);
+    ASSERT_EQ(dre_index_search(ix, base.data(), n, kK, scores.data(), rows.data()), DRE_OK)
+        << dre_last_error();
+    int self_first = 0;
+    for (int q = 0; q < n; q++)
+        self_first += rows[(size_t)q * kK] == q;
+    EXPECT_GE(self_first, n * 9 / 10) << "of " << n;
+    std::vector<float> back((size_t)n * kDim);
+    ASSERT_EQ(dre_index_vectors(ix, 0, n, back.data()), DRE_OK) << dre_last_error();
+    for (int i = 0; i < n; i++) {
+        double dot = 0, norm = 0;
+        for (int d = 0; d < kDim; d++) {
+            dot += (double)back[(size_t)i * kDim + d] * base[(size_t)i * kDim + d];
+            norm += (double)back[(size_t)i * kDim + d] * back[(size_t)i * kDim + d];
+        }
+        EXPECT_GT(dot / std::sqrt(norm), 0.9) << "row " << i; // base rows are unit vectors
+    }
+    dre_index_close(ix);
+}
+
 TEST_F(IndexTest, UntrainedIvfRefusesVectorsAndBadFactoryIsAnError) {
     FaissIndex *ix = nullptr;
     EXPECT_EQ(index_faiss_create("NoSuchIndex", kDim, &ix), DRE_ERR_INDEX);
