@@ -14,11 +14,14 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 namespace {
+
+using namespace test_util;
 
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
@@ -29,33 +32,6 @@ struct result {
     int status = -1;
     std::string out, err;
 };
-
-std::string read_text(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-std::vector<std::string> lines_of(const std::string &text) {
-    std::vector<std::string> lines;
-    std::stringstream ss(text);
-    std::string line;
-    while (std::getline(ss, line))
-        if (!line.empty()) lines.push_back(line);
-    return lines;
-}
-
-std::vector<std::string> split_tabs(const std::string &line) {
-    std::vector<std::string> fields;
-    size_t start = 0;
-    for (;;) {
-        size_t tab = line.find('\t', start);
-        fields.push_back(line.substr(start, tab == std::string::npos ? tab : tab - start));
-        if (tab == std::string::npos) return fields;
-        start = tab + 1;
-    }
-}
 
 class CliTest : public ::testing::Test {
   protected:

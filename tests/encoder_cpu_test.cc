@@ -21,8 +21,11 @@
 #include "dre.h"
 #include "encoder_cpu.h"
 #include "model.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
@@ -68,16 +71,6 @@ void load_reference(const std::string &name, reference *ref) {
     ref->emb.resize((size_t)n * ref->dim);
     f32.read(reinterpret_cast<char *>(ref->emb.data()), (std::streamsize)(ref->emb.size() * 4));
     ASSERT_EQ(f32.gcount(), (std::streamsize)(ref->emb.size() * 4)) << base << ".f32 too short";
-}
-
-double cosine(const float *a, const float *b, int dim) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int j = 0; j < dim; j++) {
-        ab += (double)a[j] * b[j];
-        aa += (double)a[j] * a[j];
-        bb += (double)b[j] * b[j];
-    }
-    return ab / std::sqrt(aa * bb);
 }
 
 // Every text's cosine to the reference >= 0.9999; prints the worst per kind.

@@ -17,10 +17,12 @@
 #include "dre.h"
 #include "encoder_gpu.h"
 #include "model.h"
+#include "test_util.h"
 
 namespace {
 
 using namespace gpu_test;
+using namespace test_util;
 
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
@@ -110,16 +112,6 @@ TEST(EncoderGpu, DeviceGpuWithoutGpuSaysNoGpu) {
 }
 
 // ---------------------------------------------------------------- GPU vs CPU
-
-double cosine(const float *a, const float *b, int dim) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int j = 0; j < dim; j++) {
-        ab += (double)a[j] * b[j];
-        aa += (double)a[j] * a[j];
-        bb += (double)b[j] * b[j];
-    }
-    return ab / std::sqrt(aa * bb);
-}
 
 // Encodes token-id sequences in input order, packed into batches of at most budget tokens.
 void encode_all(dre_encoder *enc, const std::vector<std::vector<int32_t>> &seqs, int32_t budget,

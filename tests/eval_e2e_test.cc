@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -14,24 +13,16 @@
 #include <sstream>
 #include <string>
 
+#include "test_util.h"
+
 namespace {
+
+using namespace test_util;
 
 const std::string source_dir = DRE_SOURCE_DIR;
 const std::string model_dir = source_dir + "/models/all-MiniLM-L6-v2";
 const std::string data_dir = source_dir + "/../shared/data";
 const std::string dre_bin = std::string(DRE_BINARY_DIR) + "/dre";
-
-bool exists(const std::string &path) {
-    struct stat st;
-    return stat(path.c_str(), &st) == 0;
-}
-
-std::string read_all(const std::string &path) {
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
 
 // Runs a shell command; returns its exit status and its stdout in *out.
 int run(const std::string &cmd, std::string *out) {
@@ -87,7 +78,7 @@ class EvalEndToEnd : public ::testing::Test {
         embed_once();
         if (HasFatalFailure()) return;
         std::string ref_text =
-            read_all(source_dir + "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json");
+            read_text(source_dir + "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json");
         cJSON *ref = cJSON_Parse(ref_text.c_str());
         ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/eval_reference.py";
         const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(

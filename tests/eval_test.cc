@@ -8,13 +8,15 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "dre.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 struct ranked {
     std::vector<std::string> docs;
@@ -30,15 +32,6 @@ struct eval_case {
     std::vector<std::string> skipped, empty;
     ~eval_case() { dre_qrels_close(qrels); }
 };
-
-std::vector<std::string> split_tabs(const std::string &line) {
-    std::vector<std::string> out;
-    std::stringstream ss(line);
-    std::string field;
-    while (std::getline(ss, field, '\t'))
-        out.push_back(field);
-    return out;
-}
 
 std::string fixture(const std::string &name) {
     return std::string(DRE_SOURCE_DIR) + "/tests/fixtures/eval_" + name;

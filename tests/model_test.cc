@@ -13,35 +13,24 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "dre.h"
 #include "model.h"
 #include "sha256.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
+using namespace test_util;
+
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
 const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
-
-std::string slurp(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void spit(const std::string &path, const std::string &bytes) {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << bytes;
-}
 
 // ---------------------------------------------------------------- SHA-256
 
@@ -119,7 +108,7 @@ TEST(Sha256, MillionAsInChunks) {
 struct meta_file {
     cJSON *root = nullptr;
     explicit meta_file(const std::string &name) {
-        std::string text = slurp(kSource + "/tests/fixtures/embeddings_" + name + ".meta.json");
+        std::string text = read_text(kSource + "/tests/fixtures/embeddings_" + name + ".meta.json");
         root = cJSON_Parse(text.c_str());
     }
     ~meta_file() { cJSON_Delete(root); }
@@ -266,7 +255,7 @@ class CorruptModel : public ::testing::Test {
 
     // Rewrites model.safetensors with its JSON header edited by edit; data unchanged.
     void edit_header(const std::function<void(cJSON *)> &edit) {
-        std::string bytes = slurp(path("model.safetensors"));
+        std::string bytes = read_text(path("model.safetensors"));
         ASSERT_GE(bytes.size(), 8u);
         uint64_t len = 0;
         for (int i = 7; i >= 0; i--)
@@ -282,15 +271,15 @@ class CorruptModel : public ::testing::Test {
         std::string out(8, '\0');
         for (int i = 0; i < 8; i++)
             out[i] = (char)((header.size() >> (8 * i)) & 255);
-        spit(path("model.safetensors"), out + header + bytes.substr(8 + len));
+        write_text(path("model.safetensors"), out + header + bytes.substr(8 + len));
     }
 
     void edit_json(const std::string &rel, const std::function<void(cJSON *)> &edit) {
-        cJSON *root = cJSON_Parse(slurp(path(rel)).c_str());
+        cJSON *root = cJSON_Parse(read_text(path(rel)).c_str());
         ASSERT_NE(root, nullptr);
         edit(root);
         char *printed = cJSON_Print(root);
-        spit(path(rel), printed);
+        write_text(path(rel), printed);
         free(printed);
         cJSON_Delete(root);
     }
@@ -328,7 +317,7 @@ TEST_F(CorruptModel, MissingWeights) {
 }
 
 TEST_F(CorruptModel, ConfigNotJson) {
-    spit(path("config.json"), "{\n  \"hidden_size\": 32,\n  \"num_hidden_layers\": ,\n}\n");
+    write_text(path("config.json"), "{\n  \"hidden_size\": 32,\n  \"num_hidden_layers\": ,\n}\n");
     expect_failure(DRE_ERR_FORMAT, {path("config.json") + ":3"});
 }
 
@@ -366,17 +355,17 @@ TEST_F(CorruptModel, UnsupportedPooling) {
 }
 
 TEST_F(CorruptModel, UnsupportedLegacyPoolingFlag) {
-    spit(path("1_Pooling/config.json"),
-         "{\"word_embedding_dimension\": 32, \"pooling_mode_cls_token\": false,"
-         " \"pooling_mode_mean_tokens\": false, \"pooling_mode_max_tokens\": true}");
+    write_text(path("1_Pooling/config.json"),
+               "{\"word_embedding_dimension\": 32, \"pooling_mode_cls_token\": false,"
+               " \"pooling_mode_mean_tokens\": false, \"pooling_mode_max_tokens\": true}");
     expect_failure(DRE_ERR_UNSUPPORTED, {"1_Pooling/config.json", "pooling_mode_max_tokens"});
 }
 
 TEST_F(CorruptModel, LegacyPoolingFlagsAndNoModules) {
     // the older file layout: boolean pooling flags; without modules.json no Normalize
-    spit(path("1_Pooling/config.json"),
-         "{\"word_embedding_dimension\": 32, \"pooling_mode_cls_token\": false,"
-         " \"pooling_mode_mean_tokens\": true, \"pooling_mode_max_tokens\": false}");
+    write_text(path("1_Pooling/config.json"),
+               "{\"word_embedding_dimension\": 32, \"pooling_mode_cls_token\": false,"
+               " \"pooling_mode_mean_tokens\": true, \"pooling_mode_max_tokens\": false}");
     fs::remove(path("modules.json"));
     fs::remove(path("sentence_bert_config.json"));
     dre_model *model = nullptr;
@@ -388,12 +377,12 @@ TEST_F(CorruptModel, LegacyPoolingFlagsAndNoModules) {
 }
 
 TEST_F(CorruptModel, MaxSeqLengthCappedByPositions) {
-    spit(path("sentence_bert_config.json"), "{\"max_seq_length\": 100000}");
+    write_text(path("sentence_bert_config.json"), "{\"max_seq_length\": 100000}");
     dre_model *model = nullptr;
     ASSERT_EQ(dre_model_open(dir_.c_str(), &model), DRE_OK) << dre_last_error();
     EXPECT_EQ(dre_model_get_info(model)->max_length, 128);
     dre_model_close(model);
-    spit(path("sentence_bert_config.json"), "{\"max_seq_length\": 64}");
+    write_text(path("sentence_bert_config.json"), "{\"max_seq_length\": 64}");
     ASSERT_EQ(dre_model_open(dir_.c_str(), &model), DRE_OK) << dre_last_error();
     EXPECT_EQ(dre_model_get_info(model)->max_length, 64);
     dre_model_close(model);
@@ -410,22 +399,22 @@ TEST_F(CorruptModel, UnsupportedModule) {
 }
 
 TEST_F(CorruptModel, TruncatedWeights) {
-    std::string bytes = slurp(path("model.safetensors"));
-    spit(path("model.safetensors"), bytes.substr(0, bytes.size() * 6 / 10));
+    std::string bytes = read_text(path("model.safetensors"));
+    write_text(path("model.safetensors"), bytes.substr(0, bytes.size() * 6 / 10));
     // the header survives; the tensors whose data was cut off are named
     expect_failure(DRE_ERR_FORMAT, {path("model.safetensors"), "tensor 'bert.", "truncated"});
 }
 
 TEST_F(CorruptModel, HeaderLengthBeyondFile) {
-    std::string bytes = slurp(path("model.safetensors"));
+    std::string bytes = read_text(path("model.safetensors"));
     std::string len(8, '\0');
     len[0] = (char)0xff, len[1] = (char)0xff, len[2] = (char)0xff, len[3] = (char)0x7f;
-    spit(path("model.safetensors"), len + bytes.substr(8, 1000));
+    write_text(path("model.safetensors"), len + bytes.substr(8, 1000));
     expect_failure(DRE_ERR_FORMAT, {path("model.safetensors"), "header length"});
 }
 
 TEST_F(CorruptModel, ShorterThanHeaderLength) {
-    spit(path("model.safetensors"), "abc");
+    write_text(path("model.safetensors"), "abc");
     expect_failure(DRE_ERR_FORMAT, {path("model.safetensors")});
 }
 
@@ -433,7 +422,7 @@ TEST_F(CorruptModel, HeaderNotJson) {
     std::string header = "{\"bert.embeddings.LayerNorm.weight\": {\"dtype\": \"F16\", ";
     std::string len(8, '\0');
     len[0] = (char)header.size();
-    spit(path("model.safetensors"), len + header + std::string(64, '\0'));
+    write_text(path("model.safetensors"), len + header + std::string(64, '\0'));
     expect_failure(DRE_ERR_FORMAT, {path("model.safetensors"), "JSON"});
 }
 

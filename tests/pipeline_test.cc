@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -18,17 +17,18 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "dre.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
@@ -38,37 +38,6 @@ const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
 constexpr int kDocs = 80;
 constexpr int kDim = 384;
 constexpr int kCheckpointEvery = 8;
-
-std::string read_text(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_text(const std::string &path, const std::string &text) {
-    std::ofstream f(path, std::ios::binary);
-    f << text;
-}
-
-std::vector<std::string> lines_of(const std::string &text) {
-    std::vector<std::string> lines;
-    std::stringstream ss(text);
-    std::string line;
-    while (std::getline(ss, line))
-        if (!line.empty()) lines.push_back(line);
-    return lines;
-}
-
-std::set<std::string> files_in(const std::string &dir) {
-    std::set<std::string> names;
-    DIR *d = opendir(dir.c_str());
-    if (!d) return names;
-    while (struct dirent *e = readdir(d))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names.insert(e->d_name);
-    closedir(d);
-    return names;
-}
 
 const std::set<std::string> kIndexFiles = {"docs.sqlite", "index.faiss", "meta.json"};
 const char *const INDEX_CHECKPOINT_NAME = "embed-checkpoint.json";
@@ -99,27 +68,6 @@ index_dump dump(const std::string &dir) {
     }
     dre_index_close(ix);
     return d;
-}
-
-double cosine(const float *a, const float *b, int n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int i = 0; i < n; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
-    }
-    return ab / std::sqrt(aa * bb);
-}
-
-// The "count" of an index folder's checkpoint, -1 if there is none (or it is mid-rename).
-long long checkpoint_count(const std::string &dir) {
-    std::string text = read_text(dir + "/embed-checkpoint.json");
-    cJSON *root = cJSON_Parse(text.c_str());
-    long long n = -1;
-    const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
-    if (cJSON_IsNumber(count)) n = (long long)count->valuedouble;
-    cJSON_Delete(root);
-    return n;
 }
 
 pid_t spawn(const std::vector<std::string> &args) {

@@ -7,8 +7,11 @@
 #include <string>
 
 #include "dre.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 std::string write_temp(const std::string &name, const std::string &body) {
     std::string path = ::testing::TempDir() + "dre_queries_" + name;
@@ -34,10 +37,6 @@ dre_status open_bad_qrels(const std::string &name, const std::string &body, std:
     EXPECT_EQ(q, nullptr);
     dre_qrels_close(q);
     return st;
-}
-
-bool has(const std::string &msg, const std::string &part) {
-    return msg.find(part) != std::string::npos;
 }
 
 TEST(Queries, BeirJsonl) {

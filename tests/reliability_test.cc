@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -27,14 +26,16 @@
 #include <map>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "dre.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 namespace fs = std::filesystem;
 
@@ -46,52 +47,6 @@ const std::set<std::string> kIndexFiles = {"docs.sqlite", "index.faiss", "meta.j
 const char *const kCheckpoint = "embed-checkpoint.json";
 
 std::string g_root; // scratch folder of the whole suite
-
-std::string read_text(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void write_text(const std::string &path, const std::string &text) {
-    std::ofstream f(path, std::ios::binary);
-    f << text;
-}
-
-std::vector<std::string> lines_of(const std::string &text) {
-    std::vector<std::string> lines;
-    std::stringstream ss(text);
-    std::string line;
-    while (std::getline(ss, line))
-        if (!line.empty()) lines.push_back(line);
-    return lines;
-}
-
-bool has(const std::string &haystack, const std::string &needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-std::set<std::string> files_in(const std::string &dir) {
-    std::set<std::string> names;
-    DIR *d = opendir(dir.c_str());
-    if (!d) return names;
-    while (struct dirent *e = readdir(d))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names.insert(e->d_name);
-    closedir(d);
-    return names;
-}
-
-bool exists(const std::string &path) { return access(path.c_str(), F_OK) == 0; }
-
-// The "count" of an index folder's checkpoint, -1 if there is none (or it is mid-rename).
-long long checkpoint_count(const std::string &dir) {
-    cJSON *root = cJSON_Parse(read_text(dir + "/embed-checkpoint.json").c_str());
-    const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
-    long long n = cJSON_IsNumber(count) ? (long long)count->valuedouble : -1;
-    cJSON_Delete(root);
-    return n;
-}
 
 // One JSONL document; text and title are copied as they are (raw bytes, no escaping).
 std::string doc_line(const std::string &id, const std::string &text, const char *title = nullptr) {

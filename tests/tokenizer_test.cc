@@ -17,8 +17,11 @@
 #include <vector>
 
 #include "dre.h"
+#include "test_util.h"
 
 namespace {
+
+using namespace test_util;
 
 const std::string kModelDir = DRE_SOURCE_DIR "/models/all-MiniLM-L6-v2";
 const std::string kFixtures = DRE_SOURCE_DIR "/tests/fixtures/";
@@ -36,15 +39,6 @@ struct Cases {
     std::string reference;
     std::vector<Case> cases;
 };
-
-std::string read_text(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-bool file_exists(const std::string &path) { return access(path.c_str(), F_OK) == 0; }
 
 Ids json_ids(const cJSON *array) {
     Ids out;
@@ -162,7 +156,7 @@ class Tokenizer {
 class TokenizerTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        ASSERT_TRUE(file_exists(kModelDir + "/vocab.txt"))
+        ASSERT_TRUE(exists(kModelDir + "/vocab.txt"))
             << kModelDir << " is missing: run tools/setup.sh to install the default model";
         tok_ = std::make_unique<Tokenizer>(kModelDir);
         ASSERT_EQ(tok_->status(), DRE_OK) << tok_->error();
