@@ -41,7 +41,6 @@ typedef enum dre_status {
     DRE_ERR_INDEX,       /* FAISS or SQLite reported an error */
     DRE_ERR_MISMATCH,    /* model and index disagree (dim, weights hash) */
     DRE_ERR_LOCKED,      /* another process holds the index */
-    DRE_ERR_INTERRUPTED, /* stopped by a signal; what was done is checkpointed */
 } dre_status;
 
 /* A short, static description of a status code. */

@@ -36,7 +36,6 @@ const char *dre_status_str(dre_status status) {
     case DRE_ERR_INDEX: return "index error";
     case DRE_ERR_MISMATCH: return "model and index disagree";
     case DRE_ERR_LOCKED: return "index is locked";
-    case DRE_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }
