@@ -1103,6 +1103,21 @@ static dre_status embed_locked(pipeline *p, const char *model_dir, const char *c
         st = corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
                          &p->reader);
         if (st == DRE_OK) st = corpus_seek(p->reader, c->offset, c->line);
+    } else if (o->resume && !o->append && file_exists(dir, INDEX_META_FILE)) {
+        /* No checkpoint but a complete index: the run being resumed finished (it was
+         * killed after its last rename, say). Nothing is left to do. */
+        dre_index *done_index = NULL;
+        st = dre_index_open(dir, &done_index);
+        if (st == DRE_OK) {
+            int64_t count = dre_index_get_info(done_index)->count;
+            dre_index_close(done_index);
+            if (summary) summary->n_total = count;
+            if (!o->quiet)
+                fprintf(stderr,
+                        "nothing to resume: %s already holds the finished index (%lld docs)\n", dir,
+                        (long long)count);
+        }
+        goto done;
     } else {
         /* Nothing to resume (killed before its first checkpoint, or never run): start,
          * once the corpus is known to open. */

@@ -397,6 +397,29 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
               0);
 }
 
+// A kill after the last rename leaves a finished index and no checkpoint: --resume then
+// has nothing to do and succeeds, leaving the index as it was.
+TEST_F(PipelineTest, ResumeOnAFinishedIndexIsANoOp) {
+    std::string ix = dir + "/done";
+    dre_embed_options opts = options();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    index_dump before = dump(ix);
+    opts.resume = 1;
+    dre_embed_summary summary;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, &summary), DRE_OK)
+        << dre_last_error();
+    EXPECT_EQ(summary.n_docs, 0);
+    EXPECT_EQ(summary.n_total, kDocs);
+    EXPECT_EQ(files_in(ix), kIndexFiles);
+    index_dump after = dump(ix);
+    EXPECT_EQ(after.ids, before.ids);
+    EXPECT_EQ(after.vectors, before.vectors);
+    opts.resume = 0; // without --resume, the same command refuses to overwrite it
+    EXPECT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr),
+              DRE_ERR_INVALID_ARG);
+}
+
 TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
     std::string ix = dir + "/ix";
     ASSERT_EQ(mkdir(ix.c_str(), 0755), 0);
