@@ -27,6 +27,7 @@
 #include <mma.h>
 
 #include "kernels.h"
+#include "warp.cuh"
 
 namespace {
 
@@ -57,18 +58,6 @@ template <int D> struct layout {
     static constexpr size_t bytes = alpha + align128(kTileQ * sizeof(float));
     static_assert(D % 16 == 0 && D <= kTileK, "P V scratch reuses S: needs D <= kTileK");
 };
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    return v;
-}
 
 union eight_halves {
     uint4 raw;

@@ -10,16 +10,11 @@
 #include <cuda_fp16.h>
 
 #include "kernels.h"
+#include "warp.cuh"
 
 namespace {
 
 constexpr int kRowsPerBlock = 4; // warps per block, one row each
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
 
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
     bias_residual_layernorm_kernel(const __half2 *x, const float2 *bias, const __half2 *residual,
@@ -44,22 +39,8 @@ __global__ void __launch_bounds__(kRowsPerBlock * 32)
         v[j] = s;
         sum += s.x + s.y;
     }
-    const float mean = warp_sum(sum) / hidden;
-
-    float sq = 0.0f;
-    for (int j = lane; j < pairs; j += 32) {
-        const float dx = v[j].x - mean, dy = v[j].y - mean;
-        sq += dx * dx + dy * dy;
-    }
-    const float rstd = rsqrtf(warp_sum(sq) / hidden + eps);
-
-    __half2 *o = out + t * pairs;
-    for (int j = lane; j < pairs; j += 32) {
-        // y = (v - mean) * rstd * g + b
-        const float yx = (v[j].x - mean) * rstd * g[j].x + b[j].x;
-        const float yy = (v[j].y - mean) * rstd * g[j].y + b[j].y;
-        o[j] = __floats2half2_rn(yx, yy);
-    }
+    // y = (v - mean) * rstd * g + b
+    warp_layernorm_store(v, sum, pairs, hidden, g, b, eps, out + t * pairs);
 }
 
 } // namespace

@@ -8,17 +8,12 @@
 #include <cuda_fp16.h>
 
 #include "kernels.h"
+#include "warp.cuh"
 
 namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
 
 __global__ void __launch_bounds__(kThreads)
     pool_normalize_kernel(const __half *hidden, const int32_t *cu_seqlens, int32_t dim, int cls,
