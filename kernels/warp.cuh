@@ -21,8 +21,8 @@ __device__ __forceinline__ float warp_max(float v) {
 // partial sum is sum: two-pass statistics (no cancellation), biased variance, then
 // o = (v - mean) * rstd * g + b as fp16.
 __device__ __forceinline__ void warp_layernorm_store(const float2 *v, float sum, int pairs,
-                                                     int hidden, const float2 *g,
-                                                     const float2 *b, float eps, __half2 *o) {
+                                                     int hidden, const float2 *g, const float2 *b,
+                                                     float eps, __half2 *o) {
     const int lane = threadIdx.x % 32;
     const float mean = warp_sum(sum) / hidden;
     float sq = 0.0f;
