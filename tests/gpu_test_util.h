@@ -28,6 +28,17 @@ inline bool gpu_available() {
     return n > 0;
 }
 
+// True in the emu_* test binaries, where the "GPU" is the CPU emulation of CUDA in
+// tests/emu: there the largest cases are cut down to keep CI fast; the GPU machine runs
+// them whole.
+constexpr bool emulated() {
+#ifdef DRE_CUDA_EMU
+    return true;
+#else
+    return false;
+#endif
+}
+
 } // namespace gpu_test
 
 // First line of every GPU test.
