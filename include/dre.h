@@ -74,8 +74,8 @@ const char *dre_tokenizer_token(const dre_tokenizer *tok, int32_t id);
  * becomes U+FFFD, which BERT's normaliser removes like NUL and other control
  * characters, so such bytes are dropped. As in Hugging Face, special tokens spelled
  * out in the text ("[SEP]", "[MASK]", ...) become their ids. */
-dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len,
-                        int32_t max_length, int32_t *ids, int32_t *n_ids);
+dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
+                        int32_t *ids, int32_t *n_ids);
 
 /* ---------------------------------------------------------------- model */
 
@@ -92,9 +92,9 @@ typedef struct dre_model_info {
     int32_t vocab_size;
     int32_t type_vocab_size;
     float layer_norm_eps;
-    dre_pooling pooling;   /* 1_Pooling/config.json; mean if absent */
-    int normalize;         /* a sentence_transformers Normalize module is listed */
-    int32_t max_length;    /* tokens per text, with [CLS]/[SEP] */
+    dre_pooling pooling;     /* 1_Pooling/config.json; mean if absent */
+    int normalize;           /* a sentence_transformers Normalize module is listed */
+    int32_t max_length;      /* tokens per text, with [CLS]/[SEP] */
     char weights_sha256[65]; /* hex digest of model.safetensors */
 } dre_model_info;
 
@@ -126,8 +126,8 @@ typedef struct dre_encoder dre_encoder;
 
 /* budget_tokens bounds the tokens of one packed batch (<= 0: a default of 16384);
  * the encoder's buffers are sized from it once. The model must outlive the encoder. */
-dre_status dre_encoder_open(const dre_model *model, dre_device device,
-                            int32_t budget_tokens, dre_encoder **out);
+dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
+                            dre_encoder **out);
 void dre_encoder_close(dre_encoder *enc);
 dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
 int32_t dre_encoder_dim(const dre_encoder *enc);
@@ -140,6 +140,17 @@ int32_t dre_encoder_max_length(const dre_encoder *enc); /* tokens per text, the 
  * out receives n_seqs x dim floats, pooled (and normalised if the model says so). */
 dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out);
+
+/* dre_encoder_encode in two halves, so that the GPU never waits for the host: submit
+ * queues a batch (ids and cu_seqlens are copied before it returns; n_seqs >= 1) and
+ * collect waits for the oldest queued batch and writes its *n_seqs x dim floats to out.
+ * Up to DRE_ENCODER_DEPTH batches may be queued: submit batch n + 1, then collect batch
+ * n, and the GPU computes n + 1 while the host stores n. (On the CPU, collect computes.)
+ * After a failed submit or collect nothing stays queued. */
+#define DRE_ENCODER_DEPTH 2
+dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs);
+dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs);
 
 /* Tokenizes, length-sorts and packs n texts (NUL-terminated UTF-8) into batches,
  * encodes them and writes n x dim floats in the input order. Tokenizes on n_threads
@@ -159,30 +170,30 @@ typedef enum dre_corpus_format {
 /* ---------------------------------------------------------------- embed */
 
 typedef struct dre_embed_options {
-    const char *factory;       /* FAISS index_factory string; NULL: "Flat" (inner product) */
+    const char *factory; /* FAISS index_factory string; NULL: "Flat" (inner product) */
     dre_device device;
-    int32_t budget_tokens;     /* <= 0: encoder default */
-    int n_threads;             /* tokenizer threads; <= 0: all cores */
-    int resume;                /* continue an interrupted run from its checkpoint */
-    int append;                /* add to an existing index */
-    int quiet;                 /* no progress, no summary */
-    int skip_bad_lines;        /* --on-error skip; default: fail at the first */
-    const char *errors_path;   /* if set, bad lines are listed there */
+    int32_t budget_tokens;   /* <= 0: encoder default */
+    int n_threads;           /* tokenizer threads; <= 0: all cores */
+    int resume;              /* continue an interrupted run from its checkpoint */
+    int append;              /* add to an existing index */
+    int quiet;               /* no progress, no summary */
+    int skip_bad_lines;      /* --on-error skip; default: fail at the first */
+    const char *errors_path; /* if set, bad lines are listed there */
     dre_corpus_format format;
-    const char *id_field;      /* JSONL field names; NULL: "_id", "title", "text" */
+    const char *id_field; /* JSONL field names; NULL: "_id", "title", "text" */
     const char *title_field;
     const char *text_field;
-    int64_t checkpoint_every;  /* documents between checkpoints; <= 0: 10000 */
+    int64_t checkpoint_every; /* documents between checkpoints; <= 0: 10000 */
 } dre_embed_options;
 
 /* Fills defaults: "Flat", auto device, all cores, fail on bad lines, JSONL fields. */
 void dre_embed_options_init(dre_embed_options *opts);
 
 typedef struct dre_embed_summary {
-    int64_t n_docs;        /* added by this run */
-    int64_t n_skipped;     /* bad lines skipped */
+    int64_t n_docs;    /* added by this run */
+    int64_t n_skipped; /* bad lines skipped */
     int64_t n_tokens;
-    int64_t n_total;       /* documents in the index afterwards */
+    int64_t n_total; /* documents in the index afterwards */
     double seconds;
 } dre_embed_summary;
 
@@ -226,7 +237,7 @@ dre_status dre_index_set_param(dre_index *index, const char *name, double value)
 
 typedef struct dre_doc {
     int64_t row;
-    char *id;    /* external id */
+    char *id; /* external id */
     char *title;
     char *text;
 } dre_doc;

@@ -14,12 +14,22 @@
 
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 #define DEVICE_ALIGN 256
+#define GPU_SLOTS DRE_ENCODER_DEPTH /* batches in flight: one queued while the host takes one */
 
 /* Device pointers of one layer's weights: matrices fp16 [out, in], vectors fp32. */
 typedef struct gpu_layer {
     const fp16_t *qkv_w, *attn_out_w, *ffn_in_w, *ffn_out_w;
     const float *qkv_b, *attn_out_b, *ln1_g, *ln1_b, *ffn_in_b, *ffn_out_b, *ln2_g, *ln2_b;
 } gpu_layer;
+
+/* One batch in flight: its pinned copies of the input and the output, and an event
+ * recorded after the output's copy back. */
+typedef struct staging_slot {
+    int32_t *host_ids, *host_cu_seqlens;
+    float *host_pooled;
+    cudaEvent_t done;
+    int32_t n_seqs;
+} staging_slot;
 
 struct gpu_encoder {
     dre_model_info info;
@@ -42,9 +52,9 @@ struct gpu_encoder {
     float *pooled;   /* [T, H] at most T sequences */
     void *cublas_workspace;
 
-    void *pinned; /* host, page-locked: staging for the three below */
-    int32_t *host_ids, *host_cu_seqlens;
-    float *host_pooled;
+    void *pinned;                  /* host, page-locked: the slots' staging buffers */
+    staging_slot slots[GPU_SLOTS]; /* batches in flight, oldest at slots[head] */
+    int head, in_flight;
 
     cudaEvent_t *events; /* for profiling, made on first use */
     int n_events;
@@ -199,10 +209,12 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
      * so that it is ordered before every later copy and kernel there */
     CUDA_CHECK(cudaMemsetAsync(enc->activations, 0, size, enc->stream));
 
-    size_t pinned = 0;
-    const size_t host_ids_at = carve(&pinned, t * sizeof(int32_t));
-    const size_t host_cu_at = carve(&pinned, (t + 1) * sizeof(int32_t));
-    const size_t host_pooled_at = carve(&pinned, t * h * sizeof(float));
+    size_t pinned = 0, host_ids_at[GPU_SLOTS], host_cu_at[GPU_SLOTS], host_pooled_at[GPU_SLOTS];
+    for (int s = 0; s < GPU_SLOTS; s++) {
+        host_ids_at[s] = carve(&pinned, t * sizeof(int32_t));
+        host_cu_at[s] = carve(&pinned, (t + 1) * sizeof(int32_t));
+        host_pooled_at[s] = carve(&pinned, t * h * sizeof(float));
+    }
     err = cudaMallocHost(&enc->pinned, pinned);
     if (err != cudaSuccess) {
         enc->pinned = NULL;
@@ -213,9 +225,13 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
                          pinned >> 20, cudaGetErrorString(err));
     }
     unsigned char *host = enc->pinned;
-    enc->host_ids = (int32_t *)(host + host_ids_at);
-    enc->host_cu_seqlens = (int32_t *)(host + host_cu_at);
-    enc->host_pooled = (float *)(host + host_pooled_at);
+    for (int s = 0; s < GPU_SLOTS; s++) {
+        staging_slot *slot = &enc->slots[s];
+        slot->host_ids = (int32_t *)(host + host_ids_at[s]);
+        slot->host_cu_seqlens = (int32_t *)(host + host_cu_at[s]);
+        slot->host_pooled = (float *)(host + host_pooled_at[s]);
+        CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
+    }
     return DRE_OK;
 }
 
@@ -288,6 +304,8 @@ void gpu_encoder_destroy(gpu_encoder *enc) {
     if (enc->stream) (void)cudaStreamSynchronize(enc->stream);
     for (int i = 0; i < enc->n_events; i++)
         (void)cudaEventDestroy(enc->events[i]);
+    for (int s = 0; s < GPU_SLOTS; s++)
+        if (enc->slots[s].done) (void)cudaEventDestroy(enc->slots[s].done);
     free(enc->events);
     if (enc->cublas) (void)cublasDestroy(enc->cublas);
     if (enc->stream) (void)cudaStreamDestroy(enc->stream);
@@ -403,36 +421,79 @@ static dre_status check_batch(const gpu_encoder *enc, const int32_t *ids, const 
     return DRE_OK;
 }
 
-/* Copies the batch to the device through the pinned staging buffers. */
-static dre_status upload_batch(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                               int32_t n_seqs) {
+/* Copies the batch to the device through a slot's pinned staging buffers. The device
+ * buffers are shared by all slots: on the one stream, this copy runs after the kernels of
+ * the batch before. */
+static dre_status upload_batch(gpu_encoder *enc, staging_slot *slot, const int32_t *ids,
+                               const int32_t *cu_seqlens, int32_t n_seqs) {
     const int32_t n_tokens = cu_seqlens[n_seqs];
-    memcpy(enc->host_ids, ids, (size_t)n_tokens * sizeof(int32_t));
-    memcpy(enc->host_cu_seqlens, cu_seqlens, ((size_t)n_seqs + 1) * sizeof(int32_t));
-    CUDA_CHECK(cudaMemcpyAsync(enc->ids, enc->host_ids, (size_t)n_tokens * sizeof(int32_t),
+    memcpy(slot->host_ids, ids, (size_t)n_tokens * sizeof(int32_t));
+    memcpy(slot->host_cu_seqlens, cu_seqlens, ((size_t)n_seqs + 1) * sizeof(int32_t));
+    CUDA_CHECK(cudaMemcpyAsync(enc->ids, slot->host_ids, (size_t)n_tokens * sizeof(int32_t),
                                cudaMemcpyHostToDevice, enc->stream));
-    CUDA_CHECK(cudaMemcpyAsync(enc->cu_seqlens, enc->host_cu_seqlens,
+    CUDA_CHECK(cudaMemcpyAsync(enc->cu_seqlens, slot->host_cu_seqlens,
                                ((size_t)n_seqs + 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
                                enc->stream));
+    return DRE_OK;
+}
+
+/* Drops every batch in flight after a failure: the device may hold half a batch. */
+static dre_status abandon(gpu_encoder *enc, dre_status st) {
+    (void)cudaStreamSynchronize(enc->stream);
+    (void)cudaGetLastError();
+    enc->in_flight = 0;
+    return st;
+}
+
+dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs) {
+    if (!enc) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_submit: NULL argument");
+    if (enc->in_flight == GPU_SLOTS)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
+    int32_t max_len = 0;
+    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
+    /* this slot's previous batch was collected: its event has completed, so its pinned
+     * buffers are free */
+    staging_slot *slot = &enc->slots[(enc->head + enc->in_flight) % GPU_SLOTS];
+    dre_status st = upload_batch(enc, slot, ids, cu_seqlens, n_seqs);
+    if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, NULL);
+    if (st != DRE_OK) return abandon(enc, st);
+    const size_t out_bytes = (size_t)n_seqs * (size_t)enc->info.hidden * sizeof(float);
+    cudaError_t err = cudaMemcpyAsync(slot->host_pooled, enc->pooled, out_bytes,
+                                      cudaMemcpyDeviceToHost, enc->stream);
+    if (err == cudaSuccess) err = cudaEventRecord(slot->done, enc->stream);
+    if (err != cudaSuccess)
+        return abandon(enc, set_error(DRE_ERR_CUDA, "encoder_gpu: queueing a batch failed: %s",
+                                      cudaGetErrorString(err)));
+    slot->n_seqs = n_seqs;
+    enc->in_flight++;
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
+    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_collect: NULL argument");
+    if (enc->in_flight == 0)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
+    staging_slot *slot = &enc->slots[enc->head];
+    const cudaError_t err = cudaEventSynchronize(slot->done);
+    if (err != cudaSuccess)
+        return abandon(enc, set_error(DRE_ERR_CUDA, "encoder_gpu: a batch failed on the device: %s",
+                                      cudaGetErrorString(err)));
+    memcpy(out, slot->host_pooled, (size_t)slot->n_seqs * (size_t)enc->info.hidden * sizeof(float));
+    if (n_seqs) *n_seqs = slot->n_seqs;
+    enc->head = (enc->head + 1) % GPU_SLOTS;
+    enc->in_flight--;
     return DRE_OK;
 }
 
 dre_status gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
     if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_encode: NULL argument");
-    int32_t max_len = 0;
-    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
-    /* The staging buffers may still feed an earlier batch's copies only if it failed
-     * half-way; waiting keeps them safe to overwrite. */
-    CUDA_CHECK(cudaStreamSynchronize(enc->stream));
-    DRE_TRY(upload_batch(enc, ids, cu_seqlens, n_seqs));
-    DRE_TRY(forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, NULL));
-    const size_t out_bytes = (size_t)n_seqs * (size_t)enc->info.hidden * sizeof(float);
-    CUDA_CHECK(cudaMemcpyAsync(enc->host_pooled, enc->pooled, out_bytes, cudaMemcpyDeviceToHost,
-                               enc->stream));
-    CUDA_CHECK(cudaStreamSynchronize(enc->stream));
-    memcpy(out, enc->host_pooled, out_bytes);
-    return DRE_OK;
+    if (enc->in_flight)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: encode with batches in flight");
+    DRE_TRY(gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs));
+    return gpu_encoder_collect(enc, out, NULL);
 }
 
 /* ---------------------------------------------------------------- profiling */
@@ -462,7 +523,9 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
     dre_status st = DRE_OK;
     if (cudaStreamSynchronize(enc->stream) != cudaSuccess)
         st = set_error(DRE_ERR_CUDA, "encoder_gpu: an earlier batch failed on the device");
-    if (st == DRE_OK) st = upload_batch(enc, ids, cu_seqlens, n_seqs);
+    if (st == DRE_OK && enc->in_flight)
+        st = set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
+    if (st == DRE_OK) st = upload_batch(enc, &enc->slots[enc->head], ids, cu_seqlens, n_seqs);
     if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, &marks);
     if (st == DRE_OK) {
         cudaError_t err = cudaStreamSynchronize(enc->stream);

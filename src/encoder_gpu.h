@@ -21,6 +21,11 @@ dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu
 void gpu_encoder_destroy(gpu_encoder *enc);
 dre_status gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out);
+/* Queues a batch (upload, forward pass, copy back) and returns; at most two in flight. */
+dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs);
+/* Waits for the oldest batch in flight; its n_seqs x hidden floats go to out. */
+dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs);
 
 /* For `dre bench encoder`: the operators of a forward pass, in order within a layer. */
 typedef enum gpu_op {

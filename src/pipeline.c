@@ -522,10 +522,24 @@ typedef struct encode_buffers {
 
 /* Packs the window's documents, shortest first, into batches of at most budget_tokens and
  * encodes them; vectors land in window order. */
+/* Collects the oldest queued batch, whose texts are b->order[first ..], into w->vectors. */
+static dre_status collect_batch(pipeline *p, window *w, encode_buffers *b, int32_t first) {
+    int32_t n_seqs = 0;
+    DRE_TRY(dre_encoder_collect(p->enc, b->out, &n_seqs));
+    for (int32_t s = 0; s < n_seqs; s++)
+        memcpy(w->vectors + (size_t)b->order[first + s].index * p->dim, b->out + (size_t)s * p->dim,
+               (size_t)p->dim * sizeof(float));
+    return DRE_OK;
+}
+
+/* Length-sorts the window, packs it into batches of at most budget_tokens and encodes
+ * them, keeping the next batch queued on the encoder while one is collected. */
 static dre_status encode_window(pipeline *p, window *w, encode_buffers *b) {
     for (int32_t i = 0; i < w->n; i++)
         b->order[i] = (by_length){w->lengths[i], i};
     qsort(b->order, (size_t)w->n, sizeof *b->order, compare_length);
+    int32_t queued_first[DRE_ENCODER_DEPTH]; /* first text of each queued batch, oldest first */
+    int n_queued = 0;
     int32_t i = 0;
     while (i < w->n) {
         int32_t n_seqs = 0, n_tokens = 0;
@@ -540,12 +554,16 @@ static dre_status encode_window(pipeline *p, window *w, encode_buffers *b) {
         if (n_seqs == 0)
             return set_error(DRE_ERR_INVALID_ARG, "a text of %d tokens exceeds the budget of %d",
                              b->order[i].length, p->budget_tokens);
-        DRE_TRY(dre_encoder_encode(p->enc, b->ids, b->cu_seqlens, n_seqs, b->out));
-        for (int32_t s = 0; s < n_seqs; s++)
-            memcpy(w->vectors + (size_t)b->order[i + s].index * p->dim, b->out + (size_t)s * p->dim,
-                   (size_t)p->dim * sizeof(float));
+        if (n_queued == DRE_ENCODER_DEPTH) {
+            DRE_TRY(collect_batch(p, w, b, queued_first[0]));
+            memmove(queued_first, queued_first + 1, (size_t)(--n_queued) * sizeof *queued_first);
+        }
+        DRE_TRY(dre_encoder_submit(p->enc, b->ids, b->cu_seqlens, n_seqs));
+        queued_first[n_queued++] = i;
         i += n_seqs;
     }
+    for (int q = 0; q < n_queued; q++)
+        DRE_TRY(collect_batch(p, w, b, queued_first[q]));
     return DRE_OK;
 }
 

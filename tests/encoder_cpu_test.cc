@@ -175,6 +175,17 @@ TEST(EncoderCpu, PackingDoesNotChangeResults) {
     EXPECT_LT(max_diff, 1e-5f);
 }
 
+TEST(EncoderCpu, SubmitCollectEqualsEncode) {
+    reference ref;
+    ASSERT_NO_FATAL_FAILURE(load_reference("tiny", &ref));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    dre_encoder *enc = nullptr;
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_CPU, 512, &enc)) << dre_last_error();
+    expect_submit_collect_equals_encode(enc, ref.ids, dre_encoder_max_length(enc));
+    dre_encoder_close(enc);
+}
+
 TEST(EncoderCpu, RejectsBadBatches) {
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));

@@ -288,6 +288,20 @@ TEST(EncoderGpu, MatchesSentenceTransformersTinyCls) {
     run_fixture("tiny", kTiny); // head_dim 16, CLS pooling
 }
 
+TEST(EncoderGpu, SubmitCollectEqualsEncode) {
+    SKIP_WITHOUT_GPU();
+    std::vector<std::vector<int32_t>> seqs;
+    std::vector<float> want;
+    int dim = 0;
+    ASSERT_NO_FATAL_FAILURE(load_fixture("tiny", &seqs, &want, &dim));
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    dre_encoder *gpu = nullptr;
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, 512, &gpu)) << dre_last_error();
+    expect_submit_collect_equals_encode(gpu, seqs, dre_encoder_max_length(gpu));
+    dre_encoder_close(gpu);
+}
+
 TEST(EncoderGpu, RejectsBadBatches) {
     SKIP_WITHOUT_GPU();
     model_handle m;

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -14,6 +15,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "dre.h"
 
 namespace test_util {
 
@@ -88,6 +91,68 @@ inline long long checkpoint_count(const std::string &dir) {
     long long n = cJSON_IsNumber(count) ? (long long)count->valuedouble : -1;
     cJSON_Delete(root);
     return n;
+}
+
+// seqs packed in order into batches of at most budget tokens.
+struct packed_batch {
+    std::vector<int32_t> ids, cu_seqlens;
+    size_t first; // index of the batch's first sequence
+};
+inline std::vector<packed_batch> pack_in_order(const std::vector<std::vector<int32_t>> &seqs,
+                                               int32_t budget) {
+    std::vector<packed_batch> batches;
+    for (size_t i = 0; i < seqs.size(); i++) {
+        if (batches.empty() || (int32_t)(batches.back().ids.size() + seqs[i].size()) > budget)
+            batches.push_back({{}, {0}, i});
+        packed_batch &b = batches.back();
+        b.ids.insert(b.ids.end(), seqs[i].begin(), seqs[i].end());
+        b.cu_seqlens.push_back((int32_t)b.ids.size());
+    }
+    return batches;
+}
+
+// dre_encoder_submit / dre_encoder_collect with DRE_ENCODER_DEPTH batches queued give
+// exactly what dre_encoder_encode gives; queueing one batch too many, collecting with
+// nothing queued and encoding with batches queued are refused. Needs >= 3 batches.
+inline void expect_submit_collect_equals_encode(dre_encoder *enc,
+                                                const std::vector<std::vector<int32_t>> &seqs,
+                                                int32_t budget) {
+    const int32_t dim = dre_encoder_dim(enc);
+    const std::vector<packed_batch> batches = pack_in_order(seqs, budget);
+    ASSERT_GE(batches.size(), 3u);
+    std::vector<float> want(seqs.size() * dim), got(seqs.size() * dim, NAN);
+    for (const packed_batch &b : batches)
+        ASSERT_EQ(DRE_OK,
+                  dre_encoder_encode(enc, b.ids.data(), b.cu_seqlens.data(),
+                                     (int32_t)b.cu_seqlens.size() - 1, &want[b.first * dim]))
+            << dre_last_error();
+    size_t collected = 0;
+    auto collect = [&] {
+        int32_t n = -1;
+        const packed_batch &b = batches[collected++];
+        ASSERT_EQ(DRE_OK, dre_encoder_collect(enc, &got[b.first * dim], &n)) << dre_last_error();
+        EXPECT_EQ((int32_t)b.cu_seqlens.size() - 1, n);
+    };
+    for (size_t i = 0; i < batches.size(); i++) {
+        const packed_batch &b = batches[i];
+        const int32_t n = (int32_t)b.cu_seqlens.size() - 1;
+        if (i - collected == DRE_ENCODER_DEPTH) {
+            EXPECT_EQ(DRE_ERR_INVALID_ARG,
+                      dre_encoder_submit(enc, b.ids.data(), b.cu_seqlens.data(), n));
+            EXPECT_EQ(
+                DRE_ERR_INVALID_ARG,
+                dre_encoder_encode(enc, b.ids.data(), b.cu_seqlens.data(), n, &got[b.first * dim]));
+            ASSERT_NO_FATAL_FAILURE(collect());
+        }
+        ASSERT_EQ(DRE_OK, dre_encoder_submit(enc, b.ids.data(), b.cu_seqlens.data(), n))
+            << dre_last_error();
+    }
+    while (collected < batches.size())
+        ASSERT_NO_FATAL_FAILURE(collect());
+    std::vector<float> spare(dim);
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_encoder_collect(enc, spare.data(), nullptr));
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+        << "submit/collect differs from encode";
 }
 
 } // namespace test_util

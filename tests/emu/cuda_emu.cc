@@ -34,7 +34,7 @@
 // stores the stack pointer in *from, and continues the context whose stack pointer is to.
 extern "C" void emu_switch(void **from, void *to);
 asm(R"(
-    .text
+    .pushsection .text
     .globl emu_switch
     .type emu_switch, @function
 emu_switch:
@@ -60,7 +60,7 @@ emu_switch:
     popq %rbp
     ret
     .size emu_switch, .-emu_switch
-    .section .note.GNU-stack,"",@progbits
+    .popsection
 )");
 
 namespace emu {
@@ -359,7 +359,7 @@ struct emu_stream {
 };
 struct emu_event {
     double seconds = 0.0;
-    bool done = false;
+    bool done = false, timing = true;
     emu_stream *stream = nullptr;
 };
 struct emu_cublas {
@@ -375,8 +375,9 @@ cudaError_t pending = cudaSuccess; // a fault of deferred work, for the next syn
 
 emu_stream *resolve(cudaStream_t s) { return s ? s : &legacy_stream; }
 
-void drain(emu_stream *s) {
-    while (!s->work.empty()) {
+// Runs s's queued work in order (stopping early once *until is true, if given).
+void drain(emu_stream *s, const bool *until = nullptr) {
+    while (!s->work.empty() && !(until && *until)) {
         std::function<cudaError_t()> op = std::move(s->work.front());
         s->work.pop_front();
         const cudaError_t e = op();
@@ -593,6 +594,12 @@ using namespace emu;
 extern "C" {
 
 cudaError_t cudaGetDeviceCount(int *count) {
+    static bool said = false;
+    if (!said) {
+        said = true;
+        complain("CUDA is emulated on the CPU (tests/emu): results are checked, timings "
+                 "mean nothing");
+    }
     if (!count) return record(cudaErrorInvalidValue);
     *count = 1;
     return cudaSuccess;
@@ -781,6 +788,13 @@ cudaError_t cudaEventCreate(cudaEvent_t *event) {
     return cudaSuccess;
 }
 
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
+    if (flags & ~(unsigned)cudaEventDisableTiming) return record(cudaErrorInvalidValue);
+    const cudaError_t e = cudaEventCreate(event);
+    if (e == cudaSuccess) (*event)->timing = !(flags & cudaEventDisableTiming);
+    return e;
+}
+
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
     delete event;
     return cudaSuccess;
@@ -801,13 +815,15 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     if (!event) return record(cudaErrorInvalidResourceHandle);
-    if (event->stream) drain(event->stream);
+    // runs the event's stream up to the event, and no further
+    if (event->stream) drain(event->stream, &event->done);
     return take_pending();
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
     if (!ms || !start || !end) return record(cudaErrorInvalidValue);
     if (!start->done || !end->done) return record(cudaErrorInvalidResourceHandle);
+    if (!start->timing || !end->timing) return record(cudaErrorInvalidResourceHandle);
     *ms = (float)((end->seconds - start->seconds) * 1000.0);
     return cudaSuccess;
 }
