@@ -76,9 +76,9 @@ static const bool half_table_ready = [] {
     return true;
 }();
 
-thread_local uint3 thread_idx;
-thread_local uint3 block_idx;
-thread_local dim3 block_dim, grid_dim;
+uint3 thread_idx;
+uint3 block_idx;
+dim3 block_dim, grid_dim;
 
 namespace {
 
@@ -114,15 +114,15 @@ struct block_run {
     bool faulted = false;
 };
 
-thread_local fiber *current = nullptr;
-thread_local void *scheduler_sp = nullptr;
-thread_local block_run *running = nullptr;
-thread_local std::string fault_message;
-thread_local std::vector<char *> stack_pool;
+fiber *current = nullptr;
+void *scheduler_sp = nullptr;
+block_run *running = nullptr;
+std::string fault_message;
+std::vector<char *> stack_pool;
 
 #if EMU_ASAN
-thread_local const void *asan_main_bottom = nullptr;
-thread_local size_t asan_main_size = 0;
+const void *asan_main_bottom = nullptr;
+size_t asan_main_size = 0;
 #endif
 
 char *take_stack(size_t i) {

@@ -211,10 +211,11 @@ inline float __high2float(__half2 h) { return __half2float(h.y); }
 
 namespace emu {
 
-/* The running fiber's thread index, and the block being run. */
-extern thread_local uint3 thread_idx;
-extern thread_local uint3 block_idx;
-extern thread_local dim3 block_dim, grid_dim;
+/* The running fiber's thread index, and the block being run. The emulation's state is
+ * global: one host thread at a time may use it (cudaGetLastError's error is per thread). */
+extern uint3 thread_idx;
+extern uint3 block_idx;
+extern dim3 block_dim, grid_dim;
 
 void sync_block();
 void sync_warp(unsigned mask);
