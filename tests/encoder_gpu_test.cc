@@ -302,6 +302,24 @@ TEST(EncoderGpu, SubmitCollectEqualsEncode) {
     dre_encoder_close(gpu);
 }
 
+TEST(EncoderGpu, OutOfMemoryIsAClearError) {
+    SKIP_WITHOUT_GPU();
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
+    // 2^30 tokens of activations: terabytes, more than any GPU holds
+    dre_encoder *enc = nullptr;
+    EXPECT_EQ(DRE_ERR_CUDA, dre_encoder_open(m.model, DRE_DEVICE_GPU, 1 << 30, &enc));
+    EXPECT_EQ(nullptr, enc);
+    EXPECT_TRUE(has(dre_last_error(), "--batch-tokens")) << dre_last_error();
+    // and nothing is left behind: a sensible budget works afterwards
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, 1024, &enc)) << dre_last_error();
+    std::vector<int32_t> ids = {101, 7592, 102};
+    const int32_t cu[] = {0, 3};
+    std::vector<float> out(dre_encoder_dim(enc));
+    EXPECT_EQ(DRE_OK, dre_encoder_encode(enc, ids.data(), cu, 1, out.data())) << dre_last_error();
+    dre_encoder_close(enc);
+}
+
 TEST(EncoderGpu, RejectsBadBatches) {
     SKIP_WITHOUT_GPU();
     model_handle m;

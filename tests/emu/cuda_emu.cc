@@ -627,13 +627,20 @@ const char *cudaGetErrorString(cudaError_t err) {
     }
 }
 
+// The emulated GPU's memory: an H100's 80 GB; host memory backs what is allocated.
+static constexpr size_t kDeviceBytes = (size_t)80 << 30;
+static size_t device_in_use = 0;
+
 static cudaError_t allocate(void **ptr, size_t size, bool device) {
     if (!ptr) return record(cudaErrorInvalidValue);
+    if (size > kDeviceBytes || (device && device_in_use + size > kDeviceBytes))
+        return record(cudaErrorMemoryAllocation);
     const size_t bytes = std::max<size_t>((size + 255) / 256 * 256, 256);
     void *p = std::aligned_alloc(256, bytes);
     if (!p) return record(cudaErrorMemoryAllocation);
     std::memset(p, 0xcd, bytes); // fresh device memory is garbage
     allocations[reinterpret_cast<uintptr_t>(p)] = {size, device};
+    if (device) device_in_use += size;
     *ptr = p;
     return cudaSuccess;
 }
@@ -647,6 +654,7 @@ static cudaError_t release(void *ptr, bool device) {
                  device ? "cudaMalloc" : "cudaMallocHost");
         return record(cudaErrorInvalidValue);
     }
+    if (device) device_in_use -= it->second.size;
     allocations.erase(it);
     std::free(ptr);
     return cudaSuccess;
