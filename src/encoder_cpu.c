@@ -1,10 +1,13 @@
 /* encoder_cpu.c — the fp32 reference encoder: Hugging Face BertModel's forward pass on
  * packed, unpadded batches (OpenBLAS for the matrix products), then sentence-transformers
- * pooling and normalisation. Each operator here is the CPU twin of a CUDA kernel. */
+ * pooling and normalisation. Each operator here is the CPU twin of a CUDA kernel.
+ * The other operators are shared out with OpenMP over rows or (sequence, head) pairs only,
+ * so every output is computed by the same arithmetic in the same order at any thread count. */
 #include "encoder_cpu.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +33,7 @@ static void layernorm_row(float *x, const float *g, const float *b, float eps, i
 void embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
                          const float *word_emb, const float *pos_emb, const float *type_emb,
                          const float *g, const float *b, float eps, int32_t hidden, float *out) {
+#pragma omp parallel for schedule(dynamic)
     for (int32_t s = 0; s < n_seqs; s++) {
         for (int32_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; t++) {
             /* positions restart at 0 for every sequence; token type is always 0 */
@@ -49,6 +53,7 @@ void linear_cpu(const float *in, const float *w, const float *bias, int32_t n_to
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, out_dim, in_dim, 1.0f, in,
                 in_dim, w, in_dim, 0.0f, out, out_dim);
     if (!bias) return;
+#pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
         float *o = out + (size_t)t * out_dim;
         for (int32_t j = 0; j < out_dim; j++)
@@ -58,6 +63,7 @@ void linear_cpu(const float *in, const float *w, const float *bias, int32_t n_to
 
 void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
                                  const float *b, float eps, int32_t n_tokens, int32_t hidden) {
+#pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
         float *row = x + (size_t)t * hidden;
         const float *res = residual + (size_t)t * hidden;
@@ -69,6 +75,7 @@ void bias_residual_layernorm_cpu(float *x, const float *bias, const float *resid
 
 void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
     const float inv_sqrt2 = 0.70710678118654752440f;
+#pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
         float *row = x + (size_t)t * dim;
         for (int32_t j = 0; j < dim; j++) {
@@ -78,42 +85,54 @@ void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
     }
 }
 
-/* attention_cpu with caller-provided scratch for one [L, L] score matrix, L the longest
- * sequence. */
+/* attention_cpu with caller-provided scratch: n_scratch score matrices of max_len * max_len
+ * floats, max_len the longest sequence, one per thread. The (sequence, head) pairs are
+ * independent; they are dealt out dynamically, since their lengths differ, to at most
+ * n_scratch threads. */
 static void attention_scratch(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs,
-                              int32_t n_heads, int32_t head_dim, float *scores, float *out) {
+                              int32_t n_heads, int32_t head_dim, float *scores, int32_t max_len,
+                              int n_scratch, float *out) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    for (int32_t s = 0; s < n_seqs; s++) {
+    const int64_t n_pairs = (int64_t)n_seqs * n_heads;
+    const int n_threads = omp_get_max_threads() < n_scratch ? omp_get_max_threads() : n_scratch;
+    /* the products below are small and run side by side: OpenBLAS's own threads (pthreads
+     * build) would spin waiting for each other, three times slower, so OpenBLAS is set to one
+     * thread for the loop and put back after. Its thread count never changes a result: it
+     * splits rows and columns, never the sum over k. */
+    const int blas_threads = openblas_get_num_threads();
+    if (n_threads > 1) openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads)
+    for (int64_t pair = 0; pair < n_pairs; pair++) {
+        const int32_t s = (int32_t)(pair / n_heads), h = (int32_t)(pair % n_heads);
         const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
-        const float *base = qkv + (size_t)start * ld;
-        for (int32_t h = 0; h < n_heads; h++) {
-            const float *q = base + (size_t)h * head_dim;
-            const float *k = q + hidden;
-            const float *v = q + 2 * hidden;
-            /* scores = q k^T / sqrt(head_dim) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, head_dim, scale, q, ld,
-                        k, ld, 0.0f, scores, len);
-            /* softmax over keys, max subtracted for range */
-            for (int32_t i = 0; i < len; i++) {
-                float *row = scores + (size_t)i * len;
-                float max = row[0];
-                for (int32_t j = 1; j < len; j++)
-                    max = row[j] > max ? row[j] : max;
-                float sum = 0.0f;
-                for (int32_t j = 0; j < len; j++) {
-                    row[j] = expf(row[j] - max);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int32_t j = 0; j < len; j++)
-                    row[j] *= inv;
+        float *p = scores + (size_t)omp_get_thread_num() * max_len * max_len;
+        const float *q = qkv + (size_t)start * ld + (size_t)h * head_dim;
+        const float *k = q + hidden;
+        const float *v = q + 2 * hidden;
+        /* p = q k^T / sqrt(head_dim) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, head_dim, scale, q, ld, k,
+                    ld, 0.0f, p, len);
+        /* softmax over keys, max subtracted for range */
+        for (int32_t i = 0; i < len; i++) {
+            float *row = p + (size_t)i * len;
+            float max = row[0];
+            for (int32_t j = 1; j < len; j++)
+                max = row[j] > max ? row[j] : max;
+            float sum = 0.0f;
+            for (int32_t j = 0; j < len; j++) {
+                row[j] = expf(row[j] - max);
+                sum += row[j];
             }
-            /* out = p v, written into this head's columns */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, head_dim, len, 1.0f, scores,
-                        len, v, ld, 0.0f, out + (size_t)start * hidden + h * head_dim, hidden);
+            float inv = 1.0f / sum;
+            for (int32_t j = 0; j < len; j++)
+                row[j] *= inv;
         }
+        /* out = p v, written into this head's columns */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, head_dim, len, 1.0f, p, len, v,
+                    ld, 0.0f, out + (size_t)start * hidden + h * head_dim, hidden);
     }
+    if (n_threads > 1) openblas_set_num_threads(blas_threads);
 }
 
 void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
@@ -124,14 +143,16 @@ void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, 
         max_len = len > max_len ? len : max_len;
     }
     /* a test helper's convenience; the encoder passes its own scratch */
-    float *scores = malloc((size_t)max_len * max_len * sizeof *scores);
+    const int n_scratch = omp_get_max_threads();
+    float *scores = malloc((size_t)n_scratch * max_len * max_len * sizeof *scores);
     if (!scores) return;
-    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, scores, out);
+    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, scores, max_len, n_scratch, out);
     free(scores);
 }
 
 void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
                         dre_pooling pooling, int normalize, float *out) {
+#pragma omp parallel for schedule(dynamic)
     for (int32_t s = 0; s < n_seqs; s++) {
         const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
         float *o = out + (size_t)s * dim;
@@ -170,7 +191,8 @@ struct cpu_encoder {
     float *ctx;    /* [budget, hidden]: attention output */
     float *mid;    /* [budget, hidden]: after the attention block's LayerNorm */
     float *ffn;    /* [budget, intermediate] */
-    float *scores; /* [max_length, max_length] */
+    float *scores; /* [n_scratch, max_length, max_length]: one score matrix per thread */
+    int n_scratch; /* threads attention may use: OpenMP's count when the encoder was made */
     void *block;   /* the one allocation behind the arrays above */
 };
 
@@ -184,9 +206,11 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     enc->model = model;
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_positions;
+    enc->n_scratch = omp_get_max_threads();
     const size_t b = (size_t)budget_tokens, h = (size_t)info->hidden;
     const size_t l = (size_t)enc->max_length;
-    size_t floats = b * h * 3 + b * 3 * h + b * (size_t)info->intermediate + l * l;
+    size_t floats =
+        b * h * 3 + b * 3 * h + b * (size_t)info->intermediate + (size_t)enc->n_scratch * l * l;
     enc->block = malloc(floats * sizeof(float));
     if (!enc->block) {
         free(enc);
@@ -244,7 +268,7 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
         /* attention block: mid = LN(x + attn(x) W_o^T + b_o) */
         linear_cpu(enc->x, lw->qkv_w, lw->qkv_b, n, h, 3 * h, enc->qkv);
         attention_scratch(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->scores,
-                          enc->ctx);
+                          enc->max_length, enc->n_scratch, enc->ctx);
         linear_cpu(enc->ctx, lw->attn_out_w, NULL, n, h, h, enc->mid);
         bias_residual_layernorm_cpu(enc->mid, lw->attn_out_b, enc->x, lw->ln1_g, lw->ln1_b, eps, n,
                                     h);
