@@ -388,6 +388,18 @@ void drain(emu_stream *s, const bool *until = nullptr) {
     }
 }
 
+// The blocking streams' work: what legacy-stream work waits for.
+void drain_blocking() {
+    for (emu_stream *o : streams)
+        if (!(o->flags & cudaStreamNonBlocking)) drain(o);
+}
+
+// Everything the legacy default stream has queued, and the blocking streams' work before it.
+void drain_legacy() {
+    drain(&legacy_stream);
+    drain_blocking();
+}
+
 void drain_all() {
     drain(&legacy_stream);
     for (emu_stream *s : streams)
@@ -399,8 +411,7 @@ void drain_all() {
 void enqueue(cudaStream_t stream, std::function<cudaError_t()> op) {
     emu_stream *s = resolve(stream);
     if (s == &legacy_stream) {
-        for (emu_stream *o : streams)
-            if (!(o->flags & cudaStreamNonBlocking)) drain(o);
+        drain_blocking();
     } else if (!(s->flags & cudaStreamNonBlocking)) {
         drain(&legacy_stream);
     }
@@ -697,9 +708,7 @@ static cudaError_t check_copy(void *dst, size_t dst_extent, const void *src, siz
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
     if (check_copy(dst, n, src, n, kind) != cudaSuccess) return cudaErrorInvalidValue;
-    drain(&legacy_stream); // the legacy stream, after blocking streams' work
-    for (emu_stream *s : streams)
-        if (!(s->flags & cudaStreamNonBlocking)) drain(s);
+    drain_legacy(); // a synchronous copy is legacy-stream work
     if (n) std::memmove(dst, src, n);
     return take_pending();
 }
@@ -737,9 +746,7 @@ cudaError_t cudaMemset(void *ptr, int value, size_t n) {
         complain("cudaMemset: %p (+%zu bytes) is not device memory", ptr, n);
         return record(cudaErrorInvalidValue);
     }
-    drain(&legacy_stream);
-    for (emu_stream *s : streams)
-        if (!(s->flags & cudaStreamNonBlocking)) drain(s);
+    drain_legacy();
     if (n) std::memset(ptr, value, n);
     return take_pending();
 }
@@ -778,9 +785,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     if (!valid_stream(stream)) return record(cudaErrorInvalidResourceHandle);
     emu_stream *s = resolve(stream);
-    if (s == &legacy_stream)
-        for (emu_stream *o : streams)
-            if (!(o->flags & cudaStreamNonBlocking)) drain(o);
+    if (s == &legacy_stream) drain_blocking();
     drain(s);
     return take_pending();
 }
