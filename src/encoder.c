@@ -22,7 +22,9 @@ struct dre_encoder {
     int32_t max_length;
     cpu_encoder *cpu;
     gpu_encoder *gpu;
-    cpu_slot slots[DRE_ENCODER_DEPTH]; /* CPU only, allocated on first submit */
+    /* CPU only (the GPU encoder keeps its own): batches queued, oldest at slots[head];
+     * allocated on first submit */
+    cpu_slot slots[DRE_ENCODER_DEPTH];
     int head, queued;
 };
 
@@ -115,7 +117,7 @@ dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_
     if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: bad argument");
     if (n_seqs == 0) return DRE_OK;
-    if (enc->queued)
+    if (enc->queued) /* the GPU encoder refuses this itself */
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: batches are queued");
     DRE_TRY(check_batch(enc, cu_seqlens, n_seqs));
     return enc->gpu ? gpu_encoder_encode(enc->gpu, ids, cu_seqlens, n_seqs, out)
@@ -126,19 +128,12 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
                               int32_t n_seqs) {
     if (!enc || !ids || !cu_seqlens || n_seqs < 1)
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_submit: bad argument");
+    DRE_TRY(check_batch(enc, cu_seqlens, n_seqs));
+    if (enc->gpu) return gpu_encoder_submit(enc->gpu, ids, cu_seqlens, n_seqs);
     if (enc->queued == DRE_ENCODER_DEPTH)
         return set_error(DRE_ERR_INVALID_ARG,
                          "dre_encoder_submit: %d batches queued already; collect one first",
                          DRE_ENCODER_DEPTH);
-    DRE_TRY(check_batch(enc, cu_seqlens, n_seqs));
-    if (enc->gpu) {
-        const dre_status st = gpu_encoder_submit(enc->gpu, ids, cu_seqlens, n_seqs);
-        if (st != DRE_OK)
-            enc->queued = 0; /* the GPU encoder dropped what it held */
-        else
-            enc->queued++;
-        return st;
-    }
     cpu_slot *slot = &enc->slots[(enc->head + enc->queued) % DRE_ENCODER_DEPTH];
     if (!slot->ids) {
         slot->ids = malloc((size_t)enc->budget_tokens * sizeof *slot->ids);
@@ -159,16 +154,12 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
 
 dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
     if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
+    if (enc->gpu) return gpu_encoder_collect(enc->gpu, out, n_seqs);
     if (enc->queued == 0)
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
-    dre_status st;
-    if (enc->gpu) {
-        st = gpu_encoder_collect(enc->gpu, out, n_seqs);
-        enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
-        return st;
-    }
     const cpu_slot *slot = &enc->slots[enc->head];
-    st = cpu_encoder_encode(enc->cpu, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
+    const dre_status st =
+        cpu_encoder_encode(enc->cpu, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
     if (st == DRE_OK && n_seqs) *n_seqs = slot->n_seqs;
     enc->head = (enc->head + 1) % DRE_ENCODER_DEPTH;
     enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
