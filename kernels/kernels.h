@@ -59,14 +59,25 @@ cudaError_t pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlen
                                   int32_t dim, dre_pooling pooling, int normalize, float *out,
                                   cudaStream_t stream);
 
-/* Per row r of a score matrix (fp32, row r at scores + r * in_stride, n_cols entries):
- * the k largest, best first, into out_scores / out_ids + r * out_stride. The id of column
- * c is ids[r * in_stride + c] when ids is not NULL (merging earlier results), else
- * id_offset + c. Where the row has fewer than k entries the rest are -inf with id -1.
- * Ties at the k-th score are broken arbitrarily. 1 <= k <= TOPK_MAX_K. */
-cudaError_t topk_launch(const float *scores, const int64_t *ids, int64_t id_offset, int32_t n_rows,
-                        int32_t n_cols, int64_t in_stride, int32_t k, float *out_scores,
-                        int64_t *out_ids, int64_t out_stride, cudaStream_t stream);
+/* The order of topk_launch's output: FAISS's (score descending, equal scores by descending
+ * id), or ascending id (to pass on as the next chunk's prev entries). */
+typedef enum topk_order { TOPK_BY_SCORE, TOPK_BY_ID } topk_order;
+
+/* Exact search's top-k, per row r, equal to FAISS's Flat index (IndexFlatIP) ties included.
+ * Row r's entries, in id order: n_prev earlier ones (prev_scores / prev_ids + r *
+ * prev_stride, ids ascending, all below id_offset; an id < 0 is padding and ignored), then
+ * n_cols scores (scores + r * in_stride) whose ids are id_offset + column. The k kept are
+ * those FAISS's k-heap keeps when fed these entries in order (the k largest, and of the
+ * entries tied at the k-th score the ones its strictly-better replacement keeps), written
+ * to out_scores / out_ids + r * out_stride in `order`; where the row has fewer than k
+ * entries the rest are -inf with id -1. Feeding each chunk's scores with the previous
+ * chunk's result (TOPK_BY_ID) as prev gives FAISS's result over all chunks.
+ * 1 <= k <= TOPK_MAX_K. */
+cudaError_t topk_launch(const float *scores, int64_t in_stride, int32_t n_cols, int64_t id_offset,
+                        const float *prev_scores, const int64_t *prev_ids, int64_t prev_stride,
+                        int32_t n_prev, int32_t n_rows, int32_t k, topk_order order,
+                        float *out_scores, int64_t *out_ids, int64_t out_stride,
+                        cudaStream_t stream);
 
 /* ---------------------------------------------------------------- fp16 on the host */
 

@@ -1,7 +1,7 @@
 /* gpu_search.c — exact inner-product search on the GPU. The vectors are uploaded once (fp32,
  * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
- * against one chunk of the vectors at a time, topk_launch keeps each chunk's k best, and a
- * second topk_launch merges them with the k best of the chunks before. */
+ * against one chunk of the vectors at a time, and topk_launch reduces each chunk's scores
+ * together with the k best of the chunks before, as FAISS's Flat index would (ties too). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,13 +21,11 @@ struct dre_gpu_search {
     int64_t chunk; /* vectors scored per GEMM */
     cudaStream_t stream;
     cublasHandle_t cublas;
-    void *vectors;      /* device [n, dim], fp32 or fp16 */
-    void *queries;      /* device [QUERY_BATCH, dim], same type */
-    float *scores;      /* device [QUERY_BATCH, chunk] */
-    float *cand_scores; /* device [QUERY_BATCH, 2k]: the k best so far | this chunk's k best */
-    int64_t *cand_ids;
-    float *best_scores; /* device [QUERY_BATCH, k]: their merge */
-    int64_t *best_ids;
+    void *vectors;         /* device [n, dim], fp32 or fp16 */
+    void *queries;         /* device [QUERY_BATCH, dim], same type */
+    float *scores;         /* device [QUERY_BATCH, chunk] */
+    float *best_scores[2]; /* device [QUERY_BATCH, k] twice: the k best so far, and the next */
+    int64_t *best_ids[2];
     void *host_queries; /* pinned [QUERY_BATCH, dim] */
     float *host_scores; /* pinned [QUERY_BATCH, TOPK_MAX_K] */
     int64_t *host_ids;
@@ -95,10 +93,10 @@ static dre_status init(dre_gpu_search *gs, const float *vectors) {
     DRE_TRY(device_alloc(&gs->queries, qb * (size_t)gs->dim * es, "queries", ""));
     DRE_TRY(
         device_alloc((void **)&gs->scores, qb * (size_t)gs->chunk * sizeof(float), "scores", ""));
-    DRE_TRY(device_alloc((void **)&gs->cand_scores, qb * 2 * kmax * sizeof(float), "top-k", ""));
-    DRE_TRY(device_alloc((void **)&gs->cand_ids, qb * 2 * kmax * sizeof(int64_t), "top-k", ""));
-    DRE_TRY(device_alloc((void **)&gs->best_scores, qb * kmax * sizeof(float), "top-k", ""));
-    DRE_TRY(device_alloc((void **)&gs->best_ids, qb * kmax * sizeof(int64_t), "top-k", ""));
+    for (int i = 0; i < 2; i++) {
+        DRE_TRY(device_alloc((void **)&gs->best_scores[i], qb * kmax * sizeof(float), "top-k", ""));
+        DRE_TRY(device_alloc((void **)&gs->best_ids[i], qb * kmax * sizeof(int64_t), "top-k", ""));
+    }
     CUDA_CHECK(cudaMallocHost(&gs->host_queries, qb * (size_t)gs->dim * es));
     CUDA_CHECK(cudaMallocHost((void **)&gs->host_scores, qb * kmax * sizeof(float)));
     CUDA_CHECK(cudaMallocHost((void **)&gs->host_ids, qb * kmax * sizeof(int64_t)));
@@ -148,10 +146,10 @@ void dre_gpu_search_close(dre_gpu_search *gs) {
     (void)cudaFree(gs->vectors);
     (void)cudaFree(gs->queries);
     (void)cudaFree(gs->scores);
-    (void)cudaFree(gs->cand_scores);
-    (void)cudaFree(gs->cand_ids);
-    (void)cudaFree(gs->best_scores);
-    (void)cudaFree(gs->best_ids);
+    for (int i = 0; i < 2; i++) {
+        (void)cudaFree(gs->best_scores[i]);
+        (void)cudaFree(gs->best_ids[i]);
+    }
     (void)cudaFreeHost(gs->host_queries);
     (void)cudaFreeHost(gs->host_scores);
     (void)cudaFreeHost(gs->host_ids);
@@ -172,31 +170,22 @@ static dre_status score_chunk(dre_gpu_search *gs, int64_t r0, int32_t n_rows, in
     return DRE_OK;
 }
 
-/* The k best of nq staged queries over all vectors, left in cand_scores / cand_ids
- * (row stride 2k, first k columns). */
-static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k) {
-    cudaStream_t s = gs->stream;
-    const int64_t stride = 2 * (int64_t)k;
+/* The k best of nq staged queries over all vectors, in FAISS's order; returns which of the
+ * best_* buffers holds them (row stride k). Each chunk's top-k takes the result so far (in id
+ * order) as its earlier entries; the last chunk's is in score order. */
+static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *result) {
+    int cur = 0, n_prev = 0;
     for (int64_t r0 = 0; r0 < gs->n; r0 += gs->chunk) {
         const int32_t n_rows = (int32_t)(gs->n - r0 < gs->chunk ? gs->n - r0 : gs->chunk);
+        const topk_order order = r0 + n_rows < gs->n ? TOPK_BY_ID : TOPK_BY_SCORE;
         DRE_TRY(score_chunk(gs, r0, n_rows, nq));
-        if (r0 == 0) { /* the first chunk's k best are the k best so far */
-            CUDA_CHECK(topk_launch(gs->scores, NULL, r0, nq, n_rows, gs->chunk, k, gs->cand_scores,
-                                   gs->cand_ids, stride, s));
-            continue;
-        }
-        CUDA_CHECK(topk_launch(gs->scores, NULL, r0, nq, n_rows, gs->chunk, k, gs->cand_scores + k,
-                               gs->cand_ids + k, stride, s));
-        CUDA_CHECK(topk_launch(gs->cand_scores, gs->cand_ids, 0, nq, 2 * k, stride, k,
-                               gs->best_scores, gs->best_ids, k, s));
-        CUDA_CHECK(cudaMemcpy2DAsync(gs->cand_scores, (size_t)stride * sizeof(float),
-                                     gs->best_scores, (size_t)k * sizeof(float),
-                                     (size_t)k * sizeof(float), (size_t)nq,
-                                     cudaMemcpyDeviceToDevice, s));
-        CUDA_CHECK(cudaMemcpy2DAsync(gs->cand_ids, (size_t)stride * sizeof(int64_t), gs->best_ids,
-                                     (size_t)k * sizeof(int64_t), (size_t)k * sizeof(int64_t),
-                                     (size_t)nq, cudaMemcpyDeviceToDevice, s));
+        CUDA_CHECK(topk_launch(gs->scores, gs->chunk, n_rows, r0, gs->best_scores[cur],
+                               gs->best_ids[cur], k, n_prev, nq, k, order, gs->best_scores[!cur],
+                               gs->best_ids[!cur], k, gs->stream));
+        cur = !cur;
+        n_prev = k;
     }
+    *result = cur;
     return DRE_OK;
 }
 
@@ -223,13 +212,14 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
         }
         CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, (size_t)nq * dim * elem_size(gs),
                                    cudaMemcpyHostToDevice, gs->stream));
-        DRE_TRY(search_batch(gs, nq, k));
-        CUDA_CHECK(cudaMemcpy2DAsync(gs->host_scores, (size_t)k * sizeof(float), gs->cand_scores,
-                                     2 * (size_t)k * sizeof(float), (size_t)k * sizeof(float),
-                                     (size_t)nq, cudaMemcpyDeviceToHost, gs->stream));
-        CUDA_CHECK(cudaMemcpy2DAsync(gs->host_ids, (size_t)k * sizeof(int64_t), gs->cand_ids,
-                                     2 * (size_t)k * sizeof(int64_t), (size_t)k * sizeof(int64_t),
-                                     (size_t)nq, cudaMemcpyDeviceToHost, gs->stream));
+        int best = 0;
+        DRE_TRY(search_batch(gs, nq, k, &best));
+        CUDA_CHECK(cudaMemcpyAsync(gs->host_scores, gs->best_scores[best],
+                                   (size_t)nq * k * sizeof(float), cudaMemcpyDeviceToHost,
+                                   gs->stream));
+        CUDA_CHECK(cudaMemcpyAsync(gs->host_ids, gs->best_ids[best],
+                                   (size_t)nq * k * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                                   gs->stream));
         CUDA_CHECK(cudaStreamSynchronize(gs->stream));
         memcpy(scores + (size_t)q0 * k, gs->host_scores, (size_t)nq * k * sizeof(float));
         memcpy(rows + (size_t)q0 * k, gs->host_ids, (size_t)nq * k * sizeof(int64_t));

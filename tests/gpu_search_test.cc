@@ -1,5 +1,6 @@
 // gpu_search_test.cc — exact GPU search (cuBLAS scores + our top-k, merged over chunks)
-// against FAISS IndexFlat with inner product on the CPU: the same ids, ties aside. A GPU id
+// against FAISS IndexFlat with inner product on the CPU: the same ids, and exact ties in
+// FAISS's order (ascending id). On random vectors a GPU id
 // FAISS did not return is accepted only when its exact score (double precision) is within
 // 1e-5 of FAISS's k-th score, i.e. the two disagree about a near-tie. Without a GPU,
 // dre_gpu_search_open must say DRE_ERR_NO_GPU.
@@ -165,6 +166,42 @@ TEST(GpuSearch, FewerVectorsThanK) {
 TEST(GpuSearch, Fp16Storage) {
     SKIP_WITHOUT_GPU();
     run_case(20000, 384, 100, 10, true);
+}
+
+// Duplicate vectors give exactly equal scores (small multiples of 1/4: every product and
+// sum is exact in fp32, whatever the summation order); ties must come back in FAISS's
+// order, by ascending id, across chunk merges too, so ids compare one for one.
+TEST(GpuSearch, TiesComeBackInFaissOrder) {
+    SKIP_WITHOUT_GPU();
+    const int32_t dim = 48, k = 100, distinct = 40;
+    const int64_t n = 150001, nq = 30; // three chunks
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> coord(-2, 2);
+    std::vector<float> patterns((size_t)distinct * dim), xq((size_t)nq * dim);
+    for (auto &x : patterns)
+        x = coord(rng) / 4.0f;
+    for (auto &x : xq)
+        x = coord(rng) / 4.0f;
+    std::vector<float> xb((size_t)n * dim);
+    for (int64_t i = 0; i < n; i++)
+        std::copy_n(&patterns[(size_t)(i * 7 % distinct) * dim], dim, &xb[(size_t)i * dim]);
+    for (const bool fp16 : {false, true}) { // quarters are exact in fp16 too
+        SCOPED_TRACE(fp16 ? "fp16" : "fp32");
+        dre_gpu_search *gs = nullptr;
+        ASSERT_EQ(DRE_OK, fp16 ? dre_gpu_search_open_fp16(xb.data(), n, dim, &gs)
+                               : dre_gpu_search_open(xb.data(), n, dim, &gs))
+            << dre_last_error();
+        knn gpu{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
+        ASSERT_EQ(DRE_OK,
+                  dre_gpu_search_run(gs, xq.data(), nq, k, gpu.scores.data(), gpu.ids.data()))
+            << dre_last_error();
+        dre_gpu_search_close(gs);
+        const knn ref = faiss_flat(xb, n, dim, xq, nq, k);
+        for (int64_t i = 0; i < nq * k; i++) {
+            ASSERT_EQ(ref.ids[i], gpu.ids[i]) << "query " << i / k << " rank " << i % k;
+            ASSERT_EQ(ref.scores[i], gpu.scores[i]) << "query " << i / k << " rank " << i % k;
+        }
+    }
 }
 
 TEST(GpuSearch, RejectsBadArguments) {

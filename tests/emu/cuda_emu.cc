@@ -458,6 +458,12 @@ uint64_t warp_exchange(uint64_t bits, int mode, int arg) {
     switch (mode) {
     case EXCHANGE_XOR: return w.slots[buf][(lane ^ arg) & 31];
     case EXCHANGE_IDX: return w.slots[buf][arg & 31];
+    case EXCHANGE_BALLOT: {
+        uint64_t set = 0;
+        for (int l = 0; l < 32; l++)
+            if (w.slots[buf][l]) set |= uint64_t(1) << l;
+        return set;
+    }
     default: {
         uint64_t same = 0;
         for (int l = 0; l < 32; l++)

@@ -221,7 +221,7 @@ void sync_block();
 void sync_warp(unsigned mask);
 /* Every lane of the warp puts `bits`; each gets what lane `src_lane(lane)` put. */
 uint64_t warp_exchange(uint64_t bits, int mode, int arg);
-enum { EXCHANGE_XOR = 0, EXCHANGE_IDX = 1, EXCHANGE_MATCH = 2 };
+enum { EXCHANGE_XOR = 0, EXCHANGE_IDX = 1, EXCHANGE_MATCH = 2, EXCHANGE_BALLOT = 3 };
 void *dynamic_shared();
 /* Stops the launch with a message (the kernel's thread does not come back). */
 [[noreturn]] void fault(const char *fmt, ...);
@@ -292,6 +292,10 @@ template <class T> inline T __shfl_sync(unsigned mask, T v, int src_lane, int wi
 template <class T> inline unsigned __match_any_sync(unsigned mask, T v) {
     if (mask != 0xffffffffu) emu::fault("__match_any_sync: partial warps are not emulated");
     return (unsigned)emu::warp_exchange(emu::to_bits(v), emu::EXCHANGE_MATCH, 0);
+}
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+    if (mask != 0xffffffffu) emu::fault("__ballot_sync: partial warps are not emulated");
+    return (unsigned)emu::warp_exchange(predicate != 0, emu::EXCHANGE_BALLOT, 0);
 }
 /* Fibers never run at the same time and switch only at barriers: a read-modify-write is
  * atomic here as it is on the GPU. */
