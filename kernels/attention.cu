@@ -222,9 +222,10 @@ cudaError_t launch(const __half *qkv, const float *qkv_bias, const int32_t *cu_s
                    int32_t n_seqs, int32_t max_len, int32_t n_heads, __half *out,
                    cudaStream_t stream) {
     const size_t smem = layout<D>::bytes;
-    cudaError_t err = cudaFuncSetAttribute(attention_kernel<D>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (err != cudaSuccess) return err;
+    // once per process (the attribute stays set), not on every launch
+    static const cudaError_t attribute_set = cudaFuncSetAttribute(
+        attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (attribute_set != cudaSuccess) return attribute_set;
     const dim3 grid((unsigned)n_seqs, (unsigned)n_heads,
                     (unsigned)((max_len + kTileQ - 1) / kTileQ));
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)D); // log2(e) / sqrt(D)
@@ -243,7 +244,9 @@ extern "C" cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias
                                         cudaStream_t stream) {
     if (n_seqs < 0 || max_len < 0 || n_heads <= 0 || !qkv || !cu_seqlens || !out)
         return cudaErrorInvalidValue;
-    if (((uintptr_t)qkv | (uintptr_t)out) % 16 != 0) return cudaErrorMisalignedAddress;
+    // (an argument check answers cudaErrorInvalidValue: cudaErrorMisalignedAddress is the
+    // device fault that loses the context)
+    if (((uintptr_t)qkv | (uintptr_t)out) % 16 != 0) return cudaErrorInvalidValue;
     if (n_seqs == 0 || max_len == 0) return cudaSuccess;
     if ((max_len + kTileQ - 1) / kTileQ > 65535 || n_heads > 65535) return cudaErrorInvalidValue;
     const __half *q = reinterpret_cast<const __half *>(qkv);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "cuda_check.h"
 #include "encoder_cpu.h"
 #include "encoder_gpu.h"
 

@@ -5,6 +5,7 @@
  *   FFN-in GEMM, bias+GELU, FFN-out GEMM, bias+residual+LN; then pooling (+L2 norm). */
 #include "encoder_gpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,15 +60,6 @@ struct gpu_encoder {
     cudaEvent_t *events; /* for profiling, made on first use */
     int n_events;
 };
-
-int gpu_device_count(void) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError(); /* no driver or no device: not an error here */
-        return 0;
-    }
-    return n;
-}
 
 const char *gpu_op_name(gpu_op op) {
     switch (op) {
@@ -145,8 +137,9 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
     if (err != cudaSuccess) {
         enc->weights = NULL;
         (void)cudaGetLastError();
-        return set_error(DRE_ERR_CUDA, "cudaMalloc of %zu MiB for the model's weights failed: %s",
-                         bytes >> 20, cudaGetErrorString(err));
+        char what[96];
+        snprintf(what, sizeof what, "cudaMalloc of %zu MiB for the model's weights", bytes >> 20);
+        return gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
     }
     unsigned char *staging = malloc(bytes);
     if (!staging) return set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
@@ -159,8 +152,7 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
     if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
     free(staging);
     if (err != cudaSuccess)
-        return set_error(DRE_ERR_CUDA, "cudaMemcpy of the model's weights failed: %s at %s:%d",
-                         cudaGetErrorString(err), __FILE__, __LINE__);
+        return gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__, __LINE__);
     return DRE_OK;
 }
 
@@ -190,10 +182,10 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
     if (err != cudaSuccess) {
         enc->activations = NULL;
         (void)cudaGetLastError();
-        return set_error(DRE_ERR_CUDA,
-                         "cudaMalloc of %zu MiB for batches of %d tokens failed: %s; "
-                         "try a smaller --batch-tokens",
-                         size >> 20, enc->budget_tokens, cudaGetErrorString(err));
+        char what[96];
+        snprintf(what, sizeof what, "cudaMalloc of %zu MiB for batches of %d tokens", size >> 20,
+                 enc->budget_tokens);
+        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
     }
     unsigned char *base = enc->activations;
     enc->ids = (int32_t *)(base + ids_at);
@@ -219,10 +211,9 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
     if (err != cudaSuccess) {
         enc->pinned = NULL;
         (void)cudaGetLastError();
-        return set_error(DRE_ERR_CUDA,
-                         "cudaMallocHost of %zu MiB of pinned staging failed: %s; "
-                         "try a smaller --batch-tokens",
-                         pinned >> 20, cudaGetErrorString(err));
+        char what[96];
+        snprintf(what, sizeof what, "cudaMallocHost of %zu MiB of pinned staging", pinned >> 20);
+        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
     }
     unsigned char *host = enc->pinned;
     for (int s = 0; s < GPU_SLOTS; s++) {
@@ -286,6 +277,7 @@ dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu
                          budget_tokens, model->info.max_length);
     if (gpu_device_count() == 0)
         return set_error(DRE_ERR_NO_GPU, "no usable CUDA device (driver missing or no GPU)");
+    DRE_TRY(gpu_context_check());
     gpu_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return set_error(DRE_ERR_NOMEM, "gpu_encoder_create: out of memory");
     enc->info = model->info;
@@ -448,6 +440,7 @@ static dre_status abandon(gpu_encoder *enc, dre_status st) {
 dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs) {
     if (!enc) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_submit: NULL argument");
+    DRE_TRY(gpu_context_check());
     if (enc->in_flight == GPU_SLOTS)
         return set_error(DRE_ERR_INVALID_ARG,
                          "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
@@ -464,8 +457,8 @@ dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_
                                       cudaMemcpyDeviceToHost, enc->stream);
     if (err == cudaSuccess) err = cudaEventRecord(slot->done, enc->stream);
     if (err != cudaSuccess)
-        return abandon(enc, set_error(DRE_ERR_CUDA, "encoder_gpu: queueing a batch failed: %s",
-                                      cudaGetErrorString(err)));
+        return abandon(
+            enc, gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__, __LINE__));
     slot->n_seqs = n_seqs;
     enc->in_flight++;
     return DRE_OK;
@@ -473,13 +466,14 @@ dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_
 
 dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
     if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_collect: NULL argument");
+    if (gpu_context_check() != DRE_OK) return abandon(enc, DRE_ERR_CUDA);
     if (enc->in_flight == 0)
         return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
     staging_slot *slot = &enc->slots[enc->head];
     const cudaError_t err = cudaEventSynchronize(slot->done);
     if (err != cudaSuccess)
-        return abandon(enc, set_error(DRE_ERR_CUDA, "encoder_gpu: a batch failed on the device: %s",
-                                      cudaGetErrorString(err)));
+        return abandon(enc, gpu_cuda_error(err, "encoder_gpu: a batch on the device", NULL,
+                                           __FILE__, __LINE__));
     memcpy(out, slot->host_pooled, (size_t)slot->n_seqs * (size_t)enc->info.hidden * sizeof(float));
     if (n_seqs) *n_seqs = slot->n_seqs;
     enc->head = (enc->head + 1) % GPU_SLOTS;
@@ -514,6 +508,7 @@ static dre_status ensure_events(gpu_encoder *enc) {
 dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                int32_t n_seqs, double ms[GPU_OP_COUNT]) {
     if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_profile: NULL argument");
+    DRE_TRY(gpu_context_check());
     int32_t max_len = 0;
     DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
     DRE_TRY(ensure_events(enc));
@@ -521,26 +516,27 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
     if (!ops) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     op_marks marks = {enc->events, ops, 0};
     dre_status st = DRE_OK;
-    if (cudaStreamSynchronize(enc->stream) != cudaSuccess)
-        st = set_error(DRE_ERR_CUDA, "encoder_gpu: an earlier batch failed on the device");
+    cudaError_t err = cudaStreamSynchronize(enc->stream);
+    if (err != cudaSuccess)
+        st = gpu_cuda_error(err, "encoder_gpu: an earlier batch on the device", NULL, __FILE__,
+                            __LINE__);
     if (st == DRE_OK && enc->in_flight)
         st = set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
     if (st == DRE_OK) st = upload_batch(enc, &enc->slots[enc->head], ids, cu_seqlens, n_seqs);
     if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, &marks);
     if (st == DRE_OK) {
-        cudaError_t err = cudaStreamSynchronize(enc->stream);
+        err = cudaStreamSynchronize(enc->stream);
         if (err != cudaSuccess)
-            st = set_error(DRE_ERR_CUDA, "encoder_gpu: profiled forward failed: %s",
-                           cudaGetErrorString(err));
+            st = gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
+                                __LINE__);
     }
     for (int i = 0; i < GPU_OP_COUNT; i++)
         ms[i] = 0.0;
     for (int i = 0; st == DRE_OK && i < marks.count; i++) {
         float elapsed = 0.0f;
-        cudaError_t err = cudaEventElapsedTime(&elapsed, enc->events[i], enc->events[i + 1]);
+        err = cudaEventElapsedTime(&elapsed, enc->events[i], enc->events[i + 1]);
         if (err != cudaSuccess)
-            st =
-                set_error(DRE_ERR_CUDA, "cudaEventElapsedTime failed: %s", cudaGetErrorString(err));
+            st = gpu_cuda_error(err, "cudaEventElapsedTime", NULL, __FILE__, __LINE__);
         else
             ms[ops[i]] += elapsed;
     }
@@ -563,6 +559,7 @@ static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
 dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
     if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
         return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_gemm_only: bad argument");
+    DRE_TRY(gpu_context_check());
     DRE_TRY(ensure_events(enc));
     DRE_TRY(gemms_only(enc, n_tokens)); /* warm-up: cuBLAS picks and loads its kernels */
     CUDA_CHECK(cudaEventRecord(enc->events[0], enc->stream));

@@ -12,9 +12,6 @@
 extern "C" {
 #endif
 
-/* Usable CUDA devices; 0 where there is no driver or no device. */
-int gpu_device_count(void);
-
 typedef struct gpu_encoder gpu_encoder;
 
 dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out);

@@ -2,12 +2,12 @@
  * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
  * against one chunk of the vectors at a time, and topk_launch reduces each chunk's scores
  * together with the k best of the chunks before, as FAISS's Flat index would (ties too). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 #include "cuda_check.h"
-#include "encoder_gpu.h"
 #include "kernels.h"
 
 #define QUERY_BATCH 1024
@@ -35,13 +35,15 @@ static size_t elem_size(const dre_gpu_search *gs) {
     return gs->fp16 ? sizeof(fp16_t) : sizeof(float);
 }
 
-static dre_status device_alloc(void **ptr, size_t bytes, const char *what, const char *hint) {
+static dre_status device_alloc(void **ptr, size_t bytes, const char *what_for, const char *hint) {
     cudaError_t err = cudaMalloc(ptr, bytes);
     if (err != cudaSuccess) {
         *ptr = NULL;
         (void)cudaGetLastError();
-        return set_error(DRE_ERR_CUDA, "gpu_search: cudaMalloc of %zu MiB for %s failed: %s%s",
-                         bytes >> 20, what, cudaGetErrorString(err), hint);
+        char what[96];
+        snprintf(what, sizeof what, "gpu_search: cudaMalloc of %zu MiB for %s", bytes >> 20,
+                 what_for);
+        return gpu_cuda_error(err, what, hint, __FILE__, __LINE__);
     }
     return DRE_OK;
 }
@@ -70,8 +72,8 @@ static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
         if (err == cudaSuccess) err = cudaStreamSynchronize(gs->stream); /* staging is reused */
         if (err != cudaSuccess) {
             free(staging);
-            return set_error(DRE_ERR_CUDA, "gpu_search: cudaMemcpy of vectors failed: %s",
-                             cudaGetErrorString(err));
+            return gpu_cuda_error(err, "gpu_search: cudaMemcpy of vectors", NULL, __FILE__,
+                                  __LINE__);
         }
     }
     free(staging);
@@ -115,6 +117,7 @@ static dre_status open_search(const float *vectors, int64_t n, int32_t dim, int 
     if (gpu_device_count() == 0)
         return set_error(DRE_ERR_NO_GPU,
                          "exact GPU search: no usable CUDA device (driver missing or no GPU)");
+    DRE_TRY(gpu_context_check());
     dre_gpu_search *gs = calloc(1, sizeof *gs);
     if (!gs) return set_error(DRE_ERR_NOMEM, "dre_gpu_search_open: out of memory");
     gs->n = n;
@@ -196,6 +199,7 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
     if (k < 1 || k > TOPK_MAX_K)
         return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
                          TOPK_MAX_K);
+    DRE_TRY(gpu_context_check());
     const size_t dim = (size_t)gs->dim;
     /* an earlier call that failed half-way may still have copies from the pinned buffers
      * in flight; they are overwritten below */

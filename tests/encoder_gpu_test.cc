@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cuda_check.h"
 #include "dre.h"
 #include "encoder_gpu.h"
 #include "model.h"

@@ -100,7 +100,7 @@ TEST(KernelsAttention, RejectsUnsupportedShapes) {
     fp16_t *p = reinterpret_cast<fp16_t *>(4096);
     const int32_t *cu = reinterpret_cast<const int32_t *>(4096);
     EXPECT_EQ(cudaErrorInvalidValue, attention_launch(p, nullptr, cu, 1, 10, 4, 48, p, nullptr));
-    EXPECT_EQ(cudaErrorMisalignedAddress,
+    EXPECT_EQ(cudaErrorInvalidValue, // misaligned qkv
               attention_launch(p + 1, nullptr, cu, 1, 10, 4, 64, p, nullptr));
     EXPECT_EQ(cudaSuccess, attention_launch(p, nullptr, cu, 0, 0, 4, 64, p, nullptr));
 }

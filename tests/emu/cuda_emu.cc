@@ -312,6 +312,14 @@ bool run_block(block_run &b, schedule_rng &rng) {
 // ------------------------------------------------------------------ runtime state
 
 thread_local cudaError_t last_error = cudaSuccess;
+// A device fault (a kernel's, or an injected one) loses the context: from then on every
+// call fails with it, as on a GPU.
+cudaError_t sticky = cudaSuccess;
+// The launch (by the count g_launches reaches) that faults, 0 for none.
+uint64_t fault_at = [] {
+    const char *s = std::getenv("DRE_EMU_FAULT_AT_LAUNCH");
+    return s ? std::strtoull(s, nullptr, 10) : 0ull;
+}();
 
 cudaError_t record(cudaError_t e) {
     if (e != cudaSuccess) last_error = e;
@@ -375,9 +383,15 @@ cudaError_t pending = cudaSuccess; // a fault of deferred work, for the next syn
 
 emu_stream *resolve(cudaStream_t s) { return s ? s : &legacy_stream; }
 
-// Runs s's queued work in order (stopping early once *until is true, if given).
+// Runs s's queued work in order (stopping early once *until is true, if given). With the
+// context lost, queued work never runs.
 void drain(emu_stream *s, const bool *until = nullptr) {
     while (!s->work.empty() && !(until && *until)) {
+        if (sticky) {
+            pending = sticky;
+            s->work.clear();
+            break;
+        }
         std::function<cudaError_t()> op = std::move(s->work.front());
         s->work.pop_front();
         const cudaError_t e = op();
@@ -419,7 +433,7 @@ void enqueue(cudaStream_t stream, std::function<cudaError_t()> op) {
 }
 
 cudaError_t take_pending() {
-    const cudaError_t e = pending;
+    const cudaError_t e = sticky ? sticky : pending;
     pending = cudaSuccess;
     return record(e);
 }
@@ -537,6 +551,10 @@ bool check_pointer_argument(const void *p, int index) {
 }
 
 void enqueue_grid(const config &c, const void *kernel, std::function<void()> body) {
+    if (sticky) {
+        record(sticky);
+        return;
+    }
     const uint64_t threads = (uint64_t)c.block.x * c.block.y * c.block.z;
     if (threads == 0 || threads > 1024 || c.block.z > 64 || c.grid.x == 0 || c.grid.y == 0 ||
         c.grid.z == 0 || c.grid.y > 65535 || c.grid.z > 65535 || c.grid.x > 0x7fffffffu) {
@@ -559,6 +577,11 @@ void enqueue_grid(const config &c, const void *kernel, std::function<void()> bod
     }
     enqueue(c.stream, [c, body = std::move(body)]() -> cudaError_t {
         g_launches++;
+        if (g_launches == fault_at) {
+            complain("injected fault at launch %llu: illegal address (the context is lost)",
+                     (unsigned long long)g_launches);
+            return sticky = cudaErrorIllegalAddress;
+        }
         const size_t n = (size_t)c.block.x * c.block.y * c.block.z;
         block_run b;
         b.body = &body;
@@ -596,7 +619,7 @@ void enqueue_grid(const config &c, const void *kernel, std::function<void()> bod
         std::free(dyn);
         if (!ok) {
             complain("kernel fault: %s", fault_message.c_str());
-            return cudaErrorLaunchFailure;
+            return sticky = cudaErrorLaunchFailure;
         }
         return cudaSuccess;
     });
@@ -623,12 +646,29 @@ cudaError_t cudaGetDeviceCount(int *count) {
 }
 
 cudaError_t cudaGetLastError(void) {
+    if (sticky) return sticky; // not cleared: the context stays lost
     const cudaError_t e = last_error;
     last_error = cudaSuccess;
     return e;
 }
 
-cudaError_t cudaPeekAtLastError(void) { return last_error; }
+cudaError_t cudaPeekAtLastError(void) { return sticky ? sticky : last_error; }
+
+void emu_fault_at_launch(unsigned long long n) { fault_at = n ? g_launches + n : 0; }
+
+void emu_recover(void) {
+    legacy_stream.work.clear();
+    for (emu_stream *s : streams)
+        s->work.clear();
+    sticky = pending = last_error = cudaSuccess;
+    fault_at = 0;
+}
+
+// The first thing of every call that needs a working context.
+#define RETURN_IF_LOST()                                                                           \
+    do {                                                                                           \
+        if (sticky) return record(sticky);                                                         \
+    } while (0)
 
 const char *cudaGetErrorString(cudaError_t err) {
     switch (err) {
@@ -640,6 +680,7 @@ const char *cudaGetErrorString(cudaError_t err) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorMisalignedAddress: return "misaligned address";
     case cudaErrorLaunchFailure: return "unspecified launch failure (emulated kernel fault)";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     default: return "unknown error";
     }
 }
@@ -649,6 +690,7 @@ static constexpr size_t kDeviceBytes = (size_t)80 << 30;
 static size_t device_in_use = 0;
 
 static cudaError_t allocate(void **ptr, size_t size, bool device) {
+    RETURN_IF_LOST();
     if (!ptr) return record(cudaErrorInvalidValue);
     if (size > kDeviceBytes || (device && device_in_use + size > kDeviceBytes))
         return record(cudaErrorMemoryAllocation);
@@ -713,6 +755,7 @@ static cudaError_t check_copy(void *dst, size_t dst_extent, const void *src, siz
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    RETURN_IF_LOST();
     if (check_copy(dst, n, src, n, kind) != cudaSuccess) return cudaErrorInvalidValue;
     drain_legacy(); // a synchronous copy is legacy-stream work
     if (n) std::memmove(dst, src, n);
@@ -721,6 +764,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind,
                             cudaStream_t stream) {
+    RETURN_IF_LOST();
     if (!valid_stream(stream)) return record(cudaErrorInvalidResourceHandle);
     if (check_copy(dst, n, src, n, kind) != cudaSuccess) return cudaErrorInvalidValue;
     enqueue(stream, [=] {
@@ -733,6 +777,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
                               size_t width, size_t height, cudaMemcpyKind kind,
                               cudaStream_t stream) {
+    RETURN_IF_LOST();
     if (!valid_stream(stream)) return record(cudaErrorInvalidResourceHandle);
     if (width > dpitch || width > spitch) return record(cudaErrorInvalidValue);
     const size_t dext = height ? dpitch * (height - 1) + width : 0;
@@ -748,6 +793,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
 }
 
 cudaError_t cudaMemset(void *ptr, int value, size_t n) {
+    RETURN_IF_LOST();
     if (n && !is_device(ptr, n)) {
         complain("cudaMemset: %p (+%zu bytes) is not device memory", ptr, n);
         return record(cudaErrorInvalidValue);
@@ -758,6 +804,7 @@ cudaError_t cudaMemset(void *ptr, int value, size_t n) {
 }
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t n, cudaStream_t stream) {
+    RETURN_IF_LOST();
     if (!valid_stream(stream)) return record(cudaErrorInvalidResourceHandle);
     if (n && !is_device(ptr, n)) {
         complain("cudaMemsetAsync: %p (+%zu bytes) is not device memory", ptr, n);
@@ -771,6 +818,7 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t n, cudaStream_t stream)
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
+    RETURN_IF_LOST();
     if (!stream) return record(cudaErrorInvalidValue);
     *stream = new emu_stream;
     (*stream)->flags = flags;
@@ -802,6 +850,7 @@ cudaError_t cudaDeviceSynchronize(void) {
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) {
+    RETURN_IF_LOST();
     if (!event) return record(cudaErrorInvalidValue);
     *event = new emu_event;
     return cudaSuccess;
@@ -820,6 +869,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    RETURN_IF_LOST();
     if (!event) return record(cudaErrorInvalidResourceHandle);
     if (!valid_stream(stream)) return record(cudaErrorInvalidResourceHandle);
     event->done = false;
@@ -840,6 +890,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    RETURN_IF_LOST();
     if (!ms || !start || !end) return record(cudaErrorInvalidValue);
     if (!start->done || !end->done) return record(cudaErrorInvalidResourceHandle);
     if (!start->timing || !end->timing) return record(cudaErrorInvalidResourceHandle);
@@ -848,6 +899,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
 }
 
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value) {
+    RETURN_IF_LOST();
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
         (size_t)value > kMaxShared)
         return record(cudaErrorInvalidValue);
@@ -919,6 +971,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
                             cudaDataType Ctype, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (sticky) return CUBLAS_STATUS_EXECUTION_FAILED; // cudaPeekAtLastError says why
     const bool ta = transa == CUBLAS_OP_T, tb = transb == CUBLAS_OP_T;
     if (m < 0 || n < 0 || k < 0 || !alpha || !beta || compute != CUBLAS_COMPUTE_32F ||
         (Atype != CUDA_R_16F && Atype != CUDA_R_32F) || Btype != Atype ||

@@ -35,7 +35,15 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorECCUncorrectable = 214,
+    cudaErrorIllegalAddress = 700,
+    cudaErrorLaunchTimeout = 702,
+    cudaErrorAssert = 710,
+    cudaErrorHardwareStackError = 714,
+    cudaErrorIllegalInstruction = 715,
     cudaErrorMisalignedAddress = 716,
+    cudaErrorInvalidAddressSpace = 717,
+    cudaErrorInvalidPc = 718,
     cudaErrorLaunchFailure = 719
 } cudaError_t;
 
@@ -85,6 +93,15 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value);
+
+/* Fault injection, the emulation's own (no CUDA counterpart): the n-th kernel launch from
+ * now (1 = the next one to run; 0 cancels) faults with an illegal address, a sticky error:
+ * as on a GPU, that launch and every later CUDA call fail with cudaErrorIllegalAddress, and
+ * cudaGetLastError keeps returning it. The environment variable DRE_EMU_FAULT_AT_LAUNCH=n
+ * does the same from the process's start. emu_recover() forgets the fault and its queued
+ * work, which no real context allows, so that a test can go on. */
+void emu_fault_at_launch(unsigned long long n);
+void emu_recover(void);
 
 /* ---------------------------------------------------------------- cuBLAS (C) */
 
