@@ -92,6 +92,9 @@ __device__ __forceinline__ void load_tile(__half *dst, int ld, const __half *src
 }
 
 template <int D>
+// sass-gate: attention_kernel<*> regs<=128 hmma>=4 ldg128>=1
+// (4 warps and ~70 KiB of shared memory a block: 3 blocks an SM, so up to 170 registers
+// would not lower occupancy; WMMA on tensor cores; Q, K, V tiles read 16 bytes at a time)
 __global__ void __launch_bounds__(kThreads)
     attention_kernel(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
                      int32_t n_heads, float scale_log2, __half *out) {

@@ -29,6 +29,7 @@ __device__ __forceinline__ int32_t sequence_of(const int32_t *cu_seqlens, int32_
     return lo;
 }
 
+// sass-gate: embed_layernorm_kernel regs<=64 hmma=0
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
     embed_layernorm_kernel(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
                            int32_t n_tokens, const __half2 *word, const __half2 *pos,

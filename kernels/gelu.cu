@@ -15,6 +15,7 @@ __device__ __forceinline__ float gelu_erf(float v) {
     return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
 }
 
+// sass-gate: bias_gelu_kernel regs<=32 hmma=0
 __global__ void __launch_bounds__(kThreads)
     bias_gelu_kernel(__half2 *x, const float2 *bias, int64_t n_pairs, int32_t pairs_per_row) {
     const int64_t step = (int64_t)gridDim.x * blockDim.x;

@@ -16,6 +16,7 @@ namespace {
 
 constexpr int kRowsPerBlock = 4; // warps per block, one row each
 
+// sass-gate: bias_residual_layernorm_kernel regs<=64 hmma=0
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
     bias_residual_layernorm_kernel(const __half2 *x, const float2 *bias, const __half2 *residual,
                                    const float2 *g, const float2 *b, float eps, int32_t n_tokens,

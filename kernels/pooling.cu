@@ -15,6 +15,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 
+// sass-gate: pool_normalize_kernel regs<=64 hmma=0
 __global__ void __launch_bounds__(kThreads)
     pool_normalize_kernel(const __half *hidden, const int32_t *cu_seqlens, int32_t dim, int cls,
                           int normalize, float *out) {

@@ -88,6 +88,8 @@ __device__ __forceinline__ int32_t block_count(bool flag, int32_t *warp_counts, 
     return total;
 }
 
+// sass-gate: topk_kernel regs<=64 smem<=16384 hmma=0
+// (512 threads: at most 64 registers keeps 2 blocks an SM; the selection is 12 KiB)
 __global__ void __launch_bounds__(kThreads)
     topk_kernel(const float *scores, int64_t in_stride, int32_t n_cols, int64_t id_offset,
                 const float *prev_scores, const int64_t *prev_ids, int64_t prev_stride,
