@@ -59,6 +59,8 @@ struct gpu_encoder {
 
     cudaEvent_t *events; /* for profiling, made on first use */
     int n_events;
+
+    int variant[GPU_FAMILY_COUNT]; /* index into the family's variants; 0 is the default */
 };
 
 const char *gpu_op_name(gpu_op op) {
@@ -76,6 +78,74 @@ const char *gpu_op_name(gpu_op op) {
     case GPU_OP_COUNT: break;
     }
     return "?";
+}
+
+/* ---------------------------------------------------------------- variants */
+
+static const char *const attention_variants[] = {"wmma", NULL};
+
+const char *gpu_family_name(gpu_family family) {
+    switch (family) {
+    case GPU_FAMILY_ATTENTION: return "attention";
+    case GPU_FAMILY_COUNT: break;
+    }
+    return "?";
+}
+
+const char *const *gpu_family_variants(gpu_family family) {
+    switch (family) {
+    case GPU_FAMILY_ATTENTION: return attention_variants;
+    case GPU_FAMILY_COUNT: break;
+    }
+    return NULL;
+}
+
+const char *gpu_encoder_variant(const gpu_encoder *enc, gpu_family family) {
+    return gpu_family_variants(family)[enc->variant[family]];
+}
+
+/* names joined with ", " into buf */
+static void join_names(char *buf, size_t cap, const char *const *names, int count) {
+    buf[0] = '\0';
+    for (int i = 0; i < count && names[i]; i++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? ", " : "", names[i]);
+}
+
+/* The index of the name of length len in names (NULL-terminated or count long), or -1. */
+static int find_name(const char *const *names, int count, const char *name, size_t len) {
+    for (int i = 0; i < count && names[i]; i++)
+        if (strlen(names[i]) == len && !strncmp(names[i], name, len)) return i;
+    return -1;
+}
+
+dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
+    if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_set_variants: NULL");
+    const char *families[GPU_FAMILY_COUNT];
+    for (int f = 0; f < GPU_FAMILY_COUNT; f++)
+        families[f] = gpu_family_name((gpu_family)f);
+    char choices[256];
+    for (const char *at = spec; *at;) {
+        const char *end = strchr(at, ',');
+        const size_t len = end ? (size_t)(end - at) : strlen(at);
+        const char *eq = memchr(at, '=', len);
+        const int family = eq ? find_name(families, GPU_FAMILY_COUNT, at, (size_t)(eq - at)) : -1;
+        if (family < 0) {
+            join_names(choices, sizeof choices, families, GPU_FAMILY_COUNT);
+            return set_error(DRE_ERR_INVALID_ARG,
+                             "variant '%.*s': expected family=name, the family one of: %s",
+                             (int)len, at, choices);
+        }
+        const char *const *names = gpu_family_variants((gpu_family)family);
+        const int v = find_name(names, INT32_MAX, eq + 1, len - (size_t)(eq + 1 - at));
+        if (v < 0) {
+            join_names(choices, sizeof choices, names, INT32_MAX);
+            return set_error(DRE_ERR_INVALID_ARG, "variant '%.*s': %s has %s", (int)len, at,
+                             families[family], choices);
+        }
+        enc->variant[family] = v;
+        at = end ? end + 1 : at + len;
+    }
+    return DRE_OK;
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -262,6 +332,8 @@ static dre_status init(gpu_encoder *enc, const dre_model *model) {
      * accumulation in GEMMs"; small query batches are where cuBLAS picks split-K) */
     CUBLAS_CHECK(cublasSetMathMode(
         enc->cublas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    const char *variants = getenv("DRE_VARIANT");
+    if (variants && variants[0]) DRE_TRY(gpu_encoder_set_variants(enc, variants));
     DRE_TRY(upload_weights(enc, model));
     DRE_TRY(allocate_buffers(enc));
     CUBLAS_CHECK(cublasSetWorkspace(enc->cublas, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES));

@@ -41,6 +41,21 @@ typedef enum gpu_op {
 
 const char *gpu_op_name(gpu_op op);
 
+/* Kernel families with more than one implementation, kept side by side (as llm.c's
+ * dev/cuda versions) so one run on a GPU compares them: `dre bench encoder --variant` and
+ * the DRE_VARIANT environment variable ("family=name[,family=name]", read when an encoder is
+ * created) pick one per family; the first listed is the default. */
+typedef enum gpu_family { GPU_FAMILY_ATTENTION, GPU_FAMILY_COUNT } gpu_family;
+
+const char *gpu_family_name(gpu_family family);
+/* The family's variants, default first, NULL-terminated. */
+const char *const *gpu_family_variants(gpu_family family);
+/* Selects variants from a "family=name[,family=name]" list; an unknown family or name is
+ * DRE_ERR_INVALID_ARG naming the choices. */
+dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec);
+/* The variant the encoder runs for a family. */
+const char *gpu_encoder_variant(const gpu_encoder *enc, gpu_family family);
+
 /* Runs one packed batch (as gpu_encoder_encode, output discarded) with CUDA events between
  * the operators; ms[op] receives each operator's GPU time in milliseconds, summed over
  * the layers. */

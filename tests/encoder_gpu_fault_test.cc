@@ -23,7 +23,7 @@ namespace {
 using namespace gpu_test;
 using namespace test_util;
 
-const std::string kSource = DRE_SOURCE_DIR;
+const std::string kSource = source_dir();
 const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
 
 #ifdef DRE_CUDA_EMU

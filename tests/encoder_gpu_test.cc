@@ -25,7 +25,7 @@ namespace {
 using namespace gpu_test;
 using namespace test_util;
 
-const std::string kSource = DRE_SOURCE_DIR;
+const std::string kSource = source_dir();
 const std::string kMiniLM = kSource + "/models/all-MiniLM-L6-v2";
 const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
 

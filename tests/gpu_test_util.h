@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,6 +38,13 @@ constexpr bool emulated() {
 #else
     return false;
 #endif
+}
+
+// The source folder: $DRE_SOURCE_DIR where set (the GPU machine runs binaries built
+// elsewhere, in a copy of the tree at another path), else the one the build was made from.
+inline std::string source_dir() {
+    const char *env = std::getenv("DRE_SOURCE_DIR");
+    return env && env[0] ? env : DRE_SOURCE_DIR;
 }
 
 } // namespace gpu_test

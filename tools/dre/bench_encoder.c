@@ -32,8 +32,11 @@ static void usage(FILE *f) {
             "  --device gpu|cpu    gpu (default): kernels, end to end, roofline; cpu: end to "
             "end\n"
             "  --reps N            repetitions of the per-kernel profile (default 5)\n"
-            "  --seed N            synthetic lengths and ids (default 1)\n\n"
-            "Prints one line per measurement: key=value pairs, starting with bench=encoder.\n",
+            "  --seed N            synthetic lengths and ids (default 1)\n"
+            "  --variant F=NAME    a kernel family's other implementation (several: F=A,G=B);\n"
+            "                      --variant list prints the families and their variants\n\n"
+            "Prints one line per measurement: key=value pairs, starting with bench=encoder;\n"
+            "each line names the variant of every kernel family it ran.\n",
             DEFAULT_BUDGET);
 }
 
@@ -282,12 +285,34 @@ static double op_bytes(gpu_op op, const dre_model_info *in, const corpus *c, int
     }
 }
 
-static int run_gpu(const char *label, const dre_model *model, const corpus *c, int32_t budget,
-                   int reps) {
+/* `--variant list`: one line per kernel family. */
+static int list_variants(void) {
+    for (int f = 0; f < GPU_FAMILY_COUNT; f++) {
+        const char *const *names = gpu_family_variants((gpu_family)f);
+        printf("bench=encoder what=variants family=%s default=%s variants=", gpu_family_name(f),
+               names[0]);
+        for (int v = 0; names[v]; v++)
+            printf("%s%s", v ? "," : "", names[v]);
+        printf("\n");
+    }
+    return 0;
+}
+
+static int run_gpu(const char *base_label, const dre_model *model, const corpus *c, int32_t budget,
+                   int reps, const char *variants) {
     const dre_model_info *in = &model->info;
     gpu_encoder *enc = NULL;
     dre_status st = gpu_encoder_create(model, budget, &enc);
-    if (st != DRE_OK) return cli_fail("bench encoder", st);
+    if (st == DRE_OK && variants) st = gpu_encoder_set_variants(enc, variants);
+    if (st != DRE_OK) {
+        gpu_encoder_destroy(enc);
+        return cli_fail("bench encoder", st);
+    }
+    char label[512];
+    snprintf(label, sizeof label, "%s", base_label);
+    for (int f = 0; f < GPU_FAMILY_COUNT; f++)
+        snprintf(label + strlen(label), sizeof label - strlen(label), " %s=%s", gpu_family_name(f),
+                 gpu_encoder_variant(enc, (gpu_family)f));
     const int32_t dim = in->hidden;
     int32_t *cu = malloc(((size_t)c->n + 1) * sizeof *cu);
     float *out = malloc((size_t)c->n * dim * sizeof *out);
@@ -416,6 +441,7 @@ static int run_cpu(const char *label, const dre_model *model, const corpus *c, i
 
 int bench_encoder(int argc, char **argv) {
     const char *model_dir = NULL, *config = NULL, *texts = "abstracts", *device = "gpu";
+    const char *variants = NULL;
     long n = 20000, budget = DEFAULT_BUDGET, reps = 5, seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -441,9 +467,12 @@ int bench_encoder(int argc, char **argv) {
             reps = strtol(v, NULL, 10);
         else if (!strcmp(a, "--seed"))
             seed = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--variant"))
+            variants = v;
         else
             return cli_usage_error("bench encoder", "unknown option '%s'", a);
     }
+    if (variants && !strcmp(variants, "list")) return list_variants();
     const int queries = !strcmp(texts, "queries");
     if (!queries && strcmp(texts, "abstracts"))
         return cli_usage_error("bench encoder", "--texts must be abstracts or queries");
@@ -481,8 +510,9 @@ int bench_encoder(int argc, char **argv) {
                label, in->n_layers, in->hidden, in->n_heads, in->intermediate, in->max_length,
                budget, c.n, (long long)c.n_tokens, (double)c.n_tokens / c.n);
         fflush(stdout);
-        rc = !strcmp(device, "gpu") ? run_gpu(label, model, &c, (int32_t)budget, (int)reps)
-                                    : run_cpu(label, model, &c, (int32_t)budget);
+        rc = !strcmp(device, "gpu")
+                 ? run_gpu(label, model, &c, (int32_t)budget, (int)reps, variants)
+                 : run_cpu(label, model, &c, (int32_t)budget);
     }
     free_corpus(&c);
     if (config)
