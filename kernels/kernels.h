@@ -79,6 +79,16 @@ cudaError_t topk_launch(const float *scores, int64_t in_stride, int32_t n_cols, 
                         float *out_scores, int64_t *out_ids, int64_t out_stride,
                         cudaStream_t stream);
 
+/* For tests/kernels_mma_test.cc, one warp each (kernels/mma_probe.cu): the instructions of
+ * kernels/mma.cuh with registers placed by the PTX manual's layouts. d (16x8, row-major) =
+ * a (16x16, row-major) b (16x8, row-major k x n) + c; and out[lane * 4 + m] = the register
+ * lane gets from ldmatrix .x{n_matrices} (1, 2 or 4; .trans if trans) of src, 32 rows of 8
+ * halves (rows 8m .. 8m+7 are matrix m; lane l gives row l's address). */
+cudaError_t mma_probe_launch(const fp16_t *a, const fp16_t *b, const float *c, float *d,
+                             cudaStream_t stream);
+cudaError_t ldmatrix_probe_launch(const fp16_t *src, int32_t n_matrices, int trans, uint32_t *out,
+                                  cudaStream_t stream);
+
 /* ---------------------------------------------------------------- fp16 on the host */
 
 /* float -> binary16, round to nearest even; overflow to inf, NaN stays NaN. */

@@ -87,6 +87,13 @@ constexpr size_t kGuardBytes = 4096;      // PROT_NONE below each stack: overflo
 
 enum fiber_state { READY, BLOCK_WAIT, WARP_WAIT, DONE };
 
+// A cp.async copy waiting for its group's wait_group.
+struct async_copy {
+    void *dst;
+    const void *src;
+    int bytes, src_bytes;
+};
+
 struct fiber {
     void *sp = nullptr;
     char *stack = nullptr; // usable part, kStackBytes
@@ -94,12 +101,15 @@ struct fiber {
     int warp = 0, lane = 0;
     fiber_state state = READY;
     unsigned exchanges = 0, mmas = 0;
-    void *asan_fake = nullptr; // ASan's fake stack while switched out
+    void *asan_fake = nullptr;      // ASan's fake stack while switched out
+    std::vector<async_copy> copies; // issued, not yet completed
+    std::vector<size_t> group_ends; // committed groups: their ends in copies
 };
 
 struct warp_state {
-    uint64_t slots[2][32]; // double-buffered exchange slots
-    int lanes = 0;         // lanes that exist (the last warp may be partial)
+    uint64_t slots[2][32];             // double-buffered exchange slots
+    unsigned char gathered[2][32][64]; // double-buffered warp_all_gather slots
+    int lanes = 0;                     // lanes that exist (the last warp may be partial)
     // the shared WMMA product of the current mma_sync
     unsigned mma_gen = 0;
     float mma_out[256];
@@ -516,6 +526,116 @@ void warp_mma(float *d, const float *a, const float *b, const float *c) {
     sync_warp(0xffffffffu); // every lane compared before any overwrites its accumulator
     std::memcpy(d, w.mma_out, 256 * sizeof(float));
     sync_warp(0xffffffffu); // and every lane copied before the next product replaces it
+}
+
+void warp_all_gather(const void *mine, size_t bytes, void *all) {
+    if (!current) fault("warp operation outside a kernel");
+    if (bytes > 64) fault("warp_all_gather: %zu bytes a lane, 64 at most", bytes);
+    warp_state &w = running->warps[current->warp];
+    if (w.lanes != 32) fault("warp-wide operation in a partial warp");
+    const int buf = current->exchanges++ & 1;
+    std::memcpy(w.gathered[buf][current->lane], mine, bytes);
+    sync_warp(0xffffffffu);
+    for (int l = 0; l < 32; l++)
+        std::memcpy(static_cast<unsigned char *>(all) + l * bytes, w.gathered[buf][l], bytes);
+}
+
+// The fragment layouts of mma.m16n8k16 with .f16 A/B and .f32 C/D (PTX ISA, "Matrix
+// Fragments for mma.m16n8k16 with floating point type"): g = lane >> 2, t = lane & 3;
+//   A (16x16, row): element i of 8 (a0..a7, two per register, low half first) at row
+//                   g + 8 ((i >> 1) & 1), column 2t + (i & 1) + 8 (i >> 2)
+//   B (16x8, col):  element i of 4 (b0..b3) at row (k) 2t + (i & 1) + 8 (i >> 1), column g
+//   C, D (16x8):    element i of 4 (c0..c3) at row g + 8 (i >> 1), column 2t + (i & 1)
+static float half_bits(uint32_t reg, int high) {
+    return half_to_float[(reg >> (high ? 16 : 0)) & 0xffffu];
+}
+
+void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    struct fragments {
+        uint32_t a[4], b[2];
+        float c[4];
+    } mine, all[32];
+    std::memcpy(mine.a, a, sizeof mine.a);
+    std::memcpy(mine.b, b, sizeof mine.b);
+    std::memcpy(mine.c, c, sizeof mine.c);
+    warp_all_gather(&mine, sizeof mine, all);
+    float A[16][16], B[16][8], C[16][8];
+    for (int lane = 0; lane < 32; lane++) {
+        const int g = lane >> 2, t = lane & 3;
+        for (int i = 0; i < 8; i++)
+            A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] =
+                half_bits(all[lane].a[i >> 1], i & 1);
+        for (int i = 0; i < 4; i++) {
+            B[2 * t + (i & 1) + 8 * (i >> 1)][g] = half_bits(all[lane].b[i >> 1], i & 1);
+            C[g + 8 * (i >> 1)][2 * t + (i & 1)] = all[lane].c[i];
+        }
+    }
+    const int g = current->lane >> 2, t = current->lane & 3;
+    for (int i = 0; i < 4; i++) {
+        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float acc = C[row][col];
+        for (int k = 0; k < 16; k++)
+            acc += A[row][k] * B[k][col];
+        d[i] = acc;
+    }
+}
+
+// ldmatrix (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): each 8x8 matrix of
+// 16-bit elements comes from the 8 rows whose addresses lanes 8m .. 8m+7 give; lane l's
+// register for matrix m holds row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (low half
+// first); with .trans, the transposed matrix's: rows 2 (l % 4) and 2 (l % 4) + 1 of
+// column l / 4.
+void ldmatrix(uint32_t *r, int n_matrices, bool trans, const void *row) {
+    if (n_matrices != 1 && n_matrices != 2 && n_matrices != 4)
+        fault("ldmatrix: .x%d (x1, x2 or x4)", n_matrices);
+    const bool addresses = current && current->lane < 8 * n_matrices;
+    if (addresses && reinterpret_cast<uintptr_t>(row) % 16 != 0)
+        fault("ldmatrix: row address %p is not 16-byte aligned", row);
+    const void *rows[32];
+    warp_all_gather(&row, sizeof row, rows);
+    const int lane = current->lane;
+    for (int m = 0; m < n_matrices; m++) {
+        uint16_t e[2];
+        for (int j = 0; j < 2; j++) {
+            const int rr = trans ? 2 * (lane % 4) + j : lane / 4;
+            const int cc = trans ? lane / 4 : 2 * (lane % 4) + j;
+            std::memcpy(&e[j], static_cast<const uint16_t *>(rows[8 * m + rr]) + cc, 2);
+        }
+        r[m] = (uint32_t)e[0] | ((uint32_t)e[1] << 16);
+    }
+}
+
+void cp_async(void *dst, const void *src, int bytes, int src_bytes) {
+    if (!current) fault("cp.async outside a kernel");
+    if (bytes != 16 || src_bytes < 0 || src_bytes > bytes)
+        fault("cp.async.cg: 16 bytes, src_bytes 0..16 (got %d, %d)", bytes, src_bytes);
+    if (reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
+        fault("cp.async: %p <- %p not 16-byte aligned", dst, src);
+    if (src_bytes && !is_device(src, (size_t)src_bytes))
+        fault("cp.async: source %p (+%d bytes) is not device memory", src, src_bytes);
+    current->copies.push_back({dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() {
+    if (!current) fault("cp.async.commit_group outside a kernel");
+    current->group_ends.push_back(current->copies.size());
+}
+
+void cp_async_wait(int pending_groups) {
+    if (!current) fault("cp.async.wait_group outside a kernel");
+    std::vector<size_t> &ends = current->group_ends;
+    if (pending_groups < 0) fault("cp.async.wait_group %d", pending_groups);
+    if ((size_t)pending_groups >= ends.size()) return;
+    const size_t done = ends[ends.size() - 1 - (size_t)pending_groups];
+    for (size_t i = 0; i < done; i++) {
+        const async_copy &c = current->copies[i];
+        std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
+        std::memset(static_cast<char *>(c.dst) + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
+    }
+    current->copies.erase(current->copies.begin(), current->copies.begin() + (long)done);
+    ends.erase(ends.begin(), ends.end() - pending_groups);
+    for (size_t &e : ends)
+        e -= done;
 }
 
 void *dynamic_shared() {

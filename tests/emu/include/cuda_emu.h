@@ -150,6 +150,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
 #include <type_traits>
 #include <utility>
 
+/* kernels/mma.cuh takes the emulation's fragment operations instead of inline PTX */
+#define DRE_CUDA_EMU_DEVICE 1
+
 #define __global__
 #define __device__
 #define __host__
@@ -214,6 +217,7 @@ inline __half __float2half_rn(float f) {
     return r;
 }
 inline __half __float2half(float f) { return __float2half_rn(f); }
+inline unsigned short __half_as_ushort(__half h) { return h.bits; }
 namespace emu {
 extern float half_to_float[65536]; // every binary16 value widened (filled at start-up)
 }
@@ -246,6 +250,25 @@ void *dynamic_shared();
 bool check_pointer_argument(const void *p, int index);
 /* d = a b + c for 16x16 tiles (row-major floats), once per warp; warp-wide like the real one. */
 void warp_mma(float *d, const float *a, const float *b, const float *c);
+
+/* Warp-wide: every lane puts `bytes` (at most 64) of its own; on return all + l * bytes holds
+ * lane l's, for every lane. The building block of the fragment operations below. */
+void warp_all_gather(const void *mine, size_t bytes, void *all);
+
+/* The PTX instructions kernels/mma.cuh wraps, emulated exactly: each lane's registers are
+ * placed and read as the PTX ISA manual's fragment layouts say (see mma.cuh for the
+ * sections). All warp-wide: every lane of a full warp must call them together. */
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32: d = a b + c on this lane's fragments */
+void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]);
+/* ldmatrix.sync.aligned.m8n8.x{n}[.trans].shared.b16: lane l gives the address of row l % 8
+ * of matrix l / 8 (lanes past 8 n give none); r[m] gets this lane's two elements of matrix m */
+void ldmatrix(uint32_t *r, int n_matrices, bool trans, const void *row);
+/* cp.async.cg.shared.global: 16 bytes (src_bytes of them read, the rest zero-filled) copied
+ * from global to shared memory when a later cp.async.wait_group completes its group, not
+ * before, so a read that does not wait sees the old contents */
+void cp_async(void *dst, const void *src, int bytes, int src_bytes);
+void cp_async_commit();                 /* cp.async.commit_group */
+void cp_async_wait(int pending_groups); /* cp.async.wait_group n */
 
 template <class T> inline uint64_t to_bits(T v) {
     static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
