@@ -5,28 +5,30 @@
 // CPU twin: attention_cpu in src/encoder_cpu.c.
 //
 // Formulation (flash attention, online softmax over key tiles of 64):
-//   for each key tile:  S = Q K^T                     (tensor cores, WMMA 16x16x16, fp32 acc)
+//   for each key tile:  S = Q K^T                                   (tensor cores, fp32 acc)
 //                       m' = max(m, rowmax(S)),  P = exp(S - m'),  alpha = exp(m - m')
-//                       l = l * alpha + rowsum(P),   O = O * alpha + P V   (WMMA, fp32 acc)
+//                       l = l * alpha + rowsum(P),   O = O * alpha + P V
 //   out = O / l
-// Scores are scaled by log2(e) / sqrt(head_dim) so exp2f can be used; softmax state and O
-// stay fp32, P is rounded to fp16 only as the operand of P V.
-//
-// Block: 4 warps, warp w owns query rows 16w .. 16w+15 of the tile: its S, P, O rows and
-// softmax state are its own (warp barriers only); the K / V tiles are shared (block
-// barriers around each load). Everything lives in shared memory:
-//   Q, K, V  [64][D + 8] fp16    (+8: rows 16-byte aligned and off the bank stride)
-//   P        [64][64 + 8] fp16
-//   S        [64][64 + 4] fp32   (also the scratch for each tile's P V before it joins O)
-//   O        [64][D] fp32,  m, l, alpha [64] fp32
-// WMMA needs 32-byte aligned fragment pointers: each region starts on a 128-byte boundary
-// and every fragment starts at a row that is a multiple of 16 and a column that is a
-// multiple of 16, which with the leading dimensions above is a multiple of 32 bytes.
-// qkv_bias, when given, is added as q, k and v are loaded (the QKV GEMM has no bias).
+// Scores are scaled by log2(e) / sqrt(head_dim) so 2^x can be used; softmax state and O stay
+// fp32, P is rounded to fp16 only as the operand of P V. Two versions, side by side
+// (`dre bench encoder --variant attention=NAME`, DRE_VARIANT for tests):
+//   mma  (default) FlashAttention-2 style: S, P and O live in registers as mma.sync
+//        m16n8k16 fragments; the softmax runs on the accumulator fragments with quad
+//        shuffles; P becomes the A operand of P V without leaving registers; K and V tiles
+//        stream into shared memory with cp.async, double-buffered, and reach the tensor
+//        cores through ldmatrix; 16-byte loads of Q and stores of the output. The k bias
+//        drops out (it adds q.b_k to every score of a row: softmax does not see it) and the
+//        v bias is added to the output (the softmax weights sum to one).
+//   wmma the first version: WMMA 16x16x16 with S, P and O round-tripping through shared
+//        memory, the softmax one row at a time across the warp.
+// The mma grid puts a (sequence, head)'s query tiles next to each other in launch order,
+// so its K and V are read from DRAM about once and from L2 by the other tiles; the wmma
+// grid (as it was) runs every sequence's first query tile before any second one.
 #include <cuda_fp16.h>
 #include <mma.h>
 
 #include "kernels.h"
+#include "mma.cuh"
 #include "warp.cuh"
 
 namespace {
@@ -42,7 +44,20 @@ static_assert(kTileK == 64, "the softmax step gives each lane columns lane and l
 
 constexpr size_t align128(size_t n) { return (n + 127) / 128 * 128; }
 
-template <int D> struct layout {
+// ---------------------------------------------------------------- version: wmma
+
+// The WMMA version's shared memory, everything in it:
+//   Q, K, V  [64][D + 8] fp16    (+8: rows 16-byte aligned and off the bank stride)
+//   P        [64][64 + 8] fp16
+//   S        [64][64 + 4] fp32   (also the scratch for each tile's P V before it joins O)
+//   O        [64][D] fp32,  m, l, alpha [64] fp32
+// WMMA needs 32-byte aligned fragment pointers: each region starts on a 128-byte boundary
+// and every fragment starts at a row that is a multiple of 16 and a column that is a
+// multiple of 16, which with the leading dimensions above is a multiple of 32 bytes.
+// qkv_bias, when given, is added as q, k and v are loaded. Block: 4 warps, warp w owns
+// query rows 16w .. 16w+15: its S, P, O rows and softmax state are its own (warp barriers
+// only); the K / V tiles are shared (block barriers around each load).
+template <int D> struct wmma_layout {
     static constexpr int ld_qkv = D + 8;    // halves per row of Q, K, V
     static constexpr int ld_p = kTileK + 8; // halves per row of P
     static constexpr int ld_s = kTileK + 4; // floats per row of S / the P V scratch
@@ -92,13 +107,13 @@ __device__ __forceinline__ void load_tile(__half *dst, int ld, const __half *src
 }
 
 template <int D>
-// sass-gate: attention_kernel<*> regs<=128 hmma>=4 ldg128>=1
+// sass-gate: attention_wmma_kernel<*> regs<=128 hmma>=4 ldg128>=1
 // (4 warps and ~70 KiB of shared memory a block: 3 blocks an SM, so up to 170 registers
 // would not lower occupancy; WMMA on tensor cores; Q, K, V tiles read 16 bytes at a time)
 __global__ void __launch_bounds__(kThreads)
-    attention_kernel(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
-                     int32_t n_heads, float scale_log2, __half *out) {
-    using L = layout<D>;
+    attention_wmma_kernel(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
+                          int32_t n_heads, float scale_log2, __half *out) {
+    using L = wmma_layout<D>;
     extern __shared__ __align__(128) unsigned char smem[];
     __half *qs = reinterpret_cast<__half *>(smem + L::q);
     __half *ks = reinterpret_cast<__half *>(smem + L::k);
@@ -221,20 +236,255 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int D>
-cudaError_t launch(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
-                   int32_t n_seqs, int32_t max_len, int32_t n_heads, __half *out,
-                   cudaStream_t stream) {
-    const size_t smem = layout<D>::bytes;
+cudaError_t launch_wmma(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
+                        int32_t n_seqs, int32_t max_len, int32_t n_heads, __half *out,
+                        cudaStream_t stream) {
+    const size_t smem = wmma_layout<D>::bytes;
     // once per process (the attribute stays set), not on every launch
     static const cudaError_t attribute_set = cudaFuncSetAttribute(
-        attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        attention_wmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (attribute_set != cudaSuccess) return attribute_set;
     const dim3 grid((unsigned)n_seqs, (unsigned)n_heads,
                     (unsigned)((max_len + kTileQ - 1) / kTileQ));
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)D); // log2(e) / sqrt(D)
-    attention_kernel<D>
+    attention_wmma_kernel<D>
         <<<grid, kThreads, smem, stream>>>(qkv, qkv_bias, cu_seqlens, n_heads, scale_log2, out);
     return cudaGetLastError();
+}
+
+// ---------------------------------------------------------------- version: mma (default)
+
+// Shared memory: Q [64][D + 8], K [2][64][D + 8], V [2][64][D + 8] fp16: rows 16-byte
+// aligned for cp.async and 16 bytes off the 128-byte bank period, so the 8 rows an
+// ldmatrix reads fall in 8 different bank groups. 46 KiB for D = 64, 23 KiB for D = 32.
+template <int D> struct mma_layout {
+    static constexpr int ld = D + 8;
+    static constexpr int tile = kTileK * ld; // halves of one 64-row tile
+    static constexpr size_t bytes = 5 * (size_t)tile * sizeof(__half);
+    static_assert(D % 16 == 0 && D <= 64, "head_dim 16, 32 or 64");
+    static_assert(bytes <= 48 * 1024, "within the default dynamic shared memory");
+};
+
+// Rows [0, 64) of one K or V tile (rows past n_valid zero-filled, nothing read for them)
+// into shared memory with cp.async, 16 bytes at a time: D / 8 chunks a row, 64 D / 8 a tile,
+// the same number for every thread (1, 2 or 4), so the loop unrolls completely.
+template <int D>
+__device__ __forceinline__ void load_tile_async(__half *dst, const __half *src, int64_t stride,
+                                                int n_valid) {
+    constexpr int chunks = D / 8, per_thread = kTileK * chunks / kThreads;
+    static_assert(kTileK * chunks % kThreads == 0, "whole chunks a thread");
+#pragma unroll
+    for (int it = 0; it < per_thread; it++) {
+        const int i = threadIdx.x + it * kThreads, r = i / chunks, c = (i % chunks) * 8;
+        const bool valid = r < n_valid;
+        cp_async_16(dst + r * mma_layout<D>::ld + c, src + (valid ? r : 0) * stride + c, valid);
+    }
+}
+
+// sass-gate: attention_mma_kernel<*> hmma>=16 ldg128>=1 stg128>=1 loop<=700
+// sass-gate: attention_mma_kernel<[13][62]> regs<=128
+// sass-gate: attention_mma_kernel<64> regs<=168
+// (Head dims 16 and 32: 4 blocks of 4 warps an SM, as shared memory allows, and 128
+// registers keep that; 64 takes 3 blocks and up to 168 registers, which its 32 O and 32 S
+// accumulators need without spilling. The key-tile loop is straight-line code, at most a
+// third of the wmma version's ~2,150 instructions a tile and warp.)
+template <int D>
+__global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 4)
+    attention_mma_kernel(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
+                         int32_t n_heads, int32_t n_qtiles, float scale_log2, __half *out) {
+    using L = mma_layout<D>;
+    extern __shared__ __align__(128) unsigned char smem[];
+    __half *qs = reinterpret_cast<__half *>(smem);
+    __half *ks = qs + L::tile; // two buffers, then V's two
+    __half *vs = ks + 2 * L::tile;
+
+    const int32_t seq = blockIdx.x / n_qtiles, q0 = (blockIdx.x % n_qtiles) * kTileQ;
+    const int32_t head = blockIdx.y;
+    const int32_t start = cu_seqlens[seq], len = cu_seqlens[seq + 1] - start;
+    if (q0 >= len) return; // the whole block leaves before any barrier
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t = lane % 4; // the fragment coordinates (mma.cuh)
+    const int32_t hidden = n_heads * D;
+    const int64_t stride = 3 * (int64_t)hidden;
+    const __half *k_src = qkv + (int64_t)start * stride + hidden + head * D;
+    const __half *v_src = k_src + hidden;
+    const int n_tiles = (len + kTileK - 1) / kTileK;
+
+    // K and V tile 0 on their way while Q (+ its bias) is loaded: 16-byte loads
+    load_tile_async<D>(ks, k_src, stride, min(kTileK, len));
+    load_tile_async<D>(vs, v_src, stride, min(kTileK, len));
+    cp_async_commit();
+    const __half *q_src = qkv + (int64_t)(start + q0) * stride + head * D;
+    const float *q_bias = qkv_bias ? qkv_bias + head * D : nullptr;
+    for (int i = threadIdx.x; i < kTileQ * (D / 8); i += kThreads) {
+        const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+        eight_halves x;
+        x.raw = make_uint4(0, 0, 0, 0);
+        if (q0 + r < len) {
+            x.raw = *reinterpret_cast<const uint4 *>(q_src + r * stride + c);
+            if (q_bias) {
+                const float4 b0 = *reinterpret_cast<const float4 *>(q_bias + c);
+                const float4 b1 = *reinterpret_cast<const float4 *>(q_bias + c + 4);
+                const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+                for (int j = 0; j < 4; j++) {
+                    const float2 f = __half22float2(x.h2[j]);
+                    x.h2[j] = __floats2half2_rn(f.x + b[2 * j], f.y + b[2 * j + 1]);
+                }
+            }
+        }
+        *reinterpret_cast<uint4 *>(qs + r * L::ld + c) = x.raw;
+    }
+
+    float o[D / 8][4]; // O: 16 rows x D, D/8 fragments of 16x8
+    for (int i = 0; i < D / 8; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}; // rows g and g + 8: running max (log2 units)
+    float l[2] = {0.0f, 0.0f};           // and this lane's part of the running sum
+
+    for (int j = 0; j < n_tiles; j++) {
+        if (j + 1 < n_tiles) { // the next tile into the other buffer, then wait for this one
+            const int k1 = (j + 1) * kTileK, buf = (j + 1) & 1;
+            load_tile_async<D>(ks + buf * L::tile, k_src + k1 * stride, stride,
+                               min(kTileK, len - k1));
+            load_tile_async<D>(vs + buf * L::tile, v_src + k1 * stride, stride,
+                               min(kTileK, len - k1));
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); // tile j (and, the first time, Q) is in shared memory for all
+        const __half *kt = ks + (j & 1) * L::tile, *vt = vs + (j & 1) * L::tile;
+
+        // S = Q K^T: 16 x 64, eight 16x8 fragments. This warp's Q rows come back from
+        // shared memory as A fragments every tile (4 ldmatrix for D = 64, cheaper than the
+        // 16 registers that would make the kernel spill); K's rows are B's columns, so
+        // ldmatrix of K's rows gives B fragments directly, two key fragments per .x4.
+        float s[8][4];
+        for (int n = 0; n < 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t q_frag[4]; // rows 16w + (lane % 16), columns + 8 (lane / 16)
+            ldmatrix<4>(q_frag, qs + (warp * 16 + lane % 16) * L::ld + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t kb[4];
+                ldmatrix<4>(kb, kt + (16 * np + lane % 8 + (lane / 16) * 8) * L::ld + kk * 16 +
+                                    ((lane / 8) % 2) * 8);
+                mma_m16n8k16(s[2 * np], q_frag, kb[0], kb[1]);
+                mma_m16n8k16(s[2 * np + 1], q_frag, kb[2], kb[3]);
+            }
+        }
+        const int n_keys = len - j * kTileK; // keys at or past n_keys do not exist
+        if (n_keys < kTileK)
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    if (n * 8 + 2 * t + (i & 1) >= n_keys) s[n][i] = -INFINITY;
+
+        // online softmax on the fragments: lane holds columns 2t, 2t+1 of each fragment
+        // for rows g (i = 0, 1) and g + 8 (i = 2, 3); a row's 4 lanes are a quad
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+                mx = fmaxf(mx, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m[h], mx * scale_log2); // finite: key 0 of a tile exists
+            alpha[h] = exp2_approx(m[h] - m_new);             // 0 on the first tile
+            m[h] = m_new;
+            float sum = 0.0f;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                s[n][2 * h] = exp2_approx(fmaf(s[n][2 * h], scale_log2, -m_new));
+                s[n][2 * h + 1] = exp2_approx(fmaf(s[n][2 * h + 1], scale_log2, -m_new));
+                sum += s[n][2 * h] + s[n][2 * h + 1];
+            }
+            l[h] = l[h] * alpha[h] + sum;
+        }
+#pragma unroll
+        for (int d = 0; d < D / 8; d++) {
+            o[d][0] *= alpha[0];
+            o[d][1] *= alpha[0];
+            o[d][2] *= alpha[1];
+            o[d][3] *= alpha[1];
+        }
+
+        // O += P V: P's fragments are S's, packed to fp16 (keys 16kk .. 16kk+15 are S
+        // fragments 2kk and 2kk+1); V's rows are keys, so ldmatrix.trans gives B fragments
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const uint32_t p[4] = {pack_half2(s[2 * kk][0], s[2 * kk][1]),
+                                   pack_half2(s[2 * kk][2], s[2 * kk][3]),
+                                   pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                   pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                uint32_t vb[4];
+                ldmatrix_trans<4>(vb,
+                                  vt + (16 * kk + lane % 16) * L::ld + 16 * dp + (lane / 16) * 8);
+                mma_m16n8k16(o[2 * dp], p, vb[0], vb[1]);
+                mma_m16n8k16(o[2 * dp + 1], p, vb[2], vb[3]);
+            }
+        }
+        __syncthreads(); // every warp is done with buffer j & 1 before it is refilled
+    }
+
+    // out = O / l + v bias, through this warp's own 16 rows of Q's shared memory (no
+    // other warp reads them) so that the stores are 16 bytes wide
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+        l[h] = 1.0f / l[h];
+    }
+    const float *v_bias = qkv_bias ? qkv_bias + 2 * hidden + head * D : nullptr;
+    __half *stage = qs + warp * 16 * L::ld;
+#pragma unroll
+    for (int d = 0; d < D / 8; d++) {
+        const int col = d * 8 + 2 * t;
+        const float b0 = v_bias ? v_bias[col] : 0.0f, b1 = v_bias ? v_bias[col + 1] : 0.0f;
+        *reinterpret_cast<__half2 *>(stage + g * L::ld + col) =
+            __floats2half2_rn(o[d][0] * l[0] + b0, o[d][1] * l[0] + b1);
+        *reinterpret_cast<__half2 *>(stage + (g + 8) * L::ld + col) =
+            __floats2half2_rn(o[d][2] * l[1] + b0, o[d][3] * l[1] + b1);
+    }
+    __syncwarp();
+    for (int i = lane; i < 16 * (D / 8); i += 32) {
+        const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+        const int32_t qi = q0 + warp * 16 + r;
+        if (qi < len)
+            *reinterpret_cast<uint4 *>(out + (int64_t)(start + qi) * hidden + head * D + c) =
+                *reinterpret_cast<const uint4 *>(stage + r * L::ld + c);
+    }
+}
+
+template <int D>
+cudaError_t launch_mma(const __half *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
+                       int32_t n_seqs, int32_t max_len, int32_t n_heads, __half *out,
+                       cudaStream_t stream) {
+    const int32_t n_qtiles = (max_len + kTileQ - 1) / kTileQ;
+    if ((int64_t)n_seqs * n_qtiles > INT32_MAX) return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)(n_seqs * n_qtiles), (unsigned)n_heads);
+    const float scale_log2 = 1.4426950408889634f / sqrtf((float)D); // log2(e) / sqrt(D)
+    attention_mma_kernel<D><<<grid, kThreads, mma_layout<D>::bytes, stream>>>(
+        qkv, qkv_bias, cu_seqlens, n_heads, n_qtiles, scale_log2, out);
+    return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t launch(attention_variant variant, const __half *qkv, const float *qkv_bias,
+                   const int32_t *cu_seqlens, int32_t n_seqs, int32_t max_len, int32_t n_heads,
+                   __half *out, cudaStream_t stream) {
+    if (variant == ATTENTION_WMMA)
+        return launch_wmma<D>(qkv, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, out, stream);
+    return launch_mma<D>(qkv, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, out, stream);
 }
 
 } // namespace
@@ -244,8 +494,9 @@ cudaError_t launch(const __half *qkv, const float *qkv_bias, const int32_t *cu_s
 extern "C" cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias,
                                         const int32_t *cu_seqlens, int32_t n_seqs, int32_t max_len,
                                         int32_t n_heads, int32_t head_dim, fp16_t *out,
-                                        cudaStream_t stream) {
-    if (n_seqs < 0 || max_len < 0 || n_heads <= 0 || !qkv || !cu_seqlens || !out)
+                                        attention_variant variant, cudaStream_t stream) {
+    if (n_seqs < 0 || max_len < 0 || n_heads <= 0 || !qkv || !cu_seqlens || !out ||
+        (variant != ATTENTION_MMA && variant != ATTENTION_WMMA) || ((uintptr_t)qkv_bias % 16 != 0))
         return cudaErrorInvalidValue;
     // (an argument check answers cudaErrorInvalidValue: cudaErrorMisalignedAddress is the
     // device fault that loses the context)
@@ -255,9 +506,12 @@ extern "C" cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias
     const __half *q = reinterpret_cast<const __half *>(qkv);
     __half *o = reinterpret_cast<__half *>(out);
     switch (head_dim) {
-    case 16: return launch<16>(q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
-    case 32: return launch<32>(q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
-    case 64: return launch<64>(q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
+    case 16:
+        return launch<16>(variant, q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
+    case 32:
+        return launch<32>(variant, q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
+    case 64:
+        return launch<64>(variant, q, qkv_bias, cu_seqlens, n_seqs, max_len, n_heads, o, stream);
     default: return cudaErrorInvalidValue;
     }
 }

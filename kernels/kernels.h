@@ -44,14 +44,18 @@ cudaError_t bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
 cudaError_t bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
                              cudaStream_t stream);
 
+/* The attention kernel's versions (kernels/attention.cu): mma (FlashAttention-2 style on
+ * mma.sync, the default) and wmma (the first one). */
+typedef enum attention_variant { ATTENTION_MMA, ATTENTION_WMMA } attention_variant;
+
 /* Variable-length attention: per sequence and head, out = softmax(q k^T / sqrt(head_dim)) v
  * within the sequence. qkv [n_tokens, 3*hidden] (q | k | v, heads contiguous in each),
- * qkv_bias [3*hidden] fp32 added to q, k, v as they are read (NULL: none), out
+ * qkv_bias [3*hidden] fp32 added to q, k, v (NULL: none; 16-byte aligned), out
  * [n_tokens, hidden], hidden = n_heads * head_dim. head_dim 16, 32 or 64; max_len the
  * longest sequence (sizes the grid); qkv and out 16-byte aligned. */
 cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
                              int32_t n_seqs, int32_t max_len, int32_t n_heads, int32_t head_dim,
-                             fp16_t *out, cudaStream_t stream);
+                             fp16_t *out, attention_variant variant, cudaStream_t stream);
 
 /* out[i] = mean of sequence i's rows of hidden (or its first row, CLS), then
  * x / max(||x||, 1e-12) if normalize. hidden [n_tokens, dim] fp16, out [n_seqs, dim] fp32. */

@@ -82,7 +82,8 @@ const char *gpu_op_name(gpu_op op) {
 
 /* ---------------------------------------------------------------- variants */
 
-static const char *const attention_variants[] = {"wmma", NULL};
+/* in attention_variant's order (kernels.h) */
+static const char *const attention_variants[] = {"mma", "wmma", NULL};
 
 const char *gpu_family_name(gpu_family family) {
     switch (family) {
@@ -428,7 +429,8 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
         DRE_TRY(gemm(enc, enc->hidden, w->qkv_w, enc->qkv, n_tokens, h, 3 * h));
         DRE_TRY(mark(enc, marks, GPU_OP_QKV_GEMM));
         CUDA_CHECK(attention_launch(enc->qkv, w->qkv_b, enc->cu_seqlens, n_seqs, max_len,
-                                    in->n_heads, in->head_dim, enc->context, s));
+                                    in->n_heads, in->head_dim, enc->context,
+                                    (attention_variant)enc->variant[GPU_FAMILY_ATTENTION], s));
         DRE_TRY(mark(enc, marks, GPU_OP_ATTENTION));
         DRE_TRY(gemm(enc, enc->context, w->attn_out_w, enc->proj, n_tokens, h, h));
         DRE_TRY(mark(enc, marks, GPU_OP_OUT_GEMM));

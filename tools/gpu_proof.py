@@ -168,9 +168,9 @@ def table_sanitizers(recs):
 
 def table_sass(recs):
     return md_table(["kernel", "regs", "smem", "spill", "hmma", "ldg128", "stg128", "instr",
-                     "verdict"],
+                     "loop", "verdict"],
                     [(r["kernel"], r["regs"], r["smem"], r["spill"], r["hmma"], r["ldg128"],
-                      r["stg128"], r["instr"], r["verdict"]) for r in recs
+                      r["stg128"], r["instr"], r["loop"], r["verdict"]) for r in recs
                      if r.get("what") == "kernel"])
 
 
@@ -587,11 +587,11 @@ def stage_sass(proof, runner):
     rc, out, err = runner.run(cmd, timeout=None)
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 9 and cells[1].isdigit():
+        if len(cells) == 10 and cells[1].isdigit():
             proof.add("sass", what="kernel", kernel=cells[0], regs=int(cells[1]),
                       smem=int(cells[2]), spill=int(cells[3]), hmma=int(cells[4]),
                       ldg128=int(cells[5]), stg128=int(cells[6]), instr=int(cells[7]),
-                      verdict=cells[8])
+                      loop=int(cells[8]), verdict=cells[9])
     return ("passed" if rc == 0 else "failed"), (err.strip().splitlines() or [""])[-1][:200]
 
 

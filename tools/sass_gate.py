@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/ usr / bin / env python3
 """sass_gate.py — checks the compiled sm_90 code of every dre kernel against what its source
 says the kernel is meant to be, without a GPU: no local-memory spills anywhere, tensor-core
 (HMMA) instructions where a kernel is meant to use them, 128-bit global loads and stores where
@@ -12,7 +12,9 @@ The expectations sit next to each kernel in kernels/*.cu, one comment line per k
 
 Keys: regs (registers per thread), smem (static shared bytes, the 1 KiB sm_90 reserves
 included), hmma (tensor-core instructions), ldg128 / stg128 (128-bit global loads / stores),
-instructions (static SASS instructions, NOPs aside); each with <=, >= or =. Spills (local
+instructions (static SASS instructions, NOPs aside), loop (the instructions of the largest
+loop that holds HMMA: for a flash-attention kernel, its key-tile loop, straight-line when
+its inner loops are unrolled); each with <=, >= or =. Spills (local
 memory, LDL/STL) must be zero for every kernel. A kernel without an expectation, or an
 expectation that names no kernel, fails the gate too.
 
@@ -30,9 +32,9 @@ import subprocess
 import sys
 
 ARCH = "sm_90"
-CHECK_RE = re.compile(r"^(regs|smem|hmma|ldg128|stg128|instructions)(<=|>=|=)(\d+)$")
+CHECK_RE = re.compile(r"^(regs|smem|hmma|ldg128|stg128|instructions|loop)(<=|>=|=)(\d+)$")
 EXPECT_RE = re.compile(r"//\s*sass-gate:\s*(\S+)\s*(.*)$")
-INSTR_RE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+INSTR_RE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*)")
 
 
 def find_cuobjdump(given):
@@ -99,7 +101,8 @@ def kernels_of(cuobjdump, paths):
             stats[current] = {
                 "regs": int(fields.get("REG", 0)), "stack": int(fields.get("STACK", 0)),
                 "smem": int(fields.get("SHARED", 0)), "local": int(fields.get("LOCAL", 0)),
-                "hmma": 0, "ldg128": 0, "stg128": 0, "spill_ops": 0, "instructions": 0}
+                "hmma": 0, "ldg128": 0, "stg128": 0, "spill_ops": 0, "instructions": 0,
+                "loop": 0, "code": []}
             current = None
     sass = run([cuobjdump, "-sass", "-arch", ARCH] + paths)
     current = None
@@ -113,9 +116,10 @@ def kernels_of(cuobjdump, paths):
         m = INSTR_RE.search(line)
         if not m or current is None:
             continue
-        op = m.group(1)
+        op = m.group(2)
         if op == "NOP":
             continue
+        current["code"].append((int(m.group(1), 16), op, m.group(3)))
         current["instructions"] += 1
         if op.startswith("HMMA"):
             current["hmma"] += 1
@@ -125,7 +129,22 @@ def kernels_of(cuobjdump, paths):
             current["stg128"] += 1
         elif op.startswith("LDL") or op.startswith("STL"):
             current["spill_ops"] += 1
+    for s in stats.values():
+        s["loop"] = largest_hmma_loop(s.pop("code"))
     return stats
+
+
+def largest_hmma_loop(code):
+    """Instructions of the largest loop (a backward branch's range) holding an HMMA."""
+    best = 0
+    for addr, op, rest in code:
+        m = re.search(r"(0x[0-9a-f]+)", rest) if op.startswith("BRA") else None
+        if not m or int(m.group(1), 16) >= addr:
+            continue
+        body = [o for a, o, _ in code if int(m.group(1), 16) <= a <= addr]
+        if any(o.startswith("HMMA") for o in body):
+            best = max(best, len(body))
+    return best
 
 
 def expectations(source_dir):
@@ -189,13 +208,14 @@ def main():
         if where not in used:
             failures.append(f"{where}: expectation '{pattern}' names no kernel")
 
-    head = ("kernel", "regs", "smem", "spill", "hmma", "ldg128", "stg128", "instr", "verdict")
+    head = ("kernel", "regs", "smem", "spill", "hmma", "ldg128", "stg128", "instr", "loop",
+            "verdict")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, s, verdict in rows:
         spill = s["local"] + s["stack"] + s["spill_ops"]
         print(f"| {name} | {s['regs']} | {s['smem']} | {spill} | {s['hmma']} | {s['ldg128']} | "
-              f"{s['stg128']} | {s['instructions']} | {verdict} |")
+              f"{s['stg128']} | {s['instructions']} | {s['loop']} | {verdict} |")
     if failures:
         print("\nsass_gate: FAILED", file=sys.stderr)
         for f in failures:

@@ -122,6 +122,10 @@ struct block_run {
     const std::function<void()> *body = nullptr;
     void *dynamic_shared = nullptr;
     bool faulted = false;
+    // cp.async copies land when issued (the earliest a GPU may land them) instead of at
+    // their wait_group (the latest): a read before the wait shows in the second, a buffer
+    // refilled while another warp still reads it in the first
+    bool eager_copies = false;
 };
 
 fiber *current = nullptr;
@@ -294,6 +298,7 @@ bool run_block(block_run &b, schedule_rng &rng) {
         std::reverse(lane_order.begin(), lane_order.end());
     }
     const bool serial = mode == 0 && (rng() & 1);
+    b.eager_copies = mode == 2 || (mode == 0 && (rng() & 1));
     for (;;) {
         if (mode == 0) std::shuffle(warp_order.begin(), warp_order.end(), rng);
         bool progress = false;
@@ -613,6 +618,11 @@ void cp_async(void *dst, const void *src, int bytes, int src_bytes) {
         fault("cp.async: %p <- %p not 16-byte aligned", dst, src);
     if (src_bytes && !is_device(src, (size_t)src_bytes))
         fault("cp.async: source %p (+%d bytes) is not device memory", src, src_bytes);
+    if (running->eager_copies) {
+        std::memcpy(dst, src, (size_t)src_bytes);
+        std::memset(static_cast<char *>(dst) + src_bytes, 0, (size_t)(bytes - src_bytes));
+        return;
+    }
     current->copies.push_back({dst, src, bytes, src_bytes});
 }
 

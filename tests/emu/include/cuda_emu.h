@@ -177,6 +177,9 @@ struct alignas(8) float2 {
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 inline float2 make_float2(float x, float y) { return {x, y}; }
 
@@ -264,8 +267,9 @@ void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], const fl
  * of matrix l / 8 (lanes past 8 n give none); r[m] gets this lane's two elements of matrix m */
 void ldmatrix(uint32_t *r, int n_matrices, bool trans, const void *row);
 /* cp.async.cg.shared.global: 16 bytes (src_bytes of them read, the rest zero-filled) copied
- * from global to shared memory when a later cp.async.wait_group completes its group, not
- * before, so a read that does not wait sees the old contents */
+ * from global to shared memory, per block either at once or only when a later
+ * cp.async.wait_group completes its group (the two ends of what a GPU may do), so a read
+ * that does not wait, and a refill while others still read, both show */
 void cp_async(void *dst, const void *src, int bytes, int src_bytes);
 void cp_async_commit();                 /* cp.async.commit_group */
 void cp_async_wait(int pending_groups); /* cp.async.wait_group n */
