@@ -265,21 +265,37 @@ template <int D> struct mma_layout {
     static_assert(bytes <= 48 * 1024, "within the default dynamic shared memory");
 };
 
-// Rows [0, 64) of one K or V tile (rows past n_valid zero-filled, nothing read for them)
-// into shared memory with cp.async, 16 bytes at a time: D / 8 chunks a row, 64 D / 8 a tile,
-// the same number for every thread (1, 2 or 4), so the loop unrolls completely.
-template <int D>
-__device__ __forceinline__ void load_tile_async(__half *dst, const __half *src, int64_t stride,
-                                                int n_valid) {
-    constexpr int chunks = D / 8, per_thread = kTileK * chunks / kThreads;
-    static_assert(kTileK * chunks % kThreads == 0, "whole chunks a thread");
+// This thread's cp.async chunks of a K or V tile: 16 bytes each, D / 8 a row, 64 D / 8 a
+// tile, the same number for every thread (1, 2 or 4), so loops over them unroll. Where the
+// chunks sit in shared memory and in qkv (relative to the tile's first row) is fixed for the
+// whole kernel, worked out once.
+template <int D> struct tile_chunks {
+    static constexpr int per_row = D / 8, per_thread = kTileK * per_row / kThreads;
+    static_assert(kTileK * per_row % kThreads == 0, "whole chunks a thread");
+    int row[per_thread];
+    int smem[per_thread];    // halves from the tile's start in shared memory
+    int64_t src[per_thread]; // halves from the tile's first row in qkv
+
+    __device__ explicit tile_chunks(int64_t stride) {
 #pragma unroll
-    for (int it = 0; it < per_thread; it++) {
-        const int i = threadIdx.x + it * kThreads, r = i / chunks, c = (i % chunks) * 8;
-        const bool valid = r < n_valid;
-        cp_async_16(dst + r * mma_layout<D>::ld + c, src + (valid ? r : 0) * stride + c, valid);
+        for (int it = 0; it < per_thread; it++) {
+            const int i = threadIdx.x + it * kThreads, c = (i % per_row) * 8;
+            row[it] = i / per_row;
+            smem[it] = row[it] * mma_layout<D>::ld + c;
+            src[it] = row[it] * stride + c;
+        }
     }
-}
+
+    // Rows [0, 64) of the tile starting at src into dst; rows past n_valid are zero-filled
+    // (and read nothing: they point at row 0, which exists).
+    __device__ __forceinline__ void load(__half *dst, const __half *src_tile, int n_valid) const {
+#pragma unroll
+        for (int it = 0; it < per_thread; it++) {
+            const bool valid = row[it] < n_valid;
+            cp_async_16(dst + smem[it], src_tile + (valid ? src[it] : 0), valid);
+        }
+    }
+};
 
 // sass-gate: attention_mma_kernel<*> hmma>=16 ldg128>=1 stg128>=1 loop<=700
 // sass-gate: attention_mma_kernel<[13][62]> regs<=128
@@ -312,8 +328,9 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 4)
     const int n_tiles = (len + kTileK - 1) / kTileK;
 
     // K and V tile 0 on their way while Q (+ its bias) is loaded: 16-byte loads
-    load_tile_async<D>(ks, k_src, stride, min(kTileK, len));
-    load_tile_async<D>(vs, v_src, stride, min(kTileK, len));
+    const tile_chunks<D> chunks(stride);
+    chunks.load(ks, k_src, min(kTileK, len));
+    chunks.load(vs, v_src, min(kTileK, len));
     cp_async_commit();
     const __half *q_src = qkv + (int64_t)(start + q0) * stride + head * D;
     const float *q_bias = qkv_bias ? qkv_bias + head * D : nullptr;
@@ -342,13 +359,16 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 4)
     float m[2] = {-INFINITY, -INFINITY}; // rows g and g + 8: running max (log2 units)
     float l[2] = {0.0f, 0.0f};           // and this lane's part of the running sum
 
+    // this lane's ldmatrix row addresses, as offsets from a tile's start (mma.cuh: lanes 8m ..
+    // 8m+7 give matrix m's rows): Q's A fragments, K's and V's (transposed) B fragments
+    const int q_lane = (warp * 16 + lane % 16) * L::ld + (lane / 16) * 8;
+    const int k_lane = (lane % 8 + (lane / 16) * 8) * L::ld + ((lane / 8) % 2) * 8;
+    const int v_lane = (lane % 16) * L::ld + (lane / 16) * 8;
     for (int j = 0; j < n_tiles; j++) {
         if (j + 1 < n_tiles) { // the next tile into the other buffer, then wait for this one
             const int k1 = (j + 1) * kTileK, buf = (j + 1) & 1;
-            load_tile_async<D>(ks + buf * L::tile, k_src + k1 * stride, stride,
-                               min(kTileK, len - k1));
-            load_tile_async<D>(vs + buf * L::tile, v_src + k1 * stride, stride,
-                               min(kTileK, len - k1));
+            chunks.load(ks + buf * L::tile, k_src + k1 * stride, min(kTileK, len - k1));
+            chunks.load(vs + buf * L::tile, v_src + k1 * stride, min(kTileK, len - k1));
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -366,13 +386,12 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 4)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t q_frag[4]; // rows 16w + (lane % 16), columns + 8 (lane / 16)
-            ldmatrix<4>(q_frag, qs + (warp * 16 + lane % 16) * L::ld + kk * 16 + (lane / 16) * 8);
+            uint32_t q_frag[4];
+            ldmatrix<4>(q_frag, qs + q_lane + kk * 16);
 #pragma unroll
             for (int np = 0; np < 4; np++) {
                 uint32_t kb[4];
-                ldmatrix<4>(kb, kt + (16 * np + lane % 8 + (lane / 16) * 8) * L::ld + kk * 16 +
-                                    ((lane / 8) % 2) * 8);
+                ldmatrix<4>(kb, kt + k_lane + 16 * np * L::ld + kk * 16);
                 mma_m16n8k16(s[2 * np], q_frag, kb[0], kb[1]);
                 mma_m16n8k16(s[2 * np + 1], q_frag, kb[2], kb[3]);
             }
@@ -427,8 +446,7 @@ __global__ void __launch_bounds__(kThreads, D == 64 ? 3 : 4)
 #pragma unroll
             for (int dp = 0; dp < D / 16; dp++) {
                 uint32_t vb[4];
-                ldmatrix_trans<4>(vb,
-                                  vt + (16 * kk + lane % 16) * L::ld + 16 * dp + (lane / 16) * 8);
+                ldmatrix_trans<4>(vb, vt + v_lane + 16 * kk * L::ld + 16 * dp);
                 mma_m16n8k16(o[2 * dp], p, vb[0], vb[1]);
                 mma_m16n8k16(o[2 * dp + 1], p, vb[2], vb[3]);
             }
