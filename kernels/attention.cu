@@ -74,11 +74,6 @@ template <int D> struct wmma_layout {
     static_assert(D % 16 == 0 && D <= kTileK, "P V scratch reuses S: needs D <= kTileK");
 };
 
-union eight_halves {
-    uint4 raw;
-    __half2 h2[4];
-};
-
 // Copies rows [0, n_valid) of a [rows][D] slice of qkv (row stride `stride` halves) into
 // shared memory with leading dimension ld, adding bias[0 .. D) if given; rows n_valid ..
 // rows-1 become zeros (so padded keys and values are finite and padded P entries, being

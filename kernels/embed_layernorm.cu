@@ -3,9 +3,11 @@
 // p(t) = t - start of t's sequence in the packed batch.
 // CPU twin: embed_layernorm_cpu in src/encoder_cpu.c.
 //
-// One warp per token row, as in layernorm.cu: the sum lands in the warp's shared slice,
-// then two-pass mean / variance in fp32. A token finds its sequence by binary search in
-// cu_seqlens (log2(n_seqs) cached reads), so no position array has to be built.
+// Memory bound: a row reads 2 * 2 * hidden bytes (word and position rows; the type row
+// and g, b stay in cache) and writes 2 * hidden. One half-warp per token row, as in
+// layernorm.cu: 16-byte chunks in registers, two-pass statistics there. A token finds its
+// sequence by binary search in cu_seqlens (log2(n_seqs) cached reads), so no position
+// array has to be built.
 #include <cuda_fp16.h>
 
 #include "kernels.h"
@@ -13,7 +15,8 @@
 
 namespace {
 
-constexpr int kRowsPerBlock = 4;
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = kThreads / 16;
 
 // The sequence holding token t: the largest s in [0, n_seqs) with cu_seqlens[s] <= t.
 __device__ __forceinline__ int32_t sequence_of(const int32_t *cu_seqlens, int32_t n_seqs,
@@ -29,36 +32,68 @@ __device__ __forceinline__ int32_t sequence_of(const int32_t *cu_seqlens, int32_
     return lo;
 }
 
-// sass-gate: embed_layernorm_kernel regs<=64 hmma=0
-__global__ void __launch_bounds__(kRowsPerBlock * 32)
+// sass-gate: embed_layernorm_kernel<*> regs<=128 hmma=0 ldg128>=1 stg128>=1
+template <int CPL>
+__global__ void __launch_bounds__(kThreads)
     embed_layernorm_kernel(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
-                           int32_t n_tokens, const __half2 *word, const __half2 *pos,
-                           const __half2 *type, int32_t vocab_size, int32_t max_positions,
-                           const float2 *g, const float2 *b, float eps, int32_t hidden,
-                           __half2 *out) {
-    extern __shared__ float2 row_buf[]; // [kRowsPerBlock][hidden / 2]
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int32_t t = blockIdx.x * kRowsPerBlock + warp;
-    if (t >= n_tokens) return; // whole warp; no block barrier follows
-    const int pairs = hidden / 2;
-    float2 *v = row_buf + (size_t)warp * pairs;
-
-    int32_t id = ids[t];
-    if (id < 0 || id >= vocab_size) id = 0;
-    int32_t p = t - cu_seqlens[sequence_of(cu_seqlens, n_seqs, t)];
-    if (p >= max_positions) p = max_positions - 1;
-    const __half2 *wr = word + (size_t)id * pairs, *pr = pos + (size_t)p * pairs;
-
-    float sum = 0.0f;
-    for (int j = lane; j < pairs; j += 32) {
-        const float2 a = __half22float2(wr[j]), c = __half22float2(pr[j]);
-        const float2 d = __half22float2(type[j]);
-        const float2 s = make_float2(a.x + c.x + d.x, a.y + c.y + d.y);
-        v[j] = s;
-        sum += s.x + s.y;
+                           int32_t n_tokens, const uint4 *word, const uint4 *pos, const uint4 *type,
+                           int32_t vocab_size, int32_t max_positions, const float4 *g,
+                           const float4 *b, float eps, int32_t chunks, float inv_hidden,
+                           uint4 *out) {
+    const int l = threadIdx.x % 16;
+    const int32_t t = blockIdx.x * kRowsPerBlock + threadIdx.x / 16;
+    const bool row = t < n_tokens;
+    int32_t id = 0, p = 0;
+    if (row) {
+        id = ids[t];
+        if (id < 0 || id >= vocab_size) id = 0;
+        p = t - cu_seqlens[sequence_of(cu_seqlens, n_seqs, t)];
+        if (p >= max_positions) p = max_positions - 1;
     }
-    warp_layernorm_store(v, sum, pairs, hidden, g, b, eps, out + (size_t)t * pairs);
+    const uint4 *wr = word + (size_t)id * chunks, *pr = pos + (size_t)p * chunks;
+    float v[CPL][8];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < CPL; i++) {
+        const int c = l + 16 * i;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            v[i][j] = 0.0f;
+        if (!row || c >= chunks) continue;
+        float a[8], q[8], y[8];
+        widen8(wr[c], a);
+        widen8(pr[c], q);
+        widen8(type[c], y);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            v[i][j] = a[j] + q[j] + y[j];
+            sum += v[i][j];
+        }
+    }
+    halfwarp_layernorm_store<CPL>(v, sum, chunks, inv_hidden, g, b, eps,
+                                  out + (size_t)(row ? t : 0) * chunks, row);
 }
+
+struct launch {
+    const int32_t *ids, *cu_seqlens;
+    int32_t n_seqs, n_tokens;
+    const uint4 *word, *pos, *type;
+    int32_t vocab_size, max_positions;
+    const float4 *g, *b;
+    float eps;
+    int32_t chunks;
+    float inv_hidden;
+    uint4 *out;
+    cudaStream_t stream;
+
+    template <int CPL> cudaError_t operator()() const {
+        const unsigned blocks = (unsigned)((n_tokens + kRowsPerBlock - 1) / kRowsPerBlock);
+        embed_layernorm_kernel<CPL><<<blocks, kThreads, 0, stream>>>(
+            ids, cu_seqlens, n_seqs, n_tokens, word, pos, type, vocab_size, max_positions, g, b,
+            eps, chunks, inv_hidden, out);
+        return cudaGetLastError();
+    }
+};
 
 } // namespace
 
@@ -71,18 +106,31 @@ extern "C" cudaError_t embed_layernorm_launch(const int32_t *ids, const int32_t 
                                               int32_t max_positions, const float *g, const float *b,
                                               float eps, int32_t hidden, fp16_t *out,
                                               cudaStream_t stream) {
-    if (n_tokens < 0 || n_seqs < 0 || hidden <= 0 || hidden % 2 != 0 ||
+    if (n_tokens < 0 || n_seqs < 0 || hidden <= 0 || hidden % 8 != 0 ||
         hidden > KERNELS_MAX_HIDDEN || vocab_size <= 0 || max_positions <= 0 || !ids ||
-        !cu_seqlens || !word_emb || !pos_emb || !type_emb || !g || !b || !out)
+        !cu_seqlens || !word_emb || !pos_emb || !type_emb || !g || !b || !out ||
+        ((uintptr_t)word_emb | (uintptr_t)pos_emb | (uintptr_t)type_emb | (uintptr_t)g |
+         (uintptr_t)b | (uintptr_t)out) %
+                16 !=
+            0)
         return cudaErrorInvalidValue;
     if (n_tokens == 0) return cudaSuccess;
     if (n_seqs == 0) return cudaErrorInvalidValue; // tokens but no sequence to hold them
-    const unsigned blocks = (unsigned)((n_tokens + kRowsPerBlock - 1) / kRowsPerBlock);
-    const size_t smem = (size_t)kRowsPerBlock * hidden * sizeof(float);
-    embed_layernorm_kernel<<<blocks, kRowsPerBlock * 32, smem, stream>>>(
-        ids, cu_seqlens, n_seqs, n_tokens, reinterpret_cast<const __half2 *>(word_emb),
-        reinterpret_cast<const __half2 *>(pos_emb), reinterpret_cast<const __half2 *>(type_emb),
-        vocab_size, max_positions, reinterpret_cast<const float2 *>(g),
-        reinterpret_cast<const float2 *>(b), eps, hidden, reinterpret_cast<__half2 *>(out));
-    return cudaGetLastError();
+    const launch l = {ids,
+                      cu_seqlens,
+                      n_seqs,
+                      n_tokens,
+                      reinterpret_cast<const uint4 *>(word_emb),
+                      reinterpret_cast<const uint4 *>(pos_emb),
+                      reinterpret_cast<const uint4 *>(type_emb),
+                      vocab_size,
+                      max_positions,
+                      reinterpret_cast<const float4 *>(g),
+                      reinterpret_cast<const float4 *>(b),
+                      eps,
+                      hidden / 8,
+                      1.0f / (float)hidden,
+                      reinterpret_cast<uint4 *>(out),
+                      stream};
+    return with_chunks_per_lane(hidden / 8, l);
 }

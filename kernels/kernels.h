@@ -26,21 +26,24 @@ typedef uint16_t fp16_t;
 /* out[t] = LN(word[ids[t]] + pos[t - start of its sequence] + type[0]) * g + b.
  * Embedding tables fp16; g, b fp32; ids and cu_seqlens on the device. Ids outside
  * [0, vocab_size) read row 0 and positions past max_positions the last row (the host
- * validates; this only keeps a bad id from reading out of bounds). hidden even. */
+ * validates; this only keeps a bad id from reading out of bounds). hidden a multiple of 8,
+ * tables, g, b and out 16-byte aligned. */
 cudaError_t embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
                                    int32_t n_tokens, const fp16_t *word_emb, const fp16_t *pos_emb,
                                    const fp16_t *type_emb, int32_t vocab_size,
                                    int32_t max_positions, const float *g, const float *b, float eps,
                                    int32_t hidden, fp16_t *out, cudaStream_t stream);
 
-/* out[t] = LN(x[t] + bias + residual[t]) * g + b; bias may be NULL; out may be x or
- * residual (each row is read completely before it is written). hidden even. */
+/* out[t] = LN(x[t] + bias + residual[t]) * g + b; bias and residual may be NULL; out may
+ * be x or residual (each row is read completely before it is written). hidden a multiple
+ * of 8, every pointer 16-byte aligned. */
 cudaError_t bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
                                            const fp16_t *residual, const float *g, const float *b,
                                            float eps, int32_t n_tokens, int32_t hidden, fp16_t *out,
                                            cudaStream_t stream);
 
-/* x[t] = gelu_erf(x[t] + bias) in place; bias may be NULL; dim even. */
+/* x[t] = gelu_erf(x[t] + bias) in place; bias may be NULL; dim a multiple of 8, x and
+ * bias 16-byte aligned. */
 cudaError_t bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
                              cudaStream_t stream);
 

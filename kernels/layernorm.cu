@@ -1,12 +1,15 @@
-// layernorm.cu — bias + residual + LayerNorm fused, after the attention output projection
-// and after the second FFN GEMM: out[t] = LN(x[t] + bias + residual[t]) * g + b.
+// layernorm.cu — (bias +) (residual +) LayerNorm, after the attention output projection and
+// after the second FFN GEMM: out[t] = LN(x[t] (+ bias) (+ residual[t])) * g + b.
 // CPU twin: bias_residual_layernorm_cpu in src/encoder_cpu.c.
 //
-// One warp per token row. Pass 1 forms v = x + bias + residual in fp32, keeps it in the
-// warp's slice of shared memory and sums it; pass 2 sums (v - mean)^2 (two passes: no
-// cancellation); pass 3 writes (v - mean) * rstd * g + b as fp16. Each lane only touches
-// the columns it wrote, so no barrier is needed, and since the row is read completely in
-// pass 1, out may alias x or residual.
+// The encoder's GEMMs add the bias and the residual in their epilogue, so here x is read
+// once and out written once: 2 * 2 * hidden bytes a row (g and b come from cache), which
+// bounds the kernel by DRAM bandwidth: 4 hidden bytes a token, 1.5 KiB for MiniLM.
+// One half-warp per row, the row in registers: lane l takes 16-byte chunks l, l + 16, ...
+// (3 for hidden 384: 48 chunks, no lane idle), two-pass statistics from the registers
+// (no shared memory, no cancellation), 16-byte loads and stores, 32-bit indices. A
+// half-warp past the last row takes part in the shuffles and stores nothing. out may
+// alias x or residual (each row is read completely before it is written).
 #include <cuda_fp16.h>
 
 #include "kernels.h"
@@ -14,35 +17,65 @@
 
 namespace {
 
-constexpr int kRowsPerBlock = 4; // warps per block, one row each
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = kThreads / 16;
 
-// sass-gate: bias_residual_layernorm_kernel regs<=64 hmma=0
-__global__ void __launch_bounds__(kRowsPerBlock * 32)
-    bias_residual_layernorm_kernel(const __half2 *x, const float2 *bias, const __half2 *residual,
-                                   const float2 *g, const float2 *b, float eps, int32_t n_tokens,
-                                   int32_t hidden, __half2 *out) {
-    extern __shared__ float2 row_buf[]; // [kRowsPerBlock][hidden / 2]
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t t = (int64_t)blockIdx.x * kRowsPerBlock + warp;
-    if (t >= n_tokens) return; // the whole warp leaves together; no block barrier follows
-    const int pairs = hidden / 2;
-    float2 *v = row_buf + (size_t)warp * pairs;
-    const __half2 *xr = x + t * pairs, *rr = residual + t * pairs;
-
+// sass-gate: bias_residual_layernorm_kernel<*> regs<=128 hmma=0 ldg128>=1 stg128>=1
+template <int CPL>
+__global__ void __launch_bounds__(kThreads)
+    bias_residual_layernorm_kernel(const uint4 *x, const float4 *bias, const uint4 *residual,
+                                   const float4 *g, const float4 *b, float eps, int32_t n_tokens,
+                                   int32_t chunks, float inv_hidden, uint4 *out) {
+    const int l = threadIdx.x % 16;
+    const int32_t t = blockIdx.x * kRowsPerBlock + threadIdx.x / 16;
+    const bool row = t < n_tokens;
+    const uint32_t at = row ? (uint32_t)t * (uint32_t)chunks : 0; // chunks before row t
+    float v[CPL][8];
     float sum = 0.0f;
-    for (int j = lane; j < pairs; j += 32) {
-        float2 a = __half22float2(xr[j]), r = __half22float2(rr[j]);
-        float2 s = make_float2(a.x + r.x, a.y + r.y);
-        if (bias) {
-            s.x += bias[j].x;
-            s.y += bias[j].y;
+#pragma unroll
+    for (int i = 0; i < CPL; i++) {
+        const int c = l + 16 * i;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            v[i][j] = 0.0f;
+        if (!row || c >= chunks) continue;
+        widen8(x[at + c], v[i]);
+        if (residual) {
+            float r[8];
+            widen8(residual[at + c], r);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                v[i][j] += r[j];
         }
-        v[j] = s;
-        sum += s.x + s.y;
+        if (bias) {
+            const float4 b0 = bias[2 * c], b1 = bias[2 * c + 1];
+            v[i][0] += b0.x, v[i][1] += b0.y, v[i][2] += b0.z, v[i][3] += b0.w;
+            v[i][4] += b1.x, v[i][5] += b1.y, v[i][6] += b1.z, v[i][7] += b1.w;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            sum += v[i][j];
     }
     // y = (v - mean) * rstd * g + b
-    warp_layernorm_store(v, sum, pairs, hidden, g, b, eps, out + t * pairs);
+    halfwarp_layernorm_store<CPL>(v, sum, chunks, inv_hidden, g, b, eps, out + at, row);
 }
+
+struct launch {
+    const uint4 *x, *residual;
+    const float4 *bias, *g, *b;
+    float eps;
+    int32_t n_tokens, chunks;
+    float inv_hidden;
+    uint4 *out;
+    cudaStream_t stream;
+
+    template <int CPL> cudaError_t operator()() const {
+        const unsigned blocks = (unsigned)((n_tokens + kRowsPerBlock - 1) / kRowsPerBlock);
+        bias_residual_layernorm_kernel<CPL><<<blocks, kThreads, 0, stream>>>(
+            x, bias, residual, g, b, eps, n_tokens, chunks, inv_hidden, out);
+        return cudaGetLastError();
+    }
+};
 
 } // namespace
 
@@ -53,16 +86,25 @@ extern "C" cudaError_t bias_residual_layernorm_launch(const fp16_t *x, const flo
                                                       const float *b, float eps, int32_t n_tokens,
                                                       int32_t hidden, fp16_t *out,
                                                       cudaStream_t stream) {
-    if (n_tokens < 0 || hidden <= 0 || hidden % 2 != 0 || hidden > KERNELS_MAX_HIDDEN || !x ||
-        !residual || !g || !b || !out)
+    if (n_tokens < 0 || hidden <= 0 || hidden % 8 != 0 || hidden > KERNELS_MAX_HIDDEN || !x || !g ||
+        !b || !out ||
+        ((uintptr_t)x | (uintptr_t)residual | (uintptr_t)out | (uintptr_t)g | (uintptr_t)b |
+         (uintptr_t)bias) %
+                16 !=
+            0)
         return cudaErrorInvalidValue;
     if (n_tokens == 0) return cudaSuccess;
-    const unsigned blocks = (unsigned)((n_tokens + kRowsPerBlock - 1) / kRowsPerBlock);
-    const size_t smem = (size_t)kRowsPerBlock * hidden * sizeof(float);
-    bias_residual_layernorm_kernel<<<blocks, kRowsPerBlock * 32, smem, stream>>>(
-        reinterpret_cast<const __half2 *>(x), reinterpret_cast<const float2 *>(bias),
-        reinterpret_cast<const __half2 *>(residual), reinterpret_cast<const float2 *>(g),
-        reinterpret_cast<const float2 *>(b), eps, n_tokens, hidden,
-        reinterpret_cast<__half2 *>(out));
-    return cudaGetLastError();
+    if ((int64_t)n_tokens * hidden / 8 > UINT32_MAX) return cudaErrorInvalidValue;
+    const launch l = {reinterpret_cast<const uint4 *>(x),
+                      reinterpret_cast<const uint4 *>(residual),
+                      reinterpret_cast<const float4 *>(bias),
+                      reinterpret_cast<const float4 *>(g),
+                      reinterpret_cast<const float4 *>(b),
+                      eps,
+                      n_tokens,
+                      hidden / 8,
+                      1.0f / (float)hidden,
+                      reinterpret_cast<uint4 *>(out),
+                      stream};
+    return with_chunks_per_lane(hidden / 8, l);
 }

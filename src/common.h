@@ -14,14 +14,13 @@ extern "C" {
 
 /* Records a formatted message as this thread's last error and returns status, so a
  * failure reads: return set_error(DRE_ERR_FORMAT, "%s:%d: ...", path, line); */
-dre_status set_error(dre_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+dre_status set_error(dre_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Propagates a failed status; the callee has already set the message. */
-#define DRE_TRY(expr)                                                                    \
-    do {                                                                                 \
-        dre_status try_status_ = (expr);                                                 \
-        if (try_status_ != DRE_OK) return try_status_;                                   \
+#define DRE_TRY(expr)                                                                              \
+    do {                                                                                           \
+        dre_status try_status_ = (expr);                                                           \
+        if (try_status_ != DRE_OK) return try_status_;                                             \
     } while (0)
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees). */

@@ -66,9 +66,9 @@ void bias_residual_layernorm_cpu(float *x, const float *bias, const float *resid
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
         float *row = x + (size_t)t * hidden;
-        const float *res = residual + (size_t)t * hidden;
+        const float *res = residual ? residual + (size_t)t * hidden : NULL;
         for (int32_t j = 0; j < hidden; j++)
-            row[j] += (bias ? bias[j] : 0.0f) + res[j];
+            row[j] += (bias ? bias[j] : 0.0f) + (res ? res[j] : 0.0f);
         layernorm_row(row, g, b, eps, hidden);
     }
 }

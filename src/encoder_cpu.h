@@ -25,9 +25,8 @@ void linear_cpu(const float *in, const float *w, const float *bias, int32_t n_to
                 int32_t in_dim, int32_t out_dim, float *out);
 
 /* x[t] = LN(x[t] + bias + residual[t]) * g + b, in place; bias may be NULL */
-void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual,
-                                 const float *g, const float *b, float eps, int32_t n_tokens,
-                                 int32_t hidden);
+void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
+                                 const float *b, float eps, int32_t n_tokens, int32_t hidden);
 
 /* x[t] = gelu_erf(x[t] + bias), in place; gelu(v) = 0.5 v (1 + erf(v / sqrt 2)) */
 void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim);
@@ -40,8 +39,8 @@ void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, 
 
 /* out[i] = mean of the sequence's token vectors (or its first, CLS), then x / ||x||
  * if normalize. hidden [n_tokens, dim], out [n_seqs, dim]. */
-void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs,
-                        int32_t dim, dre_pooling pooling, int normalize, float *out);
+void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
+                        dre_pooling pooling, int normalize, float *out);
 
 typedef struct cpu_encoder cpu_encoder;
 

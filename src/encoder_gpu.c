@@ -1,8 +1,10 @@
 /* encoder_gpu.c — the CUDA encoder's host side: the model's weights converted to fp16 and
  * uploaded once, every activation buffer sized once from the token budget, and per packed
- * batch our kernels (kernels/) plus cuBLAS GEMMs on one stream:
- *   embed+LN, then per layer: QKV GEMM, attention (+QKV bias), out GEMM, bias+residual+LN,
- *   FFN-in GEMM, bias+GELU, FFN-out GEMM, bias+residual+LN; then pooling (+L2 norm). */
+ * batch our kernels (kernels/) plus cuBLASLt GEMMs (src/gpu_gemm.c) on one stream:
+ *   embed+LN, then per layer: QKV GEMM (+ bias), attention, out GEMM (+ bias + residual),
+ *   LN, FFN-in GEMM (+ bias, + GELU in the epilogue or a GELU kernel after), FFN-out GEMM
+ *   (+ bias + residual), LN; then pooling (+ L2 norm). Seven or eight launches a layer; the
+ *   LayerNorms read each row once, the GEMM epilogues having added bias and residual. */
 #include "encoder_gpu.h"
 
 #include <stdio.h>
@@ -11,16 +13,19 @@
 
 #include "common.h"
 #include "cuda_check.h"
+#include "gpu_gemm.h"
 #include "kernels.h"
 
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 #define DEVICE_ALIGN 256
 #define GPU_SLOTS DRE_ENCODER_DEPTH /* batches in flight: one queued while the host takes one */
 
-/* Device pointers of one layer's weights: matrices fp16 [out, in], vectors fp32. */
+/* Device pointers of one layer's weights: matrices fp16 [out, in], the GEMMs' biases fp16
+ * (the epilogue's type is the output's), LayerNorm parameters fp32. */
 typedef struct gpu_layer {
     const fp16_t *qkv_w, *attn_out_w, *ffn_in_w, *ffn_out_w;
-    const float *qkv_b, *attn_out_b, *ln1_g, *ln1_b, *ffn_in_b, *ffn_out_b, *ln2_g, *ln2_b;
+    const fp16_t *qkv_b, *attn_out_b, *ffn_in_b, *ffn_out_b;
+    const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
 } gpu_layer;
 
 /* One batch in flight: its pinned copies of the input and the output, and an event
@@ -36,7 +41,7 @@ struct gpu_encoder {
     dre_model_info info;
     int32_t budget_tokens; /* tokens of the largest batch; also the most sequences */
     cudaStream_t stream;
-    cublasHandle_t cublas;
+    gpu_gemm *gemm;
 
     void *weights; /* device: every weight below, one allocation */
     const fp16_t *word_emb, *pos_emb, *type_emb;
@@ -80,73 +85,13 @@ const char *gpu_op_name(gpu_op op) {
     return "?";
 }
 
-/* ---------------------------------------------------------------- variants */
-
-/* in attention_variant's order (kernels.h) */
-static const char *const attention_variants[] = {"mma", "wmma", NULL};
-
-const char *gpu_family_name(gpu_family family) {
-    switch (family) {
-    case GPU_FAMILY_ATTENTION: return "attention";
-    case GPU_FAMILY_COUNT: break;
-    }
-    return "?";
-}
-
-const char *const *gpu_family_variants(gpu_family family) {
-    switch (family) {
-    case GPU_FAMILY_ATTENTION: return attention_variants;
-    case GPU_FAMILY_COUNT: break;
-    }
-    return NULL;
-}
-
 const char *gpu_encoder_variant(const gpu_encoder *enc, gpu_family family) {
     return gpu_family_variants(family)[enc->variant[family]];
 }
 
-/* names joined with ", " into buf */
-static void join_names(char *buf, size_t cap, const char *const *names, int count) {
-    buf[0] = '\0';
-    for (int i = 0; i < count && names[i]; i++)
-        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? ", " : "", names[i]);
-}
-
-/* The index of the name of length len in names (NULL-terminated or count long), or -1. */
-static int find_name(const char *const *names, int count, const char *name, size_t len) {
-    for (int i = 0; i < count && names[i]; i++)
-        if (strlen(names[i]) == len && !strncmp(names[i], name, len)) return i;
-    return -1;
-}
-
 dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
     if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_set_variants: NULL");
-    const char *families[GPU_FAMILY_COUNT];
-    for (int f = 0; f < GPU_FAMILY_COUNT; f++)
-        families[f] = gpu_family_name((gpu_family)f);
-    char choices[256];
-    for (const char *at = spec; *at;) {
-        const char *end = strchr(at, ',');
-        const size_t len = end ? (size_t)(end - at) : strlen(at);
-        const char *eq = memchr(at, '=', len);
-        const int family = eq ? find_name(families, GPU_FAMILY_COUNT, at, (size_t)(eq - at)) : -1;
-        if (family < 0) {
-            join_names(choices, sizeof choices, families, GPU_FAMILY_COUNT);
-            return set_error(DRE_ERR_INVALID_ARG,
-                             "variant '%.*s': expected family=name, the family one of: %s",
-                             (int)len, at, choices);
-        }
-        const char *const *names = gpu_family_variants((gpu_family)family);
-        const int v = find_name(names, INT32_MAX, eq + 1, len - (size_t)(eq + 1 - at));
-        if (v < 0) {
-            join_names(choices, sizeof choices, names, INT32_MAX);
-            return set_error(DRE_ERR_INVALID_ARG, "variant '%.*s': %s has %s", (int)len, at,
-                             families[family], choices);
-        }
-        enc->variant[family] = v;
-        at = end ? end + 1 : at + len;
-    }
-    return DRE_OK;
+    return gpu_variants_parse(spec, enc->variant);
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -186,15 +131,15 @@ static void place_weights(gpu_encoder *enc, const dre_model *model, weight_plan 
         const layer_weights *w = &model->layers[l];
         gpu_layer *g = &enc->layers[l];
         g->qkv_w = place(p, w->qkv_w, 3 * h * h, 1);
-        g->qkv_b = place(p, w->qkv_b, 3 * h, 0);
+        g->qkv_b = place(p, w->qkv_b, 3 * h, 1);
         g->attn_out_w = place(p, w->attn_out_w, h * h, 1);
-        g->attn_out_b = place(p, w->attn_out_b, h, 0);
+        g->attn_out_b = place(p, w->attn_out_b, h, 1);
         g->ln1_g = place(p, w->ln1_g, h, 0);
         g->ln1_b = place(p, w->ln1_b, h, 0);
         g->ffn_in_w = place(p, w->ffn_in_w, ffn * h, 1);
-        g->ffn_in_b = place(p, w->ffn_in_b, ffn, 0);
+        g->ffn_in_b = place(p, w->ffn_in_b, ffn, 1);
         g->ffn_out_w = place(p, w->ffn_out_w, h * ffn, 1);
-        g->ffn_out_b = place(p, w->ffn_out_b, h, 0);
+        g->ffn_out_b = place(p, w->ffn_out_b, h, 1);
         g->ln2_g = place(p, w->ln2_g, h, 0);
         g->ln2_b = place(p, w->ln2_b, h, 0);
     }
@@ -311,9 +256,10 @@ static dre_status check_shapes(const dre_model_info *in) {
                          "encoder_gpu: model '%s' has head_dim %d (hidden %d / %d heads); the "
                          "attention kernel handles 16, 32 and 64",
                          in->name, in->head_dim, in->hidden, in->n_heads);
-    if (in->hidden > KERNELS_MAX_HIDDEN || in->intermediate % 2 != 0)
+    if (in->hidden > KERNELS_MAX_HIDDEN || in->intermediate % 8 != 0)
         return set_error(DRE_ERR_UNSUPPORTED,
-                         "encoder_gpu: model '%s': hidden %d (max %d) or odd intermediate %d",
+                         "encoder_gpu: model '%s': hidden %d (max %d), or intermediate %d not a "
+                         "multiple of 8 (the kernels move 16 bytes at a time)",
                          in->name, in->hidden, KERNELS_MAX_HIDDEN, in->intermediate);
     if (in->max_length > in->max_positions)
         return set_error(DRE_ERR_INVALID_ARG,
@@ -327,17 +273,12 @@ static dre_status init(gpu_encoder *enc, const dre_model *model) {
     enc->layers = calloc((size_t)model->info.n_layers, sizeof *enc->layers);
     if (!enc->layers) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     CUDA_CHECK(cudaStreamCreateWithFlags(&enc->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&enc->cublas));
-    CUBLAS_CHECK(cublasSetStream(enc->cublas, enc->stream));
-    /* split-K reductions in fp32 too, not in the fp16 output type (the design's "fp32
-     * accumulation in GEMMs"; small query batches are where cuBLAS picks split-K) */
-    CUBLAS_CHECK(cublasSetMathMode(
-        enc->cublas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     const char *variants = getenv("DRE_VARIANT");
     if (variants && variants[0]) DRE_TRY(gpu_encoder_set_variants(enc, variants));
     DRE_TRY(upload_weights(enc, model));
     DRE_TRY(allocate_buffers(enc));
-    CUBLAS_CHECK(cublasSetWorkspace(enc->cublas, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
+    DRE_TRY(
+        gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES, &enc->gemm));
     return DRE_OK;
 }
 
@@ -372,7 +313,7 @@ void gpu_encoder_destroy(gpu_encoder *enc) {
     for (int s = 0; s < GPU_SLOTS; s++)
         if (enc->slots[s].done) (void)cudaEventDestroy(enc->slots[s].done);
     free(enc->events);
-    if (enc->cublas) (void)cublasDestroy(enc->cublas);
+    gpu_gemm_destroy(enc->gemm);
     if (enc->stream) (void)cudaStreamDestroy(enc->stream);
     (void)cudaFree(enc->weights);
     (void)cudaFree(enc->activations);
@@ -382,18 +323,6 @@ void gpu_encoder_destroy(gpu_encoder *enc) {
 }
 
 /* ---------------------------------------------------------------- forward */
-
-/* y[n, out] = x[n, in] w^T, all row-major fp16, w in PyTorch's [out, in] layout, fp32
- * accumulation. cuBLAS is column-major: there x is [in, n] (ld in), w is [in, out]
- * (ld in) and y is [out, n] (ld out), so y = op_T(w) * x. */
-static dre_status gemm(gpu_encoder *enc, const fp16_t *x, const fp16_t *w, fp16_t *y,
-                       int32_t n_tokens, int32_t in_dim, int32_t out_dim) {
-    const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasGemmEx(enc->cublas, CUBLAS_OP_T, CUBLAS_OP_N, out_dim, n_tokens, in_dim,
-                              &one, w, CUDA_R_16F, in_dim, x, CUDA_R_16F, in_dim, &zero, y,
-                              CUDA_R_16F, out_dim, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return DRE_OK;
-}
 
 /* Events around the operators of one forward pass: ops[i] ran between events[i] and
  * events[i + 1]. NULL when not profiling. */
@@ -424,30 +353,34 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
                                       in->layer_norm_eps, h, enc->hidden, s));
     DRE_TRY(mark(enc, marks, GPU_OP_EMBED));
 
+    const int gelu_tanh = enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH;
     for (int32_t l = 0; l < in->n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(gemm(enc, enc->hidden, w->qkv_w, enc->qkv, n_tokens, h, 3 * h));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+                             h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, GPU_OP_QKV_GEMM));
-        CUDA_CHECK(attention_launch(enc->qkv, w->qkv_b, enc->cu_seqlens, n_seqs, max_len,
-                                    in->n_heads, in->head_dim, enc->context,
+        CUDA_CHECK(attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
+                                    in->head_dim, enc->context,
                                     (attention_variant)enc->variant[GPU_FAMILY_ATTENTION], s));
         DRE_TRY(mark(enc, marks, GPU_OP_ATTENTION));
-        DRE_TRY(gemm(enc, enc->context, w->attn_out_w, enc->proj, n_tokens, h, h));
+        /* proj = context W^T + b + hidden, then hidden = LN(proj) */
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, GPU_OP_OUT_GEMM));
-        /* hidden = LN(proj + b + hidden) */
-        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, w->attn_out_b, enc->hidden, w->ln1_g,
-                                                  w->ln1_b, in->layer_norm_eps, n_tokens, h,
-                                                  enc->hidden, s));
+        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
+                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
         DRE_TRY(mark(enc, marks, GPU_OP_LN1));
-        DRE_TRY(gemm(enc, enc->hidden, w->ffn_in_w, enc->ffn, n_tokens, h, ffn));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+                             n_tokens, h, ffn,
+                             gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, GPU_OP_FFN_IN_GEMM));
-        CUDA_CHECK(bias_gelu_launch(enc->ffn, w->ffn_in_b, n_tokens, ffn, s));
+        if (!gelu_tanh) CUDA_CHECK(bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
         DRE_TRY(mark(enc, marks, GPU_OP_GELU));
-        DRE_TRY(gemm(enc, enc->ffn, w->ffn_out_w, enc->proj, n_tokens, ffn, h));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, GPU_OP_FFN_OUT_GEMM));
-        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, w->ffn_out_b, enc->hidden, w->ln2_g,
-                                                  w->ln2_b, in->layer_norm_eps, n_tokens, h,
-                                                  enc->hidden, s));
+        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
+                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
         DRE_TRY(mark(enc, marks, GPU_OP_LN2));
     }
 
@@ -618,14 +551,21 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
     return st;
 }
 
+/* The layers' GEMMs alone, with the epilogues the forward pass gives them. */
 static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
     const int32_t h = enc->info.hidden, ffn = enc->info.intermediate;
+    const gpu_epilogue ffn_in =
+        enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
     for (int32_t l = 0; l < enc->info.n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(gemm(enc, enc->hidden, w->qkv_w, enc->qkv, n_tokens, h, 3 * h));
-        DRE_TRY(gemm(enc, enc->context, w->attn_out_w, enc->proj, n_tokens, h, h));
-        DRE_TRY(gemm(enc, enc->hidden, w->ffn_in_w, enc->ffn, n_tokens, h, ffn));
-        DRE_TRY(gemm(enc, enc->ffn, w->ffn_out_w, enc->proj, n_tokens, ffn, h));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+                             h, 3 * h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+                             n_tokens, h, ffn, ffn_in));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
     }
     return DRE_OK;
 }
@@ -635,7 +575,7 @@ dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t rep
         return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_gemm_only: bad argument");
     DRE_TRY(gpu_context_check());
     DRE_TRY(ensure_events(enc));
-    DRE_TRY(gemms_only(enc, n_tokens)); /* warm-up: cuBLAS picks and loads its kernels */
+    DRE_TRY(gemms_only(enc, n_tokens)); /* warm-up: cuBLASLt picks and loads its kernels */
     CUDA_CHECK(cudaEventRecord(enc->events[0], enc->stream));
     for (int32_t r = 0; r < reps; r++)
         DRE_TRY(gemms_only(enc, n_tokens));

@@ -45,11 +45,18 @@ const char *gpu_op_name(gpu_op op);
  * dev/cuda versions) so one run on a GPU compares them: `dre bench encoder --variant` and
  * the DRE_VARIANT environment variable ("family=name[,family=name]", read when an encoder is
  * created) pick one per family; the first listed is the default. */
-typedef enum gpu_family { GPU_FAMILY_ATTENTION, GPU_FAMILY_COUNT } gpu_family;
+typedef enum gpu_family { GPU_FAMILY_ATTENTION, GPU_FAMILY_GELU, GPU_FAMILY_COUNT } gpu_family;
+
+/* The gelu family: the exact erf form in a kernel of its own after the FFN-in GEMM (whose
+ * epilogue adds the bias), or cuBLASLt's GELU epilogue (the tanh form) in the GEMM. */
+typedef enum gpu_gelu { GPU_GELU_ERF, GPU_GELU_TANH } gpu_gelu;
 
 const char *gpu_family_name(gpu_family family);
 /* The family's variants, default first, NULL-terminated. */
 const char *const *gpu_family_variants(gpu_family family);
+/* Reads a "family=name[,family=name]" list into choice[family] (an index into the family's
+ * variants); an unknown family or name is DRE_ERR_INVALID_ARG naming the choices. */
+dre_status gpu_variants_parse(const char *spec, int choice[GPU_FAMILY_COUNT]);
 /* Selects variants from a "family=name[,family=name]" list; an unknown family or name is
  * DRE_ERR_INVALID_ARG naming the choices. */
 dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec);

@@ -29,14 +29,16 @@ void run_case(int32_t n_tokens, int32_t dim, bool with_bias) {
 TEST(KernelsGelu, MatchesCpu) {
     SKIP_WITHOUT_GPU();
     run_case(1, 1536, true);
-    run_case(3, 2, true);
+    run_case(3, 8, true);
+    run_case(7, 136, true); // 17 chunks a row: the bias column wraps at odd places
     run_case(1000, 1536, true);
     run_case(257, 3072, true);
     run_case(5, 1536, false);
 }
 
 TEST(KernelsGelu, LargeGridWrapsAround) {
-    // more pairs than 65536 blocks x 256 threads: the grid-stride loop must cover them
+    // more chunks than the grid's threads (8192 blocks x 256): the grid-stride loop must
+    // cover them, its bias column kept in step
     SKIP_WITHOUT_GPU();
     run_case(11000, 3072, true);
 }
@@ -44,6 +46,8 @@ TEST(KernelsGelu, LargeGridWrapsAround) {
 TEST(KernelsGelu, RejectsOddDim) {
     EXPECT_EQ(cudaErrorInvalidValue,
               bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1535, nullptr));
+    EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
+              bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1532, nullptr));
 }
 
 } // namespace

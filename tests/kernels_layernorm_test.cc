@@ -11,12 +11,15 @@ using namespace gpu_test;
 
 struct ln_case {
     int32_t n_tokens, hidden;
-    bool with_bias, in_place; // in_place: out is the residual buffer, as in the encoder
+    bool with_bias, in_place;  // in_place: out is the residual buffer
+    bool with_residual = true; // without: x alone, as the encoder calls it (its GEMMs add
+                               // bias and residual)
 };
 
 void run_case(const ln_case &c) {
     SCOPED_TRACE("n_tokens " + std::to_string(c.n_tokens) + " hidden " + std::to_string(c.hidden) +
-                 (c.with_bias ? " bias" : " no bias") + (c.in_place ? " in place" : ""));
+                 (c.with_bias ? " bias" : " no bias") + (c.in_place ? " in place" : "") +
+                 (c.with_residual ? "" : " no residual"));
     const size_t n = (size_t)c.n_tokens * c.hidden;
     const std::vector<float> x = round_fp16(uniform(n, -3.0f, 3.0f, 1));
     const std::vector<float> residual = round_fp16(uniform(n, -3.0f, 3.0f, 2));
@@ -26,26 +29,30 @@ void run_case(const ln_case &c) {
     const float eps = 1e-12f;
 
     std::vector<float> want = x;
-    bias_residual_layernorm_cpu(want.data(), c.with_bias ? bias.data() : nullptr, residual.data(),
-                                g.data(), b.data(), eps, c.n_tokens, c.hidden);
+    bias_residual_layernorm_cpu(want.data(), c.with_bias ? bias.data() : nullptr,
+                                c.with_residual ? residual.data() : nullptr, g.data(), b.data(),
+                                eps, c.n_tokens, c.hidden);
 
     device_buffer<fp16_t> d_x(to_fp16(x)), d_res(to_fp16(residual)), d_out(n);
     device_buffer<float> d_bias(bias), d_g(g), d_b(b);
-    fp16_t *out = c.in_place ? d_res.get() : d_out.get();
+    fp16_t *out = c.in_place ? (c.with_residual ? d_res.get() : d_x.get()) : d_out.get();
     ASSERT_CUDA(bias_residual_layernorm_launch(d_x.get(), c.with_bias ? d_bias.get() : nullptr,
-                                               d_res.get(), d_g.get(), d_b.get(), eps, c.n_tokens,
-                                               c.hidden, out, nullptr));
+                                               c.with_residual ? d_res.get() : nullptr, d_g.get(),
+                                               d_b.get(), eps, c.n_tokens, c.hidden, out, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
-    const std::vector<float> got = to_float(c.in_place ? d_res.download() : d_out.download());
+    const std::vector<float> got = to_float(out == d_res.get() ? d_res.download()
+                                            : out == d_x.get() ? d_x.download()
+                                                               : d_out.download());
     EXPECT_TRUE(all_close(got, want, 1e-3f, 1e-3f, "layernorm"));
 }
 
 TEST(KernelsLayernorm, MatchesCpuAcrossShapes) {
     SKIP_WITHOUT_GPU();
     const ln_case cases[] = {
-        {1, 384, true, false},  {2, 384, true, true},    {513, 384, true, true},
-        {7, 768, false, false}, {1000, 768, true, true}, {33, 32, true, false},
-        {5, 1024, true, true},  {3, 2048, true, false},  {64, 2, true, false},
+        {1, 384, true, false},         {2, 384, true, true},           {513, 384, true, true},
+        {7, 768, false, false},        {1000, 768, true, true},        {33, 32, true, false},
+        {5, 1024, true, true},         {3, 2048, true, false},         {64, 8, true, false},
+        {17, 384, false, true, false}, {40, 768, false, false, false}, {3, 136, true, false},
     };
     for (const ln_case &c : cases)
         run_case(c);
@@ -65,6 +72,10 @@ TEST(KernelsLayernorm, RejectsOddOrHugeHidden) {
     float *g = reinterpret_cast<float *>(256);
     EXPECT_EQ(cudaErrorInvalidValue,
               bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 383, x, nullptr));
+    EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
+              bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 388, x, nullptr));
+    EXPECT_EQ(cudaErrorInvalidValue, // misaligned
+              bias_residual_layernorm_launch(x + 1, nullptr, x, g, g, 1e-5f, 4, 384, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue,
               bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, KERNELS_MAX_HIDDEN + 2,
                                              x, nullptr));

@@ -38,7 +38,9 @@ TEST(KernelsPooling, MeanAndClsWithAndWithoutNorm) {
             for (int normalize : {0, 1})
                 run_case(lengths, 384, pooling, normalize);
     run_case({5, 9}, 768, DRE_POOL_MEAN, 1);
-    run_case({5, 9}, 1, DRE_POOL_MEAN, 1);
+    run_case({5, 9}, 8, DRE_POOL_MEAN, 1);
+    run_case({5, 9, 40}, 32, DRE_POOL_CLS, 1);  // the tiny model
+    run_case({5, 9, 40}, 72, DRE_POOL_MEAN, 1); // 9 chunks: two column blocks, one partial
     run_case(std::vector<int32_t>(2000, 3), 384, DRE_POOL_MEAN, 1);
 }
 
@@ -60,6 +62,17 @@ TEST(KernelsPooling, UnitNormAfterNormalize) {
             sq += (double)out[s * 384 + c] * out[s * 384 + c];
         EXPECT_NEAR(1.0, std::sqrt(sq), 1e-5) << "sequence " << s;
     }
+}
+
+TEST(KernelsPooling, RejectsBadDims) {
+    // host-side checks: run without a GPU too
+    const fp16_t *h = reinterpret_cast<const fp16_t *>(256);
+    const int32_t *cu = reinterpret_cast<const int32_t *>(256);
+    float *out = reinterpret_cast<float *>(256);
+    EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
+              pool_normalize_launch(h, cu, 2, 12, DRE_POOL_MEAN, 1, out, nullptr));
+    EXPECT_EQ(cudaErrorInvalidValue, pool_normalize_launch(h + 1, cu, 2, 16, DRE_POOL_MEAN, 1, out,
+                                                           nullptr)); // misaligned
 }
 
 } // namespace

@@ -1146,4 +1146,208 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// ------------------------------------------------------------------ cuBLASLt
+
+struct emu_lt {};
+struct emu_lt_desc {
+    cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    const void *bias = nullptr;
+};
+struct emu_lt_layout {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct emu_lt_preference {
+    size_t max_workspace = 0;
+};
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+    if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+    *handle = new emu_lt;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t compute,
+                                        cudaDataType_t scale) {
+    if (!desc || compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    *desc = new emu_lt_desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+    delete desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
+                                              cublasLtMatmulDescAttributes_t attr, const void *buf,
+                                              size_t size) {
+    if (!desc || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB: {
+        if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        const cublasOperation_t op = *static_cast<const cublasOperation_t *>(buf);
+        (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->transa : desc->transb) = op;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: {
+        if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        const cublasLtEpilogue_t e = *static_cast<const cublasLtEpilogue_t *>(buf);
+        if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS &&
+            e != CUBLASLT_EPILOGUE_GELU && e != CUBLASLT_EPILOGUE_GELU_BIAS)
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+        desc->epilogue = e;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+        if (size != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+        std::memcpy(&desc->bias, buf, sizeof(void *));
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
+                                          uint64_t rows, uint64_t cols, int64_t ld) {
+    if (!layout || (type != CUDA_R_16F && type != CUDA_R_32F) ||
+        ld < (int64_t)std::max<uint64_t>(rows, 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    *layout = new emu_lt_layout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+    delete layout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    *pref = new emu_lt_preference;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+    delete pref;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t size) {
+    if (!pref || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && size == sizeof(uint64_t)) {
+        std::memcpy(&pref->max_workspace, buf, sizeof(uint64_t));
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (attr == CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK && size == sizeof(uint32_t))
+        return CUBLAS_STATUS_SUCCESS; // the emulation never splits k
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+// The shapes of D = op(A) op(B): m x k times k x n into m x n, all column-major.
+static bool lt_shapes(const emu_lt_desc *d, const emu_lt_layout *a, const emu_lt_layout *b,
+                      const emu_lt_layout *c, const emu_lt_layout *dl, uint64_t *m, uint64_t *n,
+                      uint64_t *k) {
+    const bool ta = d->transa == CUBLAS_OP_T, tb = d->transb == CUBLAS_OP_T;
+    *m = ta ? a->cols : a->rows;
+    *k = ta ? a->rows : a->cols;
+    const uint64_t kb = tb ? b->cols : b->rows;
+    *n = tb ? b->rows : b->cols;
+    return kb == *k && c->rows == *m && c->cols == *n && dl->rows == *m && dl->cols == *n &&
+           c->type == dl->type && a->type == b->type;
+}
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                              cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[],
+                                              int *returned) {
+    if (!handle || !desc || !a || !b || !c || !d || !pref || requested < 1 || !results || !returned)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t m, n, k;
+    *returned = 0;
+    if (!lt_shapes(desc, a, b, c, d, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    results[0] = cublasLtMatmulHeuristicResult_t{};
+    results[0].algo.data[0] = 0x656d75; // any value: the emulation has one algorithm
+    results[0].state = CUBLAS_STATUS_SUCCESS;
+    results[0].wavesCount = 1.0f;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static size_t lt_extent(const emu_lt_layout *l) {
+    return l->cols ? (size_t)l->ld * (l->cols - 1) + l->rows : 0;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t a_layout, const void *B,
+                              cublasLtMatrixLayout_t b_layout, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t c_layout, void *D,
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t *algo,
+                              void *workspace, size_t workspace_bytes, cudaStream_t stream) {
+    if (!handle || !desc || !alpha || !beta || !A || !B || !C || !D || !algo)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (sticky) return CUBLAS_STATUS_EXECUTION_FAILED; // cudaPeekAtLastError says why
+    uint64_t m, n, k;
+    if (!lt_shapes(desc, a_layout, b_layout, c_layout, d_layout, &m, &n, &k))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const bool bias_epilogue =
+        desc->epilogue == CUBLASLT_EPILOGUE_BIAS || desc->epilogue == CUBLASLT_EPILOGUE_GELU_BIAS;
+    const emu_lt_layout al = *a_layout, bl = *b_layout, cl = *c_layout, dl = *d_layout;
+    const size_t es = type_size(dl.type);
+    if (!is_device(A, lt_extent(&al) * type_size(al.type)) ||
+        !is_device(B, lt_extent(&bl) * type_size(bl.type)) || !is_device(C, lt_extent(&cl) * es) ||
+        !is_device(D, lt_extent(&dl) * es) || (bias_epilogue && !is_device(desc->bias, m * es)) ||
+        (workspace_bytes && !is_device(workspace, workspace_bytes))) {
+        complain("cublasLtMatmul: an operand, the bias or the workspace is not (wholly) device "
+                 "memory");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    const bool ta = desc->transa == CUBLAS_OP_T, tb = desc->transb == CUBLAS_OP_T;
+    const float al_f = *static_cast<const float *>(alpha), be = *static_cast<const float *>(beta);
+    const cublasLtEpilogue_t epilogue = desc->epilogue;
+    const void *bias = bias_epilogue ? desc->bias : nullptr;
+    enqueue(stream, [=]() -> cudaError_t {
+        std::vector<float> a(lt_extent(&al)), b(lt_extent(&bl)), c(lt_extent(&dl), 0.0f);
+        widen_matrix(A, al.type, a.size(), a.data());
+        widen_matrix(B, bl.type, b.size(), b.data());
+        std::vector<float> cin(lt_extent(&cl));
+        widen_matrix(C, cl.type, cin.size(), cin.data());
+        for (uint64_t col = 0; col < n; col++)
+            for (uint64_t r = 0; r < m; r++)
+                c[col * dl.ld + r] = be == 0.0f ? 0.0f : be * cin[col * cl.ld + r];
+        if (k)
+            cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, al_f, a.data(),
+                        (int)al.ld, b.data(), (int)bl.ld, 1.0f, c.data(), (int)dl.ld);
+        std::vector<float> bias_f(bias ? m : 0);
+        if (bias) widen_matrix(bias, dl.type, m, bias_f.data());
+        for (uint64_t col = 0; col < n; col++)
+            for (uint64_t r = 0; r < m; r++) {
+                float x = c[col * dl.ld + r] + (bias ? bias_f[r] : 0.0f);
+                if (epilogue == CUBLASLT_EPILOGUE_GELU || epilogue == CUBLASLT_EPILOGUE_GELU_BIAS)
+                    x = 0.5f * x *
+                        (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+                const size_t i = col * dl.ld + r;
+                if (dl.type == CUDA_R_32F)
+                    static_cast<float *>(D)[i] = x;
+                else
+                    static_cast<__half *>(D)[i] = __float2half_rn(x);
+            }
+        return cudaSuccess;
+    });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 } // extern "C"
