@@ -18,9 +18,9 @@ extern "C" {
 /* An IEEE binary16 value as the host sees it: its 16 bits. Kernels read it as __half. */
 typedef uint16_t fp16_t;
 
-/* Largest hidden size the LayerNorm kernels accept (their per-row scratch is in shared
- * memory), and the largest k of topk_launch. */
-#define KERNELS_MAX_HIDDEN 2048
+/* Largest hidden size the LayerNorm kernels accept (a row lives in a half-warp's registers;
+ * BERT-large's 1024), and the largest k of topk_launch. */
+#define KERNELS_MAX_HIDDEN 1024
 #define TOPK_MAX_K 1024
 
 /* out[t] = LN(word[ids[t]] + pos[t - start of its sequence] + type[0]) * g + b.

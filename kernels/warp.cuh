@@ -83,7 +83,8 @@ halfwarp_layernorm_store(const float (&v)[CPL][8], float sum, int chunks, float 
 }
 
 // Calls body.template operator()<CPL>() with the smallest chunks-per-lane count that holds
-// a row of `chunks` 16-byte chunks on a half-warp (hidden <= 2048: at most 16).
+// a row of `chunks` 16-byte chunks on a half-warp (hidden <= 1024, BERT-large's: at most 8;
+// past that a row would not fit a half-warp's registers without spilling).
 template <class Body> __host__ cudaError_t with_chunks_per_lane(int chunks, Body body) {
     if (chunks <= 16) return body.template operator()<1>();
     if (chunks <= 32) return body.template operator()<2>();
@@ -91,7 +92,5 @@ template <class Body> __host__ cudaError_t with_chunks_per_lane(int chunks, Body
     if (chunks <= 64) return body.template operator()<4>();
     if (chunks <= 96) return body.template operator()<6>();
     if (chunks <= 128) return body.template operator()<8>();
-    if (chunks <= 192) return body.template operator()<12>();
-    if (chunks <= 256) return body.template operator()<16>();
     return cudaErrorInvalidValue;
 }

@@ -126,20 +126,24 @@ def table_bench_encoder(recs):
     for r in e2e:
         peer = r.get("peer_texts_per_s")
         rows.append((r.get("model"), r.get("texts"), r.get("who", "dre"),
-                     r.get("batch_tokens", ""), r.get("attention", ""), r.get("what"),
+                     r.get("batch_tokens", ""), f"{r.get('attention', '')} {r.get('gelu', '')}",
+                     r.get("what"),
                      fmt(r.get("texts_per_s")), fmt(r.get("tokens_per_s")),
                      fmt(r["texts_per_s"] / peer, 3) if peer and r.get("texts_per_s") else "",
                      fmt(r.get("end_to_end_over_roofline", ""))))
-    out = md_table(["model", "texts", "who", "batch tokens", "attention", "what", "texts/s",
+    out = md_table(["model", "texts", "who", "batch tokens", "variants", "what", "texts/s",
                     "tokens/s", "x peer", "e2e / roofline"], rows)
     kern = [r for r in recs if r.get("what") == "kernel"]
     if kern:
         out += ["", "Per kernel (first batch):", ""]
-        out += md_table(["model", "texts", "attention", "op", "ms", "share", "TFLOP/s", "GB/s"],
-                        [(r.get("model"), r.get("texts"), r.get("attention", ""), r.get("op"),
+        out += md_table(["model", "texts", "variants", "op", "ms", "share", "TFLOP/s", "GB/s",
+                         "% H100 DRAM", "% H200 DRAM"],
+                        [(r.get("model"), r.get("texts"),
+                          f"{r.get('attention', '')} {r.get('gelu', '')}", r.get("op"),
                           r.get("ms_per_layer", r.get("ms")),
                           r.get("share_of_layer", r.get("share_of_forward")), r.get("tflops"),
-                          r.get("gbs")) for r in kern])
+                          r.get("gbs"), r.get("dram_pct_h100"), r.get("dram_pct_h200"))
+                         for r in kern])
     return out
 
 

@@ -270,20 +270,27 @@ static double op_flops(gpu_op op, const dre_model_info *in, const corpus *c, int
     }
 }
 
-static double op_bytes(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b) {
+/* DRAM bytes an operator must move at the least (each tensor read or written once; the
+ * small tables, g, b, biases served by cache): what its GB/s is measured against. */
+static double op_bytes(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b,
+                       int gelu_in_gemm) {
     const double h = in->hidden, ffn = in->intermediate;
     const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
     const double s = c->batch_first[b + 1] - c->batch_first[b];
     switch (op) {
     case GPU_OP_EMBED: return 2.0 * 3.0 * t * h; /* word + position rows in, row out */
     case GPU_OP_LN1:
-    case GPU_OP_LN2: return 2.0 * 3.0 * t * h;    /* x, residual in, out */
-    case GPU_OP_GELU: return 2.0 * 2.0 * t * ffn; /* in place */
-    case GPU_OP_POOL: return 2.0 * t * h + 4.0 * s * h;
-    case GPU_OP_ATTENTION: return 2.0 * t * 4.0 * h; /* q, k, v in, context out (once) */
+    case GPU_OP_LN2: return 2.0 * 2.0 * t * h; /* x in, out (bias, residual: in the GEMM) */
+    case GPU_OP_GELU: return gelu_in_gemm ? 0.0 : 2.0 * 2.0 * t * ffn; /* in place */
+    case GPU_OP_POOL: return 2.0 * t * h + 3.0 * 4.0 * s * h; /* rows in; out, norm's in+out */
+    case GPU_OP_ATTENTION: return 2.0 * t * 4.0 * h;          /* q, k, v in, context out (once) */
     default: return 0.0;
     }
 }
+
+/* HBM bandwidth of the GPUs dre targets, GB/s: H100 SXM and H200 */
+#define H100_GBS 3350.0
+#define H200_GBS 4800.0
 
 /* `--variant list`: one line per kernel family. */
 static int list_variants(void) {
@@ -325,6 +332,7 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
     }
 
     /* per-kernel profile of the first (fullest) batch, after a warm-up */
+    const int gelu_in_gemm = !strcmp(gpu_encoder_variant(enc, GPU_FAMILY_GELU), "tanh");
     int32_t n_seqs = batch_cu(c, 0, cu);
     const int32_t *ids0 = c->ids + c->batch_token0[0];
     st = gpu_encoder_encode(enc, ids0, cu, n_seqs, out);
@@ -346,13 +354,16 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
             /* ms, flops and bytes per layer for the layer's operators */
             const double ms = in_layer ? sum_ms[op] / in->n_layers : sum_ms[op];
             const double flops = op_flops((gpu_op)op, in, c, 0),
-                         bytes = op_bytes((gpu_op)op, in, c, 0);
+                         bytes = op_bytes((gpu_op)op, in, c, 0, gelu_in_gemm);
+            const double gbs = bytes > 0 && ms > 0 ? bytes / (ms * 1e6) : 0.0;
             printf("bench=encoder model=%s what=kernel op=%s tokens=%lld seqs=%d %s=%.4f "
-                   "share_of_%s=%.1f%% tflops=%.1f gbs=%.0f\n",
+                   "share_of_%s=%.1f%% tflops=%.1f mbytes=%.1f gbs=%.0f dram_pct_h100=%.0f%% "
+                   "dram_pct_h200=%.0f%%\n",
                    label, gpu_op_name((gpu_op)op), (long long)batch_tokens, n_seqs,
                    in_layer ? "ms_per_layer" : "ms", ms, in_layer ? "layer" : "forward",
                    100.0 * (in_layer ? sum_ms[op] / layer_ms : sum_ms[op] / forward_ms),
-                   flops > 0 ? flops / (ms * 1e9) : 0.0, bytes > 0 ? bytes / (ms * 1e6) : 0.0);
+                   flops > 0 && ms > 0 ? flops / (ms * 1e9) : 0.0, bytes * 1e-6, gbs,
+                   100.0 * gbs / H100_GBS, 100.0 * gbs / H200_GBS);
         }
         printf("bench=encoder model=%s what=forward tokens=%lld seqs=%d ms=%.3f layer_ms=%.3f\n",
                label, (long long)batch_tokens, n_seqs, forward_ms, layer_ms / in->n_layers);
