@@ -151,10 +151,11 @@ TEST(GpuSearch, SameIdsAsFaissFlat) {
 }
 
 TEST(GpuSearch, SeveralChunksAndQueryBatches) {
-    // 65536 vectors per chunk, 1024 queries per batch: 150001 vectors make 3 chunks (the
-    // last one short), 1100 queries two batches
+    // a batch of 1024 queries scores 6144 vectors a chunk (24 MiB of scores): 150001 vectors
+    // make 25 chunks (the last one short; 30001 make 5 under the emulation), 1100 queries two
+    // batches
     SKIP_WITHOUT_GPU();
-    run_case(150001, 48, 1100, 20, false);
+    run_case(emulated() ? 30001 : 150001, 48, 1100, 20, false);
     run_case(140000, 32, 50, 1024, false);
 }
 
@@ -174,7 +175,7 @@ TEST(GpuSearch, Fp16Storage) {
 TEST(GpuSearch, TiesComeBackInFaissOrder) {
     SKIP_WITHOUT_GPU();
     const int32_t dim = 48, k = 100, distinct = 40;
-    const int64_t n = 150001, nq = 30; // three chunks
+    const int64_t n = emulated() ? 60001 : 150001, nq = 300; // 20971 a chunk: 3 or 8 chunks
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> coord(-2, 2);
     std::vector<float> patterns((size_t)distinct * dim), xq((size_t)nq * dim);
