@@ -47,9 +47,12 @@ const char *gpu_op_name(gpu_op op);
  * created) pick one per family; the first listed is the default. */
 typedef enum gpu_family { GPU_FAMILY_ATTENTION, GPU_FAMILY_GELU, GPU_FAMILY_COUNT } gpu_family;
 
-/* The gelu family: the exact erf form in a kernel of its own after the FFN-in GEMM (whose
- * epilogue adds the bias), or cuBLASLt's GELU epilogue (the tanh form) in the GEMM. */
-typedef enum gpu_gelu { GPU_GELU_ERF, GPU_GELU_TANH } gpu_gelu;
+/* The gelu family: cuBLASLt's GELU epilogue (the tanh form) in the FFN-in GEMM, the
+ * default, or the exact erf form in a kernel of its own after it (the GEMM's epilogue adding
+ * the bias). The tanh form was kept after measuring it against the erf one on the demo
+ * corpus (80 title + abstract texts, MiniLM, the emulated GPU): worst cosine to the CPU
+ * encoder 0.9999977 (erf: 0.9999995), nDCG@10 0.9678 for both and for the CPU. */
+typedef enum gpu_gelu { GPU_GELU_TANH, GPU_GELU_ERF } gpu_gelu;
 
 const char *gpu_family_name(gpu_family family);
 /* The family's variants, default first, NULL-terminated. */

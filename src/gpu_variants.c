@@ -11,7 +11,7 @@
 /* in attention_variant's order (kernels.h) */
 static const char *const attention_variants[] = {"mma", "wmma", NULL};
 /* in gpu_gelu's order (encoder_gpu.h) */
-static const char *const gelu_variants[] = {"erf", "tanh", NULL};
+static const char *const gelu_variants[] = {"tanh", "erf", NULL};
 
 const char *gpu_family_name(gpu_family family) {
     switch (family) {
