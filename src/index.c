@@ -1,6 +1,6 @@
 /* index.c — an index folder: index.faiss (FAISS through its C API, ids = docstore rows),
  * docs.sqlite and meta.json. Reading side: dre_index_*; writing side (index.h): FAISS
- * indexes from factory strings, meta.json, and files replaced by rename. */
+ * indexes from factory strings and meta.json. */
 #define _POSIX_C_SOURCE 200809L
 #include "index.h"
 
@@ -24,73 +24,13 @@
 
 #include "common.h"
 #include "docstore.h"
+#include "fileio.h"
 
 struct dre_index {
     FaissIndex *faiss;
     docstore *docs;
     dre_index_info info;
 };
-
-/* ------------------------------------------------------------------ files */
-
-dre_status sync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    /* Some file systems refuse fsync on a folder; the rename itself still happened. */
-    if (rc != 0 && err != EINVAL && err != EBADF)
-        return set_error(DRE_ERR_IO, "%s: fsync: %s", path, strerror(err));
-    return DRE_OK;
-}
-
-static void parent_dir(const char *path, char *out, size_t cap) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        snprintf(out, cap, ".");
-    } else if (slash == path) {
-        snprintf(out, cap, "/");
-    } else {
-        snprintf(out, cap, "%.*s", (int)(slash - path), path);
-    }
-}
-
-dre_status rename_synced(const char *from, const char *to) {
-    if (rename(from, to) != 0)
-        return set_error(DRE_ERR_IO, "rename %s -> %s: %s", from, to, strerror(errno));
-    char dir[PATH_MAX];
-    parent_dir(to, dir, sizeof dir);
-    return sync_path(dir);
-}
-
-dre_status write_file_atomic(const char *path, const void *data, size_t len) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(err));
-    }
-    return rename_synced(tmp, path);
-}
 
 /* ------------------------------------------------------------------ FAISS */
 

@@ -1,6 +1,5 @@
-/* index.h — the writing side of an index folder, shared by the pipeline and the tests:
- * FAISS indexes made from factory strings (inner product), their files, meta.json, and
- * files replaced atomically (written to "<name>.tmp", synced, renamed). */
+/* index.h — the files of an index folder, shared by the index writer and the tests: FAISS
+ * indexes made from factory strings (inner product), their files, and meta.json. */
 #ifndef DRE_INDEX_H
 #define DRE_INDEX_H
 
@@ -18,7 +17,7 @@ extern "C" {
 #define INDEX_FAISS_FILE "index.faiss"
 #define INDEX_DOCS_FILE "docs.sqlite"
 #define INDEX_META_FILE "meta.json"
-/* Left by an embed while it runs (removed when it finishes): see pipeline.c. */
+/* Left by an embed while it runs (removed when it finishes): see index_writer.h. */
 #define INDEX_CHECKPOINT_FILE "embed-checkpoint.json"
 #define INDEX_DEFAULT_FACTORY "Flat"
 
@@ -45,13 +44,6 @@ dre_status index_faiss_read(const char *path, FaissIndex **out);
 /* meta.json of an index folder. */
 dre_status index_meta_write(const char *dir, const dre_index_info *info);
 dre_status index_meta_read(const char *dir, dre_index_info *info);
-
-/* Writes len bytes to path.tmp, syncs it, renames it to path and syncs the folder. */
-dre_status write_file_atomic(const char *path, const void *data, size_t len);
-/* Renames from to to and syncs the folder holding to. */
-dre_status rename_synced(const char *from, const char *to);
-/* fsync of a file or folder by path. */
-dre_status sync_path(const char *path);
 
 /* "mean" / "cls" and back. */
 const char *pooling_name(dre_pooling pooling);

@@ -1,0 +1,74 @@
+/* batcher.h — the one place that tokenizes and packs: texts become token sequences on
+ * tokenizer threads (seq_tokenizer), and sequences are sorted by length and packed
+ * without padding into batches of at most the encoder's token budget (seq_packer). The
+ * embed pipeline and dre_encode_texts both go through it. */
+#ifndef DRE_BATCHER_H
+#define DRE_BATCHER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dre.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Token sequences back to back: sequence i is ids[start[i] .. start[i] + length[i]), made
+ * from text[i]. Buffers grow as needed and are kept for reuse. */
+typedef struct token_seqs {
+    int32_t *ids;
+    size_t n_ids, ids_cap;
+    size_t *start;
+    int32_t *length;
+    int32_t *text;
+    int32_t n, cap;
+} token_seqs;
+
+void token_seqs_free(token_seqs *s);
+
+typedef struct seq_job seq_job;
+
+/* Tokenizes texts on up to n_threads threads (the calling one included). */
+typedef struct seq_tokenizer {
+    const dre_tokenizer *tok;
+    int32_t max_length; /* tokens per sequence, with [CLS] and [SEP] */
+    int n_threads;
+    seq_job *jobs;      /* [n_threads], each with the sequences of its texts */
+    pthread_t *threads; /* [n_threads] */
+} seq_tokenizer;
+
+dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
+                              int n_threads);
+void seq_tokenizer_free(seq_tokenizer *t);
+/* Replaces out's sequences by those of texts [0, n) (lens[i] bytes each), in text order:
+ * one per text, truncated to max_length. */
+dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
+                             int32_t n, token_seqs *out);
+
+/* Packs sequences into batches and encodes them; buffers sized once from the budget. */
+typedef struct length_key length_key;
+typedef struct seq_packer {
+    dre_encoder *enc;
+    int32_t budget_tokens, dim, max_seqs; /* max_seqs: sequences per batch */
+    length_key *order;
+    int32_t order_cap;
+    int32_t *ids;        /* [budget_tokens] */
+    int32_t *cu_seqlens; /* [max_seqs + 1] */
+    float *out;          /* [max_seqs, dim] */
+} seq_packer;
+
+/* budget_tokens <= 0: the encoder's. */
+dre_status seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_tokens);
+void seq_packer_free(seq_packer *p);
+/* Encodes every sequence: shortest first (equal lengths in order, so the batches depend
+ * on nothing but the sequences), packed greedily into batches of at most budget_tokens,
+ * the next batch queued on the encoder while the last is collected. out receives
+ * seqs->n x dim floats, row i for sequence i. */
+dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
