@@ -169,16 +169,32 @@ typedef enum dre_corpus_format {
 
 /* ---------------------------------------------------------------- embed */
 
+/* Where a running embed stands, as its progress callback sees it. */
+typedef struct dre_embed_progress {
+    int64_t n_docs;   /* documents added by this run so far */
+    int64_t n_tokens; /* their tokens */
+    int64_t offset;   /* corpus bytes read, up to the last document added */
+    int64_t start;    /* the offset this run started from (> 0 when resumed) */
+    int64_t size;     /* the corpus's size in bytes */
+    double seconds;   /* since this run started */
+    int done;         /* the last call: the corpus is read (or the run failed) */
+} dre_embed_progress;
+
+/* Called after each window of documents is written, and once more with done set; from a
+ * thread of dre_embed's, never two calls at once. */
+typedef void (*dre_embed_progress_fn)(const dre_embed_progress *progress, void *user);
+
 typedef struct dre_embed_options {
     const char *factory; /* FAISS index_factory string; NULL: "Flat" (inner product) */
     dre_device device;
-    int32_t budget_tokens;   /* <= 0: encoder default */
-    int n_threads;           /* tokenizer threads; <= 0: all cores */
-    int resume;              /* continue an interrupted run from its checkpoint */
-    int append;              /* add to an existing index */
-    int quiet;               /* no progress, no summary */
-    int skip_bad_lines;      /* --on-error skip; default: fail at the first */
-    const char *errors_path; /* if set, bad lines are listed there */
+    int32_t budget_tokens;          /* <= 0: encoder default */
+    int n_threads;                  /* tokenizer threads; <= 0: all cores */
+    int resume;                     /* continue an interrupted run from its checkpoint */
+    int append;                     /* add to an existing index */
+    dre_embed_progress_fn progress; /* NULL: none */
+    void *progress_user;            /* passed to progress */
+    int skip_bad_lines;             /* --on-error skip; default: fail at the first */
+    const char *errors_path;        /* if set, bad lines are listed there */
     dre_corpus_format format;
     const char *id_field; /* JSONL field names; NULL: "_id", "title", "text" */
     const char *title_field;
@@ -195,11 +211,14 @@ typedef struct dre_embed_summary {
     int64_t n_tokens;
     int64_t n_total; /* documents in the index afterwards */
     double seconds;
+    dre_device device;    /* the encoder's (CPU or GPU) */
+    int already_finished; /* resume found the index finished: nothing was done */
 } dre_embed_summary;
 
 /* Streams a corpus through tokenizer, encoder and index into index_dir (created if
  * needed): index.faiss, docs.sqlite, meta.json. Writes go to temporary names renamed
- * into place; an interrupted run resumes with opts->resume. */
+ * into place; an interrupted run resumes with opts->resume. Prints nothing: progress
+ * goes to opts->progress, the outcome to summary. */
 dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
                      const dre_embed_options *opts, dre_embed_summary *summary);
 

@@ -239,11 +239,10 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         if (st == DRE_OK) {
             int64_t count = dre_index_get_info(done_index)->count;
             dre_index_close(done_index);
-            if (summary) summary->n_total = count;
-            if (!o->quiet)
-                fprintf(stderr,
-                        "nothing to resume: %s already holds the finished index (%lld docs)\n", dir,
-                        (long long)count);
+            if (summary) {
+                summary->n_total = count;
+                summary->already_finished = 1;
+            }
         }
         goto done;
     } else {
@@ -273,7 +272,8 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
                            .skip_bad_lines = o->skip_bad_lines,
                            .errors = p->errors,
                            .errors_path = o->errors_path,
-                           .show_progress = !o->quiet && isatty(2)};
+                           .progress = o->progress,
+                           .progress_user = o->progress_user};
     pipeline_counts run = {0};
     double t_start = now_seconds();
     st = pipeline_run(&cfg, &p->ck, &run);
@@ -286,17 +286,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         summary->n_tokens = run.tokens;
         summary->n_total = total;
         summary->seconds = seconds;
-    }
-    if (st == DRE_OK && !o->quiet) {
-        double s = seconds > 0 ? seconds : 1e-9;
-        fprintf(stderr,
-                "embedded %lld docs (%lld tokens) in %.2f s on %s: %.1f docs/s, %.0f tokens/s; "
-                "%s now holds %lld docs",
-                (long long)run.docs, (long long)run.tokens, seconds,
-                dre_device_name(dre_encoder_device(p->enc)), (double)run.docs / s,
-                (double)run.tokens / s, dir, (long long)total);
-        if (run.skipped) fprintf(stderr, "; skipped %lld bad lines", (long long)run.skipped);
-        fprintf(stderr, "\n");
+        summary->device = dre_encoder_device(p->enc);
     }
 done:
     if (p->errors) fclose(p->errors);

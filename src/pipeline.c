@@ -88,7 +88,7 @@ typedef struct pipeline {
     pipeline_counts run;
 
     /* progress */
-    double t_start, t_printed;
+    double t_start;
     int64_t start_offset, size;
 
     window windows[N_WINDOWS];
@@ -305,24 +305,16 @@ static dre_status encoder_loop(pipeline *p) {
 
 /* ------------------------------------------------------------------ writer stage */
 
-static void print_progress(pipeline *p, int64_t offset, int final) {
-    double now = now_seconds();
-    if (!final && now - p->t_printed < 0.25) return;
-    p->t_printed = now;
-    double elapsed = now - p->t_start;
-    if (elapsed <= 0) elapsed = 1e-9;
-    char eta[32] = "";
-    if (p->size > 0 && offset > p->start_offset && !final) {
-        double rate = (double)(offset - p->start_offset) / elapsed;
-        double left = (double)(p->size - offset) / rate;
-        snprintf(eta, sizeof eta, "  ETA %d:%02d:%02d", (int)(left / 3600), (int)(left / 60) % 60,
-                 (int)left % 60);
-    }
-    fprintf(stderr, "\r  %lld docs  %.0f docs/s  %.0f tokens/s  %3.0f%%%s   ",
-            (long long)p->run.docs, (double)p->run.docs / elapsed, (double)p->run.tokens / elapsed,
-            p->size > 0 ? 100.0 * (double)offset / (double)p->size : 0.0, eta);
-    if (final) fprintf(stderr, "\r%*s\r", 79, "");
-    fflush(stderr);
+static void report_progress(pipeline *p, int done) {
+    if (!p->cfg->progress) return;
+    dre_embed_progress pr = {.n_docs = p->run.docs,
+                             .n_tokens = p->run.tokens,
+                             .offset = p->ck->offset,
+                             .start = p->start_offset,
+                             .size = p->size,
+                             .seconds = now_seconds() - p->t_start,
+                             .done = done};
+    p->cfg->progress(&pr, p->cfg->progress_user);
 }
 
 static dre_status write_checkpoint(pipeline *p) {
@@ -372,7 +364,7 @@ static dre_status write_window(pipeline *p, window *w) {
     p->run.tokens += tokens;
     p->run.skipped += w->n_bad + dropped;
     if (w->checkpoint) DRE_TRY(write_checkpoint(p));
-    if (p->cfg->show_progress) print_progress(p, w->end_offset, 0);
+    if (w->n > 0 || w->n_bad > 0) report_progress(p, 0); /* the corpus may end on an empty one */
     return DRE_OK;
 }
 
@@ -423,7 +415,7 @@ dre_status pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_cou
         pthread_join(producer, NULL);
         if (p->failed) st = set_error(p->fail_status, "%s", p->fail_msg);
     }
-    if (cfg->show_progress) print_progress(p, ck->offset, 1);
+    report_progress(p, 1);
     *counts = p->run;
     for (int i = 0; i < N_WINDOWS; i++)
         window_free(&p->windows[i]);

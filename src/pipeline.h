@@ -28,7 +28,8 @@ typedef struct pipeline_config {
     int skip_bad_lines;
     FILE *errors; /* bad lines are listed here when set */
     const char *errors_path;
-    int show_progress;
+    dre_embed_progress_fn progress; /* NULL: none */
+    void *progress_user;
 } pipeline_config;
 
 /* What a run added. */

@@ -95,6 +95,27 @@ TEST_F(CliTest, EmbedPrintsASummary) {
     EXPECT_NE(again.err.find("--append"), std::string::npos) << again.err;
 }
 
+// With stderr not a terminal, progress is a plain line every --progress-seconds (0: after
+// every window; windows end at checkpoints), then the summary.
+TEST_F(CliTest, EmbedProgressInALogIsPlainLines) {
+    result r = run("embed --device cpu --model tests/fixtures/tiny-bert-cls --progress-seconds 0 "
+                   "--checkpoint-every 20 tests/data/papers.jsonl '" +
+                   root + "/progress'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = lines_of(r.err);
+    ASSERT_EQ(lines.size(), 5u) << r.err;
+    for (int i = 0; i < 4; i++)
+        EXPECT_EQ(lines[i].rfind("dre embed: " + std::to_string(20 * (i + 1)) + " docs  ", 0), 0u)
+            << lines[i];
+    EXPECT_NE(lines[3].find("100%"), std::string::npos) << lines[3];
+    EXPECT_EQ(r.err.find('\r'), std::string::npos);
+    EXPECT_EQ(lines[4].rfind("embedded 80 docs", 0), 0u) << lines[4];
+    r = run("embed -q --device cpu --model tests/fixtures/tiny-bert-cls tests/data/papers.jsonl '" +
+            root + "/quiet'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+}
+
 TEST_F(CliTest, SearchOneQueryReturnsRankedResults) {
     result r = run("search --device cpu '" + index_dir +
                    "' 'survey of neural reranking and dense retrieval with BERT'");

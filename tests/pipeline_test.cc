@@ -108,7 +108,6 @@ class PipelineTest : public ::testing::Test {
         dre_embed_options opts;
         dre_embed_options_init(&opts);
         opts.device = DRE_DEVICE_CPU;
-        opts.quiet = 1;
         opts.checkpoint_every = kCheckpointEvery;
         ref_status =
             dre_embed(kMiniLM.c_str(), kCorpus.c_str(), ref_dir.c_str(), &opts, &ref_summary);
@@ -130,7 +129,6 @@ class PipelineTest : public ::testing::Test {
         dre_embed_options opts;
         dre_embed_options_init(&opts);
         opts.device = DRE_DEVICE_CPU;
-        opts.quiet = 1;
         opts.checkpoint_every = checkpoint_every;
         return opts;
     }
@@ -418,6 +416,45 @@ TEST_F(PipelineTest, ResumeOnAFinishedIndexIsANoOp) {
     opts.resume = 0; // without --resume, the same command refuses to overwrite it
     EXPECT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr),
               DRE_ERR_INVALID_ARG);
+}
+
+// The progress callback: a call per window written (windows end at checkpoints, every 8
+// documents here), counts that only grow, the corpus read to its last byte, then one call
+// with done set. dre_embed itself prints nothing.
+TEST_F(PipelineTest, ProgressCallbackFollowsTheWindows) {
+    std::vector<dre_embed_progress> calls;
+    dre_embed_options opts = options();
+    opts.progress = [](const dre_embed_progress *p, void *user) {
+        static_cast<std::vector<dre_embed_progress> *>(user)->push_back(*p);
+    };
+    opts.progress_user = &calls;
+    dre_embed_summary summary;
+    testing::internal::CaptureStderr();
+    dre_status st =
+        dre_embed(kTiny.c_str(), kCorpus.c_str(), (dir + "/ix").c_str(), &opts, &summary);
+    std::string printed = testing::internal::GetCapturedStderr();
+    ASSERT_EQ(st, DRE_OK) << dre_last_error();
+    EXPECT_EQ(printed, "");
+    ASSERT_EQ(calls.size(), (size_t)kDocs / kCheckpointEvery + 1);
+    long long corpus_bytes = (long long)read_text(kCorpus).size();
+    for (size_t i = 0; i + 1 < calls.size(); i++) {
+        EXPECT_EQ(calls[i].n_docs, (int64_t)(i + 1) * kCheckpointEvery);
+        EXPECT_FALSE(calls[i].done);
+        EXPECT_EQ(calls[i].start, 0);
+        EXPECT_EQ(calls[i].size, corpus_bytes);
+        if (i > 0) {
+            EXPECT_GT(calls[i].offset, calls[i - 1].offset);
+            EXPECT_GT(calls[i].n_tokens, calls[i - 1].n_tokens);
+            EXPECT_GE(calls[i].seconds, calls[i - 1].seconds);
+        }
+    }
+    const dre_embed_progress &last = calls.back();
+    EXPECT_TRUE(last.done);
+    EXPECT_EQ(last.n_docs, kDocs);
+    EXPECT_EQ(last.offset, corpus_bytes);
+    EXPECT_EQ(last.n_tokens, summary.n_tokens);
+    EXPECT_EQ(summary.n_docs, kDocs);
+    EXPECT_EQ(summary.device, DRE_DEVICE_CPU);
 }
 
 TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
