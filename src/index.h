@@ -41,9 +41,13 @@ dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
 dre_status index_faiss_write(FaissIndex *ix, const char *path);
 dre_status index_faiss_read(const char *path, FaissIndex **out);
 
-/* meta.json of an index folder. */
+/* meta.json of an index folder (index_meta.c). The checksum of index.faiss is computed
+ * and recorded when the file is there; read_checksum gives the recorded one ("" if none). */
 dre_status index_meta_write(const char *dir, const dre_index_info *info);
 dre_status index_meta_read(const char *dir, dre_index_info *info);
+dre_status index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]);
+/* A 64-bit checksum of a file as 16 hex digits (see index_meta.c). */
+dre_status index_file_checksum(const char *path, char hex[17]);
 
 /* "mean" / "cls" and back. */
 const char *pooling_name(dre_pooling pooling);
