@@ -191,6 +191,7 @@ typedef struct dre_embed_options {
     int n_threads;                  /* tokenizer threads; <= 0: all cores */
     int resume;                     /* continue an interrupted run from its checkpoint */
     int append;                     /* add to an existing index */
+    int no_bm25;                    /* no BM25 table (default: one, built as documents come) */
     dre_embed_progress_fn progress; /* NULL: none */
     void *progress_user;            /* passed to progress */
     int skip_bad_lines;             /* --on-error skip; default: fail at the first */
@@ -234,8 +235,9 @@ typedef struct dre_index_info {
     dre_pooling pooling;
     int normalize;
     int32_t max_length;
-    int64_t count;
+    int64_t count; /* documents */
     char factory[128];
+    int bm25; /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and
@@ -267,6 +269,18 @@ void dre_doc_clear(dre_doc *doc);
 
 /* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim). */
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
+
+/* The k best documents for a query by BM25 over title and text (SQLite FTS5, porter
+ * stemming; every term of the query OR-ed, operators and quotes in it mean nothing): rows
+ * and scores (higher is better), best first, ties by row. *n receives how many matched
+ * (at most k). DRE_ERR_UNSUPPORTED if the index has no BM25 table. */
+dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,
+                                 int64_t *rows, int32_t *n);
+
+/* Adds a BM25 table to an index folder made without one (dre embed --no-bm25, or an older
+ * dre): docs.sqlite is copied, indexed and renamed into place, then meta.json updated.
+ * Takes the folder's lock; a no-op if the index has one already. */
+dre_status dre_index_add_bm25(const char *index_dir);
 
 /* ---------------------------------------------------------------- exact GPU search */
 

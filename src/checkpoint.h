@@ -29,6 +29,7 @@ typedef struct checkpoint {
     int32_t dim;
     char weights_sha256[65];
     char factory[CHECKPOINT_FIELD_CAP];
+    int bm25; /* the staged docstore keeps a BM25 table */
     dre_corpus_format format;
     char id_field[CHECKPOINT_FIELD_CAP], title_field[CHECKPOINT_FIELD_CAP],
         text_field[CHECKPOINT_FIELD_CAP];

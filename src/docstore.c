@@ -300,7 +300,11 @@ dre_status docstore_copy(const char *src_path, const char *dst_path) {
     }
     int rc = sqlite3_backup_step(b, -1);
     sqlite3_backup_finish(b);
-    if (rc != SQLITE_DONE)
+    int err = sqlite3_system_errno(dst);
+    if (rc != SQLITE_DONE && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL) && err)
+        st = set_error(DRE_ERR_IO, "%s -> %s: copy failed: %s (%s)", src_path, dst_path,
+                       sqlite3_errstr(rc), strerror(err));
+    else if (rc != SQLITE_DONE)
         st = set_error(DRE_ERR_INDEX, "%s -> %s: copy failed: %s", src_path, dst_path,
                        sqlite3_errstr(rc));
 done:

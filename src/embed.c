@@ -78,6 +78,8 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
         what = "title field";
     else if (o->text_field && strcmp(o->text_field, c->text_field))
         what = "text field";
+    else if (o->no_bm25 && c->bm25)
+        what = "BM25 setting (--no-bm25)";
     if (what)
         return set_error(DRE_ERR_INVALID_ARG,
                          "%s: --resume with a different %s than the "
@@ -117,11 +119,17 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
         if (o->factory && strcmp(o->factory, base_meta.factory))
             return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
                              base_meta.factory, o->factory);
+        if (o->no_bm25 && base_meta.bm25)
+            return set_error(DRE_ERR_MISMATCH,
+                             "%s: the index has a BM25 table, which --append keeps up to date "
+                             "(--no-bm25 cannot apply)",
+                             dir);
         have_base = 1;
     }
     checkpoint *c = &p->ck;
     memset(c, 0, sizeof *c);
     c->base_count = have_base ? base_meta.count : 0;
+    c->bm25 = have_base ? base_meta.bm25 : !o->no_bm25;
     c->window_cap = default_window_cap(p->budget_tokens);
     c->every = p->checkpoint_every;
     c->budget_tokens = p->budget_tokens;
@@ -184,6 +192,7 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.normalize = m->normalize;
     meta.max_length = m->max_length;
     snprintf(meta.factory, sizeof meta.factory, "%s", c->factory);
+    meta.bm25 = c->bm25;
     return index_writer_finish(p->writer, &meta);
 }
 

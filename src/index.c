@@ -81,6 +81,11 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
                            index_dir, (long long)ix->info.count, ix->info.dim, (long long)n_vectors,
                            dim, (long long)n_docs);
     }
+    if (st == DRE_OK && ix->info.bm25 && !docstore_has_bm25(ix->docs))
+        st = set_error(DRE_ERR_INDEX,
+                       "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
+                       "has none (docs_fts)",
+                       index_dir);
     if (st != DRE_OK) {
         dre_index_close(ix);
         return no_index_error(index_dir, st);
@@ -157,4 +162,16 @@ dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *
     if (faiss_Index_reconstruct_n(index->faiss, first, n, out) != 0)
         return index_faiss_error("reconstructing vectors");
     return DRE_OK;
+}
+
+dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,
+                                 int64_t *rows, int32_t *n) {
+    if (!index || !query || !scores || !rows || !n)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: NULL argument");
+    *n = 0;
+    if (!index->info.bm25)
+        return set_error(DRE_ERR_UNSUPPORTED,
+                         "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
+    if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
+    return docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
 }

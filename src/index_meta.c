@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "docstore.h"
 #include "fileio.h"
 
 #define CHECKSUM_P1 0x9E3779B185EBCA87ull
@@ -93,6 +94,15 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
     cJSON_AddNumberToObject(root, "count", (double)info->count);
     cJSON_AddStringToObject(root, "factory", info->factory);
     cJSON_AddStringToObject(root, "metric", "inner_product");
+    if (info->bm25) {
+        cJSON *bm25 = cJSON_AddObjectToObject(root, "bm25");
+        if (bm25) {
+            cJSON_AddStringToObject(bm25, "table", "docs_fts");
+            cJSON_AddStringToObject(bm25, "tokenizer", DOCSTORE_BM25_TOKENIZER);
+            cJSON_AddStringToObject(bm25, "ranking", DOCSTORE_BM25_RANKING);
+            cJSON_AddStringToObject(bm25, "query", DOCSTORE_BM25_QUERY);
+        }
+    }
     /* The checksum of the index.faiss beside it, when there is one (see index_file_checksum). */
     char faiss_path[PATH_MAX], checksum[17];
     DRE_TRY(path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
@@ -175,6 +185,18 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (info->dim <= 0 || info->count < 0)
         return set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
                          (long long)info->count);
+    const cJSON *bm25 = cJSON_GetObjectItemCaseSensitive(root, "bm25");
+    if (bm25 && !cJSON_IsNull(bm25)) {
+        const cJSON *tokenizer = cJSON_GetObjectItemCaseSensitive(bm25, "tokenizer");
+        if (!cJSON_IsObject(bm25) || !cJSON_IsString(tokenizer))
+            return set_error(DRE_ERR_FORMAT, "%s: \"bm25\" is not an object with a tokenizer",
+                             path);
+        if (strcmp(tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER) != 0)
+            return set_error(DRE_ERR_UNSUPPORTED,
+                             "%s: BM25 tokenizer \"%s\" (this dre uses \"%s\")", path,
+                             tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER);
+        info->bm25 = 1;
+    }
     checksum[0] = '\0';
     const cJSON *sum = cJSON_GetObjectItemCaseSensitive(root, "index_checksum");
     if (sum) {

@@ -193,7 +193,9 @@ dre_status index_writer_start(index_writer *w, const checkpoint *c) {
     /* The docstore file must exist before the checkpoint that refers to it. */
     docstore *ds = NULL;
     DRE_TRY(docstore_open(w->staging_docs_path, 1, &ds));
+    dre_status st = c->bm25 ? docstore_add_bm25(ds) : DRE_OK;
     docstore_close(ds);
+    DRE_TRY(st);
     return checkpoint_write(w->checkpoint_path, c);
 }
 
@@ -217,6 +219,9 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
         DRE_TRY(rename_synced(final_docs, w->staging_docs_path));
     }
     DRE_TRY(docstore_open(w->staging_docs_path, 1, &w->docs));
+    if (docstore_has_bm25(w->docs) != c->bm25)
+        return set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s", dir,
+                         STAGING_DOCS_FILE, c->bm25 ? "lacks" : "has", c->bm25 ? "yes" : "no");
     int64_t total = c->base_count + c->count;
     DRE_TRY(docstore_truncate(w->docs, total));
     int64_t n_docs = 0;
@@ -314,4 +319,48 @@ dre_status index_writer_finish(index_writer *w, dre_index_info *meta) {
     remove_staging(dir);
     w->finished = 1;
     return sync_path(dir);
+}
+
+/* ------------------------------------------------------------------ BM25 for an index */
+
+static dre_status add_bm25_locked(index_writer *w) {
+    const char *dir = w->dir;
+    if (file_exists_in(dir, INDEX_CHECKPOINT_FILE))
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "%s: an embed into this folder has not finished (%s is there); finish "
+                         "it with `dre embed --resume` first",
+                         dir, INDEX_CHECKPOINT_FILE);
+    dre_index *ix = NULL;
+    DRE_TRY(dre_index_open(dir, &ix));
+    dre_index_info info = *dre_index_get_info(ix);
+    dre_index_close(ix);
+    if (info.bm25) return DRE_OK;
+    char docs_path[PATH_MAX];
+    DRE_TRY(path_join(docs_path, sizeof docs_path, dir, INDEX_DOCS_FILE));
+    /* Built in a copy, renamed into place: a crash leaves the old docstore as it was. */
+    remove_staging(dir);
+    docstore *ds = NULL;
+    dre_status st = docstore_copy(docs_path, w->staging_docs_path);
+    if (st == DRE_OK) st = docstore_open(w->staging_docs_path, 1, &ds);
+    if (st == DRE_OK) st = docstore_add_bm25(ds);
+    docstore_close(ds); /* back to a single file */
+    if (st == DRE_OK) st = rename_synced(w->staging_docs_path, docs_path);
+    if (st != DRE_OK) {
+        remove_staging(dir);
+        return st;
+    }
+    info.bm25 = 1;
+    return index_meta_write(dir, &info);
+}
+
+dre_status dre_index_add_bm25(const char *index_dir) {
+    if (!index_dir) return set_error(DRE_ERR_INVALID_ARG, "dre_index_add_bm25: NULL argument");
+    dre_index *probe = NULL; /* an index folder at all, before its lock is taken */
+    DRE_TRY(dre_index_open(index_dir, &probe));
+    dre_index_close(probe);
+    index_writer *w = NULL;
+    DRE_TRY(index_writer_open(index_dir, &w));
+    dre_status st = add_bm25_locked(w);
+    index_writer_close(w);
+    return st;
 }

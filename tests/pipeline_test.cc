@@ -46,6 +46,7 @@ struct index_dump {
     int64_t count = 0;
     std::vector<float> vectors;
     std::vector<std::string> ids, titles, texts;
+    std::vector<std::string> bm25; // every token of the BM25 index (test_util.h)
 };
 
 // Everything an index folder holds, through the public API.
@@ -67,6 +68,7 @@ index_dump dump(const std::string &dir) {
         dre_doc_clear(&doc);
     }
     dre_index_close(ix);
+    d.bm25 = bm25_dump(dir);
     return d;
 }
 
@@ -320,6 +322,9 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.titles, want.titles);
     EXPECT_EQ(got.texts, want.texts);
+    ASSERT_GT(want.bm25.size(), (size_t)kDocs * 50); // the embed built BM25 by default
+    EXPECT_EQ(want.bm25[0], "integrity ok");
+    EXPECT_TRUE(got.bm25 == want.bm25) << "resumed BM25 index differs from the uninterrupted run's";
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0)
@@ -390,6 +395,9 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
     ASSERT_EQ(got.count, (int64_t)lines.size() * 8);
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.texts, want.texts);
+    ASSERT_FALSE(want.bm25.empty());
+    EXPECT_EQ(want.bm25[0], "integrity ok");
+    EXPECT_TRUE(got.bm25 == want.bm25) << "BM25 index differs after the kills";
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0);
@@ -455,6 +463,65 @@ TEST_F(PipelineTest, ProgressCallbackFollowsTheWindows) {
     EXPECT_EQ(last.n_tokens, summary.n_tokens);
     EXPECT_EQ(summary.n_docs, kDocs);
     EXPECT_EQ(summary.device, DRE_DEVICE_CPU);
+}
+
+// A BM25 table added to an index made without one equals the one an embed builds as it
+// goes; --append keeps an index's BM25 choice.
+TEST_F(PipelineTest, Bm25AddedLaterEqualsBm25BuiltDuringTheEmbed) {
+    std::string with = dir + "/with", without = dir + "/without";
+    dre_embed_options opts = options();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), with.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    opts.no_bm25 = 1;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), without.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    EXPECT_TRUE(bm25_dump(without).empty());
+    dre_index *ix = nullptr;
+    ASSERT_EQ(dre_index_open(without.c_str(), &ix), DRE_OK);
+    EXPECT_EQ(dre_index_get_info(ix)->bm25, 0);
+    double score;
+    int64_t row;
+    int32_t n;
+    EXPECT_EQ(dre_index_bm25_search(ix, "diffusion", 1, &score, &row, &n), DRE_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(dre_last_error()).find("add-bm25"), std::string::npos);
+    dre_index_close(ix);
+
+    ASSERT_EQ(dre_index_add_bm25(without.c_str()), DRE_OK) << dre_last_error();
+    EXPECT_EQ(files_in(without), kIndexFiles);
+    index_dump a = dump(with), b = dump(without);
+    ASSERT_GT(a.bm25.size(), (size_t)kDocs);
+    EXPECT_EQ(a.bm25[0], "integrity ok");
+    EXPECT_TRUE(a.bm25 == b.bm25);
+    EXPECT_EQ(a.vectors, b.vectors);
+    ASSERT_EQ(dre_index_open(without.c_str(), &ix), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_index_get_info(ix)->bm25, 1);
+    ASSERT_EQ(dre_index_bm25_search(ix, "diffusion transformers", 1, &score, &row, &n), DRE_OK);
+    EXPECT_EQ(n, 1);
+    EXPECT_GT(score, 0);
+    dre_index_close(ix);
+    std::string meta = read_text(without + "/meta.json");
+    EXPECT_NE(meta.find("\"tokenizer\":\t\"porter unicode61\""), std::string::npos) << meta;
+    EXPECT_EQ(dre_index_add_bm25(without.c_str()), DRE_OK); // again: nothing to do
+
+    // --append --no-bm25 to an index with BM25 is refused; without the flag it keeps it up
+    std::string half = dir + "/half.jsonl";
+    auto lines = lines_of(read_text(kCorpus));
+    write_text(half, lines[0] + "\n");
+    std::string one = dir + "/one";
+    opts.no_bm25 = 0;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr), DRE_OK);
+    write_text(half, lines[1] + "\n");
+    opts.append = 1;
+    opts.no_bm25 = 1;
+    EXPECT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr),
+              DRE_ERR_MISMATCH);
+    opts.no_bm25 = 0;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    auto terms = bm25_dump(one);
+    ASSERT_FALSE(terms.empty());
+    EXPECT_EQ(terms[0], "integrity ok");
+    EXPECT_NE(terms.back().find(" 1 "), std::string::npos) << terms.back(); // row 1 indexed
 }
 
 TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {

@@ -65,7 +65,8 @@ static void usage(FILE *f) {
         "       dre embed [options] CORPUS INDEX\n"
         "\n"
         "Embeds every document of CORPUS into the index folder INDEX (created if needed):\n"
-        "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts), meta.json.\n"
+        "index.faiss (FAISS, inner product), docs.sqlite (ids, titles, texts, and a BM25\n"
+        "index of them), meta.json.\n"
         "CORPUS is BEIR JSONL ({\"_id\", \"title\", \"text\"}), TSV (id, [title,] text; a\n"
         "header line is optional) or plain text, one document per line (id = line number).\n"
         "A document with a title is embedded as \"title text\", as BEIR does.\n"
@@ -87,6 +88,8 @@ static void usage(FILE *f) {
         "  --checkpoint-every N   documents between checkpoints (default 10000)\n"
         "  --resume               continue an interrupted embed from its last checkpoint\n"
         "  --append               add to the index already in INDEX (same model required)\n"
+        "  --no-bm25              no BM25 table (default: docs.sqlite gets one, an FTS5 index\n"
+        "                         of title and text, for dre search --mode bm25 / hybrid)\n"
         "  --batch-tokens N       tokens per packed batch (default 16384)\n"
         "  --threads N            tokenizer threads (default: all cores)\n"
         "  --progress-seconds S   seconds between progress lines when stderr is not a\n"
@@ -118,6 +121,8 @@ int cmd_embed(int argc, char **argv) {
             opts.resume = 1;
         } else if (!strcmp(arg, "--append")) {
             opts.append = 1;
+        } else if (!strcmp(arg, "--no-bm25")) {
+            opts.no_bm25 = 1;
         } else if ((v = cli_option(argc, argv, &i, "--corpus", &missing))) {
             corpus = v;
         } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
