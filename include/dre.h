@@ -282,6 +282,72 @@ dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
  * Takes the folder's lock; a no-op if the index has one already. */
 dre_status dre_index_add_bm25(const char *index_dir);
 
+/* ---------------------------------------------------------------- searcher */
+
+/* How queries are answered. */
+typedef enum dre_search_mode {
+    DRE_SEARCH_AUTO = 0,   /* hybrid when the index has a BM25 table, else dense */
+    DRE_SEARCH_DENSE = 1,  /* nearest vectors to the query's embedding (inner product) */
+    DRE_SEARCH_BM25 = 2,   /* BM25 over title and text (dre_index_bm25_search) */
+    DRE_SEARCH_HYBRID = 3, /* the top depth of each, fused */
+} dre_search_mode;
+
+/* How hybrid search fuses the dense and the BM25 lists (each its top depth documents). */
+typedef enum dre_fusion {
+    DRE_FUSION_RRF = 0,    /* reciprocal rank: sum over the lists of 1 / (rrf_k + rank) */
+    DRE_FUSION_CONVEX = 1, /* alpha * dense + (1 - alpha) * bm25, each score min-max
+                              normalised over its list (1 when a list's scores are all
+                              equal), 0 for a list the document is not in */
+} dre_fusion;
+
+/* "auto"/"dense"/"bm25"/"hybrid" and "rrf"/"convex" to values (DRE_ERR_INVALID_ARG
+ * otherwise), and back. */
+dre_status dre_search_mode_parse(const char *name, dre_search_mode *out);
+const char *dre_search_mode_name(dre_search_mode mode);
+dre_status dre_fusion_parse(const char *name, dre_fusion *out);
+const char *dre_fusion_name(dre_fusion fusion);
+
+typedef struct dre_search_options {
+    dre_search_mode mode;
+    dre_fusion fusion;
+    int32_t k;     /* results per query (default 10) */
+    int32_t depth; /* hybrid: documents taken from each list (default 100; at least k) */
+    double rrf_k;  /* DRE_FUSION_RRF's k (default 60) */
+    double alpha;  /* DRE_FUSION_CONVEX's weight of the dense score, 0..1 (default 0.5) */
+} dre_search_options;
+
+/* Fills the defaults: auto mode, RRF (k = 60), 10 results, depth 100, alpha 0.5. */
+void dre_search_options_init(dre_search_options *opts);
+
+/* One result: a document, with what each retriever said of it. */
+typedef struct dre_hit {
+    int64_t row;        /* the document's docstore row (dre_index_doc) */
+    double score;       /* the mode's: inner product, BM25, or fused */
+    int32_t dense_rank; /* 1-based rank in the dense list; 0: not in it */
+    float dense_score;  /* inner product (when dense_rank > 0) */
+    int32_t bm25_rank;  /* 1-based rank in the BM25 list; 0: not in it */
+    double bm25_score;  /* (when bm25_rank > 0) */
+} dre_hit;
+
+typedef struct dre_searcher dre_searcher;
+
+/* Opens an index with the model it was embedded with (its weights hash and dimension are
+ * checked: DRE_ERR_MISMATCH otherwise) and an encoder on device. Calls on one searcher
+ * may come from any number of threads; they take turns. */
+dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
+                             dre_searcher **out);
+void dre_searcher_close(dre_searcher *s);
+/* The searcher's index: its info, documents, FAISS parameters (dre_index_set_param). */
+dre_index *dre_searcher_index(dre_searcher *s);
+dre_device dre_searcher_device(const dre_searcher *s);
+
+/* Answers n queries (NUL-terminated UTF-8). hits receives n x opts->k entries, query i's
+ * best first from hits[i * k]; n_hits[i] how many it got (fewer than k when the index
+ * holds fewer documents, or BM25 matches fewer). opts NULL: the defaults.
+ * DRE_ERR_UNSUPPORTED for BM25 or hybrid on an index without a BM25 table. */
+dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
+                      const dre_search_options *opts, dre_hit *hits, int32_t *n_hits);
+
 /* ---------------------------------------------------------------- exact GPU search */
 
 typedef struct dre_gpu_search dre_gpu_search;

@@ -10,10 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -78,7 +80,7 @@ std::string CliTest::root, CliTest::index_dir;
 result CliTest::embedded;
 
 TEST_F(CliTest, HelpOfEachCommandExitsZero) {
-    for (std::string cmd : {"embed", "search", "info", "export"}) {
+    for (std::string cmd : {"embed", "search", "info", "export", "index"}) {
         result r = run(cmd + " --help");
         EXPECT_EQ(r.status, 0) << cmd;
         EXPECT_EQ(r.out.rfind("usage: dre " + cmd, 0), 0u) << cmd << ": " << r.out;
@@ -139,7 +141,8 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
     std::string meta_text = read_text(kSource + "/tests/fixtures/papers_minilm.json");
     cJSON *meta = cJSON_Parse(meta_text.c_str());
     ASSERT_NE(meta, nullptr);
-    result r = run("search --device cpu --json --queries ../shared/data/queries.jsonl '" +
+    result r = run("search --device cpu --mode dense --json --queries "
+                   "../shared/data/queries.jsonl '" +
                    index_dir + "'");
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = lines_of(r.out);
@@ -151,6 +154,7 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
         const cJSON *want = cJSON_GetArrayItem(queries, (int)q);
         EXPECT_STREQ(cJSON_GetObjectItem(got, "query_id")->valuestring,
                      cJSON_GetObjectItem(want, "_id")->valuestring);
+        EXPECT_STREQ(cJSON_GetObjectItem(got, "mode")->valuestring, "dense");
         const cJSON *results = cJSON_GetObjectItem(got, "results");
         const cJSON *top = cJSON_GetObjectItem(want, "top");
         ASSERT_EQ(cJSON_GetArraySize(results), 10);
@@ -158,6 +162,8 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
             const cJSON *g = cJSON_GetArrayItem(results, i), *w = cJSON_GetArrayItem(top, i);
             double ws = cJSON_GetObjectItem(w, "score")->valuedouble;
             EXPECT_EQ(cJSON_GetObjectItem(g, "rank")->valueint, i + 1);
+            EXPECT_EQ(cJSON_GetObjectItem(g, "dense_rank")->valueint, i + 1);
+            EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(g, "bm25_rank")));
             EXPECT_NEAR(cJSON_GetObjectItem(g, "score")->valuedouble, ws, 1e-3);
             bool near_tie = false; // ids may swap only where the reference nearly ties
             for (int j : {i - 1, i + 1})
@@ -173,6 +179,165 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
         cJSON_Delete(got);
     }
     cJSON_Delete(meta);
+}
+
+// One JSON line per query of `dre search --json`, parsed (nullptr where a line is not JSON).
+std::vector<cJSON *> json_lines(const std::string &out) {
+    std::vector<cJSON *> parsed;
+    for (auto &line : lines_of(out))
+        parsed.push_back(cJSON_Parse(line.c_str()));
+    return parsed;
+}
+
+void free_all(std::vector<cJSON *> &v) {
+    for (cJSON *j : v)
+        cJSON_Delete(j);
+    v.clear();
+}
+
+double num(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key)->valuedouble;
+}
+
+// --mode bm25 gives what SQLite FTS5 gives from Python (tools/make_bm25_fixtures.py).
+TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
+    cJSON *ref = cJSON_Parse(read_text(kSource + "/tests/fixtures/bm25_reference.json").c_str());
+    ASSERT_NE(ref, nullptr);
+    const cJSON *set = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "sets"), 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(set, "corpus")->valuestring, "tests/data/papers.jsonl");
+    result r =
+        run("search --device cpu --mode bm25 --json --queries ../shared/data/queries.jsonl '" +
+            index_dir + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto got = json_lines(r.out);
+    ASSERT_EQ(got.size(), 20u);
+    for (size_t q = 0; q < got.size(); q++) {
+        ASSERT_NE(got[q], nullptr);
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(set, "queries"), (int)q);
+        EXPECT_STREQ(cJSON_GetObjectItem(got[q], "query")->valuestring,
+                     cJSON_GetObjectItem(want, "text")->valuestring);
+        EXPECT_STREQ(cJSON_GetObjectItem(got[q], "mode")->valuestring, "bm25");
+        const cJSON *results = cJSON_GetObjectItem(got[q], "results");
+        const cJSON *top = cJSON_GetObjectItem(want, "top");
+        ASSERT_EQ(cJSON_GetArraySize(results), cJSON_GetArraySize(top));
+        for (int i = 0; i < cJSON_GetArraySize(top); i++) {
+            const cJSON *g = cJSON_GetArrayItem(results, i), *w = cJSON_GetArrayItem(top, i);
+            EXPECT_STREQ(cJSON_GetObjectItem(g, "id")->valuestring,
+                         cJSON_GetObjectItem(w, "id")->valuestring)
+                << "query " << q << " rank " << i + 1;
+            EXPECT_NEAR(num(g, "score"), num(w, "score"), 1e-7 * num(w, "score"));
+            EXPECT_EQ(cJSON_GetObjectItem(g, "bm25_rank")->valueint, i + 1);
+            EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(g, "dense_rank")));
+        }
+    }
+    free_all(got);
+    cJSON_Delete(ref);
+}
+
+// Hybrid results are the dense and BM25 lists (as --mode dense / bm25 print them, cut to
+// --depth) fused: RRF by default, convex with --alpha; each hit carries both ranks.
+TEST_F(CliTest, HybridFusesTheDenseAndBm25Lists) {
+    std::string q = "--json --queries ../shared/data/queries.jsonl '" + index_dir + "'";
+    result dense = run("search --device cpu --mode dense -k 30 " + q);
+    result bm25 = run("search --device cpu --mode bm25 -k 30 " + q);
+    result rrf = run("search --device cpu -k 10 --depth 30 " + q); // hybrid: the default
+    result convex = run("search --device cpu --mode hybrid --fusion convex --alpha 0.3 -k 10 "
+                        "--depth 30 " +
+                        q);
+    for (result *r : {&dense, &bm25, &rrf, &convex})
+        ASSERT_EQ(r->status, 0) << r->err;
+    auto d = json_lines(dense.out), b = json_lines(bm25.out), h = json_lines(rrf.out),
+         c = json_lines(convex.out);
+    ASSERT_EQ(h.size(), d.size());
+    ASSERT_EQ(c.size(), d.size());
+    for (size_t qi = 0; qi < d.size(); qi++) {
+        struct entry {
+            int dense_rank = 0, bm25_rank = 0;
+            double dense_score = 0, bm25_score = 0;
+        };
+        std::map<std::string, entry> docs;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItem(d[qi], "results")) {
+            entry &e = docs[cJSON_GetObjectItem(item, "id")->valuestring];
+            e.dense_rank = cJSON_GetObjectItem(item, "rank")->valueint;
+            e.dense_score = num(item, "score");
+        }
+        cJSON_ArrayForEach(item, cJSON_GetObjectItem(b[qi], "results")) {
+            entry &e = docs[cJSON_GetObjectItem(item, "id")->valuestring];
+            e.bm25_rank = cJSON_GetObjectItem(item, "rank")->valueint;
+            e.bm25_score = num(item, "score");
+        }
+        double dmin = 1e300, dmax = -1e300, bmin = 1e300, bmax = -1e300;
+        for (auto &kv : docs) {
+            if (kv.second.dense_rank) {
+                dmin = std::min(dmin, kv.second.dense_score);
+                dmax = std::max(dmax, kv.second.dense_score);
+            }
+            if (kv.second.bm25_rank) {
+                bmin = std::min(bmin, kv.second.bm25_score);
+                bmax = std::max(bmax, kv.second.bm25_score);
+            }
+        }
+        EXPECT_STREQ(cJSON_GetObjectItem(h[qi], "fusion")->valuestring, "rrf");
+        EXPECT_STREQ(cJSON_GetObjectItem(c[qi], "fusion")->valuestring, "convex");
+        for (int convex_mode = 0; convex_mode < 2; convex_mode++) {
+            const cJSON *results = cJSON_GetObjectItem((convex_mode ? c : h)[qi], "results");
+            ASSERT_EQ(cJSON_GetArraySize(results), 10);
+            double last = 1e300;
+            cJSON_ArrayForEach(item, results) {
+                std::string id = cJSON_GetObjectItem(item, "id")->valuestring;
+                ASSERT_TRUE(docs.count(id)) << id << " is in neither list";
+                const entry &e = docs[id];
+                const cJSON *dr = cJSON_GetObjectItem(item, "dense_rank");
+                const cJSON *br = cJSON_GetObjectItem(item, "bm25_rank");
+                EXPECT_EQ(cJSON_IsNull(dr) ? 0 : dr->valueint, e.dense_rank) << id;
+                EXPECT_EQ(cJSON_IsNull(br) ? 0 : br->valueint, e.bm25_rank) << id;
+                double want = 0;
+                if (convex_mode) {
+                    if (e.dense_rank) want += 0.3 * (e.dense_score - dmin) / (dmax - dmin);
+                    if (e.bm25_rank) want += 0.7 * (e.bm25_score - bmin) / (bmax - bmin);
+                } else {
+                    if (e.dense_rank) want += 1.0 / (60 + e.dense_rank);
+                    if (e.bm25_rank) want += 1.0 / (60 + e.bm25_rank);
+                }
+                // printed scores have 6 to 9 digits: the fused score from them agrees closely
+                EXPECT_NEAR(num(item, "score"), want, 1e-5) << id;
+                EXPECT_LE(num(item, "score"), last);
+                last = num(item, "score");
+            }
+        }
+    }
+    for (auto *v : {&d, &b, &h, &c})
+        free_all(*v);
+}
+
+// An index without BM25: dense by default; bm25 and hybrid say how to add the table.
+TEST_F(CliTest, ModesOnAnIndexWithoutBm25) {
+    std::string plain = root + "/plain";
+    result r = run("embed -q --no-bm25 --device cpu --model tests/fixtures/tiny-bert-cls "
+                   "tests/data/papers.jsonl '" +
+                   plain + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::string model = " --device cpu --model tests/fixtures/tiny-bert-cls ";
+    r = run("search --json" + model + "'" + plain + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mode\": \"dense\""), std::string::npos) << r.out;
+    for (std::string mode : {"bm25", "hybrid"}) {
+        r = run("search --mode " + mode + model + "'" + plain + "' 'sparse attention'");
+        EXPECT_EQ(r.status, 1);
+        EXPECT_NE(r.err.find("dre index add-bm25"), std::string::npos) << r.err;
+    }
+    r = run("index add-bm25 '" + plain + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run("search --json" + model + "'" + plain + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mode\": \"hybrid\""), std::string::npos) << r.out;
+    EXPECT_EQ(run("search --mode sparse '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --fusion max '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --alpha 1.5 '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --depth 0 '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("index add-bm25").status, 2);
+    EXPECT_EQ(run("index drop '" + plain + "'").status, 2);
 }
 
 TEST_F(CliTest, PipedQueriesAndKBounds) {
