@@ -81,6 +81,9 @@ dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, 
 
 typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
 
+/* Bytes a prompt may take, with its NUL. */
+#define DRE_PROMPT_CAP 512
+
 typedef struct dre_model_info {
     char name[128];        /* folder name, or config's _name_or_path */
     int32_t n_layers;      /* num_hidden_layers */
@@ -96,6 +99,11 @@ typedef struct dre_model_info {
     int normalize;           /* a sentence_transformers Normalize module is listed */
     int32_t max_length;      /* tokens per text, with [CLS]/[SEP] */
     char weights_sha256[65]; /* hex digest of model.safetensors */
+    /* Text put before queries and before documents: config_sentence_transformers.json's
+     * prompts named "query" and "document", as sentence-transformers' encode_query and
+     * encode_document apply them; "" where there is none. */
+    char query_prompt[DRE_PROMPT_CAP];
+    char doc_prompt[DRE_PROMPT_CAP];
 } dre_model_info;
 
 typedef struct dre_model dre_model;
@@ -187,11 +195,15 @@ typedef void (*dre_embed_progress_fn)(const dre_embed_progress *progress, void *
 typedef struct dre_embed_options {
     const char *factory; /* FAISS index_factory string; NULL: "Flat" (inner product) */
     dre_device device;
-    int32_t budget_tokens;          /* <= 0: encoder default */
-    int n_threads;                  /* tokenizer threads; <= 0: all cores */
-    int resume;                     /* continue an interrupted run from its checkpoint */
-    int append;                     /* add to an existing index */
-    int no_bm25;                    /* no BM25 table (default: one, built as documents come) */
+    int32_t budget_tokens; /* <= 0: encoder default */
+    int n_threads;         /* tokenizer threads; <= 0: all cores */
+    int resume;            /* continue an interrupted run from its checkpoint */
+    int append;            /* add to an existing index */
+    int no_bm25;           /* no BM25 table (default: one, built as documents come) */
+    /* Text put before each document, and recorded for queries (dre_search puts it before
+     * each query); NULL: the model's (dre_model_info), "": none. */
+    const char *doc_prompt;
+    const char *query_prompt;
     dre_embed_progress_fn progress; /* NULL: none */
     void *progress_user;            /* passed to progress */
     int skip_bad_lines;             /* --on-error skip; default: fail at the first */
@@ -237,7 +249,9 @@ typedef struct dre_index_info {
     int32_t max_length;
     int64_t count; /* documents */
     char factory[128];
-    int bm25; /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
+    int bm25;                          /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
+    char doc_prompt[DRE_PROMPT_CAP];   /* put before each document when it was embedded */
+    char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and
@@ -314,6 +328,7 @@ typedef struct dre_search_options {
     int32_t depth; /* hybrid: documents taken from each list (default 100; at least k) */
     double rrf_k;  /* DRE_FUSION_RRF's k (default 60) */
     double alpha;  /* DRE_FUSION_CONVEX's weight of the dense score, 0..1 (default 0.5) */
+    const char *query_prompt; /* put before each query; NULL: the index's (meta.json) */
 } dre_search_options;
 
 /* Fills the defaults: auto mode, RRF (k = 60), 10 results, depth 100, alpha 0.5. */

@@ -73,12 +73,28 @@ struct seq_job {
     const size_t *lens;
     int32_t first, last; /* texts [first, last) */
     token_seqs seqs;
+    char *joined; /* prompt + text */
+    size_t joined_cap;
     dre_status status;
     char error[1024]; /* dre_last_error is per thread: carried back to the caller */
 };
 
-static dre_status tokenize_text(const seq_tokenizer *t, const char *text, size_t len, int32_t index,
-                                token_seqs *out) {
+static dre_status tokenize_text(seq_job *job, const char *text, size_t len, int32_t index) {
+    const seq_tokenizer *t = job->t;
+    token_seqs *out = &job->seqs;
+    if (t->prompt_len > 0) {
+        size_t need = t->prompt_len + len;
+        if (need > job->joined_cap) {
+            char *p = realloc(job->joined, need);
+            if (!p) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu bytes", need);
+            job->joined = p;
+            job->joined_cap = need;
+        }
+        memcpy(job->joined, t->prompt, t->prompt_len);
+        memcpy(job->joined + t->prompt_len, text, len);
+        text = job->joined;
+        len = need;
+    }
     DRE_TRY(seqs_reserve(out, (size_t)t->max_length));
     int32_t n = 0;
     DRE_TRY(dre_tokenize(t->tok, text, len, t->max_length, out->ids + out->n_ids, &n));
@@ -97,7 +113,7 @@ static void *run_job(void *arg) {
     job->status = DRE_OK;
     for (int32_t i = job->first; i < job->last; i++) {
         size_t len = job->lens ? job->lens[i] : strlen(job->texts[i]);
-        dre_status st = tokenize_text(job->t, job->texts[i], len, i, &job->seqs);
+        dre_status st = tokenize_text(job, job->texts[i], len, i);
         if (st != DRE_OK) {
             job->status = st;
             snprintf(job->error, sizeof job->error, "text %d: %s", (int)i, dre_last_error());
@@ -108,10 +124,12 @@ static void *run_job(void *arg) {
 }
 
 dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
-                              int n_threads) {
+                              const char *prompt, int n_threads) {
     memset(t, 0, sizeof *t);
     t->tok = tok;
     t->max_length = max_length;
+    t->prompt = prompt ? prompt : "";
+    t->prompt_len = strlen(t->prompt);
     t->n_threads = n_threads > 0 ? n_threads : cpu_count();
     t->jobs = calloc((size_t)t->n_threads, sizeof *t->jobs);
     t->threads = calloc((size_t)t->n_threads, sizeof *t->threads);
@@ -124,8 +142,10 @@ dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_
 
 void seq_tokenizer_free(seq_tokenizer *t) {
     if (t->jobs)
-        for (int j = 0; j < t->n_threads; j++)
+        for (int j = 0; j < t->n_threads; j++) {
             token_seqs_free(&t->jobs[j].seqs);
+            free(t->jobs[j].joined);
+        }
     free(t->jobs);
     free(t->threads);
     memset(t, 0, sizeof *t);
@@ -252,7 +272,24 @@ dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) 
     return DRE_OK;
 }
 
-/* ------------------------------------------------------------------ dre_encode_texts */
+/* ------------------------------------------------------------------ texts to vectors */
+
+int32_t batcher_max_length(const dre_encoder *enc, const dre_tokenizer *tok) {
+    int32_t max_length = dre_tokenizer_max_length(tok);
+    if (max_length > dre_encoder_max_length(enc)) max_length = dre_encoder_max_length(enc);
+    if (max_length > dre_encoder_budget_tokens(enc)) max_length = dre_encoder_budget_tokens(enc);
+    return max_length;
+}
+
+dre_status batcher_encode(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
+                          const char *const *texts, size_t n, float *out) {
+    for (size_t base = 0; base < n; base += CHUNK_TEXTS) {
+        int32_t count = (int32_t)(n - base < CHUNK_TEXTS ? n - base : CHUNK_TEXTS);
+        DRE_TRY(seq_tokenizer_run(t, texts + base, NULL, count, seqs));
+        DRE_TRY(seq_packer_encode(p, seqs, out + base * (size_t)p->dim));
+    }
+    return DRE_OK;
+}
 
 dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const char *const *texts,
                             size_t n, int n_threads, float *out) {
@@ -262,27 +299,12 @@ dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const ch
         if (!texts[i])
             return set_error(DRE_ERR_INVALID_ARG, "dre_encode_texts: text %zu is NULL", i);
     if (n == 0) return DRE_OK;
-
-    const int32_t budget = dre_encoder_budget_tokens(enc), dim = dre_encoder_dim(enc);
-    /* the tokenizer's length, capped by what the model's positions and the budget allow */
-    int32_t max_length = dre_tokenizer_max_length(tok);
-    if (max_length > dre_encoder_max_length(enc)) max_length = dre_encoder_max_length(enc);
-    if (max_length > budget) max_length = budget;
     seq_tokenizer tokenizer;
     seq_packer packer;
     token_seqs seqs = {0};
-    DRE_TRY(seq_tokenizer_init(&tokenizer, tok, max_length, n_threads));
-    dre_status st = seq_packer_init(&packer, enc, budget);
-    if (st != DRE_OK) {
-        seq_tokenizer_free(&tokenizer);
-        return st;
-    }
-    for (size_t base = 0; base < n && st == DRE_OK; base += CHUNK_TEXTS) {
-        int32_t count = (int32_t)(n - base < CHUNK_TEXTS ? n - base : CHUNK_TEXTS);
-        st = seq_tokenizer_run(&tokenizer, texts + base, NULL, count, &seqs);
-        if (st != DRE_OK) break;
-        st = seq_packer_encode(&packer, &seqs, out + base * (size_t)dim);
-    }
+    DRE_TRY(seq_tokenizer_init(&tokenizer, tok, batcher_max_length(enc, tok), NULL, n_threads));
+    dre_status st = seq_packer_init(&packer, enc, 0);
+    if (st == DRE_OK) st = batcher_encode(&tokenizer, &packer, &seqs, texts, n, out);
     token_seqs_free(&seqs);
     seq_packer_free(&packer);
     seq_tokenizer_free(&tokenizer);

@@ -34,16 +34,20 @@ typedef struct seq_job seq_job;
 typedef struct seq_tokenizer {
     const dre_tokenizer *tok;
     int32_t max_length; /* tokens per sequence, with [CLS] and [SEP] */
+    const char *prompt; /* put before each text, as a string ("" none) */
+    size_t prompt_len;
     int n_threads;
     seq_job *jobs;      /* [n_threads], each with the sequences of its texts */
     pthread_t *threads; /* [n_threads] */
 } seq_tokenizer;
 
+/* prompt: NULL or "" for none; it must outlive t. */
 dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
-                              int n_threads);
+                              const char *prompt, int n_threads);
 void seq_tokenizer_free(seq_tokenizer *t);
-/* Replaces out's sequences by those of texts [0, n) (lens[i] bytes each), in text order:
- * one per text, truncated to max_length. */
+/* Replaces out's sequences by those of texts [0, n) (lens[i] bytes each; lens NULL:
+ * NUL-terminated), in text order: one per text, prompt + text tokenized as one string (as
+ * sentence-transformers does), truncated to max_length. */
 dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
                              int32_t n, token_seqs *out);
 
@@ -67,6 +71,15 @@ void seq_packer_free(seq_packer *p);
  * the next batch queued on the encoder while the last is collected. out receives
  * seqs->n x dim floats, row i for sequence i. */
 dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out);
+
+/* Tokens per text for an encoder: the tokenizer's length, capped by the model's positions
+ * and the encoder's budget. */
+int32_t batcher_max_length(const dre_encoder *enc, const dre_tokenizer *tok);
+
+/* n NUL-terminated texts to n x dim vectors in input order, through t and p, a few
+ * thousand texts at a time (seqs is the work space). */
+dre_status batcher_encode(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
+                          const char *const *texts, size_t n, float *out);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,8 @@ dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddStringToObject(root, "weights_sha256", c->weights_sha256);
     cJSON_AddStringToObject(root, "factory", c->factory);
     cJSON_AddBoolToObject(root, "bm25", c->bm25);
+    cJSON_AddStringToObject(root, "doc_prompt", c->doc_prompt);
+    cJSON_AddStringToObject(root, "query_prompt", c->query_prompt);
     cJSON_AddStringToObject(root, "format", corpus_format_name(c->format));
     cJSON_AddStringToObject(root, "id_field", c->id_field);
     cJSON_AddStringToObject(root, "title_field", c->title_field);
@@ -79,7 +81,12 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     c->dim = (int32_t)dim;
     DRE_TRY(ck_string(root, path, "weights_sha256", c->weights_sha256, sizeof c->weights_sha256));
     DRE_TRY(ck_string(root, path, "factory", c->factory, sizeof c->factory));
-    c->bm25 = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "bm25")); /* absent: none */
+    /* absent from older checkpoints: no BM25, no prompts */
+    c->bm25 = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "bm25"));
+    if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
+        DRE_TRY(ck_string(root, path, "doc_prompt", c->doc_prompt, sizeof c->doc_prompt));
+    if (cJSON_GetObjectItemCaseSensitive(root, "query_prompt"))
+        DRE_TRY(ck_string(root, path, "query_prompt", c->query_prompt, sizeof c->query_prompt));
     char format[16];
     DRE_TRY(ck_string(root, path, "format", format, sizeof format));
     if (!strcmp(format, "jsonl"))

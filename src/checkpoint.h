@@ -30,6 +30,7 @@ typedef struct checkpoint {
     char weights_sha256[65];
     char factory[CHECKPOINT_FIELD_CAP];
     int bm25; /* the staged docstore keeps a BM25 table */
+    char doc_prompt[DRE_PROMPT_CAP], query_prompt[DRE_PROMPT_CAP];
     dre_corpus_format format;
     char id_field[CHECKPOINT_FIELD_CAP], title_field[CHECKPOINT_FIELD_CAP],
         text_field[CHECKPOINT_FIELD_CAP];

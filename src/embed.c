@@ -80,6 +80,10 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
         what = "text field";
     else if (o->no_bm25 && c->bm25)
         what = "BM25 setting (--no-bm25)";
+    else if (o->doc_prompt && strcmp(o->doc_prompt, c->doc_prompt))
+        what = "document prompt";
+    else if (o->query_prompt && strcmp(o->query_prompt, c->query_prompt))
+        what = "query prompt";
     if (what)
         return set_error(DRE_ERR_INVALID_ARG,
                          "%s: --resume with a different %s than the "
@@ -119,6 +123,12 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
         if (o->factory && strcmp(o->factory, base_meta.factory))
             return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
                              base_meta.factory, o->factory);
+        if ((o->doc_prompt && strcmp(o->doc_prompt, base_meta.doc_prompt)) ||
+            (o->query_prompt && strcmp(o->query_prompt, base_meta.query_prompt)))
+            return set_error(DRE_ERR_MISMATCH,
+                             "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
+                             "(queries); --append cannot change them",
+                             dir, base_meta.doc_prompt, base_meta.query_prompt);
         if (o->no_bm25 && base_meta.bm25)
             return set_error(DRE_ERR_MISMATCH,
                              "%s: the index has a BM25 table, which --append keeps up to date "
@@ -130,6 +140,14 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     memset(c, 0, sizeof *c);
     c->base_count = have_base ? base_meta.count : 0;
     c->bm25 = have_base ? base_meta.bm25 : !o->no_bm25;
+    const char *doc_prompt =
+        have_base ? base_meta.doc_prompt : field_or(o->doc_prompt, m->doc_prompt);
+    const char *query_prompt =
+        have_base ? base_meta.query_prompt : field_or(o->query_prompt, m->query_prompt);
+    if (strlen(doc_prompt) >= DRE_PROMPT_CAP || strlen(query_prompt) >= DRE_PROMPT_CAP)
+        return set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes", DRE_PROMPT_CAP - 1);
+    strcpy(c->doc_prompt, doc_prompt);
+    strcpy(c->query_prompt, query_prompt);
     c->window_cap = default_window_cap(p->budget_tokens);
     c->every = p->checkpoint_every;
     c->budget_tokens = p->budget_tokens;
@@ -193,6 +211,8 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.max_length = m->max_length;
     snprintf(meta.factory, sizeof meta.factory, "%s", c->factory);
     meta.bm25 = c->bm25;
+    strcpy(meta.doc_prompt, c->doc_prompt);
+    strcpy(meta.query_prompt, c->query_prompt);
     return index_writer_finish(p->writer, &meta);
 }
 
@@ -274,6 +294,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
                            .enc = p->enc,
                            .writer = p->writer,
                            .max_length = p->max_length,
+                           .prompt = p->ck.doc_prompt,
                            .budget_tokens = p->budget_tokens,
                            .window_cap = (int32_t)p->ck.window_cap,
                            .checkpoint_every = p->ck.every,

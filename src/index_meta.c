@@ -94,6 +94,8 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
     cJSON_AddNumberToObject(root, "count", (double)info->count);
     cJSON_AddStringToObject(root, "factory", info->factory);
     cJSON_AddStringToObject(root, "metric", "inner_product");
+    if (info->doc_prompt[0]) cJSON_AddStringToObject(root, "doc_prompt", info->doc_prompt);
+    if (info->query_prompt[0]) cJSON_AddStringToObject(root, "query_prompt", info->query_prompt);
     if (info->bm25) {
         cJSON *bm25 = cJSON_AddObjectToObject(root, "bm25");
         if (bm25) {
@@ -185,6 +187,11 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (info->dim <= 0 || info->count < 0)
         return set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
                          (long long)info->count);
+    if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
+        DRE_TRY(meta_string(root, path, "doc_prompt", info->doc_prompt, sizeof info->doc_prompt));
+    if (cJSON_GetObjectItemCaseSensitive(root, "query_prompt"))
+        DRE_TRY(
+            meta_string(root, path, "query_prompt", info->query_prompt, sizeof info->query_prompt));
     const cJSON *bm25 = cJSON_GetObjectItemCaseSensitive(root, "bm25");
     if (bm25 && !cJSON_IsNull(bm25)) {
         const cJSON *tokenizer = cJSON_GetObjectItemCaseSensitive(bm25, "tokenizer");

@@ -251,8 +251,8 @@ static dre_status fill_window(pipeline *p, seq_tokenizer *tokenizer, window *w,
 static void *producer_main(void *arg) {
     pipeline *p = arg;
     seq_tokenizer tokenizer;
-    dre_status st =
-        seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->n_threads);
+    dre_status st = seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->prompt,
+                                       p->cfg->n_threads);
     if (st != DRE_OK) {
         fail(p, st);
         return NULL;

@@ -21,6 +21,7 @@ typedef struct pipeline_config {
     dre_encoder *enc;
     index_writer *writer; /* resumed at the checkpoint */
     int32_t max_length;   /* tokens per text, with [CLS] and [SEP] */
+    const char *prompt;   /* put before each document's text ("" none) */
     int32_t budget_tokens;
     int32_t window_cap;
     int64_t checkpoint_every;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batcher.h"
 #include "common.h"
 #include "fusion.h"
 
@@ -19,7 +20,11 @@ struct dre_searcher {
     dre_model *model;
     dre_tokenizer *tok;
     dre_encoder *enc;
-    pthread_mutex_t mu; /* one dre_search at a time: the encoder and SQLite handles */
+    seq_tokenizer tokenizer; /* its prompt set for each call */
+    seq_packer packer;
+    token_seqs seqs;
+    pthread_mutex_t mu; /* one dre_search at a time: the encoder, batcher and SQLite handles */
+    int ready;          /* everything above opened */
 };
 
 static const char *const mode_names[] = {"auto", "dense", "bm25", "hybrid"};
@@ -84,18 +89,25 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
     }
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &s->tok);
     if (st == DRE_OK) st = dre_encoder_open(s->model, device, 0, &s->enc);
+    if (st == DRE_OK)
+        st = seq_tokenizer_init(&s->tokenizer, s->tok, batcher_max_length(s->enc, s->tok), NULL, 0);
+    if (st == DRE_OK) st = seq_packer_init(&s->packer, s->enc, 0);
     if (st != DRE_OK) {
         dre_searcher_close(s);
         return st;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->ready = 1;
     *out = s;
     return DRE_OK;
 }
 
 void dre_searcher_close(dre_searcher *s) {
     if (!s) return;
-    if (s->enc) pthread_mutex_destroy(&s->mu); /* initialised once everything opened */
+    if (s->ready) pthread_mutex_destroy(&s->mu);
+    token_seqs_free(&s->seqs);
+    seq_packer_free(&s->packer);
+    seq_tokenizer_free(&s->tokenizer);
     dre_encoder_close(s->enc);
     dre_tokenizer_close(s->tok);
     dre_model_close(s->model);
@@ -131,9 +143,11 @@ static void buffers_free(search_buffers *b) {
 }
 
 /* The dense candidates of n queries: rows and scores, n x depth (rows -1 past the end). */
-static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n, int32_t depth,
-                               search_buffers *b) {
-    DRE_TRY(dre_encode_texts(s->enc, s->tok, queries, n, 0, b->vectors));
+static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n,
+                               const char *prompt, int32_t depth, search_buffers *b) {
+    s->tokenizer.prompt = prompt;
+    s->tokenizer.prompt_len = strlen(prompt);
+    DRE_TRY(batcher_encode(&s->tokenizer, &s->packer, &s->seqs, queries, n, b->vectors));
     return dre_index_search(s->index, b->vectors, (int64_t)n, depth, b->scores, b->rows);
 }
 
@@ -168,7 +182,9 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
         !b.bm25_rows || !b.scratch)
         st =
             set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
-    if (st == DRE_OK && dense && info->count > 0) st = dense_search(s, queries, n, depth, &b);
+    const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
+    if (st == DRE_OK && dense && info->count > 0)
+        st = dense_search(s, queries, n, prompt, depth, &b);
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         int32_t n_dense = 0, n_bm25 = 0;
         for (int32_t j = 0; dense && info->count > 0 && j < depth; j++) {

@@ -43,8 +43,8 @@ const char *cli_option(int argc, char **argv, int *i, const char *name, int *mis
 int cli_parse_count(const char *s, long long max, long long *out);
 
 /* The search options shared by `dre search` and `dre eval` (--mode, --fusion, --alpha,
- * --depth, --rrf-k): returns 1 if argv[*i] was one (consumed, with its value), 0 if not;
- * on a bad value prints the usage error and sets *usage_rc to 2. */
+ * --depth, --rrf-k, --query-prompt): returns 1 if argv[*i] was one (consumed, with its value), 0 if
+ * not; on a bad value prints the usage error and sets *usage_rc to 2. */
 int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search_options *o,
                       int *usage_rc);
 /* Their help text. */
@@ -55,7 +55,9 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
     "                     (alpha * dense + (1 - alpha) * bm25, scores min-max normalised)\n"       \
     "  --depth N          hybrid: documents taken from each list (default 100)\n"                  \
     "  --rrf-k X          rrf's k (default 60)\n"                                                  \
-    "  --alpha X          convex: the dense score's weight, 0..1 (default 0.5)\n"
+    "  --alpha X          convex: the dense score's weight, 0..1 (default 0.5)\n"                  \
+    "  --query-prompt T   put T before each query (default: the index's query prompt, from\n"      \
+    "                     meta.json; \"\" for none)\n"
 
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);

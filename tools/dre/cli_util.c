@@ -111,6 +111,8 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
             o->rrf_k = x;
         else
             *usage_rc = cli_usage_error(cmd, "--rrf-k needs a number >= 0, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--query-prompt", &missing))) {
+        o->query_prompt = v;
     } else if ((v = cli_option(argc, argv, i, "--depth", &missing))) {
         if (cli_parse_count(v, 100000, &n))
             o->depth = (int32_t)n;

@@ -88,6 +88,11 @@ static void usage(FILE *f) {
         "  --checkpoint-every N   documents between checkpoints (default 10000)\n"
         "  --resume               continue an interrupted embed from its last checkpoint\n"
         "  --append               add to the index already in INDEX (same model required)\n"
+        "  --doc-prompt TEXT      put TEXT before each document (default: the model's prompt\n"
+        "                         named \"document\" in config_sentence_transformers.json, as\n"
+        "                         sentence-transformers' encode_document uses it; \"\": none)\n"
+        "  --query-prompt TEXT    the text dre search puts before each query (default: the\n"
+        "                         model's prompt named \"query\"); both go into meta.json\n"
         "  --no-bm25              no BM25 table (default: docs.sqlite gets one, an FTS5 index\n"
         "                         of title and text, for dre search --mode bm25 / hybrid)\n"
         "  --batch-tokens N       tokens per packed batch (default 16384)\n"
@@ -123,6 +128,10 @@ int cmd_embed(int argc, char **argv) {
             opts.append = 1;
         } else if (!strcmp(arg, "--no-bm25")) {
             opts.no_bm25 = 1;
+        } else if ((v = cli_option(argc, argv, &i, "--doc-prompt", &missing))) {
+            opts.doc_prompt = v;
+        } else if ((v = cli_option(argc, argv, &i, "--query-prompt", &missing))) {
+            opts.query_prompt = v;
         } else if ((v = cli_option(argc, argv, &i, "--corpus", &missing))) {
             corpus = v;
         } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
