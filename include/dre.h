@@ -306,12 +306,14 @@ typedef enum dre_search_mode {
     DRE_SEARCH_HYBRID = 3, /* the top depth of each, fused */
 } dre_search_mode;
 
-/* How hybrid search fuses the dense and the BM25 lists (each its top depth documents). */
+/* How hybrid search fuses the dense and the BM25 lists (each its top depth documents).
+ * Convex is the default: on SciFact's train split (README) it gave nDCG@10 0.735 to RRF's
+ * 0.716. */
 typedef enum dre_fusion {
-    DRE_FUSION_RRF = 0,    /* reciprocal rank: sum over the lists of 1 / (rrf_k + rank) */
-    DRE_FUSION_CONVEX = 1, /* alpha * dense + (1 - alpha) * bm25, each score min-max
+    DRE_FUSION_CONVEX = 0, /* alpha * dense + (1 - alpha) * bm25, each score min-max
                               normalised over its list (1 when a list's scores are all
                               equal), 0 for a list the document is not in */
+    DRE_FUSION_RRF = 1,    /* reciprocal rank: sum over the lists of 1 / (rrf_k + rank) */
 } dre_fusion;
 
 /* "auto"/"dense"/"bm25"/"hybrid" and "rrf"/"convex" to values (DRE_ERR_INVALID_ARG
@@ -331,7 +333,8 @@ typedef struct dre_search_options {
     const char *query_prompt; /* put before each query; NULL: the index's (meta.json) */
 } dre_search_options;
 
-/* Fills the defaults: auto mode, RRF (k = 60), 10 results, depth 100, alpha 0.5. */
+/* Fills the defaults: auto mode, convex fusion (alpha 0.5; RRF's k 60), 10 results, depth
+ * 100. */
 void dre_search_options_init(dre_search_options *opts);
 
 /* One result: a document, with what each retriever said of it. */

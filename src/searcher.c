@@ -28,7 +28,7 @@ struct dre_searcher {
 };
 
 static const char *const mode_names[] = {"auto", "dense", "bm25", "hybrid"};
-static const char *const fusion_names[] = {"rrf", "convex"};
+static const char *const fusion_names[] = {"convex", "rrf"};
 
 dre_status dre_search_mode_parse(const char *name, dre_search_mode *out) {
     for (int i = 0; name && i < 4; i++)
@@ -60,7 +60,7 @@ const char *dre_fusion_name(dre_fusion fusion) {
 void dre_search_options_init(dre_search_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->mode = DRE_SEARCH_AUTO;
-    opts->fusion = DRE_FUSION_RRF;
+    opts->fusion = DRE_FUSION_CONVEX;
     opts->k = DEFAULT_K;
     opts->depth = DEFAULT_DEPTH;
     opts->rrf_k = DEFAULT_RRF_K;
@@ -222,8 +222,8 @@ dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
         return set_error(DRE_ERR_INVALID_ARG, "dre_search: NULL argument");
     if (opts->k < 1 || opts->depth < 1 || !(opts->rrf_k >= 0) ||
         !(opts->alpha >= 0 && opts->alpha <= 1) || opts->mode < DRE_SEARCH_AUTO ||
-        opts->mode > DRE_SEARCH_HYBRID || opts->fusion < DRE_FUSION_RRF ||
-        opts->fusion > DRE_FUSION_CONVEX)
+        opts->mode > DRE_SEARCH_HYBRID || opts->fusion < DRE_FUSION_CONVEX ||
+        opts->fusion > DRE_FUSION_RRF)
         return set_error(DRE_ERR_INVALID_ARG,
                          "dre_search: k %d, depth %d, rrf_k %g, alpha %g (k, depth >= 1, rrf_k >= "
                          "0, alpha in 0..1)",

@@ -240,10 +240,8 @@ TEST_F(CliTest, HybridFusesTheDenseAndBm25Lists) {
     std::string q = "--json --queries ../shared/data/queries.jsonl '" + index_dir + "'";
     result dense = run("search --device cpu --mode dense -k 30 " + q);
     result bm25 = run("search --device cpu --mode bm25 -k 30 " + q);
-    result rrf = run("search --device cpu -k 10 --depth 30 " + q); // hybrid: the default
-    result convex = run("search --device cpu --mode hybrid --fusion convex --alpha 0.3 -k 10 "
-                        "--depth 30 " +
-                        q);
+    result rrf = run("search --device cpu --mode hybrid --fusion rrf -k 10 --depth 30 " + q);
+    result convex = run("search --device cpu --alpha 0.3 -k 10 --depth 30 " + q); // the default
     for (result *r : {&dense, &bm25, &rrf, &convex})
         ASSERT_EQ(r->status, 0) << r->err;
     auto d = json_lines(dense.out), b = json_lines(bm25.out), h = json_lines(rrf.out),

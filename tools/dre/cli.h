@@ -51,8 +51,8 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
 #define CLI_SEARCH_OPTIONS_HELP                                                                    \
     "  --mode M           dense, bm25 or hybrid (default: hybrid when the index has a BM25\n"      \
     "                     table, else dense)\n"                                                    \
-    "  --fusion F         hybrid: rrf (default; sum of 1 / (rrf-k + rank)) or convex\n"            \
-    "                     (alpha * dense + (1 - alpha) * bm25, scores min-max normalised)\n"       \
+    "  --fusion F         hybrid: convex (default; alpha * dense + (1 - alpha) * bm25, the\n"      \
+    "                     scores min-max normalised) or rrf (sum of 1 / (rrf-k + rank))\n"         \
     "  --depth N          hybrid: documents taken from each list (default 100)\n"                  \
     "  --rrf-k X          rrf's k (default 60)\n"                                                  \
     "  --alpha X          convex: the dense score's weight, 0..1 (default 0.5)\n"                  \
