@@ -204,6 +204,12 @@ typedef struct dre_embed_options {
      * each query); NULL: the model's (dre_model_info), "": none. */
     const char *doc_prompt;
     const char *query_prompt;
+    /* > 0: a document longer than chunk_tokens tokens (with [CLS], [SEP] and the prompt) is
+     * cut at wordpiece boundaries into windows of that many, consecutive windows sharing
+     * chunk_overlap tokens (< 0: chunk_tokens / 4), each embedded as a vector of its own
+     * that maps back to the document; 0: a vector per document, cut at the max length. */
+    int32_t chunk_tokens;
+    int32_t chunk_overlap;
     dre_embed_progress_fn progress; /* NULL: none */
     void *progress_user;            /* passed to progress */
     int skip_bad_lines;             /* --on-error skip; default: fail at the first */
@@ -224,6 +230,9 @@ typedef struct dre_embed_summary {
     int64_t n_tokens;
     int64_t n_total; /* documents in the index afterwards */
     double seconds;
+    int64_t n_vectors;    /* vectors added (= n_docs unless chunked) */
+    int64_t n_truncated;  /* documents cut at the model's max length (not chunked) */
+    int32_t max_length;   /* that length, in tokens */
     dre_device device;    /* the encoder's (CPU or GPU) */
     int already_finished; /* resume found the index finished: nothing was done */
 } dre_embed_summary;
@@ -247,11 +256,14 @@ typedef struct dre_index_info {
     dre_pooling pooling;
     int normalize;
     int32_t max_length;
-    int64_t count; /* documents */
+    int64_t count;     /* documents */
+    int64_t n_vectors; /* vectors in index.faiss: count, or the chunks when chunked */
     char factory[128];
     int bm25;                          /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
     char doc_prompt[DRE_PROMPT_CAP];   /* put before each document when it was embedded */
     char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
+    int32_t chunk_tokens;              /* documents cut into chunks of this many tokens; 0: not */
+    int32_t chunk_overlap;             /* tokens consecutive chunks share */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and
@@ -260,8 +272,9 @@ dre_status dre_index_open(const char *index_dir, dre_index **out);
 void dre_index_close(dre_index *index);
 const dre_index_info *dre_index_get_info(const dre_index *index);
 
-/* k nearest rows by inner product for n query vectors (n x dim): scores and rows
- * are n x k; rows are -1 where the index has fewer than k entries. */
+/* k nearest vectors by inner product for n query vectors (n x dim): scores and vector
+ * rows are n x k; rows are -1 where the index has fewer than k entries. A vector row is the
+ * document's docstore row, unless the index is chunked (dre_index_chunk maps it). */
 dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
                             float *scores, int64_t *rows);
 
@@ -281,8 +294,14 @@ typedef struct dre_doc {
 dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc);
 void dre_doc_clear(dre_doc *doc);
 
-/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim). */
+/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim); rows of
+ * 0 .. n_vectors - 1. */
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
+
+/* The document a vector row belongs to, and which of its chunks it is (0 when the index is
+ * not chunked: the row is the document's). */
+dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
+                           int32_t *chunk);
 
 /* The k best documents for a query by BM25 over title and text (SQLite FTS5, porter
  * stemming; every term of the query OR-ed, operators and quotes in it mean nothing): rows
@@ -345,6 +364,8 @@ typedef struct dre_hit {
     float dense_score;  /* inner product (when dense_rank > 0) */
     int32_t bm25_rank;  /* 1-based rank in the BM25 list; 0: not in it */
     double bm25_score;  /* (when bm25_rank > 0) */
+    int32_t chunk;      /* the chunk that gave dense_score (0 unless chunked); -1 when
+                           dense_rank is 0 */
 } dre_hit;
 
 typedef struct dre_searcher dre_searcher;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "tokenizer.h"
 
 /* Texts tokenized, sorted and packed together by dre_encode_texts; bounds memory to
  * about CHUNK_TEXTS * max_length ids however many texts there are, while giving the sort
@@ -21,6 +22,7 @@ void token_seqs_free(token_seqs *s) {
     free(s->start);
     free(s->length);
     free(s->text);
+    free(s->first);
     memset(s, 0, sizeof *s);
 }
 
@@ -43,11 +45,23 @@ static dre_status seqs_reserve(token_seqs *s, size_t n_ids) {
         if (length) s->length = length;
         int32_t *text = realloc(s->text, (size_t)cap * sizeof *text);
         if (text) s->text = text;
-        if (!start || !length || !text)
+        int32_t *first = realloc(s->first, (size_t)cap * sizeof *first);
+        if (first) s->first = first;
+        if (!start || !length || !text || !first)
             return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d sequences", cap);
         s->cap = cap;
     }
     return DRE_OK;
+}
+
+/* Ends the sequence whose n ids were written at s->ids + s->n_ids. */
+static void seqs_close(token_seqs *s, int32_t n, int32_t text, int32_t first) {
+    s->start[s->n] = s->n_ids;
+    s->length[s->n] = n;
+    s->text[s->n] = text;
+    s->first[s->n] = first;
+    s->n_ids += (size_t)n;
+    s->n++;
 }
 
 /* Appends src's sequences to dst, their text numbers unchanged. */
@@ -56,12 +70,9 @@ static dre_status seqs_append(token_seqs *dst, const token_seqs *src) {
         DRE_TRY(seqs_reserve(dst, (size_t)src->length[i]));
         memcpy(dst->ids + dst->n_ids, src->ids + src->start[i],
                (size_t)src->length[i] * sizeof *dst->ids);
-        dst->start[dst->n] = dst->n_ids;
-        dst->length[dst->n] = src->length[i];
-        dst->text[dst->n] = src->text[i];
-        dst->n_ids += (size_t)src->length[i];
-        dst->n++;
+        seqs_close(dst, src->length[i], src->text[i], src->first[i]);
     }
+    dst->n_truncated += src->n_truncated;
     return DRE_OK;
 }
 
@@ -75,11 +86,15 @@ struct seq_job {
     token_seqs seqs;
     char *joined; /* prompt + text */
     size_t joined_cap;
+    int32_t *pieces; /* a long text's wordpieces */
+    int32_t pieces_cap;
     dre_status status;
     char error[1024]; /* dre_last_error is per thread: carried back to the caller */
 };
 
-static dre_status tokenize_text(seq_job *job, const char *text, size_t len, int32_t index) {
+/* prompt + text, tokenized as one string into a sequence of at most max_length tokens. */
+static dre_status whole_text(seq_job *job, const char *text, size_t len, int32_t index,
+                             int32_t max_length) {
     const seq_tokenizer *t = job->t;
     token_seqs *out = &job->seqs;
     if (t->prompt_len > 0) {
@@ -95,25 +110,69 @@ static dre_status tokenize_text(seq_job *job, const char *text, size_t len, int3
         text = job->joined;
         len = need;
     }
-    DRE_TRY(seqs_reserve(out, (size_t)t->max_length));
+    DRE_TRY(seqs_reserve(out, (size_t)max_length));
     int32_t n = 0;
-    DRE_TRY(dre_tokenize(t->tok, text, len, t->max_length, out->ids + out->n_ids, &n));
-    out->start[out->n] = out->n_ids;
-    out->length[out->n] = n;
-    out->text[out->n] = index;
-    out->n_ids += (size_t)n;
-    out->n++;
+    int cut = 0;
+    DRE_TRY(tokenize_ids(t->tok, text, len, max_length, out->ids + out->n_ids, &n, &cut));
+    out->n_truncated += cut;
+    seqs_close(out, n, index, 0);
     return DRE_OK;
+}
+
+/* All the wordpieces of a text into job->pieces (grown until they fit). */
+static dre_status all_pieces(seq_job *job, const char *text, size_t len, int32_t *n) {
+    for (;;) {
+        int cut = 0;
+        DRE_TRY(tokenize_pieces(job->t->tok, text, len, job->pieces, job->pieces_cap, n, &cut));
+        if (!cut) return DRE_OK;
+        if (job->pieces_cap > INT32_MAX / 2)
+            return set_error(DRE_ERR_UNSUPPORTED, "a text of more than %d wordpieces",
+                             INT32_MAX / 2);
+        int32_t cap = job->pieces_cap ? job->pieces_cap * 2 : 4096;
+        int32_t *p = realloc(job->pieces, (size_t)cap * sizeof *p);
+        if (!p) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d pieces", cap);
+        job->pieces = p;
+        job->pieces_cap = cap;
+    }
+}
+
+/* A text longer than chunk_tokens as overlapping windows of its wordpieces (see
+ * seq_tokenizer_chunk); one that fits as the whole text. */
+static dre_status chunk_text(seq_job *job, const char *text, size_t len, int32_t index) {
+    const seq_tokenizer *t = job->t;
+    int32_t n = 0;
+    DRE_TRY(all_pieces(job, text, len, &n));
+    if (2 + t->n_prompt_pieces + n <= t->chunk_tokens)
+        return whole_text(job, text, len, index, t->chunk_tokens);
+    int32_t window = t->chunk_tokens - 2 - t->n_prompt_pieces;
+    int32_t stride = window - t->chunk_overlap;
+    token_seqs *out = &job->seqs;
+    for (int32_t start = 0;; start += stride) {
+        int32_t end = start + window < n ? start + window : n;
+        DRE_TRY(seqs_reserve(out, (size_t)t->chunk_tokens));
+        int32_t *ids = out->ids + out->n_ids, k = 0;
+        ids[k++] = tokenizer_cls_id(t->tok);
+        memcpy(ids + k, t->prompt_pieces, (size_t)t->n_prompt_pieces * sizeof *ids);
+        k += t->n_prompt_pieces;
+        memcpy(ids + k, job->pieces + start, (size_t)(end - start) * sizeof *ids);
+        k += end - start;
+        ids[k++] = tokenizer_sep_id(t->tok);
+        seqs_close(out, k, index, start);
+        if (end == n) return DRE_OK;
+    }
 }
 
 static void *run_job(void *arg) {
     seq_job *job = arg;
     job->seqs.n = 0;
     job->seqs.n_ids = 0;
+    job->seqs.n_truncated = 0;
     job->status = DRE_OK;
+    const seq_tokenizer *t = job->t;
     for (int32_t i = job->first; i < job->last; i++) {
         size_t len = job->lens ? job->lens[i] : strlen(job->texts[i]);
-        dre_status st = tokenize_text(job, job->texts[i], len, i);
+        dre_status st = t->chunk_tokens > 0 ? chunk_text(job, job->texts[i], len, i)
+                                            : whole_text(job, job->texts[i], len, i, t->max_length);
         if (st != DRE_OK) {
             job->status = st;
             snprintf(job->error, sizeof job->error, "text %d: %s", (int)i, dre_last_error());
@@ -140,14 +199,38 @@ dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_
     return DRE_OK;
 }
 
+dre_status seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap) {
+    if (chunk_tokens < 3 || chunk_tokens > t->max_length)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "chunks of %d tokens: the model takes 3 to %d (with [CLS] and [SEP])",
+                         chunk_tokens, t->max_length);
+    free(t->prompt_pieces);
+    t->prompt_pieces = malloc((size_t)chunk_tokens * sizeof *t->prompt_pieces);
+    if (!t->prompt_pieces) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory");
+    int cut = 0;
+    DRE_TRY(tokenize_pieces(t->tok, t->prompt, t->prompt_len, t->prompt_pieces, chunk_tokens,
+                            &t->n_prompt_pieces, &cut));
+    int32_t window = chunk_tokens - 2 - t->n_prompt_pieces;
+    if (cut || overlap < 0 || overlap >= window)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "chunks of %d tokens hold %d of a text's (after [CLS], [SEP] and the "
+                         "prompt's %d): an overlap of %d leaves no room to move on",
+                         chunk_tokens, window, t->n_prompt_pieces, overlap);
+    t->chunk_tokens = chunk_tokens;
+    t->chunk_overlap = overlap;
+    return DRE_OK;
+}
+
 void seq_tokenizer_free(seq_tokenizer *t) {
     if (t->jobs)
         for (int j = 0; j < t->n_threads; j++) {
             token_seqs_free(&t->jobs[j].seqs);
             free(t->jobs[j].joined);
+            free(t->jobs[j].pieces);
         }
     free(t->jobs);
     free(t->threads);
+    free(t->prompt_pieces);
     memset(t, 0, sizeof *t);
 }
 
@@ -155,6 +238,7 @@ dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const s
                              int32_t n, token_seqs *out) {
     out->n = 0;
     out->n_ids = 0;
+    out->n_truncated = 0;
     int n_jobs = t->n_threads;
     if (n_jobs > n / 16) n_jobs = n / 16; /* a thread per >= 16 texts at least */
     if (n_jobs < 1) n_jobs = 1;

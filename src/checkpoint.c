@@ -20,6 +20,10 @@ dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddNumberToObject(root, "line", (double)c->line);
     cJSON_AddNumberToObject(root, "count", (double)c->count);
     cJSON_AddNumberToObject(root, "base_count", (double)c->base_count);
+    cJSON_AddNumberToObject(root, "vectors", (double)c->vectors);
+    cJSON_AddNumberToObject(root, "base_vectors", (double)c->base_vectors);
+    cJSON_AddNumberToObject(root, "chunk_tokens", c->chunk_tokens);
+    cJSON_AddNumberToObject(root, "chunk_overlap", c->chunk_overlap);
     cJSON_AddNumberToObject(root, "skipped", (double)c->skipped);
     cJSON_AddNumberToObject(root, "tokens", (double)c->tokens);
     cJSON_AddNumberToObject(root, "window", (double)c->window_cap);
@@ -72,6 +76,21 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     DRE_TRY(ck_number(root, path, "line", &c->line));
     DRE_TRY(ck_number(root, path, "count", &c->count));
     DRE_TRY(ck_number(root, path, "base_count", &c->base_count));
+    /* absent from checkpoints older than chunking: a vector per document */
+    c->vectors = c->count;
+    c->base_vectors = c->base_count;
+    if (cJSON_GetObjectItemCaseSensitive(root, "vectors")) {
+        int64_t chunk_tokens = 0, chunk_overlap = 0;
+        DRE_TRY(ck_number(root, path, "vectors", &c->vectors));
+        DRE_TRY(ck_number(root, path, "base_vectors", &c->base_vectors));
+        DRE_TRY(ck_number(root, path, "chunk_tokens", &chunk_tokens));
+        DRE_TRY(ck_number(root, path, "chunk_overlap", &chunk_overlap));
+        if (chunk_tokens > INT32_MAX || chunk_overlap > INT32_MAX)
+            return set_error(DRE_ERR_FORMAT, "%s: chunk_tokens %lld", path,
+                             (long long)chunk_tokens);
+        c->chunk_tokens = (int32_t)chunk_tokens;
+        c->chunk_overlap = (int32_t)chunk_overlap;
+    }
     DRE_TRY(ck_number(root, path, "skipped", &c->skipped));
     DRE_TRY(ck_number(root, path, "tokens", &c->tokens));
     DRE_TRY(ck_number(root, path, "window", &c->window_cap));

@@ -19,6 +19,8 @@ typedef struct checkpoint {
     int64_t offset, line; /* where the next corpus line starts */
     int64_t count;        /* documents staged by this embed (rows base_count ..) */
     int64_t base_count;   /* rows the index had before (--append) */
+    int64_t vectors;      /* vectors staged (= count unless documents are chunked) */
+    int64_t base_vectors; /* vectors the index had before */
     int64_t skipped;      /* bad lines skipped so far */
     int64_t tokens;       /* tokens of the staged documents */
     /* These three fix how documents are cut into windows and batches; a resumed run
@@ -29,7 +31,8 @@ typedef struct checkpoint {
     int32_t dim;
     char weights_sha256[65];
     char factory[CHECKPOINT_FIELD_CAP];
-    int bm25; /* the staged docstore keeps a BM25 table */
+    int bm25;                            /* the staged docstore keeps a BM25 table */
+    int32_t chunk_tokens, chunk_overlap; /* 0: a vector per document */
     char doc_prompt[DRE_PROMPT_CAP], query_prompt[DRE_PROMPT_CAP];
     dre_corpus_format format;
     char id_field[CHECKPOINT_FIELD_CAP], title_field[CHECKPOINT_FIELD_CAP],

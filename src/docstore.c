@@ -19,7 +19,9 @@ struct docstore {
     int writable;
     int in_transaction;
     sqlite3_stmt *insert, *select_row, *select_id, *max_row;
-    int bm25; /* docs_fts exists */
+    int bm25;   /* docs_fts exists */
+    int chunks; /* the chunks table exists */
+    sqlite3_stmt *chunk_insert;
     sqlite3_stmt *fts_insert, *fts_search;
     /* FTS5's unicode61 tokenizer, for cutting queries into terms (made on first use) */
     fts5_tokenizer splitter;
@@ -76,6 +78,11 @@ static dre_status open_bm25_statements(docstore *ds) {
                    &ds->fts_search);
 }
 
+static dre_status open_chunk_statements(docstore *ds) {
+    return prepare(ds, "INSERT INTO chunks (row, doc, ord, first, tokens) VALUES (?, ?, ?, ?, ?)",
+                   &ds->chunk_insert);
+}
+
 static dre_status open_statements(docstore *ds) {
     if (ds->writable) {
         DRE_TRY(exec(ds, "PRAGMA journal_mode=WAL"));
@@ -90,6 +97,8 @@ static dre_status open_statements(docstore *ds) {
     DRE_TRY(prepare(ds, "SELECT MAX(row) FROM docs", &ds->max_row));
     DRE_TRY(has_table(ds, "docs_fts", &ds->bm25));
     if (ds->bm25) DRE_TRY(open_bm25_statements(ds));
+    DRE_TRY(has_table(ds, "chunks", &ds->chunks));
+    if (ds->chunks && ds->writable) DRE_TRY(open_chunk_statements(ds));
     return DRE_OK;
 }
 
@@ -131,6 +140,7 @@ void docstore_close(docstore *ds) {
     sqlite3_finalize(ds->max_row);
     sqlite3_finalize(ds->fts_insert);
     sqlite3_finalize(ds->fts_search);
+    sqlite3_finalize(ds->chunk_insert);
     if (ds->splitter_handle) ds->splitter.xDelete(ds->splitter_handle);
     /* Leave a single file behind: readers open it read-only, and a WAL database opened
      * read-only needs its -shm file. */
@@ -275,8 +285,71 @@ dre_status docstore_truncate(docstore *ds, int64_t first_row) {
                  (long long)first_row);
         DRE_TRY(exec(ds, sql));
     }
+    if (ds->chunks) {
+        snprintf(sql, sizeof sql, "DELETE FROM chunks WHERE doc >= %lld", (long long)first_row);
+        DRE_TRY(exec(ds, sql));
+    }
     snprintf(sql, sizeof sql, "DELETE FROM docs WHERE row >= %lld", (long long)first_row);
     return exec(ds, sql);
+}
+
+/* ------------------------------------------------------------------ chunks */
+
+int docstore_has_chunks(const docstore *ds) { return ds->chunks; }
+
+dre_status docstore_add_chunks_table(docstore *ds) {
+    if (!ds->writable) return set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
+    if (ds->chunks) return DRE_OK;
+    DRE_TRY(exec(ds, "CREATE TABLE chunks (row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, "
+                     "ord INTEGER NOT NULL, first INTEGER NOT NULL, tokens INTEGER NOT NULL)"));
+    ds->chunks = 1;
+    return open_chunk_statements(ds);
+}
+
+dre_status docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
+                              int32_t tokens) {
+    if (!ds->chunk_insert) return set_error(DRE_ERR_INVALID_ARG, "%s: no chunks table", ds->path);
+    sqlite3_stmt *s = ds->chunk_insert;
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, row);
+    sqlite3_bind_int64(s, 2, doc);
+    sqlite3_bind_int(s, 3, ord);
+    sqlite3_bind_int(s, 4, first);
+    sqlite3_bind_int(s, 5, tokens);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? DRE_OK : db_error(ds, "insert chunk");
+}
+
+dre_status docstore_chunk_count(docstore *ds, int64_t *count) {
+    *count = 0;
+    if (!ds->chunks) return DRE_OK;
+    sqlite3_stmt *s = NULL;
+    DRE_TRY(prepare(ds, "SELECT MAX(row) FROM chunks", &s));
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+        *count = sqlite3_column_int64(s, 0) + 1;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? DRE_OK : db_error(ds, "count chunks");
+}
+
+dre_status docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord) {
+    sqlite3_stmt *s = NULL;
+    DRE_TRY(prepare(ds, "SELECT row, doc, ord FROM chunks ORDER BY row", &s));
+    int64_t i = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && i < n) {
+        if (sqlite3_column_int64(s, 0) != i) break;
+        doc[i] = sqlite3_column_int64(s, 1);
+        ord[i] = sqlite3_column_int(s, 2);
+        i++;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "read chunks");
+    if (i != n)
+        return set_error(DRE_ERR_INDEX, "%s: the chunks table lacks row %lld of %lld", ds->path,
+                         (long long)i, (long long)n);
+    return DRE_OK;
 }
 
 dre_status docstore_copy(const char *src_path, const char *dst_path) {

@@ -52,9 +52,24 @@ dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc);
 /* The row of an external id, or -1 if absent. */
 dre_status docstore_find(docstore *ds, const char *id, int64_t *row);
 
-/* Deletes rows >= first_row (an interrupted embed's uncheckpointed tail), BM25 entries
- * included. */
+/* Deletes rows >= first_row (an interrupted embed's uncheckpointed tail), their BM25
+ * entries and chunks included. */
 dre_status docstore_truncate(docstore *ds, int64_t first_row);
+
+/* ---- chunks: a chunked index's vector rows and the documents they come from.
+ * Table chunks(row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, ord INTEGER NOT NULL,
+ * first INTEGER NOT NULL, tokens INTEGER NOT NULL): vector row -> document row, the
+ * chunk's number in its document, its first wordpiece and its length in tokens. */
+
+int docstore_has_chunks(const docstore *ds);
+/* Creates the table (writable store). */
+dre_status docstore_add_chunks_table(docstore *ds);
+dre_status docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
+                              int32_t tokens);
+/* One past the largest chunk row (0 without chunks). */
+dre_status docstore_chunk_count(docstore *ds, int64_t *count);
+/* doc[i], ord[i] for chunk rows i in 0 .. n - 1, which must all exist. */
+dre_status docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord);
 
 /* ---- BM25 */
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batcher.h"
 #include "checkpoint.h"
 #include "common.h"
 #include "corpus.h"
@@ -29,6 +30,7 @@ void dre_embed_options_init(dre_embed_options *opts) {
     opts->n_threads = 0;
     opts->format = DRE_CORPUS_AUTO;
     opts->checkpoint_every = DEFAULT_CHECKPOINT_EVERY;
+    opts->chunk_overlap = -1;
 }
 
 /* An embed being set up. */
@@ -38,6 +40,7 @@ typedef struct embed_run {
     corpus_reader *reader;
     dre_encoder *enc;
     index_writer *writer;
+    const dre_tokenizer *tok;
     int32_t max_length, budget_tokens;
     int64_t checkpoint_every;
     FILE *errors;
@@ -84,6 +87,9 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
         what = "document prompt";
     else if (o->query_prompt && strcmp(o->query_prompt, c->query_prompt))
         what = "query prompt";
+    else if ((o->chunk_tokens > 0 && o->chunk_tokens != c->chunk_tokens) ||
+             (o->chunk_tokens > 0 && o->chunk_overlap >= 0 && o->chunk_overlap != c->chunk_overlap))
+        what = "chunking (--chunk-tokens, --chunk-overlap)";
     if (what)
         return set_error(DRE_ERR_INVALID_ARG,
                          "%s: --resume with a different %s than the "
@@ -129,6 +135,13 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
                              "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
                              "(queries); --append cannot change them",
                              dir, base_meta.doc_prompt, base_meta.query_prompt);
+        if (o->chunk_tokens > 0 &&
+            (o->chunk_tokens != base_meta.chunk_tokens ||
+             (o->chunk_overlap >= 0 && o->chunk_overlap != base_meta.chunk_overlap)))
+            return set_error(DRE_ERR_MISMATCH,
+                             "%s: the index's documents are cut into chunks of %d tokens "
+                             "(overlap %d); --append cannot change that",
+                             dir, base_meta.chunk_tokens, base_meta.chunk_overlap);
         if (o->no_bm25 && base_meta.bm25)
             return set_error(DRE_ERR_MISMATCH,
                              "%s: the index has a BM25 table, which --append keeps up to date "
@@ -140,6 +153,11 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     memset(c, 0, sizeof *c);
     c->base_count = have_base ? base_meta.count : 0;
     c->bm25 = have_base ? base_meta.bm25 : !o->no_bm25;
+    c->base_vectors = have_base ? base_meta.n_vectors : 0;
+    c->chunk_tokens = have_base ? base_meta.chunk_tokens : o->chunk_tokens;
+    c->chunk_overlap = have_base               ? base_meta.chunk_overlap
+                       : o->chunk_overlap >= 0 ? o->chunk_overlap
+                                               : o->chunk_tokens / 4;
     const char *doc_prompt =
         have_base ? base_meta.doc_prompt : field_or(o->doc_prompt, m->doc_prompt);
     const char *query_prompt =
@@ -148,6 +166,15 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
         return set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes", DRE_PROMPT_CAP - 1);
     strcpy(c->doc_prompt, doc_prompt);
     strcpy(c->query_prompt, query_prompt);
+    if (c->chunk_tokens < 0)
+        return set_error(DRE_ERR_INVALID_ARG, "chunks of %d tokens", c->chunk_tokens);
+    if (c->chunk_tokens > 0) { /* the sizes must leave room for text after the prompt */
+        seq_tokenizer t;
+        DRE_TRY(seq_tokenizer_init(&t, p->tok, p->max_length, c->doc_prompt, 1));
+        dre_status st = seq_tokenizer_chunk(&t, c->chunk_tokens, c->chunk_overlap);
+        seq_tokenizer_free(&t);
+        DRE_TRY(st);
+    }
     c->window_cap = default_window_cap(p->budget_tokens);
     c->every = p->checkpoint_every;
     c->budget_tokens = p->budget_tokens;
@@ -202,7 +229,6 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
         return set_error(DRE_ERR_FORMAT, "%s: no documents to index%s", corpus_path(p->reader),
                          c->skipped ? " (every line was bad)" : "");
     dre_index_info meta = {0};
-    meta.format_version = INDEX_FORMAT_VERSION;
     snprintf(meta.model_name, sizeof meta.model_name, "%s", m->name);
     snprintf(meta.weights_sha256, sizeof meta.weights_sha256, "%s", m->weights_sha256);
     meta.dim = m->hidden;
@@ -211,6 +237,9 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.max_length = m->max_length;
     snprintf(meta.factory, sizeof meta.factory, "%s", c->factory);
     meta.bm25 = c->bm25;
+    meta.format_version = c->chunk_tokens > 0 ? 2 : 1;
+    meta.chunk_tokens = c->chunk_tokens;
+    meta.chunk_overlap = c->chunk_tokens > 0 ? c->chunk_overlap : 0;
     strcpy(meta.doc_prompt, c->doc_prompt);
     strcpy(meta.query_prompt, c->query_prompt);
     return index_writer_finish(p->writer, &meta);
@@ -227,6 +256,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     if (st == DRE_OK) st = dre_encoder_open(model, o->device, o->budget_tokens, &p->enc);
     if (st != DRE_OK) goto done;
     const dre_model_info *m = dre_model_get_info(model);
+    p->tok = tok;
     p->budget_tokens = dre_encoder_budget_tokens(p->enc);
     p->max_length = m->max_length;
     if (dre_tokenizer_max_length(tok) < p->max_length)
@@ -295,6 +325,8 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
                            .writer = p->writer,
                            .max_length = p->max_length,
                            .prompt = p->ck.doc_prompt,
+                           .chunk_tokens = p->ck.chunk_tokens,
+                           .chunk_overlap = p->ck.chunk_overlap,
                            .budget_tokens = p->budget_tokens,
                            .window_cap = (int32_t)p->ck.window_cap,
                            .checkpoint_every = p->ck.every,
@@ -312,6 +344,9 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     int64_t total = p->ck.base_count + index_writer_count(p->writer);
     if (summary) {
         summary->n_docs = run.docs;
+        summary->n_vectors = run.vectors;
+        summary->n_truncated = run.truncated;
+        summary->max_length = p->max_length;
         summary->n_skipped = run.skipped;
         summary->n_tokens = run.tokens;
         summary->n_total = total;

@@ -30,8 +30,10 @@ int32_t fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
              const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch, dre_hit *out) {
     int32_t n = 0;
     for (int32_t i = 0; i < n_dense; i++)
-        scratch[n++] = (dre_hit){
-            .row = dense[i].row, .dense_rank = i + 1, .dense_score = (float)dense[i].score};
+        scratch[n++] = (dre_hit){.row = dense[i].row,
+                                 .dense_rank = i + 1,
+                                 .dense_score = (float)dense[i].score,
+                                 .chunk = dense[i].chunk};
     /* lists are short (depth): a linear look-up per BM25 entry is cheap enough */
     for (int32_t i = 0; i < n_bm25; i++) {
         int32_t j = 0;
@@ -39,7 +41,7 @@ int32_t fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
             j++;
         if (j == n_dense) {
             j = n++;
-            scratch[j] = (dre_hit){.row = bm25[i].row};
+            scratch[j] = (dre_hit){.row = bm25[i].row, .chunk = -1};
         }
         scratch[j].bm25_rank = i + 1;
         scratch[j].bm25_score = bm25[i].score;
@@ -69,13 +71,14 @@ int32_t fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
 int32_t single_list(const ranked *list, int32_t n, int is_bm25, int32_t k, dre_hit *out) {
     if (n > k) n = k;
     for (int32_t i = 0; i < n; i++) {
-        out[i] = (dre_hit){.row = list[i].row, .score = list[i].score};
+        out[i] = (dre_hit){.row = list[i].row, .score = list[i].score, .chunk = -1};
         if (is_bm25) {
             out[i].bm25_rank = i + 1;
             out[i].bm25_score = list[i].score;
         } else {
             out[i].dense_rank = i + 1;
             out[i].dense_score = (float)list[i].score;
+            out[i].chunk = list[i].chunk;
         }
     }
     return n;

@@ -15,6 +15,7 @@ extern "C" {
 typedef struct ranked {
     int64_t row;
     double score;
+    int32_t chunk; /* dense: the document's best chunk */
 } ranked;
 
 /* Fuses dense[0 .. n_dense) and bm25[0 .. n_bm25) (ranks are positions + 1; a row appears

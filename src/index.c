@@ -25,7 +25,33 @@ struct dre_index {
     FaissIndex *faiss;
     docstore *docs;
     dre_index_info info;
+    int64_t *chunk_doc; /* chunked: the document of each vector row */
+    int32_t *chunk_ord; /* and which of its chunks it is */
 };
+
+/* A chunked index's map from vector rows to documents, checked against the documents. */
+static dre_status load_chunks(dre_index *ix, const char *dir) {
+    int64_t n = ix->info.n_vectors, n_chunks = 0;
+    if (!docstore_has_chunks(ix->docs))
+        return set_error(DRE_ERR_INDEX,
+                         "%s: meta.json says documents are chunked, but "
+                         "docs.sqlite has no chunks table",
+                         dir);
+    DRE_TRY(docstore_chunk_count(ix->docs, &n_chunks));
+    if (n_chunks != n)
+        return set_error(DRE_ERR_INDEX, "%s: files disagree: %lld vectors, %lld chunks", dir,
+                         (long long)n, (long long)n_chunks);
+    ix->chunk_doc = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_doc);
+    ix->chunk_ord = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_ord);
+    if (!ix->chunk_doc || !ix->chunk_ord)
+        return set_error(DRE_ERR_NOMEM, "%s: out of memory for %lld chunks", dir, (long long)n);
+    DRE_TRY(docstore_chunk_map(ix->docs, n, ix->chunk_doc, ix->chunk_ord));
+    for (int64_t i = 0; i < n; i++)
+        if (ix->chunk_doc[i] < 0 || ix->chunk_doc[i] >= ix->info.count)
+            return set_error(DRE_ERR_INDEX, "%s: chunk %lld belongs to document %lld of %lld", dir,
+                             (long long)i, (long long)ix->chunk_doc[i], (long long)ix->info.count);
+    return DRE_OK;
+}
 
 /* Explains a folder that holds no complete index: nothing, or an unfinished embed. */
 static dre_status no_index_error(const char *dir, dre_status st) {
@@ -74,13 +100,15 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
     if (st == DRE_OK) {
         int64_t n_vectors = faiss_Index_ntotal(ix->faiss);
         int dim = faiss_Index_d(ix->faiss);
-        if (dim != ix->info.dim || n_vectors != ix->info.count || n_docs != ix->info.count)
+        if (dim != ix->info.dim || n_vectors != ix->info.n_vectors || n_docs != ix->info.count)
             st = set_error(DRE_ERR_INDEX,
-                           "%s: files disagree: meta.json says %lld vectors of dim %d, "
-                           "index.faiss holds %lld of dim %d, docs.sqlite %lld documents",
-                           index_dir, (long long)ix->info.count, ix->info.dim, (long long)n_vectors,
-                           dim, (long long)n_docs);
+                           "%s: files disagree: meta.json says %lld vectors of dim %d for %lld "
+                           "documents, index.faiss holds %lld of dim %d, docs.sqlite %lld "
+                           "documents",
+                           index_dir, (long long)ix->info.n_vectors, ix->info.dim,
+                           (long long)ix->info.count, (long long)n_vectors, dim, (long long)n_docs);
     }
+    if (st == DRE_OK && ix->info.chunk_tokens > 0) st = load_chunks(ix, index_dir);
     if (st == DRE_OK && ix->info.bm25 && !docstore_has_bm25(ix->docs))
         st = set_error(DRE_ERR_INDEX,
                        "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
@@ -98,6 +126,8 @@ void dre_index_close(dre_index *index) {
     if (!index) return;
     if (index->faiss) faiss_Index_free(index->faiss);
     docstore_close(index->docs);
+    free(index->chunk_doc);
+    free(index->chunk_ord);
     free(index);
 }
 
@@ -109,7 +139,7 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
         return set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
     if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
     if (n == 0) return DRE_OK;
-    if (index->info.count == 0) {
+    if (index->info.n_vectors == 0) {
         /* FAISS refuses some searches on empty indexes; the answer is simply "none". */
         for (int64_t i = 0; i < n * k; i++) {
             scores[i] = -INFINITY;
@@ -155,9 +185,10 @@ void dre_doc_clear(dre_doc *doc) {
 }
 
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out) {
-    if (!index || (n > 0 && !out) || first < 0 || n < 0 || first + n > index->info.count)
+    if (!index || (n > 0 && !out) || first < 0 || n < 0 || first + n > index->info.n_vectors)
         return set_error(DRE_ERR_INVALID_ARG, "dre_index_vectors: rows [%lld, %lld) of %lld",
-                         (long long)first, (long long)(first + n), (long long)index->info.count);
+                         (long long)first, (long long)(first + n),
+                         (long long)(index ? index->info.n_vectors : 0));
     if (n == 0) return DRE_OK;
     if (faiss_Index_reconstruct_n(index->faiss, first, n, out) != 0)
         return index_faiss_error("reconstructing vectors");
@@ -174,4 +205,16 @@ dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
                          "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
     if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
     return docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
+}
+
+dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
+                           int32_t *chunk) {
+    if (!index || !doc_row || !chunk)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_index_chunk: NULL argument");
+    if (vector_row < 0 || vector_row >= index->info.n_vectors)
+        return set_error(DRE_ERR_INVALID_ARG, "vector row %lld out of range (index has %lld)",
+                         (long long)vector_row, (long long)index->info.n_vectors);
+    *doc_row = index->chunk_doc ? index->chunk_doc[vector_row] : vector_row;
+    *chunk = index->chunk_ord ? index->chunk_ord[vector_row] : 0;
+    return DRE_OK;
 }

@@ -13,7 +13,11 @@
 extern "C" {
 #endif
 
-#define INDEX_FORMAT_VERSION 1
+/* The newest format this dre reads. 1: a vector per document; 2: may hold documents cut
+ * into chunks (n_vectors, chunk_tokens and chunk_overlap in meta.json, a chunks table in
+ * docs.sqlite). dre embed writes 2 only for chunked indexes, so older readers refuse just
+ * those. */
+#define INDEX_FORMAT_VERSION 2
 #define INDEX_FAISS_FILE "index.faiss"
 #define INDEX_DOCS_FILE "docs.sqlite"
 #define INDEX_META_FILE "meta.json"

@@ -92,6 +92,11 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
     cJSON_AddBoolToObject(root, "normalize", info->normalize);
     cJSON_AddNumberToObject(root, "max_length", info->max_length);
     cJSON_AddNumberToObject(root, "count", (double)info->count);
+    if (info->chunk_tokens > 0) {
+        cJSON_AddNumberToObject(root, "n_vectors", (double)info->n_vectors);
+        cJSON_AddNumberToObject(root, "chunk_tokens", info->chunk_tokens);
+        cJSON_AddNumberToObject(root, "chunk_overlap", info->chunk_overlap);
+    }
     cJSON_AddStringToObject(root, "factory", info->factory);
     cJSON_AddStringToObject(root, "metric", "inner_product");
     if (info->doc_prompt[0]) cJSON_AddStringToObject(root, "doc_prompt", info->doc_prompt);
@@ -187,6 +192,25 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (info->dim <= 0 || info->count < 0)
         return set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
                          (long long)info->count);
+    info->n_vectors = info->count;
+    if (cJSON_GetObjectItemCaseSensitive(root, "chunk_tokens")) { /* chunked (format 2) */
+        if (info->format_version < 2)
+            return set_error(DRE_ERR_FORMAT, "%s: chunks in a format %d index", path,
+                             info->format_version);
+        DRE_TRY(meta_number(root, path, "n_vectors", &v));
+        info->n_vectors = (int64_t)v;
+        DRE_TRY(meta_number(root, path, "chunk_tokens", &v));
+        info->chunk_tokens = (int32_t)v;
+        DRE_TRY(meta_number(root, path, "chunk_overlap", &v));
+        info->chunk_overlap = (int32_t)v;
+        if (info->n_vectors < info->count || info->chunk_tokens < 3 || info->chunk_overlap < 0 ||
+            info->chunk_overlap >= info->chunk_tokens)
+            return set_error(DRE_ERR_FORMAT,
+                             "%s: n_vectors %lld for %lld documents, chunk_tokens %d, "
+                             "chunk_overlap %d",
+                             path, (long long)info->n_vectors, (long long)info->count,
+                             info->chunk_tokens, info->chunk_overlap);
+    }
     if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
         DRE_TRY(meta_string(root, path, "doc_prompt", info->doc_prompt, sizeof info->doc_prompt));
     if (cJSON_GetObjectItemCaseSensitive(root, "query_prompt"))

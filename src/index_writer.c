@@ -45,6 +45,10 @@ struct index_writer {
     char factory[CHECKPOINT_FIELD_CAP];
     int64_t base_count;   /* rows the index had before this embed */
     int64_t count;        /* documents staged by this embed */
+    int64_t base_vectors; /* vectors the index had before (= base_count unless chunked) */
+    int64_t vectors;      /* vectors staged by this embed */
+    int64_t pending;      /* vectors of the window's documents, until commit */
+    int chunked;          /* vectors map to documents through the chunks table */
     int staging;          /* the staging files belong to this run */
     int64_t checkpointed; /* documents staged as of the last checkpoint written */
     int finished;
@@ -140,6 +144,8 @@ const char *index_writer_checkpoint_path(const index_writer *w) { return w->chec
 
 int64_t index_writer_count(const index_writer *w) { return w->count; }
 
+int64_t index_writer_vectors(const index_writer *w) { return w->vectors; }
+
 /* ------------------------------------------------------------------ staged vectors */
 
 /* Adds staged vectors [first, first + n) to the FAISS index, reading them back in chunks. */
@@ -159,9 +165,9 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
     return st;
 }
 
-/* Trains the index on the first min(count, train_size) staged vectors, then adds them all. */
+/* Trains the index on the first min(vectors, train_size) staged vectors, then adds them all. */
 static dre_status train_from_staged(index_writer *w) {
-    int64_t n = w->count < w->train_size ? w->count : w->train_size;
+    int64_t n = w->vectors < w->train_size ? w->vectors : w->train_size;
     if (n == 0)
         return set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents", w->factory);
     size_t bytes = (size_t)n * (size_t)w->dim * sizeof(float);
@@ -174,7 +180,7 @@ static dre_status train_from_staged(index_writer *w) {
     free(sample);
     DRE_TRY(st);
     w->trained = 1;
-    return add_staged(w, 0, w->count);
+    return add_staged(w, 0, w->vectors);
 }
 
 /* ------------------------------------------------------------------ start and resume */
@@ -194,6 +200,7 @@ dre_status index_writer_start(index_writer *w, const checkpoint *c) {
     docstore *ds = NULL;
     DRE_TRY(docstore_open(w->staging_docs_path, 1, &ds));
     dre_status st = c->bm25 ? docstore_add_bm25(ds) : DRE_OK;
+    if (st == DRE_OK && c->chunk_tokens > 0) st = docstore_add_chunks_table(ds);
     docstore_close(ds);
     DRE_TRY(st);
     return checkpoint_write(w->checkpoint_path, c);
@@ -205,6 +212,9 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
     w->checkpointed = c->count;
     w->base_count = c->base_count;
     w->count = c->count;
+    w->base_vectors = c->base_vectors;
+    w->vectors = c->vectors;
+    w->chunked = c->chunk_tokens > 0;
     w->dim = c->dim;
     snprintf(w->factory, sizeof w->factory, "%s", c->factory);
     char final_docs[PATH_MAX];
@@ -222,6 +232,10 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
     if (docstore_has_bm25(w->docs) != c->bm25)
         return set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s", dir,
                          STAGING_DOCS_FILE, c->bm25 ? "lacks" : "has", c->bm25 ? "yes" : "no");
+    if (docstore_has_chunks(w->docs) != w->chunked)
+        return set_error(DRE_ERR_INDEX, "%s: %s %s a chunks table, but the checkpoint says %s", dir,
+                         STAGING_DOCS_FILE, w->chunked ? "lacks" : "has",
+                         w->chunked ? "yes" : "no");
     int64_t total = c->base_count + c->count;
     DRE_TRY(docstore_truncate(w->docs, total));
     int64_t n_docs = 0;
@@ -229,14 +243,20 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
     if (n_docs != total)
         return set_error(DRE_ERR_INDEX, "%s: staging docstore has %lld rows, checkpoint says %lld",
                          dir, (long long)n_docs, (long long)total);
+    int64_t total_vectors = c->base_vectors + c->vectors, n_chunks = 0;
+    DRE_TRY(docstore_chunk_count(w->docs, &n_chunks));
+    if (w->chunked && n_chunks != total_vectors)
+        return set_error(DRE_ERR_INDEX,
+                         "%s: staging docstore has %lld chunks, checkpoint says %lld vectors", dir,
+                         (long long)n_chunks, (long long)total_vectors);
 
     w->vectors_fd = open(w->vectors_path, O_RDWR);
     if (w->vectors_fd < 0) return set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
-    off_t want = (off_t)c->count * (off_t)c->dim * (off_t)sizeof(float);
+    off_t want = (off_t)c->vectors * (off_t)c->dim * (off_t)sizeof(float);
     struct stat st;
     if (fstat(w->vectors_fd, &st) != 0 || st.st_size < want)
         return set_error(DRE_ERR_IO, "%s: holds fewer vectors than the checkpoint's %lld",
-                         w->vectors_path, (long long)c->count);
+                         w->vectors_path, (long long)c->vectors);
     if (ftruncate(w->vectors_fd, want) != 0)
         return set_error(DRE_ERR_IO, "%s: truncate: %s", w->vectors_path, strerror(errno));
 
@@ -246,11 +266,11 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
         DRE_TRY(path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
         DRE_TRY(index_faiss_read(path, &w->faiss));
         int64_t ntotal = faiss_Index_ntotal(w->faiss);
-        if (ntotal == total)
-            already = c->count; /* killed after renaming the new index */
-        else if (ntotal != c->base_count)
+        if (ntotal == total_vectors)
+            already = c->vectors; /* killed after renaming the new index */
+        else if (ntotal != c->base_vectors)
             return set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
-                             dir, (long long)ntotal, (long long)c->base_count);
+                             dir, (long long)ntotal, (long long)c->base_vectors);
     } else {
         DRE_TRY(index_faiss_create(c->factory, c->dim, &w->faiss));
     }
@@ -259,8 +279,8 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
                          faiss_Index_d(w->faiss), c->dim);
     w->trained = faiss_Index_is_trained(w->faiss);
     w->train_size = index_faiss_train_size(w->faiss);
-    if (w->trained) return add_staged(w, already, c->count - already);
-    if (c->count >= w->train_size) return train_from_staged(w);
+    if (w->trained) return add_staged(w, already, c->vectors - already);
+    if (c->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
 }
 
@@ -269,21 +289,33 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
 dre_status index_writer_begin(index_writer *w) { return docstore_begin(w->docs); }
 
 dre_status index_writer_add_doc(index_writer *w, const char *id, const char *title,
-                                const char *text, int64_t *duplicate_of) {
+                                const char *text, int32_t n_chunks, const index_chunk *chunks,
+                                int64_t *duplicate_of) {
+    if (n_chunks < 1 || (!w->chunked && n_chunks != 1))
+        return set_error(DRE_ERR_INVALID_ARG, "index writer: a document of %d vectors", n_chunks);
     int64_t row = w->base_count + w->count;
     DRE_TRY(docstore_add(w->docs, row, id, title, text, duplicate_of));
-    if (*duplicate_of < 0) w->count++;
+    if (*duplicate_of >= 0) return DRE_OK;
+    for (int32_t i = 0; w->chunked && i < n_chunks; i++)
+        DRE_TRY(docstore_add_chunk(w->docs, w->base_vectors + w->vectors + w->pending + i, row, i,
+                                   chunks[i].first, chunks[i].tokens));
+    w->count++;
+    w->pending += n_chunks;
     return DRE_OK;
 }
 
 dre_status index_writer_commit(index_writer *w, const float *vectors, int64_t n) {
+    if (n != w->pending)
+        return set_error(DRE_ERR_INVALID_ARG, "index writer: %lld vectors for %lld", (long long)n,
+                         (long long)w->pending);
     size_t row_bytes = (size_t)w->dim * sizeof(float);
-    int64_t first = w->count - n; /* the window's documents are the last n staged */
-    DRE_TRY(pwrite_all(w->vectors_fd, vectors, (size_t)n * row_bytes, first * (int64_t)row_bytes,
-                       w->vectors_path));
+    DRE_TRY(pwrite_all(w->vectors_fd, vectors, (size_t)n * row_bytes,
+                       w->vectors * (int64_t)row_bytes, w->vectors_path));
     DRE_TRY(docstore_commit(w->docs));
+    w->vectors += n;
+    w->pending = 0;
     if (w->trained) return index_faiss_add(w->faiss, n, vectors);
-    if (w->count >= w->train_size) return train_from_staged(w);
+    if (w->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
 }
 
@@ -292,6 +324,7 @@ dre_status index_writer_checkpoint(index_writer *w, checkpoint *c) {
         return set_error(DRE_ERR_IO, "%s: sync: %s", w->vectors_path, strerror(errno));
     DRE_TRY(docstore_sync(w->docs));
     c->count = w->count;
+    c->vectors = w->vectors;
     DRE_TRY(checkpoint_write(w->checkpoint_path, c));
     w->checkpointed = w->count;
     return DRE_OK;
@@ -301,11 +334,11 @@ dre_status index_writer_checkpoint(index_writer *w, checkpoint *c) {
 
 dre_status index_writer_finish(index_writer *w, dre_index_info *meta) {
     const char *dir = w->dir;
-    int64_t total = w->base_count + w->count;
+    int64_t total_vectors = w->base_vectors + w->vectors;
     if (!w->trained) DRE_TRY(train_from_staged(w));
-    if (faiss_Index_ntotal(w->faiss) != total)
+    if (faiss_Index_ntotal(w->faiss) != total_vectors)
         return set_error(DRE_ERR_INDEX, "index holds %lld vectors, expected %lld",
-                         (long long)faiss_Index_ntotal(w->faiss), (long long)total);
+                         (long long)faiss_Index_ntotal(w->faiss), (long long)total_vectors);
     char path[PATH_MAX];
     DRE_TRY(path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
     DRE_TRY(index_faiss_write(w->faiss, path));
@@ -313,7 +346,8 @@ dre_status index_writer_finish(index_writer *w, dre_index_info *meta) {
     w->docs = NULL;
     DRE_TRY(path_join(path, sizeof path, dir, INDEX_DOCS_FILE));
     DRE_TRY(rename_synced(w->staging_docs_path, path));
-    meta->count = total;
+    meta->count = w->base_count + w->count;
+    meta->n_vectors = total_vectors;
     DRE_TRY(index_meta_write(dir, meta));
     remove_in(dir, INDEX_CHECKPOINT_FILE);
     remove_staging(dir);

@@ -39,15 +39,24 @@ dre_status index_writer_start(index_writer *w, const checkpoint *c);
  * enough are staged). */
 dre_status index_writer_resume(index_writer *w, const checkpoint *c);
 
-/* Documents staged so far by this embed (rows base_count .. base_count + count - 1). */
+/* Documents staged so far by this embed (rows base_count .. base_count + count - 1), and
+ * their vectors. */
 int64_t index_writer_count(const index_writer *w);
+int64_t index_writer_vectors(const index_writer *w);
 
-/* A window of documents: begin, then add_doc for each (the next row; an id already in
- * the docstore adds nothing and gives *duplicate_of its row, else -1), then commit with
- * the added documents' vectors, in row order. */
+/* A chunk of a document: its first wordpiece in the document's text, its tokens. */
+typedef struct index_chunk {
+    int32_t first, tokens;
+} index_chunk;
+
+/* A window of documents: begin, then add_doc for each (the next row, with its n_chunks
+ * vectors: 1 unless the index is chunked, whose chunks table then maps them to it; an id
+ * already in the docstore adds nothing and gives *duplicate_of its row, else -1), then
+ * commit with the added documents' vectors, in row and chunk order. */
 dre_status index_writer_begin(index_writer *w);
 dre_status index_writer_add_doc(index_writer *w, const char *id, const char *title,
-                                const char *text, int64_t *duplicate_of);
+                                const char *text, int32_t n_chunks, const index_chunk *chunks,
+                                int64_t *duplicate_of);
 dre_status index_writer_commit(index_writer *w, const float *vectors, int64_t n);
 
 /* Makes what is staged durable, then replaces the checkpoint file with c, its count set
@@ -55,8 +64,8 @@ dre_status index_writer_commit(index_writer *w, const float *vectors, int64_t n)
 dre_status index_writer_checkpoint(index_writer *w, checkpoint *c);
 
 /* Trains the index if it still needs it, writes index.faiss, moves the docstore into
- * place, then meta.json (meta with its count set: the last word on what the folder
- * holds), and removes the staging files and the checkpoint. */
+ * place, then meta.json (meta with its count and n_vectors set: the last word on what the
+ * folder holds), and removes the staging files and the checkpoint. */
 dre_status index_writer_finish(index_writer *w, dre_index_info *meta);
 
 #ifdef __cplusplus

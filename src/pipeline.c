@@ -43,8 +43,10 @@ typedef struct window {
     size_t arena_len, arena_cap;
     size_t *id_off, *title_off, *text_off, *joined_off; /* title_off SIZE_MAX: no title */
     size_t *joined_len;
-    const char **joined;          /* pointers into the arena, for the tokenizer */
-    token_seqs seqs;              /* the documents' token sequences */
+    const char **joined; /* pointers into the arena, for the tokenizer */
+    token_seqs seqs;     /* the documents' token sequences (chunks), in document order */
+    index_chunk *chunks; /* a document's chunk records, for the writer */
+    int32_t chunks_cap;
     float *vectors;               /* [seqs.n, dim] */
     int32_t vectors_cap;          /* rows vectors holds */
     int64_t end_offset, end_line; /* corpus position after the window */
@@ -134,6 +136,7 @@ static void window_free(window *w) {
     free(w->joined_len);
     free(w->joined);
     token_seqs_free(&w->seqs);
+    free(w->chunks);
     free(w->vectors);
     free(w->bad);
     memset(w, 0, sizeof *w);
@@ -253,7 +256,10 @@ static void *producer_main(void *arg) {
     seq_tokenizer tokenizer;
     dre_status st = seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->prompt,
                                        p->cfg->n_threads);
+    if (st == DRE_OK && p->cfg->chunk_tokens > 0)
+        st = seq_tokenizer_chunk(&tokenizer, p->cfg->chunk_tokens, p->cfg->chunk_overlap);
     if (st != DRE_OK) {
+        seq_tokenizer_free(&tokenizer);
         fail(p, st);
         return NULL;
     }
@@ -327,16 +333,34 @@ static dre_status write_checkpoint(pipeline *p) {
     return index_writer_checkpoint(p->cfg->writer, p->ck);
 }
 
+/* The window's chunk records, room for as many as it has sequences. */
+static dre_status reserve_chunks(window *w) {
+    if (w->seqs.n <= w->chunks_cap) return DRE_OK;
+    index_chunk *c = realloc(w->chunks, (size_t)w->seqs.n * sizeof *c);
+    if (!c) return set_error(DRE_ERR_NOMEM, "embed: out of memory for %d chunks", w->seqs.n);
+    w->chunks = c;
+    w->chunks_cap = w->seqs.n;
+    return DRE_OK;
+}
+
 static dre_status write_window(pipeline *p, window *w) {
     DRE_TRY(index_writer_begin(p->cfg->writer));
-    int32_t kept = 0;
-    int64_t tokens = 0, dropped = 0;
+    DRE_TRY(reserve_chunks(w));
+    int32_t kept = 0; /* vectors of the documents kept so far, moved to the front */
+    int64_t tokens = 0, dropped = 0, docs = 0;
+    int32_t s = 0; /* the document's first sequence: sequences come in document order */
     for (int32_t i = 0; i < w->n; i++) {
+        int32_t n_seqs = 0;
+        while (s + n_seqs < w->seqs.n && w->seqs.text[s + n_seqs] == i) {
+            w->chunks[n_seqs] =
+                (index_chunk){w->seqs.first[s + n_seqs], w->seqs.length[s + n_seqs]};
+            n_seqs++;
+        }
         const char *id = w->arena + w->id_off[i];
         const char *title = w->title_off[i] == SIZE_MAX ? NULL : w->arena + w->title_off[i];
         int64_t duplicate_of = -1;
-        DRE_TRY(index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i],
-                                     &duplicate_of));
+        DRE_TRY(index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i], n_seqs,
+                                     w->chunks, &duplicate_of));
         if (duplicate_of >= 0) {
             dre_status st = set_error(
                 DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
@@ -344,13 +368,17 @@ static dre_status write_window(pipeline *p, window *w) {
             if (!p->cfg->skip_bad_lines) return st;
             if (p->cfg->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             dropped++;
+            s += n_seqs;
             continue;
         }
-        if (kept != i)
-            memmove(w->vectors + (size_t)kept * p->dim, w->vectors + (size_t)i * p->dim,
-                    (size_t)p->dim * sizeof(float));
-        tokens += w->seqs.length[i];
-        kept++;
+        if (kept != s)
+            memmove(w->vectors + (size_t)kept * p->dim, w->vectors + (size_t)s * p->dim,
+                    (size_t)n_seqs * p->dim * sizeof(float));
+        for (int32_t j = 0; j < n_seqs; j++)
+            tokens += w->seqs.length[s + j];
+        kept += n_seqs;
+        s += n_seqs;
+        docs++;
     }
     DRE_TRY(index_writer_commit(p->cfg->writer, w->vectors, kept));
     if (p->cfg->errors && w->bad_len > 0 &&
@@ -360,9 +388,11 @@ static dre_status write_window(pipeline *p, window *w) {
     p->ck->skipped += w->n_bad + dropped;
     p->ck->offset = w->end_offset;
     p->ck->line = w->end_line;
-    p->run.docs += kept;
+    p->run.docs += docs;
+    p->run.vectors += kept;
     p->run.tokens += tokens;
     p->run.skipped += w->n_bad + dropped;
+    p->run.truncated += w->seqs.n_truncated;
     if (w->checkpoint) DRE_TRY(write_checkpoint(p));
     if (w->n > 0 || w->n_bad > 0) report_progress(p, 0); /* the corpus may end on an empty one */
     return DRE_OK;

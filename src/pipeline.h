@@ -19,9 +19,10 @@ typedef struct pipeline_config {
     corpus_reader *reader; /* positioned at the checkpoint's offset */
     const dre_tokenizer *tok;
     dre_encoder *enc;
-    index_writer *writer; /* resumed at the checkpoint */
-    int32_t max_length;   /* tokens per text, with [CLS] and [SEP] */
-    const char *prompt;   /* put before each document's text ("" none) */
+    index_writer *writer;                /* resumed at the checkpoint */
+    int32_t max_length;                  /* tokens per text, with [CLS] and [SEP] */
+    const char *prompt;                  /* put before each document's text ("" none) */
+    int32_t chunk_tokens, chunk_overlap; /* 0: a sequence (vector) per document */
     int32_t budget_tokens;
     int32_t window_cap;
     int64_t checkpoint_every;
@@ -35,7 +36,8 @@ typedef struct pipeline_config {
 
 /* What a run added. */
 typedef struct pipeline_counts {
-    int64_t docs, tokens, skipped;
+    int64_t docs, vectors, tokens, skipped;
+    int64_t truncated; /* documents cut at the max length (not chunked) */
 } pipeline_counts;
 
 /* Reads the corpus to its end through the stages into the writer, checkpointing into ck

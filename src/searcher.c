@@ -14,6 +14,10 @@
 #define DEFAULT_DEPTH 100
 #define DEFAULT_RRF_K 60.0
 #define DEFAULT_ALPHA 0.5
+/* Chunked indexes: vectors searched per document wanted, at first (a document's later
+ * chunks take places in the list; a query whose list holds too few documents searches
+ * again, twice as deep). */
+#define CHUNKS_PER_DOC 4
 
 struct dre_searcher {
     dre_index *index;
@@ -23,6 +27,8 @@ struct dre_searcher {
     seq_tokenizer tokenizer; /* its prompt set for each call */
     seq_packer packer;
     token_seqs seqs;
+    int32_t *seen; /* chunked: per document, the last query that listed it */
+    int32_t stamp;
     pthread_mutex_t mu; /* one dre_search at a time: the encoder, batcher and SQLite handles */
     int ready;          /* everything above opened */
 };
@@ -92,6 +98,10 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
     if (st == DRE_OK)
         st = seq_tokenizer_init(&s->tokenizer, s->tok, batcher_max_length(s->enc, s->tok), NULL, 0);
     if (st == DRE_OK) st = seq_packer_init(&s->packer, s->enc, 0);
+    const dre_index_info *info = st == DRE_OK ? dre_index_get_info(s->index) : NULL;
+    if (info && info->chunk_tokens > 0 &&
+        !(s->seen = calloc((size_t)(info->count ? info->count : 1), sizeof *s->seen)))
+        st = set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
     if (st != DRE_OK) {
         dre_searcher_close(s);
         return st;
@@ -105,6 +115,7 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
 void dre_searcher_close(dre_searcher *s) {
     if (!s) return;
     if (s->ready) pthread_mutex_destroy(&s->mu);
+    free(s->seen);
     token_seqs_free(&s->seqs);
     seq_packer_free(&s->packer);
     seq_tokenizer_free(&s->tokenizer);
@@ -121,11 +132,12 @@ dre_device dre_searcher_device(const dre_searcher *s) { return dre_encoder_devic
 
 /* The work space of one dre_search call. */
 typedef struct search_buffers {
-    float *vectors; /* [n, dim] query embeddings */
-    float *scores;  /* [n, depth] dense scores */
-    int64_t *rows;  /* [n, depth] */
-    ranked *dense;  /* [depth] */
-    ranked *bm25;   /* [depth] */
+    float *vectors;    /* [n, dim] query embeddings */
+    int32_t k_vectors; /* vectors searched per query */
+    float *scores;     /* [n, k_vectors] dense scores */
+    int64_t *rows;     /* [n, k_vectors] vector rows */
+    ranked *dense;     /* [depth] */
+    ranked *bm25;      /* [depth] */
     double *bm25_scores;
     int64_t *bm25_rows;
     dre_hit *scratch; /* [2 * depth] */
@@ -142,13 +154,60 @@ static void buffers_free(search_buffers *b) {
     free(b->scratch);
 }
 
-/* The dense candidates of n queries: rows and scores, n x depth (rows -1 past the end). */
+/* A query's nearest vectors as documents, best first, each once with its best chunk: at
+ * most depth of them into out; returns how many. */
+static int32_t documents_of(dre_searcher *s, const float *scores, const int64_t *rows, int32_t n,
+                            int32_t depth, ranked *out) {
+    int32_t m = 0;
+    if (!s->seen) { /* a vector per document */
+        for (int32_t j = 0; j < n && rows[j] >= 0 && m < depth; j++)
+            out[m++] = (ranked){rows[j], scores[j], 0};
+        return m;
+    }
+    s->stamp++;
+    for (int32_t j = 0; j < n && rows[j] >= 0 && m < depth; j++) {
+        int64_t doc = 0;
+        int32_t chunk = 0;
+        if (dre_index_chunk(s->index, rows[j], &doc, &chunk) != DRE_OK) continue;
+        if (s->seen[doc] == s->stamp) continue;
+        s->seen[doc] = s->stamp;
+        out[m++] = (ranked){doc, scores[j], chunk};
+    }
+    return m;
+}
+
+/* Query q's dense list: depth documents, searching deeper where chunks crowd it. */
+static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_buffers *b,
+                             int32_t *n_dense) {
+    const dre_index_info *info = dre_index_get_info(s->index);
+    int32_t k = b->k_vectors;
+    *n_dense =
+        documents_of(s, b->scores + q * (size_t)k, b->rows + q * (size_t)k, k, depth, b->dense);
+    int64_t all = info->n_vectors;
+    while (*n_dense < depth && *n_dense < info->count && k < all) {
+        k = (int64_t)k * 2 < all ? k * 2 : (int32_t)all;
+        float *scores = malloc((size_t)k * sizeof *scores);
+        int64_t *rows = malloc((size_t)k * sizeof *rows);
+        dre_status st = DRE_OK;
+        if (!scores || !rows)
+            st = set_error(DRE_ERR_NOMEM, "search: out of memory for %d vectors", k);
+        if (st == DRE_OK)
+            st = dre_index_search(s->index, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
+        if (st == DRE_OK) *n_dense = documents_of(s, scores, rows, k, depth, b->dense);
+        free(scores);
+        free(rows);
+        DRE_TRY(st);
+    }
+    return DRE_OK;
+}
+
+/* Embeds n queries (prompt before each) and finds their nearest vectors. */
 static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n,
-                               const char *prompt, int32_t depth, search_buffers *b) {
+                               const char *prompt, search_buffers *b) {
     s->tokenizer.prompt = prompt;
     s->tokenizer.prompt_len = strlen(prompt);
     DRE_TRY(batcher_encode(&s->tokenizer, &s->packer, &s->seqs, queries, n, b->vectors));
-    return dre_index_search(s->index, b->vectors, (int64_t)n, depth, b->scores, b->rows);
+    return dre_index_search(s->index, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
 }
 
 static dre_status search_locked(dre_searcher *s, const char *const *queries, size_t n,
@@ -167,10 +226,15 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
     search_buffers b = {0};
     int32_t dim = info->dim;
     int dense = mode != DRE_SEARCH_BM25, lexical = mode != DRE_SEARCH_DENSE;
+    b.k_vectors = depth;
+    if (info->chunk_tokens > 0)
+        b.k_vectors = (int64_t)depth * CHUNKS_PER_DOC < info->n_vectors
+                          ? depth * CHUNKS_PER_DOC
+                          : (int32_t)(info->n_vectors > 0 ? info->n_vectors : 1);
     if (dense) {
         b.vectors = malloc(n * (size_t)dim * sizeof *b.vectors);
-        b.scores = malloc(n * (size_t)depth * sizeof *b.scores);
-        b.rows = malloc(n * (size_t)depth * sizeof *b.rows);
+        b.scores = malloc(n * (size_t)b.k_vectors * sizeof *b.scores);
+        b.rows = malloc(n * (size_t)b.k_vectors * sizeof *b.rows);
     }
     b.dense = malloc((size_t)depth * sizeof *b.dense);
     b.bm25 = malloc((size_t)depth * sizeof *b.bm25);
@@ -183,20 +247,15 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
         st =
             set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
-    if (st == DRE_OK && dense && info->count > 0)
-        st = dense_search(s, queries, n, prompt, depth, &b);
+    if (st == DRE_OK && dense && info->count > 0) st = dense_search(s, queries, n, prompt, &b);
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         int32_t n_dense = 0, n_bm25 = 0;
-        for (int32_t j = 0; dense && info->count > 0 && j < depth; j++) {
-            int64_t row = b.rows[q * (size_t)depth + (size_t)j];
-            if (row < 0) break;
-            b.dense[n_dense++] = (ranked){row, b.scores[q * (size_t)depth + (size_t)j]};
-        }
-        if (lexical) {
+        if (dense && info->count > 0) st = dense_list(s, q, depth, &b, &n_dense);
+        if (st == DRE_OK && lexical) {
             st = dre_index_bm25_search(s->index, queries[q], depth, b.bm25_scores, b.bm25_rows,
                                        &n_bm25);
             for (int32_t j = 0; j < n_bm25; j++)
-                b.bm25[j] = (ranked){b.bm25_rows[j], b.bm25_scores[j]};
+                b.bm25[j] = (ranked){b.bm25_rows[j], b.bm25_scores[j], -1};
         }
         dre_hit *out = hits + q * (size_t)k;
         if (mode == DRE_SEARCH_DENSE)

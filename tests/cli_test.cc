@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -336,6 +337,59 @@ TEST_F(CliTest, ModesOnAnIndexWithoutBm25) {
     EXPECT_EQ(run("search --depth 0 '" + plain + "' x").status, 2);
     EXPECT_EQ(run("index add-bm25").status, 2);
     EXPECT_EQ(run("index drop '" + plain + "'").status, 2);
+}
+
+// Without chunks the summary counts the documents cut at the max length; with chunks,
+// the chunks, which info, export and search --json show.
+TEST_F(CliTest, ChunksThroughEmbedInfoExportAndSearch) {
+    std::string tiny = " --device cpu --model tests/fixtures/tiny-bert-cls ";
+    result r = run("embed" + tiny + "tests/data/papers.jsonl '" + root + "/cut'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("; 80 docs cut at 128 tokens"), std::string::npos) << r.err;
+    std::string ix = root + "/chunked";
+    r = run("embed --chunk-tokens 64 --chunk-overlap 16" + tiny + "tests/data/papers.jsonl '" + ix +
+            "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    size_t at = r.err.find(" chunks\n");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    long n_chunks = std::stol(r.err.substr(r.err.rfind("; ", at) + 2));
+    EXPECT_GT(n_chunks, 80);
+    EXPECT_EQ(r.err.find("cut at"), std::string::npos) << r.err;
+    r = run("info --json '" + ix + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    cJSON *j = cJSON_Parse(r.out.c_str());
+    ASSERT_NE(j, nullptr) << r.out;
+    EXPECT_EQ(num(j, "count"), 80);
+    EXPECT_EQ(num(j, "n_vectors"), n_chunks);
+    EXPECT_EQ(num(j, "chunk_tokens"), 64);
+    EXPECT_EQ(num(j, "chunk_overlap"), 16);
+    cJSON_Delete(j);
+    r = run("info '" + ix + "'");
+    EXPECT_NE(r.out.find("vectors      " + std::to_string(n_chunks) + " chunks of up to 64 tokens"),
+              std::string::npos)
+        << r.out;
+    std::string npy = root + "/chunks.npy", ids = root + "/chunks.ids";
+    r = run("export '" + ix + "' '" + npy + "' --ids '" + ids + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(read_text(npy).find("'shape': (" + std::to_string(n_chunks) + ", 32)"),
+              std::string::npos);
+    auto id_lines = lines_of(read_text(ids));
+    ASSERT_EQ((long)id_lines.size(), n_chunks);
+    EXPECT_EQ(id_lines[0], "p001\t0");
+    EXPECT_EQ(id_lines[1], "p001\t1");
+    EXPECT_EQ(split_tabs(id_lines.back())[0], "p080");
+    r = run("search --json --mode dense -k 80" + tiny + "'" + ix + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    cJSON *got = cJSON_Parse(r.out.c_str());
+    ASSERT_NE(got, nullptr) << r.out;
+    std::set<std::string> seen;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(got, "results")) {
+        EXPECT_TRUE(seen.insert(cJSON_GetObjectItem(item, "id")->valuestring).second);
+        EXPECT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(item, "chunk")));
+    }
+    EXPECT_EQ(seen.size(), 80u); // every document once
+    cJSON_Delete(got);
 }
 
 TEST_F(CliTest, PipedQueriesAndKBounds) {

@@ -46,7 +46,8 @@ struct index_dump {
     int64_t count = 0;
     std::vector<float> vectors;
     std::vector<std::string> ids, titles, texts;
-    std::vector<std::string> bm25; // every token of the BM25 index (test_util.h)
+    std::vector<std::string> bm25;                   // every token of the BM25 index (test_util.h)
+    std::vector<std::pair<int64_t, int32_t>> chunks; // each vector's document and chunk
 };
 
 // Everything an index folder holds, through the public API.
@@ -57,8 +58,9 @@ index_dump dump(const std::string &dir) {
     if (!ix) return d;
     const dre_index_info *info = dre_index_get_info(ix);
     d.count = info->count;
-    d.vectors.resize((size_t)d.count * info->dim);
-    EXPECT_EQ(dre_index_vectors(ix, 0, d.count, d.vectors.data()), DRE_OK) << dre_last_error();
+    d.vectors.resize((size_t)info->n_vectors * info->dim);
+    EXPECT_EQ(dre_index_vectors(ix, 0, info->n_vectors, d.vectors.data()), DRE_OK)
+        << dre_last_error();
     for (int64_t row = 0; row < d.count; row++) {
         dre_doc doc;
         EXPECT_EQ(dre_index_doc(ix, row, &doc), DRE_OK);
@@ -66,6 +68,12 @@ index_dump dump(const std::string &dir) {
         d.titles.push_back(doc.title);
         d.texts.push_back(doc.text);
         dre_doc_clear(&doc);
+    }
+    for (int64_t v = 0; v < info->n_vectors; v++) {
+        int64_t row = -1;
+        int32_t chunk = -1;
+        EXPECT_EQ(dre_index_chunk(ix, v, &row, &chunk), DRE_OK);
+        d.chunks.push_back({row, chunk});
     }
     dre_index_close(ix);
     d.bm25 = bm25_dump(dir);
@@ -126,6 +134,8 @@ class PipelineTest : public ::testing::Test {
         dir = root + "/t" + std::to_string(n++);
         ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
     }
+
+    void random_kills(const std::vector<std::string> &extra, dre_embed_options opts);
 
     static dre_embed_options options(int checkpoint_every = kCheckpointEvery) {
         dre_embed_options opts;
@@ -331,9 +341,9 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
         << "resumed vectors differ from the uninterrupted run's";
 }
 
-// Many kills at random moments (before the first checkpoint, mid-window, mid-checkpoint)
-// on a larger corpus with the small model and a checkpoint every 8 documents.
-TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
+// Kills at random moments of an embed run as a command (extra: more options for it and
+// opts), then --resume: the index equals an uninterrupted run's.
+void PipelineTest::random_kills(const std::vector<std::string> &extra, dre_embed_options opts) {
     ASSERT_EQ(access(kDre.c_str(), X_OK), 0) << kDre << " is missing: build the dre target";
     auto lines = lines_of(read_text(kCorpus));
     std::string corpus_text;
@@ -351,7 +361,6 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
     std::string corpus = dir + "/big.jsonl";
     write_text(corpus, corpus_text);
     std::string whole = dir + "/whole", ix = dir + "/ix";
-    dre_embed_options opts = options();
     ASSERT_EQ(dre_embed(kTiny.c_str(), corpus.c_str(), whole.c_str(), &opts, nullptr), DRE_OK)
         << dre_last_error();
 
@@ -367,6 +376,7 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
                                     std::to_string(kCheckpointEvery),
                                     corpus,
                                     ix};
+    cmd.insert(cmd.begin() + 2, extra.begin(), extra.end());
     std::mt19937 rng(11);
     int kills = 0;
     for (int attempt = 0; attempt < 40 && kills < 10; attempt++) {
@@ -390,17 +400,31 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
     }
     EXPECT_GE(kills, 3);
+    if (HasFailure()) return;
     EXPECT_EQ(files_in(ix), kIndexFiles);
     index_dump want = dump(whole), got = dump(ix);
     ASSERT_EQ(got.count, (int64_t)lines.size() * 8);
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.texts, want.texts);
+    EXPECT_EQ(got.chunks, want.chunks);
     ASSERT_FALSE(want.bm25.empty());
     EXPECT_EQ(want.bm25[0], "integrity ok");
     EXPECT_TRUE(got.bm25 == want.bm25) << "BM25 index differs after the kills";
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0);
+}
+
+// Many kills at random moments (before the first checkpoint, mid-window, mid-checkpoint)
+// on a larger corpus with the small model and a checkpoint every 8 documents.
+TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) { random_kills({}, options()); }
+
+// The same with documents cut into chunks: vectors, chunk map and BM25 rows all equal.
+TEST_F(PipelineTest, RandomKillsWithChunksNeverLoseOrCorruptWork) {
+    dre_embed_options opts = options();
+    opts.chunk_tokens = 24;
+    opts.chunk_overlap = 6;
+    random_kills({"--chunk-tokens", "24", "--chunk-overlap", "6"}, opts);
 }
 
 // A kill after the last rename leaves a finished index and no checkpoint: --resume then
@@ -586,6 +610,49 @@ TEST_F(PipelineTest, AppendAddsTheSecondHalf) {
               DRE_ERR_FORMAT);
     EXPECT_NE(std::string(dre_last_error()).find("duplicate id \"p051\""), std::string::npos)
         << dre_last_error();
+}
+
+// --append to a chunked index chunks the new documents the same way (without being told)
+// and maps their chunks to the new rows; other chunk sizes are refused.
+TEST_F(PipelineTest, AppendToAChunkedIndex) {
+    auto lines = lines_of(read_text(kCorpus));
+    std::string first, second;
+    for (size_t i = 0; i < lines.size(); i++)
+        (i < 50 ? first : second) += lines[i] + "\n";
+    write_text(dir + "/first.jsonl", first);
+    write_text(dir + "/second.jsonl", second);
+    std::string whole = dir + "/whole", ix = dir + "/ix";
+    dre_embed_options opts = options();
+    opts.chunk_tokens = 40;
+    opts.chunk_overlap = 10;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), whole.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), (dir + "/first.jsonl").c_str(), ix.c_str(), &opts, nullptr),
+              DRE_OK)
+        << dre_last_error();
+    opts.append = 1;
+    opts.chunk_tokens = 48;
+    EXPECT_EQ(dre_embed(kTiny.c_str(), (dir + "/second.jsonl").c_str(), ix.c_str(), &opts, nullptr),
+              DRE_ERR_MISMATCH);
+    EXPECT_NE(std::string(dre_last_error()).find("chunks of 40 tokens"), std::string::npos)
+        << dre_last_error();
+    opts.chunk_tokens = 0; // the index's
+    opts.chunk_overlap = -1;
+    dre_embed_summary s;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), (dir + "/second.jsonl").c_str(), ix.c_str(), &opts, &s),
+              DRE_OK)
+        << dre_last_error();
+    EXPECT_EQ(s.n_docs, 30);
+    index_dump want = dump(whole), got = dump(ix);
+    ASSERT_EQ(got.count, kDocs);
+    EXPECT_EQ(got.ids, want.ids);
+    EXPECT_EQ(got.chunks, want.chunks);
+    EXPECT_EQ(got.bm25, want.bm25);
+    ASSERT_EQ(got.vectors.size(), want.vectors.size());
+    int dim = 32;
+    for (size_t v = 0; v < got.chunks.size(); v++)
+        EXPECT_GE(cosine(got.vectors.data() + v * dim, want.vectors.data() + v * dim, dim), 0.99999)
+            << "vector " << v;
 }
 
 TEST_F(PipelineTest, AppendWithAnotherModelIsAMismatch) {

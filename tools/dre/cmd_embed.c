@@ -54,6 +54,10 @@ static void print_summary(const dre_embed_summary *s, const char *index_dir) {
             (long long)s->n_docs, (long long)s->n_tokens, s->seconds, dre_device_name(s->device),
             (double)s->n_docs / seconds, (double)s->n_tokens / seconds, index_dir,
             (long long)s->n_total);
+    if (s->n_vectors != s->n_docs) fprintf(stderr, "; %lld chunks", (long long)s->n_vectors);
+    if (s->n_truncated)
+        fprintf(stderr, "; %lld docs cut at %d tokens (--chunk-tokens keeps all their text)",
+                (long long)s->n_truncated, s->max_length);
     if (s->n_skipped) fprintf(stderr, "; skipped %lld bad lines", (long long)s->n_skipped);
     fprintf(stderr, "\n");
 }
@@ -93,6 +97,12 @@ static void usage(FILE *f) {
         "                         sentence-transformers' encode_document uses it; \"\": none)\n"
         "  --query-prompt TEXT    the text dre search puts before each query (default: the\n"
         "                         model's prompt named \"query\"); both go into meta.json\n"
+        "  --chunk-tokens N       cut a document longer than N tokens (with [CLS], [SEP] and\n"
+        "                         the prompt; N at most the model's max length) into\n"
+        "                         overlapping windows of N, each a vector of its own; search\n"
+        "                         then ranks a document by its best chunk (default: one\n"
+        "                         vector per document, cut at the model's max length)\n"
+        "  --chunk-overlap M      tokens consecutive chunks share (default N / 4)\n"
         "  --no-bm25              no BM25 table (default: docs.sqlite gets one, an FTS5 index\n"
         "                         of title and text, for dre search --mode bm25 / hybrid)\n"
         "  --batch-tokens N       tokens per packed batch (default 16384)\n"
@@ -183,6 +193,17 @@ int cmd_embed(int argc, char **argv) {
                 return cli_usage_error("embed", "--batch-tokens needs a positive count, not '%s'",
                                        v);
             opts.budget_tokens = (int32_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--chunk-tokens", &missing))) {
+            if (!cli_parse_count(v, 1 << 20, &n))
+                return cli_usage_error("embed", "--chunk-tokens needs a count of tokens, not '%s'",
+                                       v);
+            opts.chunk_tokens = (int32_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--chunk-overlap", &missing))) {
+            char *end;
+            long overlap = strtol(v, &end, 10);
+            if (!v[0] || *end || overlap < 0 || overlap > (1 << 20))
+                return cli_usage_error("embed", "--chunk-overlap needs a count >= 0, not '%s'", v);
+            opts.chunk_overlap = (int32_t)overlap;
         } else if ((v = cli_option(argc, argv, &i, "--progress-seconds", &missing))) {
             char *end;
             printer.every_seconds = strtod(v, &end);

@@ -75,6 +75,8 @@ int cmd_info(int argc, char **argv) {
                "\"max_length\": %d, \"factory\": ",
                info->weights_sha256, pooling, info->normalize ? "true" : "false", info->max_length);
         json_string(info->factory);
+        printf(", \"n_vectors\": %lld, \"chunk_tokens\": %d, \"chunk_overlap\": %d",
+               (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
         printf(", \"bm25\": %s, \"doc_prompt\": ", info->bm25 ? "true" : "false");
         json_string(info->doc_prompt);
         printf(", \"query_prompt\": ");
@@ -83,6 +85,9 @@ int cmd_info(int argc, char **argv) {
     } else {
         printf("index        %s\n", dir);
         printf("documents    %lld\n", (long long)info->count);
+        if (info->chunk_tokens > 0)
+            printf("vectors      %lld chunks of up to %d tokens, %d shared\n",
+                   (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
         printf("dimension    %d\n", info->dim);
         printf("model        %s\n", info->model_name);
         printf("weights      sha256 %s\n", info->weights_sha256);

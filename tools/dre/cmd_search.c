@@ -34,6 +34,7 @@ static void usage(FILE *f) {
             "  --queries FILE     read queries from FILE\n" CLI_SEARCH_OPTIONS_HELP
             "  --json             one JSON object per query and line; each result has its\n"
             "                     dense and BM25 ranks and scores (null where a list lacks it)\n"
+            "                     and which chunk of the document scored (chunked indexes)\n"
             "  --text             print the document text too\n"
             "  --model DIR        the model the index was embedded with (default: $DRE_MODEL\n"
             "                     or models/all-MiniLM-L6-v2); its weights hash is checked\n"
@@ -145,6 +146,10 @@ static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
                 printf(", \"row\": %lld", (long long)h->row);
                 json_rank(stdout, "dense", h->dense_rank, h->dense_score);
                 json_rank(stdout, "bm25", h->bm25_rank, h->bm25_score);
+                if (h->chunk >= 0)
+                    printf(", \"chunk\": %d", h->chunk);
+                else
+                    fputs(", \"chunk\": null", stdout);
                 fputc('}', stdout);
             } else {
                 if (ids) {
