@@ -81,6 +81,9 @@ dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, 
 
 typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
 
+/* Bytes a prompt may take, with its NUL. */
+#define DRE_PROMPT_CAP 512
+
 typedef struct dre_model_info {
     char name[128];        /* folder name, or config's _name_or_path */
     int32_t n_layers;      /* num_hidden_layers */
@@ -96,6 +99,11 @@ typedef struct dre_model_info {
     int normalize;           /* a sentence_transformers Normalize module is listed */
     int32_t max_length;      /* tokens per text, with [CLS]/[SEP] */
     char weights_sha256[65]; /* hex digest of model.safetensors */
+    /* Text put before queries and before documents: config_sentence_transformers.json's
+     * prompts named "query" and "document", as sentence-transformers' encode_query and
+     * encode_document apply them; "" where there is none. */
+    char query_prompt[DRE_PROMPT_CAP];
+    char doc_prompt[DRE_PROMPT_CAP];
 } dre_model_info;
 
 typedef struct dre_model dre_model;
@@ -169,16 +177,43 @@ typedef enum dre_corpus_format {
 
 /* ---------------------------------------------------------------- embed */
 
+/* Where a running embed stands, as its progress callback sees it. */
+typedef struct dre_embed_progress {
+    int64_t n_docs;   /* documents added by this run so far */
+    int64_t n_tokens; /* their tokens */
+    int64_t offset;   /* corpus bytes read, up to the last document added */
+    int64_t start;    /* the offset this run started from (> 0 when resumed) */
+    int64_t size;     /* the corpus's size in bytes */
+    double seconds;   /* since this run started */
+    int done;         /* the last call: the corpus is read (or the run failed) */
+} dre_embed_progress;
+
+/* Called after each window of documents is written, and once more with done set; from a
+ * thread of dre_embed's, never two calls at once. */
+typedef void (*dre_embed_progress_fn)(const dre_embed_progress *progress, void *user);
+
 typedef struct dre_embed_options {
     const char *factory; /* FAISS index_factory string; NULL: "Flat" (inner product) */
     dre_device device;
-    int32_t budget_tokens;   /* <= 0: encoder default */
-    int n_threads;           /* tokenizer threads; <= 0: all cores */
-    int resume;              /* continue an interrupted run from its checkpoint */
-    int append;              /* add to an existing index */
-    int quiet;               /* no progress, no summary */
-    int skip_bad_lines;      /* --on-error skip; default: fail at the first */
-    const char *errors_path; /* if set, bad lines are listed there */
+    int32_t budget_tokens; /* <= 0: encoder default */
+    int n_threads;         /* tokenizer threads; <= 0: all cores */
+    int resume;            /* continue an interrupted run from its checkpoint */
+    int append;            /* add to an existing index */
+    int no_bm25;           /* no BM25 table (default: one, built as documents come) */
+    /* Text put before each document, and recorded for queries (dre_search puts it before
+     * each query); NULL: the model's (dre_model_info), "": none. */
+    const char *doc_prompt;
+    const char *query_prompt;
+    /* > 0: a document longer than chunk_tokens tokens (with [CLS], [SEP] and the prompt) is
+     * cut at wordpiece boundaries into windows of that many, consecutive windows sharing
+     * chunk_overlap tokens (< 0: chunk_tokens / 4), each embedded as a vector of its own
+     * that maps back to the document; 0: a vector per document, cut at the max length. */
+    int32_t chunk_tokens;
+    int32_t chunk_overlap;
+    dre_embed_progress_fn progress; /* NULL: none */
+    void *progress_user;            /* passed to progress */
+    int skip_bad_lines;             /* --on-error skip; default: fail at the first */
+    const char *errors_path;        /* if set, bad lines are listed there */
     dre_corpus_format format;
     const char *id_field; /* JSONL field names; NULL: "_id", "title", "text" */
     const char *title_field;
@@ -195,11 +230,17 @@ typedef struct dre_embed_summary {
     int64_t n_tokens;
     int64_t n_total; /* documents in the index afterwards */
     double seconds;
+    int64_t n_vectors;    /* vectors added (= n_docs unless chunked) */
+    int64_t n_truncated;  /* documents cut at the model's max length (not chunked) */
+    int32_t max_length;   /* that length, in tokens */
+    dre_device device;    /* the encoder's (CPU or GPU) */
+    int already_finished; /* resume found the index finished: nothing was done */
 } dre_embed_summary;
 
 /* Streams a corpus through tokenizer, encoder and index into index_dir (created if
  * needed): index.faiss, docs.sqlite, meta.json. Writes go to temporary names renamed
- * into place; an interrupted run resumes with opts->resume. */
+ * into place; an interrupted run resumes with opts->resume. Prints nothing: progress
+ * goes to opts->progress, the outcome to summary. */
 dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
                      const dre_embed_options *opts, dre_embed_summary *summary);
 
@@ -215,8 +256,14 @@ typedef struct dre_index_info {
     dre_pooling pooling;
     int normalize;
     int32_t max_length;
-    int64_t count;
+    int64_t count;     /* documents */
+    int64_t n_vectors; /* vectors in index.faiss: count, or the chunks when chunked */
     char factory[128];
+    int bm25;                          /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
+    char doc_prompt[DRE_PROMPT_CAP];   /* put before each document when it was embedded */
+    char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
+    int32_t chunk_tokens;              /* documents cut into chunks of this many tokens; 0: not */
+    int32_t chunk_overlap;             /* tokens consecutive chunks share */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and
@@ -225,8 +272,9 @@ dre_status dre_index_open(const char *index_dir, dre_index **out);
 void dre_index_close(dre_index *index);
 const dre_index_info *dre_index_get_info(const dre_index *index);
 
-/* k nearest rows by inner product for n query vectors (n x dim): scores and rows
- * are n x k; rows are -1 where the index has fewer than k entries. */
+/* k nearest vectors by inner product for n query vectors (n x dim): scores and vector
+ * rows are n x k; rows are -1 where the index has fewer than k entries. A vector row is the
+ * document's docstore row, unless the index is chunked (dre_index_chunk maps it). */
 dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
                             float *scores, int64_t *rows);
 
@@ -246,8 +294,98 @@ typedef struct dre_doc {
 dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc);
 void dre_doc_clear(dre_doc *doc);
 
-/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim). */
+/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim); rows of
+ * 0 .. n_vectors - 1. */
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
+
+/* The document a vector row belongs to, and which of its chunks it is (0 when the index is
+ * not chunked: the row is the document's). */
+dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
+                           int32_t *chunk);
+
+/* The k best documents for a query by BM25 over title and text (SQLite FTS5, porter
+ * stemming; every term of the query OR-ed, operators and quotes in it mean nothing): rows
+ * and scores (higher is better), best first, ties by row. *n receives how many matched
+ * (at most k). DRE_ERR_UNSUPPORTED if the index has no BM25 table. */
+dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,
+                                 int64_t *rows, int32_t *n);
+
+/* Adds a BM25 table to an index folder made without one (dre embed --no-bm25, or an older
+ * dre): docs.sqlite is copied, indexed and renamed into place, then meta.json updated.
+ * Takes the folder's lock; a no-op if the index has one already. */
+dre_status dre_index_add_bm25(const char *index_dir);
+
+/* ---------------------------------------------------------------- searcher */
+
+/* How queries are answered. */
+typedef enum dre_search_mode {
+    DRE_SEARCH_AUTO = 0,   /* hybrid when the index has a BM25 table, else dense */
+    DRE_SEARCH_DENSE = 1,  /* nearest vectors to the query's embedding (inner product) */
+    DRE_SEARCH_BM25 = 2,   /* BM25 over title and text (dre_index_bm25_search) */
+    DRE_SEARCH_HYBRID = 3, /* the top depth of each, fused */
+} dre_search_mode;
+
+/* How hybrid search fuses the dense and the BM25 lists (each its top depth documents).
+ * Convex is the default: on SciFact's train split (README) it gave nDCG@10 0.735 to RRF's
+ * 0.716. */
+typedef enum dre_fusion {
+    DRE_FUSION_CONVEX = 0, /* alpha * dense + (1 - alpha) * bm25, each score min-max
+                              normalised over its list (1 when a list's scores are all
+                              equal), 0 for a list the document is not in */
+    DRE_FUSION_RRF = 1,    /* reciprocal rank: sum over the lists of 1 / (rrf_k + rank) */
+} dre_fusion;
+
+/* "auto"/"dense"/"bm25"/"hybrid" and "rrf"/"convex" to values (DRE_ERR_INVALID_ARG
+ * otherwise), and back. */
+dre_status dre_search_mode_parse(const char *name, dre_search_mode *out);
+const char *dre_search_mode_name(dre_search_mode mode);
+dre_status dre_fusion_parse(const char *name, dre_fusion *out);
+const char *dre_fusion_name(dre_fusion fusion);
+
+typedef struct dre_search_options {
+    dre_search_mode mode;
+    dre_fusion fusion;
+    int32_t k;     /* results per query (default 10) */
+    int32_t depth; /* hybrid: documents taken from each list (default 100; at least k) */
+    double rrf_k;  /* DRE_FUSION_RRF's k (default 60) */
+    double alpha;  /* DRE_FUSION_CONVEX's weight of the dense score, 0..1 (default 0.5) */
+    const char *query_prompt; /* put before each query; NULL: the index's (meta.json) */
+} dre_search_options;
+
+/* Fills the defaults: auto mode, convex fusion (alpha 0.5; RRF's k 60), 10 results, depth
+ * 100. */
+void dre_search_options_init(dre_search_options *opts);
+
+/* One result: a document, with what each retriever said of it. */
+typedef struct dre_hit {
+    int64_t row;        /* the document's docstore row (dre_index_doc) */
+    double score;       /* the mode's: inner product, BM25, or fused */
+    int32_t dense_rank; /* 1-based rank in the dense list; 0: not in it */
+    float dense_score;  /* inner product (when dense_rank > 0) */
+    int32_t bm25_rank;  /* 1-based rank in the BM25 list; 0: not in it */
+    double bm25_score;  /* (when bm25_rank > 0) */
+    int32_t chunk;      /* the chunk that gave dense_score (0 unless chunked); -1 when
+                           dense_rank is 0 */
+} dre_hit;
+
+typedef struct dre_searcher dre_searcher;
+
+/* Opens an index with the model it was embedded with (its weights hash and dimension are
+ * checked: DRE_ERR_MISMATCH otherwise) and an encoder on device. Calls on one searcher
+ * may come from any number of threads; they take turns. */
+dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
+                             dre_searcher **out);
+void dre_searcher_close(dre_searcher *s);
+/* The searcher's index: its info, documents, FAISS parameters (dre_index_set_param). */
+dre_index *dre_searcher_index(dre_searcher *s);
+dre_device dre_searcher_device(const dre_searcher *s);
+
+/* Answers n queries (NUL-terminated UTF-8). hits receives n x opts->k entries, query i's
+ * best first from hits[i * k]; n_hits[i] how many it got (fewer than k when the index
+ * holds fewer documents, or BM25 matches fewer). opts NULL: the defaults.
+ * DRE_ERR_UNSUPPORTED for BM25 or hybrid on an index without a BM25 table. */
+dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
+                      const dre_search_options *opts, dre_hit *hits, int32_t *n_hits);
 
 /* ---------------------------------------------------------------- exact GPU search */
 

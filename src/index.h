@@ -1,6 +1,5 @@
-/* index.h — the writing side of an index folder, shared by the pipeline and the tests:
- * FAISS indexes made from factory strings (inner product), their files, meta.json, and
- * files replaced atomically (written to "<name>.tmp", synced, renamed). */
+/* index.h — the files of an index folder, shared by the index writer and the tests: FAISS
+ * indexes made from factory strings (inner product), their files, and meta.json. */
 #ifndef DRE_INDEX_H
 #define DRE_INDEX_H
 
@@ -14,11 +13,15 @@
 extern "C" {
 #endif
 
-#define INDEX_FORMAT_VERSION 1
+/* The newest format this dre reads. 1: a vector per document; 2: may hold documents cut
+ * into chunks (n_vectors, chunk_tokens and chunk_overlap in meta.json, a chunks table in
+ * docs.sqlite). dre embed writes 2 only for chunked indexes, so older readers refuse just
+ * those. */
+#define INDEX_FORMAT_VERSION 2
 #define INDEX_FAISS_FILE "index.faiss"
 #define INDEX_DOCS_FILE "docs.sqlite"
 #define INDEX_META_FILE "meta.json"
-/* Left by an embed while it runs (removed when it finishes): see pipeline.c. */
+/* Left by an embed while it runs (removed when it finishes): see index_writer.h. */
 #define INDEX_CHECKPOINT_FILE "embed-checkpoint.json"
 #define INDEX_DEFAULT_FACTORY "Flat"
 
@@ -42,16 +45,13 @@ dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
 dre_status index_faiss_write(FaissIndex *ix, const char *path);
 dre_status index_faiss_read(const char *path, FaissIndex **out);
 
-/* meta.json of an index folder. */
+/* meta.json of an index folder (index_meta.c). The checksum of index.faiss is computed
+ * and recorded when the file is there; read_checksum gives the recorded one ("" if none). */
 dre_status index_meta_write(const char *dir, const dre_index_info *info);
 dre_status index_meta_read(const char *dir, dre_index_info *info);
-
-/* Writes len bytes to path.tmp, syncs it, renames it to path and syncs the folder. */
-dre_status write_file_atomic(const char *path, const void *data, size_t len);
-/* Renames from to to and syncs the folder holding to. */
-dre_status rename_synced(const char *from, const char *to);
-/* fsync of a file or folder by path. */
-dre_status sync_path(const char *path);
+dre_status index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]);
+/* A 64-bit checksum of a file as 16 hex digits (see index_meta.c). */
+dre_status index_file_checksum(const char *path, char hex[17]);
 
 /* "mean" / "cls" and back. */
 const char *pooling_name(dre_pooling pooling);

@@ -195,6 +195,11 @@ static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info
         st = set_error(DRE_ERR_UNSUPPORTED,
                        "%s: %d pooling modes at once (dre supports exactly one: mean or CLS)", path,
                        n_modes);
+    else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "include_prompt")))
+        st = set_error(DRE_ERR_UNSUPPORTED,
+                       "%s: \"include_prompt\": false (pooling that leaves out the prompt's "
+                       "tokens) is not supported",
+                       path);
 done:
     cJSON_Delete(root);
     return st;
@@ -268,6 +273,59 @@ static dre_status parse_max_length(const char *dir, dre_model_info *info) {
         cJSON_Delete(root);
     }
     info->max_length = max_seq < info->max_positions ? max_seq : info->max_positions;
+    return st;
+}
+
+/* config_sentence_transformers.json's prompts, as sentence-transformers (6.x) applies them
+ * in encode_query and encode_document: the prompt named "query", and the one named
+ * "document", each "" when absent. (Its default_prompt_name applies to neither: it is for
+ * plain encode(); it must still name a prompt.) */
+static dre_status parse_prompts(const char *dir, dre_model_info *info) {
+    char path[PATH_CAP];
+    DRE_TRY(path_join(path, sizeof path, dir, "config_sentence_transformers.json"));
+    cJSON *root;
+    DRE_TRY(read_json(path, 1, &root));
+    info->query_prompt[0] = info->doc_prompt[0] = '\0';
+    if (!root) return DRE_OK;
+    dre_status st = DRE_OK;
+    const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(root, "prompts");
+    const cJSON *default_name = cJSON_GetObjectItemCaseSensitive(root, "default_prompt_name");
+    const cJSON *item;
+    if (!cJSON_IsObject(root) || (prompts && !cJSON_IsObject(prompts)) ||
+        (default_name && !cJSON_IsNull(default_name) && !cJSON_IsString(default_name))) {
+        st = set_error(DRE_ERR_FORMAT,
+                       "%s: expected an object with \"prompts\" (name -> text) and "
+                       "\"default_prompt_name\"",
+                       path);
+        goto done;
+    }
+    cJSON_ArrayForEach(item, prompts) {
+        if (!cJSON_IsString(item) && !cJSON_IsNull(item)) {
+            st = set_error(DRE_ERR_FORMAT, "%s: prompt \"%s\" is not a string", path, item->string);
+            goto done;
+        }
+    }
+    if (cJSON_IsString(default_name) && strcmp(default_name->valuestring, "query") &&
+        strcmp(default_name->valuestring, "document") &&
+        !cJSON_GetObjectItemCaseSensitive(prompts, default_name->valuestring)) {
+        st = set_error(DRE_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not in \"prompts\"", path,
+                       default_name->valuestring);
+        goto done;
+    }
+    const char *names[2] = {"query", "document"};
+    char *outs[2] = {info->query_prompt, info->doc_prompt};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(prompts, names[i]);
+        if (!cJSON_IsString(prompt)) continue;
+        if (strlen(prompt->valuestring) >= DRE_PROMPT_CAP) {
+            st = set_error(DRE_ERR_UNSUPPORTED, "%s: prompt \"%s\" is longer than %d bytes", path,
+                           names[i], DRE_PROMPT_CAP - 1);
+            goto done;
+        }
+        strcpy(outs[i], prompt->valuestring);
+    }
+done:
+    cJSON_Delete(root);
     return st;
 }
 
@@ -450,7 +508,7 @@ dre_status dre_model_open(const char *model_dir, dre_model **out) {
     st_file file = {0};
     dre_status st;
     if ((st = parse_config(model_dir, info)) || (st = parse_modules(model_dir, info)) ||
-        (st = parse_max_length(model_dir, info)) ||
+        (st = parse_max_length(model_dir, info)) || (st = parse_prompts(model_dir, info)) ||
         (st = path_join(path, sizeof path, model_dir, "model.safetensors")) ||
         (st = st_open(path, &file)))
         goto fail;

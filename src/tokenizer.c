@@ -12,6 +12,7 @@
 #include <utf8proc.h>
 
 #include "common.h"
+#include "tokenizer.h"
 
 #define MAX_WORD_CHARS 100                  /* WordPiece's max_input_chars_per_word */
 #define MAX_WORD_BYTES (4 * MAX_WORD_CHARS) /* a stored word: at most 100 chars of UTF-8 */
@@ -423,7 +424,7 @@ typedef struct tok_state {
     const dre_tokenizer *tok;
     int32_t *out; /* wordpieces, after [CLS] */
     int32_t n_out, limit;
-    bool full;                    /* limit reached: the rest is truncated away */
+    bool full;                    /* a piece past limit came: the rest is truncated away */
     int32_t word_chars;           /* chars of the current word, saturating at 101 */
     size_t word_len;              /* bytes stored (the first 100 chars) */
     uint8_t word[MAX_WORD_BYTES]; /* normalised UTF-8 */
@@ -433,8 +434,10 @@ typedef struct tok_state {
 } tok_state;
 
 static inline void emit_id(tok_state *st, int32_t id) {
-    if (st->n_out < st->limit) st->out[st->n_out++] = id;
-    if (st->n_out >= st->limit) st->full = true;
+    if (st->n_out < st->limit)
+        st->out[st->n_out++] = id;
+    else
+        st->full = true;
 }
 
 static inline bool is_cont_byte(uint8_t b) { return (b & 0xC0) == 0x80; }
@@ -660,22 +663,16 @@ static const special_token *match_special(const dre_tokenizer *tok, const uint8_
     return best;
 }
 
-dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
-                        int32_t *ids, int32_t *n_ids) {
-    if (!tok || !ids || !n_ids || (!text && len))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_tokenize: NULL argument");
-    if (!text) text = ""; /* NULL with len 0 is an empty text; NULL + 0 is not defined in C */
-    if (max_length <= 0) max_length = tok->max_length;
-    if (max_length < 2)
-        return set_error(DRE_ERR_INVALID_ARG,
-                         "dre_tokenize: max_length %d leaves no room for [CLS] and [SEP]",
-                         (int)max_length);
+/* Wordpieces of text into out, at most limit of them; *truncated says whether there were
+ * more (the text is read up to the first piece past the limit, and no further). */
+static void word_pieces(const dre_tokenizer *tok, const char *text, size_t len, int32_t *out,
+                        int32_t limit, int32_t *n_out, bool *truncated) {
     tok_state st;
     st.tok = tok;
-    st.out = ids + 1;
+    st.out = out;
     st.n_out = 0;
-    st.limit = max_length - 2;
-    st.full = st.limit == 0;
+    st.limit = limit;
+    st.full = false;
     st.word_chars = 0;
     st.word_len = 0;
     st.n_pending = 0;
@@ -737,11 +734,47 @@ dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, 
         push_char(&st, cp);
     }
     space(&st);
+    *n_out = st.n_out;
+    *truncated = st.full;
+}
+
+dre_status tokenize_ids(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
+                        int32_t *ids, int32_t *n_ids, int *truncated) {
+    if (!tok || !ids || !n_ids || (!text && len))
+        return set_error(DRE_ERR_INVALID_ARG, "dre_tokenize: NULL argument");
+    if (!text) text = ""; /* NULL with len 0 is an empty text; NULL + 0 is not defined in C */
+    if (max_length <= 0) max_length = tok->max_length;
+    if (max_length < 2)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "dre_tokenize: max_length %d leaves no room for [CLS] and [SEP]",
+                         (int)max_length);
+    int32_t n = 0;
+    bool cut = false;
+    word_pieces(tok, text, len, ids + 1, max_length - 2, &n, &cut);
     ids[0] = tok->cls_id;
-    ids[st.n_out + 1] = tok->sep_id;
-    *n_ids = st.n_out + 2;
+    ids[n + 1] = tok->sep_id;
+    *n_ids = n + 2;
+    if (truncated) *truncated = cut;
     return DRE_OK;
 }
+
+dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
+                        int32_t *ids, int32_t *n_ids) {
+    return tokenize_ids(tok, text, len, max_length, ids, n_ids, NULL);
+}
+
+dre_status tokenize_pieces(const dre_tokenizer *tok, const char *text, size_t len, int32_t *pieces,
+                           int32_t cap, int32_t *n_pieces, int *truncated) {
+    if (!tok || (!pieces && cap > 0) || !n_pieces || !truncated || (!text && len) || cap < 0)
+        return set_error(DRE_ERR_INVALID_ARG, "tokenize_pieces: bad argument");
+    bool cut = false;
+    word_pieces(tok, text ? text : "", len, pieces, cap, n_pieces, &cut);
+    *truncated = cut;
+    return DRE_OK;
+}
+
+int32_t tokenizer_cls_id(const dre_tokenizer *tok) { return tok->cls_id; }
+int32_t tokenizer_sep_id(const dre_tokenizer *tok) { return tok->sep_id; }
 
 /* ---------------------------------------------------------------- opening */
 

@@ -10,10 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,7 +81,7 @@ std::string CliTest::root, CliTest::index_dir;
 result CliTest::embedded;
 
 TEST_F(CliTest, HelpOfEachCommandExitsZero) {
-    for (std::string cmd : {"embed", "search", "info", "export"}) {
+    for (std::string cmd : {"embed", "search", "info", "export", "index"}) {
         result r = run(cmd + " --help");
         EXPECT_EQ(r.status, 0) << cmd;
         EXPECT_EQ(r.out.rfind("usage: dre " + cmd, 0), 0u) << cmd << ": " << r.out;
@@ -93,6 +96,27 @@ TEST_F(CliTest, EmbedPrintsASummary) {
     result again = run("embed -q --device cpu tests/data/papers.jsonl '" + index_dir + "'");
     EXPECT_EQ(again.status, 1);
     EXPECT_NE(again.err.find("--append"), std::string::npos) << again.err;
+}
+
+// With stderr not a terminal, progress is a plain line every --progress-seconds (0: after
+// every window; windows end at checkpoints), then the summary.
+TEST_F(CliTest, EmbedProgressInALogIsPlainLines) {
+    result r = run("embed --device cpu --model tests/fixtures/tiny-bert-cls --progress-seconds 0 "
+                   "--checkpoint-every 20 tests/data/papers.jsonl '" +
+                   root + "/progress'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = lines_of(r.err);
+    ASSERT_EQ(lines.size(), 5u) << r.err;
+    for (int i = 0; i < 4; i++)
+        EXPECT_EQ(lines[i].rfind("dre embed: " + std::to_string(20 * (i + 1)) + " docs  ", 0), 0u)
+            << lines[i];
+    EXPECT_NE(lines[3].find("100%"), std::string::npos) << lines[3];
+    EXPECT_EQ(r.err.find('\r'), std::string::npos);
+    EXPECT_EQ(lines[4].rfind("embedded 80 docs", 0), 0u) << lines[4];
+    r = run("embed -q --device cpu --model tests/fixtures/tiny-bert-cls tests/data/papers.jsonl '" +
+            root + "/quiet'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
 }
 
 TEST_F(CliTest, SearchOneQueryReturnsRankedResults) {
@@ -118,7 +142,8 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
     std::string meta_text = read_text(kSource + "/tests/fixtures/papers_minilm.json");
     cJSON *meta = cJSON_Parse(meta_text.c_str());
     ASSERT_NE(meta, nullptr);
-    result r = run("search --device cpu --json --queries ../shared/data/queries.jsonl '" +
+    result r = run("search --device cpu --mode dense --json --queries "
+                   "../shared/data/queries.jsonl '" +
                    index_dir + "'");
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = lines_of(r.out);
@@ -130,6 +155,7 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
         const cJSON *want = cJSON_GetArrayItem(queries, (int)q);
         EXPECT_STREQ(cJSON_GetObjectItem(got, "query_id")->valuestring,
                      cJSON_GetObjectItem(want, "_id")->valuestring);
+        EXPECT_STREQ(cJSON_GetObjectItem(got, "mode")->valuestring, "dense");
         const cJSON *results = cJSON_GetObjectItem(got, "results");
         const cJSON *top = cJSON_GetObjectItem(want, "top");
         ASSERT_EQ(cJSON_GetArraySize(results), 10);
@@ -137,6 +163,8 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
             const cJSON *g = cJSON_GetArrayItem(results, i), *w = cJSON_GetArrayItem(top, i);
             double ws = cJSON_GetObjectItem(w, "score")->valuedouble;
             EXPECT_EQ(cJSON_GetObjectItem(g, "rank")->valueint, i + 1);
+            EXPECT_EQ(cJSON_GetObjectItem(g, "dense_rank")->valueint, i + 1);
+            EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(g, "bm25_rank")));
             EXPECT_NEAR(cJSON_GetObjectItem(g, "score")->valuedouble, ws, 1e-3);
             bool near_tie = false; // ids may swap only where the reference nearly ties
             for (int j : {i - 1, i + 1})
@@ -152,6 +180,216 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
         cJSON_Delete(got);
     }
     cJSON_Delete(meta);
+}
+
+// One JSON line per query of `dre search --json`, parsed (nullptr where a line is not JSON).
+std::vector<cJSON *> json_lines(const std::string &out) {
+    std::vector<cJSON *> parsed;
+    for (auto &line : lines_of(out))
+        parsed.push_back(cJSON_Parse(line.c_str()));
+    return parsed;
+}
+
+void free_all(std::vector<cJSON *> &v) {
+    for (cJSON *j : v)
+        cJSON_Delete(j);
+    v.clear();
+}
+
+double num(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key)->valuedouble;
+}
+
+// --mode bm25 gives what SQLite FTS5 gives from Python (tools/make_bm25_fixtures.py).
+TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
+    cJSON *ref = cJSON_Parse(read_text(kSource + "/tests/fixtures/bm25_reference.json").c_str());
+    ASSERT_NE(ref, nullptr);
+    const cJSON *set = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "sets"), 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(set, "corpus")->valuestring, "tests/data/papers.jsonl");
+    result r =
+        run("search --device cpu --mode bm25 --json --queries ../shared/data/queries.jsonl '" +
+            index_dir + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto got = json_lines(r.out);
+    ASSERT_EQ(got.size(), 20u);
+    for (size_t q = 0; q < got.size(); q++) {
+        ASSERT_NE(got[q], nullptr);
+        const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(set, "queries"), (int)q);
+        EXPECT_STREQ(cJSON_GetObjectItem(got[q], "query")->valuestring,
+                     cJSON_GetObjectItem(want, "text")->valuestring);
+        EXPECT_STREQ(cJSON_GetObjectItem(got[q], "mode")->valuestring, "bm25");
+        const cJSON *results = cJSON_GetObjectItem(got[q], "results");
+        const cJSON *top = cJSON_GetObjectItem(want, "top");
+        ASSERT_EQ(cJSON_GetArraySize(results), cJSON_GetArraySize(top));
+        for (int i = 0; i < cJSON_GetArraySize(top); i++) {
+            const cJSON *g = cJSON_GetArrayItem(results, i), *w = cJSON_GetArrayItem(top, i);
+            EXPECT_STREQ(cJSON_GetObjectItem(g, "id")->valuestring,
+                         cJSON_GetObjectItem(w, "id")->valuestring)
+                << "query " << q << " rank " << i + 1;
+            EXPECT_NEAR(num(g, "score"), num(w, "score"), 1e-7 * num(w, "score"));
+            EXPECT_EQ(cJSON_GetObjectItem(g, "bm25_rank")->valueint, i + 1);
+            EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(g, "dense_rank")));
+        }
+    }
+    free_all(got);
+    cJSON_Delete(ref);
+}
+
+// Hybrid results are the dense and BM25 lists (as --mode dense / bm25 print them, cut to
+// --depth) fused: RRF by default, convex with --alpha; each hit carries both ranks.
+TEST_F(CliTest, HybridFusesTheDenseAndBm25Lists) {
+    std::string q = "--json --queries ../shared/data/queries.jsonl '" + index_dir + "'";
+    result dense = run("search --device cpu --mode dense -k 30 " + q);
+    result bm25 = run("search --device cpu --mode bm25 -k 30 " + q);
+    result rrf = run("search --device cpu --mode hybrid --fusion rrf -k 10 --depth 30 " + q);
+    result convex = run("search --device cpu --alpha 0.3 -k 10 --depth 30 " + q); // the default
+    for (result *r : {&dense, &bm25, &rrf, &convex})
+        ASSERT_EQ(r->status, 0) << r->err;
+    auto d = json_lines(dense.out), b = json_lines(bm25.out), h = json_lines(rrf.out),
+         c = json_lines(convex.out);
+    ASSERT_EQ(h.size(), d.size());
+    ASSERT_EQ(c.size(), d.size());
+    for (size_t qi = 0; qi < d.size(); qi++) {
+        struct entry {
+            int dense_rank = 0, bm25_rank = 0;
+            double dense_score = 0, bm25_score = 0;
+        };
+        std::map<std::string, entry> docs;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItem(d[qi], "results")) {
+            entry &e = docs[cJSON_GetObjectItem(item, "id")->valuestring];
+            e.dense_rank = cJSON_GetObjectItem(item, "rank")->valueint;
+            e.dense_score = num(item, "score");
+        }
+        cJSON_ArrayForEach(item, cJSON_GetObjectItem(b[qi], "results")) {
+            entry &e = docs[cJSON_GetObjectItem(item, "id")->valuestring];
+            e.bm25_rank = cJSON_GetObjectItem(item, "rank")->valueint;
+            e.bm25_score = num(item, "score");
+        }
+        double dmin = 1e300, dmax = -1e300, bmin = 1e300, bmax = -1e300;
+        for (auto &kv : docs) {
+            if (kv.second.dense_rank) {
+                dmin = std::min(dmin, kv.second.dense_score);
+                dmax = std::max(dmax, kv.second.dense_score);
+            }
+            if (kv.second.bm25_rank) {
+                bmin = std::min(bmin, kv.second.bm25_score);
+                bmax = std::max(bmax, kv.second.bm25_score);
+            }
+        }
+        EXPECT_STREQ(cJSON_GetObjectItem(h[qi], "fusion")->valuestring, "rrf");
+        EXPECT_STREQ(cJSON_GetObjectItem(c[qi], "fusion")->valuestring, "convex");
+        for (int convex_mode = 0; convex_mode < 2; convex_mode++) {
+            const cJSON *results = cJSON_GetObjectItem((convex_mode ? c : h)[qi], "results");
+            ASSERT_EQ(cJSON_GetArraySize(results), 10);
+            double last = 1e300;
+            cJSON_ArrayForEach(item, results) {
+                std::string id = cJSON_GetObjectItem(item, "id")->valuestring;
+                ASSERT_TRUE(docs.count(id)) << id << " is in neither list";
+                const entry &e = docs[id];
+                const cJSON *dr = cJSON_GetObjectItem(item, "dense_rank");
+                const cJSON *br = cJSON_GetObjectItem(item, "bm25_rank");
+                EXPECT_EQ(cJSON_IsNull(dr) ? 0 : dr->valueint, e.dense_rank) << id;
+                EXPECT_EQ(cJSON_IsNull(br) ? 0 : br->valueint, e.bm25_rank) << id;
+                double want = 0;
+                if (convex_mode) {
+                    if (e.dense_rank) want += 0.3 * (e.dense_score - dmin) / (dmax - dmin);
+                    if (e.bm25_rank) want += 0.7 * (e.bm25_score - bmin) / (bmax - bmin);
+                } else {
+                    if (e.dense_rank) want += 1.0 / (60 + e.dense_rank);
+                    if (e.bm25_rank) want += 1.0 / (60 + e.bm25_rank);
+                }
+                // printed scores have 6 to 9 digits: the fused score from them agrees closely
+                EXPECT_NEAR(num(item, "score"), want, 1e-5) << id;
+                EXPECT_LE(num(item, "score"), last);
+                last = num(item, "score");
+            }
+        }
+    }
+    for (auto *v : {&d, &b, &h, &c})
+        free_all(*v);
+}
+
+// An index without BM25: dense by default; bm25 and hybrid say how to add the table.
+TEST_F(CliTest, ModesOnAnIndexWithoutBm25) {
+    std::string plain = root + "/plain";
+    result r = run("embed -q --no-bm25 --device cpu --model tests/fixtures/tiny-bert-cls "
+                   "tests/data/papers.jsonl '" +
+                   plain + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::string model = " --device cpu --model tests/fixtures/tiny-bert-cls ";
+    r = run("search --json" + model + "'" + plain + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mode\": \"dense\""), std::string::npos) << r.out;
+    for (std::string mode : {"bm25", "hybrid"}) {
+        r = run("search --mode " + mode + model + "'" + plain + "' 'sparse attention'");
+        EXPECT_EQ(r.status, 1);
+        EXPECT_NE(r.err.find("dre index add-bm25"), std::string::npos) << r.err;
+    }
+    r = run("index add-bm25 '" + plain + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run("search --json" + model + "'" + plain + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mode\": \"hybrid\""), std::string::npos) << r.out;
+    EXPECT_EQ(run("search --mode sparse '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --fusion max '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --alpha 1.5 '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("search --depth 0 '" + plain + "' x").status, 2);
+    EXPECT_EQ(run("index add-bm25").status, 2);
+    EXPECT_EQ(run("index drop '" + plain + "'").status, 2);
+}
+
+// Without chunks the summary counts the documents cut at the max length; with chunks,
+// the chunks, which info, export and search --json show.
+TEST_F(CliTest, ChunksThroughEmbedInfoExportAndSearch) {
+    std::string tiny = " --device cpu --model tests/fixtures/tiny-bert-cls ";
+    result r = run("embed" + tiny + "tests/data/papers.jsonl '" + root + "/cut'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("; 80 docs cut at 128 tokens"), std::string::npos) << r.err;
+    std::string ix = root + "/chunked";
+    r = run("embed --chunk-tokens 64 --chunk-overlap 16" + tiny + "tests/data/papers.jsonl '" + ix +
+            "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    size_t at = r.err.find(" chunks\n");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    long n_chunks = std::stol(r.err.substr(r.err.rfind("; ", at) + 2));
+    EXPECT_GT(n_chunks, 80);
+    EXPECT_EQ(r.err.find("cut at"), std::string::npos) << r.err;
+    r = run("info --json '" + ix + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    cJSON *j = cJSON_Parse(r.out.c_str());
+    ASSERT_NE(j, nullptr) << r.out;
+    EXPECT_EQ(num(j, "count"), 80);
+    EXPECT_EQ(num(j, "n_vectors"), n_chunks);
+    EXPECT_EQ(num(j, "chunk_tokens"), 64);
+    EXPECT_EQ(num(j, "chunk_overlap"), 16);
+    cJSON_Delete(j);
+    r = run("info '" + ix + "'");
+    EXPECT_NE(r.out.find("vectors      " + std::to_string(n_chunks) + " chunks of up to 64 tokens"),
+              std::string::npos)
+        << r.out;
+    std::string npy = root + "/chunks.npy", ids = root + "/chunks.ids";
+    r = run("export '" + ix + "' '" + npy + "' --ids '" + ids + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(read_text(npy).find("'shape': (" + std::to_string(n_chunks) + ", 32)"),
+              std::string::npos);
+    auto id_lines = lines_of(read_text(ids));
+    ASSERT_EQ((long)id_lines.size(), n_chunks);
+    EXPECT_EQ(id_lines[0], "p001\t0");
+    EXPECT_EQ(id_lines[1], "p001\t1");
+    EXPECT_EQ(split_tabs(id_lines.back())[0], "p080");
+    r = run("search --json --mode dense -k 80" + tiny + "'" + ix + "' 'sparse attention'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    cJSON *got = cJSON_Parse(r.out.c_str());
+    ASSERT_NE(got, nullptr) << r.out;
+    std::set<std::string> seen;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(got, "results")) {
+        EXPECT_TRUE(seen.insert(cJSON_GetObjectItem(item, "id")->valuestring).second);
+        EXPECT_TRUE(cJSON_IsNumber(cJSON_GetObjectItem(item, "chunk")));
+    }
+    EXPECT_EQ(seen.size(), 80u); // every document once
+    cJSON_Delete(got);
 }
 
 TEST_F(CliTest, PipedQueriesAndKBounds) {

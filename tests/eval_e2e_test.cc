@@ -1,5 +1,7 @@
 // eval_e2e_test.cc — `dre embed` then `dre eval` on the CPU over ../shared/data, against
-// tools/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval):
+// tools/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval) for
+// --mode dense, and tools/make_hybrid_fixtures.py (SQLite FTS5 from Python, fused with the
+// sentence-transformers run, pytrec_eval) for --mode bm25 and hybrid (rrf and convex):
 // nDCG@10, Recall@10, Recall@100 and MRR@10 within 0.003 for both query sets.
 #include <gtest/gtest.h>
 
@@ -74,21 +76,31 @@ class EvalEndToEnd : public ::testing::Test {
         embedded = true;
     }
 
-    void check_set(const char *set, const char *queries, const char *qrels) {
+    // how: "dense" (against eval_reference_*.json), "bm25", "rrf" or "convex" (against
+    // hybrid_reference.json)
+    void check_set(const char *set, const char *queries, const char *qrels,
+                   const std::string &how = "dense") {
         embed_once();
         if (HasFatalFailure()) return;
+        bool dense = how == "dense";
         std::string ref_text =
-            read_text(source_dir + "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json");
+            read_text(source_dir + (dense ? "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json"
+                                          : "/tests/fixtures/hybrid_reference.json"));
         cJSON *ref = cJSON_Parse(ref_text.c_str());
-        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/eval_reference.py";
+        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/eval_reference.py and "
+                                   "tools/make_hybrid_fixtures.py";
         const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, "sets"), set),
-            "metrics");
-        ASSERT_NE(metrics, nullptr) << "no reference for " << set;
+            dense ? "metrics" : how.c_str());
+        ASSERT_NE(metrics, nullptr) << "no reference for " << set << " " << how;
+        std::string mode = how == "dense"  ? "--mode dense"
+                           : how == "bm25" ? "--mode bm25"
+                           : how == "rrf"  ? "--mode hybrid --fusion rrf"
+                                           : "--mode hybrid --fusion convex --alpha 0.5";
 
         std::string out;
-        int rc = run(quote(dre_bin) + " eval --device cpu --json --model " + quote(model_dir) +
-                         " --index " + quote(index_dir) + " --queries " +
+        int rc = run(quote(dre_bin) + " eval --device cpu --json " + mode + " --model " +
+                         quote(model_dir) + " --index " + quote(index_dir) + " --queries " +
                          quote(data_dir + "/" + queries) + " --qrels " +
                          quote(data_dir + "/" + qrels) + " 2>&1",
                      &out);
@@ -96,12 +108,14 @@ class EvalEndToEnd : public ::testing::Test {
         cJSON *got = cJSON_Parse(out.c_str());
         ASSERT_NE(got, nullptr) << "dre eval --json printed:\n" << out;
         EXPECT_EQ(number(got, "n_queries"), number(metrics, "n_queries"));
-        EXPECT_EQ(number(got, "n_skipped"), number(metrics, "n_skipped"));
+        if (dense) EXPECT_EQ(number(got, "n_skipped"), number(metrics, "n_skipped"));
         for (const char *key : {"ndcg_10", "recall_10", "recall_100", "mrr_10"}) {
             double a = number(got, key), b = number(metrics, key);
-            EXPECT_NEAR(a, b, 0.003) << set << " " << key;
-            std::printf("%s %s: dre %.10f reference %.10f diff %+.2e\n", set, key, a, b, a - b);
-            RecordProperty(std::string(set) + "_" + key + "_diff", std::to_string(a - b));
+            EXPECT_NEAR(a, b, 0.003) << set << " " << how << " " << key;
+            std::printf("%s %s %s: dre %.10f reference %.10f diff %+.2e\n", set, how.c_str(), key,
+                        a, b, a - b);
+            RecordProperty(std::string(set) + "_" + how + "_" + key + "_diff",
+                           std::to_string(a - b));
         }
         cJSON_Delete(got);
         cJSON_Delete(ref);
@@ -115,6 +129,13 @@ TEST_F(EvalEndToEnd, QueriesMatchReference) { check_set("queries", "queries.json
 
 TEST_F(EvalEndToEnd, TitleQueriesMatchReference) {
     check_set("title-queries", "title-queries.jsonl", "title-qrels.tsv");
+}
+
+TEST_F(EvalEndToEnd, Bm25AndHybridMatchReference) {
+    for (const char *how : {"bm25", "rrf", "convex"}) {
+        check_set("queries", "queries.jsonl", "qrels.tsv", how);
+        check_set("title-queries", "title-queries.jsonl", "title-qrels.tsv", how);
+    }
 }
 
 // A query without judgements is skipped and counted; --run writes k lines per query;

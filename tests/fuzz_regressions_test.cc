@@ -27,6 +27,7 @@ static int fuzz_check_failed = 0;
 #define FUZZ_NO_ENTRY
 #define FUZZ_MODEL_DIR DRE_SOURCE_DIR "/models/all-MiniLM-L6-v2"
 
+#include "fuzz/fuzz_bm25.c"
 #include "fuzz/fuzz_config.c"
 #include "fuzz/fuzz_corpus.c"
 #include "fuzz/fuzz_qrels.c"
@@ -47,6 +48,7 @@ const target kTargets[] = {
     {"tokenizer", fuzz_tokenizer_input}, {"safetensors", fuzz_safetensors_input},
     {"config", fuzz_config_input},       {"corpus", fuzz_corpus_input},
     {"queries", fuzz_queries_input},     {"qrels", fuzz_qrels_input},
+    {"bm25", fuzz_bm25_input},
 };
 
 std::vector<std::string> files_in(const std::string &dir) {

@@ -16,6 +16,7 @@
 
 extern "C" {
 #include "docstore.h"
+#include "fileio.h"
 #include "index.h"
 }
 

@@ -46,6 +46,8 @@ struct index_dump {
     int64_t count = 0;
     std::vector<float> vectors;
     std::vector<std::string> ids, titles, texts;
+    std::vector<std::string> bm25;                   // every token of the BM25 index (test_util.h)
+    std::vector<std::pair<int64_t, int32_t>> chunks; // each vector's document and chunk
 };
 
 // Everything an index folder holds, through the public API.
@@ -56,8 +58,9 @@ index_dump dump(const std::string &dir) {
     if (!ix) return d;
     const dre_index_info *info = dre_index_get_info(ix);
     d.count = info->count;
-    d.vectors.resize((size_t)d.count * info->dim);
-    EXPECT_EQ(dre_index_vectors(ix, 0, d.count, d.vectors.data()), DRE_OK) << dre_last_error();
+    d.vectors.resize((size_t)info->n_vectors * info->dim);
+    EXPECT_EQ(dre_index_vectors(ix, 0, info->n_vectors, d.vectors.data()), DRE_OK)
+        << dre_last_error();
     for (int64_t row = 0; row < d.count; row++) {
         dre_doc doc;
         EXPECT_EQ(dre_index_doc(ix, row, &doc), DRE_OK);
@@ -66,7 +69,14 @@ index_dump dump(const std::string &dir) {
         d.texts.push_back(doc.text);
         dre_doc_clear(&doc);
     }
+    for (int64_t v = 0; v < info->n_vectors; v++) {
+        int64_t row = -1;
+        int32_t chunk = -1;
+        EXPECT_EQ(dre_index_chunk(ix, v, &row, &chunk), DRE_OK);
+        d.chunks.push_back({row, chunk});
+    }
     dre_index_close(ix);
+    d.bm25 = bm25_dump(dir);
     return d;
 }
 
@@ -108,7 +118,6 @@ class PipelineTest : public ::testing::Test {
         dre_embed_options opts;
         dre_embed_options_init(&opts);
         opts.device = DRE_DEVICE_CPU;
-        opts.quiet = 1;
         opts.checkpoint_every = kCheckpointEvery;
         ref_status =
             dre_embed(kMiniLM.c_str(), kCorpus.c_str(), ref_dir.c_str(), &opts, &ref_summary);
@@ -126,11 +135,12 @@ class PipelineTest : public ::testing::Test {
         ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
     }
 
+    void random_kills(const std::vector<std::string> &extra, dre_embed_options opts);
+
     static dre_embed_options options(int checkpoint_every = kCheckpointEvery) {
         dre_embed_options opts;
         dre_embed_options_init(&opts);
         opts.device = DRE_DEVICE_CPU;
-        opts.quiet = 1;
         opts.checkpoint_every = checkpoint_every;
         return opts;
     }
@@ -322,15 +332,18 @@ TEST_F(PipelineTest, ResumeAfterKillEqualsUninterruptedRun) {
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.titles, want.titles);
     EXPECT_EQ(got.texts, want.texts);
+    ASSERT_GT(want.bm25.size(), (size_t)kDocs * 50); // the embed built BM25 by default
+    EXPECT_EQ(want.bm25[0], "integrity ok");
+    EXPECT_TRUE(got.bm25 == want.bm25) << "resumed BM25 index differs from the uninterrupted run's";
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0)
         << "resumed vectors differ from the uninterrupted run's";
 }
 
-// Many kills at random moments (before the first checkpoint, mid-window, mid-checkpoint)
-// on a larger corpus with the small model and a checkpoint every 8 documents.
-TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
+// Kills at random moments of an embed run as a command (extra: more options for it and
+// opts), then --resume: the index equals an uninterrupted run's.
+void PipelineTest::random_kills(const std::vector<std::string> &extra, dre_embed_options opts) {
     ASSERT_EQ(access(kDre.c_str(), X_OK), 0) << kDre << " is missing: build the dre target";
     auto lines = lines_of(read_text(kCorpus));
     std::string corpus_text;
@@ -348,7 +361,6 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
     std::string corpus = dir + "/big.jsonl";
     write_text(corpus, corpus_text);
     std::string whole = dir + "/whole", ix = dir + "/ix";
-    dre_embed_options opts = options();
     ASSERT_EQ(dre_embed(kTiny.c_str(), corpus.c_str(), whole.c_str(), &opts, nullptr), DRE_OK)
         << dre_last_error();
 
@@ -364,6 +376,7 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
                                     std::to_string(kCheckpointEvery),
                                     corpus,
                                     ix};
+    cmd.insert(cmd.begin() + 2, extra.begin(), extra.end());
     std::mt19937 rng(11);
     int kills = 0;
     for (int attempt = 0; attempt < 40 && kills < 10; attempt++) {
@@ -387,14 +400,31 @@ TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) {
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
     }
     EXPECT_GE(kills, 3);
+    if (HasFailure()) return;
     EXPECT_EQ(files_in(ix), kIndexFiles);
     index_dump want = dump(whole), got = dump(ix);
     ASSERT_EQ(got.count, (int64_t)lines.size() * 8);
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.texts, want.texts);
+    EXPECT_EQ(got.chunks, want.chunks);
+    ASSERT_FALSE(want.bm25.empty());
+    EXPECT_EQ(want.bm25[0], "integrity ok");
+    EXPECT_TRUE(got.bm25 == want.bm25) << "BM25 index differs after the kills";
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0);
+}
+
+// Many kills at random moments (before the first checkpoint, mid-window, mid-checkpoint)
+// on a larger corpus with the small model and a checkpoint every 8 documents.
+TEST_F(PipelineTest, RandomKillsNeverLoseOrCorruptWork) { random_kills({}, options()); }
+
+// The same with documents cut into chunks: vectors, chunk map and BM25 rows all equal.
+TEST_F(PipelineTest, RandomKillsWithChunksNeverLoseOrCorruptWork) {
+    dre_embed_options opts = options();
+    opts.chunk_tokens = 24;
+    opts.chunk_overlap = 6;
+    random_kills({"--chunk-tokens", "24", "--chunk-overlap", "6"}, opts);
 }
 
 // A kill after the last rename leaves a finished index and no checkpoint: --resume then
@@ -418,6 +448,104 @@ TEST_F(PipelineTest, ResumeOnAFinishedIndexIsANoOp) {
     opts.resume = 0; // without --resume, the same command refuses to overwrite it
     EXPECT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), ix.c_str(), &opts, nullptr),
               DRE_ERR_INVALID_ARG);
+}
+
+// The progress callback: a call per window written (windows end at checkpoints, every 8
+// documents here), counts that only grow, the corpus read to its last byte, then one call
+// with done set. dre_embed itself prints nothing.
+TEST_F(PipelineTest, ProgressCallbackFollowsTheWindows) {
+    std::vector<dre_embed_progress> calls;
+    dre_embed_options opts = options();
+    opts.progress = [](const dre_embed_progress *p, void *user) {
+        static_cast<std::vector<dre_embed_progress> *>(user)->push_back(*p);
+    };
+    opts.progress_user = &calls;
+    dre_embed_summary summary;
+    testing::internal::CaptureStderr();
+    dre_status st =
+        dre_embed(kTiny.c_str(), kCorpus.c_str(), (dir + "/ix").c_str(), &opts, &summary);
+    std::string printed = testing::internal::GetCapturedStderr();
+    ASSERT_EQ(st, DRE_OK) << dre_last_error();
+    EXPECT_EQ(printed, "");
+    ASSERT_EQ(calls.size(), (size_t)kDocs / kCheckpointEvery + 1);
+    long long corpus_bytes = (long long)read_text(kCorpus).size();
+    for (size_t i = 0; i + 1 < calls.size(); i++) {
+        EXPECT_EQ(calls[i].n_docs, (int64_t)(i + 1) * kCheckpointEvery);
+        EXPECT_FALSE(calls[i].done);
+        EXPECT_EQ(calls[i].start, 0);
+        EXPECT_EQ(calls[i].size, corpus_bytes);
+        if (i > 0) {
+            EXPECT_GT(calls[i].offset, calls[i - 1].offset);
+            EXPECT_GT(calls[i].n_tokens, calls[i - 1].n_tokens);
+            EXPECT_GE(calls[i].seconds, calls[i - 1].seconds);
+        }
+    }
+    const dre_embed_progress &last = calls.back();
+    EXPECT_TRUE(last.done);
+    EXPECT_EQ(last.n_docs, kDocs);
+    EXPECT_EQ(last.offset, corpus_bytes);
+    EXPECT_EQ(last.n_tokens, summary.n_tokens);
+    EXPECT_EQ(summary.n_docs, kDocs);
+    EXPECT_EQ(summary.device, DRE_DEVICE_CPU);
+}
+
+// A BM25 table added to an index made without one equals the one an embed builds as it
+// goes; --append keeps an index's BM25 choice.
+TEST_F(PipelineTest, Bm25AddedLaterEqualsBm25BuiltDuringTheEmbed) {
+    std::string with = dir + "/with", without = dir + "/without";
+    dre_embed_options opts = options();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), with.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    opts.no_bm25 = 1;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), without.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    EXPECT_TRUE(bm25_dump(without).empty());
+    dre_index *ix = nullptr;
+    ASSERT_EQ(dre_index_open(without.c_str(), &ix), DRE_OK);
+    EXPECT_EQ(dre_index_get_info(ix)->bm25, 0);
+    double score;
+    int64_t row;
+    int32_t n;
+    EXPECT_EQ(dre_index_bm25_search(ix, "diffusion", 1, &score, &row, &n), DRE_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(dre_last_error()).find("add-bm25"), std::string::npos);
+    dre_index_close(ix);
+
+    ASSERT_EQ(dre_index_add_bm25(without.c_str()), DRE_OK) << dre_last_error();
+    EXPECT_EQ(files_in(without), kIndexFiles);
+    index_dump a = dump(with), b = dump(without);
+    ASSERT_GT(a.bm25.size(), (size_t)kDocs);
+    EXPECT_EQ(a.bm25[0], "integrity ok");
+    EXPECT_TRUE(a.bm25 == b.bm25);
+    EXPECT_EQ(a.vectors, b.vectors);
+    ASSERT_EQ(dre_index_open(without.c_str(), &ix), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_index_get_info(ix)->bm25, 1);
+    ASSERT_EQ(dre_index_bm25_search(ix, "diffusion transformers", 1, &score, &row, &n), DRE_OK);
+    EXPECT_EQ(n, 1);
+    EXPECT_GT(score, 0);
+    dre_index_close(ix);
+    std::string meta = read_text(without + "/meta.json");
+    EXPECT_NE(meta.find("\"tokenizer\":\t\"porter unicode61\""), std::string::npos) << meta;
+    EXPECT_EQ(dre_index_add_bm25(without.c_str()), DRE_OK); // again: nothing to do
+
+    // --append --no-bm25 to an index with BM25 is refused; without the flag it keeps it up
+    std::string half = dir + "/half.jsonl";
+    auto lines = lines_of(read_text(kCorpus));
+    write_text(half, lines[0] + "\n");
+    std::string one = dir + "/one";
+    opts.no_bm25 = 0;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr), DRE_OK);
+    write_text(half, lines[1] + "\n");
+    opts.append = 1;
+    opts.no_bm25 = 1;
+    EXPECT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr),
+              DRE_ERR_MISMATCH);
+    opts.no_bm25 = 0;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), half.c_str(), one.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    auto terms = bm25_dump(one);
+    ASSERT_FALSE(terms.empty());
+    EXPECT_EQ(terms[0], "integrity ok");
+    EXPECT_NE(terms.back().find(" 1 "), std::string::npos) << terms.back(); // row 1 indexed
 }
 
 TEST_F(PipelineTest, SecondEmbedOnALockedIndexFails) {
@@ -482,6 +610,49 @@ TEST_F(PipelineTest, AppendAddsTheSecondHalf) {
               DRE_ERR_FORMAT);
     EXPECT_NE(std::string(dre_last_error()).find("duplicate id \"p051\""), std::string::npos)
         << dre_last_error();
+}
+
+// --append to a chunked index chunks the new documents the same way (without being told)
+// and maps their chunks to the new rows; other chunk sizes are refused.
+TEST_F(PipelineTest, AppendToAChunkedIndex) {
+    auto lines = lines_of(read_text(kCorpus));
+    std::string first, second;
+    for (size_t i = 0; i < lines.size(); i++)
+        (i < 50 ? first : second) += lines[i] + "\n";
+    write_text(dir + "/first.jsonl", first);
+    write_text(dir + "/second.jsonl", second);
+    std::string whole = dir + "/whole", ix = dir + "/ix";
+    dre_embed_options opts = options();
+    opts.chunk_tokens = 40;
+    opts.chunk_overlap = 10;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), kCorpus.c_str(), whole.c_str(), &opts, nullptr), DRE_OK)
+        << dre_last_error();
+    ASSERT_EQ(dre_embed(kTiny.c_str(), (dir + "/first.jsonl").c_str(), ix.c_str(), &opts, nullptr),
+              DRE_OK)
+        << dre_last_error();
+    opts.append = 1;
+    opts.chunk_tokens = 48;
+    EXPECT_EQ(dre_embed(kTiny.c_str(), (dir + "/second.jsonl").c_str(), ix.c_str(), &opts, nullptr),
+              DRE_ERR_MISMATCH);
+    EXPECT_NE(std::string(dre_last_error()).find("chunks of 40 tokens"), std::string::npos)
+        << dre_last_error();
+    opts.chunk_tokens = 0; // the index's
+    opts.chunk_overlap = -1;
+    dre_embed_summary s;
+    ASSERT_EQ(dre_embed(kTiny.c_str(), (dir + "/second.jsonl").c_str(), ix.c_str(), &opts, &s),
+              DRE_OK)
+        << dre_last_error();
+    EXPECT_EQ(s.n_docs, 30);
+    index_dump want = dump(whole), got = dump(ix);
+    ASSERT_EQ(got.count, kDocs);
+    EXPECT_EQ(got.ids, want.ids);
+    EXPECT_EQ(got.chunks, want.chunks);
+    EXPECT_EQ(got.bm25, want.bm25);
+    ASSERT_EQ(got.vectors.size(), want.vectors.size());
+    int dim = 32;
+    for (size_t v = 0; v < got.chunks.size(); v++)
+        EXPECT_GE(cosine(got.vectors.data() + v * dim, want.vectors.data() + v * dim, dim), 0.99999)
+            << "vector " << v;
 }
 
 TEST_F(PipelineTest, AppendWithAnotherModelIsAMismatch) {

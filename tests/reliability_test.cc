@@ -137,6 +137,7 @@ struct index_dump {
     int dim = 0;
     std::vector<float> vectors;
     std::vector<std::string> ids, titles, texts;
+    std::vector<std::string> bm25; // every token of the BM25 index (test_util.h)
 };
 
 // Everything an index folder holds, through the public API.
@@ -159,6 +160,7 @@ index_dump dump(const std::string &dir) {
         dre_doc_clear(&doc);
     }
     dre_index_close(ix);
+    d.bm25 = bm25_dump(dir);
     return d;
 }
 
@@ -171,6 +173,8 @@ void expect_same_index(const std::string &got_dir, const std::string &want_dir) 
     EXPECT_EQ(got.ids, want.ids);
     EXPECT_EQ(got.titles, want.titles);
     EXPECT_EQ(got.texts, want.texts);
+    EXPECT_TRUE(got.bm25 == want.bm25) << got_dir << " and " << want_dir << " hold different BM25";
+    if (!want.bm25.empty()) EXPECT_EQ(want.bm25[0], "integrity ok") << want_dir;
     ASSERT_EQ(got.vectors.size(), want.vectors.size());
     EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
               0)
@@ -266,8 +270,12 @@ TEST_F(ReliabilityTest, InvalidUtf8IsEmbeddedWithTheBadBytesDropped) {
     EXPECT_LE(max_abs_diff(v, v + d.dim, d.dim), 1e-6) << "the bad bytes changed the embedding";
     EXPECT_GT(max_abs_diff(v, v + 2 * d.dim, d.dim), 1e-3);
 
-    outcome with_bad = run_dre({"search", "--model", kTiny, "--device", "cpu", ix, "T \xff" + bad});
-    outcome without = run_dre({"search", "--model", kTiny, "--device", "cpu", ix, "T " + clean});
+    // dense: the tokenizer's doing (BM25 takes the bytes as FTS5's tokenizer reads them, in
+    // documents and queries alike)
+    outcome with_bad = run_dre(
+        {"search", "--mode", "dense", "--model", kTiny, "--device", "cpu", ix, "T \xff" + bad});
+    outcome without = run_dre(
+        {"search", "--mode", "dense", "--model", kTiny, "--device", "cpu", ix, "T " + clean});
     ASSERT_EQ(with_bad.exit_code, 0) << with_bad;
     ASSERT_EQ(without.exit_code, 0) << without;
     EXPECT_EQ(lines_of(with_bad.out).size(), 3u);
@@ -633,30 +641,40 @@ TEST_F(ReliabilityTest, MetaJsonThatDisagreesWithTheModelIsRefused) {
 
 // A disk that fills up (RLIMIT_FSIZE) during dre embed: exit 1 naming the file, no
 // index.faiss or meta.json, and --resume without the limit gives the uninterrupted index.
-// The limits fall in the staging docstore, in the staged vectors, and in the last block of
-// index.faiss (the one FAISS flushes when it closes the file).
+// The limits fall in the staging docstore (its BM25 table growing with it), in the staged
+// vectors (without BM25, whose table would reach the limit first), and in the last block
+// of index.faiss (the one FAISS flushes when it closes the file).
 TEST_F(ReliabilityTest, DiskFullLeavesNoHalfIndexAndResumeFinishesIt) {
-    std::string corpus = dir + "/c.jsonl", whole = dir + "/whole";
+    std::string corpus = dir + "/c.jsonl";
     write_text(corpus, short_corpus(0, 1000));
-    std::vector<std::string> args = embed_args({"-q", "--checkpoint-every", "16", corpus});
-    std::vector<std::string> whole_args = args;
-    whole_args.push_back(whole);
-    outcome r = run_dre(whole_args);
-    ASSERT_EQ(r.exit_code, 0) << r;
+    std::vector<std::string> args[2] = {
+        embed_args({"-q", "--checkpoint-every", "16", corpus}),
+        embed_args({"-q", "--no-bm25", "--checkpoint-every", "16", corpus})};
+    std::string whole[2] = {dir + "/whole", dir + "/whole-no-bm25"};
+    for (int b = 0; b < 2; b++) {
+        std::vector<std::string> whole_args = args[b];
+        whole_args.push_back(whole[b]);
+        outcome r = run_dre(whole_args);
+        ASSERT_EQ(r.exit_code, 0) << r;
+    }
     const size_t vectors_bytes = 1000 * 32 * sizeof(float);
-    const size_t faiss_bytes = fs::file_size(whole + "/index.faiss");
+    const size_t faiss_bytes = fs::file_size(whole[0] + "/index.faiss");
     ASSERT_GT(faiss_bytes, vectors_bytes + 10);
+    ASSERT_GT(fs::file_size(whole[1] + "/docs.sqlite"), 20000u);
+    ASSERT_LT(fs::file_size(whole[1] + "/docs.sqlite"), vectors_bytes / 2);
 
     struct limit {
         size_t bytes;
         const char *file;
-    } limits[] = {{20000, "embed-docs.sqlite"},
-                  {vectors_bytes / 2, "embed-vectors.f32"},
-                  {faiss_bytes - 10, "index.faiss.tmp"}};
+        int no_bm25;
+    } limits[] = {{20000, "embed-docs.sqlite", 0},
+                  {vectors_bytes / 2, "embed-vectors.f32", 1},
+                  {faiss_bytes - 10, "index.faiss.tmp", 0}};
+    outcome r;
     for (const limit &l : limits) {
         SCOPED_TRACE(l.file);
         std::string ix = dir + "/limit" + std::to_string(l.bytes);
-        std::vector<std::string> a = args;
+        std::vector<std::string> a = args[l.no_bm25];
         a.push_back(ix);
         r = run_dre(a, l.bytes);
         EXPECT_EQ(r.exit_code, 1) << r;
@@ -668,7 +686,7 @@ TEST_F(ReliabilityTest, DiskFullLeavesNoHalfIndexAndResumeFinishesIt) {
         r = run_dre(a);
         ASSERT_EQ(r.exit_code, 0) << r;
         EXPECT_EQ(files_in(ix), kIndexFiles);
-        expect_same_index(ix, whole);
+        expect_same_index(ix, whole[l.no_bm25]);
     }
 }
 
@@ -689,7 +707,10 @@ TEST_F(ReliabilityTest, DiskFullDuringAppendKeepsThePreviousIndex) {
     ASSERT_EQ(r.exit_code, 0) << r;
     ASSERT_EQ(dump(want).count, 1000);
 
-    for (size_t limit : {(size_t)50000, (size_t)fs::file_size(want + "/index.faiss") - 10}) {
+    // while copying the docstore, while staging, while writing index.faiss
+    size_t base_docs = fs::file_size(base + "/docs.sqlite");
+    for (size_t limit :
+         {base_docs / 2, base_docs + 30000, (size_t)fs::file_size(want + "/index.faiss") - 10}) {
         SCOPED_TRACE(limit);
         std::string ix = copy_of(base, "ix" + std::to_string(limit));
         a = append;

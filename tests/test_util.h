@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -91,6 +92,45 @@ inline long long checkpoint_count(const std::string &dir) {
     long long n = cJSON_IsNumber(count) ? (long long)count->valuedouble : -1;
     cJSON_Delete(root);
     return n;
+}
+
+// The BM25 index of an index folder's docs.sqlite, token by token: "term doc column
+// offset" for every token FTS5 holds (read through fts5vocab), preceded by the outcome of
+// FTS5's integrity check (the index agrees with the documents). Empty without a BM25 table.
+inline std::vector<std::string> bm25_dump(const std::string &index_dir) {
+    std::vector<std::string> rows;
+    sqlite3 *db = nullptr;
+    // read-write: FTS5 runs its integrity check as an INSERT command (which writes nothing)
+    if (sqlite3_open_v2((index_dir + "/docs.sqlite").c_str(), &db, SQLITE_OPEN_READWRITE,
+                        nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        return {"cannot open docs.sqlite"};
+    }
+    sqlite3_stmt *s = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE name = 'docs_fts'", -1, &s,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        sqlite3_finalize(s);
+        s = nullptr;
+        int rc = sqlite3_exec(db, "INSERT INTO docs_fts (docs_fts) VALUES ('integrity-check')",
+                              nullptr, nullptr, nullptr);
+        rows.push_back(rc == SQLITE_OK ? "integrity ok" : sqlite3_errmsg(db));
+        sqlite3_exec(db,
+                     "CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, docs_fts, instance)",
+                     nullptr, nullptr, nullptr);
+        if (sqlite3_prepare_v2(db,
+                               "SELECT term, doc, col, offset FROM temp.terms ORDER BY doc, col, "
+                               "offset",
+                               -1, &s, nullptr) == SQLITE_OK)
+            while (sqlite3_step(s) == SQLITE_ROW)
+                rows.push_back(std::string((const char *)sqlite3_column_text(s, 0)) + " " +
+                               std::to_string(sqlite3_column_int64(s, 1)) + " " +
+                               (const char *)sqlite3_column_text(s, 2) + " " +
+                               std::to_string(sqlite3_column_int64(s, 3)));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return rows;
 }
 
 // seqs packed in order into batches of at most budget tokens.

@@ -14,7 +14,7 @@ cd "$root"
 seconds=${1:-20}
 shift || true
 case $seconds in '' | *[!0-9]*) echo "usage: tools/fuzz.sh [seconds_per_target] [target...]" >&2; exit 2 ;; esac
-all_targets="tokenizer safetensors config corpus queries qrels"
+all_targets="tokenizer safetensors config corpus queries qrels bm25"
 targets=${*:-$all_targets}
 cc=${CC:-clang}
 out=build-fuzz
@@ -29,6 +29,7 @@ sources_of() {
     corpus) echo "corpus common" ;;
     queries) echo "queries common" ;;
     qrels) echo "eval common" ;;
+    bm25) echo "docstore common" ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: $all_targets)" >&2; return 1 ;;
   esac
 }
@@ -41,7 +42,7 @@ if [ ! -f "$model_dir/vocab.txt" ]; then
 fi
 utf8proc=$(ls /usr/lib/*/libutf8proc.a 2>/dev/null | head -n 1 || true)
 [ -n "$utf8proc" ] || utf8proc=-lutf8proc
-libs="-lcjson $utf8proc -lm"
+libs="-lcjson $utf8proc -lsqlite3 -lm"
 
 # --- build ---------------------------------------------------------------------
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

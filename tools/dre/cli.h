@@ -15,6 +15,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
@@ -40,6 +41,23 @@ const char *cli_option(int argc, char **argv, int *i, const char *name, int *mis
 
 /* Parses a decimal count in 1..max; returns 0 if s is not one. */
 int cli_parse_count(const char *s, long long max, long long *out);
+
+/* The search options shared by `dre search` and `dre eval` (--mode, --fusion, --alpha,
+ * --depth, --rrf-k, --query-prompt): returns 1 if argv[*i] was one (consumed, with its value), 0 if
+ * not; on a bad value prints the usage error and sets *usage_rc to 2. */
+int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search_options *o,
+                      int *usage_rc);
+/* Their help text. */
+#define CLI_SEARCH_OPTIONS_HELP                                                                    \
+    "  --mode M           dense, bm25 or hybrid (default: hybrid when the index has a BM25\n"      \
+    "                     table, else dense)\n"                                                    \
+    "  --fusion F         hybrid: convex (default; alpha * dense + (1 - alpha) * bm25, the\n"      \
+    "                     scores min-max normalised) or rrf (sum of 1 / (rrf-k + rank))\n"         \
+    "  --depth N          hybrid: documents taken from each list (default 100)\n"                  \
+    "  --rrf-k X          rrf's k (default 60)\n"                                                  \
+    "  --alpha X          convex: the dense score's weight, 0..1 (default 0.5)\n"                  \
+    "  --query-prompt T   put T before each query (default: the index's query prompt, from\n"      \
+    "                     meta.json; \"\" for none)\n"
 
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);

@@ -80,3 +80,47 @@ uint64_t cli_splitmix64(uint64_t *state) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
+
+static int parse_number(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!s[0] || *end || !(v >= lo && v <= hi)) return 0;
+    *out = v;
+    return 1;
+}
+
+int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search_options *o,
+                      int *usage_rc) {
+    const char *v;
+    int missing = 0;
+    double x;
+    long long n;
+    if ((v = cli_option(argc, argv, i, "--mode", &missing))) {
+        if (dre_search_mode_parse(v, &o->mode) != DRE_OK)
+            *usage_rc = cli_usage_error(cmd, "--mode must be dense, bm25 or hybrid, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--fusion", &missing))) {
+        if (dre_fusion_parse(v, &o->fusion) != DRE_OK)
+            *usage_rc = cli_usage_error(cmd, "--fusion must be rrf or convex, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--alpha", &missing))) {
+        if (parse_number(v, 0, 1, &x))
+            o->alpha = x;
+        else
+            *usage_rc = cli_usage_error(cmd, "--alpha needs a number in 0..1, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--rrf-k", &missing))) {
+        if (parse_number(v, 0, 1e9, &x))
+            o->rrf_k = x;
+        else
+            *usage_rc = cli_usage_error(cmd, "--rrf-k needs a number >= 0, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--query-prompt", &missing))) {
+        o->query_prompt = v;
+    } else if ((v = cli_option(argc, argv, i, "--depth", &missing))) {
+        if (cli_parse_count(v, 100000, &n))
+            o->depth = (int32_t)n;
+        else
+            *usage_rc = cli_usage_error(cmd, "--depth needs a count in 1..100000, not '%s'", v);
+    } else {
+        if (missing) *usage_rc = cli_usage_error(cmd, "%s needs a value", argv[*i]);
+        return missing;
+    }
+    return 1;
+}

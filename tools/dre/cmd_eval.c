@@ -17,13 +17,15 @@ typedef struct {
     const char *index_dir, *queries_path, *qrels_path, *model_dir, *run_path;
     dre_device device;
     int32_t k;
+    dre_search_options search;
     int per_query, json;
 } eval_args;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: dre eval --index DIR --queries FILE --qrels FILE [options]\n"
                "\n"
-               "Encodes the queries, searches the index and scores the results against the\n"
+               "Answers the queries from the index (dense, BM25 or hybrid, as dre search does)\n"
+               "and scores the results against the\n"
                "relevance judgements: nDCG@10, Recall@10, Recall@100 and MRR@10, computed as\n"
                "trec_eval (pytrec_eval, as BEIR uses it) computes them. Means are over the\n"
                "queries of --queries that have judgements, as BEIR averages: queries without\n"
@@ -38,7 +40,8 @@ static void usage(FILE *f) {
                "                   must be the model the index was built with\n"
                "  --device D       auto, cpu or gpu (default auto)\n"
                "  -k N             depth of the run file (default 100); the search depth is\n"
-               "                   max(100, N) so that Recall@100 is always defined\n"
+               "                   max(100, N) so that Recall@100 is always "
+               "defined\n" CLI_SEARCH_OPTIONS_HELP
                "  --per-query      also print each query's metrics\n"
                "  --run FILE       write the TREC run file (qid Q0 docid rank score dre)\n"
                "  --json           print the results as JSON\n"
@@ -51,12 +54,15 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     a->model_dir = cli_default_model();
     a->device = DRE_DEVICE_AUTO;
     a->k = 100;
+    dre_search_options_init(&a->search);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
-        int missing = 0;
+        int missing = 0, usage_rc = 0;
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
             usage(stdout);
             return 0;
+        } else if (cli_search_option(argc, argv, &i, "eval", &a->search, &usage_rc)) {
+            if (usage_rc) return usage_rc;
         } else if (!strcmp(arg, "--per-query")) {
             a->per_query = 1;
         } else if (!strcmp(arg, "--json")) {
@@ -110,14 +116,13 @@ static void json_string(FILE *f, const char *s) {
 typedef struct {
     dre_queries *queries;
     dre_qrels *qrels;
+    dre_searcher *searcher;
     dre_index *index;
-    dre_model *model;
-    dre_tokenizer *tok;
-    dre_encoder *enc;
+    dre_search_mode mode; /* resolved: never auto */
     FILE *run;
     char **id_cache;     /* external id of each index row, filled on first use */
     dre_metrics *scored; /* per query; n_queries = 0 where skipped */
-    double encode_seconds, search_seconds;
+    double search_seconds;
     const char *error; /* a failure of the CLI itself (dre_last_error is the library's) */
 } eval_state;
 
@@ -135,10 +140,7 @@ static void state_close(eval_state *s) {
         free(s->id_cache);
     }
     if (s->run) fclose(s->run);
-    dre_encoder_close(s->enc);
-    dre_tokenizer_close(s->tok);
-    dre_model_close(s->model);
-    dre_index_close(s->index);
+    dre_searcher_close(s->searcher);
     dre_qrels_close(s->qrels);
     dre_queries_close(s->queries);
     free(s->scored);
@@ -164,9 +166,9 @@ static dre_status row_id(eval_state *s, int64_t row, const char **id) {
     return DRE_OK;
 }
 
-/* Scores queries [first, first + n) from their search results (n x k_search). */
+/* Scores queries [first, first + n) from their results (n x k_search hits). */
 static dre_status score_chunk(eval_state *s, size_t first, size_t n, int32_t k_search,
-                              int32_t k_run, const float *scores, const int64_t *rows) {
+                              int32_t k_run, const dre_hit *hits, const int32_t *n_hits) {
     const char **ids = malloc((size_t)k_search * sizeof *ids);
     double *dscores = malloc((size_t)k_search * sizeof *dscores);
     if (!ids || !dscores) {
@@ -179,11 +181,10 @@ static dre_status score_chunk(eval_state *s, size_t first, size_t n, int32_t k_s
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         const char *qid = dre_queries_id(s->queries, first + q);
         int32_t m = 0;
-        for (int32_t j = 0; j < k_search; j++) {
-            int64_t row = rows[q * (size_t)k_search + (size_t)j];
-            if (row < 0) continue; /* fewer than k_search docs in the index */
-            if ((st = row_id(s, row, &ids[m])) != DRE_OK) break;
-            dscores[m++] = scores[q * (size_t)k_search + (size_t)j];
+        for (int32_t j = 0; j < n_hits[q]; j++) {
+            const dre_hit *h = &hits[q * (size_t)k_search + (size_t)j];
+            if ((st = row_id(s, h->row, &ids[m])) != DRE_OK) break;
+            dscores[m++] = h->score;
         }
         if (st != DRE_OK) break;
         if (s->run)
@@ -199,15 +200,14 @@ static dre_status score_chunk(eval_state *s, size_t first, size_t n, int32_t k_s
 
 static dre_status run_eval(eval_state *s, const eval_args *a) {
     size_t n = dre_queries_count(s->queries);
-    int32_t dim = dre_encoder_dim(s->enc);
-    int32_t k_search = a->k > 100 ? a->k : 100;
+    dre_search_options o = a->search;
+    o.k = a->k > 100 ? a->k : 100;
     size_t chunk = n < EVAL_CHUNK ? n : EVAL_CHUNK;
     const char **texts = malloc((chunk ? chunk : 1) * sizeof *texts);
-    float *emb = malloc((chunk ? chunk : 1) * (size_t)dim * sizeof *emb);
-    float *scores = malloc((chunk ? chunk : 1) * (size_t)k_search * sizeof *scores);
-    int64_t *rows = malloc((chunk ? chunk : 1) * (size_t)k_search * sizeof *rows);
+    dre_hit *hits = malloc((chunk ? chunk : 1) * (size_t)o.k * sizeof *hits);
+    int32_t *n_hits = malloc((chunk ? chunk : 1) * sizeof *n_hits);
     dre_status st = DRE_OK;
-    if (!texts || !emb || !scores || !rows) {
+    if (!texts || !hits || !n_hits) {
         s->error = "out of memory";
         st = DRE_ERR_NOMEM;
     }
@@ -216,48 +216,28 @@ static dre_status run_eval(eval_state *s, const eval_args *a) {
         for (size_t i = 0; i < m; i++)
             texts[i] = dre_queries_text(s->queries, first + i);
         double t0 = wall_seconds();
-        st = dre_encode_texts(s->enc, s->tok, texts, m, 0, emb);
-        double t1 = wall_seconds();
-        if (st == DRE_OK) st = dre_index_search(s->index, emb, (int64_t)m, k_search, scores, rows);
-        s->encode_seconds += t1 - t0;
-        s->search_seconds += wall_seconds() - t1;
-        if (st == DRE_OK) st = score_chunk(s, first, m, k_search, a->k, scores, rows);
+        st = dre_search(s->searcher, texts, m, &o, hits, n_hits);
+        s->search_seconds += wall_seconds() - t0;
+        if (st == DRE_OK) st = score_chunk(s, first, m, o.k, a->k, hits, n_hits);
     }
     free(texts);
-    free(emb);
-    free(scores);
-    free(rows);
+    free(hits);
+    free(n_hits);
     return st;
 }
 
 /* Opens everything; the index must have been built with this model. */
 static dre_status open_all(eval_state *s, const eval_args *a) {
     dre_status st;
+    static char msg[512];
     if ((st = dre_queries_open(a->queries_path, &s->queries)) != DRE_OK) return st;
     if ((st = dre_qrels_open(a->qrels_path, &s->qrels)) != DRE_OK) return st;
-    if ((st = dre_index_open(a->index_dir, &s->index)) != DRE_OK) return st;
-    if ((st = dre_model_open(a->model_dir, &s->model)) != DRE_OK) return st;
-    if ((st = dre_tokenizer_open(a->model_dir, &s->tok)) != DRE_OK) return st;
+    if ((st = dre_searcher_open(a->index_dir, a->model_dir, a->device, &s->searcher)) != DRE_OK)
+        return st;
+    s->index = dre_searcher_index(s->searcher);
     const dre_index_info *ii = dre_index_get_info(s->index);
-    const dre_model_info *mi = dre_model_get_info(s->model);
-    static char msg[512];
-    if (ii->weights_sha256[0] && strcmp(ii->weights_sha256, mi->weights_sha256)) {
-        snprintf(msg, sizeof msg,
-                 "%s/meta.json: the index was built with model %s (weights %.12s...), not %s "
-                 "(weights %.12s...); pass that model with --model",
-                 a->index_dir, ii->model_name, ii->weights_sha256, a->model_dir,
-                 mi->weights_sha256);
-        s->error = msg;
-        return DRE_ERR_MISMATCH;
-    }
-    if ((st = dre_encoder_open(s->model, a->device, 0, &s->enc)) != DRE_OK) return st;
-    if (dre_encoder_dim(s->enc) != ii->dim) {
-        snprintf(msg, sizeof msg,
-                 "%s/meta.json: the index holds %d-dimensional vectors, the model makes %d",
-                 a->index_dir, ii->dim, dre_encoder_dim(s->enc));
-        s->error = msg;
-        return DRE_ERR_MISMATCH;
-    }
+    s->mode = a->search.mode;
+    if (s->mode == DRE_SEARCH_AUTO) s->mode = ii->bm25 ? DRE_SEARCH_HYBRID : DRE_SEARCH_DENSE;
     if (ii->count > 0) {
         s->id_cache = calloc((size_t)ii->count, sizeof *s->id_cache);
         if (!s->id_cache) {
@@ -294,13 +274,18 @@ static void print_results(const eval_state *s, const eval_args *a) {
     }
     double d = n_scored ? (double)n_scored : 1.0;
     int64_t n_skipped = (int64_t)n - n_scored;
-    const char *device = dre_device_name(dre_encoder_device(s->enc));
+    const char *device = dre_device_name(dre_searcher_device(s->searcher));
     if (a->json) {
         printf("{\"ndcg_10\": %.10f, \"recall_10\": %.10f, \"recall_100\": %.10f, "
                "\"mrr_10\": %.10f,\n \"n_queries\": %lld, \"n_skipped\": %lld, \"k\": %d, "
-               "\"device\": \"%s\", \"encode_seconds\": %.3f, \"search_seconds\": %.3f",
+               "\"mode\": \"%s\", ",
                sum[0] / d, sum[1] / d, sum[2] / d, sum[3] / d, (long long)n_scored,
-               (long long)n_skipped, a->k, device, s->encode_seconds, s->search_seconds);
+               (long long)n_skipped, a->k, dre_search_mode_name(s->mode));
+        if (s->mode == DRE_SEARCH_HYBRID)
+            printf("\"fusion\": \"%s\", \"depth\": %d, \"rrf_k\": %g, \"alpha\": %g, ",
+                   dre_fusion_name(a->search.fusion), a->search.depth, a->search.rrf_k,
+                   a->search.alpha);
+        printf("\"device\": \"%s\", \"search_seconds\": %.3f", device, s->search_seconds);
         if (a->per_query) {
             printf(",\n \"per_query\": {");
             int first = 1;
@@ -328,8 +313,11 @@ static void print_results(const eval_state *s, const eval_args *a) {
                    m->recall_10, m->recall_100, m->mrr_10);
         }
     }
-    printf("nDCG@10 %.4f  Recall@10 %.4f  Recall@100 %.4f  MRR@10 %.4f  queries %lld", sum[0] / d,
-           sum[1] / d, sum[2] / d, sum[3] / d, (long long)n_scored);
+    printf("nDCG@10 %.4f  Recall@10 %.4f  Recall@100 %.4f  MRR@10 %.4f  queries %lld  (%s",
+           sum[0] / d, sum[1] / d, sum[2] / d, sum[3] / d, (long long)n_scored,
+           dre_search_mode_name(s->mode));
+    if (s->mode == DRE_SEARCH_HYBRID) printf(", %s", dre_fusion_name(a->search.fusion));
+    printf(")");
     if (n_skipped) printf(" (%lld without judgements skipped)", (long long)n_skipped);
     printf("\n");
 }

@@ -15,10 +15,12 @@ static void usage(FILE *f) {
     fprintf(f, "usage: dre export [options] [--index] INDEX OUT.npy\n"
                "\n"
                "Writes the vectors of the index folder INDEX to OUT.npy (NumPy format 1.0,\n"
-               "float32, shape [count, dim], C order), row i being docstore row i. Indexes that\n"
-               "compress vectors (PQ, SQ) give their reconstructions.\n"
+               "float32, shape [vectors, dim], C order), row i being docstore row i, or for an\n"
+               "index of chunked documents, chunk i (--ids tells whose). Indexes that compress\n"
+               "vectors (PQ, SQ) give their reconstructions.\n"
                "\n"
                "  --ids FILE   also write the document ids, one per line, in the same order\n"
+               "               (chunked: id<TAB>chunk number)\n"
                "  -h, --help   this help\n");
 }
 
@@ -48,20 +50,27 @@ static int write_npy_header(FILE *f, long long rows, int dim) {
            fwrite(dict, 1, (size_t)header_len, f) == (size_t)header_len;
 }
 
-static int export_ids(dre_index *index, const char *path, int64_t count) {
+/* The document id of each vector row, a line each; with chunks, "id<TAB>chunk". */
+static int export_ids(dre_index *index, const char *path, int64_t n_vectors, int chunked) {
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "dre export: %s: %s\n", path, strerror(errno));
         return 1;
     }
-    for (int64_t row = 0; row < count; row++) {
+    for (int64_t v = 0; v < n_vectors; v++) {
+        int64_t row = 0;
+        int32_t chunk = 0;
         dre_doc doc;
-        dre_status st = dre_index_doc(index, row, &doc);
+        dre_status st = dre_index_chunk(index, v, &row, &chunk);
+        if (st == DRE_OK) st = dre_index_doc(index, row, &doc);
         if (st != DRE_OK) {
             fclose(f);
             return cli_fail("export", st);
         }
-        fprintf(f, "%s\n", doc.id);
+        if (chunked)
+            fprintf(f, "%s\t%d\n", doc.id, chunk);
+        else
+            fprintf(f, "%s\n", doc.id);
         dre_doc_clear(&doc);
     }
     if (fclose(f) != 0) {
@@ -100,7 +109,7 @@ int cmd_export(int argc, char **argv) {
     dre_status st = dre_index_open(positional[0], &index);
     if (st != DRE_OK) return cli_fail("export", st);
     const dre_index_info *info = dre_index_get_info(index);
-    int64_t count = info->count;
+    int64_t count = info->n_vectors;
     int dim = info->dim;
     float *buf = malloc((size_t)EXPORT_CHUNK * (size_t)dim * sizeof *buf);
     FILE *f = fopen(positional[1], "wb");
@@ -130,7 +139,10 @@ int cmd_export(int argc, char **argv) {
         rc = 1;
     }
     free(buf);
-    if (rc == 0 && ids_path) rc = export_ids(index, ids_path, count);
+    if (rc == 0 && ids_path) rc = export_ids(index, ids_path, count, info->chunk_tokens > 0);
+    if (rc == 0 && info->chunk_tokens > 0)
+        fprintf(stderr, "dre export: %lld vectors: the chunks of %lld documents\n",
+                (long long)count, (long long)info->count);
     dre_index_close(index);
     return rc;
 }

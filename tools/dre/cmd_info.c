@@ -7,13 +7,14 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dre info [--json] [--index] INDEX\n"
-               "\n"
-               "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
-               "weights hash, vector dimension, pooling, FAISS factory, file sizes.\n"
-               "\n"
-               "  --json      one JSON object\n"
-               "  -h, --help  this help\n");
+    fprintf(f,
+            "usage: dre info [--json] [--index] INDEX\n"
+            "\n"
+            "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
+            "weights hash, vector dimension, pooling, FAISS factory, BM25, prompts, file sizes.\n"
+            "\n"
+            "  --json      one JSON object\n"
+            "  -h, --help  this help\n");
 }
 
 static long long file_size(const char *dir, const char *name) {
@@ -74,16 +75,28 @@ int cmd_info(int argc, char **argv) {
                "\"max_length\": %d, \"factory\": ",
                info->weights_sha256, pooling, info->normalize ? "true" : "false", info->max_length);
         json_string(info->factory);
+        printf(", \"n_vectors\": %lld, \"chunk_tokens\": %d, \"chunk_overlap\": %d",
+               (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
+        printf(", \"bm25\": %s, \"doc_prompt\": ", info->bm25 ? "true" : "false");
+        json_string(info->doc_prompt);
+        printf(", \"query_prompt\": ");
+        json_string(info->query_prompt);
         printf(", \"index_bytes\": %lld, \"docs_bytes\": %lld}\n", faiss_bytes, docs_bytes);
     } else {
         printf("index        %s\n", dir);
         printf("documents    %lld\n", (long long)info->count);
+        if (info->chunk_tokens > 0)
+            printf("vectors      %lld chunks of up to %d tokens, %d shared\n",
+                   (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
         printf("dimension    %d\n", info->dim);
         printf("model        %s\n", info->model_name);
         printf("weights      sha256 %s\n", info->weights_sha256);
         printf("pooling      %s%s\n", pooling, info->normalize ? ", L2-normalised" : "");
         printf("max length   %d tokens\n", info->max_length);
         printf("factory      %s (inner product)\n", info->factory);
+        printf("bm25         %s\n", info->bm25 ? "yes (docs_fts: porter unicode61)" : "no");
+        if (info->doc_prompt[0]) printf("doc prompt   \"%s\"\n", info->doc_prompt);
+        if (info->query_prompt[0]) printf("query prompt \"%s\"\n", info->query_prompt);
         printf("files        index.faiss %.1f MB, docs.sqlite %.1f MB\n", faiss_bytes / 1e6,
                docs_bytes / 1e6);
         printf("format       %d\n", info->format_version);

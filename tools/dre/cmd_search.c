@@ -20,17 +20,21 @@ static void usage(FILE *f) {
             "usage: dre search [options] --index INDEX [QUERY]\n"
             "       dre search [options] INDEX [QUERY]\n"
             "\n"
-            "Embeds each query with the model and prints the k nearest documents of INDEX by\n"
-            "inner product: rank, score, id and title, tab-separated (a query file or piped\n"
-            "queries add the query id as the first column). Queries: the QUERY argument, or\n"
+            "Answers each query with the k best documents of INDEX: rank, score, id and title,\n"
+            "tab-separated (a query file or piped queries add the query id as the first\n"
+            "column). Dense search embeds the query with the model and ranks documents by inner\n"
+            "product; BM25 ranks them by their words; hybrid fuses the two. Queries: the QUERY\n"
+            "argument, or\n"
             "--queries FILE (BEIR JSONL {\"_id\", \"text\"}, TSV id<TAB>text, or one per line),\n"
             "or else one per line on stdin.\n"
             "\n"
             "  --index DIR        the index folder made by `dre embed`\n"
             "  -k N               results per query (default 10; more than the index holds\n"
             "                     is cut to its size)\n"
-            "  --queries FILE     read queries from FILE\n"
-            "  --json             one JSON object per query and line\n"
+            "  --queries FILE     read queries from FILE\n" CLI_SEARCH_OPTIONS_HELP
+            "  --json             one JSON object per query and line; each result has its\n"
+            "                     dense and BM25 ranks and scores (null where a list lacks it)\n"
+            "                     and which chunk of the document scored (chunked indexes)\n"
             "  --text             print the document text too\n"
             "  --model DIR        the model the index was embedded with (default: $DRE_MODEL\n"
             "                     or models/all-MiniLM-L6-v2); its weights hash is checked\n"
@@ -43,7 +47,7 @@ static void usage(FILE *f) {
 typedef struct search_args {
     const char *index_dir, *query, *queries_path, *model_dir;
     dre_device device;
-    long k;
+    dre_search_options search;
     int json, with_text;
     int n_params;
     const char *param_names[MAX_PARAMS];
@@ -52,13 +56,11 @@ typedef struct search_args {
 } search_args;
 
 typedef struct searcher {
+    dre_searcher *s;
     dre_index *index;
-    dre_model *model;
-    dre_tokenizer *tok;
-    dre_encoder *enc;
-    int32_t k, dim;
-    float *vectors, *scores;
-    int64_t *rows;
+    dre_search_mode mode; /* resolved: never auto */
+    dre_hit *hits;        /* [QUERY_CHUNK, k] */
+    int32_t *n_hits;      /* [QUERY_CHUNK] */
 } searcher;
 
 /* Prints s as a JSON string. */
@@ -96,11 +98,21 @@ static void tsv_field(FILE *f, const char *s, size_t max) {
     if (cut) fputs("...", f);
 }
 
-/* Searches n embedded queries and prints their results. */
-static int print_results(searcher *s, const search_args *a, const char *const *ids,
-                         const char *const *texts, int32_t n) {
-    dre_status st = dre_index_search(s->index, s->vectors, n, s->k, s->scores, s->rows);
+/* Prints a retriever's rank and score of a hit, or nulls where the hit is not in its list. */
+static void json_rank(FILE *f, const char *name, int32_t rank, double score) {
+    if (rank > 0)
+        fprintf(f, ", \"%s_rank\": %d, \"%s_score\": %.6f", name, rank, name, score);
+    else
+        fprintf(f, ", \"%s_rank\": null, \"%s_score\": null", name, name);
+}
+
+/* Searches n queries and prints their results. */
+static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
+                     const char *const *texts, int32_t n) {
+    if (n == 0) return 0;
+    dre_status st = dre_search(s->s, texts, (size_t)n, &a->search, s->hits, s->n_hits);
     if (st != DRE_OK) return cli_fail("search", st);
+    const int32_t k = a->search.k;
     for (int32_t q = 0; q < n; q++) {
         if (a->json) {
             fputc('{', stdout);
@@ -111,17 +123,19 @@ static int print_results(searcher *s, const search_args *a, const char *const *i
             }
             fputs("\"query\": ", stdout);
             json_string(stdout, texts[q]);
+            printf(", \"mode\": \"%s\"", dre_search_mode_name(s->mode));
+            if (s->mode == DRE_SEARCH_HYBRID)
+                printf(", \"fusion\": \"%s\"", dre_fusion_name(a->search.fusion));
             fputs(", \"results\": [", stdout);
         }
-        for (int32_t r = 0; r < s->k; r++) {
-            int64_t row = s->rows[(size_t)q * s->k + r];
-            if (row < 0) break;
-            float score = s->scores[(size_t)q * s->k + r];
+        for (int32_t r = 0; r < s->n_hits[q]; r++) {
+            const dre_hit *h = &s->hits[(size_t)q * k + r];
             dre_doc doc;
-            st = dre_index_doc(s->index, row, &doc);
+            st = dre_index_doc(s->index, h->row, &doc);
             if (st != DRE_OK) return cli_fail("search", st);
             if (a->json) {
-                printf("%s{\"rank\": %d, \"score\": %.6f, \"id\": ", r ? ", " : "", r + 1, score);
+                printf("%s{\"rank\": %d, \"score\": %.9g, \"id\": ", r ? ", " : "", r + 1,
+                       h->score);
                 json_string(stdout, doc.id);
                 fputs(", \"title\": ", stdout);
                 json_string(stdout, doc.title);
@@ -129,13 +143,20 @@ static int print_results(searcher *s, const search_args *a, const char *const *i
                     fputs(", \"text\": ", stdout);
                     json_string(stdout, doc.text);
                 }
-                printf(", \"row\": %lld}", (long long)row);
+                printf(", \"row\": %lld", (long long)h->row);
+                json_rank(stdout, "dense", h->dense_rank, h->dense_score);
+                json_rank(stdout, "bm25", h->bm25_rank, h->bm25_score);
+                if (h->chunk >= 0)
+                    printf(", \"chunk\": %d", h->chunk);
+                else
+                    fputs(", \"chunk\": null", stdout);
+                fputc('}', stdout);
             } else {
                 if (ids) {
                     tsv_field(stdout, ids[q], 0);
                     fputc('\t', stdout);
                 }
-                printf("%d\t%.4f\t", r + 1, score);
+                printf("%d\t%.4f\t", r + 1, h->score);
                 tsv_field(stdout, doc.id, 0);
                 fputc('\t', stdout);
                 if (doc.title[0])
@@ -154,14 +175,6 @@ static int print_results(searcher *s, const search_args *a, const char *const *i
     }
     fflush(stdout);
     return 0;
-}
-
-static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
-                     const char *const *texts, int32_t n) {
-    if (n == 0) return 0;
-    dre_status st = dre_encode_texts(s->enc, s->tok, texts, (size_t)n, 0, s->vectors);
-    if (st != DRE_OK) return cli_fail("search", st);
-    return print_results(s, a, ids, texts, n);
 }
 
 static int search_file(searcher *s, const search_args *a) {
@@ -224,11 +237,12 @@ static int parse_args(int argc, char **argv, search_args *a) {
     memset(a, 0, sizeof *a);
     a->model_dir = cli_default_model();
     a->device = DRE_DEVICE_AUTO;
-    a->k = 10;
+    dre_search_options_init(&a->search);
     int n_positional = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
-        int missing = 0;
+        int missing = 0, usage_rc = 0;
+        long long n;
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
             usage(stdout);
             return 0;
@@ -236,11 +250,12 @@ static int parse_args(int argc, char **argv, search_args *a) {
             a->json = 1;
         } else if (!strcmp(arg, "--text")) {
             a->with_text = 1;
+        } else if (cli_search_option(argc, argv, &i, "search", &a->search, &usage_rc)) {
+            if (usage_rc) return usage_rc;
         } else if ((v = cli_option(argc, argv, &i, "-k", &missing))) {
-            char *end;
-            a->k = strtol(v, &end, 10);
-            if (!v[0] || *end || a->k < 1 || a->k > 1000000)
-                return cli_usage_error("search", "-k needs a count >= 1, not '%s'", v);
+            if (!cli_parse_count(v, 100000, &n))
+                return cli_usage_error("search", "-k needs a count in 1..100000, not '%s'", v);
+            a->search.k = (int32_t)n;
         } else if ((v = cli_option(argc, argv, &i, "--queries", &missing))) {
             a->queries_path = v;
         } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
@@ -283,53 +298,34 @@ static int parse_args(int argc, char **argv, search_args *a) {
 }
 
 static void searcher_close(searcher *s) {
-    free(s->vectors);
-    free(s->scores);
-    free(s->rows);
-    if (s->enc) dre_encoder_close(s->enc);
-    if (s->tok) dre_tokenizer_close(s->tok);
-    if (s->model) dre_model_close(s->model);
-    if (s->index) dre_index_close(s->index);
+    free(s->hits);
+    free(s->n_hits);
+    dre_searcher_close(s->s);
 }
 
-/* Opens the index and the model, and checks they belong together. */
+/* Opens the index with its model (dre_searcher_open checks they belong together). */
 static int searcher_open(searcher *s, search_args *a) {
     memset(s, 0, sizeof *s);
-    dre_status st = dre_index_open(a->index_dir, &s->index);
+    dre_status st = dre_searcher_open(a->index_dir, a->model_dir, a->device, &s->s);
     if (st != DRE_OK) return cli_fail("search", st);
+    s->index = dre_searcher_index(s->s);
     const dre_index_info *info = dre_index_get_info(s->index);
     for (int i = 0; i < a->n_params; i++) {
         st = dre_index_set_param(s->index, a->param_names[i], a->param_values[i]);
         if (st != DRE_OK) return cli_fail("search", st);
     }
-    if (a->k > info->count) {
+    if (a->search.k > info->count) {
         fprintf(stderr,
-                "dre search: note: -k %ld is more than the %lld documents of %s; using %lld\n",
-                a->k, (long long)info->count, a->index_dir, (long long)info->count);
-        a->k = (long)info->count;
+                "dre search: note: -k %d is more than the %lld documents of %s; using %lld\n",
+                a->search.k, (long long)info->count, a->index_dir, (long long)info->count);
+        a->search.k = (int32_t)(info->count > 0 ? info->count : 1);
     }
-    s->k = (int32_t)a->k;
-    st = dre_model_open(a->model_dir, &s->model);
-    if (st != DRE_OK) return cli_fail("search", st);
-    const dre_model_info *m = dre_model_get_info(s->model);
-    if (m->hidden != info->dim || strcmp(m->weights_sha256, info->weights_sha256) != 0) {
-        fprintf(stderr,
-                "dre search: %s: %s/meta.json: the index was embedded with model %s (dim %d, "
-                "weights sha256 %.12s...), but --model %s is %s (dim %d, weights sha256 "
-                "%.12s...)\n",
-                dre_status_str(DRE_ERR_MISMATCH), a->index_dir, info->model_name, info->dim,
-                info->weights_sha256, a->model_dir, m->name, m->hidden, m->weights_sha256);
-        return 1;
-    }
-    st = dre_tokenizer_open(a->model_dir, &s->tok);
-    if (st == DRE_OK) st = dre_encoder_open(s->model, a->device, 0, &s->enc);
-    if (st != DRE_OK) return cli_fail("search", st);
-    s->dim = dre_encoder_dim(s->enc);
-    s->vectors = malloc((size_t)QUERY_CHUNK * (size_t)s->dim * sizeof *s->vectors);
-    s->scores = malloc((size_t)QUERY_CHUNK * (size_t)s->k * sizeof *s->scores);
-    s->rows = malloc((size_t)QUERY_CHUNK * (size_t)s->k * sizeof *s->rows);
-    if (!s->vectors || !s->scores || !s->rows) {
-        fprintf(stderr, "dre search: out of memory for %d results per query\n", s->k);
+    s->mode = a->search.mode;
+    if (s->mode == DRE_SEARCH_AUTO) s->mode = info->bm25 ? DRE_SEARCH_HYBRID : DRE_SEARCH_DENSE;
+    s->hits = malloc((size_t)QUERY_CHUNK * (size_t)a->search.k * sizeof *s->hits);
+    s->n_hits = malloc(QUERY_CHUNK * sizeof *s->n_hits);
+    if (!s->hits || !s->n_hits) {
+        fprintf(stderr, "dre search: out of memory for %d results per query\n", a->search.k);
         return 1;
     }
     return 0;

@@ -15,6 +15,7 @@ static const struct {
     {"search", cmd_search, "answer queries against an index"},
     {"eval", cmd_eval, "nDCG@10, Recall@10/100, MRR@10 from BEIR queries and qrels"},
     {"info", cmd_info, "describe an index folder"},
+    {"index", cmd_index, "work on an index folder: add-bm25"},
     {"export", cmd_export, "write an index's embeddings to .npy"},
     {"bench", cmd_bench, "benchmark the tokenizer, kernels and encoder"},
 };
