@@ -394,7 +394,11 @@ typedef struct dre_gpu_search dre_gpu_search;
 /* Holds n x dim vectors on the GPU for exact inner-product search (cuBLAS scores and
  * our top-k kernel). DRE_ERR_NO_GPU without a GPU. */
 dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim, dre_gpu_search **out);
-/* The same with the vectors held as fp16 (half the GPU memory; scores to about 1e-3). */
+/* The same with the vectors held as fp16: half the GPU memory and the bandwidth. The GPU
+ * finds candidates by fp16 scores and the host re-scores them in fp32 from `vectors`, which
+ * must stay valid until the handle is closed: the answers are those of the fp32 search
+ * (FAISS's, scores to fp32 rounding), with an exact host scan for a query whose candidates
+ * cannot prove it. */
 dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
                                     dre_gpu_search **out);
 void dre_gpu_search_close(dre_gpu_search *gs);

@@ -1,7 +1,13 @@
 /* gpu_search.c — exact inner-product search on the GPU. The vectors are uploaded once (fp32,
  * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
  * against one chunk of the vectors at a time, and topk_launch reduces each chunk's scores
- * together with the k best of the chunks before, as FAISS's Flat index would (ties too). */
+ * together with the k best of the chunks before, as FAISS's Flat index would (ties too).
+ * With fp16 vectors the GPU finds more candidates than asked for, and the host re-scores
+ * them in fp32 from the caller's vectors: where the fp16 error bound proves that no vector
+ * left out could reach the k-th exact score, the answer is FAISS's (scores to fp32
+ * rounding); where it cannot (a crowd of near-ties at the boundary), that query is scanned
+ * exactly on the host. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +22,14 @@
  * chunk for a batch of 1,024 queries, all of a million for one query. */
 #define SCORE_L2_BYTES ((size_t)24 << 20)
 #define CONVERT_PIECE ((size_t)1 << 22) /* floats converted to fp16 per upload */
+#define RESCORE_EXTRA 16                /* fp16 storage: candidates found beyond k, at the least */
 
 struct dre_gpu_search {
     int64_t n;
     int32_t dim;
     int fp16;
+    const float *host_vectors; /* fp16: the caller's fp32 vectors, for re-scoring */
+    float max_norm;            /* fp16: the largest vector norm, for the error bound */
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *vectors;         /* device [n, dim], fp32 or fp16 */
@@ -122,6 +131,15 @@ static dre_status open_search(const float *vectors, int64_t n, int32_t dim, int 
     gs->n = n;
     gs->dim = dim;
     gs->fp16 = fp16;
+    if (fp16) {
+        gs->host_vectors = vectors;
+        for (int64_t i = 0; i < n; i++) {
+            double sq = 0.0;
+            for (int32_t d = 0; d < dim; d++)
+                sq += (double)vectors[(size_t)i * dim + d] * vectors[(size_t)i * dim + d];
+            if (sqrt(sq) > gs->max_norm) gs->max_norm = (float)sqrt(sq);
+        }
+    }
     dre_status st = init(gs, vectors);
     if (st != DRE_OK) {
         dre_gpu_search_close(gs);
@@ -199,6 +217,126 @@ static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *r
     return DRE_OK;
 }
 
+/* ---------------------------------------------------------------- fp32 re-scoring */
+
+/* FAISS's k-heap (replace the worst only when strictly better; the worst is the lowest
+ * score, of equal scores the lowest id) over m entries given in id order; the k kept into
+ * out, best first with equal scores by descending id (FAISS's order), padded (-inf, -1).
+ * heap_s / heap_id: room for k. */
+static void heap_topk(const float *s, const int64_t *id, int64_t m, int32_t k, float *heap_s,
+                      int64_t *heap_id, float *out_s, int64_t *out_id) {
+    int32_t size = 0;
+#define WORSE(a, b) (heap_s[a] < heap_s[b] || (heap_s[a] == heap_s[b] && heap_id[a] < heap_id[b]))
+#define SWAP(a, b)                                                                                 \
+    do {                                                                                           \
+        const float ts_ = heap_s[a];                                                               \
+        const int64_t ti_ = heap_id[a];                                                            \
+        heap_s[a] = heap_s[b], heap_id[a] = heap_id[b];                                            \
+        heap_s[b] = ts_, heap_id[b] = ti_;                                                         \
+    } while (0)
+    for (int64_t j = 0; j < m; j++) {
+        int32_t at;
+        if (size < k) { /* grow: sift up from the end */
+            at = size++;
+            heap_s[at] = s[j], heap_id[at] = id[j];
+            for (; at > 0 && WORSE(at, (at - 1) / 2); at = (at - 1) / 2)
+                SWAP(at, (at - 1) / 2);
+            continue;
+        }
+        if (!(s[j] > heap_s[0])) continue;
+        heap_s[0] = s[j], heap_id[0] = id[j]; /* replace the worst, sift down */
+        for (at = 0;;) {
+            const int32_t l = 2 * at + 1, r = l + 1;
+            int32_t w = at;
+            if (l < size && WORSE(l, w)) w = l;
+            if (r < size && WORSE(r, w)) w = r;
+            if (w == at) break;
+            SWAP(at, w);
+            at = w;
+        }
+    }
+#undef SWAP
+#undef WORSE
+    /* best first: score descending, equal scores by descending id (insertion: k is small) */
+    for (int32_t i = 0; i < size; i++) {
+        int32_t j = i;
+        for (; j > 0 && (out_s[j - 1] < heap_s[i] ||
+                         (out_s[j - 1] == heap_s[i] && out_id[j - 1] < heap_id[i]));
+             j--)
+            out_s[j] = out_s[j - 1], out_id[j] = out_id[j - 1];
+        out_s[j] = heap_s[i], out_id[j] = heap_id[i];
+    }
+    for (int32_t i = size; i < k; i++)
+        out_s[i] = -INFINITY, out_id[i] = -1;
+}
+
+static float dot(const float *a, const float *b, int32_t dim) {
+    float sum = 0.0f;
+    for (int32_t d = 0; d < dim; d++)
+        sum += a[d] * b[d];
+    return sum;
+}
+
+static int by_id(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One query's answer from its m_all fp16 candidates (ids, best first by fp16 score, -1
+ * padded): their fp32 scores and FAISS's choice among them; or, where the error bound leaves
+ * doubt, an exact scan of every vector. work: room for 2 max(m_all, n) scores and ids. */
+static void rescore_query(const dre_gpu_search *gs, const float *query, const float *cand_s16,
+                          const int64_t *cand_id, int32_t m_all, int32_t k, float *work_s,
+                          int64_t *work_id, float *out_s, int64_t *out_id) {
+    const int32_t dim = gs->dim;
+    int32_t m = 0;
+    while (m < m_all && cand_id[m] >= 0)
+        m++;
+    int64_t *ids = work_id;
+    memcpy(ids, cand_id, (size_t)m * sizeof *ids);
+    qsort(ids, (size_t)m, sizeof *ids, by_id); /* FAISS's heap sees them in id order */
+    float *exact = work_s;
+    for (int32_t j = 0; j < m; j++)
+        exact[j] = dot(query, gs->host_vectors + (size_t)ids[j] * dim, dim);
+    heap_topk(exact, ids, m, k, exact + m, ids + m, out_s, out_id);
+    if (m < m_all || (int64_t)m >= gs->n) return; /* every vector was a candidate */
+    /* A vector left out scored at most the last candidate's fp16 score, and |fp16 score -
+     * fp32 score| <= (2^-10 + dim 2^-24) |q| max|x| (each factor rounds by 2^-11 relative,
+     * the fp32 sums add theirs): below the k-th exact score, none of them could change the
+     * answer. */
+    const float eps = 1.01f * (0.0009765625f + (float)dim * 5.96e-8f) *
+                      sqrtf(dot(query, query, dim)) * gs->max_norm;
+    if (out_id[k - 1] >= 0 && out_s[k - 1] > cand_s16[m - 1] + eps) return;
+    for (int64_t i = 0; i < gs->n; i++) { /* doubt: every vector, in id order */
+        work_s[i] = dot(query, gs->host_vectors + (size_t)i * dim, dim);
+        work_id[i] = i;
+    }
+    heap_topk(work_s, work_id, gs->n, k, work_s + gs->n, work_id + gs->n, out_s, out_id);
+}
+
+/* One batch of nq queries to the GPU and back: their k best (by the stored precision's
+ * scores) into host_scores / host_ids, row stride k. */
+static dre_status run_batch(dre_gpu_search *gs, const float *src, int32_t nq, int32_t k) {
+    const size_t dim = (size_t)gs->dim;
+    if (gs->fp16) {
+        fp16_t *dst = gs->host_queries;
+        for (size_t i = 0; i < (size_t)nq * dim; i++)
+            dst[i] = float_to_fp16(src[i]);
+    } else {
+        memcpy(gs->host_queries, src, (size_t)nq * dim * sizeof(float));
+    }
+    CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, (size_t)nq * dim * elem_size(gs),
+                               cudaMemcpyHostToDevice, gs->stream));
+    int best = 0;
+    DRE_TRY(search_batch(gs, nq, k, &best));
+    CUDA_CHECK(cudaMemcpyAsync(gs->host_scores, gs->best_scores[best],
+                               (size_t)nq * k * sizeof(float), cudaMemcpyDeviceToHost, gs->stream));
+    CUDA_CHECK(cudaMemcpyAsync(gs->host_ids, gs->best_ids[best], (size_t)nq * k * sizeof(int64_t),
+                               cudaMemcpyDeviceToHost, gs->stream));
+    CUDA_CHECK(cudaStreamSynchronize(gs->stream));
+    return DRE_OK;
+}
+
 dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
                               int32_t k, float *scores, int64_t *rows) {
     if (!gs || n_queries < 0 || (n_queries > 0 && (!queries || !scores || !rows)))
@@ -208,32 +346,44 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
                          TOPK_MAX_K);
     DRE_TRY(gpu_context_check());
     const size_t dim = (size_t)gs->dim;
+    /* fp16: candidates to re-score, RESCORE_EXTRA beyond k at the least and up to 2k */
+    int32_t k_gpu = k;
+    float *work_s = NULL;
+    int64_t *work_id = NULL;
+    if (gs->fp16) {
+        k_gpu = k + (k > RESCORE_EXTRA ? k : RESCORE_EXTRA);
+        if (k_gpu > TOPK_MAX_K) k_gpu = TOPK_MAX_K;
+        const size_t room = 2 * (size_t)((int64_t)k_gpu > gs->n ? k_gpu : gs->n);
+        work_s = malloc(room * sizeof *work_s);
+        work_id = malloc(room * sizeof *work_id);
+        if (!work_s || !work_id) {
+            free(work_s);
+            free(work_id);
+            return set_error(DRE_ERR_NOMEM, "dre_gpu_search_run: out of host memory");
+        }
+    }
     /* an earlier call that failed half-way may still have copies from the pinned buffers
      * in flight; they are overwritten below */
-    CUDA_CHECK(cudaStreamSynchronize(gs->stream));
-    for (int64_t q0 = 0; q0 < n_queries; q0 += QUERY_BATCH) {
+    dre_status st = DRE_OK;
+    cudaError_t err = cudaStreamSynchronize(gs->stream);
+    if (err != cudaSuccess)
+        st = gpu_cuda_error(err, "dre_gpu_search_run: an earlier search", NULL, __FILE__, __LINE__);
+    for (int64_t q0 = 0; q0 < n_queries && st == DRE_OK; q0 += QUERY_BATCH) {
         const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
-        const float *src = queries + (size_t)q0 * dim;
-        if (gs->fp16) {
-            fp16_t *dst = gs->host_queries;
-            for (size_t i = 0; i < (size_t)nq * dim; i++)
-                dst[i] = float_to_fp16(src[i]);
-        } else {
-            memcpy(gs->host_queries, src, (size_t)nq * dim * sizeof(float));
+        st = run_batch(gs, queries + (size_t)q0 * dim, nq, k_gpu);
+        for (int32_t q = 0; st == DRE_OK && q < nq; q++) {
+            const size_t at = (size_t)q * k_gpu, out = (size_t)(q0 + q) * k;
+            if (gs->fp16) {
+                rescore_query(gs, queries + (size_t)(q0 + q) * dim, gs->host_scores + at,
+                              gs->host_ids + at, k_gpu, k, work_s, work_id, scores + out,
+                              rows + out);
+            } else {
+                memcpy(scores + out, gs->host_scores + at, (size_t)k * sizeof(float));
+                memcpy(rows + out, gs->host_ids + at, (size_t)k * sizeof(int64_t));
+            }
         }
-        CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, (size_t)nq * dim * elem_size(gs),
-                                   cudaMemcpyHostToDevice, gs->stream));
-        int best = 0;
-        DRE_TRY(search_batch(gs, nq, k, &best));
-        CUDA_CHECK(cudaMemcpyAsync(gs->host_scores, gs->best_scores[best],
-                                   (size_t)nq * k * sizeof(float), cudaMemcpyDeviceToHost,
-                                   gs->stream));
-        CUDA_CHECK(cudaMemcpyAsync(gs->host_ids, gs->best_ids[best],
-                                   (size_t)nq * k * sizeof(int64_t), cudaMemcpyDeviceToHost,
-                                   gs->stream));
-        CUDA_CHECK(cudaStreamSynchronize(gs->stream));
-        memcpy(scores + (size_t)q0 * k, gs->host_scores, (size_t)nq * k * sizeof(float));
-        memcpy(rows + (size_t)q0 * k, gs->host_ids, (size_t)nq * k * sizeof(int64_t));
     }
-    return DRE_OK;
+    free(work_s);
+    free(work_id);
+    return st;
 }
