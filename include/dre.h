@@ -342,6 +342,20 @@ const char *dre_search_mode_name(dre_search_mode mode);
 dre_status dre_fusion_parse(const char *name, dre_fusion *out);
 const char *dre_fusion_name(dre_fusion fusion);
 
+/* How a searcher on the GPU searches a Flat index (exact inner product): its vectors are
+ * uploaded to the GPU at its first dense search, as fp16 (the default: half the memory and
+ * bandwidth, candidates re-scored in fp32 on the host, so ids, order and scores are the fp32
+ * search's) or as fp32; or not at all (FAISS on the CPU, as for every other index kind and
+ * every CPU searcher). Answers agree with FAISS Flat's, up to the order of near-ties that
+ * fp32 rounding cannot tell apart. */
+typedef enum dre_search_precision {
+    DRE_SEARCH_GPU_FP16,
+    DRE_SEARCH_GPU_FP32,
+    DRE_SEARCH_FAISS_CPU
+} dre_search_precision;
+/* "fp16", "fp32" or "faiss" */
+dre_status dre_search_precision_parse(const char *name, dre_search_precision *out);
+
 typedef struct dre_search_options {
     dre_search_mode mode;
     dre_fusion fusion;
@@ -349,7 +363,9 @@ typedef struct dre_search_options {
     int32_t depth; /* hybrid: documents taken from each list (default 100; at least k) */
     double rrf_k;  /* DRE_FUSION_RRF's k (default 60) */
     double alpha;  /* DRE_FUSION_CONVEX's weight of the dense score, 0..1 (default 0.5) */
-    const char *query_prompt; /* put before each query; NULL: the index's (meta.json) */
+    const char *query_prompt;       /* put before each query; NULL: the index's (meta.json) */
+    dre_search_precision precision; /* a GPU searcher's dense search (default GPU fp16); the
+                                       first dense search fixes it for the searcher */
 } dre_search_options;
 
 /* Fills the defaults: auto mode, convex fusion (alpha 0.5; RRF's k 60), 10 results, depth
@@ -379,6 +395,8 @@ void dre_searcher_close(dre_searcher *s);
 /* The searcher's index: its info, documents, FAISS parameters (dre_index_set_param). */
 dre_index *dre_searcher_index(dre_searcher *s);
 dre_device dre_searcher_device(const dre_searcher *s);
+/* Whether dense search runs on the GPU (known after the first dense search). */
+int dre_searcher_gpu_search(const dre_searcher *s);
 
 /* Answers n queries (NUL-terminated UTF-8). hits receives n x opts->k entries, query i's
  * best first from hits[i * k]; n_hits[i] how many it got (fewer than k when the index

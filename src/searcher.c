@@ -1,6 +1,7 @@
 /* searcher.c — the read side in one handle: an index, the model it was embedded with and
  * an encoder, answering queries by dense search, BM25 or both fused (dre_search). The
- * CLI's search and eval commands both go through it. */
+ * CLI's search and eval commands both go through it. On the GPU, dense search of a Flat
+ * index runs there too (src/gpu_search.c), its vectors uploaded once. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
  * chunks take places in the list; a query whose list holds too few documents searches
  * again, twice as deep). */
 #define CHUNKS_PER_DOC 4
+#define GPU_SEARCH_MAX_K 1024 /* deeper searches go to FAISS */
 
 struct dre_searcher {
     dre_index *index;
@@ -31,9 +33,25 @@ struct dre_searcher {
     int32_t stamp;
     pthread_mutex_t mu; /* one dre_search at a time: the encoder, batcher and SQLite handles */
     int ready;          /* everything above opened */
+    dre_search_precision precision; /* fixed by the first dense search */
+    int searched;
+    dre_gpu_search *gpu; /* the Flat index's vectors on the GPU, or NULL */
+    float *gpu_vectors;  /* their fp32 copy, which fp16 search re-scores from */
 };
 
 static const char *const mode_names[] = {"auto", "dense", "bm25", "hybrid"};
+static const char *const precision_names[] = {"fp16", "fp32", "faiss"};
+
+dre_status dre_search_precision_parse(const char *name, dre_search_precision *out) {
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, precision_names[i])) {
+            *out = (dre_search_precision)i;
+            return DRE_OK;
+        }
+    return set_error(DRE_ERR_INVALID_ARG,
+                     "search precision \"%s\" (fp16 or fp32 on the GPU, or faiss on the CPU)",
+                     name ? name : "(null)");
+}
 static const char *const fusion_names[] = {"convex", "rrf"};
 
 dre_status dre_search_mode_parse(const char *name, dre_search_mode *out) {
@@ -114,6 +132,8 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
 
 void dre_searcher_close(dre_searcher *s) {
     if (!s) return;
+    dre_gpu_search_close(s->gpu);
+    free(s->gpu_vectors);
     if (s->ready) pthread_mutex_destroy(&s->mu);
     free(s->seen);
     token_seqs_free(&s->seqs);
@@ -129,6 +149,50 @@ void dre_searcher_close(dre_searcher *s) {
 dre_index *dre_searcher_index(dre_searcher *s) { return s->index; }
 
 dre_device dre_searcher_device(const dre_searcher *s) { return dre_encoder_device(s->enc); }
+
+int dre_searcher_gpu_search(const dre_searcher *s) { return s->gpu != NULL; }
+
+/* At the first dense search: the index's vectors onto the GPU where that is the way (a GPU
+ * searcher, a Flat index, GPU search wanted). */
+static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precision) {
+    if (s->searched) {
+        if (precision == s->precision) return DRE_OK;
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "search precision %s: this searcher searches at %s (fixed by its first "
+                         "search); open another for %s",
+                         precision_names[precision], precision_names[s->precision],
+                         precision_names[precision]);
+    }
+    s->searched = 1;
+    s->precision = precision;
+    const dre_index_info *info = dre_index_get_info(s->index);
+    if (s->precision == DRE_SEARCH_FAISS_CPU || dre_encoder_device(s->enc) != DRE_DEVICE_GPU ||
+        strcmp(info->factory, "Flat") != 0 || info->n_vectors < 1)
+        return DRE_OK;
+    const size_t count = (size_t)info->n_vectors * (size_t)info->dim;
+    s->gpu_vectors = malloc(count * sizeof *s->gpu_vectors);
+    if (!s->gpu_vectors)
+        return set_error(DRE_ERR_NOMEM, "search: no host memory for the %lld vectors",
+                         (long long)info->n_vectors);
+    DRE_TRY(dre_index_vectors(s->index, 0, info->n_vectors, s->gpu_vectors));
+    const dre_status st =
+        s->precision == DRE_SEARCH_GPU_FP16
+            ? dre_gpu_search_open_fp16(s->gpu_vectors, info->n_vectors, info->dim, &s->gpu)
+            : dre_gpu_search_open(s->gpu_vectors, info->n_vectors, info->dim, &s->gpu);
+    if (s->precision == DRE_SEARCH_GPU_FP32) { /* the GPU has its own copy */
+        free(s->gpu_vectors);
+        s->gpu_vectors = NULL;
+    }
+    return st;
+}
+
+/* The k nearest vectors of n query embeddings: on the GPU where it holds them, else FAISS. */
+static dre_status nearest(dre_searcher *s, const float *vectors, int64_t n, int32_t k,
+                          float *scores, int64_t *rows) {
+    if (s->gpu && k <= GPU_SEARCH_MAX_K)
+        return dre_gpu_search_run(s->gpu, vectors, n, k, scores, rows);
+    return dre_index_search(s->index, vectors, n, k, scores, rows);
+}
 
 /* The work space of one dre_search call. */
 typedef struct search_buffers {
@@ -191,8 +255,7 @@ static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_bu
         dre_status st = DRE_OK;
         if (!scores || !rows)
             st = set_error(DRE_ERR_NOMEM, "search: out of memory for %d vectors", k);
-        if (st == DRE_OK)
-            st = dre_index_search(s->index, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
+        if (st == DRE_OK) st = nearest(s, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
         if (st == DRE_OK) *n_dense = documents_of(s, scores, rows, k, depth, b->dense);
         free(scores);
         free(rows);
@@ -203,11 +266,13 @@ static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_bu
 
 /* Embeds n queries (prompt before each) and finds their nearest vectors. */
 static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n,
-                               const char *prompt, search_buffers *b) {
+                               const char *prompt, dre_search_precision precision,
+                               search_buffers *b) {
     s->tokenizer.prompt = prompt;
     s->tokenizer.prompt_len = strlen(prompt);
     DRE_TRY(batcher_encode(&s->tokenizer, &s->packer, &s->seqs, queries, n, b->vectors));
-    return dre_index_search(s->index, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
+    DRE_TRY(gpu_search_start(s, precision));
+    return nearest(s, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
 }
 
 static dre_status search_locked(dre_searcher *s, const char *const *queries, size_t n,
@@ -247,7 +312,8 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
         st =
             set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
-    if (st == DRE_OK && dense && info->count > 0) st = dense_search(s, queries, n, prompt, &b);
+    if (st == DRE_OK && dense && info->count > 0)
+        st = dense_search(s, queries, n, prompt, o->precision, &b);
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         int32_t n_dense = 0, n_bm25 = 0;
         if (dense && info->count > 0) st = dense_list(s, q, depth, &b, &n_dense);
@@ -282,7 +348,8 @@ dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
     if (opts->k < 1 || opts->depth < 1 || !(opts->rrf_k >= 0) ||
         !(opts->alpha >= 0 && opts->alpha <= 1) || opts->mode < DRE_SEARCH_AUTO ||
         opts->mode > DRE_SEARCH_HYBRID || opts->fusion < DRE_FUSION_CONVEX ||
-        opts->fusion > DRE_FUSION_RRF)
+        opts->fusion > DRE_FUSION_RRF || opts->precision < DRE_SEARCH_GPU_FP16 ||
+        opts->precision > DRE_SEARCH_FAISS_CPU)
         return set_error(DRE_ERR_INVALID_ARG,
                          "dre_search: k %d, depth %d, rrf_k %g, alpha %g (k, depth >= 1, rrf_k >= "
                          "0, alpha in 0..1)",

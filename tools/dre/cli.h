@@ -57,7 +57,10 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
     "  --rrf-k X          rrf's k (default 60)\n"                                                  \
     "  --alpha X          convex: the dense score's weight, 0..1 (default 0.5)\n"                  \
     "  --query-prompt T   put T before each query (default: the index's query prompt, from\n"      \
-    "                     meta.json; \"\" for none)\n"
+    "                     meta.json; \"\" for none)\n"                                             \
+    "  --search-precision P  dense search of a Flat index by a GPU searcher: fp16 (default;\n"     \
+    "                     candidates re-scored in fp32) or fp32 vectors on the GPU, or faiss\n"    \
+    "                     (FAISS on the CPU, as for every other index and device)\n"
 
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);

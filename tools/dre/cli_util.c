@@ -111,6 +111,12 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
             o->rrf_k = x;
         else
             *usage_rc = cli_usage_error(cmd, "--rrf-k needs a number >= 0, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--search-precision", &missing))) {
+        if (dre_search_precision_parse(v, &o->precision) != DRE_OK)
+            *usage_rc = cli_usage_error(cmd,
+                                        "--search-precision must be fp16, fp32 or faiss, not "
+                                        "'%s'",
+                                        v);
     } else if ((v = cli_option(argc, argv, i, "--query-prompt", &missing))) {
         o->query_prompt = v;
     } else if ((v = cli_option(argc, argv, i, "--depth", &missing))) {

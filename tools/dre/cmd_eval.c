@@ -285,7 +285,11 @@ static void print_results(const eval_state *s, const eval_args *a) {
             printf("\"fusion\": \"%s\", \"depth\": %d, \"rrf_k\": %g, \"alpha\": %g, ",
                    dre_fusion_name(a->search.fusion), a->search.depth, a->search.rrf_k,
                    a->search.alpha);
-        printf("\"device\": \"%s\", \"search_seconds\": %.3f", device, s->search_seconds);
+        printf("\"device\": \"%s\", \"dense_search\": \"%s\", \"search_seconds\": %.3f", device,
+               !dre_searcher_gpu_search(s->searcher)        ? "faiss"
+               : a->search.precision == DRE_SEARCH_GPU_FP32 ? "gpu fp32"
+                                                            : "gpu fp16",
+               s->search_seconds);
         if (a->per_query) {
             printf(",\n \"per_query\": {");
             int first = 1;
