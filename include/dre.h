@@ -398,12 +398,62 @@ dre_device dre_searcher_device(const dre_searcher *s);
 /* Whether dense search runs on the GPU (known after the first dense search). */
 int dre_searcher_gpu_search(const dre_searcher *s);
 
+/* Embeds n texts (NUL-terminated UTF-8; prompt put before each, NULL for none) with the
+ * searcher's model and encoder: n x dim floats into out, as the index's vectors were made;
+ * text_tokens (if given, n of them) each text's tokens, [CLS] and [SEP] included. Texts
+ * longer than the model's max length are cut, as sentence-transformers cuts them.
+ * Thread-safe (calls take turns with dre_search). */
+dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
+                              const char *prompt, float *out, int32_t *text_tokens);
+/* The query prompt dre_search puts before each query by default (meta.json's; "" none). */
+const char *dre_searcher_query_prompt(const dre_searcher *s);
+
 /* Answers n queries (NUL-terminated UTF-8). hits receives n x opts->k entries, query i's
  * best first from hits[i * k]; n_hits[i] how many it got (fewer than k when the index
  * holds fewer documents, or BM25 matches fewer). opts NULL: the defaults.
  * DRE_ERR_UNSUPPORTED for BM25 or hybrid on an index without a BM25 table. */
 dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
                       const dre_search_options *opts, dre_hit *hits, int32_t *n_hits);
+/* dre_search with the queries already embedded (n x dim, as dre_searcher_embed makes them
+ * with the query prompt): the texts still serve BM25. For callers that embed many
+ * requests' queries in one batch (dre serve). */
+dre_status dre_search_embedded(dre_searcher *s, const char *const *queries, const float *vectors,
+                               size_t n, const dre_search_options *opts, dre_hit *hits,
+                               int32_t *n_hits);
+
+/* ---------------------------------------------------------------- service */
+
+/* dre serve: an HTTP service over a searcher (libmicrohttpd). POST /v1/embeddings (OpenAI's
+ * embeddings API), POST /search, GET /health, /info, /metrics (Prometheus text). Concurrent
+ * requests' texts are embedded together, one encoder batch up to a token budget or a short
+ * wait. With an API key, every endpoint but /health wants "Authorization: Bearer KEY". */
+typedef struct dre_server dre_server;
+
+typedef void (*dre_log_fn)(void *ctx, const char *line);
+
+typedef struct dre_server_options {
+    const char *host;         /* address to listen on (default "127.0.0.1") */
+    int port;                 /* default 8080; 0: a free port (dre_server_port says which) */
+    const char *api_key;      /* NULL or "": no authentication */
+    const char *model_name;   /* returned as "model" (default: the index's model name) */
+    int32_t max_batch_tokens; /* tokens of one encoder batch of requests (default 16384) */
+    int32_t max_wait_ms;      /* how long a batch waits for more requests (default 2) */
+    int32_t max_inputs;       /* texts in one request (default 2048; more: 422) */
+    size_t max_body_bytes;    /* request body (default 8 MiB; more: 413) */
+    int threads;              /* HTTP threads (default: the cores, at least 2) */
+    int32_t max_queue;        /* requests waiting to be batched before 503 (default 1024) */
+    dre_log_fn log;           /* one line per request (NULL: none) */
+    void *log_ctx;
+} dre_server_options;
+
+void dre_server_options_init(dre_server_options *opts);
+/* Starts serving s (which must outlive the server; nothing else may use it meanwhile). */
+dre_status dre_server_start(dre_searcher *s, const dre_server_options *opts, dre_server **out);
+/* The port it listens on. */
+int dre_server_port(const dre_server *srv);
+/* Stops accepting connections, finishes the requests in flight (waiting at most
+ * timeout_ms), then closes. */
+void dre_server_stop(dre_server *srv, int32_t timeout_ms);
 
 /* ---------------------------------------------------------------- exact GPU search */
 

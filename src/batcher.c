@@ -366,11 +366,15 @@ int32_t batcher_max_length(const dre_encoder *enc, const dre_tokenizer *tok) {
 }
 
 dre_status batcher_encode(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
-                          const char *const *texts, size_t n, float *out) {
+                          const char *const *texts, size_t n, float *out, int32_t *text_tokens) {
     for (size_t base = 0; base < n; base += CHUNK_TEXTS) {
         int32_t count = (int32_t)(n - base < CHUNK_TEXTS ? n - base : CHUNK_TEXTS);
         DRE_TRY(seq_tokenizer_run(t, texts + base, NULL, count, seqs));
         DRE_TRY(seq_packer_encode(p, seqs, out + base * (size_t)p->dim));
+        if (!text_tokens) continue;
+        memset(text_tokens + base, 0, (size_t)count * sizeof *text_tokens);
+        for (int32_t i = 0; i < seqs->n; i++)
+            text_tokens[base + (size_t)seqs->text[i]] += seqs->length[i];
     }
     return DRE_OK;
 }
@@ -388,7 +392,7 @@ dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const ch
     token_seqs seqs = {0};
     DRE_TRY(seq_tokenizer_init(&tokenizer, tok, batcher_max_length(enc, tok), NULL, n_threads));
     dre_status st = seq_packer_init(&packer, enc, 0);
-    if (st == DRE_OK) st = batcher_encode(&tokenizer, &packer, &seqs, texts, n, out);
+    if (st == DRE_OK) st = batcher_encode(&tokenizer, &packer, &seqs, texts, n, out, NULL);
     token_seqs_free(&seqs);
     seq_packer_free(&packer);
     seq_tokenizer_free(&tokenizer);

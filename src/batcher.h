@@ -90,9 +90,10 @@ dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out);
 int32_t batcher_max_length(const dre_encoder *enc, const dre_tokenizer *tok);
 
 /* n NUL-terminated texts to n x dim vectors in input order, through t and p, a few
- * thousand texts at a time (seqs is the work space). */
+ * thousand texts at a time (seqs is the work space); text_tokens (if given) gets each
+ * text's tokens encoded, [CLS] and [SEP] included. */
 dre_status batcher_encode(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
-                          const char *const *texts, size_t n, float *out);
+                          const char *const *texts, size_t n, float *out, int32_t *text_tokens);
 
 #ifdef __cplusplus
 }

@@ -265,18 +265,31 @@ static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_bu
 }
 
 /* Embeds n queries (prompt before each) and finds their nearest vectors. */
+/* n texts (prompt before each) to n x dim vectors; text_tokens (if given) gets each text's
+ * tokens, [CLS] and [SEP] included. */
+static dre_status embed_locked(dre_searcher *s, const char *const *texts, size_t n,
+                               const char *prompt, float *out, int32_t *text_tokens) {
+    s->tokenizer.prompt = prompt ? prompt : "";
+    s->tokenizer.prompt_len = strlen(s->tokenizer.prompt);
+    return batcher_encode(&s->tokenizer, &s->packer, &s->seqs, texts, n, out, text_tokens);
+}
+
+/* Embeds n queries (prompt before each), unless given, and finds their nearest vectors. */
 static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n,
-                               const char *prompt, dre_search_precision precision,
-                               search_buffers *b) {
-    s->tokenizer.prompt = prompt;
-    s->tokenizer.prompt_len = strlen(prompt);
-    DRE_TRY(batcher_encode(&s->tokenizer, &s->packer, &s->seqs, queries, n, b->vectors));
+                               const char *prompt, const float *given,
+                               dre_search_precision precision, search_buffers *b) {
+    const int32_t dim = dre_index_get_info(s->index)->dim;
+    if (given)
+        memcpy(b->vectors, given, n * (size_t)dim * sizeof *b->vectors);
+    else
+        DRE_TRY(embed_locked(s, queries, n, prompt, b->vectors, NULL));
     DRE_TRY(gpu_search_start(s, precision));
     return nearest(s, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
 }
 
-static dre_status search_locked(dre_searcher *s, const char *const *queries, size_t n,
-                                const dre_search_options *o, dre_hit *hits, int32_t *n_hits) {
+static dre_status search_locked(dre_searcher *s, const char *const *queries, const float *vectors,
+                                size_t n, const dre_search_options *o, dre_hit *hits,
+                                int32_t *n_hits) {
     const dre_index_info *info = dre_index_get_info(s->index);
     dre_search_mode mode = o->mode;
     if (mode == DRE_SEARCH_AUTO) mode = info->bm25 ? DRE_SEARCH_HYBRID : DRE_SEARCH_DENSE;
@@ -313,7 +326,7 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
             set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
     if (st == DRE_OK && dense && info->count > 0)
-        st = dense_search(s, queries, n, prompt, o->precision, &b);
+        st = dense_search(s, queries, n, prompt, vectors, o->precision, &b);
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         int32_t n_dense = 0, n_bm25 = 0;
         if (dense && info->count > 0) st = dense_list(s, q, depth, &b, &n_dense);
@@ -336,8 +349,44 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, siz
     return st;
 }
 
+dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
+                              const char *prompt, float *out, int32_t *text_tokens) {
+    if (!s || (n > 0 && (!texts || !out)))
+        return set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: NULL argument");
+    for (size_t i = 0; i < n; i++)
+        if (!texts[i])
+            return set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: text %zu is NULL", i);
+    if (n == 0) return DRE_OK;
+    pthread_mutex_lock(&s->mu);
+    const dre_status st = embed_locked(s, texts, n, prompt, out, text_tokens);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+const char *dre_searcher_query_prompt(const dre_searcher *s) {
+    return dre_index_get_info(s->index)->query_prompt;
+}
+
+static dre_status search_checked(dre_searcher *s, const char *const *queries, const float *vectors,
+                                 size_t n, const dre_search_options *opts, dre_hit *hits,
+                                 int32_t *n_hits);
+
 dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
                       const dre_search_options *opts, dre_hit *hits, int32_t *n_hits) {
+    return search_checked(s, queries, NULL, n, opts, hits, n_hits);
+}
+
+dre_status dre_search_embedded(dre_searcher *s, const char *const *queries, const float *vectors,
+                               size_t n, const dre_search_options *opts, dre_hit *hits,
+                               int32_t *n_hits) {
+    if (n > 0 && !vectors)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_search_embedded: NULL vectors");
+    return search_checked(s, queries, vectors, n, opts, hits, n_hits);
+}
+
+static dre_status search_checked(dre_searcher *s, const char *const *queries, const float *vectors,
+                                 size_t n, const dre_search_options *opts, dre_hit *hits,
+                                 int32_t *n_hits) {
     dre_search_options defaults;
     if (!opts) {
         dre_search_options_init(&defaults);
@@ -358,7 +407,7 @@ dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
         if (!queries[i]) return set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
     if (n == 0) return DRE_OK;
     pthread_mutex_lock(&s->mu);
-    dre_status st = search_locked(s, queries, n, opts, hits, n_hits);
+    dre_status st = search_locked(s, queries, vectors, n, opts, hits, n_hits);
     pthread_mutex_unlock(&s->mu);
     return st;
 }

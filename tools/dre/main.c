@@ -14,6 +14,7 @@ static const struct {
     {"embed", cmd_embed, "embed a corpus into an index folder (FAISS + SQLite)"},
     {"search", cmd_search, "answer queries against an index"},
     {"eval", cmd_eval, "nDCG@10, Recall@10/100, MRR@10 from BEIR queries and qrels"},
+    {"serve", cmd_serve, "serve an index over HTTP (OpenAI embeddings API, /search)"},
     {"info", cmd_info, "describe an index folder"},
     {"index", cmd_index, "work on an index folder: add-bm25"},
     {"export", cmd_export, "write an index's embeddings to .npy"},

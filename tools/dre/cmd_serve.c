@@ -1,0 +1,158 @@
+/* cmd_serve.c — `dre serve --index DIR`: the retrieval service (dre_server_*) until SIGINT
+ * or SIGTERM, which stop it gracefully: no new connections, the requests in flight
+ * answered, exit 0. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define STOP_TIMEOUT_MS 10000
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: dre serve --index DIR [options]\n"
+        "\n"
+        "Serves an index over HTTP until SIGINT or SIGTERM (then finishes the requests in\n"
+        "flight and exits 0):\n"
+        "  POST /v1/embeddings  OpenAI's embeddings API: {\"input\": \"text\" or [...],\n"
+        "                       \"encoding_format\": \"float\"|\"base64\", \"dimensions\": N}\n"
+        "  POST /search         {\"query\": \"text\"} or {\"queries\": [...]}, \"k\", \"mode\",\n"
+        "                       \"fusion\", \"alpha\", \"depth\", \"rrf_k\", \"params\",\n"
+        "                       \"return_text\"\n"
+        "  GET  /health         200 once serving (no API key needed)\n"
+        "  GET  /info           model, dim, documents, device, version\n"
+        "  GET  /metrics        Prometheus text: requests, latency, batches, queue, tokens\n"
+        "Concurrent requests are embedded together in one encoder batch.\n"
+        "\n"
+        "  --index DIR            the index folder made by `dre embed`\n"
+        "  --model DIR            its model (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
+        "  --device D             auto, cpu or gpu (default auto)\n"
+        "  --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
+        "  --port N               default 8080; 0 picks a free one\n"
+        "  --api-key KEY          require \"Authorization: Bearer KEY\" (default\n"
+        "                         $DRE_API_KEY; none when both are unset)\n"
+        "  --max-batch-tokens N   tokens of one batch of requests (default 16384)\n"
+        "  --max-wait-ms N        how long a batch waits for more requests (default 2)\n"
+        "  --max-inputs N         texts in one request (default 2048)\n"
+        "  --max-body-bytes N     request body limit (default 8388608)\n"
+        "  --threads N            HTTP threads (default: the cores, at least 2)\n"
+        "  --log-level L          info (a line per request) or warn (default info)\n"
+        "  -h, --help             this help\n");
+}
+
+static void log_line(void *ctx, const char *line) {
+    (void)ctx;
+    char stamp[32];
+    const time_t t = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    fprintf(stderr, "%s %s\n", stamp, line);
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *index_dir = NULL, *model_dir = NULL, *v;
+    dre_device device = DRE_DEVICE_AUTO;
+    dre_server_options o;
+    dre_server_options_init(&o);
+    o.api_key = getenv("DRE_API_KEY");
+    int log_info = 1;
+    long long n;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int missing = 0;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
+            index_dir = v;
+        } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
+            model_dir = v;
+        } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
+            if (dre_device_parse(v, &device) != DRE_OK)
+                return cli_usage_error("serve", "--device must be auto, cpu or gpu, not '%s'", v);
+        } else if ((v = cli_option(argc, argv, &i, "--host", &missing))) {
+            o.host = v;
+        } else if ((v = cli_option(argc, argv, &i, "--port", &missing))) {
+            char *end;
+            const long port = strtol(v, &end, 10);
+            if (*end || port < 0 || port > 65535)
+                return cli_usage_error("serve", "--port needs 0..65535, not '%s'", v);
+            o.port = (int)port;
+        } else if ((v = cli_option(argc, argv, &i, "--api-key", &missing))) {
+            o.api_key = v;
+        } else if ((v = cli_option(argc, argv, &i, "--max-batch-tokens", &missing))) {
+            if (!cli_parse_count(v, 1 << 24, &n))
+                return cli_usage_error("serve", "--max-batch-tokens needs a count, not '%s'", v);
+            o.max_batch_tokens = (int32_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--max-wait-ms", &missing))) {
+            char *end;
+            const long ms = strtol(v, &end, 10);
+            if (*end || ms < 0 || ms > 10000)
+                return cli_usage_error("serve", "--max-wait-ms needs 0..10000, not '%s'", v);
+            o.max_wait_ms = (int32_t)ms;
+        } else if ((v = cli_option(argc, argv, &i, "--max-inputs", &missing))) {
+            if (!cli_parse_count(v, 1000000, &n))
+                return cli_usage_error("serve", "--max-inputs needs a count, not '%s'", v);
+            o.max_inputs = (int32_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--max-body-bytes", &missing))) {
+            if (!cli_parse_count(v, (long long)1 << 32, &n))
+                return cli_usage_error("serve", "--max-body-bytes needs a count, not '%s'", v);
+            o.max_body_bytes = (size_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--threads", &missing))) {
+            if (!cli_parse_count(v, 1024, &n))
+                return cli_usage_error("serve", "--threads needs a count in 1..1024, not '%s'", v);
+            o.threads = (int)n;
+        } else if ((v = cli_option(argc, argv, &i, "--log-level", &missing))) {
+            if (strcmp(v, "info") && strcmp(v, "warn"))
+                return cli_usage_error("serve", "--log-level must be info or warn, not '%s'", v);
+            log_info = !strcmp(v, "info");
+        } else if (missing) {
+            return cli_usage_error("serve", "%s needs a value", arg);
+        } else {
+            return cli_usage_error("serve", "unknown option '%s'", arg);
+        }
+    }
+    if (!index_dir) return cli_usage_error("serve", "needs --index DIR");
+    if (log_info) o.log = log_line;
+
+    /* SIGINT and SIGTERM wait for sigwait below: blocked here, before any thread starts,
+     * so that every thread inherits the mask */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    dre_searcher *s = NULL;
+    dre_status st =
+        dre_searcher_open(index_dir, model_dir ? model_dir : cli_default_model(), device, &s);
+    if (st != DRE_OK) return cli_fail("serve", st);
+    dre_server *srv = NULL;
+    if ((st = dre_server_start(s, &o, &srv)) != DRE_OK) {
+        dre_searcher_close(s);
+        return cli_fail("serve", st);
+    }
+    const dre_index_info *ii = dre_index_get_info(dre_searcher_index(s));
+    fprintf(stderr,
+            "dre serve: listening on http://%s:%d (%s, %lld documents, dim %d, %s%s); "
+            "SIGINT or SIGTERM stops\n",
+            o.host, dre_server_port(srv), ii->model_name, (long long)ii->count, ii->dim,
+            dre_device_name(dre_searcher_device(s)),
+            o.api_key && o.api_key[0] ? ", API key required" : "");
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    fprintf(stderr, "dre serve: %s: finishing the requests in flight\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    dre_server_stop(srv, STOP_TIMEOUT_MS);
+    dre_searcher_close(s);
+    fprintf(stderr, "dre serve: stopped\n");
+    return 0;
+}
