@@ -355,6 +355,7 @@ typedef enum dre_search_precision {
 } dre_search_precision;
 /* "fp16", "fp32" or "faiss" */
 dre_status dre_search_precision_parse(const char *name, dre_search_precision *out);
+const char *dre_search_precision_name(dre_search_precision precision);
 
 typedef struct dre_search_options {
     dre_search_mode mode;

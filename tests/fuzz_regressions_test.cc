@@ -33,6 +33,7 @@ static int fuzz_check_failed = 0;
 #include "fuzz/fuzz_qrels.c"
 #include "fuzz/fuzz_queries.c"
 #include "fuzz/fuzz_safetensors.c"
+#include "fuzz/fuzz_serve_request.c"
 #include "fuzz/fuzz_tokenizer.c"
 
 namespace {
@@ -48,7 +49,7 @@ const target kTargets[] = {
     {"tokenizer", fuzz_tokenizer_input}, {"safetensors", fuzz_safetensors_input},
     {"config", fuzz_config_input},       {"corpus", fuzz_corpus_input},
     {"queries", fuzz_queries_input},     {"qrels", fuzz_qrels_input},
-    {"bm25", fuzz_bm25_input},
+    {"bm25", fuzz_bm25_input},           {"serve_request", fuzz_serve_request_input},
 };
 
 std::vector<std::string> files_in(const std::string &dir) {

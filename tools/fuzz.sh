@@ -14,7 +14,7 @@ cd "$root"
 seconds=${1:-20}
 shift || true
 case $seconds in '' | *[!0-9]*) echo "usage: tools/fuzz.sh [seconds_per_target] [target...]" >&2; exit 2 ;; esac
-all_targets="tokenizer safetensors config corpus queries qrels bm25"
+all_targets="tokenizer safetensors config corpus queries qrels bm25 serve_request"
 targets=${*:-$all_targets}
 cc=${CC:-clang}
 out=build-fuzz
@@ -30,6 +30,7 @@ sources_of() {
     queries) echo "queries common" ;;
     qrels) echo "eval common" ;;
     bm25) echo "docstore common" ;;
+    serve_request) echo "server_request search_options common" ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: $all_targets)" >&2; return 1 ;;
   esac
 }
