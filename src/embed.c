@@ -47,22 +47,6 @@ typedef struct embed_run {
     checkpoint ck;
 } embed_run;
 
-static dre_status check_model_matches(const char *what, const dre_model_info *m, int32_t dim,
-                                      const char *sha256, const dre_index_info *meta) {
-    if (dim != m->hidden || strcmp(sha256, m->weights_sha256) != 0)
-        return set_error(DRE_ERR_MISMATCH,
-                         "%s was made with another model (dim %d, weights sha256 %.12s...); this "
-                         "model has dim %d, weights sha256 %.12s...",
-                         what, dim, sha256, m->hidden, m->weights_sha256);
-    if (meta && (meta->pooling != m->pooling || meta->normalize != m->normalize ||
-                 meta->max_length != m->max_length))
-        return set_error(DRE_ERR_MISMATCH,
-                         "%s: pooling %s, normalize %d, max_length %d; the model has %s, %d, %d",
-                         what, pooling_name(meta->pooling), meta->normalize, meta->max_length,
-                         pooling_name(m->pooling), m->normalize, m->max_length);
-    return DRE_OK;
-}
-
 static const char *field_or(const char *value, const char *fallback) {
     return value ? value : fallback;
 }
@@ -125,7 +109,7 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
         char meta_path[PATH_MAX];
         DRE_TRY(path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
         DRE_TRY(
-            check_model_matches(meta_path, m, base_meta.dim, base_meta.weights_sha256, &base_meta));
+            index_model_matches(meta_path, m, base_meta.dim, base_meta.weights_sha256, &base_meta));
         if (o->factory && strcmp(o->factory, base_meta.factory))
             return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
                              base_meta.factory, o->factory);
@@ -281,7 +265,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
             goto done;
         }
         if ((st = checkpoint_read(checkpoint_path, &p->ck)) != DRE_OK) goto done;
-        if ((st = check_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256, NULL)) !=
+        if ((st = index_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256, NULL)) !=
                 DRE_OK ||
             (st = check_resume_options(o, &p->ck, dir)) != DRE_OK)
             goto done;

@@ -56,6 +56,13 @@ dre_status index_file_checksum(const char *path, char hex[17]);
 /* "mean" / "cls" and back. */
 const char *pooling_name(dre_pooling pooling);
 
+/* The one check that a model is the one an index was embedded with (dre embed --append,
+ * every searcher: dre search, dre eval, dre serve): dim and weights hash, and (meta not
+ * NULL) pooling, normalisation and max length. DRE_ERR_MISMATCH naming `what` and both
+ * sides otherwise. */
+dre_status index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
+                               const char *sha256, const dre_index_info *meta);
+
 #ifdef __cplusplus
 }
 #endif

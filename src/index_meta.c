@@ -263,3 +263,19 @@ dre_status index_meta_read(const char *dir, dre_index_info *info) {
     char checksum[17];
     return index_meta_read_checksum(dir, info, checksum);
 }
+
+dre_status index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
+                               const char *sha256, const dre_index_info *meta) {
+    if (dim != m->hidden || strcmp(sha256, m->weights_sha256) != 0)
+        return set_error(DRE_ERR_MISMATCH,
+                         "%s was made with another model (dim %d, weights sha256 %.12s...); this "
+                         "model has dim %d, weights sha256 %.12s...",
+                         what, dim, sha256, m->hidden, m->weights_sha256);
+    if (meta && (meta->pooling != m->pooling || meta->normalize != m->normalize ||
+                 meta->max_length != m->max_length))
+        return set_error(DRE_ERR_MISMATCH,
+                         "%s: pooling %s, normalize %d, max_length %d; the model has %s, %d, %d",
+                         what, pooling_name(meta->pooling), meta->normalize, meta->max_length,
+                         pooling_name(m->pooling), m->normalize, m->max_length);
+    return DRE_OK;
+}

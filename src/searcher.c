@@ -4,12 +4,14 @@
  * index runs there too (src/gpu_search.c), its vectors uploaded once. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "batcher.h"
 #include "common.h"
 #include "fusion.h"
+#include "index.h"
 
 /* Chunked indexes: vectors searched per document wanted, at first (a document's later
  * chunks take places in the list; a query whose list holds too few documents searches
@@ -46,14 +48,10 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
     if (st == DRE_OK) st = dre_model_open(model_dir, &s->model);
     if (st == DRE_OK) {
         const dre_index_info *ii = dre_index_get_info(s->index);
-        const dre_model_info *mi = dre_model_get_info(s->model);
-        if (mi->hidden != ii->dim || strcmp(mi->weights_sha256, ii->weights_sha256) != 0)
-            st = set_error(DRE_ERR_MISMATCH,
-                           "%s/meta.json: the index was embedded with model %s (dim %d, weights "
-                           "sha256 %.12s...), but %s is %s (dim %d, weights sha256 %.12s...); "
-                           "pass that model",
-                           index_dir, ii->model_name, ii->dim, ii->weights_sha256, model_dir,
-                           mi->name, mi->hidden, mi->weights_sha256);
+        char what[4200];
+        snprintf(what, sizeof what, "%s/meta.json", index_dir);
+        st = index_model_matches(what, dre_model_get_info(s->model), ii->dim, ii->weights_sha256,
+                                 ii);
     }
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &s->tok);
     if (st == DRE_OK) st = dre_encoder_open(s->model, device, 0, &s->enc);

@@ -13,7 +13,7 @@ sudo=""
 # --- apt packages -----------------------------------------------------------
 pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev libutf8proc-dev
       libcjson-dev libsqlite3-dev libgtest-dev dpkg-dev python3-pip clang libclang-rt-14-dev
-      libmicrohttpd-dev libcurl4-openssl-dev"
+      libmicrohttpd-dev libcurl4-openssl-dev wrk"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -84,7 +84,7 @@ if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
 fi
 
 if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
-  say "installing fixture tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu)"
-  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu
+  say "installing fixture tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn)"
+  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn
 fi
 say "done"
