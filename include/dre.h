@@ -388,8 +388,9 @@ typedef struct dre_hit {
 typedef struct dre_searcher dre_searcher;
 
 /* Opens an index with the model it was embedded with (its weights hash and dimension are
- * checked: DRE_ERR_MISMATCH otherwise) and an encoder on device. Calls on one searcher
- * may come from any number of threads; they take turns. */
+ * checked: DRE_ERR_MISMATCH otherwise) and an encoder on device. dre_search may be called
+ * from any number of threads at once (the calls take turns); the dre_index it holds is,
+ * like any dre_index, for one thread at a time. */
 dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
                              dre_searcher **out);
 void dre_searcher_close(dre_searcher *s);

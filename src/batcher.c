@@ -317,6 +317,7 @@ static dre_status collect_batch(seq_packer *p, int32_t first, float *out) {
 }
 
 dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) {
+    if (seqs->n == 0) return DRE_OK; /* a window can be empty: the corpus ended with it */
     if (seqs->n > p->order_cap) {
         length_key *order = realloc(p->order, (size_t)seqs->n * sizeof *order);
         if (!order) return set_error(DRE_ERR_NOMEM, "out of memory sorting %d texts", seqs->n);

@@ -89,6 +89,43 @@ static int32_t default_window_cap(int32_t budget_tokens) {
     return cap;
 }
 
+/* --append: the existing index must agree with the model and with the options given. */
+static dre_status check_base(const embed_run *p, const dre_model_info *m,
+                             dre_index_info *base_meta) {
+    const dre_embed_options *o = p->opts;
+    const char *dir = p->index_dir;
+    dre_index *existing = NULL;
+    DRE_TRY(dre_index_open(dir, &existing));
+    *base_meta = *dre_index_get_info(existing);
+    dre_index_close(existing);
+    char meta_path[PATH_MAX];
+    DRE_TRY(path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
+    DRE_TRY(
+        index_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256, base_meta));
+    if (o->factory && strcmp(o->factory, base_meta->factory))
+        return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
+                         base_meta->factory, o->factory);
+    if ((o->doc_prompt && strcmp(o->doc_prompt, base_meta->doc_prompt)) ||
+        (o->query_prompt && strcmp(o->query_prompt, base_meta->query_prompt)))
+        return set_error(DRE_ERR_MISMATCH,
+                         "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
+                         "(queries); --append cannot change them",
+                         dir, base_meta->doc_prompt, base_meta->query_prompt);
+    if (o->chunk_tokens > 0 &&
+        (o->chunk_tokens != base_meta->chunk_tokens ||
+         (o->chunk_overlap >= 0 && o->chunk_overlap != base_meta->chunk_overlap)))
+        return set_error(DRE_ERR_MISMATCH,
+                         "%s: the index's documents are cut into chunks of %d tokens "
+                         "(overlap %d); --append cannot change that",
+                         dir, base_meta->chunk_tokens, base_meta->chunk_overlap);
+    if (o->no_bm25 && base_meta->bm25)
+        return set_error(DRE_ERR_MISMATCH,
+                         "%s: the index has a BM25 table, which --append keeps up to date "
+                         "(--no-bm25 cannot apply)",
+                         dir);
+    return DRE_OK;
+}
+
 /* Fresh start: checks an existing index (--append), fills the checkpoint record, and has
  * the writer make the staging files. */
 static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
@@ -102,35 +139,7 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
                              "%s already holds an index; use --append to add to it, or choose "
                              "another folder",
                              dir);
-        dre_index *existing = NULL;
-        DRE_TRY(dre_index_open(dir, &existing));
-        base_meta = *dre_index_get_info(existing);
-        dre_index_close(existing);
-        char meta_path[PATH_MAX];
-        DRE_TRY(path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
-        DRE_TRY(
-            index_model_matches(meta_path, m, base_meta.dim, base_meta.weights_sha256, &base_meta));
-        if (o->factory && strcmp(o->factory, base_meta.factory))
-            return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
-                             base_meta.factory, o->factory);
-        if ((o->doc_prompt && strcmp(o->doc_prompt, base_meta.doc_prompt)) ||
-            (o->query_prompt && strcmp(o->query_prompt, base_meta.query_prompt)))
-            return set_error(DRE_ERR_MISMATCH,
-                             "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
-                             "(queries); --append cannot change them",
-                             dir, base_meta.doc_prompt, base_meta.query_prompt);
-        if (o->chunk_tokens > 0 &&
-            (o->chunk_tokens != base_meta.chunk_tokens ||
-             (o->chunk_overlap >= 0 && o->chunk_overlap != base_meta.chunk_overlap)))
-            return set_error(DRE_ERR_MISMATCH,
-                             "%s: the index's documents are cut into chunks of %d tokens "
-                             "(overlap %d); --append cannot change that",
-                             dir, base_meta.chunk_tokens, base_meta.chunk_overlap);
-        if (o->no_bm25 && base_meta.bm25)
-            return set_error(DRE_ERR_MISMATCH,
-                             "%s: the index has a BM25 table, which --append keeps up to date "
-                             "(--no-bm25 cannot apply)",
-                             dir);
+        DRE_TRY(check_base(p, m, &base_meta));
         have_base = 1;
     }
     checkpoint *c = &p->ck;
