@@ -3,7 +3,8 @@
  * dre tokenizes text with a BERT WordPiece tokenizer (ids identical to Hugging Face's),
  * encodes it with a BERT-family transformer (CPU reference in fp32, or our own CUDA
  * kernels plus cuBLAS), and keeps pooled, L2-normalised embeddings in a FAISS index
- * with a SQLite docstore.
+ * with a SQLite docstore, which also holds a BM25 (FTS5) index of the texts; a searcher
+ * answers queries by dense search, BM25, or both fused.
  *
  * Conventions, as in sqlite3.h and FAISS's C API:
  *  - handles are opaque and made/freed in pairs: dre_x_open / dre_x_close;
