@@ -56,6 +56,17 @@ def find_cuobjdump(given):
              "(PyPI nvidia-cuda-cuobjdump), or pass --cuobjdump")
 
 
+def put_nvdisasm_on_path(cuobjdump):
+    """cuobjdump -sass runs nvdisasm, which it looks for on PATH: the folder of the cuobjdump
+    used (third_party/cuda/bin links both) and the folder it really lives in (PyPI's
+    nvidia-cuda-nvdisasm installs beside nvidia-cuda-cuobjdump) go first."""
+    dirs = [os.path.dirname(os.path.abspath(cuobjdump)), os.path.dirname(os.path.realpath(cuobjdump))]
+    os.environ["PATH"] = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
+    if not shutil.which("nvdisasm"):
+        sys.exit("sass_gate: nvdisasm (which cuobjdump -sass runs) not found: tools/setup.sh "
+                 "installs it (PyPI nvidia-cuda-nvdisasm)")
+
+
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -179,7 +190,9 @@ def main():
     ap.add_argument("binaries", nargs="+", help="libdre.a or .cu object files")
     args = ap.parse_args()
 
-    stats = kernels_of(find_cuobjdump(args.cuobjdump), args.binaries)
+    cuobjdump = find_cuobjdump(args.cuobjdump)
+    put_nvdisasm_on_path(cuobjdump)
+    stats = kernels_of(cuobjdump, args.binaries)
     if not stats:
         sys.exit(f"sass_gate: no {ARCH} code in {' '.join(args.binaries)} "
                  "(build with CMAKE_CUDA_ARCHITECTURES including 90)")

@@ -55,24 +55,26 @@ if [ ! -f "$faiss_c/lib/libfaiss_c.a" ]; then
   say "FAISS C API: $faiss_c/lib/libfaiss_c.a"
 fi
 
-# --- cuobjdump, for the SASS gate (tools/sass_gate.py) --------------------------
-# The CUDA toolkit here may lack it; PyPI's nvidia-cuda-cuobjdump has it. Linked into
-# third_party/cuda/bin, where CMake looks.
-if [ ! -x third_party/cuda/bin/cuobjdump ]; then
-  mkdir -p third_party/cuda/bin
-  tool=$(command -v cuobjdump || true)
-  [ -n "$tool" ] || [ ! -x /usr/local/cuda/bin/cuobjdump ] || tool=/usr/local/cuda/bin/cuobjdump
+# --- cuobjdump and nvdisasm, for the SASS gate (tools/sass_gate.py) -------------
+# The CUDA toolkit here may lack them; PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm
+# have them (cuobjdump -sass runs nvdisasm). Linked into third_party/cuda/bin, where CMake
+# and the gate look.
+mkdir -p third_party/cuda/bin
+for t in cuobjdump nvdisasm; do
+  [ -x third_party/cuda/bin/$t ] && continue
+  tool=$(command -v $t || true)
+  [ -n "$tool" ] || [ ! -x /usr/local/cuda/bin/$t ] || tool=/usr/local/cuda/bin/$t
   if [ -z "$tool" ]; then
-    say "installing cuobjdump (PyPI nvidia-cuda-cuobjdump)"
-    python3 -m pip install -q --disable-pip-version-check 'nvidia-cuda-cuobjdump>=13,<14'
-    tool=$(python3 -c 'import glob, importlib.util, os
+    say "installing $t (PyPI nvidia-cuda-$t)"
+    python3 -m pip install -q --disable-pip-version-check "nvidia-cuda-$t>=13,<14"
+    tool=$(python3 -c 'import glob, importlib.util, os, sys
 spec = importlib.util.find_spec("nvidia")
-paths = [p for base in spec.submodule_search_locations for p in glob.glob(os.path.join(base, "*", "bin", "cuobjdump"))]
-print(sorted(paths)[-1] if paths else "")')
+paths = [p for base in spec.submodule_search_locations for p in glob.glob(os.path.join(base, "*", "bin", sys.argv[1]))]
+print(sorted(paths)[-1] if paths else "")' $t)
   fi
-  [ -n "$tool" ] || { say "cuobjdump not found after installing nvidia-cuda-cuobjdump"; exit 1; }
-  ln -sf "$tool" third_party/cuda/bin/cuobjdump
-fi
+  [ -n "$tool" ] || { say "$t not found after installing nvidia-cuda-$t"; exit 1; }
+  ln -sf "$tool" third_party/cuda/bin/$t
+done
 
 # --- models -------------------------------------------------------------------
 py=python3
