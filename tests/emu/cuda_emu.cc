@@ -114,6 +114,9 @@ struct warp_state {
     unsigned mma_gen = 0;
     float mma_out[256];
     const float *mma_in[3];
+    // the warp's D of the current mma.sync.m16n8k16 (1 + the lanes' exchange count)
+    unsigned m16n8k16_gen = 0;
+    float m16n8k16_d[16 * 8];
 };
 
 struct block_run {
@@ -555,34 +558,55 @@ static float half_bits(uint32_t reg, int high) {
     return half_to_float[(reg >> (high ? 16 : 0)) & 0xffffu];
 }
 
+// Every lane puts its fragments in the warp's gather slots; the first lane past the warp
+// barrier decodes them into A, B and C and computes the whole 16x8 D (k in order, from C,
+// in fp32) once for the warp; each lane then takes its four elements. No lane can start the
+// warp's next exchange before every lane has taken them: that exchange waits for all lanes
+// at its own barrier, and a lane reaches it only after reading D.
 void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
     struct fragments {
         uint32_t a[4], b[2];
         float c[4];
-    } mine, all[32];
+    };
+    static_assert(sizeof(fragments) <= sizeof warp_state::gathered[0][0], "gather slot size");
+    if (!current) fault("mma.sync outside a kernel");
+    warp_state &w = running->warps[current->warp];
+    if (w.lanes != 32) fault("mma.sync in a partial warp");
+    const unsigned gen = current->exchanges++;
+    const int buf = gen & 1;
+    fragments mine;
     std::memcpy(mine.a, a, sizeof mine.a);
     std::memcpy(mine.b, b, sizeof mine.b);
     std::memcpy(mine.c, c, sizeof mine.c);
-    warp_all_gather(&mine, sizeof mine, all);
-    float A[16][16], B[16][8], C[16][8];
-    for (int lane = 0; lane < 32; lane++) {
-        const int g = lane >> 2, t = lane & 3;
-        for (int i = 0; i < 8; i++)
-            A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] =
-                half_bits(all[lane].a[i >> 1], i & 1);
-        for (int i = 0; i < 4; i++) {
-            B[2 * t + (i & 1) + 8 * (i >> 1)][g] = half_bits(all[lane].b[i >> 1], i & 1);
-            C[g + 8 * (i >> 1)][2 * t + (i & 1)] = all[lane].c[i];
+    std::memcpy(w.gathered[buf][current->lane], &mine, sizeof mine);
+    sync_warp(0xffffffffu);
+    if (w.m16n8k16_gen != gen + 1) { // the first lane here: the warp's product
+        w.m16n8k16_gen = gen + 1;
+        float A[16][16], B[16][8];
+        float *D = w.m16n8k16_d; // [16][8]
+        for (int lane = 0; lane < 32; lane++) {
+            fragments f;
+            std::memcpy(&f, w.gathered[buf][lane], sizeof f);
+            const int g = lane >> 2, t = lane & 3;
+            for (int i = 0; i < 8; i++)
+                A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] =
+                    half_bits(f.a[i >> 1], i & 1);
+            for (int i = 0; i < 4; i++) {
+                B[2 * t + (i & 1) + 8 * (i >> 1)][g] = half_bits(f.b[i >> 1], i & 1);
+                D[(g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)] = f.c[i];
+            }
         }
+        for (int row = 0; row < 16; row++)
+            for (int col = 0; col < 8; col++) {
+                float acc = D[row * 8 + col];
+                for (int k = 0; k < 16; k++)
+                    acc += A[row][k] * B[k][col];
+                D[row * 8 + col] = acc;
+            }
     }
     const int g = current->lane >> 2, t = current->lane & 3;
-    for (int i = 0; i < 4; i++) {
-        const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-        float acc = C[row][col];
-        for (int k = 0; k < 16; k++)
-            acc += A[row][k] * B[k][col];
-        d[i] = acc;
-    }
+    for (int i = 0; i < 4; i++)
+        d[i] = w.m16n8k16_d[(g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)];
 }
 
 // ldmatrix (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): each 8x8 matrix of
@@ -741,7 +765,7 @@ void enqueue_grid(const config &c, const void *kernel, std::function<void()> bod
                         init_fiber(f, take_stack(i));
                     }
                     for (warp_state &w : b.warps)
-                        w.mma_gen = 0;
+                        w.mma_gen = w.m16n8k16_gen = 0;
                     schedule_rng rng(g_launches * 1000003u + x * 131u + y * 7919u + z);
                     ok = run_block(b, rng);
                 }
