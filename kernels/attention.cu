@@ -251,7 +251,7 @@ cudaError_t launch_wmma(const __half *qkv, const float *qkv_bias, const int32_t 
 
 // Shared memory: Q [64][D + 8], K [2][64][D + 8], V [2][64][D + 8] fp16: rows 16-byte
 // aligned for cp.async and 16 bytes off the 128-byte bank period, so the 8 rows an
-// ldmatrix reads fall in 8 different bank groups. 46 KiB for D = 64, 23 KiB for D = 32.
+// ldmatrix reads fall in 8 different bank groups. 45 KiB for D = 64, 25 KiB for D = 32.
 template <int D> struct mma_layout {
     static constexpr int ld = D + 8;
     static constexpr int tile = kTileK * ld; // halves of one 64-row tile

@@ -47,10 +47,11 @@ class GpuSearchCli : public ::testing::Test {
         if (!mkdtemp(tmpl)) return;
         index_dir = std::string(tmpl) + "/demo";
         // the demo queries; under the emulation (every query through the emulated encoder,
-        // in each of a dozen runs) the first 6 of them
+        // in each of a dozen runs) the first 6 of them, 3 under ASan
         std::vector<std::string> lines =
             lines_of(read_text(kSource + "/../shared/data/queries.jsonl"));
-        if (emulated() && lines.size() > 6) lines.resize(6);
+        const size_t keep = sanitized() ? 3 : 6;
+        if (emulated() && lines.size() > keep) lines.resize(keep);
         n_queries = lines.size();
         queries = std::string(tmpl) + "/queries.jsonl";
         std::string text;

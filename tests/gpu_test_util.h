@@ -40,6 +40,22 @@ constexpr bool emulated() {
 #endif
 }
 
+// True under AddressSanitizer (-DDRE_SANITIZE=ON), where the emulated kernels run several
+// times slower still: the emulated cases are thinned further there.
+constexpr bool sanitized() {
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
+// Under the emulation, every stride-th case of a large set runs: the given stride, three
+// times it under ASan. On a GPU every case runs (stride 1).
+constexpr size_t emulation_stride(size_t stride) {
+    return !emulated() ? 1 : sanitized() ? 3 * stride : stride;
+}
+
 // The source folder: $DRE_SOURCE_DIR where set (the GPU machine runs binaries built
 // elsewhere, in a copy of the tree at another path), else the one the build was made from.
 inline std::string source_dir() {

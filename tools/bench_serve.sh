@@ -76,6 +76,6 @@ for endpoint in /search /v1/embeddings; do
         "$(echo "$r_p95_us/1000" | bc -l)" "$(echo "$r_p99_us/1000" | bc -l)" "$r_errors"
     done
     awk -v a="${qps[dre$endpoint$c]}" -v b="${qps[peer$endpoint$c]}" -v e="$endpoint" -v c="$c" \
-      'BEGIN { printf "bench=serve what=ratio endpoint=%s concurrency=%d dre_over_peer_qps=%.2f\n", e, c, b > 0 ? a / b : 0 }'
+      'BEGIN { printf "bench=serve what=ratio endpoint=%s concurrency=%d dre_over_peer_qps=%.2f\n", e, c, (b > 0 ? a / b : 0) }'
   done
 done
