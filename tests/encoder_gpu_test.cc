@@ -275,7 +275,7 @@ void run_fixture(const std::string &name, const std::string &model_dir) {
     std::vector<float> want, got;
     int dim = 0;
     ASSERT_NO_FATAL_FAILURE(load_fixture(name, &seqs, &want, &dim));
-    thin_for_emulation(&seqs, &want, dim, 6);
+    thin_for_emulation(&seqs, &want, dim, 10);
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(model_dir, &m));
     ASSERT_EQ(dim, m.model->info.hidden);

@@ -7,7 +7,9 @@
 
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -28,13 +30,18 @@ const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
 
 // stdout of `dre args` run from the source folder; the exit code in *rc.
 std::string run(const std::string &args, int *rc) {
-    const std::string out = std::string(DRE_BINARY_DIR) + "/gpu-search-cli.out";
+    // a file per process: ctest may run this binary's cases side by side (ctest -j)
+    const std::string out =
+        std::string(DRE_BINARY_DIR) + "/gpu-search-cli-" + std::to_string(getpid()) + ".out";
     const std::string cmd =
         "cd '" + kSource + "' && '" + kDre + "' " + args + " > '" + out + "' 2> '" + out + ".err'";
     const int status = std::system(cmd.c_str());
     *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (*rc != 0) std::printf("%s", read_text(out + ".err").c_str());
-    return read_text(out);
+    const std::string text = read_text(out);
+    std::remove(out.c_str());
+    std::remove((out + ".err").c_str());
+    return text;
 }
 
 class GpuSearchCli : public ::testing::Test {
