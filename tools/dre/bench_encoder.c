@@ -11,7 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
+
 #include "cli.h"
+#include "corpus.h"
 #include "encoder_gpu.h"
 #include "model.h"
 
@@ -27,10 +30,15 @@ static void usage(FILE *f) {
             "                      e.g. tools/configs/{minilm-l6,bge-small,bert-base}\n"
             "  --texts KIND        abstracts (200-560 tokens, cut at the max length; default)\n"
             "                      or queries (8-32 tokens)\n"
+            "  --corpus FILE       real texts instead: the first --n documents of a corpus\n"
+            "                      (JSONL, TSV or lines), title + text as dre embed takes\n"
+            "                      them, tokenized and cut at the model's max length\n"
             "  --n N               texts (default 20000)\n"
             "  --batch-tokens N    tokens per packed batch (default %d)\n"
             "  --device gpu|cpu    gpu (default): kernels, end to end, roofline; cpu: end to "
             "end\n"
+            "                      and one 12-token query at a time (p50, p99); its threads:\n"
+            "                      OMP_NUM_THREADS (default all cores)\n"
             "  --reps N            repetitions of the per-kernel profile (default 5)\n"
             "  --seed N            synthetic lengths and ids (default 1)\n"
             "  --variant F=NAME    a kernel family's other implementation (several: F=A,G=B);\n"
@@ -181,6 +189,8 @@ static int by_length_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+static void pack_batches(corpus *c, int32_t budget);
+
 static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, int32_t vocab,
                        int32_t budget, uint64_t seed) {
     memset(c, 0, sizeof *c);
@@ -213,9 +223,14 @@ static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, in
         }
         t += len;
     }
-    /* pack longest first into batches of at most budget tokens */
-    int64_t batch_tokens = 0;
-    t = 0;
+    pack_batches(c, budget);
+    return 0;
+}
+
+/* Packs c's texts (longest first) into batches of at most budget tokens. */
+static void pack_batches(corpus *c, int32_t budget) {
+    const int32_t n = c->n;
+    int64_t batch_tokens = 0, t = 0;
     c->batch_first[0] = 0;
     c->batch_token0[0] = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -231,7 +246,6 @@ static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, in
     c->n_batches++;
     c->batch_first[c->n_batches] = n;
     c->batch_token0[c->n_batches] = t;
-    return 0;
 }
 
 static void free_corpus(corpus *c) {
@@ -239,6 +253,80 @@ static void free_corpus(corpus *c) {
     free(c->ids);
     free(c->batch_first);
     free(c->batch_token0);
+}
+
+static int by_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct text_ids {
+    int32_t len;
+    int32_t *ids;
+} text_ids;
+
+static int by_text_length_desc(const void *a, const void *b) {
+    const int32_t x = ((const text_ids *)a)->len, y = ((const text_ids *)b)->len;
+    return (x < y) - (x > y);
+}
+
+/* The first n documents of a corpus file, embedded as dre embed embeds them (title + " " +
+ * text, tokenized by the model's tokenizer and cut at its max length), longest first. */
+static dre_status corpus_from_file(corpus *c, const char *path, int32_t n, const char *model_dir,
+                                   int32_t max_length, int32_t budget) {
+    memset(c, 0, sizeof *c);
+    dre_tokenizer *tok = NULL;
+    dre_status st = dre_tokenizer_open(model_dir, &tok);
+    if (st != DRE_OK) return st;
+    corpus_reader *r = NULL;
+    st = corpus_open(path, DRE_CORPUS_AUTO, NULL, NULL, NULL, &r);
+    text_ids *texts = st == DRE_OK ? calloc((size_t)n, sizeof *texts) : NULL;
+    if (st == DRE_OK && !texts) st = DRE_ERR_NOMEM;
+    int32_t got_n = 0;
+    while (st == DRE_OK && got_n < n) {
+        corpus_record rec;
+        int got = 0;
+        st = corpus_next(r, &rec, &got);
+        if (st != DRE_OK || !got) break;
+        text_ids *t = &texts[got_n];
+        t->ids = malloc((size_t)max_length * sizeof *t->ids);
+        if (!t->ids) {
+            st = DRE_ERR_NOMEM;
+            break;
+        }
+        got_n++;
+        st = dre_tokenize(tok, rec.joined, rec.joined_len, max_length, t->ids, &t->len);
+    }
+    if (r) corpus_close(r);
+    dre_tokenizer_close(tok);
+    if (st == DRE_OK && got_n == 0) {
+        fprintf(stderr, "dre bench encoder: %s holds no documents\n", path);
+        st = DRE_ERR_FORMAT;
+    }
+    if (st == DRE_OK) {
+        qsort(texts, (size_t)got_n, sizeof *texts, by_text_length_desc);
+        c->n = got_n;
+        for (int32_t i = 0; i < got_n; i++)
+            c->n_tokens += texts[i].len;
+        c->lengths = malloc((size_t)got_n * sizeof *c->lengths);
+        c->ids = malloc((size_t)c->n_tokens * sizeof *c->ids);
+        c->batch_first = malloc(((size_t)got_n + 1) * sizeof *c->batch_first);
+        c->batch_token0 = malloc(((size_t)got_n + 1) * sizeof *c->batch_token0);
+        if (!c->lengths || !c->ids || !c->batch_first || !c->batch_token0) st = DRE_ERR_NOMEM;
+    }
+    if (st == DRE_OK) {
+        int64_t t = 0;
+        for (int32_t i = 0; i < got_n; i++) {
+            c->lengths[i] = texts[i].len;
+            memcpy(c->ids + t, texts[i].ids, (size_t)texts[i].len * sizeof *c->ids);
+            t += texts[i].len;
+        }
+        pack_batches(c, budget);
+    }
+    for (int32_t i = 0; texts && i < n; i++)
+        free(texts[i].ids);
+    free(texts);
+    return st;
 }
 
 /* cu_seqlens of batch b into cu (room for its texts + 1). */
@@ -439,11 +527,31 @@ static int run_cpu(const char *label, const dre_model *model, const corpus *c, i
                                 out + (size_t)c->batch_first[b] * dim);
     }
     const double e2e = cli_seconds() - t0;
+    const int threads = omp_get_max_threads();
     if (st == DRE_OK)
-        printf("bench=encoder model=%s what=end_to_end device=cpu n=%d tokens=%lld batches=%d "
-               "seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",
-               label, c->n, (long long)c->n_tokens, c->n_batches, e2e, c->n / e2e,
+        printf("bench=encoder model=%s what=end_to_end device=cpu threads=%d n=%d tokens=%lld "
+               "batches=%d seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",
+               label, threads, c->n, (long long)c->n_tokens, c->n_batches, e2e, c->n / e2e,
                c->n_tokens / e2e);
+    /* One 12-token query at a time ([CLS], 10 wordpieces, [SEP]), as a search sends it: the
+     * latency of each of kQueries runs after a few to warm up. */
+    enum { kQueries = 200, kWarm = 10, kLen = 12 };
+    double lat[kQueries];
+    int32_t q[kLen], qcu[2] = {0, kLen};
+    for (int j = 0; j < kLen; j++)
+        q[j] = j == 0 ? 101 : j == kLen - 1 ? 102 : 2000 + 37 * j;
+    for (int i = 0; st == DRE_OK && i < kWarm + kQueries; i++) {
+        const double s0 = cli_seconds();
+        st = dre_encoder_encode(enc, q, qcu, 1, out);
+        if (i >= kWarm) lat[i - kWarm] = cli_seconds() - s0;
+    }
+    if (st == DRE_OK) {
+        qsort(lat, kQueries, sizeof lat[0], by_double);
+        printf("bench=encoder model=%s what=query_latency device=cpu threads=%d tokens=%d "
+               "queries=%d p50_ms=%.3f p99_ms=%.3f\n",
+               label, threads, kLen, kQueries, 1e3 * lat[kQueries / 2],
+               1e3 * lat[kQueries * 99 / 100]);
+    }
     free(cu);
     free(out);
     dre_encoder_close(enc);
@@ -452,7 +560,7 @@ static int run_cpu(const char *label, const dre_model *model, const corpus *c, i
 
 int bench_encoder(int argc, char **argv) {
     const char *model_dir = NULL, *config = NULL, *texts = "abstracts", *device = "gpu";
-    const char *variants = NULL;
+    const char *variants = NULL, *corpus_path = NULL;
     long n = 20000, budget = DEFAULT_BUDGET, reps = 5, seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -480,6 +588,8 @@ int bench_encoder(int argc, char **argv) {
             seed = strtol(v, NULL, 10);
         else if (!strcmp(a, "--variant"))
             variants = v;
+        else if (!strcmp(a, "--corpus"))
+            corpus_path = v;
         else
             return cli_usage_error("bench encoder", "unknown option '%s'", a);
     }
@@ -493,6 +603,8 @@ int bench_encoder(int argc, char **argv) {
         return cli_usage_error("bench encoder", "--n, --batch-tokens and --reps must be positive");
     if (model_dir && config)
         return cli_usage_error("bench encoder", "give --model or --config, not both");
+    if (corpus_path && config)
+        return cli_usage_error("bench encoder", "--corpus needs a model's tokenizer: --model");
 
     if (!strcmp(device, "gpu") && dre_gpu_count() == 0) {
         fprintf(stderr, "dre bench encoder: no usable CUDA device (try --device cpu for the "
@@ -509,12 +621,21 @@ int bench_encoder(int argc, char **argv) {
 
     corpus c;
     int rc = 1;
-    if (make_corpus(&c, (int32_t)n, queries, in->max_length, in->vocab_size, (int32_t)budget,
-                    (uint64_t)seed) != 0) {
+    if (corpus_path) {
+        st = corpus_from_file(&c, corpus_path, (int32_t)n,
+                              model_dir ? model_dir : cli_default_model(), in->max_length,
+                              (int32_t)budget);
+        if (st != DRE_OK) rc = cli_fail("bench encoder", st);
+    } else if (make_corpus(&c, (int32_t)n, queries, in->max_length, in->vocab_size,
+                           (int32_t)budget, (uint64_t)seed) != 0) {
         fprintf(stderr, "dre bench encoder: out of memory\n");
-    } else {
+        st = DRE_ERR_NOMEM;
+    }
+    if (st == DRE_OK) {
         char label[256];
-        snprintf(label, sizeof label, "%.127s texts=%.16s%s", in->name, texts,
+        const char *base = corpus_path ? strrchr(corpus_path, '/') : NULL;
+        snprintf(label, sizeof label, "%.127s texts=%.64s%s", in->name,
+                 corpus_path ? (base ? base + 1 : corpus_path) : texts,
                  config ? " weights=random" : "");
         printf("bench=encoder model=%s what=setup layers=%d hidden=%d heads=%d ffn=%d "
                "max_length=%d batch_tokens=%ld texts=%d tokens=%lld mean_length=%.1f\n",
