@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "cli.h"
+#include "common.h"
 #include "corpus.h"
 #include "encoder_gpu.h"
 #include "model.h"
@@ -299,10 +300,7 @@ static dre_status corpus_from_file(corpus *c, const char *path, int32_t n, const
     }
     if (r) corpus_close(r);
     dre_tokenizer_close(tok);
-    if (st == DRE_OK && got_n == 0) {
-        fprintf(stderr, "dre bench encoder: %s holds no documents\n", path);
-        st = DRE_ERR_FORMAT;
-    }
+    if (st == DRE_OK && got_n == 0) st = set_error(DRE_ERR_FORMAT, "%s holds no documents", path);
     if (st == DRE_OK) {
         qsort(texts, (size_t)got_n, sizeof *texts, by_text_length_desc);
         c->n = got_n;
