@@ -536,16 +536,27 @@ void warp_mma(float *d, const float *a, const float *b, const float *c) {
     sync_warp(0xffffffffu); // and every lane copied before the next product replaces it
 }
 
-void warp_all_gather(const void *mine, size_t bytes, void *all) {
+// This lane's bytes (at most 64) into the warp's gather slots, then the warp barrier: the
+// slots of every lane, valid until this lane's next exchange but one (they are
+// double-buffered, and the next exchange waits for every lane). *gen: this exchange's number.
+using gather_slot = unsigned char[64];
+static const gather_slot *gather_slots(const void *mine, size_t bytes, unsigned *gen) {
     if (!current) fault("warp operation outside a kernel");
-    if (bytes > 64) fault("warp_all_gather: %zu bytes a lane, 64 at most", bytes);
+    if (bytes > 64) fault("warp gather: %zu bytes a lane, 64 at most", bytes);
     warp_state &w = running->warps[current->warp];
     if (w.lanes != 32) fault("warp-wide operation in a partial warp");
-    const int buf = current->exchanges++ & 1;
+    *gen = current->exchanges++;
+    const int buf = *gen & 1;
     std::memcpy(w.gathered[buf][current->lane], mine, bytes);
     sync_warp(0xffffffffu);
+    return w.gathered[buf];
+}
+
+void warp_all_gather(const void *mine, size_t bytes, void *all) {
+    unsigned gen;
+    const gather_slot *slots = gather_slots(mine, bytes, &gen);
     for (int l = 0; l < 32; l++)
-        std::memcpy(static_cast<unsigned char *>(all) + l * bytes, w.gathered[buf][l], bytes);
+        std::memcpy(static_cast<unsigned char *>(all) + l * bytes, slots[l], bytes);
 }
 
 // The fragment layouts of mma.m16n8k16 with .f16 A/B and .f32 C/D (PTX ISA, "Matrix
@@ -568,25 +579,20 @@ void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2], const fl
         uint32_t a[4], b[2];
         float c[4];
     };
-    static_assert(sizeof(fragments) <= sizeof warp_state::gathered[0][0], "gather slot size");
-    if (!current) fault("mma.sync outside a kernel");
-    warp_state &w = running->warps[current->warp];
-    if (w.lanes != 32) fault("mma.sync in a partial warp");
-    const unsigned gen = current->exchanges++;
-    const int buf = gen & 1;
     fragments mine;
     std::memcpy(mine.a, a, sizeof mine.a);
     std::memcpy(mine.b, b, sizeof mine.b);
     std::memcpy(mine.c, c, sizeof mine.c);
-    std::memcpy(w.gathered[buf][current->lane], &mine, sizeof mine);
-    sync_warp(0xffffffffu);
+    unsigned gen;
+    const gather_slot *slots = gather_slots(&mine, sizeof mine, &gen);
+    warp_state &w = running->warps[current->warp];
     if (w.m16n8k16_gen != gen + 1) { // the first lane here: the warp's product
         w.m16n8k16_gen = gen + 1;
         float A[16][16], B[16][8];
         float *D = w.m16n8k16_d; // [16][8]
         for (int lane = 0; lane < 32; lane++) {
             fragments f;
-            std::memcpy(&f, w.gathered[buf][lane], sizeof f);
+            std::memcpy(&f, slots[lane], sizeof f);
             const int g = lane >> 2, t = lane & 3;
             for (int i = 0; i < 8; i++)
                 A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] =
