@@ -1,8 +1,10 @@
 /* bench_encoder.c — `dre bench encoder`: the GPU encoder's per-kernel times (CUDA events),
- * end-to-end texts/s and tokens/s on synthetic token ids of abstract or query lengths, and
- * the GEMM-only roofline (just the model's cuBLAS GEMMs for the same tokens). With --config
- * the weights are random, so bge-small or bert-base shapes can be timed without weights.
- * Reaches into the GPU encoder's internal header for the profiling hooks. */
+ * end-to-end texts/s and tokens/s, and the GEMM-only roofline (just the model's cuBLAS
+ * GEMMs for the same tokens); on the CPU, end-to-end texts/s and one short query at a time.
+ * The texts (bench_texts.h) are synthetic token ids of abstract or query lengths, or a
+ * corpus file's documents. With --config the weights are random, so bge-small or bert-base
+ * shapes can be timed without weights. Reaches into the GPU encoder's internal header for
+ * the profiling hooks. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -13,9 +15,8 @@
 
 #include <omp.h>
 
+#include "bench_texts.h"
 #include "cli.h"
-#include "common.h"
-#include "corpus.h"
 #include "encoder_gpu.h"
 #include "model.h"
 
@@ -173,172 +174,14 @@ static void free_random_model(dre_model *m) {
     free(m);
 }
 
-/* ---------------------------------------------------------------- synthetic batches */
-
-typedef struct corpus {
-    int32_t n;
-    int32_t *lengths; /* per text, sorted longest first */
-    int32_t *ids;     /* all texts back to back in that order */
-    int64_t n_tokens;
-    int32_t n_batches;
-    int32_t *batch_first;  /* n_batches + 1 text indices */
-    int64_t *batch_token0; /* n_batches + 1 token offsets */
-} corpus;
-
-static int by_length_desc(const void *a, const void *b) {
-    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x < y) - (x > y);
-}
-
-static void pack_batches(corpus *c, int32_t budget);
-
-static int make_corpus(corpus *c, int32_t n, int queries, int32_t max_length, int32_t vocab,
-                       int32_t budget, uint64_t seed) {
-    memset(c, 0, sizeof *c);
-    c->n = n;
-    c->lengths = malloc((size_t)n * sizeof *c->lengths);
-    c->batch_first = malloc(((size_t)n + 1) * sizeof *c->batch_first);
-    c->batch_token0 = malloc(((size_t)n + 1) * sizeof *c->batch_token0);
-    if (!c->lengths || !c->batch_first || !c->batch_token0) return -1;
-    const int32_t lo = queries ? 8 : 200, hi = queries ? 32 : 560;
-    uint64_t state = seed;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t len = lo + (int32_t)(cli_splitmix64(&state) % (uint64_t)(hi - lo + 1));
-        c->lengths[i] = len < max_length ? len : max_length;
-        c->n_tokens += c->lengths[i];
-    }
-    qsort(c->lengths, (size_t)n, sizeof *c->lengths, by_length_desc);
-    c->ids = malloc((size_t)c->n_tokens * sizeof *c->ids);
-    if (!c->ids) return -1;
-    uint64_t id_state = seed + 1;
-    int64_t t = 0;
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t len = c->lengths[i];
-        for (int32_t j = 0; j < len; j++) {
-            int32_t id = 1000 + (int32_t)(cli_splitmix64(&id_state) % (uint64_t)(vocab - 1000));
-            if (j == 0)
-                id = 101; /* [CLS] */
-            else if (j == len - 1)
-                id = 102; /* [SEP] */
-            c->ids[t + j] = id;
-        }
-        t += len;
-    }
-    pack_batches(c, budget);
-    return 0;
-}
-
-/* Packs c's texts (longest first) into batches of at most budget tokens. */
-static void pack_batches(corpus *c, int32_t budget) {
-    const int32_t n = c->n;
-    int64_t batch_tokens = 0, t = 0;
-    c->batch_first[0] = 0;
-    c->batch_token0[0] = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (batch_tokens + c->lengths[i] > budget) {
-            c->n_batches++;
-            c->batch_first[c->n_batches] = i;
-            c->batch_token0[c->n_batches] = t;
-            batch_tokens = 0;
-        }
-        batch_tokens += c->lengths[i];
-        t += c->lengths[i];
-    }
-    c->n_batches++;
-    c->batch_first[c->n_batches] = n;
-    c->batch_token0[c->n_batches] = t;
-}
-
-static void free_corpus(corpus *c) {
-    free(c->lengths);
-    free(c->ids);
-    free(c->batch_first);
-    free(c->batch_token0);
-}
-
 static int by_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-typedef struct text_ids {
-    int32_t len;
-    int32_t *ids;
-} text_ids;
-
-static int by_text_length_desc(const void *a, const void *b) {
-    const int32_t x = ((const text_ids *)a)->len, y = ((const text_ids *)b)->len;
-    return (x < y) - (x > y);
-}
-
-/* The first n documents of a corpus file, embedded as dre embed embeds them (title + " " +
- * text, tokenized by the model's tokenizer and cut at its max length), longest first. */
-static dre_status corpus_from_file(corpus *c, const char *path, int32_t n, const char *model_dir,
-                                   int32_t max_length, int32_t budget) {
-    memset(c, 0, sizeof *c);
-    dre_tokenizer *tok = NULL;
-    dre_status st = dre_tokenizer_open(model_dir, &tok);
-    if (st != DRE_OK) return st;
-    corpus_reader *r = NULL;
-    st = corpus_open(path, DRE_CORPUS_AUTO, NULL, NULL, NULL, &r);
-    text_ids *texts = st == DRE_OK ? calloc((size_t)n, sizeof *texts) : NULL;
-    if (st == DRE_OK && !texts) st = DRE_ERR_NOMEM;
-    int32_t got_n = 0;
-    while (st == DRE_OK && got_n < n) {
-        corpus_record rec;
-        int got = 0;
-        st = corpus_next(r, &rec, &got);
-        if (st != DRE_OK || !got) break;
-        text_ids *t = &texts[got_n];
-        t->ids = malloc((size_t)max_length * sizeof *t->ids);
-        if (!t->ids) {
-            st = DRE_ERR_NOMEM;
-            break;
-        }
-        got_n++;
-        st = dre_tokenize(tok, rec.joined, rec.joined_len, max_length, t->ids, &t->len);
-    }
-    if (r) corpus_close(r);
-    dre_tokenizer_close(tok);
-    if (st == DRE_OK && got_n == 0) st = set_error(DRE_ERR_FORMAT, "%s holds no documents", path);
-    if (st == DRE_OK) {
-        qsort(texts, (size_t)got_n, sizeof *texts, by_text_length_desc);
-        c->n = got_n;
-        for (int32_t i = 0; i < got_n; i++)
-            c->n_tokens += texts[i].len;
-        c->lengths = malloc((size_t)got_n * sizeof *c->lengths);
-        c->ids = malloc((size_t)c->n_tokens * sizeof *c->ids);
-        c->batch_first = malloc(((size_t)got_n + 1) * sizeof *c->batch_first);
-        c->batch_token0 = malloc(((size_t)got_n + 1) * sizeof *c->batch_token0);
-        if (!c->lengths || !c->ids || !c->batch_first || !c->batch_token0) st = DRE_ERR_NOMEM;
-    }
-    if (st == DRE_OK) {
-        int64_t t = 0;
-        for (int32_t i = 0; i < got_n; i++) {
-            c->lengths[i] = texts[i].len;
-            memcpy(c->ids + t, texts[i].ids, (size_t)texts[i].len * sizeof *c->ids);
-            t += texts[i].len;
-        }
-        pack_batches(c, budget);
-    }
-    for (int32_t i = 0; texts && i < n; i++)
-        free(texts[i].ids);
-    free(texts);
-    return st;
-}
-
-/* cu_seqlens of batch b into cu (room for its texts + 1). */
-static int32_t batch_cu(const corpus *c, int32_t b, int32_t *cu) {
-    const int32_t first = c->batch_first[b], n = c->batch_first[b + 1] - first;
-    cu[0] = 0;
-    for (int32_t i = 0; i < n; i++)
-        cu[i + 1] = cu[i] + c->lengths[first + i];
-    return n;
-}
-
 /* ---------------------------------------------------------------- measurements */
 
-static double op_flops(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b) {
+static double op_flops(gpu_op op, const dre_model_info *in, const bench_texts *c, int32_t b) {
     const double h = in->hidden, ffn = in->intermediate;
     const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
     switch (op) {
@@ -358,7 +201,7 @@ static double op_flops(gpu_op op, const dre_model_info *in, const corpus *c, int
 
 /* DRAM bytes an operator must move at the least (each tensor read or written once; the
  * small tables, g, b, biases served by cache): what its GB/s is measured against. */
-static double op_bytes(gpu_op op, const dre_model_info *in, const corpus *c, int32_t b,
+static double op_bytes(gpu_op op, const dre_model_info *in, const bench_texts *c, int32_t b,
                        int gelu_in_gemm) {
     const double h = in->hidden, ffn = in->intermediate;
     const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
@@ -391,8 +234,8 @@ static int list_variants(void) {
     return 0;
 }
 
-static int run_gpu(const char *base_label, const dre_model *model, const corpus *c, int32_t budget,
-                   int reps, const char *variants) {
+static int run_gpu(const char *base_label, const dre_model *model, const bench_texts *c,
+                   int32_t budget, int reps, const char *variants) {
     const dre_model_info *in = &model->info;
     gpu_encoder *enc = NULL;
     dre_status st = gpu_encoder_create(model, budget, &enc);
@@ -419,7 +262,7 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
 
     /* per-kernel profile of the first (fullest) batch, after a warm-up */
     const int gelu_in_gemm = !strcmp(gpu_encoder_variant(enc, GPU_FAMILY_GELU), "tanh");
-    int32_t n_seqs = batch_cu(c, 0, cu);
+    int32_t n_seqs = bench_texts_batch_cu(c, 0, cu);
     const int32_t *ids0 = c->ids + c->batch_token0[0];
     st = gpu_encoder_encode(enc, ids0, cu, n_seqs, out);
     double sum_ms[GPU_OP_COUNT] = {0};
@@ -460,7 +303,7 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
      * through gpu_encoder_submit / collect as `dre embed` runs them */
     double t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
-        n_seqs = batch_cu(c, b, cu);
+        n_seqs = bench_texts_batch_cu(c, b, cu);
         st = gpu_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
                                 out + (size_t)c->batch_first[b] * dim);
     }
@@ -468,7 +311,7 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
     t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b <= c->n_batches; b++) {
         if (b < c->n_batches) {
-            n_seqs = batch_cu(c, b, cu);
+            n_seqs = bench_texts_batch_cu(c, b, cu);
             st = gpu_encoder_submit(enc, c->ids + c->batch_token0[b], cu, n_seqs);
         }
         if (st == DRE_OK && b > 0)
@@ -504,7 +347,8 @@ static int run_gpu(const char *base_label, const dre_model *model, const corpus 
     return st == DRE_OK ? 0 : cli_fail("bench encoder", st);
 }
 
-static int run_cpu(const char *label, const dre_model *model, const corpus *c, int32_t budget) {
+static int run_cpu(const char *label, const dre_model *model, const bench_texts *c,
+                   int32_t budget) {
     dre_encoder *enc = NULL;
     dre_status st = dre_encoder_open(model, DRE_DEVICE_CPU, budget, &enc);
     if (st != DRE_OK) return cli_fail("bench encoder", st);
@@ -520,7 +364,7 @@ static int run_cpu(const char *label, const dre_model *model, const corpus *c, i
     }
     const double t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
-        const int32_t n_seqs = batch_cu(c, b, cu);
+        const int32_t n_seqs = bench_texts_batch_cu(c, b, cu);
         st = dre_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
                                 out + (size_t)c->batch_first[b] * dim);
     }
@@ -617,15 +461,15 @@ int bench_encoder(int argc, char **argv) {
     const dre_model_info *in = &model->info;
     if (budget < in->max_length) budget = in->max_length;
 
-    corpus c;
+    bench_texts c;
     int rc = 1;
     if (corpus_path) {
-        st = corpus_from_file(&c, corpus_path, (int32_t)n,
-                              model_dir ? model_dir : cli_default_model(), in->max_length,
-                              (int32_t)budget);
+        st = bench_texts_from_file(&c, corpus_path, (int32_t)n,
+                                   model_dir ? model_dir : cli_default_model(), in->max_length,
+                                   (int32_t)budget);
         if (st != DRE_OK) rc = cli_fail("bench encoder", st);
-    } else if (make_corpus(&c, (int32_t)n, queries, in->max_length, in->vocab_size,
-                           (int32_t)budget, (uint64_t)seed) != 0) {
+    } else if (bench_texts_synthetic(&c, (int32_t)n, queries, in->max_length, in->vocab_size,
+                                     (int32_t)budget, (uint64_t)seed) != 0) {
         fprintf(stderr, "dre bench encoder: out of memory\n");
         st = DRE_ERR_NOMEM;
     }
@@ -644,7 +488,7 @@ int bench_encoder(int argc, char **argv) {
                  ? run_gpu(label, model, &c, (int32_t)budget, (int)reps, variants)
                  : run_cpu(label, model, &c, (int32_t)budget);
     }
-    free_corpus(&c);
+    bench_texts_free(&c);
     if (config)
         free_random_model(model);
     else
