@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "common.h"
+#include "cpu_attention.h"
+#include "cpu_gemm.h"
 
 /* ---------------------------------------------------------------- operators */
 
@@ -85,17 +87,17 @@ void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
     }
 }
 
-/* attention_cpu with caller-provided scratch: n_scratch score matrices of max_len * max_len
- * floats, max_len the longest sequence, one per thread. The (sequence, head) pairs are
- * independent; they are dealt out dynamically, since their lengths differ, to at most
- * n_scratch threads. */
+/* attention_cpu with caller-provided scratch: a score matrix of max_len * max_len floats a
+ * thread, max_len the longest sequence. The (sequence, head) pairs are independent; they are
+ * dealt out dynamically, since their lengths differ, to at most ws->n_threads threads. */
 static void attention_scratch(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs,
-                              int32_t n_heads, int32_t head_dim, float *scores, int32_t max_len,
-                              int n_scratch, float *out) {
+                              int32_t n_heads, int32_t head_dim, const cpu_workspace *ws,
+                              float *out) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t n_pairs = (int64_t)n_seqs * n_heads;
-    const int n_threads = omp_get_max_threads() < n_scratch ? omp_get_max_threads() : n_scratch;
+    const int n_threads =
+        omp_get_max_threads() < ws->n_threads ? omp_get_max_threads() : ws->n_threads;
     /* the products below are small and run side by side: OpenBLAS's own threads (pthreads
      * build) would spin waiting for each other, three times slower, so OpenBLAS is set to one
      * thread for the loop and put back after. Its thread count never changes a result: it
@@ -106,7 +108,7 @@ static void attention_scratch(const float *qkv, const int32_t *cu_seqlens, int32
     for (int64_t pair = 0; pair < n_pairs; pair++) {
         const int32_t s = (int32_t)(pair / n_heads), h = (int32_t)(pair % n_heads);
         const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
-        float *p = scores + (size_t)omp_get_thread_num() * max_len * max_len;
+        float *p = ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread;
         const float *q = qkv + (size_t)start * ld + (size_t)h * head_dim;
         const float *k = q + hidden;
         const float *v = q + 2 * hidden;
@@ -143,11 +145,11 @@ void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, 
         max_len = len > max_len ? len : max_len;
     }
     /* a test helper's convenience; the encoder passes its own scratch */
-    const int n_scratch = omp_get_max_threads();
-    float *scores = malloc((size_t)n_scratch * max_len * max_len * sizeof *scores);
-    if (!scores) return;
-    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, scores, max_len, n_scratch, out);
-    free(scores);
+    cpu_workspace ws = {NULL, (size_t)max_len * max_len, omp_get_max_threads()};
+    ws.data = malloc((size_t)ws.n_threads * ws.floats_per_thread * sizeof(float));
+    if (!ws.data) return;
+    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, &ws, out);
+    free(ws.data);
 }
 
 void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
@@ -181,20 +183,64 @@ void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t 
 
 /* ---------------------------------------------------------------- encoder */
 
+/* the four matrix products of a layer, packed for cpu_gemm */
+enum { W_QKV, W_ATTN_OUT, W_FFN_IN, W_FFN_OUT, W_PER_LAYER };
+
 struct cpu_encoder {
     const dre_model *model;
     int32_t budget_tokens;
     int32_t max_length;
+    int vectorised; /* cpu_gemm_vectorised() when made: the AVX-512 path */
+    cpu_packed *weights; /* [n_layers][W_PER_LAYER] */
     /* activations, sized once for budget_tokens */
-    float *x;      /* [budget, hidden]: layer input and output */
-    float *qkv;    /* [budget, 3*hidden] */
-    float *ctx;    /* [budget, hidden]: attention output */
-    float *mid;    /* [budget, hidden]: after the attention block's LayerNorm */
-    float *ffn;    /* [budget, intermediate] */
-    float *scores; /* [n_scratch, max_length, max_length]: one score matrix per thread */
-    int n_scratch; /* threads attention may use: OpenMP's count when the encoder was made */
-    void *block;   /* the one allocation behind the arrays above */
+    float *x;   /* [budget, hidden]: layer input and output */
+    float *qkv; /* [budget, 3*hidden] */
+    float *ctx; /* [budget, hidden]: attention output */
+    float *mid; /* [budget, hidden]: after the attention block's LayerNorm */
+    float *ffn; /* [budget, intermediate] */
+    cpu_workspace ws; /* per-thread scratch of the GEMMs and attention; threads: OpenMP's
+                       * count when the encoder was made */
+    void *block;      /* the one allocation behind the arrays above */
 };
+
+/* floats of scratch a thread needs, a multiple of 16 (64 bytes) */
+static size_t scratch_floats(const dre_model_info *info, int32_t max_length, int vectorised) {
+    size_t need = (size_t)max_length * max_length; /* attention_scratch's score matrix */
+    if (vectorised) {
+        const int32_t k = info->intermediate > info->hidden ? info->intermediate : info->hidden;
+        const size_t gemm = cpu_gemm_scratch_floats(k);
+        const size_t attn = cpu_attention_scratch_floats(max_length, info->head_dim);
+        need = gemm > attn ? gemm : attn;
+    }
+    return (need + 15) / 16 * 16;
+}
+
+void cpu_encoder_destroy(cpu_encoder *enc) {
+    if (!enc) return;
+    if (enc->weights)
+        for (int32_t i = 0; i < enc->model->info.n_layers * W_PER_LAYER; i++)
+            cpu_pack_free(&enc->weights[i]);
+    free(enc->weights);
+    free(enc->block);
+    free(enc);
+}
+
+static dre_status pack_layers(cpu_encoder *enc) {
+    const dre_model_info *info = &enc->model->info;
+    enc->weights = calloc((size_t)info->n_layers * W_PER_LAYER, sizeof *enc->weights);
+    if (!enc->weights) return set_error(DRE_ERR_NOMEM, "cpu_encoder_create: out of memory");
+    const int32_t h = info->hidden, ff = info->intermediate;
+    for (int32_t l = 0; l < info->n_layers; l++) {
+        const layer_weights *lw = &enc->model->layers[l];
+        cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
+        dre_status st = cpu_pack(lw->qkv_w, 3 * h, h, &w[W_QKV]);
+        if (st == DRE_OK) st = cpu_pack(lw->attn_out_w, h, h, &w[W_ATTN_OUT]);
+        if (st == DRE_OK) st = cpu_pack(lw->ffn_in_w, ff, h, &w[W_FFN_IN]);
+        if (st == DRE_OK) st = cpu_pack(lw->ffn_out_w, h, ff, &w[W_FFN_OUT]);
+        if (st != DRE_OK) return st;
+    }
+    return DRE_OK;
+}
 
 dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out) {
     if (!model || !out || budget_tokens < 1)
@@ -206,12 +252,14 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     enc->model = model;
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_positions;
-    enc->n_scratch = omp_get_max_threads();
+    enc->vectorised = cpu_gemm_vectorised();
+    enc->ws.n_threads = omp_get_max_threads();
+    enc->ws.floats_per_thread = scratch_floats(info, enc->max_length, enc->vectorised);
     const size_t b = (size_t)budget_tokens, h = (size_t)info->hidden;
-    const size_t l = (size_t)enc->max_length;
-    size_t floats =
-        b * h * 3 + b * 3 * h + b * (size_t)info->intermediate + (size_t)enc->n_scratch * l * l;
-    enc->block = malloc(floats * sizeof(float));
+    /* every array a multiple of 16 floats, so the scratch after them stays 64-byte aligned */
+    const size_t act = (b * h * 3 + b * 3 * h + b * (size_t)info->intermediate + 15) / 16 * 16;
+    const size_t floats = act + (size_t)enc->ws.n_threads * enc->ws.floats_per_thread;
+    enc->block = aligned_alloc(64, floats * sizeof(float));
     if (!enc->block) {
         free(enc);
         return set_error(DRE_ERR_NOMEM,
@@ -224,16 +272,15 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     enc->qkv = p, p += b * 3 * h;
     enc->ctx = p, p += b * h;
     enc->mid = p, p += b * h;
-    enc->ffn = p, p += b * (size_t)info->intermediate;
-    enc->scores = p;
+    enc->ffn = p;
+    enc->ws.data = (float *)enc->block + act;
+    dre_status st = pack_layers(enc);
+    if (st != DRE_OK) {
+        cpu_encoder_destroy(enc);
+        return st;
+    }
     *out = enc;
     return DRE_OK;
-}
-
-void cpu_encoder_destroy(cpu_encoder *enc) {
-    if (!enc) return;
-    free(enc->block);
-    free(enc);
 }
 
 dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
@@ -265,19 +312,23 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
                         m->emb_ln_b, eps, h, enc->x);
     for (int32_t l = 0; l < in->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
+        const cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
         /* attention block: mid = LN(x + attn(x) W_o^T + b_o) */
-        linear_cpu(enc->x, lw->qkv_w, lw->qkv_b, n, h, 3 * h, enc->qkv);
-        attention_scratch(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->scores,
-                          enc->max_length, enc->n_scratch, enc->ctx);
-        linear_cpu(enc->ctx, lw->attn_out_w, NULL, n, h, h, enc->mid);
-        bias_residual_layernorm_cpu(enc->mid, lw->attn_out_b, enc->x, lw->ln1_g, lw->ln1_b, eps, n,
-                                    h);
+        cpu_gemm(enc->x, h, n, &w[W_QKV], lw->qkv_b, CPU_EPI_BIAS, enc->qkv, 3 * h, &enc->ws);
+        if (enc->vectorised)
+            cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
+                          &enc->ws);
+        else
+            attention_scratch(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
+                              enc->ctx);
+        cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
+                 &enc->ws);
+        bias_residual_layernorm_cpu(enc->mid, NULL, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
         /* feed-forward block: x = LN(mid + gelu(mid W_i^T + b_i) W_o2^T + b_o2) */
-        linear_cpu(enc->mid, lw->ffn_in_w, NULL, n, h, ff, enc->ffn);
-        bias_gelu_cpu(enc->ffn, lw->ffn_in_b, n, ff);
-        linear_cpu(enc->ffn, lw->ffn_out_w, NULL, n, ff, h, enc->x);
-        bias_residual_layernorm_cpu(enc->x, lw->ffn_out_b, enc->mid, lw->ln2_g, lw->ln2_b, eps, n,
-                                    h);
+        cpu_gemm(enc->mid, h, n, &w[W_FFN_IN], lw->ffn_in_b, CPU_EPI_BIAS_GELU, enc->ffn, ff,
+                 &enc->ws);
+        cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h, &enc->ws);
+        bias_residual_layernorm_cpu(enc->x, NULL, enc->mid, lw->ln2_g, lw->ln2_b, eps, n, h);
     }
     pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
     return DRE_OK;
