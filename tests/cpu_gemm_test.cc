@@ -1,0 +1,261 @@
+// cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu_gemm.c, cpu_attention.c,
+// cpu_vmath.h) against plain references: products and epilogues against sums in double
+// with libm's erf; the tiled attention against attention_cpu; exp and the erf GELU over
+// their whole range against libm. Plus what the encoder relies on: results bit-identical
+// at 1 and 2 threads and whatever rows a call covers, and the OpenBLAS path (a CPU without
+// AVX-512) giving the same products. The AVX-512 cases skip, saying so, on a CPU without it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu_attention.h"
+#include "cpu_gemm.h"
+#include "cpu_vmath.h"
+#include "encoder_cpu.h"
+
+namespace {
+
+#define REQUIRE_AVX512()                                                                      \
+    if (!cpu_gemm_vectorised()) GTEST_SKIP() << "this CPU has no AVX-512F (or DRE_CPU_GEMM=openblas)"
+
+std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (float &x : v)
+        x = dist(rng);
+    return v;
+}
+
+// 64-byte aligned scratch for n_threads threads
+struct workspace {
+    cpu_workspace ws{};
+    explicit workspace(size_t per_thread, int n_threads) {
+        ws.floats_per_thread = (per_thread + 15) / 16 * 16;
+        ws.n_threads = n_threads;
+        ws.data = static_cast<float *>(
+            aligned_alloc(64, ws.floats_per_thread * n_threads * sizeof(float)));
+    }
+    ~workspace() { free(ws.data); }
+    workspace(const workspace &) = delete;
+    workspace &operator=(const workspace &) = delete;
+};
+
+struct packed {
+    cpu_packed p{};
+    packed(const std::vector<float> &w, int32_t n, int32_t k) {
+        EXPECT_EQ(cpu_pack(w.data(), n, k, &p), DRE_OK);
+    }
+    ~packed() { cpu_pack_free(&p); }
+    packed(const packed &) = delete;
+    packed &operator=(const packed &) = delete;
+};
+
+// 16 values at a time through the vector functions (compiled for AVX-512, called only
+// where the CPU has it)
+DRE_AVX512 void exp16(const float *in, float *out) {
+    _mm512_storeu_ps(out, vexp(_mm512_loadu_ps(in)));
+}
+DRE_AVX512 void gelu16(const float *in, float *out) {
+    _mm512_storeu_ps(out, vgelu_erf(_mm512_loadu_ps(in)));
+}
+
+double gelu_ref(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+
+struct shape {
+    int32_t m, n, k;
+};
+
+// out = epilogue(a @ w^T + bias) against double sums; the error bound: fp32 accumulation
+// over k terms, k * 2^-24 * sum |a_j w_j| (a few times tighter in practice), plus the
+// GELU's own 3e-7 |v|.
+void check_product(const shape &s, cpu_epilogue epi, const float *got, int32_t ldo,
+                   const std::vector<float> &a, int32_t lda, const std::vector<float> &w,
+                   const std::vector<float> &bias) {
+    for (int32_t i = 0; i < s.m; i++)
+        for (int32_t j = 0; j < s.n; j++) {
+            double sum = 0.0, mag = 0.0;
+            for (int32_t t = 0; t < s.k; t++) {
+                sum += (double)a[(size_t)i * lda + t] * w[(size_t)j * s.k + t];
+                mag += std::fabs((double)a[(size_t)i * lda + t] * w[(size_t)j * s.k + t]);
+            }
+            if (epi != CPU_EPI_NONE) sum += bias[j], mag += std::fabs(bias[j]);
+            double want = epi == CPU_EPI_BIAS_GELU ? gelu_ref(sum) : sum;
+            double tol = s.k * 6e-8 * mag + 3e-7 * std::fabs(sum) + 1e-30;
+            ASSERT_NEAR(got[(size_t)i * ldo + j], want, tol)
+                << "row " << i << " column " << j << " of " << s.m << "x" << s.n << "x" << s.k
+                << " epilogue " << epi;
+        }
+}
+
+const shape kShapes[] = {{1, 1, 1},     {1, 32, 16},   {3, 17, 5},    {13, 40, 7},
+                         {14, 64, 33},  {15, 96, 384}, {57, 100, 31}, {113, 384, 64},
+                         {12, 1536, 384}, {40, 384, 1536}};
+
+TEST(CpuGemm, ProductsAndEpiloguesMatchDoubleSums) {
+    REQUIRE_AVX512();
+    unsigned seed = 1;
+    for (const shape &s : kShapes) {
+        // A with a row stride wider than k and an output stride wider than n: both are
+        // honoured, and nothing past them is written
+        const int32_t lda = s.k + 3, ldo = s.n + 5;
+        const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
+        const std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
+        const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
+        packed pw(w, s.n, s.k);
+        ASSERT_NE(pw.p.panels, nullptr);
+        workspace ws(cpu_gemm_scratch_floats(s.k), 2);
+        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+            cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+                     out.data(), ldo, &ws.ws);
+            check_product(s, epi, out.data(), ldo, a, lda, w, bias);
+            for (int32_t i = 0; i < s.m; i++)
+                for (int32_t j = s.n; j < ldo; j++)
+                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+        }
+    }
+}
+
+// Each output is one chain of multiply-adds over k in order: the same bits at 1 and 2
+// threads, and whether a row is computed in a large call or alone (its tile, group and
+// the split of panels all differ).
+TEST(CpuGemm, BitIdenticalAcrossThreadsAndRowSplits) {
+    REQUIRE_AVX512();
+    const int32_t m = 300, n = 1152, k = 384;
+    const std::vector<float> a = uniform((size_t)m * k, -1.0f, 1.0f, 7);
+    const std::vector<float> w = uniform((size_t)n * k, -0.5f, 0.5f, 8);
+    const std::vector<float> bias = uniform((size_t)n, -1.0f, 1.0f, 9);
+    packed pw(w, n, k);
+    workspace ws(cpu_gemm_scratch_floats(k), 2);
+    std::vector<float> two((size_t)m * n), one((size_t)m * n), rows((size_t)m * n);
+    cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
+    ws.ws.n_threads = 1;
+    cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
+    ws.ws.n_threads = 2;
+    for (int32_t r = 0; r < m; r += 37) { // uneven pieces: 37 rows, then the rest
+        const int32_t rows_here = m - r < 37 ? m - r : 37;
+        cpu_gemm(a.data() + (size_t)r * k, k, rows_here, &pw.p, bias.data(), CPU_EPI_BIAS_GELU,
+                 rows.data() + (size_t)r * n, n, &ws.ws);
+    }
+    for (size_t i = 0; i < two.size(); i++) {
+        ASSERT_EQ(two[i], one[i]) << "element " << i;
+        ASSERT_EQ(two[i], rows[i]) << "element " << i;
+    }
+}
+
+// The path a CPU without AVX-512 takes (no panels: OpenBLAS and the plain operators)
+TEST(CpuGemm, OpenBlasPathMatchesDoubleSums) {
+    const shape s{29, 70, 45};
+    const std::vector<float> a = uniform((size_t)s.m * s.k, -1.0f, 1.0f, 11);
+    const std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, 12);
+    const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, 13);
+    cpu_packed plain{};
+    plain.w = w.data(), plain.n = s.n, plain.k = s.k, plain.n_panels = (s.n + 31) / 32;
+    workspace ws(cpu_gemm_scratch_floats(s.k), 2);
+    for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+        std::vector<float> out((size_t)s.m * s.n);
+        cpu_gemm(a.data(), s.k, s.m, &plain, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+                 out.data(), s.n, &ws.ws);
+        check_product(s, epi, out.data(), s.n, a, s.k, w, bias);
+    }
+}
+
+// exp within 2 ulps over its whole float range (and 0 / inf beyond it); the GELU within
+// 3e-7 |v| of the double erf formula, both tails included
+TEST(CpuVmath, ExpAndGeluAgainstLibm) {
+    REQUIRE_AVX512();
+    std::vector<float> xs;
+    for (double x = -110.0; x <= 95.0; x += 0.00137)
+        xs.push_back((float)x);
+    for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.72f, -87.3f, -103.5f, 89.0f})
+        xs.push_back(x);
+    while (xs.size() % 16)
+        xs.push_back(0.5f);
+    double worst_exp = 0.0, worst_gelu = 0.0;
+    for (size_t i = 0; i < xs.size(); i += 16) {
+        float e[16], g[16];
+        exp16(&xs[i], e);
+        gelu16(&xs[i], g);
+        for (int l = 0; l < 16; l++) {
+            const double x = xs[i + l], want = std::exp(x);
+            if (want > 3.4028234663852886e38) { // past FLT_MAX
+                ASSERT_TRUE(std::isinf(e[l])) << "exp(" << x << ")";
+            } else if (want < 1.2e-38) { // below the normal range: 0 or a denormal near it
+                ASSERT_LE(e[l], 1.2e-38f) << "exp(" << x << ")";
+            } else {
+                const double rel = std::fabs(e[l] - want) / want;
+                worst_exp = std::max(worst_exp, rel);
+                ASSERT_LE(rel, 2.4e-7) << "exp(" << x << ") = " << e[l] << ", want " << want;
+            }
+            const double gw = gelu_ref(x), err = std::fabs(g[l] - gw);
+            worst_gelu = std::max(worst_gelu, err / std::max(std::fabs(x), 1e-30));
+            ASSERT_LE(err, 3e-7 * std::fabs(x) + 1e-37)
+                << "gelu(" << x << ") = " << g[l] << ", want " << gw;
+        }
+    }
+    std::printf("worst exp relative error %.3g, worst gelu error / |v| %.3g over %zu values\n",
+                worst_exp, worst_gelu, xs.size());
+}
+
+struct attn_case {
+    std::vector<int32_t> lengths;
+    int32_t n_heads, head_dim;
+    float amplitude;
+};
+
+TEST(CpuAttention, MatchesPlainAttention) {
+    REQUIRE_AVX512();
+    const attn_case cases[] = {
+        {{1}, 2, 32, 1.0f},
+        {{2, 13, 14, 15}, 3, 32, 1.0f},
+        {{31, 32, 33, 1, 100}, 2, 64, 1.0f},
+        {{256, 7}, 12, 32, 2.0f},
+        {{512}, 2, 64, 1.5f},
+        {{17, 45}, 4, 16, 1.0f},
+        {{29, 64, 3}, 2, 24, 1.0f}, // a head narrower than a panel, not a multiple of 16
+        {{40, 41}, 3, 32, 6.0f},    // peaked scores
+    };
+    unsigned seed = 100;
+    for (const attn_case &c : cases) {
+        std::string lengths;
+        for (int32_t l : c.lengths)
+            lengths += std::to_string(l) + " ";
+        SCOPED_TRACE("lengths " + lengths + "heads " + std::to_string(c.n_heads) + " head_dim " +
+                     std::to_string(c.head_dim));
+        std::vector<int32_t> cu{0};
+        int32_t max_len = 0;
+        for (int32_t l : c.lengths)
+            cu.push_back(cu.back() + l), max_len = std::max(max_len, l);
+        const int32_t n_seqs = (int32_t)c.lengths.size(), n = cu.back();
+        const int32_t hidden = c.n_heads * c.head_dim;
+        const std::vector<float> qkv =
+            uniform((size_t)n * 3 * hidden, -c.amplitude, c.amplitude, seed++);
+        std::vector<float> want((size_t)n * hidden), got((size_t)n * hidden, NAN);
+        attention_cpu(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, want.data());
+        for (int threads : {1, 2}) {
+            workspace ws(cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
+                         threads);
+            std::vector<float> out((size_t)n * hidden, NAN);
+            cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(),
+                          &ws.ws);
+            for (size_t i = 0; i < out.size(); i++)
+                ASSERT_NEAR(out[i], want[i], 2e-6f * c.amplitude) << "element " << i;
+            if (threads == 1) {
+                got = out;
+            } else {
+                for (size_t i = 0; i < out.size(); i++)
+                    ASSERT_EQ(out[i], got[i]) << "1 and 2 threads differ at " << i;
+            }
+        }
+    }
+}
+
+} // namespace
