@@ -78,6 +78,9 @@ tile_kernel(const int R, int32_t k, const float *a, int32_t lda, const float *pa
     for (int32_t j = 0; j < k; j++) {
         const __m512 b0 = _mm512_load_ps(panel + (size_t)j * CPU_PANEL);
         const __m512 b1 = _mm512_load_ps(panel + (size_t)j * CPU_PANEL + 16);
+        /* the panel streams from L3 when few rows share it (a query): ask for it early */
+        _mm_prefetch((const char *)(panel + (size_t)(j + 16) * CPU_PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(panel + (size_t)(j + 16) * CPU_PANEL + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
         for (int r = 0; r < R; r++) {
             const __m512 av = _mm512_set1_ps(lda ? a[(size_t)r * lda + j] : a[(size_t)j * CPU_TILE_ROWS + r]);
