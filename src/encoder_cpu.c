@@ -1,8 +1,12 @@
-/* encoder_cpu.c — the fp32 reference encoder: Hugging Face BertModel's forward pass on
- * packed, unpadded batches (OpenBLAS for the matrix products), then sentence-transformers
- * pooling and normalisation. Each operator here is the CPU twin of a CUDA kernel.
- * The other operators are shared out with OpenMP over rows or (sequence, head) pairs only,
- * so every output is computed by the same arithmetic in the same order at any thread count. */
+/* encoder_cpu.c — the fp32 CPU encoder: Hugging Face BertModel's forward pass on packed,
+ * unpadded batches, then sentence-transformers pooling and normalisation.
+ * Two layers of code. The operators (*_cpu) are the plain references, OpenBLAS for their
+ * products: each is the CPU twin of a CUDA kernel, and the GPU tests compare against them.
+ * The encoder runs the fast path where the CPU has AVX-512 (cpu_gemm.c: packed weights,
+ * bias and GELU fused into the products; cpu_attention.c: tiled attention), the operators
+ * otherwise; LayerNorm, embeddings and pooling are the operators' own in both.
+ * Work is shared out with OpenMP over rows, panels or (sequence, head) pairs only, so every
+ * output is computed by the same arithmetic in the same order at any thread count. */
 #include "encoder_cpu.h"
 
 #include <cblas.h>
