@@ -65,6 +65,12 @@ void cpu_pack_free(cpu_packed *p) {
 
 /* ------------------------------------------------------------ micro-kernel */
 
+/* k-steps ahead the kernel asks for its panel: when few rows share a panel (a query), the
+ * weights stream from L3 or memory faster than the hardware prefetcher alone brings them */
+#ifndef PREFETCH_AHEAD
+#define PREFETCH_AHEAD 64
+#endif
+
 /* One tile: rows R (a constant once inlined) x 32 columns, the sums in 2R zmm registers.
  * Per k: two panel loads, R broadcasts of A, 2R fused multiply-adds. A is packed
  * (lda = 0: a[j][r], one sequential stream) or read in place (a[r][j], row stride lda). */
@@ -78,12 +84,13 @@ tile_kernel(const int R, int32_t k, const float *a, int32_t lda, const float *pa
     for (int32_t j = 0; j < k; j++) {
         const __m512 b0 = _mm512_load_ps(panel + (size_t)j * CPU_PANEL);
         const __m512 b1 = _mm512_load_ps(panel + (size_t)j * CPU_PANEL + 16);
-        /* the panel streams from L3 when few rows share it (a query): ask for it early */
-        _mm_prefetch((const char *)(panel + (size_t)(j + 16) * CPU_PANEL), _MM_HINT_T0);
-        _mm_prefetch((const char *)(panel + (size_t)(j + 16) * CPU_PANEL + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(panel + (size_t)(j + PREFETCH_AHEAD) * CPU_PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(panel + (size_t)(j + PREFETCH_AHEAD) * CPU_PANEL + 16),
+                     _MM_HINT_T0);
 #pragma GCC unroll 14
         for (int r = 0; r < R; r++) {
-            const __m512 av = _mm512_set1_ps(lda ? a[(size_t)r * lda + j] : a[(size_t)j * CPU_TILE_ROWS + r]);
+            const __m512 av =
+                _mm512_set1_ps(lda ? a[(size_t)r * lda + j] : a[(size_t)j * CPU_TILE_ROWS + r]);
             s0[r] = _mm512_fmadd_ps(av, b0, s0[r]);
             s1[r] = _mm512_fmadd_ps(av, b1, s1[r]);
         }
@@ -104,29 +111,31 @@ tile_kernel(const int R, int32_t k, const float *a, int32_t lda, const float *pa
 }
 
 /* the row count and epilogue made constants, one specialised kernel each */
-#define TILE_EPI(R, LDA)                                                                     \
-    if (epi == CPU_EPI_NONE)                                                                 \
-        tile_kernel(R, k, a, LDA, panel, c, ldc, m0, m1, bias, CPU_EPI_NONE);                \
-    else if (epi == CPU_EPI_BIAS)                                                            \
-        tile_kernel(R, k, a, LDA, panel, c, ldc, m0, m1, bias, CPU_EPI_BIAS);                \
-    else                                                                                     \
+#define TILE_EPI(R, LDA)                                                                           \
+    if (epi == CPU_EPI_NONE)                                                                       \
+        tile_kernel(R, k, a, LDA, panel, c, ldc, m0, m1, bias, CPU_EPI_NONE);                      \
+    else if (epi == CPU_EPI_BIAS)                                                                  \
+        tile_kernel(R, k, a, LDA, panel, c, ldc, m0, m1, bias, CPU_EPI_BIAS);                      \
+    else                                                                                           \
         tile_kernel(R, k, a, LDA, panel, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);
-#define TILE_CASE(R)                                                                         \
-    case R:                                                                                  \
-        if (lda == 0) {                                                                      \
-            TILE_EPI(R, 0)                                                                   \
-        } else {                                                                             \
-            tile_kernel(R, k, a, lda, panel, c, ldc, m0, m1, bias, CPU_EPI_NONE);            \
-        }                                                                                    \
+#define TILE_CASE(R)                                                                               \
+    case R:                                                                                        \
+        if (lda == 0) {                                                                            \
+            TILE_EPI(R, 0)                                                                         \
+        } else {                                                                                   \
+            TILE_EPI(R, lda)                                                                       \
+        }                                                                                          \
         break;
 
-/* lda = 0: A packed (the products with weights, any epilogue); else A in place, no
- * epilogue (attention) */
+/* lda = 0: A packed; else A in place (attention's products, and a single tile of rows) */
 static DRE_AVX512 void tile_dispatch(int32_t rows, int32_t k, const float *a, int32_t lda,
                                      const float *panel, float *c, int32_t ldc, int32_t ncols,
                                      const float *bias, cpu_epilogue epi) {
     const __mmask16 m0 = ncols >= 16 ? 0xFFFF : (__mmask16)((1u << ncols) - 1);
-    const __mmask16 m1 = ncols >= 32 ? 0xFFFF : ncols > 16 ? (__mmask16)((1u << (ncols - 16)) - 1) : 0;
+    const __mmask16 m1 = ncols >= 32  ? 0xFFFF
+                         : ncols > 16 ? (__mmask16)((1u << (ncols - 16)) - 1)
+                                      : 0;
+    // clang-format off
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
         TILE_CASE(7) TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
@@ -134,6 +143,7 @@ static DRE_AVX512 void tile_dispatch(int32_t rows, int32_t k, const float *a, in
     default:
         break;
     }
+    // clang-format on
 }
 
 void cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
@@ -186,8 +196,8 @@ void cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const
     }
     /* work items: (row group, run of panels). Many groups: a group each, all panels. Few
      * (a query): the panels split too, so every thread has work. */
-    const int n_threads = omp_get_max_threads() < ws->n_threads ? omp_get_max_threads()
-                                                                : ws->n_threads;
+    const int n_threads =
+        omp_get_max_threads() < ws->n_threads ? omp_get_max_threads() : ws->n_threads;
     const int32_t groups = (m + GROUP_ROWS - 1) / GROUP_ROWS;
     int32_t runs = 1;
     if (n_threads > 1 && groups < 2 * n_threads) {
@@ -201,10 +211,17 @@ void cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const
         const int32_t g = item / runs, run = item % runs;
         const int32_t row0 = g * GROUP_ROWS;
         const int32_t row_end = row0 + GROUP_ROWS < m ? row0 + GROUP_ROWS : m;
-        float *packed = ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread;
-        for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++) {
-            const int32_t rows = row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS;
-            pack_rows(a + (size_t)r * lda, lda, rows, w->k, packed + t * tile_floats);
+        /* a single tile (a query) reads A in place: packing it would cost more than it saves */
+        const float *packed = a;
+        int32_t packed_ld = lda;
+        size_t packed_step = (size_t)CPU_TILE_ROWS * lda;
+        if (m > CPU_TILE_ROWS) {
+            float *scratch = ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread;
+            for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++) {
+                const int32_t rows = row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS;
+                pack_rows(a + (size_t)r * lda, lda, rows, w->k, scratch + t * tile_floats);
+            }
+            packed = scratch, packed_ld = 0, packed_step = tile_floats;
         }
         const int32_t p_end = (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
         for (int32_t p = run * per_run; p < p_end; p++) {
@@ -213,7 +230,7 @@ void cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const
             const int32_t ncols = w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL;
             for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++) {
                 const int32_t rows = row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS;
-                tile_dispatch(rows, w->k, packed + t * tile_floats, 0, panel,
+                tile_dispatch(rows, w->k, packed + t * packed_step, packed_ld, panel,
                               out + (size_t)r * ldo + col, ldo, ncols, bias ? bias + col : NULL,
                               epi);
             }

@@ -3,8 +3,9 @@
  * Two layers of code. The operators (*_cpu) are the plain references, OpenBLAS for their
  * products: each is the CPU twin of a CUDA kernel, and the GPU tests compare against them.
  * The encoder runs the fast path where the CPU has AVX-512 (cpu_gemm.c: packed weights,
- * bias and GELU fused into the products; cpu_attention.c: tiled attention), the operators
- * otherwise; LayerNorm, embeddings and pooling are the operators' own in both.
+ * bias and GELU fused into the products; cpu_attention.c: tiled attention; the residual +
+ * LayerNorm rows vectorised), the operators otherwise; embeddings and pooling are the
+ * operators' own in both.
  * Work is shared out with OpenMP over rows, panels or (sequence, head) pairs only, so every
  * output is computed by the same arithmetic in the same order at any thread count. */
 #include "encoder_cpu.h"
@@ -18,6 +19,7 @@
 #include "common.h"
 #include "cpu_attention.h"
 #include "cpu_gemm.h"
+#include "cpu_vmath.h"
 
 /* ---------------------------------------------------------------- operators */
 
@@ -194,14 +196,14 @@ struct cpu_encoder {
     const dre_model *model;
     int32_t budget_tokens;
     int32_t max_length;
-    int vectorised; /* cpu_gemm_vectorised() when made: the AVX-512 path */
+    int vectorised;      /* cpu_gemm_vectorised() when made: the AVX-512 path */
     cpu_packed *weights; /* [n_layers][W_PER_LAYER] */
     /* activations, sized once for budget_tokens */
-    float *x;   /* [budget, hidden]: layer input and output */
-    float *qkv; /* [budget, 3*hidden] */
-    float *ctx; /* [budget, hidden]: attention output */
-    float *mid; /* [budget, hidden]: after the attention block's LayerNorm */
-    float *ffn; /* [budget, intermediate] */
+    float *x;         /* [budget, hidden]: layer input and output */
+    float *qkv;       /* [budget, 3*hidden] */
+    float *ctx;       /* [budget, hidden]: attention output */
+    float *mid;       /* [budget, hidden]: after the attention block's LayerNorm */
+    float *ffn;       /* [budget, intermediate] */
     cpu_workspace ws; /* per-thread scratch of the GEMMs and attention; threads: OpenMP's
                        * count when the encoder was made */
     void *block;      /* the one allocation behind the arrays above */
@@ -287,6 +289,18 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     return DRE_OK;
 }
 
+/* x = LayerNorm(x + residual), row by row */
+static void residual_layernorm(const cpu_encoder *enc, float *x, const float *residual,
+                               const float *g, const float *b, float eps, int32_t n, int32_t h) {
+    if (!enc->vectorised) {
+        bias_residual_layernorm_cpu(x, NULL, residual, g, b, eps, n, h);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(enc->ws.n_threads) if (n > 16)
+    for (int32_t t = 0; t < n; t++)
+        vlayernorm_row(x + (size_t)t * h, residual + (size_t)t * h, g, b, eps, h);
+}
+
 dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
     if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
@@ -327,12 +341,12 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
                               enc->ctx);
         cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
                  &enc->ws);
-        bias_residual_layernorm_cpu(enc->mid, NULL, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
+        residual_layernorm(enc, enc->mid, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
         /* feed-forward block: x = LN(mid + gelu(mid W_i^T + b_i) W_o2^T + b_o2) */
         cpu_gemm(enc->mid, h, n, &w[W_FFN_IN], lw->ffn_in_b, CPU_EPI_BIAS_GELU, enc->ffn, ff,
                  &enc->ws);
         cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h, &enc->ws);
-        bias_residual_layernorm_cpu(enc->x, NULL, enc->mid, lw->ln2_g, lw->ln2_b, eps, n, h);
+        residual_layernorm(enc, enc->x, enc->mid, lw->ln2_g, lw->ln2_b, eps, n, h);
     }
     pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
     return DRE_OK;

@@ -1,9 +1,9 @@
 // cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu_gemm.c, cpu_attention.c,
 // cpu_vmath.h) against plain references: products and epilogues against sums in double
 // with libm's erf; the tiled attention against attention_cpu; exp and the erf GELU over
-// their whole range against libm. Plus what the encoder relies on: results bit-identical
-// at 1 and 2 threads and whatever rows a call covers, and the OpenBLAS path (a CPU without
-// AVX-512) giving the same products. The AVX-512 cases skip, saying so, on a CPU without it.
+// their whole range against libm; the residual + LayerNorm row against the plain operator.
+// Plus what the encoder relies on: results bit-identical at 1 and 2 threads and whatever
+// rows a call covers, and the OpenBLAS path (a CPU without AVX-512) giving the same products. The AVX-512 cases skip, saying so, on a CPU without it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -203,6 +203,36 @@ TEST(CpuVmath, ExpAndGeluAgainstLibm) {
     }
     std::printf("worst exp relative error %.3g, worst gelu error / |v| %.3g over %zu values\n",
                 worst_exp, worst_gelu, xs.size());
+}
+
+// The residual + LayerNorm row against the plain operator (bias_residual_layernorm_cpu):
+// the same arithmetic but for the order of the double sums, so within an ulp or two. Rows
+// whose length is not a multiple of 16 (the masked tail), and rows far from zero mean
+// (a large mean makes a careless variance cancel).
+TEST(CpuVmath, LayerNormRowMatchesPlainOperator) {
+    REQUIRE_AVX512();
+    unsigned seed = 40;
+    for (int32_t n : {1, 7, 16, 17, 100, 384, 768, 1031}) {
+        for (float offset : {0.0f, 300.0f}) {
+            for (bool with_residual : {false, true}) {
+                std::vector<float> x = uniform((size_t)n, offset - 2.0f, offset + 3.0f, seed++);
+                const std::vector<float> res = uniform((size_t)n, -1.0f, 1.0f, seed++);
+                const std::vector<float> g = uniform((size_t)n, 0.5f, 1.5f, seed++);
+                const std::vector<float> b = uniform((size_t)n, -0.3f, 0.3f, seed++);
+                std::vector<float> want = x, got = x;
+                got.push_back(777.0f); // one past the row: must stay untouched
+                const float *r = with_residual ? res.data() : nullptr;
+                bias_residual_layernorm_cpu(want.data(), nullptr, r, g.data(), b.data(), 1e-12f,
+                                            1, n);
+                vlayernorm_row(got.data(), r, g.data(), b.data(), 1e-12f, n);
+                for (int32_t j = 0; j < n; j++)
+                    ASSERT_NEAR(got[j], want[j], 3e-7f * std::fabs(want[j]) + 1e-7f)
+                        << "n " << n << " offset " << offset << " residual " << with_residual
+                        << " element " << j;
+                ASSERT_EQ(got[n], 777.0f) << "n " << n;
+            }
+        }
+    }
 }
 
 struct attn_case {
