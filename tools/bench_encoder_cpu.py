@@ -59,7 +59,7 @@ def main():
         for l in run([sys.executable, os.path.join(HERE, "peer_encoder_cpu.py"), "--corpus",
                       args.corpus, "--n", str(args.n), "--threads", args.threads], {}):
             who = fields(l)["who"]
-            rows.append(({"onnxruntime": "ONNX Runtime", "st": "sentence-transformers"}
+            rows.append(({"onnxruntime": "ONNX Runtime", "sentence_transformers": "sentence-transformers"}
                          .get(who, who), l))
         return rows
 
@@ -94,7 +94,7 @@ def main():
     print(f"\n{args.n} documents of {os.path.basename(args.corpus)}, {args.rounds} round(s), "
           "mean over rounds\n")
     print(head)
-    print("|" + " --- |" * (1 + 3 * len(threads)))
+    print("|" + " --- |" * (2 + 2 * len(threads)))
     for name, per in table.items():
         cells = [f"{mean(per[t]['dps']):.1f}" if t in per else "-" for t in threads]
         for t in threads:
