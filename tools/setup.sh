@@ -86,7 +86,7 @@ if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
 fi
 
 if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
-  say "installing fixture tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn)"
-  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn
+  say "installing fixture and peer tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn, onnxruntime)"
+  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn onnx onnxscript onnxruntime
 fi
 say "done"
