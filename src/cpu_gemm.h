@@ -1,10 +1,11 @@
 /* cpu_gemm.h — the CPU encoder's matrix products.
  *
  * Weights are packed once into panels of 32 output columns ([k][32] each, zero past n); an
- * AVX-512 micro-kernel keeps a tile of up to 14 rows x 32 columns in registers, reads A in
- * place and the panel from cache, and applies the bias, or bias + GELU, before the tile is
- * stored. Every output is one chain of fused multiply-adds over k in order, whatever the
- * tiling and thread count, so results never depend on either. Without AVX-512 (or with
+ * AVX-512 micro-kernel keeps a tile of up to 14 rows x 32 columns in registers and applies
+ * the bias, or bias + GELU, before the tile is stored. A's rows are packed 56 at a time, so
+ * each panel read from memory serves 56 rows (a single tile, a query, is read in place).
+ * Every output is one chain of fused multiply-adds over k in order, whatever the tiling and
+ * thread count, so results never depend on either. Without AVX-512 (or with
  * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
  * operators of encoder_cpu.h instead. */
 #ifndef DRE_CPU_GEMM_H
