@@ -21,7 +21,7 @@ static DRE_AVX512 void softmax_row(float *s, int32_t len, float scale) {
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int32_t j = 0; j < len; j += 16) {
-        const __mmask16 m = len - j >= 16 ? 0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+        const __mmask16 m = vtail_mask(len - j);
         const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), vscale);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
         _mm512_mask_storeu_ps(s + j, m, v);
@@ -29,14 +29,14 @@ static DRE_AVX512 void softmax_row(float *s, int32_t len, float scale) {
     const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     __m512 vsum = _mm512_setzero_ps();
     for (int32_t j = 0; j < len; j += 16) {
-        const __mmask16 m = len - j >= 16 ? 0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+        const __mmask16 m = vtail_mask(len - j);
         const __m512 e = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), max));
         vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
         _mm512_mask_storeu_ps(s + j, m, e);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
     for (int32_t j = 0; j < len; j += 16) {
-        const __mmask16 m = len - j >= 16 ? 0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+        const __mmask16 m = vtail_mask(len - j);
         _mm512_mask_storeu_ps(s + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), inv));
     }
 }
@@ -44,7 +44,7 @@ static DRE_AVX512 void softmax_row(float *s, int32_t len, float scale) {
 static void attend_one(const float *q, const float *k, const float *v, int32_t ld, int32_t len,
                        int32_t head_dim, float scale, float *out, int32_t ldo, float *scratch) {
     const int32_t keys = (int32_t)round_up((size_t)len, CPU_PANEL);
-    float *k_panels = scratch;                          /* [keys/32][head_dim][32] */
+    float *k_panels = scratch;                            /* [keys/32][head_dim][32] */
     float *v_panels = k_panels + (size_t)keys * head_dim; /* [ceil(hd/32)][len][32] */
     float *scores = v_panels + round_up((size_t)head_dim, CPU_PANEL) * len; /* [14][keys] */
     cpu_pack_block(k, ld, len, head_dim, 1, k_panels);
@@ -54,7 +54,8 @@ static void attend_one(const float *q, const float *k, const float *v, int32_t l
         for (int32_t kp = 0; kp < keys / CPU_PANEL; kp++) {
             const int32_t n = len - kp * CPU_PANEL < CPU_PANEL ? len - kp * CPU_PANEL : CPU_PANEL;
             cpu_tile(rows, head_dim, q + (size_t)i * ld, ld,
-                     k_panels + (size_t)kp * head_dim * CPU_PANEL, scores + kp * CPU_PANEL, keys, n);
+                     k_panels + (size_t)kp * head_dim * CPU_PANEL, scores + kp * CPU_PANEL, keys,
+                     n);
         }
         for (int32_t r = 0; r < rows; r++)
             softmax_row(scores + (size_t)r * keys, len, scale);
@@ -72,8 +73,8 @@ void cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, 
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t n_pairs = (int64_t)n_seqs * n_heads;
-    const int n_threads = omp_get_max_threads() < ws->n_threads ? omp_get_max_threads()
-                                                                : ws->n_threads;
+    const int n_threads =
+        omp_get_max_threads() < ws->n_threads ? omp_get_max_threads() : ws->n_threads;
 #pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_pairs > 1)
     for (int64_t pair = 0; pair < n_pairs; pair++) {
         const int32_t s = (int32_t)(pair / n_heads), h = (int32_t)(pair % n_heads);

@@ -131,10 +131,7 @@ tile_kernel(const int R, int32_t k, const float *a, int32_t lda, const float *pa
 static DRE_AVX512 void tile_dispatch(int32_t rows, int32_t k, const float *a, int32_t lda,
                                      const float *panel, float *c, int32_t ldc, int32_t ncols,
                                      const float *bias, cpu_epilogue epi) {
-    const __mmask16 m0 = ncols >= 16 ? 0xFFFF : (__mmask16)((1u << ncols) - 1);
-    const __mmask16 m1 = ncols >= 32  ? 0xFFFF
-                         : ncols > 16 ? (__mmask16)((1u << (ncols - 16)) - 1)
-                                      : 0;
+    const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
     // clang-format off
     switch (rows) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)

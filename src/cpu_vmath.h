@@ -18,6 +18,12 @@
 
 #define DRE_AVX512 __attribute__((target("avx512f")))
 
+/* the lanes of a 16-float vector that hold one of `left` remaining values: all 16 when
+ * left >= 16, none when left <= 0 */
+static inline __mmask16 vtail_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+}
+
 static inline DRE_AVX512 __m512 vexp(__m512 x) {
     /* below -103 the result is 0 in float (denormals included), above 88.73 it is inf */
     x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.73f)), _mm512_set1_ps(-103.0f));
@@ -76,7 +82,7 @@ static inline DRE_AVX512 void vlayernorm_row(float *x, const float *residual, co
                                              const float *b, float eps, int n) {
     __m512d sum = _mm512_setzero_pd();
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 m = vtail_mask(n - j);
         __m512 v = _mm512_maskz_loadu_ps(m, x + j);
         if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, residual + j));
         _mm512_mask_storeu_ps(x + j, m, v);
@@ -86,7 +92,7 @@ static inline DRE_AVX512 void vlayernorm_row(float *x, const float *residual, co
     const __m512d mean_d = _mm512_set1_pd(mean);
     __m512d sq = _mm512_setzero_pd();
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 m = vtail_mask(n - j);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
         /* lanes past n stay 0, not -mean */
         const __m512d lo = _mm512_maskz_sub_pd((__mmask8)m, vlo_pd(v), mean_d);
@@ -98,7 +104,7 @@ static inline DRE_AVX512 void vlayernorm_row(float *x, const float *residual, co
     const __m512 rstd = _mm512_set1_ps((float)(1.0 / __builtin_sqrt(var + (double)eps)));
     const __m512 mean_f = _mm512_set1_ps((float)mean);
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 m = vtail_mask(n - j);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
         const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(v, mean_f), rstd),
                                        _mm512_maskz_loadu_ps(m, g + j));

@@ -59,8 +59,9 @@ def main():
         for l in run([sys.executable, os.path.join(HERE, "peer_encoder_cpu.py"), "--corpus",
                       args.corpus, "--n", str(args.n), "--threads", args.threads], {}):
             who = fields(l)["who"]
-            rows.append(({"onnxruntime": "ONNX Runtime", "sentence_transformers": "sentence-transformers"}
-                         .get(who, who), l))
+            names = {"onnxruntime": "ONNX Runtime",
+                     "sentence_transformers": "sentence-transformers"}
+            rows.append((names.get(who, who), l))
         return rows
 
     measured = []
