@@ -143,7 +143,7 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
     cJSON *meta = cJSON_Parse(meta_text.c_str());
     ASSERT_NE(meta, nullptr);
     result r = run("search --device cpu --mode dense --json --queries "
-                   "../shared/data/queries.jsonl '" +
+                   "tests/data/queries.jsonl '" +
                    index_dir + "'");
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = lines_of(r.out);
@@ -207,7 +207,7 @@ TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
     const cJSON *set = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "sets"), 0);
     ASSERT_STREQ(cJSON_GetObjectItem(set, "corpus")->valuestring, "tests/data/papers.jsonl");
     result r =
-        run("search --device cpu --mode bm25 --json --queries ../shared/data/queries.jsonl '" +
+        run("search --device cpu --mode bm25 --json --queries tests/data/queries.jsonl '" +
             index_dir + "'");
     ASSERT_EQ(r.status, 0) << r.err;
     auto got = json_lines(r.out);
@@ -238,7 +238,7 @@ TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
 // Hybrid results are the dense and BM25 lists (as --mode dense / bm25 print them, cut to
 // --depth) fused: RRF by default, convex with --alpha; each hit carries both ranks.
 TEST_F(CliTest, HybridFusesTheDenseAndBm25Lists) {
-    std::string q = "--json --queries ../shared/data/queries.jsonl '" + index_dir + "'";
+    std::string q = "--json --queries tests/data/queries.jsonl '" + index_dir + "'";
     result dense = run("search --device cpu --mode dense -k 30 " + q);
     result bm25 = run("search --device cpu --mode bm25 -k 30 " + q);
     result rrf = run("search --device cpu --mode hybrid --fusion rrf -k 10 --depth 30 " + q);

@@ -1,4 +1,4 @@
-// eval_e2e_test.cc — `dre embed` then `dre eval` on the CPU over ../shared/data, against
+// eval_e2e_test.cc — `dre embed` then `dre eval` on the CPU over tests/data, against
 // tools/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval) for
 // --mode dense, and tools/make_hybrid_fixtures.py (SQLite FTS5 from Python, fused with the
 // sentence-transformers run, pytrec_eval) for --mode bm25 and hybrid (rrf and convex):
@@ -23,7 +23,7 @@ using namespace test_util;
 
 const std::string source_dir = DRE_SOURCE_DIR;
 const std::string model_dir = source_dir + "/models/all-MiniLM-L6-v2";
-const std::string data_dir = source_dir + "/../shared/data";
+const std::string data_dir = source_dir + "/tests/data";
 const std::string dre_bin = std::string(DRE_BINARY_DIR) + "/dre";
 
 // Runs a shell command; returns its exit status and its stdout in *out.
@@ -66,7 +66,7 @@ class EvalEndToEnd : public ::testing::Test {
         ASSERT_TRUE(exists(model_dir + "/model.safetensors"))
             << model_dir << " is missing: run tools/setup.sh";
         ASSERT_TRUE(exists(data_dir + "/papers.jsonl"))
-            << data_dir << "/papers.jsonl is missing (the demo data beside the repository)";
+            << data_dir << "/papers.jsonl is missing";
         ASSERT_TRUE(exists(dre_bin)) << dre_bin << " is missing: build the dre_cli target";
         std::string out;
         int rc = run(quote(dre_bin) + " embed --quiet --device cpu --model " + quote(model_dir) +

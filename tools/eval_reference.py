@@ -14,7 +14,7 @@ GenericDataLoader loads them (header skipped, a repeated pair keeps its last lin
 
 Writes tests/fixtures/eval_reference_<model>.json: the metrics and the top-k run of
 each query set. Run from the repository root:
-    python3 tools/eval_reference.py [--model models/all-MiniLM-L6-v2] [--data ../shared/data]
+    python3 tools/eval_reference.py [--model models/all-MiniLM-L6-v2] [--data tests/data]
 """
 import argparse
 import csv
@@ -60,7 +60,7 @@ def sha256(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
-    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--data", default="tests/data")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

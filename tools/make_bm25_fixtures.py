@@ -15,7 +15,8 @@ Writes tests/fixtures/bm25_reference.json:
    "score"}]}]}]}
 with the corpus paths relative to the repository root. Queries: the demo queries and a
 list of hostile ones (quotes, operators, column filters, NEAR, prefixes, control
-characters, accents) on the demo corpus; the first 200 SciFact train queries on its corpus.
+characters, accents) on the demo corpus; the 200 SciFact train queries of tests/data/scifact
+(tools/make_test_data.py) on its corpus.
 
 Run from the repository root: python3 tools/make_bm25_fixtures.py (the standard library
 only)
@@ -93,9 +94,9 @@ def run_set(corpus_rel, queries):
 
 
 def main():
-    demo_queries = [q["text"] for q in read_jsonl(os.path.join(ROOT, "..", "shared", "data",
+    demo_queries = [q["text"] for q in read_jsonl(os.path.join(ROOT, "tests", "data",
                                                                "queries.jsonl"))]
-    scifact = os.path.join("..", "shared", "data", "scifact-train")
+    scifact = os.path.join("tests", "data", "scifact")
     scifact_queries = [q["text"] for q in read_jsonl(os.path.join(ROOT, scifact,
                                                                   "queries.jsonl"))][:200]
     sets = [run_set(os.path.join("tests", "data", "papers.jsonl"), demo_queries + HOSTILE),

@@ -12,7 +12,7 @@ For a model folder it writes, under tests/fixtures/:
                            model.safetensors, and probes: single weights as PyTorch loaded
                            them (fp32), to check the loader's conversion and q/k/v fusion
 
-Texts: the demo titles, abstracts and queries (../shared/data), 10 texts longer than the
+Texts: the demo titles, abstracts and queries (tests/data), 10 texts longer than the
 model's max length (abstracts joined) and a few edge cases; make_tiny_model.py uses a
 smaller set.
 
@@ -31,7 +31,7 @@ from sentence_transformers import SentenceTransformer
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-DATA = os.path.join(ROOT, "..", "shared", "data")
+DATA = os.path.join(ROOT, "tests", "data")
 
 EDGE_TEXTS = [
     "",

@@ -17,7 +17,7 @@ rank 10).
 
 Writes tests/fixtures/hybrid_reference.json: {"depth", "rrf_k", "alpha", "sets": {set:
 {"bm25" | "rrf" | "convex": metrics}}}. Run from the repository root:
-    python3 tools/make_hybrid_fixtures.py [--data ../shared/data]
+    python3 tools/make_hybrid_fixtures.py [--data tests/data]
 """
 import argparse
 import csv
@@ -116,7 +116,7 @@ def metrics_of(qrels, run):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "tests", "data"))
     args = ap.parse_args()
     with open(DENSE, encoding="utf-8") as f:
         dense_ref = json.load(f)

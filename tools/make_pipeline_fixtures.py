@@ -25,7 +25,7 @@ from sentence_transformers import SentenceTransformer
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2")
 DATA = os.path.join(ROOT, "tests", "data")
-QUERIES = os.path.join(ROOT, "..", "shared", "data", "queries.jsonl")
+QUERIES = os.path.join(ROOT, "tests", "data", "queries.jsonl")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 TOP_K = 10
 

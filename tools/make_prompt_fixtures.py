@@ -60,7 +60,7 @@ def model_with_prompts(src, config, scratch):
 def main():
     torch.set_num_threads(os.cpu_count() or 1)
     docs = read_jsonl(os.path.join(ROOT, "tests", "data", "papers.jsonl"))[:N_DOCS]
-    queries = [q["text"] for q in read_jsonl(os.path.join(ROOT, "..", "shared", "data",
+    queries = [q["text"] for q in read_jsonl(os.path.join(ROOT, "tests", "data",
                                                           "queries.jsonl"))]
     doc_texts = [beir_text(d) for d in docs]
     for case, src in CASES.items():

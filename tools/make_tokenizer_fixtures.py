@@ -21,7 +21,7 @@ Writes, under tests/fixtures/:
                               (in tokenizer_cases.jsonl's order) from a folder holding only
                               vocab.txt and that tokenizer_config.json (max length 512).
 
-Cases: every title, abstract and query of ../shared/data at the model's max length, and
+Cases: every title, abstract and query of tests/data at the model's max length, and
 several hundred hard strings (accents, CJK, controls, odd whitespace, emoji, long words,
 special-token text, ...); the hard strings and 20 abstracts also at max lengths 16, 3, 2.
 
@@ -46,7 +46,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-DATA = os.path.join(ROOT, "..", "shared", "data")
+DATA = os.path.join(ROOT, "tests", "data")
 TOKENIZER_C = os.path.join(ROOT, "src", "tokenizer.c")
 
 LONG_WORD = "supercalifragilisticexpialidocious"
