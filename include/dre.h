@@ -279,9 +279,26 @@ const dre_index_info *dre_index_get_info(const dre_index *index);
 dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
                             float *scores, int64_t *rows);
 
-/* Sets a FAISS search parameter by its faiss::ParameterSpace name: "nprobe" for IVF
- * (default 1), "efSearch" for HNSW (default 16). DRE_ERR_INVALID_ARG if the index has
- * no such parameter. */
+/* A FAISS search parameter by its faiss::ParameterSpace name: "nprobe" for IVF (default
+ * 1), "efSearch" for HNSW (default 16), "max_codes", "ht" (polysemous PQ), "k_factor_rf"
+ * (a refine index), "quantizer_efSearch" (IVF over an HNSW quantizer)... */
+#define DRE_SEARCH_MAX_PARAMS 8
+typedef struct dre_search_param {
+    char name[32];
+    double value; /* finite, >= 0 (nprobe, efSearch, k_factor: >= 1) */
+} dre_search_param;
+
+/* dre_index_search with parameters for this one call: they are set, the search runs, and
+ * the values the index had are put back before it returns, so no later search sees them.
+ * DRE_ERR_INVALID_ARG naming the parameter if the index has no such search parameter or
+ * the value is out of range (then nothing is searched and nothing changed). */
+dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                 const dre_search_param *params, int32_t n_params, float *scores,
+                                 int64_t *rows);
+
+/* Sets a FAISS search parameter (names as above) for every later search of this handle:
+ * the index's own default. Per-call values go through dre_index_search_with or
+ * dre_search_options.params. DRE_ERR_INVALID_ARG if the index has no such parameter. */
 dre_status dre_index_set_param(dre_index *index, const char *name, double value);
 
 typedef struct dre_doc {
@@ -368,6 +385,10 @@ typedef struct dre_search_options {
     const char *query_prompt;       /* put before each query; NULL: the index's (meta.json) */
     dre_search_precision precision; /* a GPU searcher's dense search (default GPU fp16); the
                                        first dense search fixes it for the searcher */
+    /* FAISS search parameters for these queries alone (dre_index_search_with): a searcher's
+     * later calls, and other callers of a shared searcher, never see them. */
+    int32_t n_params;
+    dre_search_param params[DRE_SEARCH_MAX_PARAMS];
 } dre_search_options;
 
 /* Fills the defaults: auto mode, convex fusion (alpha 0.5; RRF's k 60), 10 results, depth

@@ -167,6 +167,52 @@ dre_status dre_index_set_param(dre_index *index, const char *name, double value)
     return DRE_OK;
 }
 
+/* Whether a value can be set for this parameter: FAISS turns it into an int or a size_t
+ * unchecked, and nprobe, efSearch or a k_factor of 0 would search nothing. */
+static int param_value_ok(const char *name, double value) {
+    static const char *const at_least_one[] = {"nprobe", "efSearch", "k_factor", "k_factor_rf"};
+    if (!isfinite(value) || value < 0 || value > INT_MAX) return 0;
+    const char *base = strncmp(name, "quantizer_", 10) == 0 ? name + 10 : name;
+    for (size_t i = 0; i < sizeof at_least_one / sizeof *at_least_one; i++)
+        if (!strcmp(base, at_least_one[i])) return value >= 1;
+    return 1;
+}
+
+dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                 const dre_search_param *params, int32_t n_params, float *scores,
+                                 int64_t *rows) {
+    if (!index || n_params < 0 || n_params > DRE_SEARCH_MAX_PARAMS || (n_params > 0 && !params))
+        return set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
+                         n_params, DRE_SEARCH_MAX_PARAMS);
+    double saved[DRE_SEARCH_MAX_PARAMS];
+    int32_t n_set = 0;
+    dre_status st = DRE_OK;
+    for (; n_set < n_params; n_set++) {
+        const dre_search_param *p = &params[n_set];
+        if (!memchr(p->name, '\0', sizeof p->name) ||
+            index_faiss_param_get(index->faiss, p->name, &saved[n_set]) != 0) {
+            st = set_error(DRE_ERR_INVALID_ARG,
+                           "search parameter \"%.31s\": not a search parameter of this index "
+                           "(%s)",
+                           p->name, index->info.factory);
+            break;
+        }
+        if (!param_value_ok(p->name, p->value)) {
+            st = set_error(DRE_ERR_INVALID_ARG, "search parameter %s = %g: out of range", p->name,
+                           p->value);
+            break;
+        }
+        if ((st = dre_index_set_param(index, p->name, p->value)) != DRE_OK) break;
+    }
+    if (st == DRE_OK) st = dre_index_search(index, queries, n, k, scores, rows);
+    /* back to the index's own values, the last set first */
+    while (n_set-- > 0) {
+        const dre_status back = dre_index_set_param(index, params[n_set].name, saved[n_set]);
+        if (st == DRE_OK) st = back;
+    }
+    return st;
+}
+
 dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc) {
     if (!index || !doc) return set_error(DRE_ERR_INVALID_ARG, "dre_index_doc: NULL argument");
     memset(doc, 0, sizeof *doc);

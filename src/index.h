@@ -42,6 +42,10 @@ dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x);
  * keeps ids (IDMap), else with add, whose ids are that same sequence. */
 dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
 
+/* The current value of a search parameter by its faiss::ParameterSpace name (C++:
+ * index_faiss_params.cpp); -1 if the index has none of that name, 0 otherwise. */
+int index_faiss_param_get(FaissIndex *index, const char *name, double *value);
+
 dre_status index_faiss_write(FaissIndex *ix, const char *path);
 dre_status index_faiss_read(const char *path, FaissIndex **out);
 

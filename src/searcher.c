@@ -129,12 +129,13 @@ static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precisi
     return st;
 }
 
-/* The k nearest vectors of n query embeddings: on the GPU where it holds them, else FAISS. */
-static dre_status nearest(dre_searcher *s, const float *vectors, int64_t n, int32_t k,
-                          float *scores, int64_t *rows) {
-    if (s->gpu && k <= GPU_SEARCH_MAX_K)
+/* The k nearest vectors of n query embeddings: on the GPU where it holds them (a Flat index:
+ * no search parameters), else FAISS with the request's parameters. */
+static dre_status nearest(dre_searcher *s, const dre_search_options *o, const float *vectors,
+                          int64_t n, int32_t k, float *scores, int64_t *rows) {
+    if (s->gpu && k <= GPU_SEARCH_MAX_K && o->n_params == 0)
         return dre_gpu_search_run(s->gpu, vectors, n, k, scores, rows);
-    return dre_index_search(s->index, vectors, n, k, scores, rows);
+    return dre_index_search_with(s->index, vectors, n, k, o->params, o->n_params, scores, rows);
 }
 
 /* The work space of one dre_search call. */
@@ -184,8 +185,8 @@ static int32_t documents_of(dre_searcher *s, const float *scores, const int64_t 
 }
 
 /* Query q's dense list: depth documents, searching deeper where chunks crowd it. */
-static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_buffers *b,
-                             int32_t *n_dense) {
+static dre_status dense_list(dre_searcher *s, const dre_search_options *o, size_t q, int32_t depth,
+                             search_buffers *b, int32_t *n_dense) {
     const dre_index_info *info = dre_index_get_info(s->index);
     int32_t k = b->k_vectors;
     *n_dense =
@@ -198,7 +199,8 @@ static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_bu
         dre_status st = DRE_OK;
         if (!scores || !rows)
             st = set_error(DRE_ERR_NOMEM, "search: out of memory for %d vectors", k);
-        if (st == DRE_OK) st = nearest(s, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
+        if (st == DRE_OK)
+            st = nearest(s, o, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
         if (st == DRE_OK) *n_dense = documents_of(s, scores, rows, k, depth, b->dense);
         free(scores);
         free(rows);
@@ -207,7 +209,6 @@ static dre_status dense_list(dre_searcher *s, size_t q, int32_t depth, search_bu
     return DRE_OK;
 }
 
-/* Embeds n queries (prompt before each) and finds their nearest vectors. */
 /* n texts (prompt before each) to n x dim vectors; text_tokens (if given) gets each text's
  * tokens, [CLS] and [SEP] included. */
 static dre_status embed_locked(dre_searcher *s, const char *const *texts, size_t n,
@@ -219,15 +220,15 @@ static dre_status embed_locked(dre_searcher *s, const char *const *texts, size_t
 
 /* Embeds n queries (prompt before each), unless given, and finds their nearest vectors. */
 static dre_status dense_search(dre_searcher *s, const char *const *queries, size_t n,
-                               const char *prompt, const float *given,
-                               dre_search_precision precision, search_buffers *b) {
+                               const char *prompt, const float *given, const dre_search_options *o,
+                               search_buffers *b) {
     const int32_t dim = dre_index_get_info(s->index)->dim;
     if (given)
         memcpy(b->vectors, given, n * (size_t)dim * sizeof *b->vectors);
     else
         DRE_TRY(embed_locked(s, queries, n, prompt, b->vectors, NULL));
-    DRE_TRY(gpu_search_start(s, precision));
-    return nearest(s, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
+    DRE_TRY(gpu_search_start(s, o->precision));
+    return nearest(s, o, b->vectors, (int64_t)n, b->k_vectors, b->scores, b->rows);
 }
 
 static dre_status search_locked(dre_searcher *s, const char *const *queries, const float *vectors,
@@ -269,10 +270,10 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
             set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
     if (st == DRE_OK && dense && info->count > 0)
-        st = dense_search(s, queries, n, prompt, vectors, o->precision, &b);
+        st = dense_search(s, queries, n, prompt, vectors, o, &b);
     for (size_t q = 0; q < n && st == DRE_OK; q++) {
         int32_t n_dense = 0, n_bm25 = 0;
-        if (dense && info->count > 0) st = dense_list(s, q, depth, &b, &n_dense);
+        if (dense && info->count > 0) st = dense_list(s, o, q, depth, &b, &n_dense);
         if (st == DRE_OK && lexical) {
             st = dre_index_bm25_search(s->index, queries[q], depth, b.bm25_scores, b.bm25_rows,
                                        &n_bm25);
@@ -341,11 +342,13 @@ static dre_status search_checked(dre_searcher *s, const char *const *queries, co
         !(opts->alpha >= 0 && opts->alpha <= 1) || opts->mode < DRE_SEARCH_AUTO ||
         opts->mode > DRE_SEARCH_HYBRID || opts->fusion < DRE_FUSION_CONVEX ||
         opts->fusion > DRE_FUSION_RRF || opts->precision < DRE_SEARCH_GPU_FP16 ||
-        opts->precision > DRE_SEARCH_FAISS_CPU)
+        opts->precision > DRE_SEARCH_FAISS_CPU || opts->n_params < 0 ||
+        opts->n_params > DRE_SEARCH_MAX_PARAMS)
         return set_error(DRE_ERR_INVALID_ARG,
-                         "dre_search: k %d, depth %d, rrf_k %g, alpha %g (k, depth >= 1, rrf_k >= "
-                         "0, alpha in 0..1)",
-                         opts->k, opts->depth, opts->rrf_k, opts->alpha);
+                         "dre_search: k %d, depth %d, rrf_k %g, alpha %g, %d parameters (k, depth "
+                         ">= 1, rrf_k >= 0, alpha in 0..1, at most %d parameters)",
+                         opts->k, opts->depth, opts->rrf_k, opts->alpha, opts->n_params,
+                         DRE_SEARCH_MAX_PARAMS);
     for (size_t i = 0; i < n; i++)
         if (!queries[i]) return set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
     if (n == 0) return DRE_OK;

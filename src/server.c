@@ -165,13 +165,7 @@ static void run_batch(dre_server *srv, job *jobs) {
             continue;
         }
         dre_index *index = dre_searcher_index(srv->searcher);
-        dre_status js = DRE_OK;
-        for (int p = 0; js == DRE_OK && p < r->n_params; p++)
-            js = dre_index_set_param(index, r->param_names[p], r->param_values[p]);
-        if (js != DRE_OK) {
-            answer_error(j, 400, "invalid_request_error");
-            continue;
-        }
+        dre_status js;
         const size_t k = (size_t)r->search.k;
         dre_hit *hits = malloc((size_t)r->n_texts * k * sizeof *hits);
         int32_t *n_hits = malloc((size_t)r->n_texts * sizeof *n_hits);

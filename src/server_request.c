@@ -192,15 +192,17 @@ static int parse_search(const cJSON *root, int32_t max_inputs, server_request *r
                         "an object of FAISS search parameters, e.g. {\"nprobe\": 16}");
         const cJSON *p;
         cJSON_ArrayForEach(p, params) {
-            if (r->n_params == SERVER_MAX_PARAMS || !cJSON_IsNumber(p) ||
-                strlen(p->string) >= sizeof r->param_names[0]) {
+            dre_search_param *to = &o->params[o->n_params];
+            if (o->n_params == DRE_SEARCH_MAX_PARAMS || !cJSON_IsNumber(p) ||
+                strlen(p->string) >= sizeof to->name) {
                 snprintf(err, cap,
                          "'params' takes at most %d numeric FAISS parameters with short names",
-                         SERVER_MAX_PARAMS);
+                         DRE_SEARCH_MAX_PARAMS);
                 return 400;
             }
-            snprintf(r->param_names[r->n_params], sizeof r->param_names[0], "%s", p->string);
-            r->param_values[r->n_params++] = p->valuedouble;
+            snprintf(to->name, sizeof to->name, "%s", p->string);
+            to->value = p->valuedouble;
+            o->n_params++;
         }
     }
     return 0;

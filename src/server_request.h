@@ -15,8 +15,6 @@ extern "C" {
 
 typedef enum server_endpoint { SERVER_EMBEDDINGS, SERVER_SEARCH } server_endpoint;
 
-#define SERVER_MAX_PARAMS 8
-
 typedef struct server_request {
     server_endpoint endpoint;
     char **texts; /* the inputs (embeddings) or queries (search), owned */
@@ -25,11 +23,8 @@ typedef struct server_request {
     int base64;         /* encoding_format "base64" */
     int32_t dimensions; /* 0: the model's */
     /* search */
-    dre_search_options search;
+    dre_search_options search; /* its params: "params": {"nprobe": 16} */
     int return_text;
-    int n_params; /* FAISS search parameters ("params": {"nprobe": 16}) */
-    char param_names[SERVER_MAX_PARAMS][32];
-    double param_values[SERVER_MAX_PARAMS];
 } server_request;
 
 /* Parses and checks a request body (len bytes, not NUL-terminated) for the endpoint.

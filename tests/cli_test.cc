@@ -406,6 +406,18 @@ TEST_F(CliTest, PipedQueriesAndKBounds) {
     EXPECT_EQ(lines_of(r.out).size(), (size_t)kDocs);
     EXPECT_NE(r.err.find("note: -k 500"), std::string::npos) << r.err;
 
+    // --param: a search parameter the Flat index lacks is refused by name (search and eval)
+    r = run("search --device cpu --mode dense --param nprobe=4 '" + index_dir + "' x");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("\"nprobe\": not a search parameter of this index (Flat)"),
+              std::string::npos)
+        << r.err;
+    r = run("eval --device cpu --mode dense --param efSearch=8 --index '" + index_dir +
+            "' --queries tests/data/queries.jsonl --qrels tests/data/qrels.tsv");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("\"efSearch\": not a search parameter"), std::string::npos) << r.err;
+    EXPECT_EQ(run("search --param nprobe '" + index_dir + "' x").status, 2);
+    EXPECT_EQ(run("search --param nprobe=-1 '" + index_dir + "' x").status, 2);
     EXPECT_EQ(run("search -k 0 '" + index_dir + "' x").status, 2);
     EXPECT_EQ(run("search -k abc '" + index_dir + "' x").status, 2);
     EXPECT_EQ(run("search").status, 2);

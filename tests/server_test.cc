@@ -141,9 +141,9 @@ class ServerTest : public ::testing::Test {
     dre_server *server = nullptr;
     int port = 0;
 
-    void start(dre_server_options o) {
+    void start(dre_server_options o, const std::string &index = index_dir) {
         ASSERT_EQ(DRE_OK,
-                  dre_searcher_open(index_dir.c_str(), kTiny.c_str(), DRE_DEVICE_CPU, &searcher))
+                  dre_searcher_open(index.c_str(), kTiny.c_str(), DRE_DEVICE_CPU, &searcher))
             << dre_last_error();
         o.port = 0;
         ASSERT_EQ(DRE_OK, dre_server_start(searcher, &o, &server)) << dre_last_error();
@@ -287,6 +287,74 @@ TEST_F(ServerTest, SearchEqualsDreSearch) {
                            "{\"query\": \"attention\", \"k\": 2, \"return_text\": true}");
     ASSERT_EQ(200, r.status) << r.body;
     EXPECT_TRUE(has(r.body, "\"text\":\"") && has(r.body, "\"query\":\"attention\"")) << r.body;
+}
+
+// A request's FAISS parameters are its own: a degraded search one client asks for
+// ({"efSearch": 1} on an HNSW index) must not reach the requests after it.
+TEST_F(ServerTest, SearchParametersStayWithTheirRequest) {
+    const std::string hnsw = root + "/hnsw";
+    ASSERT_EQ(0, std::system(("'" + kDre + "' embed -q --device cpu --factory HNSW4 --model '" +
+                              kTiny + "' --corpus '" + kSource + "/tests/data/papers.jsonl' " +
+                              "--index '" + hnsw + "'")
+                                 .c_str()));
+    dre_server_options so;
+    dre_server_options_init(&so);
+    ASSERT_NO_FATAL_FAILURE(start(so, hnsw));
+    const std::vector<std::string> queries = {"speeding up diffusion transformers",
+                                              "dense retrieval with BERT",
+                                              "parameter sharing",
+                                              "graph neural networks",
+                                              "quantization of large language models",
+                                              "protein folding"};
+    auto search = [&](const std::string &q, const std::string &extra) {
+        http_reply r =
+            request(port, "POST", "/search",
+                    "{\"query\": \"" + q + "\", \"k\": 10, \"mode\": \"dense\"" + extra + "}");
+        EXPECT_EQ(200, r.status) << r.body;
+        std::vector<std::string> ids;
+        const auto results = hits_of(r.body);
+        EXPECT_EQ(1u, results.size()) << r.body;
+        for (const hit &h : results.empty() ? std::vector<hit>() : results[0])
+            ids.push_back(h.id);
+        return ids;
+    };
+    int degraded = 0;
+    for (const std::string &q : queries) {
+        SCOPED_TRACE(q);
+        const auto before = search(q, "");
+        ASSERT_EQ(10u, before.size());
+        degraded += search(q, ", \"params\": {\"efSearch\": 1}") != before;
+        EXPECT_EQ(before, search(q, "")) << "a later request got the earlier one's efSearch";
+    }
+    // the parameter must have had an effect, or the test above proves nothing
+    EXPECT_GT(degraded, 0) << "efSearch 1 changed no query's results on HNSW4";
+
+    // the library: dre_search's params, then none, on one searcher
+    dre_search_options o;
+    dre_search_options_init(&o);
+    o.mode = DRE_SEARCH_DENSE;
+    const char *text = queries[0].c_str();
+    std::vector<dre_hit> first(10), low(10), again(10);
+    int32_t n = 0;
+    ASSERT_EQ(DRE_OK, dre_search(searcher, &text, 1, &o, first.data(), &n)) << dre_last_error();
+    o.n_params = 1;
+    snprintf(o.params[0].name, sizeof o.params[0].name, "efSearch");
+    o.params[0].value = 1;
+    ASSERT_EQ(DRE_OK, dre_search(searcher, &text, 1, &o, low.data(), &n)) << dre_last_error();
+    o.n_params = 0;
+    ASSERT_EQ(DRE_OK, dre_search(searcher, &text, 1, &o, again.data(), &n)) << dre_last_error();
+    for (int i = 0; i < 10; i++)
+        EXPECT_EQ(first[i].row, again[i].row) << "rank " << i;
+
+    // a parameter the index lacks, or a value out of range: 400 naming it, and no change
+    http_reply r =
+        request(port, "POST", "/search", "{\"query\": \"x\", \"params\": {\"nprobe\": 4}}");
+    EXPECT_EQ(400, r.status) << r.body;
+    EXPECT_TRUE(has(error_message(r.body), "nprobe")) << r.body;
+    r = request(port, "POST", "/search", "{\"query\": \"x\", \"params\": {\"efSearch\": 0}}");
+    EXPECT_EQ(400, r.status) << r.body;
+    EXPECT_TRUE(has(error_message(r.body), "efSearch")) << r.body;
+    EXPECT_EQ(search(queries[1], ""), search(queries[1], ""));
 }
 
 TEST_F(ServerTest, ErrorsAreOpenAiStyleAndNameTheField) {

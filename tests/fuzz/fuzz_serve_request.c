@@ -27,7 +27,9 @@ static void serve_fuzz_parse(const uint8_t *data, size_t size, server_endpoint e
     if (endpoint == SERVER_SEARCH) {
         FUZZ_CHECK(r.search.k >= 1 && r.search.k <= 1000);
         FUZZ_CHECK(r.search.alpha >= 0 && r.search.alpha <= 1);
-        FUZZ_CHECK(r.n_params >= 0 && r.n_params <= SERVER_MAX_PARAMS);
+        FUZZ_CHECK(r.search.n_params >= 0 && r.search.n_params <= DRE_SEARCH_MAX_PARAMS);
+        for (int32_t i = 0; i < r.search.n_params; i++)
+            FUZZ_CHECK(memchr(r.search.params[i].name, 0, sizeof r.search.params[0].name) != NULL);
     } else {
         FUZZ_CHECK(r.dimensions >= 0 && r.dimensions <= FUZZ_DIM);
     }

@@ -44,8 +44,9 @@ const char *cli_option(int argc, char **argv, int *i, const char *name, int *mis
 int cli_parse_count(const char *s, long long max, long long *out);
 
 /* The search options shared by `dre search` and `dre eval` (--mode, --fusion, --alpha,
- * --depth, --rrf-k, --query-prompt): returns 1 if argv[*i] was one (consumed, with its value), 0 if
- * not; on a bad value prints the usage error and sets *usage_rc to 2. */
+ * --depth, --rrf-k, --query-prompt, --search-precision, --param): returns 1 if argv[*i] was one
+ * (consumed, with its value), 0 if not; on a bad value prints the usage error and sets *usage_rc
+ * to 2. */
 int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search_options *o,
                       int *usage_rc);
 /* Their help text. */
@@ -61,7 +62,9 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
     "                     meta.json; \"\" for none)\n"                                             \
     "  --search-precision P  dense search of a Flat index by a GPU searcher: fp16 (default;\n"     \
     "                     candidates re-scored in fp32) or fp32 vectors on the GPU, or faiss\n"    \
-    "                     (FAISS on the CPU, as for every other index and device)\n"
+    "                     (FAISS on the CPU, as for every other index and device)\n"               \
+    "  --param NAME=V     FAISS search parameter for these queries, e.g. nprobe=16 (IVF),\n"       \
+    "                     efSearch=128 (HNSW); may repeat\n"
 
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);

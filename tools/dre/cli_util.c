@@ -124,6 +124,21 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
             o->depth = (int32_t)n;
         else
             *usage_rc = cli_usage_error(cmd, "--depth needs a count in 1..100000, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--param", &missing))) {
+        const char *eq = strchr(v, '=');
+        dre_search_param *p = &o->params[o->n_params];
+        if (!eq || eq == v || (size_t)(eq - v) >= sizeof p->name ||
+            o->n_params == DRE_SEARCH_MAX_PARAMS)
+            *usage_rc = cli_usage_error(cmd, "--param needs NAME=VALUE (at most %d), not '%s'",
+                                        DRE_SEARCH_MAX_PARAMS, v);
+        else if (!parse_number(eq + 1, 0, 1e9, &x))
+            *usage_rc = cli_usage_error(cmd, "--param %s: not a number >= 0", v);
+        else {
+            memcpy(p->name, v, (size_t)(eq - v));
+            p->name[eq - v] = '\0';
+            p->value = x;
+            o->n_params++;
+        }
     } else {
         if (missing) *usage_rc = cli_usage_error(cmd, "%s needs a value", argv[*i]);
         return missing;

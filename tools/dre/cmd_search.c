@@ -11,7 +11,6 @@
 
 /* Queries embedded and searched together when they come from a file or a pipe. */
 #define QUERY_CHUNK 256
-#define MAX_PARAMS 8
 /* Without a title, this many bytes of the text stand in for it. */
 #define SNIPPET_BYTES 100
 
@@ -38,8 +37,6 @@ static void usage(FILE *f) {
             "  --model DIR        the model the index was embedded with (default: $DRE_MODEL\n"
             "                     or models/all-MiniLM-L6-v2); its weights hash is checked\n"
             "  --device D         auto, cpu or gpu (default auto)\n"
-            "  --param NAME=V     FAISS search parameter, e.g. nprobe=16 (IVF), efSearch=128\n"
-            "                     (HNSW); may repeat\n"
             "  -h, --help         this help\n");
 }
 
@@ -48,10 +45,6 @@ typedef struct search_args {
     dre_device device;
     dre_search_options search;
     int json, with_text;
-    int n_params;
-    const char *param_names[MAX_PARAMS];
-    char param_buf[MAX_PARAMS][64];
-    double param_values[MAX_PARAMS];
 } search_args;
 
 typedef struct searcher {
@@ -264,18 +257,6 @@ static int parse_args(int argc, char **argv, search_args *a) {
         } else if ((v = cli_option(argc, argv, &i, "--device", &missing))) {
             if (dre_device_parse(v, &a->device) != DRE_OK)
                 return cli_usage_error("search", "--device must be auto, cpu or gpu, not '%s'", v);
-        } else if ((v = cli_option(argc, argv, &i, "--param", &missing))) {
-            const char *eq = strchr(v, '=');
-            char *end;
-            if (!eq || eq == v || (size_t)(eq - v) >= sizeof a->param_buf[0] ||
-                a->n_params == MAX_PARAMS)
-                return cli_usage_error("search", "--param needs NAME=VALUE, not '%s'", v);
-            double value = strtod(eq + 1, &end);
-            if (!eq[1] || *end) return cli_usage_error("search", "--param %s: not a number", v);
-            memcpy(a->param_buf[a->n_params], v, (size_t)(eq - v));
-            a->param_buf[a->n_params][eq - v] = '\0';
-            a->param_names[a->n_params] = a->param_buf[a->n_params];
-            a->param_values[a->n_params++] = value;
         } else if (missing) {
             return cli_usage_error("search", "%s needs a value", arg);
         } else if (arg[0] == '-' && arg[1] != '\0') {
@@ -309,10 +290,6 @@ static int searcher_open(searcher *s, search_args *a) {
     if (st != DRE_OK) return cli_fail("search", st);
     s->index = dre_searcher_index(s->s);
     const dre_index_info *info = dre_index_get_info(s->index);
-    for (int i = 0; i < a->n_params; i++) {
-        st = dre_index_set_param(s->index, a->param_names[i], a->param_values[i]);
-        if (st != DRE_OK) return cli_fail("search", st);
-    }
     if (a->search.k > info->count) {
         fprintf(stderr,
                 "dre search: note: -k %d is more than the %lld documents of %s; using %lld\n",
