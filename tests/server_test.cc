@@ -490,23 +490,25 @@ TEST_F(ServerTest, AFullQueueAnswers503WithRetryAfter) {
 // the process exits 0 soon after, and the port is closed.
 TEST_F(ServerTest, SigtermFinishesTheRequestsInFlight) {
     const std::string log = root + "/serve.log";
-    const int wanted_port = 20000 + (int)(getpid() % 20000);
     pid_t pid = fork();
     if (pid == 0) {
-        const std::string p = std::to_string(wanted_port);
         if (!freopen(log.c_str(), "w", stderr)) _exit(126);
         execl(kDre.c_str(), kDre.c_str(), "serve", "--index", index_dir.c_str(), "--model",
-              kTiny.c_str(), "--device", "cpu", "--port", p.c_str(), "--max-wait-ms", "400",
+              kTiny.c_str(), "--device", "cpu", "--port", "0", "--max-wait-ms", "400",
               (char *)nullptr);
         _exit(127);
     }
     ASSERT_GT(pid, 0);
-    bool up = false;
-    for (int i = 0; i < 300 && !up; i++) {
-        up = request(wanted_port, "GET", "/health").status == 200;
-        if (!up) usleep(100 * 1000);
+    // the port it picked, from its "listening on http://127.0.0.1:PORT" line
+    int wanted_port = 0;
+    for (int i = 0; i < 300 && !wanted_port; i++) {
+        const std::string text = read_text(log);
+        const size_t at = text.find("listening on http://127.0.0.1:");
+        if (at != std::string::npos) wanted_port = std::atoi(text.c_str() + at + 30);
+        if (!wanted_port) usleep(100 * 1000);
     }
-    ASSERT_TRUE(up) << read_text(log);
+    ASSERT_GT(wanted_port, 0) << read_text(log);
+    ASSERT_EQ(200, request(wanted_port, "GET", "/health").status) << read_text(log);
     std::vector<http_reply> replies(8);
     std::vector<std::thread> clients;
     for (int i = 0; i < 8; i++)
