@@ -472,12 +472,12 @@ typedef struct dre_server_options {
 
 void dre_server_options_init(dre_server_options *opts);
 /* Starts serving s (which must outlive the server; nothing else may use it meanwhile). */
-dre_status dre_server_start(dre_searcher *s, const dre_server_options *opts, dre_server **out);
+dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_server **out);
 /* The port it listens on. */
 int dre_server_port(const dre_server *srv);
 /* Stops accepting connections, finishes the requests in flight (waiting at most
  * timeout_ms), then closes. */
-void dre_server_stop(dre_server *srv, int32_t timeout_ms);
+void dre_server_close(dre_server *srv, int32_t timeout_ms);
 
 /* ---------------------------------------------------------------- exact GPU search */
 

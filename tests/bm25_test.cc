@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "corpus.h"
-#include "docstore.h"
+#include "text/corpus.h"
+#include "index/docstore.h"
 #include "test_util.h"
 
 namespace {

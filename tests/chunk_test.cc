@@ -1,4 +1,4 @@
-// chunk_test.cc — long documents in chunks: the batcher's windows over a text's wordpieces
+// chunk_test.cc — long documents in chunks: the tokenizer threads' windows over a text's wordpieces
 // (sizes, overlap, the last one ending with the text, the prompt in each, short texts
 // whole), truncation counted without chunks, bad sizes refused; and search over a chunked
 // index: each document once, scored by its best chunk (checked by brute force over every
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "batcher.h"
+#include "text/sequences.h"
 #include "dre.h"
 #include "test_util.h"
 

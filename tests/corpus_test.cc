@@ -9,7 +9,7 @@
 #include <vector>
 
 extern "C" {
-#include "corpus.h"
+#include "text/corpus.h"
 }
 
 namespace {

@@ -1,5 +1,5 @@
-// cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu_gemm.c, cpu_attention.c,
-// cpu_vmath.h) against plain references: products and epilogues against sums in double
+// cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu/gemm.c, cpu/attention.c,
+// cpu/vmath.h) against plain references: products and epilogues against sums in double
 // with libm's erf; the tiled attention and attention_cpu against attention in double; exp and the
 // erf GELU over their whole range against libm; the residual + LayerNorm row against the plain
 // operator. Plus what the encoder relies on: results bit-identical at 1 and 2 threads and whatever
@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu_attention.h"
-#include "cpu_gemm.h"
-#include "cpu_vmath.h"
-#include "encoder_cpu.h"
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
+#include "cpu/vmath.h"
+#include "cpu/encoder.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <string>
 
 extern "C" {
-#include "docstore.h"
+#include "index/docstore.h"
 }
 
 namespace {

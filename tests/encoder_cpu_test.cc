@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "dre.h"
-#include "encoder_cpu.h"
-#include "model.h"
+#include "cpu/encoder.h"
+#include "model/model.h"
 #include "test_util.h"
 
 namespace {

@@ -12,10 +12,10 @@
 #include <cstring>
 #include <filesystem>
 
-#include "cuda_check.h"
+#include "gpu/cuda_check.h"
 #include "dre.h"
-#include "encoder_gpu.h"
-#include "model.h"
+#include "gpu/encoder.h"
+#include "model/model.h"
 #include "test_util.h"
 
 namespace {

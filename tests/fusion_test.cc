@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "fusion.h"
+#include "search/fusion.h"
 
 namespace {
 

@@ -15,9 +15,9 @@
 #include <vector>
 
 extern "C" {
-#include "docstore.h"
-#include "fileio.h"
-#include "index.h"
+#include "index/docstore.h"
+#include "common/fileio.h"
+#include "index/index.h"
 }
 
 namespace {

@@ -6,7 +6,7 @@
 // bias.
 #include "gpu_test_util.h"
 
-#include "encoder_cpu.h"
+#include "cpu/encoder.h"
 
 namespace {
 

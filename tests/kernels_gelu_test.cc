@@ -2,7 +2,7 @@
 // bias_gelu_cpu (exact erf GELU) on random activations, with and without bias.
 #include "gpu_test_util.h"
 
-#include "encoder_cpu.h"
+#include "cpu/encoder.h"
 
 namespace {
 

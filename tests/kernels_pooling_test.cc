@@ -3,7 +3,7 @@
 // on packed batches of edge lengths.
 #include "gpu_test_util.h"
 
-#include "encoder_cpu.h"
+#include "cpu/encoder.h"
 
 namespace {
 

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "dre.h"
-#include "model.h"
-#include "sha256.h"
+#include "model/model.h"
+#include "model/sha256.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

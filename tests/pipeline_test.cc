@@ -377,12 +377,24 @@ void PipelineTest::random_kills(const std::vector<std::string> &extra, dre_embed
                                     corpus,
                                     ix};
     cmd.insert(cmd.begin() + 2, extra.begin(), extra.end());
+    // How long one whole run of the command takes here: the kills land within its first 60 %,
+    // so they fall inside the work on a fast machine as on a slow one.
+    std::vector<std::string> timed = cmd;
+    timed.back() = dir + "/timed";
+    const auto t0 = std::chrono::steady_clock::now();
+    pid_t timed_pid = spawn(timed);
+    int timed_status = 0;
+    ASSERT_EQ(waitpid(timed_pid, &timed_status, 0), timed_pid);
+    ASSERT_TRUE(WIFEXITED(timed_status) && WEXITSTATUS(timed_status) == 0);
+    const double run_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     std::mt19937 rng(11);
     int kills = 0;
-    for (int attempt = 0; attempt < 40 && kills < 10; attempt++) {
+    for (int attempt = 0; attempt < 60 && kills < 10; attempt++) {
         pid_t pid = spawn(cmd);
         ASSERT_GT(pid, 0);
-        std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 400));
+        std::this_thread::sleep_for(std::chrono::microseconds(
+            (int64_t)(run_us * (0.05 + 0.55 * (double)(rng() % 1000) / 1000))));
         kill(pid, SIGKILL);
         int status = 0;
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -391,7 +403,9 @@ void PipelineTest::random_kills(const std::vector<std::string> &extra, dre_embed
             continue;
         }
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-        break; // finished before the kill
+        if (kills >= 3) break; // finished before the kill, after enough kills
+        // finished too soon: the same again from nothing
+        ASSERT_EQ(0, std::system(("rm -rf '" + ix + "'").c_str()));
     }
     if (files_in(ix).count(INDEX_CHECKPOINT_NAME) || !files_in(ix).count("meta.json")) {
         pid_t pid = spawn(cmd);

@@ -146,7 +146,7 @@ class ServerTest : public ::testing::Test {
                   dre_searcher_open(index.c_str(), kTiny.c_str(), DRE_DEVICE_CPU, &searcher))
             << dre_last_error();
         o.port = 0;
-        ASSERT_EQ(DRE_OK, dre_server_start(searcher, &o, &server)) << dre_last_error();
+        ASSERT_EQ(DRE_OK, dre_server_open(searcher, &o, &server)) << dre_last_error();
         port = dre_server_port(server);
         ASSERT_GT(port, 0);
     }
@@ -156,7 +156,7 @@ class ServerTest : public ::testing::Test {
         start(o);
     }
     void TearDown() override {
-        dre_server_stop(server, 5000);
+        dre_server_close(server, 5000);
         dre_searcher_close(searcher);
     }
 };
@@ -516,7 +516,7 @@ TEST_F(ServerTest, SigtermFinishesTheRequestsInFlight) {
             replies[i] = request(wanted_port, "POST", "/search",
                                  "{\"query\": \"in flight " + std::to_string(i) + "\"}");
         });
-    usleep(150 * 1000); // they wait in the batcher's 400 ms window
+    usleep(150 * 1000); // they wait in the batching thread's 400 ms window
     const auto t0 = std::chrono::steady_clock::now();
     kill(pid, SIGTERM);
     for (auto &t : clients)

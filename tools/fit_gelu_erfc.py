@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The coefficients of the CPU encoder's vectorised erfc (src/cpu_vmath.h).
+"""The coefficients of the CPU encoder's vectorised erfc (src/cpu/vmath.h).
 
 erfc(x) = exp(-x^2) * t * P(t), t = 1 / (1 + x/2), x >= 0, P of degree 9: a weighted least-squares
 fit of erfc(x) exp(x^2) on [0, 10] (weight exp(-x^2), so that the error of erfc itself is what is

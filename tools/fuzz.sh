@@ -23,14 +23,14 @@ model_dir="$root/models/all-MiniLM-L6-v2"
 # the src/ files each target needs (host C only: no CUDA, no BLAS)
 sources_of() {
   case $1 in
-    tokenizer) echo "tokenizer common" ;;
-    safetensors) echo "safetensors common" ;;
-    config) echo "model safetensors sha256 tokenizer common" ;;
-    corpus) echo "corpus common" ;;
-    queries) echo "queries common" ;;
-    qrels) echo "eval common" ;;
-    bm25) echo "docstore common" ;;
-    serve_request) echo "server_request search_options common" ;;
+    tokenizer) echo "text/tokenizer common/common" ;;
+    safetensors) echo "model/safetensors common/common" ;;
+    config) echo "model/model model/safetensors model/sha256 text/tokenizer common/common" ;;
+    corpus) echo "text/corpus common/common" ;;
+    queries) echo "text/queries common/common" ;;
+    qrels) echo "search/eval common/common" ;;
+    bm25) echo "index/docstore common/common" ;;
+    serve_request) echo "serve/request search/options common/common" ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: $all_targets)" >&2; return 1 ;;
   esac
 }
@@ -58,9 +58,9 @@ if cmp -s "$ignore.$$" "$ignore"; then rm -f "$ignore.$$"; else mv -f "$ignore.$
 needed=""
 for t in $targets; do needed="$needed $(sources_of "$t")"; done
 for s in $(echo "$needed" | tr ' ' '\n' | sort -u); do
-  obj="$out/obj/$s.o"
+  obj="$out/obj/${s//\//_}.o"
   if [ ! -f "$obj" ] || [ "src/$s.c" -nt "$obj" ] || [ tools/fuzz.sh -nt "$obj" ] || [ "$ignore" -nt "$obj" ] ||
-     [ -n "$(find src -name '*.h' -newer "$obj" | head -n 1)" ]; then
+     [ -n "$(find src include -name '*.h' -newer "$obj" | head -n 1)" ]; then
     # built under a name of its own, then renamed: two runs at once never mix halves
     "$cc" $cflags -fsanitize=fuzzer-no-link -fsanitize-coverage-ignorelist="$ignore" \
       -c "src/$s.c" -o "$obj.$$"
@@ -69,7 +69,7 @@ for s in $(echo "$needed" | tr ' ' '\n' | sort -u); do
 done
 for t in $targets; do
   objs=""
-  for s in $(sources_of "$t"); do objs="$objs $out/obj/$s.o"; done
+  for s in $(sources_of "$t"); do objs="$objs $out/obj/${s//\//_}.o"; done
   "$cc" $cflags -Werror -fsanitize=fuzzer -DFUZZ_MODEL_DIR="\"$model_dir\"" \
     "tests/fuzz/fuzz_$t.c" $objs $libs -o "$out/fuzz_$t.$$"
   mv -f "$out/fuzz_$t.$$" "$out/fuzz_$t"

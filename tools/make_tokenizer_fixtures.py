@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_tokenizer_fixtures.py — reference token ids from Hugging Face's BERT tokenizer, the
-reference for tests/tokenizer_test.cc, and the Unicode tables of src/tokenizer.c.
+reference for tests/tokenizer_test.cc, and the Unicode tables of src/text/tokenizer.c.
 
 Writes, under tests/fixtures/:
   tokenizer_cases.jsonl       first line: {"meta": {...}} (reference library and versions,
@@ -30,7 +30,7 @@ transformers is importable, else tokenizers.Tokenizer.from_file(tokenizer.json) 
 [CLS]/[SEP] and truncation done the same way; both run the same Rust pipeline. The meta
 line says which.
 
---update-tables rewrites the generated block of src/tokenizer.c: the character classes
+--update-tables rewrites the generated block of src/text/tokenizer.c: the character classes
 of Hugging Face's BertNormalizer and BertPreTokenizer, probed code point by code point
 from `tokenizers` (they come from older Unicode tables than utf8proc's), and where HF's
 NFD and lower-casing differ from the installed utf8proc's (read through ctypes).
@@ -47,7 +47,7 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 DATA = os.path.join(ROOT, "tests", "data")
-TOKENIZER_C = os.path.join(ROOT, "src", "tokenizer.c")
+TOKENIZER_C = os.path.join(ROOT, "src", "text/tokenizer.c")
 
 LONG_WORD = "supercalifragilisticexpialidocious"
 SMALL_MAX_LENGTHS = (16, 3, 2)
@@ -551,7 +551,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "all-MiniLM-L6-v2"))
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--update-tables", action="store_true",
-                    help="rewrite the generated Unicode tables of src/tokenizer.c and stop")
+                    help="rewrite the generated Unicode tables of src/text/tokenizer.c and stop")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -4,7 +4,7 @@
  * the search must run: no input may be an FTS5 syntax error. */
 #include "fuzz_util.h"
 
-#include "docstore.h"
+#include "index/docstore.h"
 
 static docstore *bm25_fuzz_store(void) {
     static docstore *ds = NULL;

@@ -1,10 +1,10 @@
-/* fuzz_corpus.c — libFuzzer target: the streaming corpus reader (src/corpus.h) on an
+/* fuzz_corpus.c — libFuzzer target: the streaming corpus reader (src/text/corpus.h) on an
  * arbitrary file, read as JSONL (default and custom field names), TSV and lines, to the
  * end, skipping bad lines as `dre embed --on-error skip` does. Records must be sane, and
  * corpus_seek to a remembered offset must read the same record again. */
 #include "fuzz_util.h"
 
-#include "corpus.h"
+#include "text/corpus.h"
 
 /* A record worth finding again after a seek. */
 typedef struct corpus_fuzz_mark {

@@ -3,7 +3,7 @@
  * name, and convertible to fp32 without reading outside their data. */
 #include "fuzz_util.h"
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 /* Converting more than this per tensor only costs time. */
 #define SAFETENSORS_FUZZ_CONVERT_MAX ((size_t)1 << 20)

@@ -4,7 +4,7 @@
 #include "fuzz_util.h"
 
 #include "dre.h"
-#include "server_request.h"
+#include "serve/request.h"
 
 #define FUZZ_MAX_INPUTS 16
 #define FUZZ_DIM 8

@@ -17,8 +17,8 @@
 
 #include "bench_texts.h"
 #include "cli.h"
-#include "encoder_gpu.h"
-#include "model.h"
+#include "gpu/encoder.h"
+#include "model/model.h"
 
 #define DEFAULT_BUDGET 65536
 

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common.h"
-#include "corpus.h"
+#include "common/common.h"
+#include "text/corpus.h"
 
 static int by_length_desc(const void *a, const void *b) {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;

@@ -136,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
         dre_searcher_open(index_dir, model_dir ? model_dir : cli_default_model(), device, &s);
     if (st != DRE_OK) return cli_fail("serve", st);
     dre_server *srv = NULL;
-    if ((st = dre_server_start(s, &o, &srv)) != DRE_OK) {
+    if ((st = dre_server_open(s, &o, &srv)) != DRE_OK) {
         dre_searcher_close(s);
         return cli_fail("serve", st);
     }
@@ -151,7 +151,7 @@ int cmd_serve(int argc, char **argv) {
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "dre serve: %s: finishing the requests in flight\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
-    dre_server_stop(srv, STOP_TIMEOUT_MS);
+    dre_server_close(srv, STOP_TIMEOUT_MS);
     dre_searcher_close(s);
     fprintf(stderr, "dre serve: stopped\n");
     return 0;

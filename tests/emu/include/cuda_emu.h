@@ -140,7 +140,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
 
 /* ---------------------------------------------------------------- cuBLASLt (C) */
 
-/* The part of cuBLASLt that src/gpu_gemm.c uses: fp16 A, B, C, D with fp32 compute, op(A)
+/* The part of cuBLASLt that src/gpu/gemm.c uses: fp16 A, B, C, D with fp32 compute, op(A)
  * transposed or not, epilogues DEFAULT, BIAS (an fp16 bias per row of D) and GELU_BIAS
  * (GELU's tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as cuBLASLt computes
  * it): D = epilogue(alpha op(A) op(B) + beta C + bias), each element rounded to fp16 once. */

@@ -1,0 +1,29 @@
+/* cpu/attention.h — the CPU encoder's attention on the AVX-512 path (cpu_gemm_vectorised()):
+ * per (sequence, head), K and V packed once as panels, then per tile of 14 queries the
+ * scores against every key (one tile of scores, 14 x length), the softmax in registers'
+ * width, and the tile's output; (sequence, head) pairs shared out to threads. Same
+ * arguments and result as attention_cpu (cpu/encoder.h), which stays the plain reference. */
+#ifndef DRE_CPU_ATTENTION_H
+#define DRE_CPU_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/gemm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* floats a thread needs for sequences up to max_len tokens (a multiple of 16) */
+size_t cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim);
+
+/* ws: 64-byte aligned, floats_per_thread >= cpu_attention_scratch_floats(longest, head_dim)
+ * and a multiple of 16 */
+void cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+                   int32_t head_dim, float *out, const cpu_workspace *ws);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

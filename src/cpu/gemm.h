@@ -1,0 +1,72 @@
+/* cpu/gemm.h — the CPU encoder's matrix products.
+ *
+ * Weights are packed once into panels of 32 output columns ([k][32] each, zero past n); an
+ * AVX-512 micro-kernel keeps a tile of up to 14 rows x 32 columns in registers and applies
+ * the bias, or bias + GELU, before the tile is stored. A's rows are packed 56 at a time, so
+ * each panel read from memory serves 56 rows (a single tile, a query, is read in place).
+ * Every output is one chain of fused multiply-adds over k in order, whatever the tiling and
+ * thread count, so results never depend on either. Without AVX-512 (or with
+ * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
+ * operators of cpu/encoder.h instead. */
+#ifndef DRE_CPU_GEMM_H
+#define DRE_CPU_GEMM_H
+
+#include <stdint.h>
+
+#include "dre.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CPU_PANEL 32     /* output columns a panel */
+#define CPU_TILE_ROWS 14 /* rows a micro-kernel call */
+
+typedef enum { CPU_EPI_NONE = 0, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU } cpu_epilogue;
+
+/* w [n][k] (nn.Linear's [out][in]) for out = in @ w^T */
+typedef struct cpu_packed {
+    float *panels;  /* [n_panels][k][32], 64-byte aligned; NULL on the OpenBLAS path */
+    const float *w; /* the weights as given (the OpenBLAS path reads them) */
+    int32_t n, k, n_panels;
+} cpu_packed;
+
+/* 1 when the AVX-512 path runs: the CPU has AVX-512F and DRE_CPU_GEMM is not "openblas" */
+int cpu_gemm_vectorised(void);
+
+/* Packs w (kept by reference: it must outlive the result) */
+dre_status cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out);
+void cpu_pack_free(cpu_packed *p);
+
+/* Per-thread scratch: n_threads slices of floats_per_thread floats; the work of a call is
+ * shared out to at most n_threads threads (OpenMP's count, if lower). */
+typedef struct cpu_workspace {
+    float *data;
+    size_t floats_per_thread;
+    int n_threads;
+} cpu_workspace;
+
+/* floats a thread of cpu_gemm needs, for inner dimension k */
+size_t cpu_gemm_scratch_floats(int32_t k);
+
+/* out[m][n] (row stride ldo) = epilogue(a[m][k] (row stride lda) @ w^T + bias); bias may be
+ * NULL with CPU_EPI_NONE. Threads (OpenMP) over row blocks and panels; ws->floats_per_thread
+ * >= cpu_gemm_scratch_floats(w->k). */
+void cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
+              cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws);
+
+/* The pieces attention builds on (AVX-512 path only). Packs a [rows][cols] block of src
+ * (row stride ld) as panels: transpose = 0 gives panels over cols ([rows][32] each, for
+ * B = src), transpose = 1 panels over rows ([cols][32] each, for B = src^T). dst holds
+ * ceil(panel dimension / 32) panels, zero-filled past the end. */
+void cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,
+                    float *dst);
+/* c[r][0..ncols) = sum over j < k of a[r][j] * panel[j][col] (a's row stride lda >= 1),
+ * r < rows <= CPU_TILE_ROWS, ncols <= 32; panel 64-byte aligned */
+void cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
+              int32_t ldc, int32_t ncols);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,588 @@
+/* gpu/encoder.c — the CUDA encoder's host side: the model's weights converted to fp16 and
+ * uploaded once, every activation buffer sized once from the token budget, and per packed
+ * batch our kernels (kernels/) plus cuBLASLt GEMMs (src/gpu/gemm.c) on one stream:
+ *   embed+LN, then per layer: QKV GEMM (+ bias), attention, out GEMM (+ bias + residual),
+ *   LN, FFN-in GEMM (+ bias, + GELU in the epilogue or a GELU kernel after), FFN-out GEMM
+ *   (+ bias + residual), LN; then pooling (+ L2 norm). Seven or eight launches a layer; the
+ *   LayerNorms read each row once, the GEMM epilogues having added bias and residual. */
+#include "gpu/encoder.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "gpu/cuda_check.h"
+#include "gpu/gemm.h"
+#include "kernels.h"
+
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
+#define DEVICE_ALIGN 256
+#define GPU_SLOTS DRE_ENCODER_DEPTH /* batches in flight: one queued while the host takes one */
+
+/* Device pointers of one layer's weights: matrices fp16 [out, in], the GEMMs' biases fp16
+ * (the epilogue's type is the output's), LayerNorm parameters fp32. */
+typedef struct gpu_layer {
+    const fp16_t *qkv_w, *attn_out_w, *ffn_in_w, *ffn_out_w;
+    const fp16_t *qkv_b, *attn_out_b, *ffn_in_b, *ffn_out_b;
+    const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
+} gpu_layer;
+
+/* One batch in flight: its pinned copies of the input and the output, and an event
+ * recorded after the output's copy back. */
+typedef struct staging_slot {
+    int32_t *host_ids, *host_cu_seqlens;
+    float *host_pooled;
+    cudaEvent_t done;
+    int32_t n_seqs;
+} staging_slot;
+
+struct gpu_encoder {
+    dre_model_info info;
+    int32_t budget_tokens; /* tokens of the largest batch; also the most sequences */
+    cudaStream_t stream;
+    gpu_gemm *gemm;
+
+    void *weights; /* device: every weight below, one allocation */
+    const fp16_t *word_emb, *pos_emb, *type_emb;
+    const float *emb_ln_g, *emb_ln_b;
+    gpu_layer *layers; /* host array, n_layers */
+
+    void *activations; /* device: every buffer below, one allocation */
+    int32_t *ids, *cu_seqlens;
+    fp16_t *hidden;  /* [T, H] the layer input and output */
+    fp16_t *qkv;     /* [T, 3H] */
+    fp16_t *context; /* [T, H] attention output */
+    fp16_t *proj;    /* [T, H] out-projection and FFN-out GEMM results */
+    fp16_t *ffn;     /* [T, I] */
+    float *pooled;   /* [T, H] at most T sequences */
+    void *cublas_workspace;
+
+    void *pinned;                  /* host, page-locked: the slots' staging buffers */
+    staging_slot slots[GPU_SLOTS]; /* batches in flight, oldest at slots[head] */
+    int head, in_flight;
+
+    cudaEvent_t *events; /* for profiling, made on first use */
+    int n_events;
+
+    int variant[GPU_FAMILY_COUNT]; /* index into the family's variants; 0 is the default */
+};
+
+const char *gpu_op_name(gpu_op op) {
+    switch (op) {
+    case GPU_OP_EMBED: return "embed_layernorm";
+    case GPU_OP_QKV_GEMM: return "qkv_gemm";
+    case GPU_OP_ATTENTION: return "attention";
+    case GPU_OP_OUT_GEMM: return "out_gemm";
+    case GPU_OP_LN1: return "bias_residual_layernorm_1";
+    case GPU_OP_FFN_IN_GEMM: return "ffn_in_gemm";
+    case GPU_OP_GELU: return "bias_gelu";
+    case GPU_OP_FFN_OUT_GEMM: return "ffn_out_gemm";
+    case GPU_OP_LN2: return "bias_residual_layernorm_2";
+    case GPU_OP_POOL: return "pool_normalize";
+    case GPU_OP_COUNT: break;
+    }
+    return "?";
+}
+
+const char *gpu_encoder_variant(const gpu_encoder *enc, gpu_family family) {
+    return gpu_family_variants(family)[enc->variant[family]];
+}
+
+dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
+    if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_set_variants: NULL");
+    return gpu_variants_parse(spec, enc->variant);
+}
+
+/* ---------------------------------------------------------------- weights */
+
+/* Places arrays in one device allocation. Run once with host == NULL to size it, then
+ * with the staging buffer and the device base to convert, copy and get the pointers. */
+typedef struct weight_plan {
+    size_t size;           /* bytes placed so far */
+    unsigned char *host;   /* staging, NULL while sizing */
+    unsigned char *device; /* device base, NULL while sizing */
+} weight_plan;
+
+static void *place(weight_plan *p, const float *src, size_t count, int as_fp16) {
+    const size_t at = (p->size + DEVICE_ALIGN - 1) / DEVICE_ALIGN * DEVICE_ALIGN;
+    const size_t bytes = count * (as_fp16 ? sizeof(fp16_t) : sizeof(float));
+    p->size = at + bytes;
+    if (!p->host) return NULL;
+    if (as_fp16) {
+        fp16_t *dst = (fp16_t *)(p->host + at);
+        for (size_t i = 0; i < count; i++)
+            dst[i] = float_to_fp16(src[i]);
+    } else {
+        memcpy(p->host + at, src, bytes);
+    }
+    return p->device + at;
+}
+
+static void place_weights(gpu_encoder *enc, const dre_model *model, weight_plan *p) {
+    const dre_model_info *in = &model->info;
+    const size_t h = (size_t)in->hidden, ffn = (size_t)in->intermediate;
+    enc->word_emb = place(p, model->word_emb, (size_t)in->vocab_size * h, 1);
+    enc->pos_emb = place(p, model->pos_emb, (size_t)in->max_positions * h, 1);
+    enc->type_emb = place(p, model->type_emb, (size_t)in->type_vocab_size * h, 1);
+    enc->emb_ln_g = place(p, model->emb_ln_g, h, 0);
+    enc->emb_ln_b = place(p, model->emb_ln_b, h, 0);
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        const layer_weights *w = &model->layers[l];
+        gpu_layer *g = &enc->layers[l];
+        g->qkv_w = place(p, w->qkv_w, 3 * h * h, 1);
+        g->qkv_b = place(p, w->qkv_b, 3 * h, 1);
+        g->attn_out_w = place(p, w->attn_out_w, h * h, 1);
+        g->attn_out_b = place(p, w->attn_out_b, h, 1);
+        g->ln1_g = place(p, w->ln1_g, h, 0);
+        g->ln1_b = place(p, w->ln1_b, h, 0);
+        g->ffn_in_w = place(p, w->ffn_in_w, ffn * h, 1);
+        g->ffn_in_b = place(p, w->ffn_in_b, ffn, 1);
+        g->ffn_out_w = place(p, w->ffn_out_w, h * ffn, 1);
+        g->ffn_out_b = place(p, w->ffn_out_b, h, 1);
+        g->ln2_g = place(p, w->ln2_g, h, 0);
+        g->ln2_b = place(p, w->ln2_b, h, 0);
+    }
+}
+
+static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
+    weight_plan plan = {0, NULL, NULL};
+    place_weights(enc, model, &plan);
+    const size_t bytes = plan.size;
+    cudaError_t err = cudaMalloc(&enc->weights, bytes);
+    if (err != cudaSuccess) {
+        enc->weights = NULL;
+        (void)cudaGetLastError();
+        char what[96];
+        snprintf(what, sizeof what, "cudaMalloc of %zu MiB for the model's weights", bytes >> 20);
+        return gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
+    }
+    unsigned char *staging = malloc(bytes);
+    if (!staging) return set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
+    plan = (weight_plan){0, staging, enc->weights};
+    place_weights(enc, model, &plan);
+    /* On enc->stream, not the legacy default stream: the non-blocking stream the kernels
+     * run on is not ordered after legacy-stream work, and a pageable cudaMemcpy may return
+     * before its DMA has landed. The sync also keeps staging alive until then. */
+    err = cudaMemcpyAsync(enc->weights, staging, bytes, cudaMemcpyHostToDevice, enc->stream);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
+    free(staging);
+    if (err != cudaSuccess)
+        return gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__, __LINE__);
+    return DRE_OK;
+}
+
+/* ---------------------------------------------------------------- activations */
+
+static size_t carve(size_t *offset, size_t bytes) {
+    const size_t at = (*offset + DEVICE_ALIGN - 1) / DEVICE_ALIGN * DEVICE_ALIGN;
+    *offset = at + bytes;
+    return at;
+}
+
+static dre_status allocate_buffers(gpu_encoder *enc) {
+    const size_t t = (size_t)enc->budget_tokens, h = (size_t)enc->info.hidden;
+    const size_t ffn = (size_t)enc->info.intermediate;
+    size_t size = 0;
+    const size_t ids_at = carve(&size, t * sizeof(int32_t));
+    const size_t cu_at = carve(&size, (t + 1) * sizeof(int32_t));
+    const size_t hidden_at = carve(&size, t * h * sizeof(fp16_t));
+    const size_t qkv_at = carve(&size, t * 3 * h * sizeof(fp16_t));
+    const size_t context_at = carve(&size, t * h * sizeof(fp16_t));
+    const size_t proj_at = carve(&size, t * h * sizeof(fp16_t));
+    const size_t ffn_at = carve(&size, t * ffn * sizeof(fp16_t));
+    const size_t pooled_at = carve(&size, t * h * sizeof(float));
+    const size_t workspace_at = carve(&size, CUBLAS_WORKSPACE_BYTES);
+
+    cudaError_t err = cudaMalloc(&enc->activations, size);
+    if (err != cudaSuccess) {
+        enc->activations = NULL;
+        (void)cudaGetLastError();
+        char what[96];
+        snprintf(what, sizeof what, "cudaMalloc of %zu MiB for batches of %d tokens", size >> 20,
+                 enc->budget_tokens);
+        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
+    }
+    unsigned char *base = enc->activations;
+    enc->ids = (int32_t *)(base + ids_at);
+    enc->cu_seqlens = (int32_t *)(base + cu_at);
+    enc->hidden = (fp16_t *)(base + hidden_at);
+    enc->qkv = (fp16_t *)(base + qkv_at);
+    enc->context = (fp16_t *)(base + context_at);
+    enc->proj = (fp16_t *)(base + proj_at);
+    enc->ffn = (fp16_t *)(base + ffn_at);
+    enc->pooled = (float *)(base + pooled_at);
+    enc->cublas_workspace = base + workspace_at;
+    /* zeros, so a GEMM-only timing before any batch reads finite numbers; on enc->stream
+     * so that it is ordered before every later copy and kernel there */
+    CUDA_CHECK(cudaMemsetAsync(enc->activations, 0, size, enc->stream));
+
+    size_t pinned = 0, host_ids_at[GPU_SLOTS], host_cu_at[GPU_SLOTS], host_pooled_at[GPU_SLOTS];
+    for (int s = 0; s < GPU_SLOTS; s++) {
+        host_ids_at[s] = carve(&pinned, t * sizeof(int32_t));
+        host_cu_at[s] = carve(&pinned, (t + 1) * sizeof(int32_t));
+        host_pooled_at[s] = carve(&pinned, t * h * sizeof(float));
+    }
+    err = cudaMallocHost(&enc->pinned, pinned);
+    if (err != cudaSuccess) {
+        enc->pinned = NULL;
+        (void)cudaGetLastError();
+        char what[96];
+        snprintf(what, sizeof what, "cudaMallocHost of %zu MiB of pinned staging", pinned >> 20);
+        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
+    }
+    unsigned char *host = enc->pinned;
+    for (int s = 0; s < GPU_SLOTS; s++) {
+        staging_slot *slot = &enc->slots[s];
+        slot->host_ids = (int32_t *)(host + host_ids_at[s]);
+        slot->host_cu_seqlens = (int32_t *)(host + host_cu_at[s]);
+        slot->host_pooled = (float *)(host + host_pooled_at[s]);
+        CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
+    }
+    return DRE_OK;
+}
+
+/* ---------------------------------------------------------------- create / destroy */
+
+static dre_status check_shapes(const dre_model_info *in) {
+    if (in->n_layers < 1 || in->hidden <= 0 || in->n_heads <= 0 || in->intermediate <= 0 ||
+        in->vocab_size <= 0 || in->max_positions <= 0 || in->type_vocab_size <= 0 ||
+        in->max_length <= 0)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: model '%s' has an empty dimension",
+                         in->name);
+    if (in->head_dim * in->n_heads != in->hidden ||
+        (in->head_dim != 16 && in->head_dim != 32 && in->head_dim != 64))
+        return set_error(DRE_ERR_UNSUPPORTED,
+                         "encoder_gpu: model '%s' has head_dim %d (hidden %d / %d heads); the "
+                         "attention kernel handles 16, 32 and 64",
+                         in->name, in->head_dim, in->hidden, in->n_heads);
+    if (in->hidden > KERNELS_MAX_HIDDEN || in->intermediate % 8 != 0)
+        return set_error(DRE_ERR_UNSUPPORTED,
+                         "encoder_gpu: model '%s': hidden %d (max %d), or intermediate %d not a "
+                         "multiple of 8 (the kernels move 16 bytes at a time)",
+                         in->name, in->hidden, KERNELS_MAX_HIDDEN, in->intermediate);
+    if (in->max_length > in->max_positions)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "encoder_gpu: model '%s': max_length %d exceeds max_positions %d",
+                         in->name, in->max_length, in->max_positions);
+    return DRE_OK;
+}
+
+static dre_status init(gpu_encoder *enc, const dre_model *model) {
+    DRE_TRY(check_shapes(&model->info));
+    enc->layers = calloc((size_t)model->info.n_layers, sizeof *enc->layers);
+    if (!enc->layers) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&enc->stream, cudaStreamNonBlocking));
+    const char *variants = getenv("DRE_VARIANT");
+    if (variants && variants[0]) DRE_TRY(gpu_encoder_set_variants(enc, variants));
+    DRE_TRY(upload_weights(enc, model));
+    DRE_TRY(allocate_buffers(enc));
+    DRE_TRY(
+        gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES, &enc->gemm));
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out) {
+    if (!model || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_create: NULL argument");
+    *out = NULL;
+    if (budget_tokens < model->info.max_length)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "gpu_encoder_create: budget of %d tokens is below the max length %d",
+                         budget_tokens, model->info.max_length);
+    if (gpu_device_count() == 0)
+        return set_error(DRE_ERR_NO_GPU, "no usable CUDA device (driver missing or no GPU)");
+    DRE_TRY(gpu_context_check());
+    gpu_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc) return set_error(DRE_ERR_NOMEM, "gpu_encoder_create: out of memory");
+    enc->info = model->info;
+    enc->budget_tokens = budget_tokens;
+    dre_status st = init(enc, model);
+    if (st != DRE_OK) {
+        gpu_encoder_destroy(enc);
+        return st;
+    }
+    *out = enc;
+    return DRE_OK;
+}
+
+void gpu_encoder_destroy(gpu_encoder *enc) {
+    if (!enc) return;
+    if (enc->stream) (void)cudaStreamSynchronize(enc->stream);
+    for (int i = 0; i < enc->n_events; i++)
+        (void)cudaEventDestroy(enc->events[i]);
+    for (int s = 0; s < GPU_SLOTS; s++)
+        if (enc->slots[s].done) (void)cudaEventDestroy(enc->slots[s].done);
+    free(enc->events);
+    gpu_gemm_destroy(enc->gemm);
+    if (enc->stream) (void)cudaStreamDestroy(enc->stream);
+    (void)cudaFree(enc->weights);
+    (void)cudaFree(enc->activations);
+    (void)cudaFreeHost(enc->pinned);
+    free(enc->layers);
+    free(enc);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* Events around the operators of one forward pass: ops[i] ran between events[i] and
+ * events[i + 1]. NULL when not profiling. */
+typedef struct op_marks {
+    cudaEvent_t *events;
+    gpu_op *ops;
+    int count;
+} op_marks;
+
+static dre_status mark(gpu_encoder *enc, op_marks *marks, gpu_op op) {
+    if (!marks) return DRE_OK;
+    CUDA_CHECK(cudaEventRecord(marks->events[marks->count + 1], enc->stream));
+    marks->ops[marks->count++] = op;
+    return DRE_OK;
+}
+
+/* Enqueues the whole encoder for the batch already in enc->ids / enc->cu_seqlens. */
+static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, int32_t max_len,
+                          op_marks *marks) {
+    const dre_model_info *in = &enc->info;
+    const int32_t h = in->hidden, ffn = in->intermediate;
+    cudaStream_t s = enc->stream;
+    if (marks) CUDA_CHECK(cudaEventRecord(marks->events[0], s));
+
+    CUDA_CHECK(embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens, enc->word_emb,
+                                      enc->pos_emb, enc->type_emb, in->vocab_size,
+                                      in->max_positions, enc->emb_ln_g, enc->emb_ln_b,
+                                      in->layer_norm_eps, h, enc->hidden, s));
+    DRE_TRY(mark(enc, marks, GPU_OP_EMBED));
+
+    const int gelu_tanh = enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH;
+    for (int32_t l = 0; l < in->n_layers; l++) {
+        const gpu_layer *w = &enc->layers[l];
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+                             h, 3 * h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(mark(enc, marks, GPU_OP_QKV_GEMM));
+        CUDA_CHECK(attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
+                                    in->head_dim, enc->context,
+                                    (attention_variant)enc->variant[GPU_FAMILY_ATTENTION], s));
+        DRE_TRY(mark(enc, marks, GPU_OP_ATTENTION));
+        /* proj = context W^T + b + hidden, then hidden = LN(proj) */
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(mark(enc, marks, GPU_OP_OUT_GEMM));
+        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
+                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
+        DRE_TRY(mark(enc, marks, GPU_OP_LN1));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+                             n_tokens, h, ffn,
+                             gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
+        DRE_TRY(mark(enc, marks, GPU_OP_FFN_IN_GEMM));
+        if (!gelu_tanh) CUDA_CHECK(bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
+        DRE_TRY(mark(enc, marks, GPU_OP_GELU));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(mark(enc, marks, GPU_OP_FFN_OUT_GEMM));
+        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
+                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
+        DRE_TRY(mark(enc, marks, GPU_OP_LN2));
+    }
+
+    CUDA_CHECK(pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
+                                     in->normalize, enc->pooled, s));
+    DRE_TRY(mark(enc, marks, GPU_OP_POOL));
+    return DRE_OK;
+}
+
+/* Checks a packed batch against the encoder's limits; *max_len gets its longest sequence. */
+static dre_status check_batch(const gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs, int32_t *max_len) {
+    if (!ids || !cu_seqlens || n_seqs < 1)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: empty or NULL batch");
+    if (cu_seqlens[0] != 0)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: cu_seqlens[0] must be 0");
+    int32_t longest = 0;
+    for (int32_t i = 0; i < n_seqs; i++) {
+        const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
+        if (len < 1 || len > enc->info.max_length)
+            return set_error(DRE_ERR_INVALID_ARG,
+                             "encoder_gpu: sequence %d has length %d (allowed 1..%d)", i, len,
+                             enc->info.max_length);
+        if (len > longest) longest = len;
+    }
+    const int32_t n_tokens = cu_seqlens[n_seqs];
+    if (n_tokens > enc->budget_tokens)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "encoder_gpu: batch of %d tokens exceeds the budget of %d", n_tokens,
+                         enc->budget_tokens);
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (ids[t] < 0 || ids[t] >= enc->info.vocab_size)
+            return set_error(DRE_ERR_INVALID_ARG,
+                             "encoder_gpu: token %d has id %d outside the vocabulary (%d)", t,
+                             ids[t], enc->info.vocab_size);
+    *max_len = longest;
+    return DRE_OK;
+}
+
+/* Copies the batch to the device through a slot's pinned staging buffers. The device
+ * buffers are shared by all slots: on the one stream, this copy runs after the kernels of
+ * the batch before. */
+static dre_status upload_batch(gpu_encoder *enc, staging_slot *slot, const int32_t *ids,
+                               const int32_t *cu_seqlens, int32_t n_seqs) {
+    const int32_t n_tokens = cu_seqlens[n_seqs];
+    memcpy(slot->host_ids, ids, (size_t)n_tokens * sizeof(int32_t));
+    memcpy(slot->host_cu_seqlens, cu_seqlens, ((size_t)n_seqs + 1) * sizeof(int32_t));
+    CUDA_CHECK(cudaMemcpyAsync(enc->ids, slot->host_ids, (size_t)n_tokens * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, enc->stream));
+    CUDA_CHECK(cudaMemcpyAsync(enc->cu_seqlens, slot->host_cu_seqlens,
+                               ((size_t)n_seqs + 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               enc->stream));
+    return DRE_OK;
+}
+
+/* Drops every batch in flight after a failure: the device may hold half a batch. */
+static dre_status abandon(gpu_encoder *enc, dre_status st) {
+    (void)cudaStreamSynchronize(enc->stream);
+    (void)cudaGetLastError();
+    enc->in_flight = 0;
+    return st;
+}
+
+dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs) {
+    if (!enc) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_submit: NULL argument");
+    DRE_TRY(gpu_context_check());
+    if (enc->in_flight == GPU_SLOTS)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
+    int32_t max_len = 0;
+    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
+    /* this slot's previous batch was collected: its event has completed, so its pinned
+     * buffers are free */
+    staging_slot *slot = &enc->slots[(enc->head + enc->in_flight) % GPU_SLOTS];
+    dre_status st = upload_batch(enc, slot, ids, cu_seqlens, n_seqs);
+    if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, NULL);
+    if (st != DRE_OK) return abandon(enc, st);
+    const size_t out_bytes = (size_t)n_seqs * (size_t)enc->info.hidden * sizeof(float);
+    cudaError_t err = cudaMemcpyAsync(slot->host_pooled, enc->pooled, out_bytes,
+                                      cudaMemcpyDeviceToHost, enc->stream);
+    if (err == cudaSuccess) err = cudaEventRecord(slot->done, enc->stream);
+    if (err != cudaSuccess)
+        return abandon(
+            enc, gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__, __LINE__));
+    slot->n_seqs = n_seqs;
+    enc->in_flight++;
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
+    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_collect: NULL argument");
+    if (gpu_context_check() != DRE_OK) return abandon(enc, DRE_ERR_CUDA);
+    if (enc->in_flight == 0)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
+    staging_slot *slot = &enc->slots[enc->head];
+    const cudaError_t err = cudaEventSynchronize(slot->done);
+    if (err != cudaSuccess)
+        return abandon(enc, gpu_cuda_error(err, "encoder_gpu: a batch on the device", NULL,
+                                           __FILE__, __LINE__));
+    memcpy(out, slot->host_pooled, (size_t)slot->n_seqs * (size_t)enc->info.hidden * sizeof(float));
+    if (n_seqs) *n_seqs = slot->n_seqs;
+    enc->head = (enc->head + 1) % GPU_SLOTS;
+    enc->in_flight--;
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs, float *out) {
+    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_encode: NULL argument");
+    if (enc->in_flight)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: encode with batches in flight");
+    DRE_TRY(gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs));
+    return gpu_encoder_collect(enc, out, NULL);
+}
+
+/* ---------------------------------------------------------------- profiling */
+
+static dre_status ensure_events(gpu_encoder *enc) {
+    const int needed = 3 + 8 * enc->info.n_layers; /* one before, one after each operator */
+    if (enc->n_events >= needed) return DRE_OK;
+    cudaEvent_t *events = realloc(enc->events, (size_t)needed * sizeof *events);
+    if (!events) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    enc->events = events;
+    while (enc->n_events < needed) {
+        CUDA_CHECK(cudaEventCreate(&enc->events[enc->n_events]));
+        enc->n_events++;
+    }
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                               int32_t n_seqs, double ms[GPU_OP_COUNT]) {
+    if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_profile: NULL argument");
+    DRE_TRY(gpu_context_check());
+    int32_t max_len = 0;
+    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
+    DRE_TRY(ensure_events(enc));
+    gpu_op *ops = malloc((size_t)enc->n_events * sizeof *ops);
+    if (!ops) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    op_marks marks = {enc->events, ops, 0};
+    dre_status st = DRE_OK;
+    cudaError_t err = cudaStreamSynchronize(enc->stream);
+    if (err != cudaSuccess)
+        st = gpu_cuda_error(err, "encoder_gpu: an earlier batch on the device", NULL, __FILE__,
+                            __LINE__);
+    if (st == DRE_OK && enc->in_flight)
+        st = set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
+    if (st == DRE_OK) st = upload_batch(enc, &enc->slots[enc->head], ids, cu_seqlens, n_seqs);
+    if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, &marks);
+    if (st == DRE_OK) {
+        err = cudaStreamSynchronize(enc->stream);
+        if (err != cudaSuccess)
+            st = gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
+                                __LINE__);
+    }
+    for (int i = 0; i < GPU_OP_COUNT; i++)
+        ms[i] = 0.0;
+    for (int i = 0; st == DRE_OK && i < marks.count; i++) {
+        float elapsed = 0.0f;
+        err = cudaEventElapsedTime(&elapsed, enc->events[i], enc->events[i + 1]);
+        if (err != cudaSuccess)
+            st = gpu_cuda_error(err, "cudaEventElapsedTime", NULL, __FILE__, __LINE__);
+        else
+            ms[ops[i]] += elapsed;
+    }
+    free(ops);
+    return st;
+}
+
+/* The layers' GEMMs alone, with the epilogues the forward pass gives them. */
+static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
+    const int32_t h = enc->info.hidden, ffn = enc->info.intermediate;
+    const gpu_epilogue ffn_in =
+        enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
+    for (int32_t l = 0; l < enc->info.n_layers; l++) {
+        const gpu_layer *w = &enc->layers[l];
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+                             h, 3 * h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+                             n_tokens, h, ffn, ffn_in));
+        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
+    }
+    return DRE_OK;
+}
+
+dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
+    if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
+        return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_gemm_only: bad argument");
+    DRE_TRY(gpu_context_check());
+    DRE_TRY(ensure_events(enc));
+    DRE_TRY(gemms_only(enc, n_tokens)); /* warm-up: cuBLASLt picks and loads its kernels */
+    CUDA_CHECK(cudaEventRecord(enc->events[0], enc->stream));
+    for (int32_t r = 0; r < reps; r++)
+        DRE_TRY(gemms_only(enc, n_tokens));
+    CUDA_CHECK(cudaEventRecord(enc->events[1], enc->stream));
+    CUDA_CHECK(cudaEventSynchronize(enc->events[1]));
+    float elapsed = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&elapsed, enc->events[0], enc->events[1]));
+    *ms = elapsed / reps;
+    return DRE_OK;
+}
