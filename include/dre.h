@@ -176,6 +176,35 @@ typedef enum dre_corpus_format {
     DRE_CORPUS_LINES = 3, /* one text per line; the id is the line number */
 } dre_corpus_format;
 
+/* A streaming reader of a corpus file: one line in memory at a time; each bad line is an
+ * error naming "file:line: what", the reader already past it, so the caller may skip it or
+ * stop. */
+typedef struct dre_corpus dre_corpus;
+
+/* One document. Its pointers stay valid until the next dre_corpus_next or dre_corpus_close. */
+typedef struct dre_corpus_doc {
+    const char *id;
+    const char *title; /* NULL when the record has no title */
+    const char *text;
+    /* What dre embed embeds, as BEIR's SentenceBERT.encode_corpus builds it:
+     * (title + " " + text).strip() when a title exists, else text.strip(). */
+    const char *joined;
+    size_t joined_len;
+    int64_t line; /* 1-based line number in the file */
+} dre_corpus_doc;
+
+/* Opens path. format AUTO picks by extension (.jsonl/.json: JSONL, .tsv: TSV, anything else:
+ * lines). The field names apply to JSONL; NULL means "_id", "title", "text". A missing file
+ * or a folder is DRE_ERR_IO. */
+dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
+                           const char *title_field, const char *text_field, dre_corpus **out);
+void dre_corpus_close(dre_corpus *corpus);
+/* Reads the next document. DRE_OK and *got = 1: doc is filled; DRE_OK and *got = 0: the end.
+ * DRE_ERR_FORMAT: the line was bad ("file:line: ..."), and calling again skips it;
+ * DRE_ERR_IO / DRE_ERR_NOMEM: stop. JSONL and TSV skip blank lines; in the lines format a
+ * blank line is an empty text (its line number is its id). */
+dre_status dre_corpus_next(dre_corpus *corpus, dre_corpus_doc *doc, int *got);
+
 /* ---------------------------------------------------------------- embed */
 
 /* Where a running embed stands, as its progress callback sees it. */
@@ -546,3 +575,69 @@ dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const ch
 }
 #endif
 #endif /* DRE_H */
+
+/* ================================================================ the advanced tier
+ * What dre's own benchmarks and tests reach for, as zstd's ZSTD_STATIC_LINKING_ONLY: define
+ * DRE_STATIC_LINKING_ONLY before including dre.h. These calls may change between versions. */
+#if defined(DRE_STATIC_LINKING_ONLY) && !defined(DRE_H_STATIC_LINKING_ONLY)
+#define DRE_H_STATIC_LINKING_ONLY
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A model of a config.json's shapes (config_path: the file, or a folder holding it) with
+ * random weights: matrices uniform with BERT's initialiser std 0.02, LayerNorm g = 1, b = 0,
+ * small biases, drawn from seed by splitmix64. The config may add "max_seq_length",
+ * "pooling" ("mean" or "cls") and "normalize" (true) as sentence-transformers' files would.
+ * Close with dre_model_close. */
+dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_model **out);
+
+/* The GPU encoder's operators, in their order within a forward pass. */
+typedef enum dre_op {
+    DRE_OP_EMBED,        /* embedding gather + LayerNorm */
+    DRE_OP_QKV_GEMM,     /* [T,H] x [3H,H]^T */
+    DRE_OP_ATTENTION,    /* fused varlen attention, QKV bias included */
+    DRE_OP_OUT_GEMM,     /* [T,H] x [H,H]^T */
+    DRE_OP_LN1,          /* bias + residual + LayerNorm */
+    DRE_OP_FFN_IN_GEMM,  /* [T,H] x [I,H]^T */
+    DRE_OP_GELU,         /* bias + GELU */
+    DRE_OP_FFN_OUT_GEMM, /* [T,I] x [H,I]^T */
+    DRE_OP_LN2,          /* bias + residual + LayerNorm */
+    DRE_OP_POOL,         /* pooling + L2 normalisation */
+    DRE_OP_COUNT
+} dre_op;
+const char *dre_op_name(dre_op op);
+
+/* Kernel families with more than one implementation, kept side by side (as llm.c's dev/cuda
+ * versions) so one run on a GPU compares them: `dre bench encoder --variant` and the
+ * DRE_VARIANT environment variable ("family=name[,family=name]", read when a GPU encoder is
+ * opened) pick one per family; the first listed is the default. */
+typedef enum dre_kernel_family {
+    DRE_FAMILY_ATTENTION,
+    DRE_FAMILY_GELU,
+    DRE_FAMILY_COUNT
+} dre_kernel_family;
+const char *dre_kernel_family_name(dre_kernel_family family);
+/* The family's variants, default first, NULL-terminated. */
+const char *const *dre_kernel_family_variants(dre_kernel_family family);
+
+/* Picks variants from a "family=name[,family=name]" list: DRE_ERR_INVALID_ARG naming the
+ * choices for an unknown family or name, DRE_ERR_UNSUPPORTED on a CPU encoder. */
+dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec);
+/* The variant a GPU encoder runs for a family; NULL on a CPU encoder. */
+const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family);
+/* Runs one packed batch (as dre_encoder_encode, its output discarded) with CUDA events
+ * between the operators: ms[op] receives each operator's GPU time in milliseconds, summed
+ * over the layers. Nothing may be queued. DRE_ERR_UNSUPPORTED on a CPU encoder. */
+dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                               int32_t n_seqs, double ms[DRE_OP_COUNT]);
+/* Runs only the model's cuBLAS GEMMs (4 a layer) for n_tokens tokens (up to the budget),
+ * reps times, on the encoder's buffers: *ms receives the mean milliseconds of one pass, the
+ * roofline of a forward pass. DRE_ERR_UNSUPPORTED on a CPU encoder. */
+dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps, double *ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRE_STATIC_LINKING_ONLY */

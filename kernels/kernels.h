@@ -1,5 +1,5 @@
 /* kernels.h — the C launchers of dre's CUDA kernels, one family per .cu file, each the
- * twin of a CPU operator in src/cpu/encoder.h (embed_layernorm_cpu <-> embed_layernorm_launch).
+ * twin of a CPU operator in src/cpu/ops.h (embed_layernorm_cpu <-> embed_layernorm_launch).
  * Activations are fp16 (passed as their bits, fp16_t); biases and LayerNorm parameters fp32.
  * Every launcher enqueues on `stream` and returns the launch status (cudaGetLastError). */
 #ifndef DRE_KERNELS_H

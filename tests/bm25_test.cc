@@ -59,22 +59,22 @@ docstore *load_corpus(const std::string &corpus, const std::string &path, bool b
     EXPECT_EQ(docstore_open(path.c_str(), 1, &ds), DRE_OK) << dre_last_error();
     if (!ds) return nullptr;
     if (bm25_first) EXPECT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
-    corpus_reader *r = nullptr;
-    EXPECT_EQ(corpus_open(corpus.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK)
+    dre_corpus *r = nullptr;
+    EXPECT_EQ(dre_corpus_open(corpus.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK)
         << dre_last_error();
     if (!r) return ds;
     EXPECT_EQ(docstore_begin(ds), DRE_OK);
     int64_t row = 0;
     for (;;) {
-        corpus_record rec;
+        dre_corpus_doc rec;
         int got = 0;
-        EXPECT_EQ(corpus_next(r, &rec, &got), DRE_OK) << dre_last_error();
+        EXPECT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK) << dre_last_error();
         if (!got) break;
         int64_t dup = -1;
         EXPECT_EQ(docstore_add(ds, row++, rec.id, rec.title, rec.text, &dup), DRE_OK)
             << dre_last_error();
     }
-    corpus_close(r);
+    dre_corpus_close(r);
     EXPECT_EQ(docstore_commit(ds), DRE_OK);
     if (!bm25_first) EXPECT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     return ds;

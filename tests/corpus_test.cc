@@ -20,7 +20,7 @@ struct doc {
     int64_t line;
 };
 
-// One result of corpus_next: a document, a bad line (its message), or the end.
+// One result of dre_corpus_next: a document, a bad line (its message), or the end.
 struct step {
     dre_status status;
     doc d;
@@ -55,14 +55,14 @@ class CorpusTest : public ::testing::Test {
                                const char *id_field = nullptr, const char *title_field = nullptr,
                                const char *text_field = nullptr) {
         std::vector<step> steps;
-        corpus_reader *r = nullptr;
-        dre_status st = corpus_open(path.c_str(), format, id_field, title_field, text_field, &r);
+        dre_corpus *r = nullptr;
+        dre_status st = dre_corpus_open(path.c_str(), format, id_field, title_field, text_field, &r);
         EXPECT_EQ(st, DRE_OK) << dre_last_error();
         if (st != DRE_OK) return steps;
         for (int guard = 0; guard < 1000; guard++) {
-            corpus_record rec;
+            dre_corpus_doc rec;
             int got = 0;
-            st = corpus_next(r, &rec, &got);
+            st = dre_corpus_next(r, &rec, &got);
             if (st != DRE_OK) {
                 steps.push_back({st, {}, dre_last_error()});
                 if (st != DRE_ERR_FORMAT) break;
@@ -78,7 +78,7 @@ class CorpusTest : public ::testing::Test {
             EXPECT_EQ(strlen(rec.joined), rec.joined_len);
             steps.push_back({DRE_OK, d, ""});
         }
-        corpus_close(r);
+        dre_corpus_close(r);
         return steps;
     }
 };
@@ -244,13 +244,13 @@ TEST_F(CorpusTest, FormatByExtensionOrExplicit) {
 }
 
 TEST_F(CorpusTest, MissingFileAndDirectoryAreIoErrors) {
-    corpus_reader *r = nullptr;
+    dre_corpus *r = nullptr;
     std::string missing = dir + "/nope.jsonl";
-    EXPECT_EQ(corpus_open(missing.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
+    EXPECT_EQ(dre_corpus_open(missing.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
               DRE_ERR_IO);
     EXPECT_EQ(std::string(dre_last_error()), missing + ": No such file or directory");
     EXPECT_EQ(r, nullptr);
-    EXPECT_EQ(corpus_open(dir.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_ERR_IO);
+    EXPECT_EQ(dre_corpus_open(dir.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_ERR_IO);
     EXPECT_NE(std::string(dre_last_error()).find("is a directory"), std::string::npos);
 }
 
@@ -258,31 +258,31 @@ TEST_F(CorpusTest, OffsetsAllowResumingMidFile) {
     std::string path = write("c.jsonl", "{\"_id\":\"a\",\"text\":\"1\"}\n"
                                         "{\"_id\":\"b\",\"text\":\"2\"}\n"
                                         "{\"_id\":\"c\",\"text\":\"3\"}\n");
-    corpus_reader *r = nullptr;
-    ASSERT_EQ(corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
+    dre_corpus *r = nullptr;
+    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
     EXPECT_EQ(corpus_size(r), 3 * 23); // 22 bytes of JSON and a newline each
-    corpus_record rec;
+    dre_corpus_doc rec;
     int got = 0;
-    ASSERT_EQ(corpus_next(r, &rec, &got), DRE_OK);
+    ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     ASSERT_EQ(got, 1);
     int64_t offset = corpus_offset(r), line = corpus_line(r);
     EXPECT_EQ(offset, 23);
     EXPECT_EQ(line, 1);
-    corpus_close(r);
+    dre_corpus_close(r);
 
-    ASSERT_EQ(corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
+    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
     ASSERT_EQ(corpus_seek(r, offset, line), DRE_OK);
-    ASSERT_EQ(corpus_next(r, &rec, &got), DRE_OK);
+    ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     ASSERT_EQ(got, 1);
     EXPECT_STREQ(rec.id, "b");
     EXPECT_EQ(rec.line, 2);
-    ASSERT_EQ(corpus_next(r, &rec, &got), DRE_OK);
+    ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     EXPECT_STREQ(rec.id, "c");
-    ASSERT_EQ(corpus_next(r, &rec, &got), DRE_OK);
+    ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     EXPECT_EQ(got, 0);
     EXPECT_EQ(corpus_offset(r), 3 * 23);
     EXPECT_EQ(corpus_seek(r, 1000, 0), DRE_ERR_INVALID_ARG);
-    corpus_close(r);
+    dre_corpus_close(r);
 }
 
 } // namespace

@@ -19,7 +19,7 @@
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "cpu/vmath.h"
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

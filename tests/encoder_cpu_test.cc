@@ -18,8 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "dre.h"
 #include "cpu/encoder.h"
+#include "cpu/ops.h"
+#include "dre.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -186,24 +187,40 @@ TEST(EncoderCpu, SubmitCollectEqualsEncode) {
     dre_encoder_close(enc);
 }
 
+// Every batch is checked once, by the public encoder, before a backend sees it.
 TEST(EncoderCpu, RejectsBadBatches) {
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
-    cpu_encoder *enc = nullptr;
-    ASSERT_EQ(cpu_encoder_create(m.model, 64, &enc), DRE_OK);
+    dre_encoder *enc = nullptr;
+    ASSERT_EQ(dre_encoder_open(m.model, DRE_DEVICE_CPU, 128, &enc), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_encoder_budget_tokens(enc), 128);
     std::vector<int32_t> ids(200, 101);
     std::vector<float> out(4 * 32);
     int32_t empty_seq[] = {0, 3, 3};
-    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()), DRE_ERR_INVALID_ARG);
-    int32_t over_budget[] = {0, 60, 70};
-    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), over_budget, 2, out.data()), DRE_ERR_INVALID_ARG);
+    EXPECT_EQ(dre_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()), DRE_ERR_INVALID_ARG);
+    int32_t over_budget[] = {0, 100, 170};
+    EXPECT_EQ(dre_encoder_encode(enc, ids.data(), over_budget, 2, out.data()), DRE_ERR_INVALID_ARG);
+    EXPECT_NE(std::string(dre_last_error()).find("budget of 128"), std::string::npos);
+    int32_t not_from_zero[] = {1, 3};
+    EXPECT_EQ(dre_encoder_submit(enc, ids.data(), not_from_zero, 1), DRE_ERR_INVALID_ARG);
     int32_t ok[] = {0, 3};
     ids[1] = 30522; // one past the vocabulary
-    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_ERR_INVALID_ARG);
+    EXPECT_EQ(dre_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_ERR_INVALID_ARG);
     EXPECT_NE(std::string(dre_last_error()).find("30522"), std::string::npos);
     ids[1] = 101;
-    EXPECT_EQ(cpu_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_OK);
-    cpu_encoder_destroy(enc);
+    EXPECT_EQ(dre_encoder_encode(enc, ids.data(), ok, 1, out.data()), DRE_OK);
+    // at most DRE_ENCODER_DEPTH batches queued; nothing to collect when none is
+    for (int i = 0; i < DRE_ENCODER_DEPTH; i++)
+        EXPECT_EQ(dre_encoder_submit(enc, ids.data(), ok, 1), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_encoder_submit(enc, ids.data(), ok, 1), DRE_ERR_INVALID_ARG);
+    for (int i = 0; i < DRE_ENCODER_DEPTH; i++)
+        EXPECT_EQ(dre_encoder_collect(enc, out.data(), nullptr), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_encoder_collect(enc, out.data(), nullptr), DRE_ERR_INVALID_ARG);
+    // the GPU encoder's profiling hooks are not the CPU's
+    double ms[DRE_OP_COUNT];
+    EXPECT_EQ(dre_encoder_profile(enc, ids.data(), ok, 1, ms), DRE_ERR_UNSUPPORTED);
+    EXPECT_EQ(dre_encoder_variant(enc, DRE_FAMILY_GELU), nullptr);
+    dre_encoder_close(enc);
 
     // the public encoder: device, dim, budget, and max length from the model
     dre_encoder *pub = nullptr;
@@ -214,6 +231,29 @@ TEST(EncoderCpu, RejectsBadBatches) {
     int32_t too_long[] = {0, 129};
     EXPECT_EQ(dre_encoder_encode(pub, ids.data(), too_long, 1, out.data()), DRE_ERR_INVALID_ARG);
     dre_encoder_close(pub);
+}
+
+// A build without CUDA (cmake -DDRE_CUDA=OFF) has no GPU, and says why when asked for one.
+TEST(EncoderCpu, GpuInABuildWithoutCudaSaysSo) {
+#if DRE_WITH_CUDA
+    GTEST_SKIP() << "built with CUDA: encoder_gpu_test covers --device gpu";
+#else
+    EXPECT_EQ(0, dre_gpu_count());
+    model_handle m;
+    ASSERT_NO_FATAL_FAILURE(open_model(kTiny, &m));
+    dre_encoder *enc = nullptr;
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_encoder_open(m.model, DRE_DEVICE_GPU, 0, &enc));
+    EXPECT_EQ(nullptr, enc);
+    EXPECT_NE(std::string(dre_last_error()).find("built without CUDA"), std::string::npos)
+        << dre_last_error();
+    const float v[4] = {1, 0, 0, 0};
+    dre_gpu_search *gs = nullptr;
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_gpu_search_open(v, 1, 4, &gs));
+    EXPECT_NE(std::string(dre_last_error()).find("built without CUDA"), std::string::npos);
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_AUTO, 0, &enc)) << dre_last_error();
+    EXPECT_EQ(DRE_DEVICE_CPU, dre_encoder_device(enc));
+    dre_encoder_close(enc);
+#endif
 }
 
 // ---------------------------------------------------------------- end to end

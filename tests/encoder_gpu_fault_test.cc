@@ -69,7 +69,7 @@ TEST(EncoderGpuFault, LostContextIsAClearErrorOnEveryCall) {
     EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_submit(enc, ids.data(), cu, 2));
     expect_lost_message("submit");
     EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_collect(enc, out.data(), nullptr));
-    double ms[GPU_OP_COUNT];
+    double ms[DRE_OP_COUNT];
     EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_profile(enc, ids.data(), cu, 2, ms));
     expect_lost_message("profile");
     EXPECT_EQ(DRE_ERR_CUDA,

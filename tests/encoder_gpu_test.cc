@@ -15,8 +15,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "gpu/cuda_check.h"
 #include "dre.h"
+#include "gpu/cuda_check.h"
 #include "gpu/encoder.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -328,28 +328,31 @@ TEST(EncoderGpu, OutOfMemoryIsAClearError) {
     dre_encoder_close(enc);
 }
 
+// The GPU encoder refuses a budget below the max length; bad batches are refused by the
+// public encoder, once, before the GPU backend sees them (encode/encoder.c).
 TEST(EncoderGpu, RejectsBadBatches) {
     SKIP_WITHOUT_GPU();
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
-    gpu_encoder *enc = nullptr;
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_create(m.model, 10, &enc)); // below max length
-    ASSERT_EQ(DRE_OK, gpu_encoder_create(m.model, 1024, &enc)) << dre_last_error();
+    gpu_encoder *gpu = nullptr;
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_create(m.model, 10, &gpu)); // below max length
+    dre_encoder *enc = nullptr;
+    ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, 1024, &enc)) << dre_last_error();
     std::vector<int32_t> ids(2000, 101);
     std::vector<float> out(8 * 384);
     int32_t ok[] = {0, 3};
-    EXPECT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
+    EXPECT_EQ(DRE_OK, dre_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
     int32_t empty_seq[] = {0, 3, 3};
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()));
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_encoder_encode(enc, ids.data(), empty_seq, 2, out.data()));
     int32_t too_long[] = {0, 257};
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), too_long, 1, out.data()));
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_encoder_encode(enc, ids.data(), too_long, 1, out.data()));
     int32_t over_budget[] = {0, 256, 512, 768, 1024, 1025};
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), over_budget, 5, out.data()));
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_encoder_encode(enc, ids.data(), over_budget, 5, out.data()));
     ids[1] = 30522; // one past the vocabulary
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data()));
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_encoder_encode(enc, ids.data(), ok, 1, out.data()));
     ids[1] = 101;
-    EXPECT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
-    gpu_encoder_destroy(enc);
+    EXPECT_EQ(DRE_OK, dre_encoder_encode(enc, ids.data(), ok, 1, out.data())) << dre_last_error();
+    dre_encoder_close(enc);
 }
 
 TEST(EncoderGpu, ProfileAndGemmOnlyRun) {
@@ -361,11 +364,11 @@ TEST(EncoderGpu, ProfileAndGemmOnlyRun) {
     const int32_t n_seqs = emulated() ? 2 : 16; // the emulation runs every pass slowly
     std::vector<int32_t> ids(n_seqs * 256, 2000);
     const std::vector<int32_t> cu = cu_seqlens_of(std::vector<int32_t>(n_seqs, 256));
-    double ms[GPU_OP_COUNT];
+    double ms[DRE_OP_COUNT];
     ASSERT_EQ(DRE_OK, gpu_encoder_profile(enc, ids.data(), cu.data(), n_seqs, ms))
         << dre_last_error();
-    for (int op = 0; op < GPU_OP_COUNT; op++)
-        EXPECT_GT(ms[op], 0.0) << gpu_op_name((gpu_op)op);
+    for (int op = 0; op < DRE_OP_COUNT; op++)
+        EXPECT_GT(ms[op], 0.0) << dre_op_name((dre_op)op);
     double gemm_ms = 0;
     ASSERT_EQ(DRE_OK, gpu_encoder_gemm_only(enc, 4096, 3, &gemm_ms)) << dre_last_error();
     EXPECT_GT(gemm_ms, 0.0);

@@ -6,7 +6,7 @@
 // bias.
 #include "gpu_test_util.h"
 
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

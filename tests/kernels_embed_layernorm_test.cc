@@ -4,7 +4,7 @@
 // restart per sequence, found by binary search on the GPU).
 #include "gpu_test_util.h"
 
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

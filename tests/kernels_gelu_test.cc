@@ -2,7 +2,7 @@
 // bias_gelu_cpu (exact erf GELU) on random activations, with and without bias.
 #include "gpu_test_util.h"
 
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 // inputs, so the difference is the fp16 rounding of the output plus fp32 statistics.
 #include "gpu_test_util.h"
 
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

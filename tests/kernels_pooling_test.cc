@@ -3,7 +3,7 @@
 // on packed batches of edge lengths.
 #include "gpu_test_util.h"
 
-#include "cpu/encoder.h"
+#include "cpu/ops.h"
 
 namespace {
 

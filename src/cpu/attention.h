@@ -2,7 +2,7 @@
  * per (sequence, head), K and V packed once as panels, then per tile of 14 queries the
  * scores against every key (one tile of scores, 14 x length), the softmax in registers'
  * width, and the tile's output; (sequence, head) pairs shared out to threads. Same
- * arguments and result as attention_cpu (cpu/encoder.h), which stays the plain reference. */
+ * arguments and result as attention_cpu (cpu/ops.h), which stays the plain reference. */
 #ifndef DRE_CPU_ATTENTION_H
 #define DRE_CPU_ATTENTION_H
 

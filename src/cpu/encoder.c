@@ -1,17 +1,14 @@
-/* cpu/encoder.c — the fp32 CPU encoder: Hugging Face BertModel's forward pass on packed,
- * unpadded batches, then sentence-transformers pooling and normalisation.
- * Two layers of code. The operators (*_cpu) are the plain references, OpenBLAS for their
- * products: each is the CPU twin of a CUDA kernel, and the GPU tests compare against them.
- * The encoder runs the fast path where the CPU has AVX-512 (cpu/gemm.c: packed weights,
- * bias and GELU fused into the products; cpu/attention.c: tiled attention; the residual +
- * LayerNorm rows vectorised), the operators otherwise; embeddings and pooling are the
- * operators' own in both.
+/* cpu/encoder.c — the fp32 CPU encoder, one backend of encode/backend.h: Hugging Face
+ * BertModel's forward pass on packed, unpadded batches, then sentence-transformers pooling
+ * and normalisation. It runs the fast path where the CPU has AVX-512 (cpu/gemm.c: packed
+ * weights, bias and GELU fused into the products; cpu/attention.c: tiled attention; the
+ * residual + LayerNorm rows vectorised), the plain operators of cpu/ops.c otherwise;
+ * embeddings and pooling are the operators' own in both. A submitted batch is copied and
+ * computed when collected.
  * Work is shared out with OpenMP over rows, panels or (sequence, head) pairs only, so every
  * output is computed by the same arithmetic in the same order at any thread count. */
 #include "cpu/encoder.h"
 
-#include <cblas.h>
-#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,178 +16,18 @@
 #include "common/common.h"
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
+#include "cpu/ops.h"
 #include "cpu/vmath.h"
-
-/* ---------------------------------------------------------------- operators */
-
-/* x = (x - mean) * rstd * g + b with rstd = 1 / sqrt(var + eps), var biased (divide by
- * n) as torch.nn.LayerNorm; statistics accumulated in double. */
-static void layernorm_row(float *x, const float *g, const float *b, float eps, int32_t n) {
-    double sum = 0.0;
-    for (int32_t j = 0; j < n; j++)
-        sum += x[j];
-    double mean = sum / n, sq = 0.0;
-    for (int32_t j = 0; j < n; j++)
-        sq += ((double)x[j] - mean) * ((double)x[j] - mean);
-    float rstd = (float)(1.0 / sqrt(sq / n + (double)eps));
-    float mean_f = (float)mean;
-    for (int32_t j = 0; j < n; j++)
-        x[j] = (x[j] - mean_f) * rstd * g[j] + b[j];
-}
-
-void embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
-                         const float *word_emb, const float *pos_emb, const float *type_emb,
-                         const float *g, const float *b, float eps, int32_t hidden, float *out) {
-#pragma omp parallel for schedule(dynamic)
-    for (int32_t s = 0; s < n_seqs; s++) {
-        for (int32_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; t++) {
-            /* positions restart at 0 for every sequence; token type is always 0 */
-            const float *w = word_emb + (size_t)ids[t] * hidden;
-            const float *p = pos_emb + (size_t)(t - cu_seqlens[s]) * hidden;
-            float *o = out + (size_t)t * hidden;
-            for (int32_t j = 0; j < hidden; j++)
-                o[j] = w[j] + p[j] + type_emb[j];
-            layernorm_row(o, g, b, eps, hidden);
-        }
-    }
-}
-
-void linear_cpu(const float *in, const float *w, const float *bias, int32_t n_tokens,
-                int32_t in_dim, int32_t out_dim, float *out) {
-    /* out [n, out_dim] = in [n, in_dim] @ w^T, w stored [out_dim, in_dim] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, out_dim, in_dim, 1.0f, in,
-                in_dim, w, in_dim, 0.0f, out, out_dim);
-    if (!bias) return;
-#pragma omp parallel for schedule(static)
-    for (int32_t t = 0; t < n_tokens; t++) {
-        float *o = out + (size_t)t * out_dim;
-        for (int32_t j = 0; j < out_dim; j++)
-            o[j] += bias[j];
-    }
-}
-
-void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
-                                 const float *b, float eps, int32_t n_tokens, int32_t hidden) {
-#pragma omp parallel for schedule(static)
-    for (int32_t t = 0; t < n_tokens; t++) {
-        float *row = x + (size_t)t * hidden;
-        const float *res = residual ? residual + (size_t)t * hidden : NULL;
-        for (int32_t j = 0; j < hidden; j++)
-            row[j] += (bias ? bias[j] : 0.0f) + (res ? res[j] : 0.0f);
-        layernorm_row(row, g, b, eps, hidden);
-    }
-}
-
-void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
-    const float inv_sqrt2 = 0.70710678118654752440f;
-#pragma omp parallel for schedule(static)
-    for (int32_t t = 0; t < n_tokens; t++) {
-        float *row = x + (size_t)t * dim;
-        for (int32_t j = 0; j < dim; j++) {
-            float v = row[j] + bias[j];
-            row[j] = 0.5f * v * (1.0f + erff(v * inv_sqrt2));
-        }
-    }
-}
-
-/* attention_cpu with caller-provided scratch: a score matrix of max_len * max_len floats a
- * thread, max_len the longest sequence. The (sequence, head) pairs are independent; they are
- * dealt out dynamically, since their lengths differ, to at most ws->n_threads threads. */
-static void attention_scratch(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs,
-                              int32_t n_heads, int32_t head_dim, const cpu_workspace *ws,
-                              float *out) {
-    const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    const int64_t n_pairs = (int64_t)n_seqs * n_heads;
-    const int n_threads =
-        omp_get_max_threads() < ws->n_threads ? omp_get_max_threads() : ws->n_threads;
-    /* the products below are small and run side by side: OpenBLAS's own threads (pthreads
-     * build) would spin waiting for each other, three times slower, so OpenBLAS is set to one
-     * thread for the loop and put back after. Its thread count never changes a result: it
-     * splits rows and columns, never the sum over k. */
-    const int blas_threads = openblas_get_num_threads();
-    if (n_threads > 1) openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads)
-    for (int64_t pair = 0; pair < n_pairs; pair++) {
-        const int32_t s = (int32_t)(pair / n_heads), h = (int32_t)(pair % n_heads);
-        const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
-        float *p = ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread;
-        const float *q = qkv + (size_t)start * ld + (size_t)h * head_dim;
-        const float *k = q + hidden;
-        const float *v = q + 2 * hidden;
-        /* p = q k^T / sqrt(head_dim) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, head_dim, scale, q, ld, k,
-                    ld, 0.0f, p, len);
-        /* softmax over keys, max subtracted for range */
-        for (int32_t i = 0; i < len; i++) {
-            float *row = p + (size_t)i * len;
-            float max = row[0];
-            for (int32_t j = 1; j < len; j++)
-                max = row[j] > max ? row[j] : max;
-            float sum = 0.0f;
-            for (int32_t j = 0; j < len; j++) {
-                row[j] = expf(row[j] - max);
-                sum += row[j];
-            }
-            float inv = 1.0f / sum;
-            for (int32_t j = 0; j < len; j++)
-                row[j] *= inv;
-        }
-        /* out = p v, written into this head's columns */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, head_dim, len, 1.0f, p, len, v,
-                    ld, 0.0f, out + (size_t)start * hidden + h * head_dim, hidden);
-    }
-    if (n_threads > 1) openblas_set_num_threads(blas_threads);
-}
-
-void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                   int32_t head_dim, float *out) {
-    int32_t max_len = 1;
-    for (int32_t s = 0; s < n_seqs; s++) {
-        int32_t len = cu_seqlens[s + 1] - cu_seqlens[s];
-        max_len = len > max_len ? len : max_len;
-    }
-    /* a test helper's convenience; the encoder passes its own scratch */
-    cpu_workspace ws = {NULL, (size_t)max_len * max_len, omp_get_max_threads()};
-    ws.data = malloc((size_t)ws.n_threads * ws.floats_per_thread * sizeof(float));
-    if (!ws.data) return;
-    attention_scratch(qkv, cu_seqlens, n_seqs, n_heads, head_dim, &ws, out);
-    free(ws.data);
-}
-
-void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
-                        dre_pooling pooling, int normalize, float *out) {
-#pragma omp parallel for schedule(dynamic)
-    for (int32_t s = 0; s < n_seqs; s++) {
-        const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
-        float *o = out + (size_t)s * dim;
-        if (pooling == DRE_POOL_CLS) {
-            memcpy(o, hidden + (size_t)start * dim, (size_t)dim * sizeof *o);
-        } else {
-            /* every token is real (no padding), so the mean is over all len */
-            for (int32_t j = 0; j < dim; j++) {
-                double sum = 0.0;
-                for (int32_t t = 0; t < len; t++)
-                    sum += hidden[(size_t)(start + t) * dim + j];
-                o[j] = (float)(sum / len);
-            }
-        }
-        if (!normalize) continue;
-        /* x / max(||x||, 1e-12), as torch.nn.functional.normalize */
-        double sq = 0.0;
-        for (int32_t j = 0; j < dim; j++)
-            sq += (double)o[j] * o[j];
-        double norm = sqrt(sq);
-        float inv = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
-        for (int32_t j = 0; j < dim; j++)
-            o[j] *= inv;
-    }
-}
-
-/* ---------------------------------------------------------------- encoder */
+#include "encode/backend.h"
 
 /* the four matrix products of a layer, packed for cpu_gemm */
 enum { W_QKV, W_ATTN_OUT, W_FFN_IN, W_FFN_OUT, W_PER_LAYER };
+
+/* A batch queued, computed when collected. */
+typedef struct cpu_slot {
+    int32_t *ids, *cu_seqlens; /* copies, budget_tokens and budget_tokens + 1 */
+    int32_t n_seqs;
+} cpu_slot;
 
 struct cpu_encoder {
     const dre_model *model;
@@ -207,11 +44,13 @@ struct cpu_encoder {
     cpu_workspace ws; /* per-thread scratch of the GEMMs and attention; threads: OpenMP's
                        * count when the encoder was made */
     void *block;      /* the one allocation behind the arrays above */
+    cpu_slot slots[DRE_ENCODER_DEPTH]; /* queued batches, oldest at slots[head] */
+    int head, queued;
 };
 
 /* floats of scratch a thread needs, a multiple of 16 (64 bytes) */
 static size_t scratch_floats(const dre_model_info *info, int32_t max_length, int vectorised) {
-    size_t need = (size_t)max_length * max_length; /* attention_scratch's score matrix */
+    size_t need = (size_t)max_length * max_length; /* attention_cpu_ws's score matrix */
     if (vectorised) {
         const int32_t k = info->intermediate > info->hidden ? info->intermediate : info->hidden;
         const size_t gemm = cpu_gemm_scratch_floats(k);
@@ -228,6 +67,10 @@ void cpu_encoder_destroy(cpu_encoder *enc) {
             cpu_pack_free(&enc->weights[i]);
     free(enc->weights);
     free(enc->block);
+    for (int i = 0; i < DRE_ENCODER_DEPTH; i++) {
+        free(enc->slots[i].ids);
+        free(enc->slots[i].cu_seqlens);
+    }
     free(enc);
 }
 
@@ -303,28 +146,9 @@ static void residual_layernorm(const cpu_encoder *enc, float *x, const float *re
 
 dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
-    if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
-        return set_error(DRE_ERR_INVALID_ARG, "cpu_encoder_encode: bad argument");
-    if (n_seqs == 0) return DRE_OK;
     const dre_model *m = enc->model;
     const dre_model_info *in = &m->info;
-    /* checked here too, since every index below trusts them */
-    if (cu_seqlens[0] != 0) return set_error(DRE_ERR_INVALID_ARG, "cu_seqlens[0] must be 0");
-    for (int32_t s = 0; s < n_seqs; s++) {
-        int32_t len = cu_seqlens[s + 1] - cu_seqlens[s];
-        if (len < 1 || len > enc->max_length)
-            return set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", s,
-                             len, enc->max_length);
-        if (cu_seqlens[s + 1] > enc->budget_tokens)
-            return set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
-                             enc->budget_tokens);
-    }
     const int32_t n = cu_seqlens[n_seqs], h = in->hidden, ff = in->intermediate;
-    for (int32_t t = 0; t < n; t++)
-        if (ids[t] < 0 || ids[t] >= in->vocab_size)
-            return set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
-                             t, ids[t], in->vocab_size);
-
     const float eps = in->layer_norm_eps;
     embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb, m->emb_ln_g,
                         m->emb_ln_b, eps, h, enc->x);
@@ -337,8 +161,8 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
             cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
                           &enc->ws);
         else
-            attention_scratch(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
-                              enc->ctx);
+            attention_cpu_ws(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
+                             enc->ctx);
         cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
                  &enc->ws);
         residual_layernorm(enc, enc->mid, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
@@ -351,3 +175,54 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
     pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
     return DRE_OK;
 }
+
+/* ---------------------------------------------------------------- the backend */
+
+static int one_cpu(void) { return 1; }
+
+static dre_status backend_create(const dre_model *model, int32_t budget_tokens, void **out) {
+    return cpu_encoder_create(model, budget_tokens, (cpu_encoder **)out);
+}
+
+static void backend_destroy(void *enc) { cpu_encoder_destroy(enc); }
+
+static dre_status backend_submit(void *backend, const int32_t *ids, const int32_t *cu_seqlens,
+                                 int32_t n_seqs) {
+    cpu_encoder *enc = backend;
+    cpu_slot *slot = &enc->slots[(enc->head + enc->queued) % DRE_ENCODER_DEPTH];
+    if (!slot->ids) {
+        slot->ids = malloc((size_t)enc->budget_tokens * sizeof *slot->ids);
+        slot->cu_seqlens = malloc(((size_t)enc->budget_tokens + 1) * sizeof *slot->cu_seqlens);
+        if (!slot->ids || !slot->cu_seqlens) {
+            free(slot->ids);
+            free(slot->cu_seqlens);
+            slot->ids = slot->cu_seqlens = NULL;
+            enc->queued = 0;
+            return set_error(DRE_ERR_NOMEM, "dre_encoder_submit: out of memory");
+        }
+    }
+    memcpy(slot->ids, ids, (size_t)cu_seqlens[n_seqs] * sizeof *ids);
+    memcpy(slot->cu_seqlens, cu_seqlens, ((size_t)n_seqs + 1) * sizeof *cu_seqlens);
+    slot->n_seqs = n_seqs;
+    enc->queued++;
+    return DRE_OK;
+}
+
+static dre_status backend_collect(void *backend, float *out, int32_t *n_seqs) {
+    cpu_encoder *enc = backend;
+    const cpu_slot *slot = &enc->slots[enc->head];
+    const dre_status st = cpu_encoder_encode(enc, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
+    if (st == DRE_OK && n_seqs) *n_seqs = slot->n_seqs;
+    enc->head = (enc->head + 1) % DRE_ENCODER_DEPTH;
+    enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
+    return st;
+}
+
+const dre_backend_ops dre_backend_cpu = {
+    .name = "cpu",
+    .device_count = one_cpu,
+    .create = backend_create,
+    .destroy = backend_destroy,
+    .submit = backend_submit,
+    .collect = backend_collect,
+};

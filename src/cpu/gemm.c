@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "cpu/ops.h"
 #include "cpu/vmath.h"
-#include "cpu/encoder.h"
 
 int cpu_gemm_vectorised(void) {
     static int cached = -1;

@@ -7,12 +7,13 @@
  * Every output is one chain of fused multiply-adds over k in order, whatever the tiling and
  * thread count, so results never depend on either. Without AVX-512 (or with
  * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
- * operators of cpu/encoder.h instead. */
+ * operators of cpu/ops.h instead. */
 #ifndef DRE_CPU_GEMM_H
 #define DRE_CPU_GEMM_H
 
 #include <stdint.h>
 
+#include "cpu/workspace.h"
 #include "dre.h"
 
 #ifdef __cplusplus
@@ -37,14 +38,6 @@ int cpu_gemm_vectorised(void);
 /* Packs w (kept by reference: it must outlive the result) */
 dre_status cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out);
 void cpu_pack_free(cpu_packed *p);
-
-/* Per-thread scratch: n_threads slices of floats_per_thread floats; the work of a call is
- * shared out to at most n_threads threads (OpenMP's count, if lower). */
-typedef struct cpu_workspace {
-    float *data;
-    size_t floats_per_thread;
-    int n_threads;
-} cpu_workspace;
 
 /* floats a thread of cpu_gemm needs, for inner dimension k */
 size_t cpu_gemm_scratch_floats(int32_t k);

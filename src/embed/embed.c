@@ -37,7 +37,7 @@ void dre_embed_options_init(dre_embed_options *opts) {
 typedef struct embed_run {
     const dre_embed_options *opts;
     const char *index_dir;
-    corpus_reader *reader;
+    dre_corpus *reader;
     dre_encoder *enc;
     index_writer *writer;
     const dre_tokenizer *tok;
@@ -280,7 +280,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
             goto done;
         resuming = 1;
         const checkpoint *c = &p->ck;
-        st = corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
+        st = dre_corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
                          &p->reader);
         if (st == DRE_OK) st = corpus_seek(p->reader, c->offset, c->line);
     } else if (o->resume && !o->append && file_exists_in(dir, INDEX_META_FILE)) {
@@ -300,7 +300,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     } else {
         /* Nothing to resume (killed before its first checkpoint, or never run): start,
          * once the corpus is known to open. */
-        st = corpus_open(corpus_path, o->format, o->id_field, o->title_field, o->text_field,
+        st = dre_corpus_open(corpus_path, o->format, o->id_field, o->title_field, o->text_field,
                          &p->reader);
         if (st == DRE_OK) st = start_fresh(p, m);
     }
@@ -349,7 +349,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
 done:
     if (p->errors) fclose(p->errors);
     p->errors = NULL;
-    corpus_close(p->reader);
+    dre_corpus_close(p->reader);
     p->reader = NULL;
     dre_encoder_close(p->enc);
     p->enc = NULL;

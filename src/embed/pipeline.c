@@ -216,9 +216,9 @@ static dre_status fill_window(pipeline *p, seq_tokenizer *tokenizer, window *w,
     int64_t room = p->cfg->checkpoint_every - *since_checkpoint;
     int32_t cap = room < p->cfg->window_cap ? (int32_t)room : p->cfg->window_cap;
     while (w->n < cap) {
-        corpus_record rec;
+        dre_corpus_doc rec;
         int got = 0;
-        dre_status st = corpus_next(p->cfg->reader, &rec, &got);
+        dre_status st = dre_corpus_next(p->cfg->reader, &rec, &got);
         if (st == DRE_ERR_FORMAT && p->cfg->skip_bad_lines) {
             if (p->cfg->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             w->n_bad++;

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 typedef struct pipeline_config {
-    corpus_reader *reader; /* positioned at the checkpoint's offset */
+    dre_corpus *reader; /* positioned at the checkpoint's offset */
     const dre_tokenizer *tok;
     dre_encoder *enc;
     index_writer *writer;                /* resumed at the checkpoint */

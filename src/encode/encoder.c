@@ -1,32 +1,23 @@
-/* encode/encoder.c — the public encoder: picks the CPU reference or the GPU encoder and
- * forwards packed batches to it. */
+/* encode/encoder.c — the public encoder (dre_encoder_*): picks a backend (encode/backend.h:
+ * the CPU encoder, or the GPU's), checks every batch once, keeps count of the queued ones and
+ * hands them on. It never asks which backend it holds. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
-#include "gpu/cuda_check.h"
-#include "cpu/encoder.h"
-#include "gpu/encoder.h"
+#include "encode/backend.h"
 
 #define DEFAULT_BUDGET_TOKENS 16384
 
-/* A batch queued on the CPU encoder, computed when collected. */
-typedef struct cpu_slot {
-    int32_t *ids, *cu_seqlens; /* copies, budget_tokens and budget_tokens + 1 */
-    int32_t n_seqs;
-} cpu_slot;
-
 struct dre_encoder {
+    const dre_backend_ops *ops;
+    void *backend;
     dre_device device;
     int32_t dim;
     int32_t budget_tokens;
     int32_t max_length;
-    cpu_encoder *cpu;
-    gpu_encoder *gpu;
-    /* CPU only (the GPU encoder keeps its own): batches queued, oldest at slots[head];
-     * allocated on first submit */
-    cpu_slot slots[DRE_ENCODER_DEPTH];
-    int head, queued;
+    int32_t vocab_size;
+    int queued; /* batches submitted and not yet collected */
 };
 
 dre_status dre_device_parse(const char *name, dre_device *out) {
@@ -51,7 +42,7 @@ const char *dre_device_name(dre_device device) {
     return "?";
 }
 
-int dre_gpu_count(void) { return gpu_device_count(); }
+int dre_gpu_count(void) { return dre_backend_gpu.device_count(); }
 
 dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
                             dre_encoder **out) {
@@ -61,20 +52,18 @@ dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t b
     if (budget_tokens <= 0) budget_tokens = DEFAULT_BUDGET_TOKENS;
     if (budget_tokens < info->max_length) budget_tokens = info->max_length;
     if (device == DRE_DEVICE_AUTO)
-        device = gpu_device_count() > 0 ? DRE_DEVICE_GPU : DRE_DEVICE_CPU;
-    if (device == DRE_DEVICE_GPU && gpu_device_count() == 0)
-        return set_error(DRE_ERR_NO_GPU,
-                         "--device gpu: no usable CUDA device (driver missing or no GPU); "
-                         "use --device cpu or auto");
+        device = dre_backend_gpu.device_count() > 0 ? DRE_DEVICE_GPU : DRE_DEVICE_CPU;
 
     dre_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return set_error(DRE_ERR_NOMEM, "dre_encoder_open: out of memory");
+    enc->ops = device == DRE_DEVICE_GPU ? &dre_backend_gpu : &dre_backend_cpu;
     enc->device = device;
     enc->dim = info->hidden;
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_length;
-    dre_status st = device == DRE_DEVICE_GPU ? gpu_encoder_create(model, budget_tokens, &enc->gpu)
-                                             : cpu_encoder_create(model, budget_tokens, &enc->cpu);
+    enc->vocab_size = info->vocab_size;
+    /* the backend says why it cannot run (no GPU, or a build without CUDA) */
+    const dre_status st = enc->ops->create(model, budget_tokens, &enc->backend);
     if (st != DRE_OK) {
         free(enc);
         return st;
@@ -85,12 +74,7 @@ dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t b
 
 void dre_encoder_close(dre_encoder *enc) {
     if (!enc) return;
-    if (enc->gpu) gpu_encoder_destroy(enc->gpu);
-    if (enc->cpu) cpu_encoder_destroy(enc->cpu);
-    for (int i = 0; i < DRE_ENCODER_DEPTH; i++) {
-        free(enc->slots[i].ids);
-        free(enc->slots[i].cu_seqlens);
-    }
+    enc->ops->destroy(enc->backend);
     free(enc);
 }
 
@@ -99,18 +83,53 @@ int32_t dre_encoder_dim(const dre_encoder *enc) { return enc->dim; }
 int32_t dre_encoder_budget_tokens(const dre_encoder *enc) { return enc->budget_tokens; }
 int32_t dre_encoder_max_length(const dre_encoder *enc) { return enc->max_length; }
 
-static dre_status check_batch(const dre_encoder *enc, const int32_t *cu_seqlens, int32_t n_seqs) {
+/* The one check of a packed batch; every backend trusts it afterwards. */
+static dre_status check_batch(const dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs) {
+    if (!ids || !cu_seqlens || n_seqs < 1)
+        return set_error(DRE_ERR_INVALID_ARG, "encoder: an empty or NULL batch");
     if (cu_seqlens[0] != 0) return set_error(DRE_ERR_INVALID_ARG, "cu_seqlens[0] must be 0");
     for (int32_t i = 0; i < n_seqs; i++) {
-        int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
+        const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
         if (len < 1 || len > enc->max_length)
             return set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", i,
                              len, enc->max_length);
+        if (cu_seqlens[i + 1] > enc->budget_tokens)
+            return set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
+                             enc->budget_tokens);
     }
-    if (cu_seqlens[n_seqs] > enc->budget_tokens)
-        return set_error(DRE_ERR_INVALID_ARG, "batch of %d tokens exceeds the budget of %d",
-                         cu_seqlens[n_seqs], enc->budget_tokens);
+    const int32_t n_tokens = cu_seqlens[n_seqs];
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (ids[t] < 0 || ids[t] >= enc->vocab_size)
+            return set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
+                             t, ids[t], enc->vocab_size);
     return DRE_OK;
+}
+
+dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n_seqs) {
+    if (!enc) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_submit: NULL encoder");
+    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs));
+    if (enc->queued == DRE_ENCODER_DEPTH)
+        return set_error(DRE_ERR_INVALID_ARG,
+                         "dre_encoder_submit: %d batches queued already; collect one first",
+                         DRE_ENCODER_DEPTH);
+    const dre_status st = enc->ops->submit(enc->backend, ids, cu_seqlens, n_seqs);
+    if (st != DRE_OK) {
+        enc->queued = 0; /* the backend holds nothing after a failure */
+        return st;
+    }
+    enc->queued++;
+    return DRE_OK;
+}
+
+dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
+    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
+    if (enc->queued == 0)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
+    const dre_status st = enc->ops->collect(enc->backend, out, n_seqs);
+    enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
+    return st;
 }
 
 dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
@@ -118,51 +137,47 @@ dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_
     if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: bad argument");
     if (n_seqs == 0) return DRE_OK;
-    if (enc->queued) /* the GPU encoder refuses this itself */
+    if (enc->queued)
         return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: batches are queued");
-    DRE_TRY(check_batch(enc, cu_seqlens, n_seqs));
-    return enc->gpu ? gpu_encoder_encode(enc->gpu, ids, cu_seqlens, n_seqs, out)
-                    : cpu_encoder_encode(enc->cpu, ids, cu_seqlens, n_seqs, out);
+    DRE_TRY(dre_encoder_submit(enc, ids, cu_seqlens, n_seqs));
+    return dre_encoder_collect(enc, out, NULL);
 }
 
-dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs) {
-    if (!enc || !ids || !cu_seqlens || n_seqs < 1)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_submit: bad argument");
-    DRE_TRY(check_batch(enc, cu_seqlens, n_seqs));
-    if (enc->gpu) return gpu_encoder_submit(enc->gpu, ids, cu_seqlens, n_seqs);
-    if (enc->queued == DRE_ENCODER_DEPTH)
+/* ---------------------------------------------------------------- the advanced tier */
+
+static dre_status unsupported(const dre_encoder *enc, const char *what) {
+    return set_error(DRE_ERR_UNSUPPORTED, "%s: the %s encoder has none (the GPU encoder's)", what,
+                     enc->ops->name);
+}
+
+dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec) {
+    if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_set_variants: NULL");
+    if (!enc->ops->set_variants) return unsupported(enc, "kernel variants");
+    return enc->ops->set_variants(enc->backend, spec);
+}
+
+const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family) {
+    if (!enc || !enc->ops->variant || family < 0 || family >= DRE_FAMILY_COUNT) return NULL;
+    return enc->ops->variant(enc->backend, family);
+}
+
+dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                               int32_t n_seqs, double ms[DRE_OP_COUNT]) {
+    if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: NULL argument");
+    if (!enc->ops->profile) return unsupported(enc, "per-operator profiling");
+    if (enc->queued)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: batches are queued");
+    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs));
+    return enc->ops->profile(enc->backend, ids, cu_seqlens, n_seqs, ms);
+}
+
+dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
+    if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
         return set_error(DRE_ERR_INVALID_ARG,
-                         "dre_encoder_submit: %d batches queued already; collect one first",
-                         DRE_ENCODER_DEPTH);
-    cpu_slot *slot = &enc->slots[(enc->head + enc->queued) % DRE_ENCODER_DEPTH];
-    if (!slot->ids) {
-        slot->ids = malloc((size_t)enc->budget_tokens * sizeof *slot->ids);
-        slot->cu_seqlens = malloc(((size_t)enc->budget_tokens + 1) * sizeof *slot->cu_seqlens);
-        if (!slot->ids || !slot->cu_seqlens) {
-            free(slot->ids);
-            free(slot->cu_seqlens);
-            slot->ids = slot->cu_seqlens = NULL;
-            return set_error(DRE_ERR_NOMEM, "dre_encoder_submit: out of memory");
-        }
-    }
-    memcpy(slot->ids, ids, (size_t)cu_seqlens[n_seqs] * sizeof *ids);
-    memcpy(slot->cu_seqlens, cu_seqlens, ((size_t)n_seqs + 1) * sizeof *cu_seqlens);
-    slot->n_seqs = n_seqs;
-    enc->queued++;
-    return DRE_OK;
-}
-
-dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
-    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
-    if (enc->gpu) return gpu_encoder_collect(enc->gpu, out, n_seqs);
-    if (enc->queued == 0)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
-    const cpu_slot *slot = &enc->slots[enc->head];
-    const dre_status st =
-        cpu_encoder_encode(enc->cpu, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
-    if (st == DRE_OK && n_seqs) *n_seqs = slot->n_seqs;
-    enc->head = (enc->head + 1) % DRE_ENCODER_DEPTH;
-    enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
-    return st;
+                         "dre_encoder_gemm_only: %d tokens (budget %d), %d reps", n_tokens,
+                         enc ? enc->budget_tokens : 0, reps);
+    if (!enc->ops->gemm_only) return unsupported(enc, "a GEMM-only pass");
+    if (enc->queued)
+        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_gemm_only: batches are queued");
+    return enc->ops->gemm_only(enc->backend, n_tokens, reps, ms);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "encode/backend.h"
 #include "gpu/cuda_check.h"
 #include "gpu/gemm.h"
 #include "kernels.h"
@@ -65,33 +66,15 @@ struct gpu_encoder {
     cudaEvent_t *events; /* for profiling, made on first use */
     int n_events;
 
-    int variant[GPU_FAMILY_COUNT]; /* index into the family's variants; 0 is the default */
+    int variant[DRE_FAMILY_COUNT]; /* index into the family's variants; 0 is the default */
 };
 
-const char *gpu_op_name(gpu_op op) {
-    switch (op) {
-    case GPU_OP_EMBED: return "embed_layernorm";
-    case GPU_OP_QKV_GEMM: return "qkv_gemm";
-    case GPU_OP_ATTENTION: return "attention";
-    case GPU_OP_OUT_GEMM: return "out_gemm";
-    case GPU_OP_LN1: return "bias_residual_layernorm_1";
-    case GPU_OP_FFN_IN_GEMM: return "ffn_in_gemm";
-    case GPU_OP_GELU: return "bias_gelu";
-    case GPU_OP_FFN_OUT_GEMM: return "ffn_out_gemm";
-    case GPU_OP_LN2: return "bias_residual_layernorm_2";
-    case GPU_OP_POOL: return "pool_normalize";
-    case GPU_OP_COUNT: break;
-    }
-    return "?";
-}
-
-const char *gpu_encoder_variant(const gpu_encoder *enc, gpu_family family) {
-    return gpu_family_variants(family)[enc->variant[family]];
+const char *gpu_encoder_variant(const gpu_encoder *enc, dre_kernel_family family) {
+    return dre_kernel_family_variants(family)[enc->variant[family]];
 }
 
 dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
-    if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_set_variants: NULL");
-    return gpu_variants_parse(spec, enc->variant);
+    return dre_variants_parse(spec, enc->variant);
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -290,7 +273,8 @@ dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu
                          "gpu_encoder_create: budget of %d tokens is below the max length %d",
                          budget_tokens, model->info.max_length);
     if (gpu_device_count() == 0)
-        return set_error(DRE_ERR_NO_GPU, "no usable CUDA device (driver missing or no GPU)");
+        return set_error(DRE_ERR_NO_GPU, "--device gpu: no usable CUDA device (driver missing or "
+                                         "no GPU); use --device cpu or auto");
     DRE_TRY(gpu_context_check());
     gpu_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return set_error(DRE_ERR_NOMEM, "gpu_encoder_create: out of memory");
@@ -328,11 +312,11 @@ void gpu_encoder_destroy(gpu_encoder *enc) {
  * events[i + 1]. NULL when not profiling. */
 typedef struct op_marks {
     cudaEvent_t *events;
-    gpu_op *ops;
+    dre_op *ops;
     int count;
 } op_marks;
 
-static dre_status mark(gpu_encoder *enc, op_marks *marks, gpu_op op) {
+static dre_status mark(gpu_encoder *enc, op_marks *marks, dre_op op) {
     if (!marks) return DRE_OK;
     CUDA_CHECK(cudaEventRecord(marks->events[marks->count + 1], enc->stream));
     marks->ops[marks->count++] = op;
@@ -351,73 +335,52 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
                                       enc->pos_emb, enc->type_emb, in->vocab_size,
                                       in->max_positions, enc->emb_ln_g, enc->emb_ln_b,
                                       in->layer_norm_eps, h, enc->hidden, s));
-    DRE_TRY(mark(enc, marks, GPU_OP_EMBED));
+    DRE_TRY(mark(enc, marks, DRE_OP_EMBED));
 
-    const int gelu_tanh = enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH;
+    const int gelu_tanh = enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH;
     for (int32_t l = 0; l < in->n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
         DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
                              h, 3 * h, GPU_EPILOGUE_BIAS));
-        DRE_TRY(mark(enc, marks, GPU_OP_QKV_GEMM));
+        DRE_TRY(mark(enc, marks, DRE_OP_QKV_GEMM));
         CUDA_CHECK(attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
                                     in->head_dim, enc->context,
-                                    (attention_variant)enc->variant[GPU_FAMILY_ATTENTION], s));
-        DRE_TRY(mark(enc, marks, GPU_OP_ATTENTION));
+                                    (attention_variant)enc->variant[DRE_FAMILY_ATTENTION], s));
+        DRE_TRY(mark(enc, marks, DRE_OP_ATTENTION));
         /* proj = context W^T + b + hidden, then hidden = LN(proj) */
         DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
                              enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
-        DRE_TRY(mark(enc, marks, GPU_OP_OUT_GEMM));
+        DRE_TRY(mark(enc, marks, DRE_OP_OUT_GEMM));
         CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
                                                   in->layer_norm_eps, n_tokens, h, enc->hidden, s));
-        DRE_TRY(mark(enc, marks, GPU_OP_LN1));
+        DRE_TRY(mark(enc, marks, DRE_OP_LN1));
         DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
                              n_tokens, h, ffn,
                              gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
-        DRE_TRY(mark(enc, marks, GPU_OP_FFN_IN_GEMM));
+        DRE_TRY(mark(enc, marks, DRE_OP_FFN_IN_GEMM));
         if (!gelu_tanh) CUDA_CHECK(bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
-        DRE_TRY(mark(enc, marks, GPU_OP_GELU));
+        DRE_TRY(mark(enc, marks, DRE_OP_GELU));
         DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
                              enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
-        DRE_TRY(mark(enc, marks, GPU_OP_FFN_OUT_GEMM));
+        DRE_TRY(mark(enc, marks, DRE_OP_FFN_OUT_GEMM));
         CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
                                                   in->layer_norm_eps, n_tokens, h, enc->hidden, s));
-        DRE_TRY(mark(enc, marks, GPU_OP_LN2));
+        DRE_TRY(mark(enc, marks, DRE_OP_LN2));
     }
 
     CUDA_CHECK(pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
                                      in->normalize, enc->pooled, s));
-    DRE_TRY(mark(enc, marks, GPU_OP_POOL));
+    DRE_TRY(mark(enc, marks, DRE_OP_POOL));
     return DRE_OK;
 }
 
-/* Checks a packed batch against the encoder's limits; *max_len gets its longest sequence. */
-static dre_status check_batch(const gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, int32_t *max_len) {
-    if (!ids || !cu_seqlens || n_seqs < 1)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: empty or NULL batch");
-    if (cu_seqlens[0] != 0)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: cu_seqlens[0] must be 0");
-    int32_t longest = 0;
-    for (int32_t i = 0; i < n_seqs; i++) {
-        const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
-        if (len < 1 || len > enc->info.max_length)
-            return set_error(DRE_ERR_INVALID_ARG,
-                             "encoder_gpu: sequence %d has length %d (allowed 1..%d)", i, len,
-                             enc->info.max_length);
-        if (len > longest) longest = len;
-    }
-    const int32_t n_tokens = cu_seqlens[n_seqs];
-    if (n_tokens > enc->budget_tokens)
-        return set_error(DRE_ERR_INVALID_ARG,
-                         "encoder_gpu: batch of %d tokens exceeds the budget of %d", n_tokens,
-                         enc->budget_tokens);
-    for (int32_t t = 0; t < n_tokens; t++)
-        if (ids[t] < 0 || ids[t] >= enc->info.vocab_size)
-            return set_error(DRE_ERR_INVALID_ARG,
-                             "encoder_gpu: token %d has id %d outside the vocabulary (%d)", t,
-                             ids[t], enc->info.vocab_size);
-    *max_len = longest;
-    return DRE_OK;
+/* The longest sequence of a (checked) batch. */
+static int32_t longest(const int32_t *cu_seqlens, int32_t n_seqs) {
+    int32_t max_len = 0;
+    for (int32_t i = 0; i < n_seqs; i++)
+        if (cu_seqlens[i + 1] - cu_seqlens[i] > max_len)
+            max_len = cu_seqlens[i + 1] - cu_seqlens[i];
+    return max_len;
 }
 
 /* Copies the batch to the device through a slot's pinned staging buffers. The device
@@ -451,8 +414,7 @@ dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_
     if (enc->in_flight == GPU_SLOTS)
         return set_error(DRE_ERR_INVALID_ARG,
                          "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
-    int32_t max_len = 0;
-    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
+    const int32_t max_len = longest(cu_seqlens, n_seqs);
     /* this slot's previous batch was collected: its event has completed, so its pinned
      * buffers are free */
     staging_slot *slot = &enc->slots[(enc->head + enc->in_flight) % GPU_SLOTS];
@@ -513,13 +475,12 @@ static dre_status ensure_events(gpu_encoder *enc) {
 }
 
 dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                               int32_t n_seqs, double ms[GPU_OP_COUNT]) {
+                               int32_t n_seqs, double ms[DRE_OP_COUNT]) {
     if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_profile: NULL argument");
     DRE_TRY(gpu_context_check());
-    int32_t max_len = 0;
-    DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs, &max_len));
+    const int32_t max_len = longest(cu_seqlens, n_seqs);
     DRE_TRY(ensure_events(enc));
-    gpu_op *ops = malloc((size_t)enc->n_events * sizeof *ops);
+    dre_op *ops = malloc((size_t)enc->n_events * sizeof *ops);
     if (!ops) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     op_marks marks = {enc->events, ops, 0};
     dre_status st = DRE_OK;
@@ -537,7 +498,7 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
             st = gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
                                 __LINE__);
     }
-    for (int i = 0; i < GPU_OP_COUNT; i++)
+    for (int i = 0; i < DRE_OP_COUNT; i++)
         ms[i] = 0.0;
     for (int i = 0; st == DRE_OK && i < marks.count; i++) {
         float elapsed = 0.0f;
@@ -555,7 +516,7 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
 static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
     const int32_t h = enc->info.hidden, ffn = enc->info.intermediate;
     const gpu_epilogue ffn_in =
-        enc->variant[GPU_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
+        enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
     for (int32_t l = 0; l < enc->info.n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
         DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
@@ -586,3 +547,43 @@ dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t rep
     *ms = elapsed / reps;
     return DRE_OK;
 }
+
+/* ---------------------------------------------------------------- the backend */
+
+static dre_status backend_create(const dre_model *model, int32_t budget_tokens, void **out) {
+    return gpu_encoder_create(model, budget_tokens, (gpu_encoder **)out);
+}
+static void backend_destroy(void *enc) { gpu_encoder_destroy(enc); }
+static dre_status backend_submit(void *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                                 int32_t n_seqs) {
+    return gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs);
+}
+static dre_status backend_collect(void *enc, float *out, int32_t *n_seqs) {
+    return gpu_encoder_collect(enc, out, n_seqs);
+}
+static dre_status backend_profile(void *enc, const int32_t *ids, const int32_t *cu_seqlens,
+                                  int32_t n_seqs, double ms[DRE_OP_COUNT]) {
+    return gpu_encoder_profile(enc, ids, cu_seqlens, n_seqs, ms);
+}
+static dre_status backend_gemm_only(void *enc, int32_t n_tokens, int32_t reps, double *ms) {
+    return gpu_encoder_gemm_only(enc, n_tokens, reps, ms);
+}
+static dre_status backend_set_variants(void *enc, const char *spec) {
+    return gpu_encoder_set_variants(enc, spec);
+}
+static const char *backend_variant(const void *enc, dre_kernel_family family) {
+    return gpu_encoder_variant(enc, family);
+}
+
+const dre_backend_ops dre_backend_gpu = {
+    .name = "gpu",
+    .device_count = gpu_device_count,
+    .create = backend_create,
+    .destroy = backend_destroy,
+    .submit = backend_submit,
+    .collect = backend_collect,
+    .profile = backend_profile,
+    .gemm_only = backend_gemm_only,
+    .set_variants = backend_set_variants,
+    .variant = backend_variant,
+};

@@ -1,7 +1,7 @@
 /* text/corpus.c — streaming corpus reader: one line at a time from a FILE, parsed as BEIR
  * JSONL ({"_id", "title", "text"}), TSV (id, [title,] text) or a bare text per line.
  * Every bad line becomes a DRE_ERR_FORMAT naming the file and line; the reader has then
- * already moved on, so skipping a bad line is just calling corpus_next again. */
+ * already moved on, so skipping a bad line is just calling dre_corpus_next again. */
 #define _POSIX_C_SOURCE 200809L
 #include "text/corpus.h"
 
@@ -16,7 +16,7 @@
 
 #include "common/common.h"
 
-struct corpus_reader {
+struct dre_corpus {
     FILE *f;
     char *path;
     dre_corpus_format format;
@@ -59,9 +59,9 @@ static char *copy_string(const char *s) {
     return p;
 }
 
-dre_status corpus_open(const char *path, dre_corpus_format format, const char *id_field,
-                       const char *title_field, const char *text_field, corpus_reader **out) {
-    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "corpus_open: NULL argument");
+dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
+                       const char *title_field, const char *text_field, dre_corpus **out) {
+    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_corpus_open: NULL argument");
     *out = NULL;
     if (format < DRE_CORPUS_AUTO || format > DRE_CORPUS_LINES)
         return set_error(DRE_ERR_INVALID_ARG, "%s: unknown corpus format %d", path, (int)format);
@@ -77,7 +77,7 @@ dre_status corpus_open(const char *path, dre_corpus_format format, const char *i
         fclose(f);
         return set_error(DRE_ERR_IO, "%s: is a directory, not a corpus file", path);
     }
-    corpus_reader *r = calloc(1, sizeof *r);
+    dre_corpus *r = calloc(1, sizeof *r);
     if (!r) {
         fclose(f);
         return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
@@ -90,14 +90,14 @@ dre_status corpus_open(const char *path, dre_corpus_format format, const char *i
     r->title_field = copy_string(title_field ? title_field : "title");
     r->text_field = copy_string(text_field ? text_field : "text");
     if (!r->path || !r->id_field || !r->title_field || !r->text_field) {
-        corpus_close(r);
+        dre_corpus_close(r);
         return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     *out = r;
     return DRE_OK;
 }
 
-void corpus_close(corpus_reader *r) {
+void dre_corpus_close(dre_corpus *r) {
     if (!r) return;
     if (r->f) fclose(r->f);
     cJSON_Delete(r->doc);
@@ -110,13 +110,13 @@ void corpus_close(corpus_reader *r) {
     free(r);
 }
 
-int64_t corpus_offset(const corpus_reader *r) { return r->offset; }
-int64_t corpus_line(const corpus_reader *r) { return r->line_no; }
-int64_t corpus_size(const corpus_reader *r) { return r->size; }
-dre_corpus_format corpus_format(const corpus_reader *r) { return r->format; }
-const char *corpus_path(const corpus_reader *r) { return r->path; }
+int64_t corpus_offset(const dre_corpus *r) { return r->offset; }
+int64_t corpus_line(const dre_corpus *r) { return r->line_no; }
+int64_t corpus_size(const dre_corpus *r) { return r->size; }
+dre_corpus_format corpus_format(const dre_corpus *r) { return r->format; }
+const char *corpus_path(const dre_corpus *r) { return r->path; }
 
-dre_status corpus_seek(corpus_reader *r, int64_t offset, int64_t line) {
+dre_status corpus_seek(dre_corpus *r, int64_t offset, int64_t line) {
     if (offset < 0 || line < 0 || (r->size >= 0 && offset > r->size))
         return set_error(DRE_ERR_INVALID_ARG, "%s: cannot resume at byte %lld (file has %lld)",
                          r->path, (long long)offset, (long long)r->size);
@@ -141,7 +141,7 @@ static int is_blank(const char *s, size_t n) {
 
 /* Reads one line into r->line without its newline (and a CR before it). Returns 1 for
  * a line, 0 at end of file; *len is its length in bytes. */
-static dre_status read_line(corpus_reader *r, size_t *len, int *got) {
+static dre_status read_line(dre_corpus *r, size_t *len, int *got) {
     errno = 0;
     ssize_t n = getline(&r->line, &r->line_cap, r->f);
     if (n < 0) {
@@ -169,12 +169,12 @@ static dre_status read_line(corpus_reader *r, size_t *len, int *got) {
     return DRE_OK;
 }
 
-static dre_status bad_line(const corpus_reader *r, const char *what) {
+static dre_status bad_line(const dre_corpus *r, const char *what) {
     return set_error(DRE_ERR_FORMAT, "%s:%lld: %s", r->path, (long long)r->line_no, what);
 }
 
 /* rec->joined = (title + " " + text).strip() if a title exists, else text.strip(). */
-static dre_status join_text(corpus_reader *r, corpus_record *rec) {
+static dre_status join_text(dre_corpus *r, dre_corpus_doc *rec) {
     size_t title_len = rec->title ? strlen(rec->title) : 0;
     size_t text_len = strlen(rec->text);
     size_t need = title_len + 1 + text_len + 1;
@@ -214,7 +214,7 @@ static const char *json_type_name(const cJSON *item) {
     return "not a string";
 }
 
-static dre_status parse_jsonl(corpus_reader *r, size_t len, corpus_record *rec) {
+static dre_status parse_jsonl(dre_corpus *r, size_t len, dre_corpus_doc *rec) {
     char msg[512];
     const char *end = NULL;
     r->doc = cJSON_ParseWithLengthOpts(r->line, len, &end, 0);
@@ -287,7 +287,7 @@ static int is_tsv_header(char **fields, int n_fields) {
 }
 
 /* Splits r->line at tabs. Returns 1 to use the record, 0 to skip a header line. */
-static dre_status parse_tsv(corpus_reader *r, corpus_record *rec, int *use) {
+static dre_status parse_tsv(dre_corpus *r, dre_corpus_doc *rec, int *use) {
     char *fields[3];
     int n_fields = 0;
     char *p = r->line;
@@ -317,8 +317,8 @@ static dre_status parse_tsv(corpus_reader *r, corpus_record *rec, int *use) {
     return DRE_OK;
 }
 
-dre_status corpus_next(corpus_reader *r, corpus_record *rec, int *got) {
-    if (!r || !rec || !got) return set_error(DRE_ERR_INVALID_ARG, "corpus_next: NULL argument");
+dre_status dre_corpus_next(dre_corpus *r, dre_corpus_doc *rec, int *got) {
+    if (!r || !rec || !got) return set_error(DRE_ERR_INVALID_ARG, "dre_corpus_next: NULL argument");
     *got = 0;
     memset(rec, 0, sizeof *rec);
     cJSON_Delete(r->doc);

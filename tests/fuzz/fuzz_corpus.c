@@ -25,7 +25,7 @@ static int corpus_fuzz_space(unsigned char c) {
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
-static void corpus_fuzz_check_record(const corpus_reader *r, const corpus_record *rec,
+static void corpus_fuzz_check_record(const dre_corpus *r, const dre_corpus_doc *rec,
                                      int64_t size) {
     FUZZ_CHECK(rec->id != NULL && rec->id[0] != '\0');
     FUZZ_CHECK(rec->text != NULL);
@@ -43,11 +43,11 @@ static void corpus_fuzz_check_record(const corpus_reader *r, const corpus_record
 static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_format format,
                                 const char *id_field, const char *title_field,
                                 const char *text_field) {
-    corpus_reader *r = NULL;
-    dre_status st = corpus_open(path, format, id_field, title_field, text_field, &r);
+    dre_corpus *r = NULL;
+    dre_status st = dre_corpus_open(path, format, id_field, title_field, text_field, &r);
     if (st != DRE_OK) {
         fprintf(stderr, "fuzz_corpus: %s\n", dre_last_error());
-        FUZZ_FAIL("corpus_open failed on a regular file");
+        FUZZ_FAIL("dre_corpus_open failed on a regular file");
         return 0;
     }
     FUZZ_CHECK(corpus_format(r) == format);
@@ -59,9 +59,9 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
         FUZZ_CHECK(n_calls++ <= size + 1);
         if (n_calls > size + 2) break;
         int64_t offset = corpus_offset(r), line = corpus_line(r);
-        corpus_record rec;
+        dre_corpus_doc rec;
         int got = 0;
-        st = corpus_next(r, &rec, &got);
+        st = dre_corpus_next(r, &rec, &got);
         FUZZ_CHECK(corpus_offset(r) >= last_offset);
         last_offset = corpus_offset(r);
         if (st == DRE_ERR_FORMAT) {
@@ -71,7 +71,7 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
         }
         if (st != DRE_OK) {
             fprintf(stderr, "fuzz_corpus: %s\n", dre_last_error());
-            FUZZ_FAIL("corpus_next failed with neither DRE_OK nor DRE_ERR_FORMAT");
+            FUZZ_FAIL("dre_corpus_next failed with neither DRE_OK nor DRE_ERR_FORMAT");
             break;
         }
         if (!got) break;
@@ -93,9 +93,9 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
     if (mark.id) {
         /* resume as an interrupted embed does: the same record comes back */
         FUZZ_CHECK(corpus_seek(r, mark.offset, mark.line) == DRE_OK);
-        corpus_record rec;
+        dre_corpus_doc rec;
         int got = 0;
-        st = corpus_next(r, &rec, &got);
+        st = dre_corpus_next(r, &rec, &got);
         FUZZ_CHECK(st == DRE_OK && got == 1);
         if (st == DRE_OK && got == 1) {
             FUZZ_CHECK(rec.line == mark.rec_line);
@@ -106,7 +106,7 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
         free(mark.joined);
     }
     FUZZ_CHECK(corpus_seek(r, size + 1, 0) == DRE_ERR_INVALID_ARG);
-    corpus_close(r);
+    dre_corpus_close(r);
     return n_records;
 }
 

@@ -3,10 +3,10 @@
  * GEMMs for the same tokens); on the CPU, end-to-end texts/s and one short query at a time.
  * The texts (bench_texts.h) are synthetic token ids of abstract or query lengths, or a
  * corpus file's documents. With --config the weights are random, so bge-small or bert-base
- * shapes can be timed without weights. Reaches into the GPU encoder's internal header for
- * the profiling hooks. */
+ * shapes can be timed without weights. The profiling hooks and random weights are dre.h's
+ * advanced tier (DRE_STATIC_LINKING_ONLY). */
 #define _POSIX_C_SOURCE 200809L
-#include <cjson/cJSON.h>
+#define DRE_STATIC_LINKING_ONLY
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +17,6 @@
 
 #include "bench_texts.h"
 #include "cli.h"
-#include "gpu/encoder.h"
-#include "model/model.h"
 
 #define DEFAULT_BUDGET 65536
 
@@ -50,130 +48,6 @@ static void usage(FILE *f) {
             DEFAULT_BUDGET);
 }
 
-/* ---------------------------------------------------------------- random model */
-
-/* The next count floats of the arena at *at, each scale * uniform(-1, 1) + offset. */
-static float *take(float **at, size_t count, float scale, float offset, uint64_t *state) {
-    float *p = *at;
-    for (size_t i = 0; i < count; i++) {
-        const float u = (float)(cli_splitmix64(state) >> 40) / 16777216.0f * 2.0f - 1.0f;
-        p[i] = scale * u + offset;
-    }
-    *at += count;
-    return p;
-}
-
-/* A model of config.json's shapes with random weights: matrices uniform with BERT's
- * initialiser std 0.02, LayerNorm g = 1, b = 0, small biases. Frees with free_random_model. */
-static dre_status random_model(const char *config_path, uint64_t seed, dre_model **out) {
-    char path[4096];
-    size_t plen = strlen(config_path);
-    if (plen >= 5 && strcmp(config_path + plen - 5, ".json") == 0)
-        snprintf(path, sizeof path, "%.4000s", config_path);
-    else
-        snprintf(path, sizeof path, "%.4000s/config.json", config_path);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "dre bench encoder: cannot open %s\n", path);
-        return DRE_ERR_IO;
-    }
-    static char text[1 << 16];
-    size_t got = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[got] = '\0';
-    cJSON *json = cJSON_Parse(text);
-    if (!json) {
-        fprintf(stderr, "dre bench encoder: %s is not valid JSON\n", path);
-        return DRE_ERR_FORMAT;
-    }
-#define INT_FIELD(name, fallback)                                                                  \
-    (cJSON_IsNumber(cJSON_GetObjectItem(json, name)) ? cJSON_GetObjectItem(json, name)->valueint   \
-                                                     : (fallback))
-    dre_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        cJSON_Delete(json);
-        return DRE_ERR_NOMEM;
-    }
-    dre_model_info *in = &m->info;
-    const cJSON *name = cJSON_GetObjectItem(json, "_name_or_path");
-    snprintf(in->name, sizeof in->name, "%.127s", cJSON_IsString(name) ? name->valuestring : path);
-    in->n_layers = INT_FIELD("num_hidden_layers", 0);
-    in->hidden = INT_FIELD("hidden_size", 0);
-    in->n_heads = INT_FIELD("num_attention_heads", 1);
-    in->head_dim = in->n_heads > 0 ? in->hidden / in->n_heads : 0;
-    in->intermediate = INT_FIELD("intermediate_size", 4 * in->hidden);
-    in->max_positions = INT_FIELD("max_position_embeddings", 512);
-    in->vocab_size = INT_FIELD("vocab_size", 30522);
-    in->type_vocab_size = INT_FIELD("type_vocab_size", 2);
-    in->max_length = INT_FIELD("max_seq_length", in->max_positions);
-    const cJSON *eps = cJSON_GetObjectItem(json, "layer_norm_eps");
-    in->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
-    const cJSON *pooling = cJSON_GetObjectItem(json, "pooling");
-    in->pooling = cJSON_IsString(pooling) && strcmp(pooling->valuestring, "cls") == 0
-                      ? DRE_POOL_CLS
-                      : DRE_POOL_MEAN;
-    const cJSON *normalize = cJSON_GetObjectItem(json, "normalize");
-    in->normalize = normalize ? cJSON_IsTrue(normalize) : 1;
-    snprintf(in->weights_sha256, sizeof in->weights_sha256, "random");
-#undef INT_FIELD
-    cJSON_Delete(json);
-    if (in->n_layers < 1 || in->hidden < 1 || in->n_heads < 1 || in->vocab_size < 1) {
-        fprintf(stderr,
-                "dre bench encoder: %s lacks hidden_size / num_hidden_layers / "
-                "num_attention_heads\n",
-                path);
-        free(m);
-        return DRE_ERR_FORMAT;
-    }
-
-    const size_t h = (size_t)in->hidden, ffn = (size_t)in->intermediate;
-    const size_t per_layer =
-        3 * h * h + 3 * h + h * h + h + 2 * h + ffn * h + ffn + h * ffn + h + 2 * h;
-    const size_t total = ((size_t)in->vocab_size + in->max_positions + in->type_vocab_size) * h +
-                         2 * h + (size_t)in->n_layers * per_layer;
-    float *arena = malloc(total * sizeof(float));
-    m->layers = calloc((size_t)in->n_layers, sizeof *m->layers);
-    if (!arena || !m->layers) {
-        free(arena);
-        free(m->layers);
-        free(m);
-        return DRE_ERR_NOMEM;
-    }
-    m->arena = arena;
-    uint64_t state = seed ^ 0x5eedull;
-    float *at = arena;
-    const float w = 0.0346f; /* uniform in [-w, w] has std w / sqrt 3 = 0.02, BERT's */
-    m->word_emb = take(&at, (size_t)in->vocab_size * h, w, 0.0f, &state);
-    m->pos_emb = take(&at, (size_t)in->max_positions * h, w, 0.0f, &state);
-    m->type_emb = take(&at, (size_t)in->type_vocab_size * h, w, 0.0f, &state);
-    m->emb_ln_g = take(&at, h, 0.0f, 1.0f, &state);
-    m->emb_ln_b = take(&at, h, 0.0f, 0.0f, &state);
-    for (int32_t l = 0; l < in->n_layers; l++) {
-        layer_weights *lw = &m->layers[l];
-        lw->qkv_w = take(&at, 3 * h * h, w, 0.0f, &state);
-        lw->qkv_b = take(&at, 3 * h, w, 0.0f, &state);
-        lw->attn_out_w = take(&at, h * h, w, 0.0f, &state);
-        lw->attn_out_b = take(&at, h, w, 0.0f, &state);
-        lw->ln1_g = take(&at, h, 0.0f, 1.0f, &state);
-        lw->ln1_b = take(&at, h, 0.0f, 0.0f, &state);
-        lw->ffn_in_w = take(&at, ffn * h, w, 0.0f, &state);
-        lw->ffn_in_b = take(&at, ffn, w, 0.0f, &state);
-        lw->ffn_out_w = take(&at, h * ffn, w, 0.0f, &state);
-        lw->ffn_out_b = take(&at, h, w, 0.0f, &state);
-        lw->ln2_g = take(&at, h, 0.0f, 1.0f, &state);
-        lw->ln2_b = take(&at, h, 0.0f, 0.0f, &state);
-    }
-    *out = m;
-    return DRE_OK;
-}
-
-static void free_random_model(dre_model *m) {
-    if (!m) return;
-    free(m->arena);
-    free(m->layers);
-    free(m);
-}
-
 static int by_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -181,15 +55,15 @@ static int by_double(const void *a, const void *b) {
 
 /* ---------------------------------------------------------------- measurements */
 
-static double op_flops(gpu_op op, const dre_model_info *in, const bench_texts *c, int32_t b) {
+static double op_flops(dre_op op, const dre_model_info *in, const bench_texts *c, int32_t b) {
     const double h = in->hidden, ffn = in->intermediate;
     const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
     switch (op) {
-    case GPU_OP_QKV_GEMM: return 2.0 * t * h * 3.0 * h;
-    case GPU_OP_OUT_GEMM: return 2.0 * t * h * h;
-    case GPU_OP_FFN_IN_GEMM:
-    case GPU_OP_FFN_OUT_GEMM: return 2.0 * t * h * ffn;
-    case GPU_OP_ATTENTION: { /* q k^T and p v: 2 * 2 * len^2 * head_dim per head */
+    case DRE_OP_QKV_GEMM: return 2.0 * t * h * 3.0 * h;
+    case DRE_OP_OUT_GEMM: return 2.0 * t * h * h;
+    case DRE_OP_FFN_IN_GEMM:
+    case DRE_OP_FFN_OUT_GEMM: return 2.0 * t * h * ffn;
+    case DRE_OP_ATTENTION: { /* q k^T and p v: 2 * 2 * len^2 * head_dim per head */
         double sum = 0;
         for (int32_t i = c->batch_first[b]; i < c->batch_first[b + 1]; i++)
             sum += 4.0 * (double)c->lengths[i] * c->lengths[i] * h;
@@ -201,18 +75,18 @@ static double op_flops(gpu_op op, const dre_model_info *in, const bench_texts *c
 
 /* DRAM bytes an operator must move at the least (each tensor read or written once; the
  * small tables, g, b, biases served by cache): what its GB/s is measured against. */
-static double op_bytes(gpu_op op, const dre_model_info *in, const bench_texts *c, int32_t b,
+static double op_bytes(dre_op op, const dre_model_info *in, const bench_texts *c, int32_t b,
                        int gelu_in_gemm) {
     const double h = in->hidden, ffn = in->intermediate;
     const double t = (double)(c->batch_token0[b + 1] - c->batch_token0[b]);
     const double s = c->batch_first[b + 1] - c->batch_first[b];
     switch (op) {
-    case GPU_OP_EMBED: return 2.0 * 3.0 * t * h; /* word + position rows in, row out */
-    case GPU_OP_LN1:
-    case GPU_OP_LN2: return 2.0 * 2.0 * t * h; /* x in, out (bias, residual: in the GEMM) */
-    case GPU_OP_GELU: return gelu_in_gemm ? 0.0 : 2.0 * 2.0 * t * ffn; /* in place */
-    case GPU_OP_POOL: return 2.0 * t * h + 3.0 * 4.0 * s * h; /* rows in; out, norm's in+out */
-    case GPU_OP_ATTENTION: return 2.0 * t * 4.0 * h;          /* q, k, v in, context out (once) */
+    case DRE_OP_EMBED: return 2.0 * 3.0 * t * h; /* word + position rows in, row out */
+    case DRE_OP_LN1:
+    case DRE_OP_LN2: return 2.0 * 2.0 * t * h; /* x in, out (bias, residual: in the GEMM) */
+    case DRE_OP_GELU: return gelu_in_gemm ? 0.0 : 2.0 * 2.0 * t * ffn; /* in place */
+    case DRE_OP_POOL: return 2.0 * t * h + 3.0 * 4.0 * s * h; /* rows in; out, norm's in+out */
+    case DRE_OP_ATTENTION: return 2.0 * t * 4.0 * h;          /* q, k, v in, context out (once) */
     default: return 0.0;
     }
 }
@@ -223,10 +97,10 @@ static double op_bytes(gpu_op op, const dre_model_info *in, const bench_texts *c
 
 /* `--variant list`: one line per kernel family. */
 static int list_variants(void) {
-    for (int f = 0; f < GPU_FAMILY_COUNT; f++) {
-        const char *const *names = gpu_family_variants((gpu_family)f);
-        printf("bench=encoder what=variants family=%s default=%s variants=", gpu_family_name(f),
-               names[0]);
+    for (int f = 0; f < DRE_FAMILY_COUNT; f++) {
+        const char *const *names = dre_kernel_family_variants((dre_kernel_family)f);
+        printf("bench=encoder what=variants family=%s default=%s variants=",
+               dre_kernel_family_name((dre_kernel_family)f), names[0]);
         for (int v = 0; names[v]; v++)
             printf("%s%s", v ? "," : "", names[v]);
         printf("\n");
@@ -236,59 +110,60 @@ static int list_variants(void) {
 
 static int run_gpu(const char *base_label, const dre_model *model, const bench_texts *c,
                    int32_t budget, int reps, const char *variants) {
-    const dre_model_info *in = &model->info;
-    gpu_encoder *enc = NULL;
-    dre_status st = gpu_encoder_create(model, budget, &enc);
-    if (st == DRE_OK && variants) st = gpu_encoder_set_variants(enc, variants);
+    const dre_model_info *in = dre_model_get_info(model);
+    dre_encoder *enc = NULL;
+    dre_status st = dre_encoder_open(model, DRE_DEVICE_GPU, budget, &enc);
+    if (st == DRE_OK && variants) st = dre_encoder_set_variants(enc, variants);
     if (st != DRE_OK) {
-        gpu_encoder_destroy(enc);
+        dre_encoder_close(enc);
         return cli_fail("bench encoder", st);
     }
     char label[512];
     snprintf(label, sizeof label, "%s", base_label);
-    for (int f = 0; f < GPU_FAMILY_COUNT; f++)
-        snprintf(label + strlen(label), sizeof label - strlen(label), " %s=%s", gpu_family_name(f),
-                 gpu_encoder_variant(enc, (gpu_family)f));
+    for (int f = 0; f < DRE_FAMILY_COUNT; f++)
+        snprintf(label + strlen(label), sizeof label - strlen(label), " %s=%s",
+                 dre_kernel_family_name((dre_kernel_family)f),
+                 dre_encoder_variant(enc, (dre_kernel_family)f));
     const int32_t dim = in->hidden;
     int32_t *cu = malloc(((size_t)c->n + 1) * sizeof *cu);
     float *out = malloc((size_t)c->n * dim * sizeof *out);
     if (!cu || !out) {
         free(cu);
         free(out);
-        gpu_encoder_destroy(enc);
+        dre_encoder_close(enc);
         fprintf(stderr, "dre bench encoder: out of memory\n");
         return 1;
     }
 
     /* per-kernel profile of the first (fullest) batch, after a warm-up */
-    const int gelu_in_gemm = !strcmp(gpu_encoder_variant(enc, GPU_FAMILY_GELU), "tanh");
+    const int gelu_in_gemm = !strcmp(dre_encoder_variant(enc, DRE_FAMILY_GELU), "tanh");
     int32_t n_seqs = bench_texts_batch_cu(c, 0, cu);
     const int32_t *ids0 = c->ids + c->batch_token0[0];
-    st = gpu_encoder_encode(enc, ids0, cu, n_seqs, out);
-    double sum_ms[GPU_OP_COUNT] = {0};
+    st = dre_encoder_encode(enc, ids0, cu, n_seqs, out);
+    double sum_ms[DRE_OP_COUNT] = {0};
     for (int r = 0; st == DRE_OK && r < reps; r++) {
-        double ms[GPU_OP_COUNT];
-        st = gpu_encoder_profile(enc, ids0, cu, n_seqs, ms);
-        for (int op = 0; st == DRE_OK && op < GPU_OP_COUNT; op++)
+        double ms[DRE_OP_COUNT];
+        st = dre_encoder_profile(enc, ids0, cu, n_seqs, ms);
+        for (int op = 0; st == DRE_OK && op < DRE_OP_COUNT; op++)
             sum_ms[op] += ms[op] / reps;
     }
     if (st == DRE_OK) {
         double layer_ms = 0.0;
-        for (int op = GPU_OP_QKV_GEMM; op <= GPU_OP_LN2; op++)
+        for (int op = DRE_OP_QKV_GEMM; op <= DRE_OP_LN2; op++)
             layer_ms += sum_ms[op];
-        const double forward_ms = layer_ms + sum_ms[GPU_OP_EMBED] + sum_ms[GPU_OP_POOL];
+        const double forward_ms = layer_ms + sum_ms[DRE_OP_EMBED] + sum_ms[DRE_OP_POOL];
         const int64_t batch_tokens = c->batch_token0[1] - c->batch_token0[0];
-        for (int op = 0; op < GPU_OP_COUNT; op++) {
-            const int in_layer = op >= GPU_OP_QKV_GEMM && op <= GPU_OP_LN2;
+        for (int op = 0; op < DRE_OP_COUNT; op++) {
+            const int in_layer = op >= DRE_OP_QKV_GEMM && op <= DRE_OP_LN2;
             /* ms, flops and bytes per layer for the layer's operators */
             const double ms = in_layer ? sum_ms[op] / in->n_layers : sum_ms[op];
-            const double flops = op_flops((gpu_op)op, in, c, 0),
-                         bytes = op_bytes((gpu_op)op, in, c, 0, gelu_in_gemm);
+            const double flops = op_flops((dre_op)op, in, c, 0),
+                         bytes = op_bytes((dre_op)op, in, c, 0, gelu_in_gemm);
             const double gbs = bytes > 0 && ms > 0 ? bytes / (ms * 1e6) : 0.0;
             printf("bench=encoder model=%s what=kernel op=%s tokens=%lld seqs=%d %s=%.4f "
                    "share_of_%s=%.1f%% tflops=%.1f mbytes=%.1f gbs=%.0f dram_pct_h100=%.0f%% "
                    "dram_pct_h200=%.0f%%\n",
-                   label, gpu_op_name((gpu_op)op), (long long)batch_tokens, n_seqs,
+                   label, dre_op_name((dre_op)op), (long long)batch_tokens, n_seqs,
                    in_layer ? "ms_per_layer" : "ms", ms, in_layer ? "layer" : "forward",
                    100.0 * (in_layer ? sum_ms[op] / layer_ms : sum_ms[op] / forward_ms),
                    flops > 0 && ms > 0 ? flops / (ms * 1e9) : 0.0, bytes * 1e-6, gbs,
@@ -298,13 +173,13 @@ static int run_gpu(const char *base_label, const dre_model *model, const bench_t
                label, (long long)batch_tokens, n_seqs, forward_ms, layer_ms / in->n_layers);
     }
 
-    /* end to end, copies in and out included: every batch through gpu_encoder_encode
+    /* end to end, copies in and out included: every batch through dre_encoder_encode
      * (the GPU idles while the host takes each batch's vectors), then queued two deep
-     * through gpu_encoder_submit / collect as `dre embed` runs them */
+     * through dre_encoder_submit / collect as `dre embed` runs them */
     double t0 = cli_seconds();
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
         n_seqs = bench_texts_batch_cu(c, b, cu);
-        st = gpu_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
+        st = dre_encoder_encode(enc, c->ids + c->batch_token0[b], cu, n_seqs,
                                 out + (size_t)c->batch_first[b] * dim);
     }
     const double e2e_sync = cli_seconds() - t0;
@@ -312,10 +187,10 @@ static int run_gpu(const char *base_label, const dre_model *model, const bench_t
     for (int32_t b = 0; st == DRE_OK && b <= c->n_batches; b++) {
         if (b < c->n_batches) {
             n_seqs = bench_texts_batch_cu(c, b, cu);
-            st = gpu_encoder_submit(enc, c->ids + c->batch_token0[b], cu, n_seqs);
+            st = dre_encoder_submit(enc, c->ids + c->batch_token0[b], cu, n_seqs);
         }
         if (st == DRE_OK && b > 0)
-            st = gpu_encoder_collect(enc, out + (size_t)c->batch_first[b - 1] * dim, NULL);
+            st = dre_encoder_collect(enc, out + (size_t)c->batch_first[b - 1] * dim, NULL);
     }
     const double e2e = cli_seconds() - t0;
     if (st == DRE_OK)
@@ -329,11 +204,11 @@ static int run_gpu(const char *base_label, const dre_model *model, const bench_t
     for (int32_t b = 0; st == DRE_OK && b < c->n_batches; b++) {
         const int32_t tokens = (int32_t)(c->batch_token0[b + 1] - c->batch_token0[b]);
         double ms = 0.0;
-        st = gpu_encoder_gemm_only(enc, tokens, 2, &ms);
+        st = dre_encoder_gemm_only(enc, tokens, 2, &ms);
         gemm_s += ms * 1e-3;
         gemm_flops += in->n_layers *
-                      (op_flops(GPU_OP_QKV_GEMM, in, c, b) + op_flops(GPU_OP_OUT_GEMM, in, c, b) +
-                       2.0 * op_flops(GPU_OP_FFN_IN_GEMM, in, c, b));
+                      (op_flops(DRE_OP_QKV_GEMM, in, c, b) + op_flops(DRE_OP_OUT_GEMM, in, c, b) +
+                       2.0 * op_flops(DRE_OP_FFN_IN_GEMM, in, c, b));
     }
     if (st == DRE_OK)
         printf("bench=encoder model=%s what=gemm_roofline n=%d tokens=%lld seconds=%.3f "
@@ -343,7 +218,7 @@ static int run_gpu(const char *base_label, const dre_model *model, const bench_t
                gemm_flops / gemm_s * 1e-12, e2e / gemm_s);
     free(cu);
     free(out);
-    gpu_encoder_destroy(enc);
+    dre_encoder_close(enc);
     return st == DRE_OK ? 0 : cli_fail("bench encoder", st);
 }
 
@@ -455,10 +330,10 @@ int bench_encoder(int argc, char **argv) {
     }
 
     dre_model *model = NULL;
-    dre_status st = config ? random_model(config, (uint64_t)seed, &model)
+    dre_status st = config ? dre_model_open_random(config, (uint64_t)seed, &model)
                            : dre_model_open(model_dir ? model_dir : cli_default_model(), &model);
-    if (st != DRE_OK) return config ? 1 : cli_fail("bench encoder", st);
-    const dre_model_info *in = &model->info;
+    if (st != DRE_OK) return cli_fail("bench encoder", st);
+    const dre_model_info *in = dre_model_get_info(model);
     if (budget < in->max_length) budget = in->max_length;
 
     bench_texts c;
@@ -467,7 +342,12 @@ int bench_encoder(int argc, char **argv) {
         st = bench_texts_from_file(&c, corpus_path, (int32_t)n,
                                    model_dir ? model_dir : cli_default_model(), in->max_length,
                                    (int32_t)budget);
-        if (st != DRE_OK) rc = cli_fail("bench encoder", st);
+        if (st != DRE_OK) {
+            rc = cli_fail("bench encoder", st);
+        } else if (c.n == 0) {
+            fprintf(stderr, "dre bench encoder: %s holds no documents\n", corpus_path);
+            st = DRE_ERR_FORMAT;
+        }
     } else if (bench_texts_synthetic(&c, (int32_t)n, queries, in->max_length, in->vocab_size,
                                      (int32_t)budget, (uint64_t)seed) != 0) {
         fprintf(stderr, "dre bench encoder: out of memory\n");
@@ -489,9 +369,6 @@ int bench_encoder(int argc, char **argv) {
                  : run_cpu(label, model, &c, (int32_t)budget);
     }
     bench_texts_free(&c);
-    if (config)
-        free_random_model(model);
-    else
-        dre_model_close(model);
+    dre_model_close(model);
     return rc;
 }

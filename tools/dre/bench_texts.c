@@ -7,8 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "common/common.h"
-#include "text/corpus.h"
 
 static int by_length_desc(const void *a, const void *b) {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -99,15 +97,15 @@ dre_status bench_texts_from_file(bench_texts *c, const char *path, int32_t n, co
     dre_tokenizer *tok = NULL;
     dre_status st = dre_tokenizer_open(model_dir, &tok);
     if (st != DRE_OK) return st;
-    corpus_reader *r = NULL;
-    st = corpus_open(path, DRE_CORPUS_AUTO, NULL, NULL, NULL, &r);
+    dre_corpus *r = NULL;
+    st = dre_corpus_open(path, DRE_CORPUS_AUTO, NULL, NULL, NULL, &r);
     text_ids *texts = st == DRE_OK ? calloc((size_t)n, sizeof *texts) : NULL;
     if (st == DRE_OK && !texts) st = DRE_ERR_NOMEM;
     int32_t got_n = 0;
     while (st == DRE_OK && got_n < n) {
-        corpus_record rec;
+        dre_corpus_doc rec;
         int got = 0;
-        st = corpus_next(r, &rec, &got);
+        st = dre_corpus_next(r, &rec, &got);
         if (st != DRE_OK || !got) break;
         text_ids *t = &texts[got_n];
         t->ids = malloc((size_t)max_length * sizeof *t->ids);
@@ -118,9 +116,8 @@ dre_status bench_texts_from_file(bench_texts *c, const char *path, int32_t n, co
         got_n++;
         st = dre_tokenize(tok, rec.joined, rec.joined_len, max_length, t->ids, &t->len);
     }
-    if (r) corpus_close(r);
+    if (r) dre_corpus_close(r);
     dre_tokenizer_close(tok);
-    if (st == DRE_OK && got_n == 0) st = set_error(DRE_ERR_FORMAT, "%s holds no documents", path);
     if (st == DRE_OK) {
         qsort(texts, (size_t)got_n, sizeof *texts, by_text_length_desc);
         c->n = got_n;

@@ -24,7 +24,8 @@ int bench_texts_synthetic(bench_texts *c, int32_t n, int queries, int32_t max_le
                           int32_t budget, uint64_t seed);
 
 /* The first n documents of a corpus file, embedded as dre embed embeds them (title + " " +
- * text, tokenized by the model's tokenizer and cut at its max length). */
+ * text, tokenized by the model's tokenizer and cut at its max length); c->n is 0 when the
+ * file holds none. */
 dre_status bench_texts_from_file(bench_texts *c, const char *path, int32_t n, const char *model_dir,
                                  int32_t max_length, int32_t budget);
 
