@@ -6,12 +6,34 @@
  * with a SQLite docstore, which also holds a BM25 (FTS5) index of the texts; a searcher
  * answers queries by dense search, BM25, or both fused.
  *
+ * In ten lines (errors unchecked for brevity; every call returns a dre_status):
+ *
+ *     dre_embed_options eo;
+ *     dre_embed_options_init(&eo);
+ *     dre_embed("models/all-MiniLM-L6-v2", "corpus.jsonl", "my-index", &eo, NULL);
+ *     dre_searcher *s;
+ *     dre_searcher_open("my-index", "models/all-MiniLM-L6-v2", DRE_DEVICE_AUTO, &s);
+ *     const char *q = "a question";
+ *     dre_hit hits[10];
+ *     int32_t n;
+ *     dre_search(s, &q, 1, NULL, hits, &n); // hits[i].row: see dre_index_doc
+ *     dre_searcher_close(s);
+ *
+ * The header reads from the simple to the detailed: embedding a corpus, searching it, the
+ * index and evaluation, the service; then the lower level (tokenizer, model, encoder,
+ * corpus reader, exact GPU search) for callers who build their own pipeline.
+ *
  * Conventions, as in sqlite3.h and FAISS's C API:
  *  - handles are opaque and made/freed in pairs: dre_x_open / dre_x_close;
  *  - every fallible call returns a dre_status; DRE_OK is 0;
  *  - on failure, dre_last_error() (per thread) gives the full message, naming the
  *    file, line or tensor that was wrong;
- *  - sizes are size_t, token counts int32_t, ids and row numbers int64_t.
+ *  - sizes are size_t, token counts int32_t, ids and row numbers int64_t;
+ *  - a pointer a call returns (an info struct, a name, a string) belongs to dre: names of
+ *    enum values and statuses are static; anything else stays valid while the handle it
+ *    came from is open, unless its comment says otherwise (dre_last_error: until the
+ *    thread's next failing call; a dre_corpus_doc: until the next dre_corpus_next).
+ *    Strings dre gives the caller to free say so (dre_doc_clear).
  */
 #ifndef DRE_H
 #define DRE_H
@@ -27,6 +49,16 @@ extern "C" {
 #define DRE_VERSION_MINOR 1
 #define DRE_VERSION_PATCH 0
 #define DRE_VERSION_STRING "0.1.0"
+
+/* Marks the public functions: exported from a shared libdre built with hidden visibility
+ * (everything else in it stays internal). */
+#ifndef DRE_API
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define DRE_API __attribute__((visibility("default")))
+#else
+#define DRE_API
+#endif
+#endif
 
 /* ---------------------------------------------------------------- errors */
 
@@ -45,79 +77,13 @@ typedef enum dre_status {
 } dre_status;
 
 /* A short, static description of a status code. */
-const char *dre_status_str(dre_status status);
+DRE_API const char *dre_status_str(dre_status status);
 
-/* The detailed message of the last failure on this thread ("" if none). */
-const char *dre_last_error(void);
+/* The detailed message of the last failure on this thread ("" if none); valid until this
+ * thread's next failing call. */
+DRE_API const char *dre_last_error(void);
 
-/* ---------------------------------------------------------------- tokenizer */
-
-typedef struct dre_tokenizer dre_tokenizer;
-
-/* Opens the WordPiece tokenizer of a Hugging Face model folder: vocab.txt and
- * tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars);
- * max length from sentence_bert_config.json's max_seq_length, else the smaller of
- * tokenizer_config.json's model_max_length and config.json's max_position_embeddings
- * (as sentence-transformers does). The handle is read-only after open: any number of
- * threads may call dre_tokenize on it at once. */
-dre_status dre_tokenizer_open(const char *model_dir, dre_tokenizer **out);
-void dre_tokenizer_close(dre_tokenizer *tok);
-
-int32_t dre_tokenizer_max_length(const dre_tokenizer *tok); /* with [CLS] and [SEP] */
-int32_t dre_tokenizer_vocab_size(const dre_tokenizer *tok);
-/* The vocabulary entry of an id, or NULL if out of range. */
-const char *dre_tokenizer_token(const dre_tokenizer *tok, int32_t id);
-
-/* Tokenizes len bytes of UTF-8 text to ids: [CLS] wordpieces [SEP], truncated to
- * max_length ids (max_length <= 0: the tokenizer's own). ids must hold max_length
- * entries (dre_tokenizer_max_length() when max_length <= 0); *n_ids receives the count.
- * Invalid UTF-8 is never an error: each byte that does not start a valid sequence
- * becomes U+FFFD, which BERT's normaliser removes like NUL and other control
- * characters, so such bytes are dropped. As in Hugging Face, special tokens spelled
- * out in the text ("[SEP]", "[MASK]", ...) become their ids. */
-dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
-                        int32_t *ids, int32_t *n_ids);
-
-/* ---------------------------------------------------------------- model */
-
-typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
-
-/* Bytes a prompt may take, with its NUL. */
-#define DRE_PROMPT_CAP 512
-
-typedef struct dre_model_info {
-    char name[128];        /* folder name, or config's _name_or_path */
-    int32_t n_layers;      /* num_hidden_layers */
-    int32_t hidden;        /* hidden_size */
-    int32_t n_heads;       /* num_attention_heads */
-    int32_t head_dim;      /* hidden / n_heads */
-    int32_t intermediate;  /* intermediate_size */
-    int32_t max_positions; /* max_position_embeddings */
-    int32_t vocab_size;
-    int32_t type_vocab_size;
-    float layer_norm_eps;
-    dre_pooling pooling;     /* 1_Pooling/config.json; mean if absent */
-    int normalize;           /* a sentence_transformers Normalize module is listed */
-    int32_t max_length;      /* tokens per text, with [CLS]/[SEP] */
-    char weights_sha256[65]; /* hex digest of model.safetensors */
-    /* Text put before queries and before documents: config_sentence_transformers.json's
-     * prompts named "query" and "document", as sentence-transformers' encode_query and
-     * encode_document apply them; "" where there is none. */
-    char query_prompt[DRE_PROMPT_CAP];
-    char doc_prompt[DRE_PROMPT_CAP];
-} dre_model_info;
-
-typedef struct dre_model dre_model;
-
-/* Loads a Hugging Face BERT folder: config.json, model.safetensors (f32, f16 or bf16;
- * tensor names with or without the "bert." prefix), and the sentence-transformers
- * files modules.json, 1_Pooling/config.json, sentence_bert_config.json when present.
- * Errors name the file and tensor. */
-dre_status dre_model_open(const char *model_dir, dre_model **out);
-void dre_model_close(dre_model *model);
-const dre_model_info *dre_model_get_info(const dre_model *model);
-
-/* ---------------------------------------------------------------- encoder */
+/* ---------------------------------------------------------------- devices, pooling, formats */
 
 typedef enum dre_device {
     DRE_DEVICE_AUTO = 0, /* the GPU if one is usable, else the CPU */
@@ -126,48 +92,15 @@ typedef enum dre_device {
 } dre_device;
 
 /* "auto", "cpu" or "gpu" to a device; returns DRE_ERR_INVALID_ARG otherwise. */
-dre_status dre_device_parse(const char *name, dre_device *out);
-const char *dre_device_name(dre_device device);
+DRE_API dre_status dre_device_parse(const char *name, dre_device *out);
+DRE_API const char *dre_device_name(dre_device device);
 /* Number of usable CUDA devices (0 when built without a GPU or none present). */
-int dre_gpu_count(void);
+DRE_API int dre_gpu_count(void);
 
-typedef struct dre_encoder dre_encoder;
+typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
 
-/* budget_tokens bounds the tokens of one packed batch (<= 0: a default of 16384);
- * the encoder's buffers are sized from it once. The model must outlive the encoder. */
-dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
-                            dre_encoder **out);
-void dre_encoder_close(dre_encoder *enc);
-dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
-int32_t dre_encoder_dim(const dre_encoder *enc);
-int32_t dre_encoder_budget_tokens(const dre_encoder *enc);
-int32_t dre_encoder_max_length(const dre_encoder *enc); /* tokens per text, the model's */
-
-/* Encodes one packed batch without padding: n_seqs sequences whose ids lie back to
- * back in ids; sequence i is ids[cu_seqlens[i] .. cu_seqlens[i+1]), cu_seqlens[0] = 0,
- * each of length 1..max_length, cu_seqlens[n_seqs] <= budget_tokens.
- * out receives n_seqs x dim floats, pooled (and normalised if the model says so). */
-dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, float *out);
-
-/* dre_encoder_encode in two halves, so that the GPU never waits for the host: submit
- * queues a batch (ids and cu_seqlens are copied before it returns; n_seqs >= 1) and
- * collect waits for the oldest queued batch and writes its *n_seqs x dim floats to out.
- * Up to DRE_ENCODER_DEPTH batches may be queued: submit batch n + 1, then collect batch
- * n, and the GPU computes n + 1 while the host stores n. (On the CPU, collect computes.)
- * After a failed submit or collect nothing stays queued. */
-#define DRE_ENCODER_DEPTH 2
-dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs);
-dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs);
-
-/* Tokenizes, length-sorts and packs n texts (NUL-terminated UTF-8) into batches,
- * encodes them and writes n x dim floats in the input order. Tokenizes on n_threads
- * threads (<= 0: all cores). */
-dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const char *const *texts,
-                            size_t n, int n_threads, float *out);
-
-/* ---------------------------------------------------------------- corpus */
+/* Bytes a prompt may take, with its NUL. */
+#define DRE_PROMPT_CAP 512
 
 typedef enum dre_corpus_format {
     DRE_CORPUS_AUTO = 0, /* by extension: .jsonl/.json, .tsv, else lines */
@@ -176,34 +109,19 @@ typedef enum dre_corpus_format {
     DRE_CORPUS_LINES = 3, /* one text per line; the id is the line number */
 } dre_corpus_format;
 
-/* A streaming reader of a corpus file: one line in memory at a time; each bad line is an
- * error naming "file:line: what", the reader already past it, so the caller may skip it or
- * stop. */
-typedef struct dre_corpus dre_corpus;
+/* ---------------------------------------------------------------- handles */
 
-/* One document. Its pointers stay valid until the next dre_corpus_next or dre_corpus_close. */
-typedef struct dre_corpus_doc {
-    const char *id;
-    const char *title; /* NULL when the record has no title */
-    const char *text;
-    /* What dre embed embeds, as BEIR's SentenceBERT.encode_corpus builds it:
-     * (title + " " + text).strip() when a title exists, else text.strip(). */
-    const char *joined;
-    size_t joined_len;
-    int64_t line; /* 1-based line number in the file */
-} dre_corpus_doc;
-
-/* Opens path. format AUTO picks by extension (.jsonl/.json: JSONL, .tsv: TSV, anything else:
- * lines). The field names apply to JSONL; NULL means "_id", "title", "text". A missing file
- * or a folder is DRE_ERR_IO. */
-dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
-                           const char *title_field, const char *text_field, dre_corpus **out);
-void dre_corpus_close(dre_corpus *corpus);
-/* Reads the next document. DRE_OK and *got = 1: doc is filled; DRE_OK and *got = 0: the end.
- * DRE_ERR_FORMAT: the line was bad ("file:line: ..."), and calling again skips it;
- * DRE_ERR_IO / DRE_ERR_NOMEM: stop. JSONL and TSV skip blank lines; in the lines format a
- * blank line is an empty text (its line number is its id). */
-dre_status dre_corpus_next(dre_corpus *corpus, dre_corpus_doc *doc, int *got);
+/* Opaque, each made by its _open and freed by its _close. */
+typedef struct dre_searcher dre_searcher;     /* an index, its model and an encoder */
+typedef struct dre_index dre_index;           /* an index folder, read-only */
+typedef struct dre_server dre_server;         /* dre serve: HTTP over a searcher */
+typedef struct dre_queries dre_queries;       /* a file of queries */
+typedef struct dre_qrels dre_qrels;           /* relevance judgements */
+typedef struct dre_tokenizer dre_tokenizer;   /* a model's WordPiece tokenizer */
+typedef struct dre_model dre_model;           /* a model's weights */
+typedef struct dre_encoder dre_encoder;       /* the model on the CPU or a GPU */
+typedef struct dre_corpus dre_corpus;         /* a corpus file, read a document at a time */
+typedef struct dre_gpu_search dre_gpu_search; /* vectors on the GPU for exact search */
 
 /* ---------------------------------------------------------------- embed */
 
@@ -252,7 +170,7 @@ typedef struct dre_embed_options {
 } dre_embed_options;
 
 /* Fills defaults: "Flat", auto device, all cores, fail on bad lines, JSONL fields. */
-void dre_embed_options_init(dre_embed_options *opts);
+DRE_API void dre_embed_options_init(dre_embed_options *opts);
 
 typedef struct dre_embed_summary {
     int64_t n_docs;    /* added by this run */
@@ -271,42 +189,10 @@ typedef struct dre_embed_summary {
  * needed): index.faiss, docs.sqlite, meta.json. Writes go to temporary names renamed
  * into place; an interrupted run resumes with opts->resume. Prints nothing: progress
  * goes to opts->progress, the outcome to summary. */
-dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
-                     const dre_embed_options *opts, dre_embed_summary *summary);
+DRE_API dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
+                             const dre_embed_options *opts, dre_embed_summary *summary);
 
-/* ---------------------------------------------------------------- index */
-
-typedef struct dre_index dre_index;
-
-typedef struct dre_index_info {
-    int32_t format_version;
-    char model_name[128];
-    char weights_sha256[65];
-    int32_t dim;
-    dre_pooling pooling;
-    int normalize;
-    int32_t max_length;
-    int64_t count;     /* documents */
-    int64_t n_vectors; /* vectors in index.faiss: count, or the chunks when chunked */
-    char factory[128];
-    int bm25;                          /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
-    char doc_prompt[DRE_PROMPT_CAP];   /* put before each document when it was embedded */
-    char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
-    int32_t chunk_tokens;              /* documents cut into chunks of this many tokens; 0: not */
-    int32_t chunk_overlap;             /* tokens consecutive chunks share */
-} dre_index_info;
-
-/* Opens an index folder read-only; checks that meta.json, index.faiss and
- * docs.sqlite agree. */
-dre_status dre_index_open(const char *index_dir, dre_index **out);
-void dre_index_close(dre_index *index);
-const dre_index_info *dre_index_get_info(const dre_index *index);
-
-/* k nearest vectors by inner product for n query vectors (n x dim): scores and vector
- * rows are n x k; rows are -1 where the index has fewer than k entries. A vector row is the
- * document's docstore row, unless the index is chunked (dre_index_chunk maps it). */
-dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
-                            float *scores, int64_t *rows);
+/* ---------------------------------------------------------------- searcher */
 
 /* A FAISS search parameter by its faiss::ParameterSpace name: "nprobe" for IVF (default
  * 1), "efSearch" for HNSW (default 16), "max_codes", "ht" (polysemous PQ), "k_factor_rf"
@@ -316,53 +202,6 @@ typedef struct dre_search_param {
     char name[32];
     double value; /* finite, >= 0 (nprobe, efSearch, k_factor: >= 1) */
 } dre_search_param;
-
-/* dre_index_search with parameters for this one call: they are set, the search runs, and
- * the values the index had are put back before it returns, so no later search sees them.
- * DRE_ERR_INVALID_ARG naming the parameter if the index has no such search parameter or
- * the value is out of range (then nothing is searched and nothing changed). */
-dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t n, int32_t k,
-                                 const dre_search_param *params, int32_t n_params, float *scores,
-                                 int64_t *rows);
-
-/* Sets a FAISS search parameter (names as above) for every later search of this handle:
- * the index's own default. Per-call values go through dre_index_search_with or
- * dre_search_options.params. DRE_ERR_INVALID_ARG if the index has no such parameter. */
-dre_status dre_index_set_param(dre_index *index, const char *name, double value);
-
-typedef struct dre_doc {
-    int64_t row;
-    char *id; /* external id */
-    char *title;
-    char *text;
-} dre_doc;
-
-/* Looks up a docstore row; free the strings with dre_doc_clear. */
-dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc);
-void dre_doc_clear(dre_doc *doc);
-
-/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim); rows of
- * 0 .. n_vectors - 1. */
-dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
-
-/* The document a vector row belongs to, and which of its chunks it is (0 when the index is
- * not chunked: the row is the document's). */
-dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
-                           int32_t *chunk);
-
-/* The k best documents for a query by BM25 over title and text (SQLite FTS5, porter
- * stemming; every term of the query OR-ed, operators and quotes in it mean nothing): rows
- * and scores (higher is better), best first, ties by row. *n receives how many matched
- * (at most k). DRE_ERR_UNSUPPORTED if the index has no BM25 table. */
-dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,
-                                 int64_t *rows, int32_t *n);
-
-/* Adds a BM25 table to an index folder made without one (dre embed --no-bm25, or an older
- * dre): docs.sqlite is copied, indexed and renamed into place, then meta.json updated.
- * Takes the folder's lock; a no-op if the index has one already. */
-dre_status dre_index_add_bm25(const char *index_dir);
-
-/* ---------------------------------------------------------------- searcher */
 
 /* How queries are answered. */
 typedef enum dre_search_mode {
@@ -384,10 +223,10 @@ typedef enum dre_fusion {
 
 /* "auto"/"dense"/"bm25"/"hybrid" and "rrf"/"convex" to values (DRE_ERR_INVALID_ARG
  * otherwise), and back. */
-dre_status dre_search_mode_parse(const char *name, dre_search_mode *out);
-const char *dre_search_mode_name(dre_search_mode mode);
-dre_status dre_fusion_parse(const char *name, dre_fusion *out);
-const char *dre_fusion_name(dre_fusion fusion);
+DRE_API dre_status dre_search_mode_parse(const char *name, dre_search_mode *out);
+DRE_API const char *dre_search_mode_name(dre_search_mode mode);
+DRE_API dre_status dre_fusion_parse(const char *name, dre_fusion *out);
+DRE_API const char *dre_fusion_name(dre_fusion fusion);
 
 /* How a searcher on the GPU searches a Flat index (exact inner product): its vectors are
  * uploaded to the GPU at its first dense search, as fp16 (the default: half the memory and
@@ -401,8 +240,8 @@ typedef enum dre_search_precision {
     DRE_SEARCH_FAISS_CPU
 } dre_search_precision;
 /* "fp16", "fp32" or "faiss" */
-dre_status dre_search_precision_parse(const char *name, dre_search_precision *out);
-const char *dre_search_precision_name(dre_search_precision precision);
+DRE_API dre_status dre_search_precision_parse(const char *name, dre_search_precision *out);
+DRE_API const char *dre_search_precision_name(dre_search_precision precision);
 
 typedef struct dre_search_options {
     dre_search_mode mode;
@@ -422,7 +261,7 @@ typedef struct dre_search_options {
 
 /* Fills the defaults: auto mode, convex fusion (alpha 0.5; RRF's k 60), 10 results, depth
  * 100. */
-void dre_search_options_init(dre_search_options *opts);
+DRE_API void dre_search_options_init(dre_search_options *opts);
 
 /* One result: a document, with what each retriever said of it. */
 typedef struct dre_hit {
@@ -436,121 +275,141 @@ typedef struct dre_hit {
                            dense_rank is 0 */
 } dre_hit;
 
-typedef struct dre_searcher dre_searcher;
-
 /* Opens an index with the model it was embedded with (its weights hash and dimension are
  * checked: DRE_ERR_MISMATCH otherwise) and an encoder on device. dre_search may be called
  * from any number of threads at once (the calls take turns); the dre_index it holds is,
  * like any dre_index, for one thread at a time. */
-dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
-                             dre_searcher **out);
-void dre_searcher_close(dre_searcher *s);
-/* The searcher's index: its info, documents, FAISS parameters (dre_index_set_param). */
-dre_index *dre_searcher_index(dre_searcher *s);
-dre_device dre_searcher_device(const dre_searcher *s);
+DRE_API dre_status dre_searcher_open(const char *index_dir, const char *model_dir,
+                                     dre_device device, dre_searcher **out);
+DRE_API void dre_searcher_close(dre_searcher *s);
+/* The searcher's index, for its info and documents: the searcher's own, valid until
+ * dre_searcher_close (never close it yourself). FAISS parameters for a search go in
+ * dre_search_options.params; dre_index_set_param on a shared searcher's index would reach
+ * every later search. */
+DRE_API dre_index *dre_searcher_index(dre_searcher *s);
+DRE_API dre_device dre_searcher_device(const dre_searcher *s);
 /* Whether dense search runs on the GPU (known after the first dense search). */
-int dre_searcher_gpu_search(const dre_searcher *s);
+DRE_API int dre_searcher_gpu_search(const dre_searcher *s);
 
 /* Embeds n texts (NUL-terminated UTF-8; prompt put before each, NULL for none) with the
  * searcher's model and encoder: n x dim floats into out, as the index's vectors were made;
  * text_tokens (if given, n of them) each text's tokens, [CLS] and [SEP] included. Texts
  * longer than the model's max length are cut, as sentence-transformers cuts them.
  * Thread-safe (calls take turns with dre_search). */
-dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
-                              const char *prompt, float *out, int32_t *text_tokens);
+DRE_API dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
+                                      const char *prompt, float *out, int32_t *text_tokens);
 /* The query prompt dre_search puts before each query by default (meta.json's; "" none). */
-const char *dre_searcher_query_prompt(const dre_searcher *s);
+DRE_API const char *dre_searcher_query_prompt(const dre_searcher *s);
 
 /* Answers n queries (NUL-terminated UTF-8). hits receives n x opts->k entries, query i's
  * best first from hits[i * k]; n_hits[i] how many it got (fewer than k when the index
  * holds fewer documents, or BM25 matches fewer). opts NULL: the defaults.
  * DRE_ERR_UNSUPPORTED for BM25 or hybrid on an index without a BM25 table. */
-dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
-                      const dre_search_options *opts, dre_hit *hits, int32_t *n_hits);
+DRE_API dre_status dre_search(dre_searcher *s, const char *const *queries, size_t n,
+                              const dre_search_options *opts, dre_hit *hits, int32_t *n_hits);
 /* dre_search with the queries already embedded (n x dim, as dre_searcher_embed makes them
  * with the query prompt): the texts still serve BM25. For callers that embed many
  * requests' queries in one batch (dre serve). */
-dre_status dre_search_embedded(dre_searcher *s, const char *const *queries, const float *vectors,
-                               size_t n, const dre_search_options *opts, dre_hit *hits,
-                               int32_t *n_hits);
+DRE_API dre_status dre_search_embedded(dre_searcher *s, const char *const *queries,
+                                       const float *vectors, size_t n,
+                                       const dre_search_options *opts, dre_hit *hits,
+                                       int32_t *n_hits);
 
-/* ---------------------------------------------------------------- service */
+/* ---------------------------------------------------------------- index */
 
-/* dre serve: an HTTP service over a searcher (libmicrohttpd). POST /v1/embeddings (OpenAI's
- * embeddings API), POST /search, GET /health, /info, /metrics (Prometheus text). Concurrent
- * requests' texts are embedded together, one encoder batch up to a token budget or a short
- * wait. With an API key, every endpoint but /health wants "Authorization: Bearer KEY". */
-typedef struct dre_server dre_server;
+typedef struct dre_index_info {
+    int32_t format_version;
+    char model_name[128];
+    char weights_sha256[65];
+    int32_t dim;
+    dre_pooling pooling;
+    int normalize;
+    int32_t max_length;
+    int64_t count;     /* documents */
+    int64_t n_vectors; /* vectors in index.faiss: count, or the chunks when chunked */
+    char factory[128];
+    int bm25;                          /* docs.sqlite has a BM25 table (dre_index_bm25_search) */
+    char doc_prompt[DRE_PROMPT_CAP];   /* put before each document when it was embedded */
+    char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
+    int32_t chunk_tokens;              /* documents cut into chunks of this many tokens; 0: not */
+    int32_t chunk_overlap;             /* tokens consecutive chunks share */
+} dre_index_info;
 
-typedef void (*dre_log_fn)(void *ctx, const char *line);
+/* Opens an index folder read-only; checks that meta.json, index.faiss and
+ * docs.sqlite agree. */
+DRE_API dre_status dre_index_open(const char *index_dir, dre_index **out);
+DRE_API void dre_index_close(dre_index *index);
+DRE_API const dre_index_info *dre_index_get_info(const dre_index *index);
 
-typedef struct dre_server_options {
-    const char *host;         /* address to listen on (default "127.0.0.1") */
-    int port;                 /* default 8080; 0: a free port (dre_server_port says which) */
-    const char *api_key;      /* NULL or "": no authentication */
-    const char *model_name;   /* returned as "model" (default: the index's model name) */
-    int32_t max_batch_tokens; /* tokens of one encoder batch of requests (default 16384) */
-    int32_t max_wait_ms;      /* how long a batch waits for more requests (default 2) */
-    int32_t max_inputs;       /* texts in one request (default 2048; more: 422) */
-    size_t max_body_bytes;    /* request body (default 8 MiB; more: 413) */
-    int threads;              /* HTTP threads (default: the cores, at least 2) */
-    int32_t max_queue;        /* requests waiting to be batched before 503 (default 1024) */
-    dre_log_fn log;           /* one line per request (NULL: none) */
-    void *log_ctx;
-} dre_server_options;
+/* k nearest vectors by inner product for n query vectors (n x dim): scores and vector
+ * rows are n x k; rows are -1 where the index has fewer than k entries. A vector row is the
+ * document's docstore row, unless the index is chunked (dre_index_chunk maps it). */
+DRE_API dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                    float *scores, int64_t *rows);
 
-void dre_server_options_init(dre_server_options *opts);
-/* Starts serving s (which must outlive the server; nothing else may use it meanwhile). */
-dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_server **out);
-/* The port it listens on. */
-int dre_server_port(const dre_server *srv);
-/* Stops accepting connections, finishes the requests in flight (waiting at most
- * timeout_ms), then closes. */
-void dre_server_close(dre_server *srv, int32_t timeout_ms);
+/* dre_index_search with parameters for this one call: they are set, the search runs, and
+ * the values the index had are put back before it returns, so no later search sees them.
+ * DRE_ERR_INVALID_ARG naming the parameter if the index has no such search parameter or
+ * the value is out of range (then nothing is searched and nothing changed). */
+DRE_API dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t n,
+                                         int32_t k, const dre_search_param *params,
+                                         int32_t n_params, float *scores, int64_t *rows);
 
-/* ---------------------------------------------------------------- exact GPU search */
+/* Sets a FAISS search parameter (names as above) for every later search of this handle:
+ * the index's own default. Per-call values go through dre_index_search_with or
+ * dre_search_options.params. DRE_ERR_INVALID_ARG if the index has no such parameter. */
+DRE_API dre_status dre_index_set_param(dre_index *index, const char *name, double value);
 
-typedef struct dre_gpu_search dre_gpu_search;
+typedef struct dre_doc {
+    int64_t row;
+    char *id; /* external id */
+    char *title;
+    char *text;
+} dre_doc;
 
-/* Holds n x dim vectors on the GPU for exact inner-product search (cuBLAS scores and
- * our top-k kernel). DRE_ERR_NO_GPU without a GPU. */
-dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim, dre_gpu_search **out);
-/* The same with the vectors held as fp16: half the GPU memory and the bandwidth. The GPU
- * finds candidates by fp16 scores and the host re-scores them in fp32 from `vectors`, which
- * must stay valid until the handle is closed: the answers are those of the fp32 search
- * (FAISS's, scores to fp32 rounding), with an exact host scan for a query whose candidates
- * cannot prove it. */
-dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
-                                    dre_gpu_search **out);
-void dre_gpu_search_close(dre_gpu_search *gs);
-/* The k (1..1024) best rows by inner product for each of n_queries queries (n_queries x
- * dim): scores and rows are n_queries x k, best first; rows are -1 (scores -inf) past
- * the n stored vectors. */
-dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
-                              int32_t k, float *scores, int64_t *rows);
+/* Looks up a docstore row; free the strings with dre_doc_clear. */
+DRE_API dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc);
+DRE_API void dre_doc_clear(dre_doc *doc);
+
+/* Reconstructs the stored vectors of rows [first, first + n) into out (n x dim); rows of
+ * 0 .. n_vectors - 1. */
+DRE_API dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out);
+
+/* The document a vector row belongs to, and which of its chunks it is (0 when the index is
+ * not chunked: the row is the document's). */
+DRE_API dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
+                                   int32_t *chunk);
+
+/* The k best documents for a query by BM25 over title and text (SQLite FTS5, porter
+ * stemming; every term of the query OR-ed, operators and quotes in it mean nothing): rows
+ * and scores (higher is better), best first, ties by row. *n receives how many matched
+ * (at most k). DRE_ERR_UNSUPPORTED if the index has no BM25 table. */
+DRE_API dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
+                                         double *scores, int64_t *rows, int32_t *n);
+
+/* Adds a BM25 table to an index folder made without one (dre embed --no-bm25, or an older
+ * dre): docs.sqlite is copied, indexed and renamed into place, then meta.json updated.
+ * Takes the folder's lock; a no-op if the index has one already. */
+DRE_API dre_status dre_index_add_bm25(const char *index_dir);
 
 /* ---------------------------------------------------------------- evaluation */
 
-typedef struct dre_queries dre_queries;
-
 /* Reads queries: BEIR JSONL ({"_id": ..., "text": ...}), TSV (id <tab> text), or plain
  * lines (id = line number). Errors name the file and line. */
-dre_status dre_queries_open(const char *path, dre_queries **out);
-void dre_queries_close(dre_queries *queries);
-size_t dre_queries_count(const dre_queries *queries);
-const char *dre_queries_id(const dre_queries *queries, size_t i);
-const char *dre_queries_text(const dre_queries *queries, size_t i);
-
-typedef struct dre_qrels dre_qrels;
+DRE_API dre_status dre_queries_open(const char *path, dre_queries **out);
+DRE_API void dre_queries_close(dre_queries *queries);
+DRE_API size_t dre_queries_count(const dre_queries *queries);
+DRE_API const char *dre_queries_id(const dre_queries *queries, size_t i);
+DRE_API const char *dre_queries_text(const dre_queries *queries, size_t i);
 
 /* Reads BEIR qrels (TSV: query-id, corpus-id, score; a header line is skipped).
  * Lines of four fields are read as TREC qrels (query-id, iteration, doc-id, score).
  * Scores are integers; a repeated (query, doc) pair keeps the later line, as BEIR's
  * loader does. */
-dre_status dre_qrels_open(const char *path, dre_qrels **out);
-void dre_qrels_close(dre_qrels *qrels);
-size_t dre_qrels_count(const dre_qrels *qrels); /* queries with judgements */
-int dre_qrels_has_query(const dre_qrels *qrels, const char *query_id);
+DRE_API dre_status dre_qrels_open(const char *path, dre_qrels **out);
+DRE_API void dre_qrels_close(dre_qrels *qrels);
+DRE_API size_t dre_qrels_count(const dre_qrels *qrels); /* queries with judgements */
+DRE_API int dre_qrels_has_query(const dre_qrels *qrels, const char *query_id);
 
 typedef struct dre_metrics {
     double ndcg_10;
@@ -568,8 +427,191 @@ typedef struct dre_metrics {
  * docs of the query; recall and MRR count grade >= 1 as relevant; MRR@10 is the
  * reciprocal rank of the first relevant doc in the top 10, else 0. out->n_queries = 1;
  * a mean over queries is the mean of these values. */
-dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const char *const *doc_ids,
-                          const double *scores, int32_t n, dre_metrics *out);
+DRE_API dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id,
+                                  const char *const *doc_ids, const double *scores, int32_t n,
+                                  dre_metrics *out);
+
+/* ---------------------------------------------------------------- service */
+
+/* dre serve: an HTTP service over a searcher (libmicrohttpd). POST /v1/embeddings (OpenAI's
+ * embeddings API), POST /search, GET /health, /info, /metrics (Prometheus text). Concurrent
+ * requests' texts are embedded together, one encoder batch up to a token budget or a short
+ * wait. With an API key, every endpoint but /health wants "Authorization: Bearer KEY". */
+typedef void (*dre_log_fn)(void *ctx, const char *line);
+
+typedef struct dre_server_options {
+    const char *host;         /* address to listen on (default "127.0.0.1") */
+    int port;                 /* default 8080; 0: a free port (dre_server_port says which) */
+    const char *api_key;      /* NULL or "": no authentication */
+    const char *model_name;   /* returned as "model" (default: the index's model name) */
+    int32_t max_batch_tokens; /* tokens of one encoder batch of requests (default 16384) */
+    int32_t max_wait_ms;      /* how long a batch waits for more requests (default 2) */
+    int32_t max_inputs;       /* texts in one request (default 2048; more: 422) */
+    size_t max_body_bytes;    /* request body (default 8 MiB; more: 413) */
+    int threads;              /* HTTP threads (default: the cores, at least 2) */
+    int32_t max_queue;        /* requests waiting to be batched before 503 (default 1024) */
+    dre_log_fn log;           /* one line per request (NULL: none) */
+    void *log_ctx;
+} dre_server_options;
+
+DRE_API void dre_server_options_init(dre_server_options *opts);
+/* Starts serving s (which must outlive the server; nothing else may use it meanwhile). */
+DRE_API dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts,
+                                   dre_server **out);
+/* The port it listens on. */
+DRE_API int dre_server_port(const dre_server *srv);
+/* Stops accepting connections, finishes the requests in flight (waiting at most
+ * timeout_ms), then closes. */
+DRE_API void dre_server_close(dre_server *srv, int32_t timeout_ms);
+
+/* ================================================================ the lower level
+ * The pieces the calls above are made of, for callers who tokenize, encode or search on
+ * their own. */
+
+/* ---------------------------------------------------------------- tokenizer */
+
+/* Opens the WordPiece tokenizer of a Hugging Face model folder: vocab.txt and
+ * tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars);
+ * max length from sentence_bert_config.json's max_seq_length, else the smaller of
+ * tokenizer_config.json's model_max_length and config.json's max_position_embeddings
+ * (as sentence-transformers does). The handle is read-only after open: any number of
+ * threads may call dre_tokenize on it at once. */
+DRE_API dre_status dre_tokenizer_open(const char *model_dir, dre_tokenizer **out);
+DRE_API void dre_tokenizer_close(dre_tokenizer *tok);
+
+DRE_API int32_t dre_tokenizer_max_length(const dre_tokenizer *tok); /* with [CLS] and [SEP] */
+DRE_API int32_t dre_tokenizer_vocab_size(const dre_tokenizer *tok);
+/* The vocabulary entry of an id, or NULL if out of range. */
+DRE_API const char *dre_tokenizer_token(const dre_tokenizer *tok, int32_t id);
+
+/* Tokenizes len bytes of UTF-8 text to ids: [CLS] wordpieces [SEP], truncated to
+ * max_length ids (max_length <= 0: the tokenizer's own). ids must hold max_length
+ * entries (dre_tokenizer_max_length() when max_length <= 0); *n_ids receives the count.
+ * Invalid UTF-8 is never an error: each byte that does not start a valid sequence
+ * becomes U+FFFD, which BERT's normaliser removes like NUL and other control
+ * characters, so such bytes are dropped. As in Hugging Face, special tokens spelled
+ * out in the text ("[SEP]", "[MASK]", ...) become their ids. */
+DRE_API dre_status dre_tokenize(const dre_tokenizer *tok, const char *text, size_t len,
+                                int32_t max_length, int32_t *ids, int32_t *n_ids);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct dre_model_info {
+    char name[128];        /* folder name, or config's _name_or_path */
+    int32_t n_layers;      /* num_hidden_layers */
+    int32_t hidden;        /* hidden_size */
+    int32_t n_heads;       /* num_attention_heads */
+    int32_t head_dim;      /* hidden / n_heads */
+    int32_t intermediate;  /* intermediate_size */
+    int32_t max_positions; /* max_position_embeddings */
+    int32_t vocab_size;
+    int32_t type_vocab_size;
+    float layer_norm_eps;
+    dre_pooling pooling;     /* 1_Pooling/config.json; mean if absent */
+    int normalize;           /* a sentence_transformers Normalize module is listed */
+    int32_t max_length;      /* tokens per text, with [CLS]/[SEP] */
+    char weights_sha256[65]; /* hex digest of model.safetensors */
+    /* Text put before queries and before documents: config_sentence_transformers.json's
+     * prompts named "query" and "document", as sentence-transformers' encode_query and
+     * encode_document apply them; "" where there is none. */
+    char query_prompt[DRE_PROMPT_CAP];
+    char doc_prompt[DRE_PROMPT_CAP];
+} dre_model_info;
+
+/* Loads a Hugging Face BERT folder: config.json, model.safetensors (f32, f16 or bf16;
+ * tensor names with or without the "bert." prefix), and the sentence-transformers
+ * files modules.json, 1_Pooling/config.json, sentence_bert_config.json when present.
+ * Errors name the file and tensor. */
+DRE_API dre_status dre_model_open(const char *model_dir, dre_model **out);
+DRE_API void dre_model_close(dre_model *model);
+DRE_API const dre_model_info *dre_model_get_info(const dre_model *model);
+
+/* ---------------------------------------------------------------- encoder */
+
+/* budget_tokens bounds the tokens of one packed batch (<= 0: a default of 16384);
+ * the encoder's buffers are sized from it once. The model must outlive the encoder. */
+DRE_API dre_status dre_encoder_open(const dre_model *model, dre_device device,
+                                    int32_t budget_tokens, dre_encoder **out);
+DRE_API void dre_encoder_close(dre_encoder *enc);
+DRE_API dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
+DRE_API int32_t dre_encoder_dim(const dre_encoder *enc);
+DRE_API int32_t dre_encoder_budget_tokens(const dre_encoder *enc);
+DRE_API int32_t dre_encoder_max_length(const dre_encoder *enc); /* tokens per text, the model's */
+
+/* Encodes one packed batch without padding: n_seqs sequences whose ids lie back to
+ * back in ids; sequence i is ids[cu_seqlens[i] .. cu_seqlens[i+1]), cu_seqlens[0] = 0,
+ * each of length 1..max_length, cu_seqlens[n_seqs] <= budget_tokens.
+ * out receives n_seqs x dim floats, pooled (and normalised if the model says so). */
+DRE_API dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids,
+                                      const int32_t *cu_seqlens, int32_t n_seqs, float *out);
+
+/* dre_encoder_encode in two halves, so that the GPU never waits for the host: submit
+ * queues a batch (ids and cu_seqlens are copied before it returns; n_seqs >= 1) and
+ * collect waits for the oldest queued batch and writes its *n_seqs x dim floats to out.
+ * Up to DRE_ENCODER_DEPTH batches may be queued: submit batch n + 1, then collect batch
+ * n, and the GPU computes n + 1 while the host stores n. (On the CPU, collect computes.)
+ * After a failed submit or collect nothing stays queued. */
+#define DRE_ENCODER_DEPTH 2
+DRE_API dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids,
+                                      const int32_t *cu_seqlens, int32_t n_seqs);
+DRE_API dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs);
+
+/* Tokenizes, length-sorts and packs n texts (NUL-terminated UTF-8) into batches,
+ * encodes them and writes n x dim floats in the input order. Tokenizes on n_threads
+ * threads (<= 0: all cores). */
+DRE_API dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok,
+                                    const char *const *texts, size_t n, int n_threads, float *out);
+
+/* ---------------------------------------------------------------- corpus reader */
+
+/* A streaming reader of a corpus file: one line in memory at a time; each bad line is an
+ * error naming "file:line: what", the reader already past it, so the caller may skip it or
+ * stop. */
+
+/* One document. Its pointers stay valid until the next dre_corpus_next or dre_corpus_close. */
+typedef struct dre_corpus_doc {
+    const char *id;
+    const char *title; /* NULL when the record has no title */
+    const char *text;
+    /* What dre embed embeds, as BEIR's SentenceBERT.encode_corpus builds it:
+     * (title + " " + text).strip() when a title exists, else text.strip(). */
+    const char *joined;
+    size_t joined_len;
+    int64_t line; /* 1-based line number in the file */
+} dre_corpus_doc;
+
+/* Opens path. format AUTO picks by extension (.jsonl/.json: JSONL, .tsv: TSV, anything else:
+ * lines). The field names apply to JSONL; NULL means "_id", "title", "text". A missing file
+ * or a folder is DRE_ERR_IO. */
+DRE_API dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
+                                   const char *title_field, const char *text_field,
+                                   dre_corpus **out);
+DRE_API void dre_corpus_close(dre_corpus *corpus);
+/* Reads the next document. DRE_OK and *got = 1: doc is filled; DRE_OK and *got = 0: the end.
+ * DRE_ERR_FORMAT: the line was bad ("file:line: ..."), and calling again skips it;
+ * DRE_ERR_IO / DRE_ERR_NOMEM: stop. JSONL and TSV skip blank lines; in the lines format a
+ * blank line is an empty text (its line number is its id). */
+DRE_API dre_status dre_corpus_next(dre_corpus *corpus, dre_corpus_doc *doc, int *got);
+
+/* ---------------------------------------------------------------- exact GPU search */
+
+/* Holds n x dim vectors on the GPU for exact inner-product search (cuBLAS scores and
+ * our top-k kernel). DRE_ERR_NO_GPU without a GPU. */
+DRE_API dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim,
+                                       dre_gpu_search **out);
+/* The same with the vectors held as fp16: half the GPU memory and the bandwidth. The GPU
+ * finds candidates by fp16 scores and the host re-scores them in fp32 from `vectors`, which
+ * must stay valid until the handle is closed: the answers are those of the fp32 search
+ * (FAISS's, scores to fp32 rounding), with an exact host scan for a query whose candidates
+ * cannot prove it. */
+DRE_API dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
+                                            dre_gpu_search **out);
+DRE_API void dre_gpu_search_close(dre_gpu_search *gs);
+/* The k (1..1024) best rows by inner product for each of n_queries queries (n_queries x
+ * dim): scores and rows are n_queries x k, best first; rows are -1 (scores -inf) past
+ * the n stored vectors. */
+DRE_API dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
+                                      int32_t k, float *scores, int64_t *rows);
 
 #ifdef __cplusplus
 }
@@ -591,7 +633,7 @@ extern "C" {
  * small biases, drawn from seed by splitmix64. The config may add "max_seq_length",
  * "pooling" ("mean" or "cls") and "normalize" (true) as sentence-transformers' files would.
  * Close with dre_model_close. */
-dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_model **out);
+DRE_API dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_model **out);
 
 /* The GPU encoder's operators, in their order within a forward pass. */
 typedef enum dre_op {
@@ -607,7 +649,7 @@ typedef enum dre_op {
     DRE_OP_POOL,         /* pooling + L2 normalisation */
     DRE_OP_COUNT
 } dre_op;
-const char *dre_op_name(dre_op op);
+DRE_API const char *dre_op_name(dre_op op);
 
 /* Kernel families with more than one implementation, kept side by side (as llm.c's dev/cuda
  * versions) so one run on a GPU compares them: `dre bench encoder --variant` and the
@@ -618,24 +660,26 @@ typedef enum dre_kernel_family {
     DRE_FAMILY_GELU,
     DRE_FAMILY_COUNT
 } dre_kernel_family;
-const char *dre_kernel_family_name(dre_kernel_family family);
+DRE_API const char *dre_kernel_family_name(dre_kernel_family family);
 /* The family's variants, default first, NULL-terminated. */
-const char *const *dre_kernel_family_variants(dre_kernel_family family);
+DRE_API const char *const *dre_kernel_family_variants(dre_kernel_family family);
 
 /* Picks variants from a "family=name[,family=name]" list: DRE_ERR_INVALID_ARG naming the
  * choices for an unknown family or name, DRE_ERR_UNSUPPORTED on a CPU encoder. */
-dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec);
+DRE_API dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec);
 /* The variant a GPU encoder runs for a family; NULL on a CPU encoder. */
-const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family);
+DRE_API const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family);
 /* Runs one packed batch (as dre_encoder_encode, its output discarded) with CUDA events
  * between the operators: ms[op] receives each operator's GPU time in milliseconds, summed
  * over the layers. Nothing may be queued. DRE_ERR_UNSUPPORTED on a CPU encoder. */
-dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                               int32_t n_seqs, double ms[DRE_OP_COUNT]);
+DRE_API dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids,
+                                       const int32_t *cu_seqlens, int32_t n_seqs,
+                                       double ms[DRE_OP_COUNT]);
 /* Runs only the model's cuBLAS GEMMs (4 a layer) for n_tokens tokens (up to the budget),
  * reps times, on the encoder's buffers: *ms receives the mean milliseconds of one pass, the
  * roofline of a forward pass. DRE_ERR_UNSUPPORTED on a CPU encoder. */
-dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps, double *ms);
+DRE_API dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps,
+                                         double *ms);
 
 #ifdef __cplusplus
 }

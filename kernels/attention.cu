@@ -2,7 +2,7 @@
 // per (sequence, head, tile of 64 queries) one block computes
 //     out = softmax(q k^T / sqrt(head_dim)) v
 // over the sequence's own keys only, without writing the score matrix anywhere.
-// CPU twin: attention_cpu in src/cpu/encoder.c.
+// CPU twin: dre_attention_cpu in src/cpu/encoder.c.
 //
 // Formulation (flash attention, online softmax over key tiles of 64):
 //   for each key tile:  S = Q K^T                                   (tensor cores, fp32 acc)
@@ -504,7 +504,7 @@ cudaError_t launch(attention_variant variant, const __half *qkv, const float *qk
 
 // kernel launcher
 
-extern "C" cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias,
+extern "C" cudaError_t dre_attention_launch(const fp16_t *qkv, const float *qkv_bias,
                                         const int32_t *cu_seqlens, int32_t n_seqs, int32_t max_len,
                                         int32_t n_heads, int32_t head_dim, fp16_t *out,
                                         attention_variant variant, cudaStream_t stream) {

@@ -1,6 +1,6 @@
 // gelu.cu — bias + GELU fused, after the first FFN GEMM, in place:
 // x[t][c] = gelu(x[t][c] + bias[c]),  gelu(v) = 0.5 v (1 + erf(v / sqrt 2))  (BERT's exact form).
-// CPU twin: bias_gelu_cpu in src/cpu/encoder.c.
+// CPU twin: dre_bias_gelu_cpu in src/cpu/encoder.c.
 //
 // Elementwise and memory bound: 2 bytes read and 2 written per value (4 * intermediate
 // bytes a token, 6 KiB for MiniLM), 16 bytes (8 values) a step; the bias, 32 bytes a step,
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // kernel launcher
 
-extern "C" cudaError_t bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
+extern "C" cudaError_t dre_bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
                                         cudaStream_t stream) {
     if (n_tokens < 0 || dim <= 0 || dim % 8 != 0 || !x ||
         ((uintptr_t)x | (uintptr_t)bias) % 16 != 0)

@@ -1,5 +1,5 @@
 /* kernels.h — the C launchers of dre's CUDA kernels, one family per .cu file, each the
- * twin of a CPU operator in src/cpu/ops.h (embed_layernorm_cpu <-> embed_layernorm_launch).
+ * twin of a CPU operator in src/cpu/ops.h (dre_embed_layernorm_cpu <-> dre_embed_layernorm_launch).
  * Activations are fp16 (passed as their bits, fp16_t); biases and LayerNorm parameters fp32.
  * Every launcher enqueues on `stream` and returns the launch status (cudaGetLastError). */
 #ifndef DRE_KERNELS_H
@@ -19,7 +19,7 @@ extern "C" {
 typedef uint16_t fp16_t;
 
 /* Largest hidden size the LayerNorm kernels accept (a row lives in a half-warp's registers;
- * BERT-large's 1024), and the largest k of topk_launch. */
+ * BERT-large's 1024), and the largest k of dre_topk_launch. */
 #define KERNELS_MAX_HIDDEN 1024
 #define TOPK_MAX_K 1024
 
@@ -28,7 +28,7 @@ typedef uint16_t fp16_t;
  * [0, vocab_size) read row 0 and positions past max_positions the last row (the host
  * validates; this only keeps a bad id from reading out of bounds). hidden a multiple of 8,
  * tables, g, b and out 16-byte aligned. */
-cudaError_t embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
+cudaError_t dre_embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
                                    int32_t n_tokens, const fp16_t *word_emb, const fp16_t *pos_emb,
                                    const fp16_t *type_emb, int32_t vocab_size,
                                    int32_t max_positions, const float *g, const float *b, float eps,
@@ -37,14 +37,14 @@ cudaError_t embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens
 /* out[t] = LN(x[t] + bias + residual[t]) * g + b; bias and residual may be NULL; out may
  * be x or residual (each row is read completely before it is written). hidden a multiple
  * of 8, every pointer 16-byte aligned. */
-cudaError_t bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
+cudaError_t dre_bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
                                            const fp16_t *residual, const float *g, const float *b,
                                            float eps, int32_t n_tokens, int32_t hidden, fp16_t *out,
                                            cudaStream_t stream);
 
 /* x[t] = gelu_erf(x[t] + bias) in place; bias may be NULL; dim a multiple of 8, x and
  * bias 16-byte aligned. */
-cudaError_t bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
+cudaError_t dre_bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
                              cudaStream_t stream);
 
 /* The attention kernel's versions (kernels/attention.cu): mma (FlashAttention-2 style on
@@ -56,17 +56,17 @@ typedef enum attention_variant { ATTENTION_MMA, ATTENTION_WMMA } attention_varia
  * qkv_bias [3*hidden] fp32 added to q, k, v (NULL: none; 16-byte aligned), out
  * [n_tokens, hidden], hidden = n_heads * head_dim. head_dim 16, 32 or 64; max_len the
  * longest sequence (sizes the grid); qkv and out 16-byte aligned. */
-cudaError_t attention_launch(const fp16_t *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
+cudaError_t dre_attention_launch(const fp16_t *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
                              int32_t n_seqs, int32_t max_len, int32_t n_heads, int32_t head_dim,
                              fp16_t *out, attention_variant variant, cudaStream_t stream);
 
 /* out[i] = mean of sequence i's rows of hidden (or its first row, CLS), then
  * x / max(||x||, 1e-12) if normalize. hidden [n_tokens, dim] fp16, out [n_seqs, dim] fp32. */
-cudaError_t pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens, int32_t n_seqs,
+cudaError_t dre_pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens, int32_t n_seqs,
                                   int32_t dim, dre_pooling pooling, int normalize, float *out,
                                   cudaStream_t stream);
 
-/* The order of topk_launch's output: FAISS's (score descending, equal scores by descending
+/* The order of dre_topk_launch's output: FAISS's (score descending, equal scores by descending
  * id), or ascending id (to pass on as the next chunk's prev entries). */
 typedef enum topk_order { TOPK_BY_SCORE, TOPK_BY_ID } topk_order;
 
@@ -80,21 +80,11 @@ typedef enum topk_order { TOPK_BY_SCORE, TOPK_BY_ID } topk_order;
  * entries the rest are -inf with id -1. Feeding each chunk's scores with the previous
  * chunk's result (TOPK_BY_ID) as prev gives FAISS's result over all chunks.
  * 1 <= k <= TOPK_MAX_K. */
-cudaError_t topk_launch(const float *scores, int64_t in_stride, int32_t n_cols, int64_t id_offset,
+cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_cols, int64_t id_offset,
                         const float *prev_scores, const int64_t *prev_ids, int64_t prev_stride,
                         int32_t n_prev, int32_t n_rows, int32_t k, topk_order order,
                         float *out_scores, int64_t *out_ids, int64_t out_stride,
                         cudaStream_t stream);
-
-/* For tests/kernels_mma_test.cc, one warp each (kernels/mma_probe.cu): the instructions of
- * kernels/mma.cuh with registers placed by the PTX manual's layouts. d (16x8, row-major) =
- * a (16x16, row-major) b (16x8, row-major k x n) + c; and out[lane * 4 + m] = the register
- * lane gets from ldmatrix .x{n_matrices} (1, 2 or 4; .trans if trans) of src, 32 rows of 8
- * halves (rows 8m .. 8m+7 are matrix m; lane l gives row l's address). */
-cudaError_t mma_probe_launch(const fp16_t *a, const fp16_t *b, const float *c, float *d,
-                             cudaStream_t stream);
-cudaError_t ldmatrix_probe_launch(const fp16_t *src, int32_t n_matrices, int trans, uint32_t *out,
-                                  cudaStream_t stream);
 
 /* ---------------------------------------------------------------- fp16 on the host */
 

@@ -1,6 +1,6 @@
 // pooling.cu — sentence embedding from token states: mean over the sequence's tokens
 // (or its first token, CLS), then optionally x / max(||x||_2, 1e-12); fp32 out.
-// CPU twin: pool_normalize_cpu in src/cpu/encoder.c.
+// CPU twin: dre_pool_normalize_cpu in src/cpu/encoder.c.
 //
 // Memory bound: each token row is read once (2 * dim bytes), each output written once (4 *
 // dim) and, with the norm, read and written once more. Blocks are (sequence, 64 columns),
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(128)
 
 // kernel launcher
 
-extern "C" cudaError_t pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens,
+extern "C" cudaError_t dre_pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens,
                                              int32_t n_seqs, int32_t dim, dre_pooling pooling,
                                              int normalize, float *out, cudaStream_t stream) {
     if (n_seqs < 0 || dim <= 0 || dim % 8 != 0 || !hidden || !cu_seqlens || !out ||

@@ -257,7 +257,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // kernel launcher
 
-extern "C" cudaError_t topk_launch(const float *scores, int64_t in_stride, int32_t n_cols,
+extern "C" cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_cols,
                                    int64_t id_offset, const float *prev_scores,
                                    const int64_t *prev_ids, int64_t prev_stride, int32_t n_prev,
                                    int32_t n_rows, int32_t k, topk_order order, float *out_scores,

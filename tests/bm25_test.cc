@@ -1,7 +1,7 @@
 // bm25_test.cc — BM25 in the docstore: FTS5 expressions built from hostile query strings
 // (every token a quoted phrase, OR-ed: no syntax error, no operator, column filter or
 // prefix can take effect), and search results equal to SQLite FTS5 run from Python
-// (tools/make_bm25_fixtures.py -> tests/fixtures/bm25_reference.json) on the demo corpus
+// (tools/fixtures/make_bm25_fixtures.py -> tests/fixtures/bm25_reference.json) on the demo corpus
 // (index built while documents are added) and on SciFact (built over the finished table).
 // Also: truncation forgets BM25 rows, and read-only reopening keeps them.
 #include <gtest/gtest.h>
@@ -33,18 +33,18 @@ class Bm25Test : public ::testing::Test {
         char tmpl[] = "/tmp/dre_bm25_test_XXXXXX";
         ASSERT_NE(mkdtemp(tmpl), nullptr);
         dir = tmpl;
-        ASSERT_EQ(docstore_open((dir + "/scratch.sqlite").c_str(), 1, &ds), DRE_OK)
+        ASSERT_EQ(dre_docstore_open((dir + "/scratch.sqlite").c_str(), 1, &ds), DRE_OK)
             << dre_last_error();
     }
     void TearDown() override {
-        docstore_close(ds);
+        dre_docstore_close(ds);
         std::string cmd = "rm -rf '" + dir + "'";
         ASSERT_EQ(system(cmd.c_str()), 0);
     }
 
     std::string expression(const std::string &query) {
         char *expr = nullptr;
-        EXPECT_EQ(docstore_bm25_expression(ds, query.data(), query.size(), &expr), DRE_OK)
+        EXPECT_EQ(dre_docstore_bm25_expression(ds, query.data(), query.size(), &expr), DRE_OK)
             << dre_last_error();
         std::string s = expr ? expr : "<null>";
         free(expr);
@@ -56,14 +56,14 @@ class Bm25Test : public ::testing::Test {
 // table exists before the documents arrive (as in an embed), else it is built after.
 docstore *load_corpus(const std::string &corpus, const std::string &path, bool bm25_first) {
     docstore *ds = nullptr;
-    EXPECT_EQ(docstore_open(path.c_str(), 1, &ds), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_docstore_open(path.c_str(), 1, &ds), DRE_OK) << dre_last_error();
     if (!ds) return nullptr;
-    if (bm25_first) EXPECT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
+    if (bm25_first) EXPECT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     dre_corpus *r = nullptr;
     EXPECT_EQ(dre_corpus_open(corpus.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK)
         << dre_last_error();
     if (!r) return ds;
-    EXPECT_EQ(docstore_begin(ds), DRE_OK);
+    EXPECT_EQ(dre_docstore_begin(ds), DRE_OK);
     int64_t row = 0;
     for (;;) {
         dre_corpus_doc rec;
@@ -71,12 +71,12 @@ docstore *load_corpus(const std::string &corpus, const std::string &path, bool b
         EXPECT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK) << dre_last_error();
         if (!got) break;
         int64_t dup = -1;
-        EXPECT_EQ(docstore_add(ds, row++, rec.id, rec.title, rec.text, &dup), DRE_OK)
+        EXPECT_EQ(dre_docstore_add(ds, row++, rec.id, rec.title, rec.text, &dup), DRE_OK)
             << dre_last_error();
     }
     dre_corpus_close(r);
-    EXPECT_EQ(docstore_commit(ds), DRE_OK);
-    if (!bm25_first) EXPECT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
+    EXPECT_EQ(dre_docstore_commit(ds), DRE_OK);
+    if (!bm25_first) EXPECT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     return ds;
 }
 
@@ -108,9 +108,9 @@ TEST_F(Bm25Test, HostileQueriesBecomeOrOfQuotedTerms) {
 
 // Whatever the bytes, the expression parses and the search runs.
 TEST_F(Bm25Test, NoQueryIsASyntaxError) {
-    ASSERT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     int64_t dup;
-    ASSERT_EQ(docstore_add(ds, 0, "d0", "a title", "some text with words", &dup), DRE_OK);
+    ASSERT_EQ(dre_docstore_add(ds, 0, "d0", "a title", "some text with words", &dup), DRE_OK);
     std::vector<std::string> queries = {
         "\"",
         "\"\"",
@@ -161,7 +161,7 @@ TEST_F(Bm25Test, NoQueryIsASyntaxError) {
         std::vector<int64_t> rows(5);
         std::vector<double> scores(5);
         int32_t n = -1;
-        ASSERT_EQ(docstore_bm25_search(ds, q.data(), q.size(), 5, rows.data(), scores.data(), &n),
+        ASSERT_EQ(dre_docstore_bm25_search(ds, q.data(), q.size(), 5, rows.data(), scores.data(), &n),
                   DRE_OK)
             << "query of " << q.size() << " bytes: " << dre_last_error();
         EXPECT_GE(n, 0);
@@ -172,7 +172,7 @@ TEST_F(Bm25Test, NoQueryIsASyntaxError) {
 TEST_F(Bm25Test, ResultsEqualThePythonReference) {
     cJSON *ref = cJSON_Parse(read_text(kSource + "/tests/fixtures/bm25_reference.json").c_str());
     ASSERT_NE(ref, nullptr) << "tests/fixtures/bm25_reference.json: run "
-                               "tools/make_bm25_fixtures.py";
+                               "tools/fixtures/make_bm25_fixtures.py";
     EXPECT_STREQ(cJSON_GetObjectItem(ref, "tokenizer")->valuestring, DOCSTORE_BM25_TOKENIZER);
     int k = cJSON_GetObjectItem(ref, "k")->valueint;
     const cJSON *set;
@@ -183,7 +183,7 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
         std::string path = dir + "/set" + std::to_string(set_no) + ".sqlite";
         docstore *store = load_corpus(corpus, path, set_no == 0);
         ASSERT_NE(store, nullptr);
-        ASSERT_TRUE(docstore_has_bm25(store));
+        ASSERT_TRUE(dre_docstore_has_bm25(store));
         const cJSON *q;
         cJSON_ArrayForEach(q, cJSON_GetObjectItem(set, "queries")) {
             std::string text = cJSON_GetObjectItem(q, "text")->valuestring;
@@ -191,7 +191,7 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
             std::vector<int64_t> rows(k);
             std::vector<double> scores(k);
             int32_t n = -1;
-            ASSERT_EQ(docstore_bm25_search(store, text.data(), text.size(), k, rows.data(),
+            ASSERT_EQ(dre_docstore_bm25_search(store, text.data(), text.size(), k, rows.data(),
                                            scores.data(), &n),
                       DRE_OK)
                 << dre_last_error();
@@ -199,7 +199,7 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
             for (int i = 0; i < n; i++) {
                 const cJSON *want = cJSON_GetArrayItem(top, i);
                 dre_doc doc;
-                ASSERT_EQ(docstore_get(store, rows[i], &doc), DRE_OK);
+                ASSERT_EQ(dre_docstore_get(store, rows[i], &doc), DRE_OK);
                 EXPECT_STREQ(doc.id, cJSON_GetObjectItem(want, "id")->valuestring)
                     << "query: " << text << ", rank " << i + 1;
                 double w = cJSON_GetObjectItem(want, "score")->valuedouble;
@@ -208,7 +208,7 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
             }
             n_queries++;
         }
-        docstore_close(store);
+        dre_docstore_close(store);
         set_no++;
     }
     EXPECT_EQ(set_no, 2);
@@ -219,25 +219,25 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
 // An interrupted embed's tail is cut off, BM25 entries included; the FTS5 index stays
 // consistent with the documents (FTS5's integrity check), and survives read-only reopening.
 TEST_F(Bm25Test, TruncateForgetsBm25Rows) {
-    ASSERT_EQ(docstore_add_bm25(ds), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     int64_t dup;
-    ASSERT_EQ(docstore_begin(ds), DRE_OK);
+    ASSERT_EQ(dre_docstore_begin(ds), DRE_OK);
     for (int i = 0; i < 10; i++)
-        ASSERT_EQ(docstore_add(ds, i, ("d" + std::to_string(i)).c_str(), nullptr,
+        ASSERT_EQ(dre_docstore_add(ds, i, ("d" + std::to_string(i)).c_str(), nullptr,
                                ("shared unique" + std::to_string(i)).c_str(), &dup),
                   DRE_OK);
-    ASSERT_EQ(docstore_commit(ds), DRE_OK);
-    ASSERT_EQ(docstore_truncate(ds, 6), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_docstore_commit(ds), DRE_OK);
+    ASSERT_EQ(dre_docstore_truncate(ds, 6), DRE_OK) << dre_last_error();
     std::vector<int64_t> rows(20);
     std::vector<double> scores(20);
     int32_t n = 0;
-    ASSERT_EQ(docstore_bm25_search(ds, "shared", 6, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "shared", 6, 20, rows.data(), scores.data(), &n), DRE_OK);
     EXPECT_EQ(n, 6);
     for (int i = 0; i < n; i++)
         EXPECT_LT(rows[i], 6);
-    ASSERT_EQ(docstore_bm25_search(ds, "unique7", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique7", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
     EXPECT_EQ(n, 0);
-    docstore_close(ds);
+    dre_docstore_close(ds);
     ds = nullptr;
 
     sqlite3 *db = nullptr;
@@ -248,20 +248,20 @@ TEST_F(Bm25Test, TruncateForgetsBm25Rows) {
         << sqlite3_errmsg(db);
     sqlite3_close(db);
 
-    ASSERT_EQ(docstore_open((dir + "/scratch.sqlite").c_str(), 0, &ds), DRE_OK);
-    EXPECT_TRUE(docstore_has_bm25(ds));
-    ASSERT_EQ(docstore_bm25_search(ds, "unique3", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_open((dir + "/scratch.sqlite").c_str(), 0, &ds), DRE_OK);
+    EXPECT_TRUE(dre_docstore_has_bm25(ds));
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique3", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
     ASSERT_EQ(n, 1);
     EXPECT_EQ(rows[0], 3);
     EXPECT_GT(scores[0], 0);
 }
 
 TEST_F(Bm25Test, StoreWithoutBm25SaysHowToAddIt) {
-    EXPECT_FALSE(docstore_has_bm25(ds));
+    EXPECT_FALSE(dre_docstore_has_bm25(ds));
     int64_t row;
     double score;
     int32_t n;
-    EXPECT_EQ(docstore_bm25_search(ds, "x", 1, 1, &row, &score, &n), DRE_ERR_UNSUPPORTED);
+    EXPECT_EQ(dre_docstore_bm25_search(ds, "x", 1, 1, &row, &score, &n), DRE_ERR_UNSUPPORTED);
     EXPECT_TRUE(has(dre_last_error(), "add-bm25")) << dre_last_error();
 }
 

@@ -59,15 +59,15 @@ class ChunkTest : public ::testing::Test {
     token_seqs run(const char *prompt, int32_t chunk_tokens, int32_t overlap, int threads) {
         seq_tokenizer t;
         token_seqs seqs = {};
-        EXPECT_EQ(seq_tokenizer_init(&t, tok, 128, prompt, threads), DRE_OK);
+        EXPECT_EQ(dre_seq_tokenizer_init(&t, tok, 128, prompt, threads), DRE_OK);
         if (chunk_tokens > 0)
-            EXPECT_EQ(seq_tokenizer_chunk(&t, chunk_tokens, overlap), DRE_OK) << dre_last_error();
+            EXPECT_EQ(dre_seq_tokenizer_chunk(&t, chunk_tokens, overlap), DRE_OK) << dre_last_error();
         std::vector<const char *> ptrs;
         for (auto &s : texts)
             ptrs.push_back(s.c_str());
-        EXPECT_EQ(seq_tokenizer_run(&t, ptrs.data(), nullptr, (int32_t)ptrs.size(), &seqs), DRE_OK)
+        EXPECT_EQ(dre_seq_tokenizer_run(&t, ptrs.data(), nullptr, (int32_t)ptrs.size(), &seqs), DRE_OK)
             << dre_last_error();
-        seq_tokenizer_free(&t);
+        dre_seq_tokenizer_free(&t);
         return seqs;
     }
 
@@ -122,17 +122,17 @@ TEST_F(ChunkTest, WindowsCoverTheTextWithTheOverlap) {
         token_seqs seqs = run(nullptr, 48, 12, threads);
         expect_windows("", 48, 12, seqs);
         EXPECT_EQ(seqs.n_truncated, 0);
-        token_seqs_free(&seqs);
+        dre_token_seqs_free(&seqs);
     }
     token_seqs seqs = run(nullptr, 20, 0, 2); // no overlap: the windows tile the text
     expect_windows("", 20, 0, seqs);
-    token_seqs_free(&seqs);
+    dre_token_seqs_free(&seqs);
 }
 
 TEST_F(ChunkTest, ThePromptGoesIntoEveryChunk) {
     token_seqs seqs = run("passage: ", 40, 10, 2);
     expect_windows("passage: ", 40, 10, seqs);
-    token_seqs_free(&seqs);
+    dre_token_seqs_free(&seqs);
 }
 
 TEST_F(ChunkTest, WithoutChunksLongTextsAreCutAndCounted) {
@@ -146,21 +146,21 @@ TEST_F(ChunkTest, WithoutChunksLongTextsAreCutAndCounted) {
     }
     EXPECT_GT(longer, 0);
     EXPECT_EQ(seqs.n_truncated, longer);
-    token_seqs_free(&seqs);
+    dre_token_seqs_free(&seqs);
 }
 
 TEST_F(ChunkTest, SizesWithoutRoomAreRefused) {
     const char *prompt = "a long prompt of several words: ";
     int32_t pp = (int32_t)full_ids(tok, prompt).size() - 2;
     seq_tokenizer t;
-    ASSERT_EQ(seq_tokenizer_init(&t, tok, 128, prompt, 1), DRE_OK);
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 129, 0), DRE_ERR_INVALID_ARG); // past the max length
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 2, 0), DRE_ERR_INVALID_ARG);
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 2 + pp, 0), DRE_ERR_INVALID_ARG); // the prompt fills it
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 3 + pp, 0), DRE_OK);              // one piece of text
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 3 + pp, 1), DRE_ERR_INVALID_ARG); // overlap = window
-    EXPECT_EQ(seq_tokenizer_chunk(&t, 32, 4), DRE_OK);
-    seq_tokenizer_free(&t);
+    ASSERT_EQ(dre_seq_tokenizer_init(&t, tok, 128, prompt, 1), DRE_OK);
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 129, 0), DRE_ERR_INVALID_ARG); // past the max length
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 2, 0), DRE_ERR_INVALID_ARG);
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 2 + pp, 0), DRE_ERR_INVALID_ARG); // the prompt fills it
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 3 + pp, 0), DRE_OK);              // one piece of text
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 3 + pp, 1), DRE_ERR_INVALID_ARG); // overlap = window
+    EXPECT_EQ(dre_seq_tokenizer_chunk(&t, 32, 4), DRE_OK);
+    dre_seq_tokenizer_free(&t);
 }
 
 // Search over a chunked index, checked against every chunk vector by brute force.

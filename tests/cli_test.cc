@@ -2,7 +2,7 @@
 // from the repository root: `dre embed` of the demo corpus on the CPU, then `dre search`
 // (one query, a query file, piped queries, JSON), `dre info`, `dre export`, and their
 // usage errors. Search results are checked against sentence-transformers' exact search
-// (tests/fixtures/papers_minilm.*, tools/make_pipeline_fixtures.py).
+// (tests/fixtures/papers_minilm.*, tools/fixtures/make_pipeline_fixtures.py).
 #include <gtest/gtest.h>
 
 #include <cjson/cJSON.h>
@@ -200,7 +200,7 @@ double num(const cJSON *obj, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key)->valuedouble;
 }
 
-// --mode bm25 gives what SQLite FTS5 gives from Python (tools/make_bm25_fixtures.py).
+// --mode bm25 gives what SQLite FTS5 gives from Python (tools/fixtures/make_bm25_fixtures.py).
 TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
     cJSON *ref = cJSON_Parse(read_text(kSource + "/tests/fixtures/bm25_reference.json").c_str());
     ASSERT_NE(ref, nullptr);

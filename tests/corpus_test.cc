@@ -231,11 +231,11 @@ TEST_F(CorpusTest, LinesFormatUsesLineNumbersAsIds) {
 }
 
 TEST_F(CorpusTest, FormatByExtensionOrExplicit) {
-    EXPECT_EQ(corpus_guess_format("a/b.jsonl"), DRE_CORPUS_JSONL);
-    EXPECT_EQ(corpus_guess_format("b.JSON"), DRE_CORPUS_JSONL);
-    EXPECT_EQ(corpus_guess_format("b.tsv"), DRE_CORPUS_TSV);
-    EXPECT_EQ(corpus_guess_format("b.txt"), DRE_CORPUS_LINES);
-    EXPECT_EQ(corpus_guess_format("dir.v2/noext"), DRE_CORPUS_LINES);
+    EXPECT_EQ(dre_corpus_guess_format("a/b.jsonl"), DRE_CORPUS_JSONL);
+    EXPECT_EQ(dre_corpus_guess_format("b.JSON"), DRE_CORPUS_JSONL);
+    EXPECT_EQ(dre_corpus_guess_format("b.tsv"), DRE_CORPUS_TSV);
+    EXPECT_EQ(dre_corpus_guess_format("b.txt"), DRE_CORPUS_LINES);
+    EXPECT_EQ(dre_corpus_guess_format("dir.v2/noext"), DRE_CORPUS_LINES);
     // A .txt file read explicitly as TSV.
     std::string path = write("c.txt", "a\tb\n");
     auto s = read_all(path, DRE_CORPUS_TSV);
@@ -260,18 +260,18 @@ TEST_F(CorpusTest, OffsetsAllowResumingMidFile) {
                                         "{\"_id\":\"c\",\"text\":\"3\"}\n");
     dre_corpus *r = nullptr;
     ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
-    EXPECT_EQ(corpus_size(r), 3 * 23); // 22 bytes of JSON and a newline each
+    EXPECT_EQ(dre_corpus_size(r), 3 * 23); // 22 bytes of JSON and a newline each
     dre_corpus_doc rec;
     int got = 0;
     ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     ASSERT_EQ(got, 1);
-    int64_t offset = corpus_offset(r), line = corpus_line(r);
+    int64_t offset = dre_corpus_offset(r), line = dre_corpus_line(r);
     EXPECT_EQ(offset, 23);
     EXPECT_EQ(line, 1);
     dre_corpus_close(r);
 
     ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
-    ASSERT_EQ(corpus_seek(r, offset, line), DRE_OK);
+    ASSERT_EQ(dre_corpus_seek(r, offset, line), DRE_OK);
     ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     ASSERT_EQ(got, 1);
     EXPECT_STREQ(rec.id, "b");
@@ -280,8 +280,8 @@ TEST_F(CorpusTest, OffsetsAllowResumingMidFile) {
     EXPECT_STREQ(rec.id, "c");
     ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     EXPECT_EQ(got, 0);
-    EXPECT_EQ(corpus_offset(r), 3 * 23);
-    EXPECT_EQ(corpus_seek(r, 1000, 0), DRE_ERR_INVALID_ARG);
+    EXPECT_EQ(dre_corpus_offset(r), 3 * 23);
+    EXPECT_EQ(dre_corpus_seek(r, 1000, 0), DRE_ERR_INVALID_ARG);
     dre_corpus_close(r);
 }
 

@@ -1,6 +1,6 @@
 // cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu/gemm.c, cpu/attention.c,
 // cpu/vmath.h) against plain references: products and epilogues against sums in double
-// with libm's erf; the tiled attention and attention_cpu against attention in double; exp and the
+// with libm's erf; the tiled attention and dre_attention_cpu against attention in double; exp and the
 // erf GELU over their whole range against libm; the residual + LayerNorm row against the plain
 // operator. Plus what the encoder relies on: results bit-identical at 1 and 2 threads and whatever
 // rows a call covers, and the OpenBLAS path (a CPU without AVX-512) giving the same products. The
@@ -24,7 +24,7 @@
 namespace {
 
 #define REQUIRE_AVX512()                                                                           \
-    if (!cpu_gemm_vectorised())                                                                    \
+    if (!dre_cpu_gemm_vectorised())                                                                    \
     GTEST_SKIP() << "this CPU has no AVX-512F (or DRE_CPU_GEMM=openblas)"
 
 std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
@@ -53,9 +53,9 @@ struct workspace {
 struct packed {
     cpu_packed p{};
     packed(const std::vector<float> &w, int32_t n, int32_t k) {
-        EXPECT_EQ(cpu_pack(w.data(), n, k, &p), DRE_OK);
+        EXPECT_EQ(dre_cpu_pack(w.data(), n, k, &p), DRE_OK);
     }
-    ~packed() { cpu_pack_free(&p); }
+    ~packed() { dre_cpu_pack_free(&p); }
     packed(const packed &) = delete;
     packed &operator=(const packed &) = delete;
 };
@@ -113,10 +113,10 @@ TEST(CpuGemm, ProductsAndEpiloguesMatchDoubleSums) {
         const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
         packed pw(w, s.n, s.k);
         ASSERT_NE(pw.p.panels, nullptr);
-        workspace ws(cpu_gemm_scratch_floats(s.k), 2);
+        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
         for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
             std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-            cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+            dre_cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
                      out.data(), ldo, &ws.ws);
             check_product(s, epi, out.data(), ldo, a, lda, w, bias);
             for (int32_t i = 0; i < s.m; i++)
@@ -136,15 +136,15 @@ TEST(CpuGemm, BitIdenticalAcrossThreadsAndRowSplits) {
     const std::vector<float> w = uniform((size_t)n * k, -0.5f, 0.5f, 8);
     const std::vector<float> bias = uniform((size_t)n, -1.0f, 1.0f, 9);
     packed pw(w, n, k);
-    workspace ws(cpu_gemm_scratch_floats(k), 2);
+    workspace ws(dre_cpu_gemm_scratch_floats(k), 2);
     std::vector<float> two((size_t)m * n), one((size_t)m * n), rows((size_t)m * n);
-    cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
+    dre_cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
     ws.ws.n_threads = 1;
-    cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
+    dre_cpu_gemm(a.data(), k, m, &pw.p, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
     ws.ws.n_threads = 2;
     for (int32_t r = 0; r < m; r += 37) { // uneven pieces: 37 rows, then the rest
         const int32_t rows_here = m - r < 37 ? m - r : 37;
-        cpu_gemm(a.data() + (size_t)r * k, k, rows_here, &pw.p, bias.data(), CPU_EPI_BIAS_GELU,
+        dre_cpu_gemm(a.data() + (size_t)r * k, k, rows_here, &pw.p, bias.data(), CPU_EPI_BIAS_GELU,
                  rows.data() + (size_t)r * n, n, &ws.ws);
     }
     for (size_t i = 0; i < two.size(); i++) {
@@ -161,10 +161,10 @@ TEST(CpuGemm, OpenBlasPathMatchesDoubleSums) {
     const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, 13);
     cpu_packed plain{};
     plain.w = w.data(), plain.n = s.n, plain.k = s.k, plain.n_panels = (s.n + 31) / 32;
-    workspace ws(cpu_gemm_scratch_floats(s.k), 2);
+    workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
     for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
         std::vector<float> out((size_t)s.m * s.n);
-        cpu_gemm(a.data(), s.k, s.m, &plain, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+        dre_cpu_gemm(a.data(), s.k, s.m, &plain, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
                  out.data(), s.n, &ws.ws);
         check_product(s, epi, out.data(), s.n, a, s.k, w, bias);
     }
@@ -207,7 +207,7 @@ TEST(CpuVmath, ExpAndGeluAgainstLibm) {
                 worst_exp, worst_gelu, xs.size());
 }
 
-// The residual + LayerNorm row against the plain operator (bias_residual_layernorm_cpu):
+// The residual + LayerNorm row against the plain operator (dre_bias_residual_layernorm_cpu):
 // the same arithmetic but for the order of the double sums, so within an ulp or two. Rows
 // whose length is not a multiple of 16 (the masked tail), and rows far from zero mean
 // (a large mean makes a careless variance cancel).
@@ -224,7 +224,7 @@ TEST(CpuVmath, LayerNormRowMatchesPlainOperator) {
                 std::vector<float> want = x, got = x;
                 got.push_back(777.0f); // one past the row: must stay untouched
                 const float *r = with_residual ? res.data() : nullptr;
-                bias_residual_layernorm_cpu(want.data(), nullptr, r, g.data(), b.data(), 1e-12f, 1,
+                dre_bias_residual_layernorm_cpu(want.data(), nullptr, r, g.data(), b.data(), 1e-12f, 1,
                                             n);
                 vlayernorm_row(got.data(), r, g.data(), b.data(), 1e-12f, n);
                 for (int32_t j = 0; j < n; j++)
@@ -324,17 +324,17 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
         std::vector<float> plain((size_t)n * hidden), got((size_t)n * hidden, NAN);
         std::vector<double> want, unit;
         attention_double(qkv, cu, c.n_heads, c.head_dim, want, unit);
-        attention_cpu(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, plain.data());
+        dre_attention_cpu(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, plain.data());
         for (size_t i = 0; i < plain.size(); i++) {
             const double e = std::fabs(plain[i] - want[i]) / unit[i];
             worst_plain = std::max(worst_plain, e);
-            ASSERT_LE(e, 0.5) << "attention_cpu, element " << i;
+            ASSERT_LE(e, 0.5) << "dre_attention_cpu, element " << i;
         }
         for (int threads : {1, 2}) {
-            workspace ws(cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
+            workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
                          threads);
             std::vector<float> out((size_t)n * hidden, NAN);
-            cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(), &ws.ws);
+            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(), &ws.ws);
             for (size_t i = 0; i < out.size(); i++) {
                 const double e = std::fabs(out[i] - want[i]) / unit[i];
                 worst_tiled = std::max(worst_tiled, e);

@@ -1,8 +1,8 @@
 // encoder_cpu_test.cc — the fp32 CPU reference encoder against sentence-transformers
 // (fp32, CPU): for every fixture text, the Hugging Face token ids from
 // tests/fixtures/embeddings_*.jsonl go through our encoder and the embedding must have
-// cosine >= 0.9999 to the reference in embeddings_*.f32 (tools/make_embedding_fixtures.py,
-// tools/make_tiny_model.py). Then the same end to end through dre_tokenize and
+// cosine >= 0.9999 to the reference in embeddings_*.f32 (tools/fixtures/make_embedding_fixtures.py,
+// tools/fixtures/make_tiny_model.py). Then the same end to end through dre_tokenize and
 // dre_encode_texts.
 #include <gtest/gtest.h>
 
@@ -44,7 +44,7 @@ struct reference {
 void load_reference(const std::string &name, reference *ref) {
     const std::string base = kSource + "/tests/fixtures/embeddings_" + name;
     std::ifstream meta_in(base + ".meta.json");
-    ASSERT_TRUE(meta_in) << base << ".meta.json missing: run tools/make_embedding_fixtures.py";
+    ASSERT_TRUE(meta_in) << base << ".meta.json missing: run tools/fixtures/make_embedding_fixtures.py";
     std::stringstream ss;
     ss << meta_in.rdbuf();
     cJSON *meta = cJSON_Parse(ss.str().c_str());
@@ -110,7 +110,7 @@ void open_model(const std::string &dir, model_handle *h) {
 void encode_fixture_ids(const dre_model *model, const reference &ref, int32_t budget,
                         std::vector<float> *out) {
     cpu_encoder *enc = nullptr;
-    ASSERT_EQ(cpu_encoder_create(model, budget, &enc), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_cpu_encoder_create(model, budget, &enc), DRE_OK) << dre_last_error();
     out->assign(ref.size() * ref.dim, 0.0f);
     size_t next = 0;
     while (next < ref.size()) {
@@ -122,12 +122,12 @@ void encode_fixture_ids(const dre_model *model, const reference &ref, int32_t bu
             next++;
         }
         ASSERT_GT(next, first);
-        ASSERT_EQ(cpu_encoder_encode(enc, ids.data(), cu.data(), (int32_t)(cu.size() - 1),
+        ASSERT_EQ(dre_cpu_encoder_encode(enc, ids.data(), cu.data(), (int32_t)(cu.size() - 1),
                                      &(*out)[first * ref.dim]),
                   DRE_OK)
             << dre_last_error();
     }
-    cpu_encoder_destroy(enc);
+    dre_cpu_encoder_destroy(enc);
 }
 
 TEST(EncoderCpu, MatchesSentenceTransformersMiniLM) {

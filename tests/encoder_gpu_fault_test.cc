@@ -47,7 +47,7 @@ TEST(EncoderGpuFault, LostContextIsAClearErrorOnEveryCall) {
     dre_model *model = nullptr;
     ASSERT_EQ(DRE_OK, dre_model_open(kTiny.c_str(), &model)) << dre_last_error();
     gpu_encoder *enc = nullptr;
-    ASSERT_EQ(DRE_OK, gpu_encoder_create(model, 512, &enc)) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_create(model, 512, &enc)) << dre_last_error();
     const std::vector<float> vectors(100 * 8, 0.5f);
     dre_gpu_search *gs = nullptr;
     ASSERT_EQ(DRE_OK, dre_gpu_search_open(vectors.data(), 100, 8, &gs)) << dre_last_error();
@@ -55,42 +55,42 @@ TEST(EncoderGpuFault, LostContextIsAClearErrorOnEveryCall) {
     const int32_t cu[] = {0, 4, 7};
     std::vector<float> out(2 * 32), scores(5);
     std::vector<int64_t> rows(5);
-    ASSERT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
 
     emu_fault_at_launch(3); // in the middle of the next forward pass
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()));
     expect_lost_message("the failing encode");
     EXPECT_TRUE(has(dre_last_error(), "illegal memory access")) << dre_last_error();
 
     // every later call: the same clear error, nothing run, nothing crashed
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()));
     expect_lost_message("encode after the loss");
     EXPECT_TRUE(has(dre_last_error(), "lost earlier (")) << dre_last_error();
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_submit(enc, ids.data(), cu, 2));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_submit(enc, ids.data(), cu, 2));
     expect_lost_message("submit");
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_collect(enc, out.data(), nullptr));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_collect(enc, out.data(), nullptr));
     double ms[DRE_OP_COUNT];
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_profile(enc, ids.data(), cu, 2, ms));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_profile(enc, ids.data(), cu, 2, ms));
     expect_lost_message("profile");
     EXPECT_EQ(DRE_ERR_CUDA,
               dre_gpu_search_run(gs, vectors.data(), 1, 5, scores.data(), rows.data()));
     expect_lost_message("search");
     gpu_encoder *another = nullptr;
-    EXPECT_EQ(DRE_ERR_CUDA, gpu_encoder_create(model, 512, &another));
+    EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_create(model, 512, &another));
     EXPECT_EQ(nullptr, another);
     expect_lost_message("a new encoder");
     dre_gpu_search *another_gs = nullptr;
     EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_search_open(vectors.data(), 100, 8, &another_gs));
     expect_lost_message("a new search");
-    gpu_encoder_destroy(enc); // closing still works
+    dre_gpu_encoder_destroy(enc); // closing still works
     dre_gpu_search_close(gs);
 
     // (the emulation, unlike a GPU, can forget the fault: the tests after this one run on)
     emu_recover();
-    gpu_context_forget_loss();
-    ASSERT_EQ(DRE_OK, gpu_encoder_create(model, 512, &enc)) << dre_last_error();
-    EXPECT_EQ(DRE_OK, gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
-    gpu_encoder_destroy(enc);
+    dre_gpu_context_forget_loss();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_create(model, 512, &enc)) << dre_last_error();
+    EXPECT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
+    dre_gpu_encoder_destroy(enc);
     dre_model_close(model);
 #endif
 }

@@ -95,7 +95,7 @@ void open_model(const std::string &dir, model_handle *h) {
 
 TEST(EncoderGpu, DeviceGpuWithoutGpuSaysNoGpu) {
     if (gpu_available()) GTEST_SKIP() << "a GPU is present: the GPU tests below cover it";
-    EXPECT_EQ(0, gpu_device_count());
+    EXPECT_EQ(0, dre_gpu_device_count());
     EXPECT_EQ(0, dre_gpu_count());
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
@@ -105,7 +105,7 @@ TEST(EncoderGpu, DeviceGpuWithoutGpuSaysNoGpu) {
     EXPECT_NE(std::string(dre_last_error()).find("no usable CUDA device"), std::string::npos)
         << dre_last_error();
     gpu_encoder *genc = nullptr;
-    EXPECT_EQ(DRE_ERR_NO_GPU, gpu_encoder_create(m.model, 16384, &genc));
+    EXPECT_EQ(DRE_ERR_NO_GPU, dre_gpu_encoder_create(m.model, 16384, &genc));
     EXPECT_EQ(nullptr, genc);
     // auto falls back to the CPU
     ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_AUTO, 0, &enc)) << dre_last_error();
@@ -241,12 +241,12 @@ TEST(EncoderGpu, MatchesCpuEncoderOnDemoTexts) {
     dre_encoder_close(gpu);
 }
 
-// Fixture ids and sentence-transformers embeddings (tools/make_embedding_fixtures.py).
+// Fixture ids and sentence-transformers embeddings (tools/fixtures/make_embedding_fixtures.py).
 void load_fixture(const std::string &name, std::vector<std::vector<int32_t>> *seqs,
                   std::vector<float> *emb, int *dim) {
     const std::string base = kSource + "/tests/fixtures/embeddings_" + name;
     std::ifstream lines(base + ".jsonl");
-    ASSERT_TRUE(lines) << base << ".jsonl missing: run tools/make_embedding_fixtures.py";
+    ASSERT_TRUE(lines) << base << ".jsonl missing: run tools/fixtures/make_embedding_fixtures.py";
     std::string line;
     while (std::getline(lines, line)) {
         cJSON *row = cJSON_Parse(line.c_str());
@@ -335,7 +335,7 @@ TEST(EncoderGpu, RejectsBadBatches) {
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
     gpu_encoder *gpu = nullptr;
-    EXPECT_EQ(DRE_ERR_INVALID_ARG, gpu_encoder_create(m.model, 10, &gpu)); // below max length
+    EXPECT_EQ(DRE_ERR_INVALID_ARG, dre_gpu_encoder_create(m.model, 10, &gpu)); // below max length
     dre_encoder *enc = nullptr;
     ASSERT_EQ(DRE_OK, dre_encoder_open(m.model, DRE_DEVICE_GPU, 1024, &enc)) << dre_last_error();
     std::vector<int32_t> ids(2000, 101);
@@ -360,19 +360,19 @@ TEST(EncoderGpu, ProfileAndGemmOnlyRun) {
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(kMiniLM, &m));
     gpu_encoder *enc = nullptr;
-    ASSERT_EQ(DRE_OK, gpu_encoder_create(m.model, 4096, &enc)) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_create(m.model, 4096, &enc)) << dre_last_error();
     const int32_t n_seqs = emulated() ? 2 : 16; // the emulation runs every pass slowly
     std::vector<int32_t> ids(n_seqs * 256, 2000);
     const std::vector<int32_t> cu = cu_seqlens_of(std::vector<int32_t>(n_seqs, 256));
     double ms[DRE_OP_COUNT];
-    ASSERT_EQ(DRE_OK, gpu_encoder_profile(enc, ids.data(), cu.data(), n_seqs, ms))
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_profile(enc, ids.data(), cu.data(), n_seqs, ms))
         << dre_last_error();
     for (int op = 0; op < DRE_OP_COUNT; op++)
         EXPECT_GT(ms[op], 0.0) << dre_op_name((dre_op)op);
     double gemm_ms = 0;
-    ASSERT_EQ(DRE_OK, gpu_encoder_gemm_only(enc, 4096, 3, &gemm_ms)) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_gemm_only(enc, 4096, 3, &gemm_ms)) << dre_last_error();
     EXPECT_GT(gemm_ms, 0.0);
-    gpu_encoder_destroy(enc);
+    dre_gpu_encoder_destroy(enc);
 }
 
 } // namespace

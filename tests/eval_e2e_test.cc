@@ -1,6 +1,6 @@
 // eval_e2e_test.cc — `dre embed` then `dre eval` on the CPU over tests/data, against
-// tools/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval) for
-// --mode dense, and tools/make_hybrid_fixtures.py (SQLite FTS5 from Python, fused with the
+// tools/fixtures/eval_reference.py (sentence-transformers fp32 + FAISS Flat + pytrec_eval) for
+// --mode dense, and tools/fixtures/make_hybrid_fixtures.py (SQLite FTS5 from Python, fused with the
 // sentence-transformers run, pytrec_eval) for --mode bm25 and hybrid (rrf and convex):
 // nDCG@10, Recall@10, Recall@100 and MRR@10 within 0.003 for both query sets.
 #include <gtest/gtest.h>
@@ -87,8 +87,8 @@ class EvalEndToEnd : public ::testing::Test {
             read_text(source_dir + (dense ? "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json"
                                           : "/tests/fixtures/hybrid_reference.json"));
         cJSON *ref = cJSON_Parse(ref_text.c_str());
-        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/eval_reference.py and "
-                                   "tools/make_hybrid_fixtures.py";
+        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/fixtures/eval_reference.py and "
+                                   "tools/fixtures/make_hybrid_fixtures.py";
         const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, "sets"), set),
             dense ? "metrics" : how.c_str());

@@ -1,5 +1,5 @@
 // eval_test.cc — dre_eval_query against pytrec_eval: the runs, qrels and per-query
-// reference metrics in tests/fixtures/eval_* come from tools/make_eval_fixtures.py.
+// reference metrics in tests/fixtures/eval_* come from tools/fixtures/make_eval_fixtures.py.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,7 +41,7 @@ void load_case(const std::string &name, eval_case *c) {
     ASSERT_EQ(dre_qrels_open(fixture(name + ".qrels.tsv").c_str(), &c->qrels), DRE_OK)
         << dre_last_error();
     std::ifstream run(fixture(name + ".run.tsv"));
-    ASSERT_TRUE(run) << "missing fixture; run tools/make_eval_fixtures.py";
+    ASSERT_TRUE(run) << "missing fixture; run tools/fixtures/make_eval_fixtures.py";
     std::string line;
     while (std::getline(run, line)) {
         auto f = split_tabs(line);

@@ -17,7 +17,7 @@ std::vector<dre_hit> run(dre_fusion fusion, double rrf_k, double alpha,
                          const std::vector<ranked> &dense, const std::vector<ranked> &bm25,
                          int32_t k) {
     std::vector<dre_hit> scratch(dense.size() + bm25.size() + 1), out(k);
-    int32_t n = fuse(fusion, rrf_k, alpha, dense.data(), (int32_t)dense.size(), bm25.data(),
+    int32_t n = dre_fuse(fusion, rrf_k, alpha, dense.data(), (int32_t)dense.size(), bm25.data(),
                      (int32_t)bm25.size(), k, scratch.data(), out.data());
     out.resize(n);
     return out;
@@ -98,13 +98,13 @@ TEST(Fusion, EmptyListsAndK) {
 
 TEST(Fusion, SingleListKeepsItsOrderAndScores) {
     std::vector<dre_hit> out(2);
-    ASSERT_EQ(single_list(kBm25.data(), 3, 1, 2, out.data()), 2);
+    ASSERT_EQ(dre_fuse_single(kBm25.data(), 3, 1, 2, out.data()), 2);
     EXPECT_EQ(out[0].row, 30);
     EXPECT_DOUBLE_EQ(out[0].score, 12.0);
     EXPECT_EQ(out[0].bm25_rank, 1);
     EXPECT_EQ(out[0].dense_rank, 0);
     EXPECT_EQ(out[1].bm25_rank, 2);
-    ASSERT_EQ(single_list(kDense.data(), 3, 0, 2, out.data()), 2);
+    ASSERT_EQ(dre_fuse_single(kDense.data(), 3, 0, 2, out.data()), 2);
     EXPECT_EQ(out[1].row, 20);
     EXPECT_EQ(out[1].dense_rank, 2);
     EXPECT_FLOAT_EQ(out[1].dense_score, 0.8f);

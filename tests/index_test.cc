@@ -79,29 +79,29 @@ class IndexTest : public ::testing::Test {
     // Writes an index folder the way the pipeline does: index.faiss, docs.sqlite, meta.json.
     void build(const char *factory) {
         FaissIndex *ix = nullptr;
-        ASSERT_EQ(index_faiss_create(factory, kDim, &ix), DRE_OK) << dre_last_error();
-        if (index_faiss_train_size(ix) > 0)
-            ASSERT_EQ(index_faiss_train(ix, kCount, base.data()), DRE_OK) << dre_last_error();
+        ASSERT_EQ(dre_index_faiss_create(factory, kDim, &ix), DRE_OK) << dre_last_error();
+        if (dre_index_faiss_train_size(ix) > 0)
+            ASSERT_EQ(dre_index_faiss_train(ix, kCount, base.data()), DRE_OK) << dre_last_error();
         // Two adds, as windows arrive: ids continue from ntotal.
-        ASSERT_EQ(index_faiss_add(ix, 1500, base.data()), DRE_OK) << dre_last_error();
-        ASSERT_EQ(index_faiss_add(ix, kCount - 1500, base.data() + 1500 * kDim), DRE_OK);
+        ASSERT_EQ(dre_index_faiss_add(ix, 1500, base.data()), DRE_OK) << dre_last_error();
+        ASSERT_EQ(dre_index_faiss_add(ix, kCount - 1500, base.data() + 1500 * kDim), DRE_OK);
         ASSERT_EQ(faiss_Index_ntotal(ix), kCount);
         std::string path = dir + "/" INDEX_FAISS_FILE;
-        ASSERT_EQ(index_faiss_write(ix, path.c_str()), DRE_OK) << dre_last_error();
+        ASSERT_EQ(dre_index_faiss_write(ix, path.c_str()), DRE_OK) << dre_last_error();
         faiss_Index_free(ix);
         EXPECT_NE(access((path + ".tmp").c_str(), F_OK), 0);
 
         docstore *ds = nullptr;
         std::string docs = dir + "/" INDEX_DOCS_FILE;
-        ASSERT_EQ(docstore_open(docs.c_str(), 1, &ds), DRE_OK);
-        ASSERT_EQ(docstore_begin(ds), DRE_OK);
+        ASSERT_EQ(dre_docstore_open(docs.c_str(), 1, &ds), DRE_OK);
+        ASSERT_EQ(dre_docstore_begin(ds), DRE_OK);
         for (int i = 0; i < kCount; i++) {
             std::string id = "doc" + std::to_string(i), title = "title " + std::to_string(i);
             int64_t dup = 0;
-            ASSERT_EQ(docstore_add(ds, i, id.c_str(), title.c_str(), "text", &dup), DRE_OK);
+            ASSERT_EQ(dre_docstore_add(ds, i, id.c_str(), title.c_str(), "text", &dup), DRE_OK);
         }
-        ASSERT_EQ(docstore_commit(ds), DRE_OK);
-        docstore_close(ds);
+        ASSERT_EQ(dre_docstore_commit(ds), DRE_OK);
+        dre_docstore_close(ds);
 
         dre_index_info info{};
         info.format_version = INDEX_FORMAT_VERSION;
@@ -113,7 +113,7 @@ class IndexTest : public ::testing::Test {
         info.max_length = 256;
         info.count = kCount;
         snprintf(info.factory, sizeof info.factory, "%s", factory);
-        ASSERT_EQ(index_meta_write(dir.c_str(), &info), DRE_OK) << dre_last_error();
+        ASSERT_EQ(dre_index_meta_write(dir.c_str(), &info), DRE_OK) << dre_last_error();
     }
 
     // Fraction of brute-force top-k rows the index returns.
@@ -218,11 +218,11 @@ TEST_F(IndexTest, Hnsw32FindsTheTrueNeighbours) {
 
 TEST_F(IndexTest, Ivf4FlatIsTrainedAndExactWithAllListsProbed) {
     FaissIndex *probe = nullptr;
-    ASSERT_EQ(index_faiss_create("IVF4,Flat", kDim, &probe), DRE_OK);
-    EXPECT_EQ(index_faiss_train_size(probe), 65536); // at least 65536, 64 per list
+    ASSERT_EQ(dre_index_faiss_create("IVF4,Flat", kDim, &probe), DRE_OK);
+    EXPECT_EQ(dre_index_faiss_train_size(probe), 65536); // at least 65536, 64 per list
     faiss_Index_free(probe);
-    ASSERT_EQ(index_faiss_create("Flat", kDim, &probe), DRE_OK);
-    EXPECT_EQ(index_faiss_train_size(probe), 0);
+    ASSERT_EQ(dre_index_faiss_create("Flat", kDim, &probe), DRE_OK);
+    EXPECT_EQ(dre_index_faiss_train_size(probe), 0);
     faiss_Index_free(probe);
 
     build("IVF4,Flat");
@@ -270,11 +270,11 @@ TEST_F(IndexTest, IvfPqIsTrainedAndFindsEachVectorItself) {
 
 TEST_F(IndexTest, UntrainedIvfRefusesVectorsAndBadFactoryIsAnError) {
     FaissIndex *ix = nullptr;
-    EXPECT_EQ(index_faiss_create("NoSuchIndex", kDim, &ix), DRE_ERR_INDEX);
+    EXPECT_EQ(dre_index_faiss_create("NoSuchIndex", kDim, &ix), DRE_ERR_INDEX);
     EXPECT_NE(std::string(dre_last_error()).find("NoSuchIndex"), std::string::npos);
-    ASSERT_EQ(index_faiss_create("IVF4,Flat", kDim, &ix), DRE_OK);
-    EXPECT_EQ(index_faiss_add(ix, 10, base.data()), DRE_ERR_INDEX);
-    EXPECT_EQ(index_faiss_train(ix, 3, base.data()), DRE_ERR_INVALID_ARG); // 4 lists, 3 points
+    ASSERT_EQ(dre_index_faiss_create("IVF4,Flat", kDim, &ix), DRE_OK);
+    EXPECT_EQ(dre_index_faiss_add(ix, 10, base.data()), DRE_ERR_INDEX);
+    EXPECT_EQ(dre_index_faiss_train(ix, 3, base.data()), DRE_ERR_INVALID_ARG); // 4 lists, 3 points
     EXPECT_NE(std::string(dre_last_error()).find("at least 4"), std::string::npos);
     faiss_Index_free(ix);
 }
@@ -282,16 +282,16 @@ TEST_F(IndexTest, UntrainedIvfRefusesVectorsAndBadFactoryIsAnError) {
 TEST_F(IndexTest, FilesThatDisagreeAreRefused) {
     build("Flat");
     dre_index_info info{};
-    ASSERT_EQ(index_meta_read(dir.c_str(), &info), DRE_OK);
+    ASSERT_EQ(dre_index_meta_read(dir.c_str(), &info), DRE_OK);
     info.count = kCount + 1;
-    ASSERT_EQ(index_meta_write(dir.c_str(), &info), DRE_OK);
+    ASSERT_EQ(dre_index_meta_write(dir.c_str(), &info), DRE_OK);
     dre_index *ix = nullptr;
     EXPECT_EQ(dre_index_open(dir.c_str(), &ix), DRE_ERR_INDEX);
     EXPECT_NE(std::string(dre_last_error()).find("files disagree"), std::string::npos)
         << dre_last_error();
     // With an unfinished embed in the folder, the message says how to finish it.
     std::string ck = dir + "/" INDEX_CHECKPOINT_FILE;
-    ASSERT_EQ(write_file_atomic(ck.c_str(), "{}", 2), DRE_OK);
+    ASSERT_EQ(dre_write_file_atomic(ck.c_str(), "{}", 2), DRE_OK);
     EXPECT_EQ(dre_index_open(dir.c_str(), &ix), DRE_ERR_INDEX);
     EXPECT_NE(std::string(dre_last_error()).find("--resume"), std::string::npos);
     EXPECT_EQ(ix, nullptr);
@@ -317,8 +317,8 @@ TEST_F(IndexTest, MetaRoundTripAndNewerFormatRefused) {
     info.max_length = 512;
     info.count = 123456789;
     snprintf(info.factory, sizeof info.factory, "IVF1024,PQ32");
-    ASSERT_EQ(index_meta_write(dir.c_str(), &info), DRE_OK);
-    ASSERT_EQ(index_meta_read(dir.c_str(), &back), DRE_OK) << dre_last_error();
+    ASSERT_EQ(dre_index_meta_write(dir.c_str(), &info), DRE_OK);
+    ASSERT_EQ(dre_index_meta_read(dir.c_str(), &back), DRE_OK) << dre_last_error();
     EXPECT_STREQ(back.model_name, info.model_name);
     EXPECT_STREQ(back.weights_sha256, info.weights_sha256);
     EXPECT_EQ(back.dim, 384);
@@ -331,8 +331,8 @@ TEST_F(IndexTest, MetaRoundTripAndNewerFormatRefused) {
 
     std::string meta = dir + "/meta.json";
     std::string newer = "{\"format_version\": 99}";
-    ASSERT_EQ(write_file_atomic(meta.c_str(), newer.data(), newer.size()), DRE_OK);
-    EXPECT_EQ(index_meta_read(dir.c_str(), &back), DRE_ERR_UNSUPPORTED);
+    ASSERT_EQ(dre_write_file_atomic(meta.c_str(), newer.data(), newer.size()), DRE_OK);
+    EXPECT_EQ(dre_index_meta_read(dir.c_str(), &back), DRE_ERR_UNSUPPORTED);
 }
 
 } // namespace

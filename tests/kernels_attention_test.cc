@@ -1,6 +1,6 @@
-// kernels_attention_test.cc — attention_launch (fused varlen flash attention, fp16 in/out),
+// kernels_attention_test.cc — dre_attention_launch (fused varlen flash attention, fp16 in/out),
 // both versions (mma, the FlashAttention-2 style default, and wmma), against its CPU twin
-// attention_cpu (fp32, explicit softmax): head dims 16, 32, 64; sequence lengths 1, 2, on
+// dre_attention_cpu (fp32, explicit softmax): head dims 16, 32, 64; sequence lengths 1, 2, on
 // both sides of every multiple of 16 and 64 up to 257, 511, 512; mixed batches, one long
 // among many short, many short; flat, soft and peaked score distributions; with the QKV
 // bias.
@@ -40,7 +40,7 @@ void run_case(const attn_case &c) {
         effective = round_fp16(effective);
     }
     std::vector<float> want((size_t)n_tokens * hidden);
-    attention_cpu(effective.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, want.data());
+    dre_attention_cpu(effective.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, want.data());
 
     device_buffer<fp16_t> d_qkv(to_fp16(qkv)), d_out((size_t)n_tokens * hidden);
     device_buffer<float> d_bias(bias);
@@ -48,7 +48,7 @@ void run_case(const attn_case &c) {
     for (const attention_variant variant : {ATTENTION_MMA, ATTENTION_WMMA}) {
         const char *name = variant == ATTENTION_MMA ? "attention mma" : "attention wmma";
         ASSERT_CUDA(cudaMemset(d_out.get(), 0xff, (size_t)n_tokens * hidden * sizeof(fp16_t)));
-        ASSERT_CUDA(attention_launch(d_qkv.get(), c.with_bias ? d_bias.get() : nullptr, d_cu.get(),
+        ASSERT_CUDA(dre_attention_launch(d_qkv.get(), c.with_bias ? d_bias.get() : nullptr, d_cu.get(),
                                      n_seqs, max_len, c.n_heads, c.head_dim, d_out.get(), variant,
                                      nullptr));
         ASSERT_CUDA(cudaDeviceSynchronize());
@@ -145,13 +145,13 @@ TEST(KernelsAttention, RejectsUnsupportedShapes) {
     const int32_t *cu = reinterpret_cast<const int32_t *>(4096);
     for (const attention_variant v : {ATTENTION_MMA, ATTENTION_WMMA}) {
         EXPECT_EQ(cudaErrorInvalidValue,
-                  attention_launch(p, nullptr, cu, 1, 10, 4, 48, p, v, nullptr));
+                  dre_attention_launch(p, nullptr, cu, 1, 10, 4, 48, p, v, nullptr));
         EXPECT_EQ(cudaErrorInvalidValue, // misaligned qkv
-                  attention_launch(p + 1, nullptr, cu, 1, 10, 4, 64, p, v, nullptr));
-        EXPECT_EQ(cudaSuccess, attention_launch(p, nullptr, cu, 0, 0, 4, 64, p, v, nullptr));
+                  dre_attention_launch(p + 1, nullptr, cu, 1, 10, 4, 64, p, v, nullptr));
+        EXPECT_EQ(cudaSuccess, dre_attention_launch(p, nullptr, cu, 0, 0, 4, 64, p, v, nullptr));
     }
     EXPECT_EQ(cudaErrorInvalidValue,
-              attention_launch(p, nullptr, cu, 1, 10, 4, 64, p, (attention_variant)7, nullptr));
+              dre_attention_launch(p, nullptr, cu, 1, 10, 4, 64, p, (attention_variant)7, nullptr));
 }
 
 } // namespace

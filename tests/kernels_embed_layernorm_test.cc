@@ -1,5 +1,5 @@
-// kernels_embed_layernorm_test.cc — embed_layernorm_launch (fp16 tables and output) against
-// its CPU twin embed_layernorm_cpu on random tables and packed batches of edge lengths:
+// kernels_embed_layernorm_test.cc — dre_embed_layernorm_launch (fp16 tables and output) against
+// its CPU twin dre_embed_layernorm_cpu on random tables and packed batches of edge lengths:
 // 1, 2, 511, 512, mixed, one long among short, and many short sequences (positions
 // restart per sequence, found by binary search on the GPU).
 #include "gpu_test_util.h"
@@ -31,14 +31,14 @@ void run_case(const std::vector<int32_t> &lengths, int32_t hidden) {
     const float eps = 1e-12f;
 
     std::vector<float> want((size_t)n_tokens * hidden);
-    embed_layernorm_cpu(ids.data(), cu.data(), n_seqs, word.data(), pos.data(), type.data(),
+    dre_embed_layernorm_cpu(ids.data(), cu.data(), n_seqs, word.data(), pos.data(), type.data(),
                         g.data(), b.data(), eps, hidden, want.data());
 
     device_buffer<int32_t> d_ids(ids), d_cu(cu);
     device_buffer<fp16_t> d_word(to_fp16(word)), d_pos(to_fp16(pos)), d_type(to_fp16(type));
     device_buffer<float> d_g(g), d_b(b);
     device_buffer<fp16_t> d_out((size_t)n_tokens * hidden);
-    ASSERT_CUDA(embed_layernorm_launch(d_ids.get(), d_cu.get(), n_seqs, n_tokens, d_word.get(),
+    ASSERT_CUDA(dre_embed_layernorm_launch(d_ids.get(), d_cu.get(), n_seqs, n_tokens, d_word.get(),
                                        d_pos.get(), d_type.get(), kVocab, kMaxPositions, d_g.get(),
                                        d_b.get(), eps, hidden, d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());

@@ -1,5 +1,5 @@
-// kernels_gelu_test.cc — bias_gelu_launch (fp16, in place) against its CPU twin
-// bias_gelu_cpu (exact erf GELU) on random activations, with and without bias.
+// kernels_gelu_test.cc — dre_bias_gelu_launch (fp16, in place) against its CPU twin
+// dre_bias_gelu_cpu (exact erf GELU) on random activations, with and without bias.
 #include "gpu_test_util.h"
 
 #include "cpu/ops.h"
@@ -15,12 +15,12 @@ void run_case(int32_t n_tokens, int32_t dim, bool with_bias) {
     const std::vector<float> bias = uniform(dim, -1.0f, 1.0f, 22);
     const std::vector<float> zeros(dim, 0.0f); // the CPU twin always takes a bias
     std::vector<float> want = x;
-    bias_gelu_cpu(want.data(), with_bias ? bias.data() : zeros.data(), n_tokens, dim);
+    dre_bias_gelu_cpu(want.data(), with_bias ? bias.data() : zeros.data(), n_tokens, dim);
 
     device_buffer<fp16_t> d_x(to_fp16(x));
     device_buffer<float> d_bias(bias);
     ASSERT_CUDA(
-        bias_gelu_launch(d_x.get(), with_bias ? d_bias.get() : nullptr, n_tokens, dim, nullptr));
+        dre_bias_gelu_launch(d_x.get(), with_bias ? d_bias.get() : nullptr, n_tokens, dim, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     // fp16 output: half an ulp is 2^-11 relative; erff on the GPU is within 2 ulp (fp32)
     EXPECT_TRUE(all_close(to_float(d_x.download()), want, 1e-4f, 1e-3f, "bias_gelu"));
@@ -45,9 +45,9 @@ TEST(KernelsGelu, LargeGridWrapsAround) {
 
 TEST(KernelsGelu, RejectsOddDim) {
     EXPECT_EQ(cudaErrorInvalidValue,
-              bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1535, nullptr));
+              dre_bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1535, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
-              bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1532, nullptr));
+              dre_bias_gelu_launch(reinterpret_cast<fp16_t *>(256), nullptr, 4, 1532, nullptr));
 }
 
 } // namespace

@@ -1,5 +1,5 @@
-// kernels_layernorm_test.cc — bias_residual_layernorm_launch (fp16 in/out) against its CPU
-// twin bias_residual_layernorm_cpu on random data: the CPU gets the same fp16-rounded
+// kernels_layernorm_test.cc — dre_bias_residual_layernorm_launch (fp16 in/out) against its CPU
+// twin dre_bias_residual_layernorm_cpu on random data: the CPU gets the same fp16-rounded
 // inputs, so the difference is the fp16 rounding of the output plus fp32 statistics.
 #include "gpu_test_util.h"
 
@@ -29,14 +29,14 @@ void run_case(const ln_case &c) {
     const float eps = 1e-12f;
 
     std::vector<float> want = x;
-    bias_residual_layernorm_cpu(want.data(), c.with_bias ? bias.data() : nullptr,
+    dre_bias_residual_layernorm_cpu(want.data(), c.with_bias ? bias.data() : nullptr,
                                 c.with_residual ? residual.data() : nullptr, g.data(), b.data(),
                                 eps, c.n_tokens, c.hidden);
 
     device_buffer<fp16_t> d_x(to_fp16(x)), d_res(to_fp16(residual)), d_out(n);
     device_buffer<float> d_bias(bias), d_g(g), d_b(b);
     fp16_t *out = c.in_place ? (c.with_residual ? d_res.get() : d_x.get()) : d_out.get();
-    ASSERT_CUDA(bias_residual_layernorm_launch(d_x.get(), c.with_bias ? d_bias.get() : nullptr,
+    ASSERT_CUDA(dre_bias_residual_layernorm_launch(d_x.get(), c.with_bias ? d_bias.get() : nullptr,
                                                c.with_residual ? d_res.get() : nullptr, d_g.get(),
                                                d_b.get(), eps, c.n_tokens, c.hidden, out, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
@@ -62,7 +62,7 @@ TEST(KernelsLayernorm, ZeroTokensIsANoOp) {
     SKIP_WITHOUT_GPU();
     device_buffer<fp16_t> x(8);
     device_buffer<float> g(8);
-    ASSERT_CUDA(bias_residual_layernorm_launch(x.get(), nullptr, x.get(), g.get(), g.get(), 1e-5f,
+    ASSERT_CUDA(dre_bias_residual_layernorm_launch(x.get(), nullptr, x.get(), g.get(), g.get(), 1e-5f,
                                                0, 8, x.get(), nullptr));
 }
 
@@ -71,13 +71,13 @@ TEST(KernelsLayernorm, RejectsOddOrHugeHidden) {
     fp16_t *x = reinterpret_cast<fp16_t *>(256);
     float *g = reinterpret_cast<float *>(256);
     EXPECT_EQ(cudaErrorInvalidValue,
-              bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 383, x, nullptr));
+              dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 383, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
-              bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 388, x, nullptr));
+              dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 388, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, // misaligned
-              bias_residual_layernorm_launch(x + 1, nullptr, x, g, g, 1e-5f, 4, 384, x, nullptr));
+              dre_bias_residual_layernorm_launch(x + 1, nullptr, x, g, g, 1e-5f, 4, 384, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue,
-              bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, KERNELS_MAX_HIDDEN + 8,
+              dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, KERNELS_MAX_HIDDEN + 8,
                                              x, nullptr));
 }
 

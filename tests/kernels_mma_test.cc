@@ -5,6 +5,7 @@
 // holds the layouts the attention kernel relies on against the hardware; on the CUDA
 // emulation, the emulation against the manual.
 #include "gpu_test_util.h"
+#include "kernels_mma_probe.h"
 
 namespace {
 

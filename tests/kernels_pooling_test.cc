@@ -1,5 +1,5 @@
-// kernels_pooling_test.cc — pool_normalize_launch (fp16 token states in, fp32 out) against
-// its CPU twin pool_normalize_cpu: mean and CLS pooling, with and without L2 normalisation,
+// kernels_pooling_test.cc — dre_pool_normalize_launch (fp16 token states in, fp32 out) against
+// its CPU twin dre_pool_normalize_cpu: mean and CLS pooling, with and without L2 normalisation,
 // on packed batches of edge lengths.
 #include "gpu_test_util.h"
 
@@ -17,12 +17,12 @@ void run_case(const std::vector<int32_t> &lengths, int32_t dim, dre_pooling pool
     const int32_t n_seqs = (int32_t)lengths.size(), n_tokens = cu.back();
     const std::vector<float> hidden = round_fp16(uniform((size_t)n_tokens * dim, -2.0f, 2.0f, 31));
     std::vector<float> want((size_t)n_seqs * dim);
-    pool_normalize_cpu(hidden.data(), cu.data(), n_seqs, dim, pooling, normalize, want.data());
+    dre_pool_normalize_cpu(hidden.data(), cu.data(), n_seqs, dim, pooling, normalize, want.data());
 
     device_buffer<fp16_t> d_hidden(to_fp16(hidden));
     device_buffer<int32_t> d_cu(cu);
     device_buffer<float> d_out((size_t)n_seqs * dim);
-    ASSERT_CUDA(pool_normalize_launch(d_hidden.get(), d_cu.get(), n_seqs, dim, pooling, normalize,
+    ASSERT_CUDA(dre_pool_normalize_launch(d_hidden.get(), d_cu.get(), n_seqs, dim, pooling, normalize,
                                       d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     // same fp16 inputs, fp32 sums on both sides: only summation order differs
@@ -52,7 +52,7 @@ TEST(KernelsPooling, UnitNormAfterNormalize) {
     device_buffer<fp16_t> d_hidden(to_fp16(hidden));
     device_buffer<int32_t> d_cu(cu);
     device_buffer<float> d_out(3 * 384);
-    ASSERT_CUDA(pool_normalize_launch(d_hidden.get(), d_cu.get(), 3, 384, DRE_POOL_MEAN, 1,
+    ASSERT_CUDA(dre_pool_normalize_launch(d_hidden.get(), d_cu.get(), 3, 384, DRE_POOL_MEAN, 1,
                                       d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<float> out = d_out.download();
@@ -70,8 +70,8 @@ TEST(KernelsPooling, RejectsBadDims) {
     const int32_t *cu = reinterpret_cast<const int32_t *>(256);
     float *out = reinterpret_cast<float *>(256);
     EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
-              pool_normalize_launch(h, cu, 2, 12, DRE_POOL_MEAN, 1, out, nullptr));
-    EXPECT_EQ(cudaErrorInvalidValue, pool_normalize_launch(h + 1, cu, 2, 16, DRE_POOL_MEAN, 1, out,
+              dre_pool_normalize_launch(h, cu, 2, 12, DRE_POOL_MEAN, 1, out, nullptr));
+    EXPECT_EQ(cudaErrorInvalidValue, dre_pool_normalize_launch(h + 1, cu, 2, 16, DRE_POOL_MEAN, 1, out,
                                                            nullptr)); // misaligned
 }
 

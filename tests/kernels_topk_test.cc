@@ -1,4 +1,4 @@
-// kernels_topk_test.cc — topk_launch (radix select, FAISS's tie rule, bitonic sort) against
+// kernels_topk_test.cc — dre_topk_launch (radix select, FAISS's tie rule, bitonic sort) against
 // its CPU twin: FAISS's k-heap run step by step over the row's entries in id order (replace
 // the worst only when strictly better; the worst is the lowest score, of equal scores the
 // lowest id), output by score then descending id. Scores and ids must be equal in order,
@@ -73,7 +73,7 @@ topk_result run_gpu(const row_case &c, topk_order order, cudaError_t *err) {
     device_buffer<int64_t> d_prev_ids(c.prev_ids.empty() ? std::vector<int64_t>(1) : c.prev_ids);
     device_buffer<float> d_out_scores((size_t)c.rows * c.out_stride);
     device_buffer<int64_t> d_out_ids((size_t)c.rows * c.out_stride);
-    *err = topk_launch(d_scores.get(), c.in_stride, c.n_cols, c.id_offset, d_prev_scores.get(),
+    *err = dre_topk_launch(d_scores.get(), c.in_stride, c.n_cols, c.id_offset, d_prev_scores.get(),
                        d_prev_ids.get(), c.prev_stride, c.n_prev, c.rows, c.k, order,
                        d_out_scores.get(), d_out_ids.get(), c.out_stride, nullptr);
     if (*err == cudaSuccess) *err = cudaDeviceSynchronize();
@@ -272,17 +272,17 @@ TEST(KernelsTopk, RejectsBadArguments) {
     // host-side checks: runs without a GPU too
     float *s = reinterpret_cast<float *>(256);
     int64_t *i = reinterpret_cast<int64_t *>(256);
-    EXPECT_EQ(cudaErrorInvalidValue, topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 0,
+    EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 0,
                                                  TOPK_BY_SCORE, s, i, 10, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue,
-              topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, TOPK_MAX_K + 1, TOPK_BY_SCORE, s,
+              dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, TOPK_MAX_K + 1, TOPK_BY_SCORE, s,
                           i, 2048, nullptr));
-    EXPECT_EQ(cudaErrorInvalidValue, topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 8,
+    EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 8,
                                                  TOPK_BY_SCORE, s, i, 4, nullptr));
-    EXPECT_EQ(cudaErrorInvalidValue, topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 5, 1, 8,
+    EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 5, 1, 8,
                                                  TOPK_BY_SCORE, s, i, 8, nullptr)); // prev NULL
     EXPECT_EQ(cudaErrorInvalidValue,
-              topk_launch(s, 10, 10, 0, s, i, 4, 5, 1, 8, TOPK_BY_SCORE, s, i, 8, nullptr));
+              dre_topk_launch(s, 10, 10, 0, s, i, 4, 5, 1, 8, TOPK_BY_SCORE, s, i, 8, nullptr));
 }
 
 } // namespace

@@ -1,7 +1,7 @@
 // model_test.cc — the model loader (config, sentence-transformers files, safetensors,
 // fp32 conversion, q/k/v fusion) against what sentence-transformers loaded
-// (tests/fixtures/embeddings_*.meta.json, from tools/make_embedding_fixtures.py and
-// tools/make_tiny_model.py), SHA-256 against hashlib, and corrupt folders: each error
+// (tests/fixtures/embeddings_*.meta.json, from tools/fixtures/make_embedding_fixtures.py and
+// tools/fixtures/make_tiny_model.py), SHA-256 against hashlib, and corrupt folders: each error
 // must carry the right status and name the file and tensor.
 #include <gtest/gtest.h>
 
@@ -36,7 +36,7 @@ const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
 
 std::string hex_of(const void *data, size_t len) {
     char hex[65];
-    sha256_hex(data, len, hex);
+    dre_sha256_hex(data, len, hex);
     return hex;
 }
 
@@ -76,11 +76,11 @@ TEST(Sha256, MatchesHashlib) {
         for (size_t split : {size_t(0), size_t(1), size_t(55), size_t(64), c.n / 2, c.n}) {
             if (split > c.n) continue;
             sha256_ctx ctx;
-            sha256_init(&ctx);
-            sha256_update(&ctx, data.data(), split);
-            sha256_update(&ctx, data.data() + split, c.n - split);
+            dre_sha256_init(&ctx);
+            dre_sha256_update(&ctx, data.data(), split);
+            dre_sha256_update(&ctx, data.data() + split, c.n - split);
             uint8_t digest[32];
-            sha256_final(&ctx, digest);
+            dre_sha256_final(&ctx, digest);
             char hex[65];
             for (int i = 0; i < 32; i++)
                 snprintf(hex + 2 * i, 3, "%02x", digest[i]);
@@ -92,11 +92,11 @@ TEST(Sha256, MatchesHashlib) {
 TEST(Sha256, MillionAsInChunks) {
     std::string chunk(1000, 'a');
     sha256_ctx ctx;
-    sha256_init(&ctx);
+    dre_sha256_init(&ctx);
     for (int i = 0; i < 1000; i++)
-        sha256_update(&ctx, chunk.data(), chunk.size());
+        dre_sha256_update(&ctx, chunk.data(), chunk.size());
     uint8_t digest[32];
-    sha256_final(&ctx, digest);
+    dre_sha256_final(&ctx, digest);
     char hex[65];
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
@@ -165,7 +165,7 @@ float weight_at(const dre_model *m, const std::string &name, int row, int col) {
 // Every info field and every probed weight against sentence-transformers' view.
 void check_against_meta(const std::string &dir, const std::string &fixture) {
     meta_file meta(fixture);
-    ASSERT_NE(meta.root, nullptr) << "missing fixture; run tools/make_embedding_fixtures.py";
+    ASSERT_NE(meta.root, nullptr) << "missing fixture; run tools/fixtures/make_embedding_fixtures.py";
     dre_model *model = nullptr;
     ASSERT_EQ(dre_model_open(dir.c_str(), &model), DRE_OK) << dre_last_error();
     const dre_model_info *info = dre_model_get_info(model);

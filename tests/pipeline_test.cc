@@ -1,5 +1,5 @@
 // pipeline_test.cc — dre_embed end to end on the CPU: the demo corpus against
-// sentence-transformers' embeddings of it (tools/make_pipeline_fixtures.py), resuming
+// sentence-transformers' embeddings of it (tools/fixtures/make_pipeline_fixtures.py), resuming
 // after `dre embed` is killed with SIGKILL (the result must equal an uninterrupted run's
 // bit for bit), the lock, --append, a model that does not match, bad lines, factories
 // that need training.
@@ -160,7 +160,7 @@ TEST_F(PipelineTest, DemoCorpusMatchesSentenceTransformers) {
     std::string meta_text = read_text(kSource + "/tests/fixtures/papers_minilm.json");
     cJSON *meta = cJSON_Parse(meta_text.c_str());
     ASSERT_NE(meta, nullptr)
-        << "tests/fixtures/papers_minilm.json: run tools/make_pipeline_fixtures.py";
+        << "tests/fixtures/papers_minilm.json: run tools/fixtures/make_pipeline_fixtures.py";
     std::string ref_vectors = read_text(kSource + "/tests/fixtures/papers_minilm.f32");
     ASSERT_EQ(ref_vectors.size(), sizeof(float) * kDocs * kDim);
     const float *want = reinterpret_cast<const float *>(ref_vectors.data());

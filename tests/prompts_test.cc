@@ -1,5 +1,5 @@
 // prompts_test.cc — prompts as sentence-transformers applies them
-// (tools/make_prompt_fixtures.py -> tests/fixtures/prompts/): a model folder whose
+// (tools/fixtures/make_prompt_fixtures.py -> tests/fixtures/prompts/): a model folder whose
 // config_sentence_transformers.json names prompts gives dre the same query and document
 // prompts, the same token ids for prompt + text, the same document embeddings from
 // dre_embed (which records the prompts in meta.json), and the same query embeddings at
@@ -44,7 +44,7 @@ class PromptsTest : public ::testing::TestWithParam<prompt_case> {
         dir = tmpl;
         const prompt_case &c = GetParam();
         ref = cJSON_Parse(read_text(kFixtures + "/" + c.name + ".ref.json").c_str());
-        ASSERT_NE(ref, nullptr) << "run tools/make_prompt_fixtures.py";
+        ASSERT_NE(ref, nullptr) << "run tools/fixtures/make_prompt_fixtures.py";
         // the model's files, with the case's config_sentence_transformers.json
         std::string src = kSource + "/" + c.model_src;
         ASSERT_TRUE(exists(src + "/model.safetensors")) << src;

@@ -1,5 +1,5 @@
 // tokenizer_test.cc — the WordPiece tokenizer against Hugging Face's BertTokenizerFast:
-// ids of every fixture text (tools/make_tokenizer_fixtures.py), truncation, every code
+// ids of every fixture text (tools/fixtures/make_tokenizer_fixtures.py), truncation, every code
 // point, other tokenizer_config.json settings, invalid UTF-8, threads and errors.
 #include <cjson/cJSON.h>
 #include <gtest/gtest.h>
@@ -162,7 +162,7 @@ class TokenizerTest : public ::testing::Test {
         ASSERT_EQ(tok_->status(), DRE_OK) << tok_->error();
         ASSERT_FALSE(load_cases().cases.empty())
             << "tests/fixtures/tokenizer_cases.jsonl is missing or empty: run "
-               "python3 tools/make_tokenizer_fixtures.py";
+               "python3 tools/fixtures/make_tokenizer_fixtures.py";
     }
     std::unique_ptr<Tokenizer> tok_;
 };

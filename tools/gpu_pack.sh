@@ -26,7 +26,7 @@ for lib in libcjson.so.1; do
   cp -L "$path" "$dest.tmp/lib/"
 done
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] || { say "run tools/setup.sh first"; exit 1; }
-python3 tools/f16_model.py models/all-MiniLM-L6-v2 "$dest.tmp/models/all-MiniLM-L6-v2" 2>/dev/null
+python3 tools/gpu/f16_model.py models/all-MiniLM-L6-v2 "$dest.tmp/models/all-MiniLM-L6-v2" 2>/dev/null
 rm -f "$dest.tmp/models/all-MiniLM-L6-v2/README.md" "$dest.tmp/models/all-MiniLM-L6-v2/data_config.json"
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"

@@ -55,7 +55,7 @@ if [ ! -f "$faiss_c/lib/libfaiss_c.a" ]; then
   say "FAISS C API: $faiss_c/lib/libfaiss_c.a"
 fi
 
-# --- cuobjdump and nvdisasm, for the SASS gate (tools/sass_gate.py) -------------
+# --- cuobjdump and nvdisasm, for the SASS gate (tools/gpu/sass_gate.py) -------------
 # The CUDA toolkit here may lack them; PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm
 # have them (cuobjdump -sass runs nvdisasm). Linked into third_party/cuda/bin, where CMake
 # and the gate look.

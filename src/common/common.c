@@ -13,7 +13,7 @@
 
 static _Thread_local char last_error[1024];
 
-dre_status set_error(dre_status status, const char *fmt, ...) {
+dre_status dre_set_error(dre_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -40,14 +40,14 @@ const char *dre_status_str(dre_status status) {
     return "unknown status";
 }
 
-dre_status read_file(const char *path, char **data, size_t *len) {
+dre_status dre_read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
         fclose(f);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     for (;;) {
         size_t got = fread(buf + n, 1, cap - n, f);
@@ -57,7 +57,7 @@ dre_status read_file(const char *path, char **data, size_t *len) {
         if (!bigger) {
             free(buf);
             fclose(f);
-            return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+            return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
         }
         buf = bigger;
         cap *= 2;
@@ -66,7 +66,7 @@ dre_status read_file(const char *path, char **data, size_t *len) {
     fclose(f);
     if (failed) {
         free(buf);
-        return set_error(DRE_ERR_IO, "%s: read error", path);
+        return dre_set_error(DRE_ERR_IO, "%s: read error", path);
     }
     buf[n] = '\0';
     *data = buf;
@@ -74,25 +74,25 @@ dre_status read_file(const char *path, char **data, size_t *len) {
     return DRE_OK;
 }
 
-dre_status path_join(char *out, size_t cap, const char *dir, const char *name) {
+dre_status dre_path_join(char *out, size_t cap, const char *dir, const char *name) {
     int n = snprintf(out, cap, "%s/%s", dir, name);
     if (n < 0 || (size_t)n >= cap)
-        return set_error(DRE_ERR_INVALID_ARG, "path too long: %s/%s", dir, name);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s/%s", dir, name);
     return DRE_OK;
 }
 
-int integer_id_text(double v, char *buf, size_t cap) {
+int dre_integer_id_text(double v, char *buf, size_t cap) {
     if (!(fabs(v) < 9007199254740992.0) || v != floor(v)) return 0;
     snprintf(buf, cap, "%lld", (long long)v);
     return 1;
 }
 
-int cpu_count(void) {
+int dre_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
 
-double now_seconds(void) {
+double dre_now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;

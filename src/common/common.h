@@ -13,8 +13,8 @@ extern "C" {
 #endif
 
 /* Records a formatted message as this thread's last error and returns status, so a
- * failure reads: return set_error(DRE_ERR_FORMAT, "%s:%d: ...", path, line); */
-dre_status set_error(dre_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ * failure reads: return dre_set_error(DRE_ERR_FORMAT, "%s:%d: ...", path, line); */
+dre_status dre_set_error(dre_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Propagates a failed status; the callee has already set the message. */
 #define DRE_TRY(expr)                                                                              \
@@ -24,20 +24,20 @@ dre_status set_error(dre_status status, const char *fmt, ...) __attribute__((for
     } while (0)
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees). */
-dre_status read_file(const char *path, char **data, size_t *len);
+dre_status dre_read_file(const char *path, char **data, size_t *len);
 
 /* Joins dir and name into out (size cap); DRE_ERR_INVALID_ARG if it does not fit. */
-dre_status path_join(char *out, size_t cap, const char *dir, const char *name);
+dre_status dre_path_join(char *out, size_t cap, const char *dir, const char *name);
 
 /* An integer JSON id ({"_id": 17}) as decimal text in buf: 1 if v is a whole number
  * that a double holds exactly (|v| < 2^53), else 0. */
-int integer_id_text(double v, char *buf, size_t cap);
+int dre_integer_id_text(double v, char *buf, size_t cap);
 
 /* Number of online cores (at least 1). */
-int cpu_count(void);
+int dre_cpu_count(void);
 
 /* Monotonic seconds. */
-double now_seconds(void);
+double dre_now_seconds(void);
 
 #ifdef __cplusplus
 }

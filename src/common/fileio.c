@@ -11,15 +11,15 @@
 
 #include "common/common.h"
 
-dre_status sync_path(const char *path) {
+dre_status dre_sync_path(const char *path) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     int rc = fsync(fd);
     int err = errno;
     close(fd);
     /* Some file systems refuse fsync on a folder; the rename itself still happened. */
     if (rc != 0 && err != EINVAL && err != EBADF)
-        return set_error(DRE_ERR_IO, "%s: fsync: %s", path, strerror(err));
+        return dre_set_error(DRE_ERR_IO, "%s: fsync: %s", path, strerror(err));
     return DRE_OK;
 }
 
@@ -34,21 +34,21 @@ static void parent_dir(const char *path, char *out, size_t cap) {
     }
 }
 
-dre_status rename_synced(const char *from, const char *to) {
+dre_status dre_rename_synced(const char *from, const char *to) {
     if (rename(from, to) != 0)
-        return set_error(DRE_ERR_IO, "rename %s -> %s: %s", from, to, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "rename %s -> %s: %s", from, to, strerror(errno));
     char dir[PATH_MAX];
     parent_dir(to, dir, sizeof dir);
-    return sync_path(dir);
+    return dre_sync_path(dir);
 }
 
-dre_status write_file_atomic(const char *path, const void *data, size_t len) {
+dre_status dre_write_file_atomic(const char *path, const void *data, size_t len) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
-    dre_status st = pwrite_all(fd, data, len, 0, tmp);
+    if (fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
+    dre_status st = dre_pwrite_all(fd, data, len, 0, tmp);
     if (st != DRE_OK) {
         close(fd);
         unlink(tmp);
@@ -57,17 +57,17 @@ dre_status write_file_atomic(const char *path, const void *data, size_t len) {
     if (fsync(fd) != 0 || close(fd) != 0) {
         int err = errno;
         unlink(tmp);
-        return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(err));
+        return dre_set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(err));
     }
-    return rename_synced(tmp, path);
+    return dre_rename_synced(tmp, path);
 }
 
-dre_status pwrite_all(int fd, const void *data, size_t len, int64_t offset, const char *path) {
+dre_status dre_pwrite_all(int fd, const void *data, size_t len, int64_t offset, const char *path) {
     const char *c = data;
     while (len > 0) {
         ssize_t n = pwrite(fd, c, len, (off_t)offset);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return set_error(DRE_ERR_IO, "%s: write: %s", path, strerror(errno));
+        if (n < 0) return dre_set_error(DRE_ERR_IO, "%s: write: %s", path, strerror(errno));
         c += n;
         len -= (size_t)n;
         offset += n;
@@ -75,13 +75,13 @@ dre_status pwrite_all(int fd, const void *data, size_t len, int64_t offset, cons
     return DRE_OK;
 }
 
-dre_status pread_all(int fd, void *data, size_t len, int64_t offset, const char *path) {
+dre_status dre_pread_all(int fd, void *data, size_t len, int64_t offset, const char *path) {
     char *c = data;
     while (len > 0) {
         ssize_t n = pread(fd, c, len, (off_t)offset);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return set_error(DRE_ERR_IO, "%s: read: %s", path, strerror(errno));
-        if (n == 0) return set_error(DRE_ERR_IO, "%s: shorter than expected", path);
+        if (n < 0) return dre_set_error(DRE_ERR_IO, "%s: read: %s", path, strerror(errno));
+        if (n == 0) return dre_set_error(DRE_ERR_IO, "%s: shorter than expected", path);
         c += n;
         len -= (size_t)n;
         offset += n;
@@ -89,12 +89,12 @@ dre_status pread_all(int fd, void *data, size_t len, int64_t offset, const char 
     return DRE_OK;
 }
 
-int file_exists_in(const char *dir, const char *name) {
+int dre_file_exists_in(const char *dir, const char *name) {
     char path[PATH_MAX];
-    return path_join(path, sizeof path, dir, name) == DRE_OK && access(path, F_OK) == 0;
+    return dre_path_join(path, sizeof path, dir, name) == DRE_OK && access(path, F_OK) == 0;
 }
 
-void remove_in(const char *dir, const char *name) {
+void dre_remove_in(const char *dir, const char *name) {
     char path[PATH_MAX];
-    if (path_join(path, sizeof path, dir, name) == DRE_OK) unlink(path);
+    if (dre_path_join(path, sizeof path, dir, name) == DRE_OK) unlink(path);
 }

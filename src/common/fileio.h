@@ -14,21 +14,21 @@ extern "C" {
 #endif
 
 /* Writes len bytes to path.tmp, syncs it, renames it to path and syncs the folder. */
-dre_status write_file_atomic(const char *path, const void *data, size_t len);
+dre_status dre_write_file_atomic(const char *path, const void *data, size_t len);
 /* Renames from to to and syncs the folder holding to. */
-dre_status rename_synced(const char *from, const char *to);
+dre_status dre_rename_synced(const char *from, const char *to);
 /* fsync of a file or folder by path. */
-dre_status sync_path(const char *path);
+dre_status dre_sync_path(const char *path);
 
 /* len bytes at offset of the open file fd (named path in errors), retried on EINTR and
  * short transfers; reading past the end is an error. */
-dre_status pwrite_all(int fd, const void *data, size_t len, int64_t offset, const char *path);
-dre_status pread_all(int fd, void *data, size_t len, int64_t offset, const char *path);
+dre_status dre_pwrite_all(int fd, const void *data, size_t len, int64_t offset, const char *path);
+dre_status dre_pread_all(int fd, void *data, size_t len, int64_t offset, const char *path);
 
 /* dir/name exists. */
-int file_exists_in(const char *dir, const char *name);
+int dre_file_exists_in(const char *dir, const char *name);
 /* Removes dir/name if it exists. */
-void remove_in(const char *dir, const char *name);
+void dre_remove_in(const char *dir, const char *name);
 
 #ifdef __cplusplus
 }

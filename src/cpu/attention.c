@@ -8,7 +8,7 @@
 
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
-size_t cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim) {
+size_t dre_cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim) {
     const size_t keys = round_up((size_t)max_len, CPU_PANEL);
     const size_t dims = round_up((size_t)head_dim, CPU_PANEL);
     /* K^T panels [keys/32][head_dim][32], V panels [dims/32][max_len][32], a tile of scores
@@ -47,13 +47,13 @@ static void attend_one(const float *q, const float *k, const float *v, int32_t l
     float *k_panels = scratch;                            /* [keys/32][head_dim][32] */
     float *v_panels = k_panels + (size_t)keys * head_dim; /* [ceil(hd/32)][len][32] */
     float *scores = v_panels + round_up((size_t)head_dim, CPU_PANEL) * len; /* [14][keys] */
-    cpu_pack_block(k, ld, len, head_dim, 1, k_panels);
-    cpu_pack_block(v, ld, len, head_dim, 0, v_panels);
+    dre_cpu_pack_block(k, ld, len, head_dim, 1, k_panels);
+    dre_cpu_pack_block(v, ld, len, head_dim, 0, v_panels);
     for (int32_t i = 0; i < len; i += CPU_TILE_ROWS) {
         const int32_t rows = len - i < CPU_TILE_ROWS ? len - i : CPU_TILE_ROWS;
         for (int32_t kp = 0; kp < keys / CPU_PANEL; kp++) {
             const int32_t n = len - kp * CPU_PANEL < CPU_PANEL ? len - kp * CPU_PANEL : CPU_PANEL;
-            cpu_tile(rows, head_dim, q + (size_t)i * ld, ld,
+            dre_cpu_tile(rows, head_dim, q + (size_t)i * ld, ld,
                      k_panels + (size_t)kp * head_dim * CPU_PANEL, scores + kp * CPU_PANEL, keys,
                      n);
         }
@@ -62,13 +62,13 @@ static void attend_one(const float *q, const float *k, const float *v, int32_t l
         for (int32_t vp = 0; vp * CPU_PANEL < head_dim; vp++) {
             const int32_t n =
                 head_dim - vp * CPU_PANEL < CPU_PANEL ? head_dim - vp * CPU_PANEL : CPU_PANEL;
-            cpu_tile(rows, len, scores, keys, v_panels + (size_t)vp * len * CPU_PANEL,
+            dre_cpu_tile(rows, len, scores, keys, v_panels + (size_t)vp * len * CPU_PANEL,
                      out + (size_t)i * ldo + vp * CPU_PANEL, ldo, n);
         }
     }
 }
 
-void cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+void dre_cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
                    int32_t head_dim, float *out, const cpu_workspace *ws) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);

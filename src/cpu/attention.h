@@ -1,8 +1,8 @@
-/* cpu/attention.h — the CPU encoder's attention on the AVX-512 path (cpu_gemm_vectorised()):
+/* cpu/attention.h — the CPU encoder's attention on the AVX-512 path (dre_cpu_gemm_vectorised()):
  * per (sequence, head), K and V packed once as panels, then per tile of 14 queries the
  * scores against every key (one tile of scores, 14 x length), the softmax in registers'
  * width, and the tile's output; (sequence, head) pairs shared out to threads. Same
- * arguments and result as attention_cpu (cpu/ops.h), which stays the plain reference. */
+ * arguments and result as dre_attention_cpu (cpu/ops.h), which stays the plain reference. */
 #ifndef DRE_CPU_ATTENTION_H
 #define DRE_CPU_ATTENTION_H
 
@@ -16,11 +16,11 @@ extern "C" {
 #endif
 
 /* floats a thread needs for sequences up to max_len tokens (a multiple of 16) */
-size_t cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim);
+size_t dre_cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim);
 
-/* ws: 64-byte aligned, floats_per_thread >= cpu_attention_scratch_floats(longest, head_dim)
+/* ws: 64-byte aligned, floats_per_thread >= dre_cpu_attention_scratch_floats(longest, head_dim)
  * and a multiple of 16 */
-void cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+void dre_cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
                    int32_t head_dim, float *out, const cpu_workspace *ws);
 
 #ifdef __cplusplus

@@ -20,7 +20,7 @@
 #include "cpu/vmath.h"
 #include "encode/backend.h"
 
-/* the four matrix products of a layer, packed for cpu_gemm */
+/* the four matrix products of a layer, packed for dre_cpu_gemm */
 enum { W_QKV, W_ATTN_OUT, W_FFN_IN, W_FFN_OUT, W_PER_LAYER };
 
 /* A batch queued, computed when collected. */
@@ -33,7 +33,7 @@ struct cpu_encoder {
     const dre_model *model;
     int32_t budget_tokens;
     int32_t max_length;
-    int vectorised;      /* cpu_gemm_vectorised() when made: the AVX-512 path */
+    int vectorised;      /* dre_cpu_gemm_vectorised() when made: the AVX-512 path */
     cpu_packed *weights; /* [n_layers][W_PER_LAYER] */
     /* activations, sized once for budget_tokens */
     float *x;         /* [budget, hidden]: layer input and output */
@@ -50,21 +50,21 @@ struct cpu_encoder {
 
 /* floats of scratch a thread needs, a multiple of 16 (64 bytes) */
 static size_t scratch_floats(const dre_model_info *info, int32_t max_length, int vectorised) {
-    size_t need = (size_t)max_length * max_length; /* attention_cpu_ws's score matrix */
+    size_t need = (size_t)max_length * max_length; /* dre_attention_cpu_ws's score matrix */
     if (vectorised) {
         const int32_t k = info->intermediate > info->hidden ? info->intermediate : info->hidden;
-        const size_t gemm = cpu_gemm_scratch_floats(k);
-        const size_t attn = cpu_attention_scratch_floats(max_length, info->head_dim);
+        const size_t gemm = dre_cpu_gemm_scratch_floats(k);
+        const size_t attn = dre_cpu_attention_scratch_floats(max_length, info->head_dim);
         need = gemm > attn ? gemm : attn;
     }
     return (need + 15) / 16 * 16;
 }
 
-void cpu_encoder_destroy(cpu_encoder *enc) {
+void dre_cpu_encoder_destroy(cpu_encoder *enc) {
     if (!enc) return;
     if (enc->weights)
         for (int32_t i = 0; i < enc->model->info.n_layers * W_PER_LAYER; i++)
-            cpu_pack_free(&enc->weights[i]);
+            dre_cpu_pack_free(&enc->weights[i]);
     free(enc->weights);
     free(enc->block);
     for (int i = 0; i < DRE_ENCODER_DEPTH; i++) {
@@ -77,31 +77,31 @@ void cpu_encoder_destroy(cpu_encoder *enc) {
 static dre_status pack_layers(cpu_encoder *enc) {
     const dre_model_info *info = &enc->model->info;
     enc->weights = calloc((size_t)info->n_layers * W_PER_LAYER, sizeof *enc->weights);
-    if (!enc->weights) return set_error(DRE_ERR_NOMEM, "cpu_encoder_create: out of memory");
+    if (!enc->weights) return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_encoder_create: out of memory");
     const int32_t h = info->hidden, ff = info->intermediate;
     for (int32_t l = 0; l < info->n_layers; l++) {
         const layer_weights *lw = &enc->model->layers[l];
         cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
-        dre_status st = cpu_pack(lw->qkv_w, 3 * h, h, &w[W_QKV]);
-        if (st == DRE_OK) st = cpu_pack(lw->attn_out_w, h, h, &w[W_ATTN_OUT]);
-        if (st == DRE_OK) st = cpu_pack(lw->ffn_in_w, ff, h, &w[W_FFN_IN]);
-        if (st == DRE_OK) st = cpu_pack(lw->ffn_out_w, h, ff, &w[W_FFN_OUT]);
+        dre_status st = dre_cpu_pack(lw->qkv_w, 3 * h, h, &w[W_QKV]);
+        if (st == DRE_OK) st = dre_cpu_pack(lw->attn_out_w, h, h, &w[W_ATTN_OUT]);
+        if (st == DRE_OK) st = dre_cpu_pack(lw->ffn_in_w, ff, h, &w[W_FFN_IN]);
+        if (st == DRE_OK) st = dre_cpu_pack(lw->ffn_out_w, h, ff, &w[W_FFN_OUT]);
         if (st != DRE_OK) return st;
     }
     return DRE_OK;
 }
 
-dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out) {
+dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out) {
     if (!model || !out || budget_tokens < 1)
-        return set_error(DRE_ERR_INVALID_ARG, "cpu_encoder_create: bad argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_cpu_encoder_create: bad argument");
     *out = NULL;
     const dre_model_info *info = &model->info;
     cpu_encoder *enc = calloc(1, sizeof *enc);
-    if (!enc) return set_error(DRE_ERR_NOMEM, "cpu_encoder_create: out of memory");
+    if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_encoder_create: out of memory");
     enc->model = model;
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_positions;
-    enc->vectorised = cpu_gemm_vectorised();
+    enc->vectorised = dre_cpu_gemm_vectorised();
     enc->ws.n_threads = omp_get_max_threads();
     enc->ws.floats_per_thread = scratch_floats(info, enc->max_length, enc->vectorised);
     const size_t b = (size_t)budget_tokens, h = (size_t)info->hidden;
@@ -111,8 +111,8 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     enc->block = aligned_alloc(64, floats * sizeof(float));
     if (!enc->block) {
         free(enc);
-        return set_error(DRE_ERR_NOMEM,
-                         "cpu_encoder_create: out of memory for %zu MiB of activations "
+        return dre_set_error(DRE_ERR_NOMEM,
+                         "dre_cpu_encoder_create: out of memory for %zu MiB of activations "
                          "(budget %d tokens)",
                          floats * sizeof(float) >> 20, budget_tokens);
     }
@@ -125,7 +125,7 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
     enc->ws.data = (float *)enc->block + act;
     dre_status st = pack_layers(enc);
     if (st != DRE_OK) {
-        cpu_encoder_destroy(enc);
+        dre_cpu_encoder_destroy(enc);
         return st;
     }
     *out = enc;
@@ -136,7 +136,7 @@ dre_status cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu
 static void residual_layernorm(const cpu_encoder *enc, float *x, const float *residual,
                                const float *g, const float *b, float eps, int32_t n, int32_t h) {
     if (!enc->vectorised) {
-        bias_residual_layernorm_cpu(x, NULL, residual, g, b, eps, n, h);
+        dre_bias_residual_layernorm_cpu(x, NULL, residual, g, b, eps, n, h);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(enc->ws.n_threads) if (n > 16)
@@ -144,35 +144,35 @@ static void residual_layernorm(const cpu_encoder *enc, float *x, const float *re
         vlayernorm_row(x + (size_t)t * h, residual + (size_t)t * h, g, b, eps, h);
 }
 
-dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
     const dre_model *m = enc->model;
     const dre_model_info *in = &m->info;
     const int32_t n = cu_seqlens[n_seqs], h = in->hidden, ff = in->intermediate;
     const float eps = in->layer_norm_eps;
-    embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb, m->emb_ln_g,
+    dre_embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb, m->emb_ln_g,
                         m->emb_ln_b, eps, h, enc->x);
     for (int32_t l = 0; l < in->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
         const cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
         /* attention block: mid = LN(x + attn(x) W_o^T + b_o) */
-        cpu_gemm(enc->x, h, n, &w[W_QKV], lw->qkv_b, CPU_EPI_BIAS, enc->qkv, 3 * h, &enc->ws);
+        dre_cpu_gemm(enc->x, h, n, &w[W_QKV], lw->qkv_b, CPU_EPI_BIAS, enc->qkv, 3 * h, &enc->ws);
         if (enc->vectorised)
-            cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
+            dre_cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
                           &enc->ws);
         else
-            attention_cpu_ws(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
+            dre_attention_cpu_ws(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
                              enc->ctx);
-        cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
+        dre_cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
                  &enc->ws);
         residual_layernorm(enc, enc->mid, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
         /* feed-forward block: x = LN(mid + gelu(mid W_i^T + b_i) W_o2^T + b_o2) */
-        cpu_gemm(enc->mid, h, n, &w[W_FFN_IN], lw->ffn_in_b, CPU_EPI_BIAS_GELU, enc->ffn, ff,
+        dre_cpu_gemm(enc->mid, h, n, &w[W_FFN_IN], lw->ffn_in_b, CPU_EPI_BIAS_GELU, enc->ffn, ff,
                  &enc->ws);
-        cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h, &enc->ws);
+        dre_cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h, &enc->ws);
         residual_layernorm(enc, enc->x, enc->mid, lw->ln2_g, lw->ln2_b, eps, n, h);
     }
-    pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
+    dre_pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
     return DRE_OK;
 }
 
@@ -181,10 +181,10 @@ dre_status cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_
 static int one_cpu(void) { return 1; }
 
 static dre_status backend_create(const dre_model *model, int32_t budget_tokens, void **out) {
-    return cpu_encoder_create(model, budget_tokens, (cpu_encoder **)out);
+    return dre_cpu_encoder_create(model, budget_tokens, (cpu_encoder **)out);
 }
 
-static void backend_destroy(void *enc) { cpu_encoder_destroy(enc); }
+static void backend_destroy(void *enc) { dre_cpu_encoder_destroy(enc); }
 
 static dre_status backend_submit(void *backend, const int32_t *ids, const int32_t *cu_seqlens,
                                  int32_t n_seqs) {
@@ -198,7 +198,7 @@ static dre_status backend_submit(void *backend, const int32_t *ids, const int32_
             free(slot->cu_seqlens);
             slot->ids = slot->cu_seqlens = NULL;
             enc->queued = 0;
-            return set_error(DRE_ERR_NOMEM, "dre_encoder_submit: out of memory");
+            return dre_set_error(DRE_ERR_NOMEM, "dre_encoder_submit: out of memory");
         }
     }
     memcpy(slot->ids, ids, (size_t)cu_seqlens[n_seqs] * sizeof *ids);
@@ -211,7 +211,7 @@ static dre_status backend_submit(void *backend, const int32_t *ids, const int32_
 static dre_status backend_collect(void *backend, float *out, int32_t *n_seqs) {
     cpu_encoder *enc = backend;
     const cpu_slot *slot = &enc->slots[enc->head];
-    const dre_status st = cpu_encoder_encode(enc, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
+    const dre_status st = dre_cpu_encoder_encode(enc, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
     if (st == DRE_OK && n_seqs) *n_seqs = slot->n_seqs;
     enc->head = (enc->head + 1) % DRE_ENCODER_DEPTH;
     enc->queued = st == DRE_OK ? enc->queued - 1 : 0;

@@ -10,7 +10,7 @@
 #include "cpu/ops.h"
 #include "cpu/vmath.h"
 
-int cpu_gemm_vectorised(void) {
+int dre_cpu_gemm_vectorised(void) {
     static int cached = -1;
     if (cached < 0) {
         const char *force = getenv("DRE_CPU_GEMM");
@@ -22,7 +22,7 @@ int cpu_gemm_vectorised(void) {
 
 /* ------------------------------------------------------------------ packing */
 
-void cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,
+void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,
                     float *dst) {
     /* panel p, row j, lane l: transpose = 0 -> src[j][32p + l] (j < rows);
      * transpose = 1 -> src[32p + l][j] (j < cols) */
@@ -42,22 +42,22 @@ void cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, in
     }
 }
 
-dre_status cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out) {
+dre_status dre_cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out) {
     memset(out, 0, sizeof *out);
     out->w = w, out->n = n, out->k = k;
     out->n_panels = (n + CPU_PANEL - 1) / CPU_PANEL;
-    if (!cpu_gemm_vectorised()) return DRE_OK;
+    if (!dre_cpu_gemm_vectorised()) return DRE_OK;
     const size_t bytes = (size_t)out->n_panels * k * CPU_PANEL * sizeof(float);
     out->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!out->panels)
-        return set_error(DRE_ERR_NOMEM, "cpu_pack: out of memory for %zu MiB of weights",
+        return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack: out of memory for %zu MiB of weights",
                          bytes >> 20);
     /* w is [n][k]: panels over its rows, each panel [k][32] */
-    cpu_pack_block(w, k, n, k, 1, out->panels);
+    dre_cpu_pack_block(w, k, n, k, 1, out->panels);
     return DRE_OK;
 }
 
-void cpu_pack_free(cpu_packed *p) {
+void dre_cpu_pack_free(cpu_packed *p) {
     if (!p) return;
     free(p->panels);
     p->panels = NULL;
@@ -143,7 +143,7 @@ static DRE_AVX512 void tile_dispatch(int32_t rows, int32_t k, const float *a, in
     // clang-format on
 }
 
-void cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
+void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
               int32_t ldc, int32_t ncols) {
     tile_dispatch(rows, k, a, lda, panel, c, ldc, ncols, NULL, CPU_EPI_NONE);
 }
@@ -165,7 +165,7 @@ static void pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k, flo
 #define GROUP_TILES 4
 #define GROUP_ROWS (GROUP_TILES * CPU_TILE_ROWS)
 
-size_t cpu_gemm_scratch_floats(int32_t k) { return (size_t)GROUP_ROWS * k; }
+size_t dre_cpu_gemm_scratch_floats(int32_t k) { return (size_t)GROUP_ROWS * k; }
 
 static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_packed *w,
                           const float *bias, cpu_epilogue epi, float *out, int32_t ldo) {
@@ -176,7 +176,7 @@ static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_pack
     for (int32_t t = 0; t < m; t++) {
         float *o = out + (size_t)t * ldo;
         if (epi == CPU_EPI_BIAS_GELU) {
-            bias_gelu_cpu(o, bias, 1, w->n); /* one row: no nested parallelism */
+            dre_bias_gelu_cpu(o, bias, 1, w->n); /* one row: no nested parallelism */
         } else {
             for (int32_t j = 0; j < w->n; j++)
                 o[j] += bias[j];
@@ -184,7 +184,7 @@ static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_pack
     }
 }
 
-void cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
+void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
               cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws) {
     if (m <= 0) return;
     if (!w->panels) {

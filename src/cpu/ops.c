@@ -23,7 +23,7 @@ static void layernorm_row(float *x, const float *g, const float *b, float eps, i
         x[j] = (x[j] - mean_f) * rstd * g[j] + b[j];
 }
 
-void embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
+void dre_embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
                          const float *word_emb, const float *pos_emb, const float *type_emb,
                          const float *g, const float *b, float eps, int32_t hidden, float *out) {
 #pragma omp parallel for schedule(dynamic)
@@ -40,7 +40,7 @@ void embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t 
     }
 }
 
-void bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
+void dre_bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
                                  const float *b, float eps, int32_t n_tokens, int32_t hidden) {
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
@@ -52,7 +52,7 @@ void bias_residual_layernorm_cpu(float *x, const float *bias, const float *resid
     }
 }
 
-void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
+void dre_bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
     const float inv_sqrt2 = 0.70710678118654752440f;
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
@@ -64,7 +64,7 @@ void bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t dim) {
     }
 }
 
-void attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+void dre_attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
                       int32_t head_dim, const cpu_workspace *ws, float *out) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -110,7 +110,7 @@ void attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n_seq
     if (n_threads > 1) openblas_set_num_threads(blas_threads);
 }
 
-void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
+void dre_attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
                    int32_t head_dim, float *out) {
     int32_t max_len = 1;
     for (int32_t s = 0; s < n_seqs; s++) {
@@ -121,11 +121,11 @@ void attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, 
     cpu_workspace ws = {NULL, (size_t)max_len * max_len, omp_get_max_threads()};
     ws.data = malloc((size_t)ws.n_threads * ws.floats_per_thread * sizeof(float));
     if (!ws.data) return;
-    attention_cpu_ws(qkv, cu_seqlens, n_seqs, n_heads, head_dim, &ws, out);
+    dre_attention_cpu_ws(qkv, cu_seqlens, n_seqs, n_heads, head_dim, &ws, out);
     free(ws.data);
 }
 
-void pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
+void dre_pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
                         dre_pooling pooling, int normalize, float *out) {
 #pragma omp parallel for schedule(dynamic)
     for (int32_t s = 0; s < n_seqs; s++) {

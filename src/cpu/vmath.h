@@ -1,14 +1,14 @@
 /* cpu/vmath.h — exp and the erf GELU on 16 floats at a time (AVX-512), for the CPU encoder's
  * fused epilogues and softmax, and its residual + LayerNorm row. Functions here carry their
  * own target attribute, so the file compiles without -mavx512f; callers check the CPU
- * (cpu_gemm_vectorised) before calling.
+ * (dre_cpu_gemm_vectorised) before calling.
  *
  * Accuracy, against the C library in double (tests/cpu_gemm_test.cc holds it):
  * - vexp: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^7
  *   (truncation below 6e-9 relative), 2^n applied by scalef: within 2 float ulps.
  * - vgelu_erf: 0.5 v (1 + erf(v / sqrt 2)) with 1 + erf(x) = erfc(-x), computed as erfc(|x|)
  *   or 2 - erfc(|x|) so neither tail cancels; erfc(x) = exp(-x^2) t P(t), t = 1 / (1 + x/2),
- *   P fitted by tools/fit_gelu_erfc.py: 1 + erf within 2.5e-7 absolute (about 2 ulps).
+ *   P fitted by tools/fixtures/fit_gelu_erfc.py: 1 + erf within 2.5e-7 absolute (about 2 ulps).
  * - vlayernorm_row: the plain operator's arithmetic (mean and variance summed in double, two
  *   passes; the rest in float), only the order of the double sums differs. */
 #ifndef DRE_CPU_VMATH_H

@@ -12,9 +12,9 @@
 
 #define CHECKPOINT_FORMAT_VERSION 1
 
-dre_status checkpoint_write(const char *path, const checkpoint *c) {
+dre_status dre_checkpoint_write(const char *path, const checkpoint *c) {
     cJSON *root = cJSON_CreateObject();
-    if (!root) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!root) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     cJSON_AddNumberToObject(root, "format_version", CHECKPOINT_FORMAT_VERSION);
     cJSON_AddNumberToObject(root, "offset", (double)c->offset);
     cJSON_AddNumberToObject(root, "line", (double)c->line);
@@ -35,7 +35,7 @@ dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddBoolToObject(root, "bm25", c->bm25);
     cJSON_AddStringToObject(root, "doc_prompt", c->doc_prompt);
     cJSON_AddStringToObject(root, "query_prompt", c->query_prompt);
-    cJSON_AddStringToObject(root, "format", corpus_format_name(c->format));
+    cJSON_AddStringToObject(root, "format", dre_corpus_format_name(c->format));
     cJSON_AddStringToObject(root, "id_field", c->id_field);
     cJSON_AddStringToObject(root, "title_field", c->title_field);
     cJSON_AddStringToObject(root, "text_field", c->text_field);
@@ -43,8 +43,8 @@ dre_status checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddStringToObject(root, "errors_path", c->errors_path);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!text) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
-    dre_status st = write_file_atomic(path, text, strlen(text));
+    if (!text) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    dre_status st = dre_write_file_atomic(path, text, strlen(text));
     free(text);
     return st;
 }
@@ -52,7 +52,7 @@ dre_status checkpoint_write(const char *path, const checkpoint *c) {
 static dre_status ck_number(const cJSON *root, const char *path, const char *key, int64_t *out) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsNumber(item) || item->valuedouble < 0)
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a count", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a count", path, key);
     *out = (int64_t)item->valuedouble;
     return DRE_OK;
 }
@@ -61,7 +61,7 @@ static dre_status ck_string(const cJSON *root, const char *path, const char *key
                             size_t cap) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsString(item) || strlen(item->valuestring) >= cap)
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a string", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a string", path, key);
     strcpy(out, item->valuestring);
     return DRE_OK;
 }
@@ -70,7 +70,7 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     int64_t version = 0, dim = 0;
     DRE_TRY(ck_number(root, path, "format_version", &version));
     if (version != CHECKPOINT_FORMAT_VERSION)
-        return set_error(DRE_ERR_UNSUPPORTED, "%s: checkpoint format %lld (expected %d)", path,
+        return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: checkpoint format %lld (expected %d)", path,
                          (long long)version, CHECKPOINT_FORMAT_VERSION);
     DRE_TRY(ck_number(root, path, "offset", &c->offset));
     DRE_TRY(ck_number(root, path, "line", &c->line));
@@ -86,7 +86,7 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
         DRE_TRY(ck_number(root, path, "chunk_tokens", &chunk_tokens));
         DRE_TRY(ck_number(root, path, "chunk_overlap", &chunk_overlap));
         if (chunk_tokens > INT32_MAX || chunk_overlap > INT32_MAX)
-            return set_error(DRE_ERR_FORMAT, "%s: chunk_tokens %lld", path,
+            return dre_set_error(DRE_ERR_FORMAT, "%s: chunk_tokens %lld", path,
                              (long long)chunk_tokens);
         c->chunk_tokens = (int32_t)chunk_tokens;
         c->chunk_overlap = (int32_t)chunk_overlap;
@@ -115,12 +115,12 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     else if (!strcmp(format, "lines"))
         c->format = DRE_CORPUS_LINES;
     else
-        return set_error(DRE_ERR_FORMAT, "%s: unknown corpus format \"%s\"", path, format);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: unknown corpus format \"%s\"", path, format);
     DRE_TRY(ck_string(root, path, "id_field", c->id_field, sizeof c->id_field));
     DRE_TRY(ck_string(root, path, "title_field", c->title_field, sizeof c->title_field));
     DRE_TRY(ck_string(root, path, "text_field", c->text_field, sizeof c->text_field));
     if (c->window_cap < 1 || c->every < 1 || c->dim < 1)
-        return set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path, (long long)c->window_cap,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path, (long long)c->window_cap,
                          c->dim);
     c->errors_bytes = -1; /* optional: the errors file is then only appended to */
     const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "errors_bytes");
@@ -133,14 +133,14 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     return DRE_OK;
 }
 
-dre_status checkpoint_read(const char *path, checkpoint *c) {
+dre_status dre_checkpoint_read(const char *path, checkpoint *c) {
     memset(c, 0, sizeof *c);
     char *text = NULL;
     size_t len = 0;
-    DRE_TRY(read_file(path, &text, &len));
+    DRE_TRY(dre_read_file(path, &text, &len));
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, NULL, 0);
     dre_status st = root ? checkpoint_parse(root, path, c)
-                         : set_error(DRE_ERR_FORMAT, "%s: malformed JSON", path);
+                         : dre_set_error(DRE_ERR_FORMAT, "%s: malformed JSON", path);
     cJSON_Delete(root);
     free(text);
     return st;

@@ -44,9 +44,9 @@ typedef struct checkpoint {
 } checkpoint;
 
 /* Replaces the file at path with c (written to path.tmp, synced, renamed). */
-dre_status checkpoint_write(const char *path, const checkpoint *c);
+dre_status dre_checkpoint_write(const char *path, const checkpoint *c);
 /* Reads and checks a checkpoint; errors name the file and the field. */
-dre_status checkpoint_read(const char *path, checkpoint *c);
+dre_status dre_checkpoint_read(const char *path, checkpoint *c);
 
 #ifdef __cplusplus
 }

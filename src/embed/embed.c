@@ -75,7 +75,7 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
              (o->chunk_tokens > 0 && o->chunk_overlap >= 0 && o->chunk_overlap != c->chunk_overlap))
         what = "chunking (--chunk-tokens, --chunk-overlap)";
     if (what)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "%s: --resume with a different %s than the "
                          "interrupted embed (see %s)",
                          dir, what, INDEX_CHECKPOINT_FILE);
@@ -99,27 +99,27 @@ static dre_status check_base(const embed_run *p, const dre_model_info *m,
     *base_meta = *dre_index_get_info(existing);
     dre_index_close(existing);
     char meta_path[PATH_MAX];
-    DRE_TRY(path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
+    DRE_TRY(dre_path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
     DRE_TRY(
-        index_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256, base_meta));
+        dre_index_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256, base_meta));
     if (o->factory && strcmp(o->factory, base_meta->factory))
-        return set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
+        return dre_set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
                          base_meta->factory, o->factory);
     if ((o->doc_prompt && strcmp(o->doc_prompt, base_meta->doc_prompt)) ||
         (o->query_prompt && strcmp(o->query_prompt, base_meta->query_prompt)))
-        return set_error(DRE_ERR_MISMATCH,
+        return dre_set_error(DRE_ERR_MISMATCH,
                          "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
                          "(queries); --append cannot change them",
                          dir, base_meta->doc_prompt, base_meta->query_prompt);
     if (o->chunk_tokens > 0 &&
         (o->chunk_tokens != base_meta->chunk_tokens ||
          (o->chunk_overlap >= 0 && o->chunk_overlap != base_meta->chunk_overlap)))
-        return set_error(DRE_ERR_MISMATCH,
+        return dre_set_error(DRE_ERR_MISMATCH,
                          "%s: the index's documents are cut into chunks of %d tokens "
                          "(overlap %d); --append cannot change that",
                          dir, base_meta->chunk_tokens, base_meta->chunk_overlap);
     if (o->no_bm25 && base_meta->bm25)
-        return set_error(DRE_ERR_MISMATCH,
+        return dre_set_error(DRE_ERR_MISMATCH,
                          "%s: the index has a BM25 table, which --append keeps up to date "
                          "(--no-bm25 cannot apply)",
                          dir);
@@ -133,9 +133,9 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     const char *dir = p->index_dir;
     dre_index_info base_meta;
     int have_base = 0;
-    if (file_exists_in(dir, INDEX_META_FILE)) {
+    if (dre_file_exists_in(dir, INDEX_META_FILE)) {
         if (!o->append)
-            return set_error(DRE_ERR_INVALID_ARG,
+            return dre_set_error(DRE_ERR_INVALID_ARG,
                              "%s already holds an index; use --append to add to it, or choose "
                              "another folder",
                              dir);
@@ -156,16 +156,16 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     const char *query_prompt =
         have_base ? base_meta.query_prompt : field_or(o->query_prompt, m->query_prompt);
     if (strlen(doc_prompt) >= DRE_PROMPT_CAP || strlen(query_prompt) >= DRE_PROMPT_CAP)
-        return set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes", DRE_PROMPT_CAP - 1);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes", DRE_PROMPT_CAP - 1);
     strcpy(c->doc_prompt, doc_prompt);
     strcpy(c->query_prompt, query_prompt);
     if (c->chunk_tokens < 0)
-        return set_error(DRE_ERR_INVALID_ARG, "chunks of %d tokens", c->chunk_tokens);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "chunks of %d tokens", c->chunk_tokens);
     if (c->chunk_tokens > 0) { /* the sizes must leave room for text after the prompt */
         seq_tokenizer t;
-        DRE_TRY(seq_tokenizer_init(&t, p->tok, p->max_length, c->doc_prompt, 1));
-        dre_status st = seq_tokenizer_chunk(&t, c->chunk_tokens, c->chunk_overlap);
-        seq_tokenizer_free(&t);
+        DRE_TRY(dre_seq_tokenizer_init(&t, p->tok, p->max_length, c->doc_prompt, 1));
+        dre_status st = dre_seq_tokenizer_chunk(&t, c->chunk_tokens, c->chunk_overlap);
+        dre_seq_tokenizer_free(&t);
         DRE_TRY(st);
     }
     c->window_cap = default_window_cap(p->budget_tokens);
@@ -175,12 +175,12 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     snprintf(c->weights_sha256, sizeof c->weights_sha256, "%s", m->weights_sha256);
     const char *factory =
         have_base ? base_meta.factory : field_or(o->factory, INDEX_DEFAULT_FACTORY);
-    c->format = corpus_format(p->reader);
+    c->format = dre_corpus_format_of(p->reader);
     const char *fields[3] = {field_or(o->id_field, "_id"), field_or(o->title_field, "title"),
                              field_or(o->text_field, "text")};
     if (strlen(factory) >= CHECKPOINT_FIELD_CAP || strlen(fields[0]) >= CHECKPOINT_FIELD_CAP ||
         strlen(fields[1]) >= CHECKPOINT_FIELD_CAP || strlen(fields[2]) >= CHECKPOINT_FIELD_CAP)
-        return set_error(DRE_ERR_INVALID_ARG, "index factory or field name longer than %d bytes",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index factory or field name longer than %d bytes",
                          CHECKPOINT_FIELD_CAP - 1);
     strcpy(c->factory, factory);
     strcpy(c->id_field, fields[0]);
@@ -191,7 +191,7 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
         strcpy(c->errors_path, o->errors_path);
         c->errors_bytes = 0; /* opened anew, empty */
     }
-    return index_writer_start(p->writer, c);
+    return dre_index_writer_start(p->writer, c);
 }
 
 /* Opens the --errors file: new for a fresh run; for a resumed one, the same file cut back
@@ -204,11 +204,11 @@ static dre_status open_errors(embed_run *p, int resuming) {
     c->errors_bytes = -1;
     if (!path) return DRE_OK;
     p->errors = fopen(path, resuming ? "a" : "w");
-    if (!p->errors) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!p->errors) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (listed >= 0 && fstat(fileno(p->errors), &st) == 0 && (int64_t)st.st_size > listed &&
         ftruncate(fileno(p->errors), (off_t)listed) != 0)
-        return set_error(DRE_ERR_IO, "%s: truncate: %s", path, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "%s: truncate: %s", path, strerror(errno));
     if (strlen(path) < sizeof c->errors_path) strcpy(c->errors_path, path);
     return DRE_OK;
 }
@@ -218,8 +218,8 @@ static dre_status open_errors(embed_run *p, int resuming) {
 /* Writes the finished index: everything staged, and meta.json from the model. */
 static dre_status finish(embed_run *p, const dre_model_info *m) {
     const checkpoint *c = &p->ck;
-    if (c->base_count + index_writer_count(p->writer) == 0)
-        return set_error(DRE_ERR_FORMAT, "%s: no documents to index%s", corpus_path(p->reader),
+    if (c->base_count + dre_index_writer_count(p->writer) == 0)
+        return dre_set_error(DRE_ERR_FORMAT, "%s: no documents to index%s", dre_corpus_path(p->reader),
                          c->skipped ? " (every line was bad)" : "");
     dre_index_info meta = {0};
     snprintf(meta.model_name, sizeof meta.model_name, "%s", m->name);
@@ -235,7 +235,7 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.chunk_overlap = c->chunk_tokens > 0 ? c->chunk_overlap : 0;
     strcpy(meta.doc_prompt, c->doc_prompt);
     strcpy(meta.query_prompt, c->query_prompt);
-    return index_writer_finish(p->writer, &meta);
+    return dre_index_writer_finish(p->writer, &meta);
 }
 
 static dre_status embed_locked(embed_run *p, const char *model_dir, const char *corpus_path,
@@ -256,7 +256,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         p->max_length = dre_tokenizer_max_length(tok);
     /* Checked here, not at the first document that happens to use such a token. */
     if (dre_tokenizer_vocab_size(tok) > m->vocab_size) {
-        st = set_error(DRE_ERR_FORMAT,
+        st = dre_set_error(DRE_ERR_FORMAT,
                        "%s/vocab.txt has %d entries, but config.json's vocab_size is %d: the "
                        "model has no embedding for the ids past it",
                        model_dir, dre_tokenizer_vocab_size(tok), m->vocab_size);
@@ -264,17 +264,17 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     }
 
     int resuming = 0;
-    const char *checkpoint_path = index_writer_checkpoint_path(p->writer);
-    if (file_exists_in(dir, INDEX_CHECKPOINT_FILE)) {
+    const char *checkpoint_path = dre_index_writer_checkpoint_path(p->writer);
+    if (dre_file_exists_in(dir, INDEX_CHECKPOINT_FILE)) {
         if (!o->resume) {
-            st = set_error(DRE_ERR_INVALID_ARG,
+            st = dre_set_error(DRE_ERR_INVALID_ARG,
                            "%s: an earlier embed into this folder did not finish (%s is there); "
                            "pass --resume to continue it, or delete %s to abandon it",
                            dir, INDEX_CHECKPOINT_FILE, INDEX_CHECKPOINT_FILE);
             goto done;
         }
-        if ((st = checkpoint_read(checkpoint_path, &p->ck)) != DRE_OK) goto done;
-        if ((st = index_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256, NULL)) !=
+        if ((st = dre_checkpoint_read(checkpoint_path, &p->ck)) != DRE_OK) goto done;
+        if ((st = dre_index_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256, NULL)) !=
                 DRE_OK ||
             (st = check_resume_options(o, &p->ck, dir)) != DRE_OK)
             goto done;
@@ -282,8 +282,8 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         const checkpoint *c = &p->ck;
         st = dre_corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
                          &p->reader);
-        if (st == DRE_OK) st = corpus_seek(p->reader, c->offset, c->line);
-    } else if (o->resume && !o->append && file_exists_in(dir, INDEX_META_FILE)) {
+        if (st == DRE_OK) st = dre_corpus_seek(p->reader, c->offset, c->line);
+    } else if (o->resume && !o->append && dre_file_exists_in(dir, INDEX_META_FILE)) {
         /* No checkpoint but a complete index: the run being resumed finished (it was
          * killed after its last rename, say). Nothing is left to do. */
         dre_index *done_index = NULL;
@@ -309,7 +309,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     if (p->ck.budget_tokens >= p->max_length && p->ck.budget_tokens <= p->budget_tokens)
         p->budget_tokens = (int32_t)p->ck.budget_tokens;
     st = open_errors(p, resuming);
-    if (st == DRE_OK) st = index_writer_resume(p->writer, &p->ck);
+    if (st == DRE_OK) st = dre_index_writer_resume(p->writer, &p->ck);
     if (st != DRE_OK) goto done;
 
     pipeline_config cfg = {.reader = p->reader,
@@ -323,18 +323,18 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
                            .budget_tokens = p->budget_tokens,
                            .window_cap = (int32_t)p->ck.window_cap,
                            .checkpoint_every = p->ck.every,
-                           .n_threads = o->n_threads > 0 ? o->n_threads : cpu_count(),
+                           .n_threads = o->n_threads > 0 ? o->n_threads : dre_cpu_count(),
                            .skip_bad_lines = o->skip_bad_lines,
                            .errors = p->errors,
                            .errors_path = o->errors_path,
                            .progress = o->progress,
                            .progress_user = o->progress_user};
     pipeline_counts run = {0};
-    double t_start = now_seconds();
-    st = pipeline_run(&cfg, &p->ck, &run);
+    double t_start = dre_now_seconds();
+    st = dre_pipeline_run(&cfg, &p->ck, &run);
     if (st == DRE_OK) st = finish(p, m);
-    double seconds = now_seconds() - t_start;
-    int64_t total = p->ck.base_count + index_writer_count(p->writer);
+    double seconds = dre_now_seconds() - t_start;
+    int64_t total = p->ck.base_count + dre_index_writer_count(p->writer);
     if (summary) {
         summary->n_docs = run.docs;
         summary->n_vectors = run.vectors;
@@ -361,7 +361,7 @@ done:
 dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
                      const dre_embed_options *opts, dre_embed_summary *summary) {
     if (!model_dir || !corpus_path || !index_dir)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_embed: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_embed: NULL argument");
     dre_embed_options defaults;
     if (!opts) {
         dre_embed_options_init(&defaults);
@@ -369,22 +369,22 @@ dre_status dre_embed(const char *model_dir, const char *corpus_path, const char 
     }
     if (summary) memset(summary, 0, sizeof *summary);
     if (mkdir(index_dir, 0755) != 0 && errno != EEXIST)
-        return set_error(DRE_ERR_IO, "%s: cannot create: %s", index_dir, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "%s: cannot create: %s", index_dir, strerror(errno));
     struct stat st_dir;
     if (stat(index_dir, &st_dir) != 0 || !S_ISDIR(st_dir.st_mode))
-        return set_error(DRE_ERR_IO, "%s: not a folder", index_dir);
+        return dre_set_error(DRE_ERR_IO, "%s: not a folder", index_dir);
 
     embed_run *p = calloc(1, sizeof *p);
-    if (!p) return set_error(DRE_ERR_NOMEM, "dre_embed: out of memory");
+    if (!p) return dre_set_error(DRE_ERR_NOMEM, "dre_embed: out of memory");
     p->opts = opts;
     p->index_dir = index_dir;
     p->checkpoint_every =
         opts->checkpoint_every > 0 ? opts->checkpoint_every : DEFAULT_CHECKPOINT_EVERY;
-    dre_status st = index_writer_open(index_dir, &p->writer);
+    dre_status st = dre_index_writer_open(index_dir, &p->writer);
     if (st == DRE_OK) {
         st = embed_locked(p, model_dir, corpus_path, summary);
         /* Closed after the error message is set: closing must not overwrite it. */
-        index_writer_close(p->writer);
+        dre_index_writer_close(p->writer);
     }
     free(p);
     return st;

@@ -135,7 +135,7 @@ static void window_free(window *w) {
     free(w->joined_off);
     free(w->joined_len);
     free(w->joined);
-    token_seqs_free(&w->seqs);
+    dre_token_seqs_free(&w->seqs);
     free(w->chunks);
     free(w->vectors);
     free(w->bad);
@@ -157,7 +157,7 @@ static dre_status window_alloc(window *w, int32_t cap) {
     if (!w->lines || !w->id_off || !w->title_off || !w->text_off || !w->joined_off ||
         !w->joined_len || !w->joined || !w->arena) {
         window_free(w);
-        return set_error(DRE_ERR_NOMEM, "embed: out of memory for a window of %d documents", cap);
+        return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for a window of %d documents", cap);
     }
     return DRE_OK;
 }
@@ -169,7 +169,7 @@ static dre_status arena_add(window *w, const char *s, size_t n, size_t *off) {
         while (cap < w->arena_len + n + 1)
             cap *= 2;
         char *p = realloc(w->arena, cap);
-        if (!p) return set_error(DRE_ERR_NOMEM, "embed: out of memory for document text");
+        if (!p) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for document text");
         w->arena = p;
         w->arena_cap = cap;
     }
@@ -190,7 +190,7 @@ static dre_status note_bad_line(window *w, const char *msg) {
         while (cap < w->bad_len + n + 1)
             cap *= 2;
         char *p = realloc(w->bad, cap);
-        if (!p) return set_error(DRE_ERR_NOMEM, "embed: out of memory for bad-line messages");
+        if (!p) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for bad-line messages");
         w->bad = p;
         w->bad_cap = cap;
     }
@@ -239,8 +239,8 @@ static dre_status fill_window(pipeline *p, seq_tokenizer *tokenizer, window *w,
         w->joined_len[i] = rec.joined_len;
         w->n++;
     }
-    w->end_offset = corpus_offset(p->cfg->reader);
-    w->end_line = corpus_line(p->cfg->reader);
+    w->end_offset = dre_corpus_offset(p->cfg->reader);
+    w->end_line = dre_corpus_line(p->cfg->reader);
     *since_checkpoint += w->n;
     if (*since_checkpoint >= p->cfg->checkpoint_every || w->eof) {
         w->checkpoint = 1;
@@ -248,18 +248,18 @@ static dre_status fill_window(pipeline *p, seq_tokenizer *tokenizer, window *w,
     }
     for (int32_t i = 0; i < w->n; i++)
         w->joined[i] = w->arena + w->joined_off[i];
-    return seq_tokenizer_run(tokenizer, w->joined, w->joined_len, w->n, &w->seqs);
+    return dre_seq_tokenizer_run(tokenizer, w->joined, w->joined_len, w->n, &w->seqs);
 }
 
 static void *producer_main(void *arg) {
     pipeline *p = arg;
     seq_tokenizer tokenizer;
-    dre_status st = seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->prompt,
+    dre_status st = dre_seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->prompt,
                                        p->cfg->n_threads);
     if (st == DRE_OK && p->cfg->chunk_tokens > 0)
-        st = seq_tokenizer_chunk(&tokenizer, p->cfg->chunk_tokens, p->cfg->chunk_overlap);
+        st = dre_seq_tokenizer_chunk(&tokenizer, p->cfg->chunk_tokens, p->cfg->chunk_overlap);
     if (st != DRE_OK) {
-        seq_tokenizer_free(&tokenizer);
+        dre_seq_tokenizer_free(&tokenizer);
         fail(p, st);
         return NULL;
     }
@@ -276,7 +276,7 @@ static void *producer_main(void *arg) {
         give(p, &p->tokenized_q, w);
         if (eof) break;
     }
-    seq_tokenizer_free(&tokenizer);
+    dre_seq_tokenizer_free(&tokenizer);
     return NULL;
 }
 
@@ -285,16 +285,16 @@ static void *producer_main(void *arg) {
 static dre_status encode_window(pipeline *p, seq_packer *packer, window *w) {
     if (w->seqs.n > w->vectors_cap) {
         float *v = realloc(w->vectors, (size_t)w->seqs.n * (size_t)p->dim * sizeof *v);
-        if (!v) return set_error(DRE_ERR_NOMEM, "embed: out of memory for %d vectors", w->seqs.n);
+        if (!v) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %d vectors", w->seqs.n);
         w->vectors = v;
         w->vectors_cap = w->seqs.n;
     }
-    return seq_packer_encode(packer, &w->seqs, w->vectors);
+    return dre_seq_packer_encode(packer, &w->seqs, w->vectors);
 }
 
 static dre_status encoder_loop(pipeline *p) {
     seq_packer packer;
-    dre_status st = seq_packer_init(&packer, p->cfg->enc, p->cfg->budget_tokens);
+    dre_status st = dre_seq_packer_init(&packer, p->cfg->enc, p->cfg->budget_tokens);
     while (st == DRE_OK) {
         window *w = take(p, &p->tokenized_q);
         if (!w) break;
@@ -304,7 +304,7 @@ static dre_status encoder_loop(pipeline *p) {
         give(p, &p->encoded_q, w);
         if (eof) break;
     }
-    seq_packer_free(&packer);
+    dre_seq_packer_free(&packer);
     if (st != DRE_OK) fail(p, st);
     return st;
 }
@@ -318,7 +318,7 @@ static void report_progress(pipeline *p, int done) {
                              .offset = p->ck->offset,
                              .start = p->start_offset,
                              .size = p->size,
-                             .seconds = now_seconds() - p->t_start,
+                             .seconds = dre_now_seconds() - p->t_start,
                              .done = done};
     p->cfg->progress(&pr, p->cfg->progress_user);
 }
@@ -327,24 +327,24 @@ static dre_status write_checkpoint(pipeline *p) {
     if (p->cfg->errors) {
         struct stat st;
         if (fflush(p->cfg->errors) != 0 || fstat(fileno(p->cfg->errors), &st) != 0)
-            return set_error(DRE_ERR_IO, "%s: write: %s", p->cfg->errors_path, strerror(errno));
+            return dre_set_error(DRE_ERR_IO, "%s: write: %s", p->cfg->errors_path, strerror(errno));
         p->ck->errors_bytes = (int64_t)st.st_size;
     }
-    return index_writer_checkpoint(p->cfg->writer, p->ck);
+    return dre_index_writer_checkpoint(p->cfg->writer, p->ck);
 }
 
 /* The window's chunk records, room for as many as it has sequences. */
 static dre_status reserve_chunks(window *w) {
     if (w->seqs.n <= w->chunks_cap) return DRE_OK;
     index_chunk *c = realloc(w->chunks, (size_t)w->seqs.n * sizeof *c);
-    if (!c) return set_error(DRE_ERR_NOMEM, "embed: out of memory for %d chunks", w->seqs.n);
+    if (!c) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %d chunks", w->seqs.n);
     w->chunks = c;
     w->chunks_cap = w->seqs.n;
     return DRE_OK;
 }
 
 static dre_status write_window(pipeline *p, window *w) {
-    DRE_TRY(index_writer_begin(p->cfg->writer));
+    DRE_TRY(dre_index_writer_begin(p->cfg->writer));
     DRE_TRY(reserve_chunks(w));
     int32_t kept = 0; /* vectors of the documents kept so far, moved to the front */
     int64_t tokens = 0, dropped = 0, docs = 0;
@@ -359,12 +359,12 @@ static dre_status write_window(pipeline *p, window *w) {
         const char *id = w->arena + w->id_off[i];
         const char *title = w->title_off[i] == SIZE_MAX ? NULL : w->arena + w->title_off[i];
         int64_t duplicate_of = -1;
-        DRE_TRY(index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i], n_seqs,
+        DRE_TRY(dre_index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i], n_seqs,
                                      w->chunks, &duplicate_of));
         if (duplicate_of >= 0) {
-            dre_status st = set_error(
+            dre_status st = dre_set_error(
                 DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
-                corpus_path(p->cfg->reader), (long long)w->lines[i], id, (long long)duplicate_of);
+                dre_corpus_path(p->cfg->reader), (long long)w->lines[i], id, (long long)duplicate_of);
             if (!p->cfg->skip_bad_lines) return st;
             if (p->cfg->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             dropped++;
@@ -380,10 +380,10 @@ static dre_status write_window(pipeline *p, window *w) {
         s += n_seqs;
         docs++;
     }
-    DRE_TRY(index_writer_commit(p->cfg->writer, w->vectors, kept));
+    DRE_TRY(dre_index_writer_commit(p->cfg->writer, w->vectors, kept));
     if (p->cfg->errors && w->bad_len > 0 &&
         fwrite(w->bad, 1, w->bad_len, p->cfg->errors) != w->bad_len)
-        return set_error(DRE_ERR_IO, "%s: write: %s", p->cfg->errors_path, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "%s: write: %s", p->cfg->errors_path, strerror(errno));
     p->ck->tokens += tokens;
     p->ck->skipped += w->n_bad + dropped;
     p->ck->offset = w->end_offset;
@@ -416,15 +416,15 @@ static void *writer_main(void *arg) {
 
 /* ------------------------------------------------------------------ run */
 
-dre_status pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_counts *counts) {
+dre_status dre_pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_counts *counts) {
     pipeline *p = calloc(1, sizeof *p);
-    if (!p) return set_error(DRE_ERR_NOMEM, "embed: out of memory");
+    if (!p) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory");
     p->cfg = cfg;
     p->ck = ck;
     p->dim = dre_encoder_dim(cfg->enc);
-    p->t_start = now_seconds();
+    p->t_start = dre_now_seconds();
     p->start_offset = ck->offset;
-    p->size = corpus_size(cfg->reader);
+    p->size = dre_corpus_size(cfg->reader);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     dre_status st = DRE_OK;
@@ -434,16 +434,16 @@ dre_status pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_cou
     }
     pthread_t producer, writer;
     if (st == DRE_OK && pthread_create(&producer, NULL, producer_main, p) != 0)
-        st = set_error(DRE_ERR_NOMEM, "embed: cannot start the reader thread");
+        st = dre_set_error(DRE_ERR_NOMEM, "embed: cannot start the reader thread");
     else if (st == DRE_OK) {
         if (pthread_create(&writer, NULL, writer_main, p) != 0) {
-            fail(p, set_error(DRE_ERR_NOMEM, "embed: cannot start the writer thread"));
+            fail(p, dre_set_error(DRE_ERR_NOMEM, "embed: cannot start the writer thread"));
         } else {
             encoder_loop(p);
             pthread_join(writer, NULL);
         }
         pthread_join(producer, NULL);
-        if (p->failed) st = set_error(p->fail_status, "%s", p->fail_msg);
+        if (p->failed) st = dre_set_error(p->fail_status, "%s", p->fail_msg);
     }
     report_progress(p, 1);
     *counts = p->run;

@@ -42,7 +42,7 @@ typedef struct pipeline_counts {
 
 /* Reads the corpus to its end through the stages into the writer, checkpointing into ck
  * (updated as it goes: offset, line, counts). */
-dre_status pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_counts *counts);
+dre_status dre_pipeline_run(const pipeline_config *cfg, checkpoint *ck, pipeline_counts *counts);
 
 #ifdef __cplusplus
 }

@@ -28,7 +28,7 @@ dre_status dre_device_parse(const char *name, dre_device *out) {
     else if (name && strcmp(name, "gpu") == 0)
         *out = DRE_DEVICE_GPU;
     else
-        return set_error(DRE_ERR_INVALID_ARG, "unknown device '%s' (expected auto, cpu or gpu)",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "unknown device '%s' (expected auto, cpu or gpu)",
                          name ? name : "(null)");
     return DRE_OK;
 }
@@ -46,7 +46,7 @@ int dre_gpu_count(void) { return dre_backend_gpu.device_count(); }
 
 dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
                             dre_encoder **out) {
-    if (!model || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
+    if (!model || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
     *out = NULL;
     const dre_model_info *info = &model->info;
     if (budget_tokens <= 0) budget_tokens = DEFAULT_BUDGET_TOKENS;
@@ -55,7 +55,7 @@ dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t b
         device = dre_backend_gpu.device_count() > 0 ? DRE_DEVICE_GPU : DRE_DEVICE_CPU;
 
     dre_encoder *enc = calloc(1, sizeof *enc);
-    if (!enc) return set_error(DRE_ERR_NOMEM, "dre_encoder_open: out of memory");
+    if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_encoder_open: out of memory");
     enc->ops = device == DRE_DEVICE_GPU ? &dre_backend_gpu : &dre_backend_cpu;
     enc->device = device;
     enc->dim = info->hidden;
@@ -87,31 +87,31 @@ int32_t dre_encoder_max_length(const dre_encoder *enc) { return enc->max_length;
 static dre_status check_batch(const dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs) {
     if (!ids || !cu_seqlens || n_seqs < 1)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder: an empty or NULL batch");
-    if (cu_seqlens[0] != 0) return set_error(DRE_ERR_INVALID_ARG, "cu_seqlens[0] must be 0");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "encoder: an empty or NULL batch");
+    if (cu_seqlens[0] != 0) return dre_set_error(DRE_ERR_INVALID_ARG, "cu_seqlens[0] must be 0");
     for (int32_t i = 0; i < n_seqs; i++) {
         const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
         if (len < 1 || len > enc->max_length)
-            return set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", i,
+            return dre_set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", i,
                              len, enc->max_length);
         if (cu_seqlens[i + 1] > enc->budget_tokens)
-            return set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
+            return dre_set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
                              enc->budget_tokens);
     }
     const int32_t n_tokens = cu_seqlens[n_seqs];
     for (int32_t t = 0; t < n_tokens; t++)
         if (ids[t] < 0 || ids[t] >= enc->vocab_size)
-            return set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
+            return dre_set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
                              t, ids[t], enc->vocab_size);
     return DRE_OK;
 }
 
 dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs) {
-    if (!enc) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_submit: NULL encoder");
+    if (!enc) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_submit: NULL encoder");
     DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs));
     if (enc->queued == DRE_ENCODER_DEPTH)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "dre_encoder_submit: %d batches queued already; collect one first",
                          DRE_ENCODER_DEPTH);
     const dre_status st = enc->ops->submit(enc->backend, ids, cu_seqlens, n_seqs);
@@ -124,9 +124,9 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
 }
 
 dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
-    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
+    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
     if (enc->queued == 0)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
     const dre_status st = enc->ops->collect(enc->backend, out, n_seqs);
     enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
     return st;
@@ -135,10 +135,10 @@ dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
 dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
     if (!enc || !ids || !cu_seqlens || !out || n_seqs < 0)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: bad argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: bad argument");
     if (n_seqs == 0) return DRE_OK;
     if (enc->queued)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: batches are queued");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_encode: batches are queued");
     DRE_TRY(dre_encoder_submit(enc, ids, cu_seqlens, n_seqs));
     return dre_encoder_collect(enc, out, NULL);
 }
@@ -146,12 +146,12 @@ dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_
 /* ---------------------------------------------------------------- the advanced tier */
 
 static dre_status unsupported(const dre_encoder *enc, const char *what) {
-    return set_error(DRE_ERR_UNSUPPORTED, "%s: the %s encoder has none (the GPU encoder's)", what,
+    return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: the %s encoder has none (the GPU encoder's)", what,
                      enc->ops->name);
 }
 
 dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec) {
-    if (!enc || !spec) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_set_variants: NULL");
+    if (!enc || !spec) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_set_variants: NULL");
     if (!enc->ops->set_variants) return unsupported(enc, "kernel variants");
     return enc->ops->set_variants(enc->backend, spec);
 }
@@ -163,21 +163,21 @@ const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family
 
 dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                int32_t n_seqs, double ms[DRE_OP_COUNT]) {
-    if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: NULL argument");
+    if (!enc || !ms) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: NULL argument");
     if (!enc->ops->profile) return unsupported(enc, "per-operator profiling");
     if (enc->queued)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: batches are queued");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: batches are queued");
     DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs));
     return enc->ops->profile(enc->backend, ids, cu_seqlens, n_seqs, ms);
 }
 
 dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
     if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "dre_encoder_gemm_only: %d tokens (budget %d), %d reps", n_tokens,
                          enc ? enc->budget_tokens : 0, reps);
     if (!enc->ops->gemm_only) return unsupported(enc, "a GEMM-only pass");
     if (enc->queued)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encoder_gemm_only: batches are queued");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_gemm_only: batches are queued");
     return enc->ops->gemm_only(enc->backend, n_tokens, reps, ms);
 }

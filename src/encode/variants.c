@@ -75,7 +75,7 @@ dre_status dre_variants_parse(const char *spec, int choice[DRE_FAMILY_COUNT]) {
         const int family = eq ? find_name(families, DRE_FAMILY_COUNT, at, (size_t)(eq - at)) : -1;
         if (family < 0) {
             join_names(choices, sizeof choices, families, DRE_FAMILY_COUNT);
-            return set_error(DRE_ERR_INVALID_ARG,
+            return dre_set_error(DRE_ERR_INVALID_ARG,
                              "variant '%.*s': expected family=name, the family one of: %s",
                              (int)len, at, choices);
         }
@@ -83,7 +83,7 @@ dre_status dre_variants_parse(const char *spec, int choice[DRE_FAMILY_COUNT]) {
         const int v = find_name(names, INT32_MAX, eq + 1, len - (size_t)(eq + 1 - at));
         if (v < 0) {
             join_names(choices, sizeof choices, names, INT32_MAX);
-            return set_error(DRE_ERR_INVALID_ARG, "variant '%.*s': %s has %s", (int)len, at,
+            return dre_set_error(DRE_ERR_INVALID_ARG, "variant '%.*s': %s has %s", (int)len, at,
                              families[family], choices);
         }
         choice[family] = v;

@@ -12,7 +12,7 @@ static atomic_int lost; /* set once, never cleared (but by the emulation's tests
 static atomic_int reason_claimed;
 static char lost_reason[400]; /* written once, by the thread that claims it, before lost */
 
-int gpu_device_count(void) {
+int dre_gpu_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         (void)cudaGetLastError(); /* no driver or no device: not an error here */
@@ -43,16 +43,16 @@ static int is_sticky(cudaError_t err) {
     "; every later GPU call in this process fails. Restart the process to use the GPU again "      \
     "(`dre embed --resume` continues from the last checkpoint, on the GPU or with --device cpu)"
 
-dre_status gpu_context_check(void) {
+dre_status dre_gpu_context_check(void) {
     if (!atomic_load(&lost)) return DRE_OK;
-    return set_error(DRE_ERR_CUDA, "the GPU's CUDA context was lost earlier (%s)" LOST_ADVICE,
+    return dre_set_error(DRE_ERR_CUDA, "the GPU's CUDA context was lost earlier (%s)" LOST_ADVICE,
                      lost_reason);
 }
 
-dre_status gpu_cuda_error(cudaError_t err, const char *what, const char *hint, const char *file,
+dre_status dre_gpu_cuda_error(cudaError_t err, const char *what, const char *hint, const char *file,
                           int line) {
     if (!is_sticky(err))
-        return set_error(DRE_ERR_CUDA, "%s failed: %s%s at %s:%d", what, cudaGetErrorString(err),
+        return dre_set_error(DRE_ERR_CUDA, "%s failed: %s%s at %s:%d", what, cudaGetErrorString(err),
                          hint ? hint : "", file, line);
     char reason[sizeof lost_reason];
     snprintf(reason, sizeof reason, "%s failed: %s at %s:%d", what, cudaGetErrorString(err), file,
@@ -61,17 +61,17 @@ dre_status gpu_cuda_error(cudaError_t err, const char *what, const char *hint, c
         snprintf(lost_reason, sizeof lost_reason, "%s", reason);
         atomic_store(&lost, 1);
     }
-    return set_error(DRE_ERR_CUDA, "the GPU's CUDA context is lost: %s" LOST_ADVICE, reason);
+    return dre_set_error(DRE_ERR_CUDA, "the GPU's CUDA context is lost: %s" LOST_ADVICE, reason);
 }
 
-dre_status gpu_cublas_error(cublasStatus_t status, const char *what, const char *file, int line) {
+dre_status dre_gpu_cublas_error(cublasStatus_t status, const char *what, const char *file, int line) {
     const cudaError_t err = cudaPeekAtLastError(); /* a lost context shows here too */
-    if (is_sticky(err)) return gpu_cuda_error(err, what, NULL, file, line);
-    return set_error(DRE_ERR_CUDA, "%s failed: %s at %s:%d", what, cublasGetStatusString(status),
+    if (is_sticky(err)) return dre_gpu_cuda_error(err, what, NULL, file, line);
+    return dre_set_error(DRE_ERR_CUDA, "%s failed: %s at %s:%d", what, cublasGetStatusString(status),
                      file, line);
 }
 
-void gpu_context_forget_loss(void) {
+void dre_gpu_context_forget_loss(void) {
     atomic_store(&lost, 0);
     atomic_store(&reason_claimed, 0);
 }

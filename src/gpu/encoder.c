@@ -69,11 +69,11 @@ struct gpu_encoder {
     int variant[DRE_FAMILY_COUNT]; /* index into the family's variants; 0 is the default */
 };
 
-const char *gpu_encoder_variant(const gpu_encoder *enc, dre_kernel_family family) {
+const char *dre_gpu_encoder_variant(const gpu_encoder *enc, dre_kernel_family family) {
     return dre_kernel_family_variants(family)[enc->variant[family]];
 }
 
-dre_status gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
+dre_status dre_gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
     return dre_variants_parse(spec, enc->variant);
 }
 
@@ -138,10 +138,10 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
         (void)cudaGetLastError();
         char what[96];
         snprintf(what, sizeof what, "cudaMalloc of %zu MiB for the model's weights", bytes >> 20);
-        return gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
     }
     unsigned char *staging = malloc(bytes);
-    if (!staging) return set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
+    if (!staging) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
     plan = (weight_plan){0, staging, enc->weights};
     place_weights(enc, model, &plan);
     /* On enc->stream, not the legacy default stream: the non-blocking stream the kernels
@@ -151,7 +151,7 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
     if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
     free(staging);
     if (err != cudaSuccess)
-        return gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__, __LINE__);
     return DRE_OK;
 }
 
@@ -184,7 +184,7 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
         char what[96];
         snprintf(what, sizeof what, "cudaMalloc of %zu MiB for batches of %d tokens", size >> 20,
                  enc->budget_tokens);
-        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
     }
     unsigned char *base = enc->activations;
     enc->ids = (int32_t *)(base + ids_at);
@@ -212,7 +212,7 @@ static dre_status allocate_buffers(gpu_encoder *enc) {
         (void)cudaGetLastError();
         char what[96];
         snprintf(what, sizeof what, "cudaMallocHost of %zu MiB of pinned staging", pinned >> 20);
-        return gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, what, "; try a smaller --batch-tokens", __FILE__, __LINE__);
     }
     unsigned char *host = enc->pinned;
     for (int s = 0; s < GPU_SLOTS; s++) {
@@ -231,21 +231,21 @@ static dre_status check_shapes(const dre_model_info *in) {
     if (in->n_layers < 1 || in->hidden <= 0 || in->n_heads <= 0 || in->intermediate <= 0 ||
         in->vocab_size <= 0 || in->max_positions <= 0 || in->type_vocab_size <= 0 ||
         in->max_length <= 0)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: model '%s' has an empty dimension",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: model '%s' has an empty dimension",
                          in->name);
     if (in->head_dim * in->n_heads != in->hidden ||
         (in->head_dim != 16 && in->head_dim != 32 && in->head_dim != 64))
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "encoder_gpu: model '%s' has head_dim %d (hidden %d / %d heads); the "
                          "attention kernel handles 16, 32 and 64",
                          in->name, in->head_dim, in->hidden, in->n_heads);
     if (in->hidden > KERNELS_MAX_HIDDEN || in->intermediate % 8 != 0)
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "encoder_gpu: model '%s': hidden %d (max %d), or intermediate %d not a "
                          "multiple of 8 (the kernels move 16 bytes at a time)",
                          in->name, in->hidden, KERNELS_MAX_HIDDEN, in->intermediate);
     if (in->max_length > in->max_positions)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "encoder_gpu: model '%s': max_length %d exceeds max_positions %d",
                          in->name, in->max_length, in->max_positions);
     return DRE_OK;
@@ -254,42 +254,42 @@ static dre_status check_shapes(const dre_model_info *in) {
 static dre_status init(gpu_encoder *enc, const dre_model *model) {
     DRE_TRY(check_shapes(&model->info));
     enc->layers = calloc((size_t)model->info.n_layers, sizeof *enc->layers);
-    if (!enc->layers) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    if (!enc->layers) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     CUDA_CHECK(cudaStreamCreateWithFlags(&enc->stream, cudaStreamNonBlocking));
     const char *variants = getenv("DRE_VARIANT");
-    if (variants && variants[0]) DRE_TRY(gpu_encoder_set_variants(enc, variants));
+    if (variants && variants[0]) DRE_TRY(dre_gpu_encoder_set_variants(enc, variants));
     DRE_TRY(upload_weights(enc, model));
     DRE_TRY(allocate_buffers(enc));
     DRE_TRY(
-        gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES, &enc->gemm));
+        dre_gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES, &enc->gemm));
     return DRE_OK;
 }
 
-dre_status gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out) {
-    if (!model || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_create: NULL argument");
+dre_status dre_gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out) {
+    if (!model || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_create: NULL argument");
     *out = NULL;
     if (budget_tokens < model->info.max_length)
-        return set_error(DRE_ERR_INVALID_ARG,
-                         "gpu_encoder_create: budget of %d tokens is below the max length %d",
+        return dre_set_error(DRE_ERR_INVALID_ARG,
+                         "dre_gpu_encoder_create: budget of %d tokens is below the max length %d",
                          budget_tokens, model->info.max_length);
-    if (gpu_device_count() == 0)
-        return set_error(DRE_ERR_NO_GPU, "--device gpu: no usable CUDA device (driver missing or "
+    if (dre_gpu_device_count() == 0)
+        return dre_set_error(DRE_ERR_NO_GPU, "--device gpu: no usable CUDA device (driver missing or "
                                          "no GPU); use --device cpu or auto");
-    DRE_TRY(gpu_context_check());
+    DRE_TRY(dre_gpu_context_check());
     gpu_encoder *enc = calloc(1, sizeof *enc);
-    if (!enc) return set_error(DRE_ERR_NOMEM, "gpu_encoder_create: out of memory");
+    if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_encoder_create: out of memory");
     enc->info = model->info;
     enc->budget_tokens = budget_tokens;
     dre_status st = init(enc, model);
     if (st != DRE_OK) {
-        gpu_encoder_destroy(enc);
+        dre_gpu_encoder_destroy(enc);
         return st;
     }
     *out = enc;
     return DRE_OK;
 }
 
-void gpu_encoder_destroy(gpu_encoder *enc) {
+void dre_gpu_encoder_destroy(gpu_encoder *enc) {
     if (!enc) return;
     if (enc->stream) (void)cudaStreamSynchronize(enc->stream);
     for (int i = 0; i < enc->n_events; i++)
@@ -297,7 +297,7 @@ void gpu_encoder_destroy(gpu_encoder *enc) {
     for (int s = 0; s < GPU_SLOTS; s++)
         if (enc->slots[s].done) (void)cudaEventDestroy(enc->slots[s].done);
     free(enc->events);
-    gpu_gemm_destroy(enc->gemm);
+    dre_gpu_gemm_destroy(enc->gemm);
     if (enc->stream) (void)cudaStreamDestroy(enc->stream);
     (void)cudaFree(enc->weights);
     (void)cudaFree(enc->activations);
@@ -331,7 +331,7 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
     cudaStream_t s = enc->stream;
     if (marks) CUDA_CHECK(cudaEventRecord(marks->events[0], s));
 
-    CUDA_CHECK(embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens, enc->word_emb,
+    CUDA_CHECK(dre_embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens, enc->word_emb,
                                       enc->pos_emb, enc->type_emb, in->vocab_size,
                                       in->max_positions, enc->emb_ln_g, enc->emb_ln_b,
                                       in->layer_norm_eps, h, enc->hidden, s));
@@ -340,35 +340,35 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
     const int gelu_tanh = enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH;
     for (int32_t l = 0; l < in->n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
                              h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_QKV_GEMM));
-        CUDA_CHECK(attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
+        CUDA_CHECK(dre_attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
                                     in->head_dim, enc->context,
                                     (attention_variant)enc->variant[DRE_FAMILY_ATTENTION], s));
         DRE_TRY(mark(enc, marks, DRE_OP_ATTENTION));
         /* proj = context W^T + b + hidden, then hidden = LN(proj) */
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
                              enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_OUT_GEMM));
-        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
+        CUDA_CHECK(dre_bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
                                                   in->layer_norm_eps, n_tokens, h, enc->hidden, s));
         DRE_TRY(mark(enc, marks, DRE_OP_LN1));
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
                              n_tokens, h, ffn,
                              gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_FFN_IN_GEMM));
-        if (!gelu_tanh) CUDA_CHECK(bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
+        if (!gelu_tanh) CUDA_CHECK(dre_bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
         DRE_TRY(mark(enc, marks, DRE_OP_GELU));
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
                              enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_FFN_OUT_GEMM));
-        CUDA_CHECK(bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
+        CUDA_CHECK(dre_bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
                                                   in->layer_norm_eps, n_tokens, h, enc->hidden, s));
         DRE_TRY(mark(enc, marks, DRE_OP_LN2));
     }
 
-    CUDA_CHECK(pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
+    CUDA_CHECK(dre_pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
                                      in->normalize, enc->pooled, s));
     DRE_TRY(mark(enc, marks, DRE_OP_POOL));
     return DRE_OK;
@@ -407,12 +407,12 @@ static dre_status abandon(gpu_encoder *enc, dre_status st) {
     return st;
 }
 
-dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+dre_status dre_gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs) {
-    if (!enc) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_submit: NULL argument");
-    DRE_TRY(gpu_context_check());
+    if (!enc) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_submit: NULL argument");
+    DRE_TRY(dre_gpu_context_check());
     if (enc->in_flight == GPU_SLOTS)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
     const int32_t max_len = longest(cu_seqlens, n_seqs);
     /* this slot's previous batch was collected: its event has completed, so its pinned
@@ -427,21 +427,21 @@ dre_status gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_
     if (err == cudaSuccess) err = cudaEventRecord(slot->done, enc->stream);
     if (err != cudaSuccess)
         return abandon(
-            enc, gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__, __LINE__));
+            enc, dre_gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__, __LINE__));
     slot->n_seqs = n_seqs;
     enc->in_flight++;
     return DRE_OK;
 }
 
-dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
-    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_collect: NULL argument");
-    if (gpu_context_check() != DRE_OK) return abandon(enc, DRE_ERR_CUDA);
+dre_status dre_gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
+    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_collect: NULL argument");
+    if (dre_gpu_context_check() != DRE_OK) return abandon(enc, DRE_ERR_CUDA);
     if (enc->in_flight == 0)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
     staging_slot *slot = &enc->slots[enc->head];
     const cudaError_t err = cudaEventSynchronize(slot->done);
     if (err != cudaSuccess)
-        return abandon(enc, gpu_cuda_error(err, "encoder_gpu: a batch on the device", NULL,
+        return abandon(enc, dre_gpu_cuda_error(err, "encoder_gpu: a batch on the device", NULL,
                                            __FILE__, __LINE__));
     memcpy(out, slot->host_pooled, (size_t)slot->n_seqs * (size_t)enc->info.hidden * sizeof(float));
     if (n_seqs) *n_seqs = slot->n_seqs;
@@ -450,13 +450,13 @@ dre_status gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
     return DRE_OK;
 }
 
-dre_status gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+dre_status dre_gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                               int32_t n_seqs, float *out) {
-    if (!enc || !out) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_encode: NULL argument");
+    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_encode: NULL argument");
     if (enc->in_flight)
-        return set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: encode with batches in flight");
-    DRE_TRY(gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs));
-    return gpu_encoder_collect(enc, out, NULL);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: encode with batches in flight");
+    DRE_TRY(dre_gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs));
+    return dre_gpu_encoder_collect(enc, out, NULL);
 }
 
 /* ---------------------------------------------------------------- profiling */
@@ -465,7 +465,7 @@ static dre_status ensure_events(gpu_encoder *enc) {
     const int needed = 3 + 8 * enc->info.n_layers; /* one before, one after each operator */
     if (enc->n_events >= needed) return DRE_OK;
     cudaEvent_t *events = realloc(enc->events, (size_t)needed * sizeof *events);
-    if (!events) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    if (!events) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     enc->events = events;
     while (enc->n_events < needed) {
         CUDA_CHECK(cudaEventCreate(&enc->events[enc->n_events]));
@@ -474,28 +474,28 @@ static dre_status ensure_events(gpu_encoder *enc) {
     return DRE_OK;
 }
 
-dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
+dre_status dre_gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                int32_t n_seqs, double ms[DRE_OP_COUNT]) {
-    if (!enc || !ms) return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_profile: NULL argument");
-    DRE_TRY(gpu_context_check());
+    if (!enc || !ms) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_profile: NULL argument");
+    DRE_TRY(dre_gpu_context_check());
     const int32_t max_len = longest(cu_seqlens, n_seqs);
     DRE_TRY(ensure_events(enc));
     dre_op *ops = malloc((size_t)enc->n_events * sizeof *ops);
-    if (!ops) return set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
+    if (!ops) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     op_marks marks = {enc->events, ops, 0};
     dre_status st = DRE_OK;
     cudaError_t err = cudaStreamSynchronize(enc->stream);
     if (err != cudaSuccess)
-        st = gpu_cuda_error(err, "encoder_gpu: an earlier batch on the device", NULL, __FILE__,
+        st = dre_gpu_cuda_error(err, "encoder_gpu: an earlier batch on the device", NULL, __FILE__,
                             __LINE__);
     if (st == DRE_OK && enc->in_flight)
-        st = set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
+        st = dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
     if (st == DRE_OK) st = upload_batch(enc, &enc->slots[enc->head], ids, cu_seqlens, n_seqs);
     if (st == DRE_OK) st = forward(enc, cu_seqlens[n_seqs], n_seqs, max_len, &marks);
     if (st == DRE_OK) {
         err = cudaStreamSynchronize(enc->stream);
         if (err != cudaSuccess)
-            st = gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
+            st = dre_gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
                                 __LINE__);
     }
     for (int i = 0; i < DRE_OP_COUNT; i++)
@@ -504,7 +504,7 @@ dre_status gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32
         float elapsed = 0.0f;
         err = cudaEventElapsedTime(&elapsed, enc->events[i], enc->events[i + 1]);
         if (err != cudaSuccess)
-            st = gpu_cuda_error(err, "cudaEventElapsedTime", NULL, __FILE__, __LINE__);
+            st = dre_gpu_cuda_error(err, "cudaEventElapsedTime", NULL, __FILE__, __LINE__);
         else
             ms[ops[i]] += elapsed;
     }
@@ -519,22 +519,22 @@ static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
         enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
     for (int32_t l = 0; l < enc->info.n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
                              h, 3 * h, GPU_EPILOGUE_BIAS));
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
                              enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
                              n_tokens, h, ffn, ffn_in));
-        DRE_TRY(gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
                              enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
     }
     return DRE_OK;
 }
 
-dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
+dre_status dre_gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
     if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
-        return set_error(DRE_ERR_INVALID_ARG, "gpu_encoder_gemm_only: bad argument");
-    DRE_TRY(gpu_context_check());
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_gemm_only: bad argument");
+    DRE_TRY(dre_gpu_context_check());
     DRE_TRY(ensure_events(enc));
     DRE_TRY(gemms_only(enc, n_tokens)); /* warm-up: cuBLASLt picks and loads its kernels */
     CUDA_CHECK(cudaEventRecord(enc->events[0], enc->stream));
@@ -551,33 +551,33 @@ dre_status gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t rep
 /* ---------------------------------------------------------------- the backend */
 
 static dre_status backend_create(const dre_model *model, int32_t budget_tokens, void **out) {
-    return gpu_encoder_create(model, budget_tokens, (gpu_encoder **)out);
+    return dre_gpu_encoder_create(model, budget_tokens, (gpu_encoder **)out);
 }
-static void backend_destroy(void *enc) { gpu_encoder_destroy(enc); }
+static void backend_destroy(void *enc) { dre_gpu_encoder_destroy(enc); }
 static dre_status backend_submit(void *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                  int32_t n_seqs) {
-    return gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs);
+    return dre_gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs);
 }
 static dre_status backend_collect(void *enc, float *out, int32_t *n_seqs) {
-    return gpu_encoder_collect(enc, out, n_seqs);
+    return dre_gpu_encoder_collect(enc, out, n_seqs);
 }
 static dre_status backend_profile(void *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                   int32_t n_seqs, double ms[DRE_OP_COUNT]) {
-    return gpu_encoder_profile(enc, ids, cu_seqlens, n_seqs, ms);
+    return dre_gpu_encoder_profile(enc, ids, cu_seqlens, n_seqs, ms);
 }
 static dre_status backend_gemm_only(void *enc, int32_t n_tokens, int32_t reps, double *ms) {
-    return gpu_encoder_gemm_only(enc, n_tokens, reps, ms);
+    return dre_gpu_encoder_gemm_only(enc, n_tokens, reps, ms);
 }
 static dre_status backend_set_variants(void *enc, const char *spec) {
-    return gpu_encoder_set_variants(enc, spec);
+    return dre_gpu_encoder_set_variants(enc, spec);
 }
 static const char *backend_variant(const void *enc, dre_kernel_family family) {
-    return gpu_encoder_variant(enc, family);
+    return dre_gpu_encoder_variant(enc, family);
 }
 
 const dre_backend_ops dre_backend_gpu = {
     .name = "gpu",
-    .device_count = gpu_device_count,
+    .device_count = dre_gpu_device_count,
     .create = backend_create,
     .destroy = backend_destroy,
     .submit = backend_submit,

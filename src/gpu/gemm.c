@@ -35,11 +35,11 @@ struct gpu_gemm {
 
 #define LT_CHECK(call) CUBLAS_CHECK(call)
 
-dre_status gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
+dre_status dre_gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
                            gpu_gemm **out) {
     *out = NULL;
     gpu_gemm *g = calloc(1, sizeof *g);
-    if (!g) return set_error(DRE_ERR_NOMEM, "gpu_gemm: out of memory");
+    if (!g) return dre_set_error(DRE_ERR_NOMEM, "gpu_gemm: out of memory");
     g->stream = stream;
     g->workspace = workspace;
     g->workspace_bytes = workspace_bytes;
@@ -56,9 +56,9 @@ dre_status gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspac
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulPreferenceSetAttribute(
             g->preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof schemes);
-    if (s != CUBLAS_STATUS_SUCCESS) st = gpu_cublas_error(s, "cuBLASLt set-up", __FILE__, __LINE__);
+    if (s != CUBLAS_STATUS_SUCCESS) st = dre_gpu_cublas_error(s, "cuBLASLt set-up", __FILE__, __LINE__);
     if (st != DRE_OK) {
-        gpu_gemm_destroy(g);
+        dre_gpu_gemm_destroy(g);
         return st;
     }
     *out = g;
@@ -73,7 +73,7 @@ static void plan_free(plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-void gpu_gemm_destroy(gpu_gemm *g) {
+void dre_gpu_gemm_destroy(gpu_gemm *g) {
     if (!g) return;
     for (int i = 0; i < PLAN_SLOTS; i++)
         plan_free(&g->plans[i]);
@@ -109,7 +109,7 @@ static dre_status plan_make(gpu_gemm *g, plan *p, int32_t n, int32_t in_dim, int
     LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->cd, p->cd, g->preference,
                                             1, &result, &found));
     if (found < 1)
-        return set_error(DRE_ERR_CUDA,
+        return dre_set_error(DRE_ERR_CUDA,
                          "cuBLASLt has no algorithm for a %d x %d x %d fp16 GEMM with epilogue %d",
                          out_dim, n, in_dim, (int)epilogue);
     p->algo = result.algo;
@@ -139,13 +139,13 @@ static plan *plan_for(gpu_gemm *g, int32_t n, int32_t in_dim, int32_t out_dim,
     return *st == DRE_OK ? p : NULL;
 }
 
-dre_status gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
+dre_status dre_gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
                         const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
                         int32_t out_dim, gpu_epilogue epilogue) {
     if (!g || !x || !w || !y || n < 1 || in_dim < 1 || out_dim < 1 ||
         (epilogue != GPU_EPILOGUE_NONE) != (bias != NULL) ||
         (epilogue == GPU_EPILOGUE_BIAS_GELU && residual))
-        return set_error(DRE_ERR_INVALID_ARG, "gpu_gemm_run: bad arguments");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_gemm_run: bad arguments");
     dre_status st = DRE_OK;
     plan *p = plan_for(g, n, in_dim, out_dim, epilogue, residual != NULL, &st);
     if (!p) return st;

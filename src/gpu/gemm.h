@@ -23,15 +23,15 @@ typedef enum gpu_epilogue {
 typedef struct gpu_gemm gpu_gemm;
 
 /* GEMMs enqueued on stream, with workspace (device, workspace_bytes) for cuBLASLt. */
-dre_status gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
+dre_status dre_gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
                            gpu_gemm **out);
-void gpu_gemm_destroy(gpu_gemm *g);
+void dre_gpu_gemm_destroy(gpu_gemm *g);
 
 /* y[n, out_dim] = epilogue(x[n, in_dim] w^T + bias) + residual, all row-major fp16, w in
  * PyTorch's [out_dim, in_dim] layout, bias [out_dim] fp16 (NULL unless the epilogue has one),
  * residual [n, out_dim] (NULL: none; not with BIAS_GELU; it may be y itself). fp32
  * accumulation, and fp32 split-K reductions where cuBLASLt splits. */
-dre_status gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
+dre_status dre_gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
                         const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
                         int32_t out_dim, gpu_epilogue epilogue);
 

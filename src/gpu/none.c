@@ -9,7 +9,7 @@
 
 static int no_devices(void) { return 0; }
 
-static dre_status no_gpu(void) { return set_error(DRE_ERR_NO_GPU, "%s", WITHOUT_CUDA); }
+static dre_status no_gpu(void) { return dre_set_error(DRE_ERR_NO_GPU, "%s", WITHOUT_CUDA); }
 
 static dre_status create(const dre_model *model, int32_t budget_tokens, void **out) {
     (void)model, (void)budget_tokens;

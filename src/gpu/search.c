@@ -1,6 +1,6 @@
 /* gpu/search.c — exact inner-product search on the GPU. The vectors are uploaded once (fp32,
  * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
- * against one chunk of the vectors at a time, and topk_launch reduces each chunk's scores
+ * against one chunk of the vectors at a time, and dre_topk_launch reduces each chunk's scores
  * together with the k best of the chunks before, as FAISS's Flat index would (ties too).
  * With fp16 vectors the GPU finds more candidates than asked for, and the host re-scores
  * them in fp32 from the caller's vectors: where the fp16 error bound proves that no vector
@@ -54,7 +54,7 @@ static dre_status device_alloc(void **ptr, size_t bytes, const char *what_for, c
         char what[96];
         snprintf(what, sizeof what, "gpu_search: cudaMalloc of %zu MiB for %s", bytes >> 20,
                  what_for);
-        return gpu_cuda_error(err, what, hint, __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, what, hint, __FILE__, __LINE__);
     }
     return DRE_OK;
 }
@@ -72,7 +72,7 @@ static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
     }
     const size_t piece = count < CONVERT_PIECE ? count : CONVERT_PIECE;
     fp16_t *staging = malloc(piece * sizeof(fp16_t));
-    if (!staging) return set_error(DRE_ERR_NOMEM, "gpu_search: out of host memory");
+    if (!staging) return dre_set_error(DRE_ERR_NOMEM, "gpu_search: out of host memory");
     fp16_t *dst = gs->vectors;
     for (size_t at = 0; at < count; at += piece) {
         const size_t m = count - at < piece ? count - at : piece;
@@ -83,7 +83,7 @@ static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
         if (err == cudaSuccess) err = cudaStreamSynchronize(gs->stream); /* staging is reused */
         if (err != cudaSuccess) {
             free(staging);
-            return gpu_cuda_error(err, "gpu_search: cudaMemcpy of vectors", NULL, __FILE__,
+            return dre_gpu_cuda_error(err, "gpu_search: cudaMemcpy of vectors", NULL, __FILE__,
                                   __LINE__);
         }
     }
@@ -115,19 +115,19 @@ static dre_status init(dre_gpu_search *gs, const float *vectors) {
 
 static dre_status open_search(const float *vectors, int64_t n, int32_t dim, int fp16,
                               dre_gpu_search **out) {
-    if (!out) return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_open: NULL out");
+    if (!out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_open: NULL out");
     *out = NULL;
     if (!vectors || n < 1 || dim < 1)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "dre_gpu_search_open: need vectors, n >= 1 and dim >= 1 (got n %lld, "
                          "dim %d)",
                          (long long)n, dim);
-    if (gpu_device_count() == 0)
-        return set_error(DRE_ERR_NO_GPU,
+    if (dre_gpu_device_count() == 0)
+        return dre_set_error(DRE_ERR_NO_GPU,
                          "exact GPU search: no usable CUDA device (driver missing or no GPU)");
-    DRE_TRY(gpu_context_check());
+    DRE_TRY(dre_gpu_context_check());
     dre_gpu_search *gs = calloc(1, sizeof *gs);
-    if (!gs) return set_error(DRE_ERR_NOMEM, "dre_gpu_search_open: out of memory");
+    if (!gs) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_search_open: out of memory");
     gs->n = n;
     gs->dim = dim;
     gs->fp16 = fp16;
@@ -207,7 +207,7 @@ static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *r
         const int32_t n_rows = (int32_t)(gs->n - r0 < chunk ? gs->n - r0 : chunk);
         const topk_order order = r0 + n_rows < gs->n ? TOPK_BY_ID : TOPK_BY_SCORE;
         DRE_TRY(score_chunk(gs, r0, n_rows, nq, chunk));
-        CUDA_CHECK(topk_launch(gs->scores, chunk, n_rows, r0, gs->best_scores[cur],
+        CUDA_CHECK(dre_topk_launch(gs->scores, chunk, n_rows, r0, gs->best_scores[cur],
                                gs->best_ids[cur], k, n_prev, nq, k, order, gs->best_scores[!cur],
                                gs->best_ids[!cur], k, gs->stream));
         cur = !cur;
@@ -340,11 +340,11 @@ static dre_status run_batch(dre_gpu_search *gs, const float *src, int32_t nq, in
 dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
                               int32_t k, float *scores, int64_t *rows) {
     if (!gs || n_queries < 0 || (n_queries > 0 && (!queries || !scores || !rows)))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: bad argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: bad argument");
     if (k < 1 || k > TOPK_MAX_K)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
                          TOPK_MAX_K);
-    DRE_TRY(gpu_context_check());
+    DRE_TRY(dre_gpu_context_check());
     const size_t dim = (size_t)gs->dim;
     /* fp16: candidates to re-score, RESCORE_EXTRA beyond k at the least and up to 2k */
     int32_t k_gpu = k;
@@ -359,7 +359,7 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
         if (!work_s || !work_id) {
             free(work_s);
             free(work_id);
-            return set_error(DRE_ERR_NOMEM, "dre_gpu_search_run: out of host memory");
+            return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_search_run: out of host memory");
         }
     }
     /* an earlier call that failed half-way may still have copies from the pinned buffers
@@ -367,7 +367,7 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
     dre_status st = DRE_OK;
     cudaError_t err = cudaStreamSynchronize(gs->stream);
     if (err != cudaSuccess)
-        st = gpu_cuda_error(err, "dre_gpu_search_run: an earlier search", NULL, __FILE__, __LINE__);
+        st = dre_gpu_cuda_error(err, "dre_gpu_search_run: an earlier search", NULL, __FILE__, __LINE__);
     for (int64_t q0 = 0; q0 < n_queries && st == DRE_OK; q0 += QUERY_BATCH) {
         const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
         st = run_batch(gs, queries + (size_t)q0 * dim, nq, k_gpu);

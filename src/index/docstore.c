@@ -33,8 +33,8 @@ struct docstore {
 static dre_status db_failure(const docstore *ds, const char *what, const char *msg) {
     int code = sqlite3_errcode(ds->db) & 0xff, err = sqlite3_system_errno(ds->db);
     if ((code == SQLITE_IOERR || code == SQLITE_FULL) && err)
-        return set_error(DRE_ERR_IO, "%s: %s: %s (%s)", ds->path, what, msg, strerror(err));
-    return set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, msg);
+        return dre_set_error(DRE_ERR_IO, "%s: %s: %s (%s)", ds->path, what, msg, strerror(err));
+    return dre_set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, msg);
 }
 
 static dre_status db_error(const docstore *ds, const char *what) {
@@ -102,36 +102,36 @@ static dre_status open_statements(docstore *ds) {
     return DRE_OK;
 }
 
-dre_status docstore_open(const char *path, int writable, docstore **out) {
-    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "docstore_open: NULL argument");
+dre_status dre_docstore_open(const char *path, int writable, docstore **out) {
+    if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_docstore_open: NULL argument");
     *out = NULL;
     docstore *ds = calloc(1, sizeof *ds);
-    if (!ds) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!ds) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     ds->path = malloc(strlen(path) + 1);
     if (!ds->path) {
         free(ds);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     strcpy(ds->path, path);
     ds->writable = writable;
     int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(path, &ds->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        dre_status st = set_error(writable ? DRE_ERR_IO : DRE_ERR_INDEX, "%s: cannot open: %s",
+        dre_status st = dre_set_error(writable ? DRE_ERR_IO : DRE_ERR_INDEX, "%s: cannot open: %s",
                                   path, ds->db ? sqlite3_errmsg(ds->db) : "out of memory");
-        docstore_close(ds);
+        dre_docstore_close(ds);
         return st;
     }
     sqlite3_busy_timeout(ds->db, 5000);
     dre_status st = open_statements(ds);
     if (st != DRE_OK) {
-        docstore_close(ds);
+        dre_docstore_close(ds);
         return st;
     }
     *out = ds;
     return DRE_OK;
 }
 
-void docstore_close(docstore *ds) {
+void dre_docstore_close(docstore *ds) {
     if (!ds) return;
     if (ds->in_transaction) sqlite3_exec(ds->db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_finalize(ds->insert);
@@ -151,28 +151,28 @@ void docstore_close(docstore *ds) {
     free(ds);
 }
 
-dre_status docstore_begin(docstore *ds) {
+dre_status dre_docstore_begin(docstore *ds) {
     if (ds->in_transaction) return DRE_OK;
     DRE_TRY(exec(ds, "BEGIN"));
     ds->in_transaction = 1;
     return DRE_OK;
 }
 
-dre_status docstore_commit(docstore *ds) {
+dre_status dre_docstore_commit(docstore *ds) {
     if (!ds->in_transaction) return DRE_OK;
     ds->in_transaction = 0;
     return exec(ds, "COMMIT");
 }
 
-dre_status docstore_sync(docstore *ds) {
-    DRE_TRY(docstore_commit(ds));
+dre_status dre_docstore_sync(docstore *ds) {
+    DRE_TRY(dre_docstore_commit(ds));
     /* Copies the log into the database file and syncs it (synchronous=NORMAL). */
     if (sqlite3_wal_checkpoint_v2(ds->db, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL) != SQLITE_OK)
         return db_error(ds, "checkpoint");
     return DRE_OK;
 }
 
-dre_status docstore_find(docstore *ds, const char *id, int64_t *row) {
+dre_status dre_docstore_find(docstore *ds, const char *id, int64_t *row) {
     sqlite3_stmt *s = ds->select_id;
     sqlite3_reset(s);
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
@@ -198,9 +198,9 @@ static dre_status bm25_add(docstore *ds, int64_t row, const char *title, const c
     return rc == SQLITE_DONE ? DRE_OK : db_error(ds, "BM25 insert");
 }
 
-dre_status docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
+dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
                         const char *text, int64_t *duplicate_row) {
-    if (!ds->writable) return set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
+    if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
     *duplicate_row = -1;
     sqlite3_stmt *s = ds->insert;
     sqlite3_reset(s);
@@ -216,13 +216,13 @@ dre_status docstore_add(docstore *ds, int64_t row, const char *id, const char *t
     sqlite3_clear_bindings(s);
     if (rc == SQLITE_DONE) return ds->bm25 ? bm25_add(ds, row, title, text) : DRE_OK;
     if (sqlite3_extended_errcode(ds->db) == SQLITE_CONSTRAINT_UNIQUE) {
-        DRE_TRY(docstore_find(ds, id, duplicate_row));
+        DRE_TRY(dre_docstore_find(ds, id, duplicate_row));
         if (*duplicate_row >= 0) return DRE_OK;
     }
     return db_error(ds, "insert");
 }
 
-dre_status docstore_count(docstore *ds, int64_t *count) {
+dre_status dre_docstore_count(docstore *ds, int64_t *count) {
     sqlite3_stmt *s = ds->max_row;
     sqlite3_reset(s);
     int rc = sqlite3_step(s);
@@ -245,7 +245,7 @@ static char *column_copy(sqlite3_stmt *s, int col) {
     return p;
 }
 
-dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
+dre_status dre_docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
     memset(doc, 0, sizeof *doc);
     sqlite3_stmt *s = ds->select_row;
     sqlite3_reset(s);
@@ -253,7 +253,7 @@ dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(s);
-        return set_error(DRE_ERR_INVALID_ARG, "%s: no document at row %lld", ds->path,
+        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: no document at row %lld", ds->path,
                          (long long)row);
     }
     if (rc != SQLITE_ROW) {
@@ -270,12 +270,12 @@ dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
         free(doc->title);
         free(doc->text);
         memset(doc, 0, sizeof *doc);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", ds->path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", ds->path);
     }
     return DRE_OK;
 }
 
-dre_status docstore_truncate(docstore *ds, int64_t first_row) {
+dre_status dre_docstore_truncate(docstore *ds, int64_t first_row) {
     char sql[160];
     /* An external-content FTS5 table forgets a row given the values it indexed. */
     if (ds->bm25) {
@@ -295,10 +295,10 @@ dre_status docstore_truncate(docstore *ds, int64_t first_row) {
 
 /* ------------------------------------------------------------------ chunks */
 
-int docstore_has_chunks(const docstore *ds) { return ds->chunks; }
+int dre_docstore_has_chunks(const docstore *ds) { return ds->chunks; }
 
-dre_status docstore_add_chunks_table(docstore *ds) {
-    if (!ds->writable) return set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
+dre_status dre_docstore_add_chunks_table(docstore *ds) {
+    if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
     if (ds->chunks) return DRE_OK;
     DRE_TRY(exec(ds, "CREATE TABLE chunks (row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, "
                      "ord INTEGER NOT NULL, first INTEGER NOT NULL, tokens INTEGER NOT NULL)"));
@@ -306,9 +306,9 @@ dre_status docstore_add_chunks_table(docstore *ds) {
     return open_chunk_statements(ds);
 }
 
-dre_status docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
+dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
                               int32_t tokens) {
-    if (!ds->chunk_insert) return set_error(DRE_ERR_INVALID_ARG, "%s: no chunks table", ds->path);
+    if (!ds->chunk_insert) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: no chunks table", ds->path);
     sqlite3_stmt *s = ds->chunk_insert;
     sqlite3_reset(s);
     sqlite3_bind_int64(s, 1, row);
@@ -321,7 +321,7 @@ dre_status docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t or
     return rc == SQLITE_DONE ? DRE_OK : db_error(ds, "insert chunk");
 }
 
-dre_status docstore_chunk_count(docstore *ds, int64_t *count) {
+dre_status dre_docstore_chunk_count(docstore *ds, int64_t *count) {
     *count = 0;
     if (!ds->chunks) return DRE_OK;
     sqlite3_stmt *s = NULL;
@@ -333,7 +333,7 @@ dre_status docstore_chunk_count(docstore *ds, int64_t *count) {
     return rc == SQLITE_ROW ? DRE_OK : db_error(ds, "count chunks");
 }
 
-dre_status docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord) {
+dre_status dre_docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord) {
     sqlite3_stmt *s = NULL;
     DRE_TRY(prepare(ds, "SELECT row, doc, ord FROM chunks ORDER BY row", &s));
     int64_t i = 0;
@@ -347,38 +347,38 @@ dre_status docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *or
     sqlite3_finalize(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "read chunks");
     if (i != n)
-        return set_error(DRE_ERR_INDEX, "%s: the chunks table lacks row %lld of %lld", ds->path,
+        return dre_set_error(DRE_ERR_INDEX, "%s: the chunks table lacks row %lld of %lld", ds->path,
                          (long long)i, (long long)n);
     return DRE_OK;
 }
 
-dre_status docstore_copy(const char *src_path, const char *dst_path) {
+dre_status dre_docstore_copy(const char *src_path, const char *dst_path) {
     sqlite3 *src = NULL, *dst = NULL;
     dre_status st = DRE_OK;
     if (sqlite3_open_v2(src_path, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        st = set_error(DRE_ERR_INDEX, "%s: cannot open: %s", src_path,
+        st = dre_set_error(DRE_ERR_INDEX, "%s: cannot open: %s", src_path,
                        src ? sqlite3_errmsg(src) : "out of memory");
         goto done;
     }
     if (sqlite3_open_v2(dst_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
-        st = set_error(DRE_ERR_IO, "%s: cannot create: %s", dst_path,
+        st = dre_set_error(DRE_ERR_IO, "%s: cannot create: %s", dst_path,
                        dst ? sqlite3_errmsg(dst) : "out of memory");
         goto done;
     }
     sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
     if (!b) {
-        st = set_error(DRE_ERR_INDEX, "%s -> %s: %s", src_path, dst_path, sqlite3_errmsg(dst));
+        st = dre_set_error(DRE_ERR_INDEX, "%s -> %s: %s", src_path, dst_path, sqlite3_errmsg(dst));
         goto done;
     }
     int rc = sqlite3_backup_step(b, -1);
     sqlite3_backup_finish(b);
     int err = sqlite3_system_errno(dst);
     if (rc != SQLITE_DONE && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL) && err)
-        st = set_error(DRE_ERR_IO, "%s -> %s: copy failed: %s (%s)", src_path, dst_path,
+        st = dre_set_error(DRE_ERR_IO, "%s -> %s: copy failed: %s (%s)", src_path, dst_path,
                        sqlite3_errstr(rc), strerror(err));
     else if (rc != SQLITE_DONE)
-        st = set_error(DRE_ERR_INDEX, "%s -> %s: copy failed: %s", src_path, dst_path,
+        st = dre_set_error(DRE_ERR_INDEX, "%s -> %s: copy failed: %s", src_path, dst_path,
                        sqlite3_errstr(rc));
 done:
     sqlite3_close(src);
@@ -388,10 +388,10 @@ done:
 
 /* ------------------------------------------------------------------ BM25 */
 
-int docstore_has_bm25(const docstore *ds) { return ds->bm25; }
+int dre_docstore_has_bm25(const docstore *ds) { return ds->bm25; }
 
-dre_status docstore_add_bm25(docstore *ds) {
-    if (!ds->writable) return set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
+dre_status dre_docstore_add_bm25(docstore *ds) {
+    if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
     if (ds->bm25) return DRE_OK;
     DRE_TRY(exec(ds, "CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', "
                      "content_rowid='row', tokenize='" DOCSTORE_BM25_TOKENIZER "')"));
@@ -453,42 +453,42 @@ static int expr_term(void *ctx, int flags, const char *token, int n_token, int s
     return SQLITE_OK;
 }
 
-dre_status docstore_bm25_expression(docstore *ds, const char *query, size_t len, char **expr) {
+dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t len, char **expr) {
     *expr = NULL;
-    if (len > INT_MAX) return set_error(DRE_ERR_INVALID_ARG, "a query of %zu bytes", len);
+    if (len > INT_MAX) return dre_set_error(DRE_ERR_INVALID_ARG, "a query of %zu bytes", len);
     if (!ds->splitter_handle) {
         fts5_api *api = fts5_api_of(ds->db);
         void *user = NULL;
         if (!api || api->xFindTokenizer(api, "unicode61", &user, &ds->splitter) != SQLITE_OK ||
             ds->splitter.xCreate(user, NULL, 0, &ds->splitter_handle) != SQLITE_OK) {
             ds->splitter_handle = NULL;
-            return set_error(DRE_ERR_UNSUPPORTED, "%s: this SQLite has no FTS5 unicode61 tokenizer",
+            return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: this SQLite has no FTS5 unicode61 tokenizer",
                              ds->path);
         }
     }
     expr_builder b = {.query = query};
-    if (!expr_put(&b, "", 0)) return set_error(DRE_ERR_NOMEM, "BM25 query: out of memory");
+    if (!expr_put(&b, "", 0)) return dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory");
     int rc = ds->splitter.xTokenize(ds->splitter_handle, &b, FTS5_TOKENIZE_QUERY, query, (int)len,
                                     expr_term);
     if (rc != SQLITE_OK || b.failed) {
         free(b.out);
-        return b.failed ? set_error(DRE_ERR_NOMEM, "BM25 query: out of memory")
-                        : set_error(DRE_ERR_INDEX, "BM25 query: tokenizer: %s", sqlite3_errstr(rc));
+        return b.failed ? dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory")
+                        : dre_set_error(DRE_ERR_INDEX, "BM25 query: tokenizer: %s", sqlite3_errstr(rc));
     }
     *expr = b.out;
     return DRE_OK;
 }
 
-dre_status docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
+dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
                                 int64_t *rows, double *scores, int32_t *n) {
     *n = 0;
     if (!ds->bm25)
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "%s has no BM25 table (docs_fts); add one with `dre index add-bm25`",
                          ds->path);
-    if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "BM25 search: k = %d", k);
+    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "BM25 search: k = %d", k);
     char *expr = NULL;
-    DRE_TRY(docstore_bm25_expression(ds, query, len, &expr));
+    DRE_TRY(dre_docstore_bm25_expression(ds, query, len, &expr));
     if (!expr[0]) { /* no term: nothing matches */
         free(expr);
         return DRE_OK;

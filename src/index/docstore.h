@@ -25,74 +25,74 @@ typedef struct docstore docstore;
 
 /* Opens path read-only, or for writing (creating the file and table if needed). A
  * writable store uses SQLite's write-ahead log, so a killed writer loses at most the
- * transaction in flight and never corrupts what was committed; docstore_close turns the
+ * transaction in flight and never corrupts what was committed; dre_docstore_close turns the
  * log back into a single file. */
-dre_status docstore_open(const char *path, int writable, docstore **out);
-void docstore_close(docstore *ds);
+dre_status dre_docstore_open(const char *path, int writable, docstore **out);
+void dre_docstore_close(docstore *ds);
 
 /* Groups the following adds into one transaction; commit makes them durable against a
- * killed process (and, with docstore_sync, against a crash of the machine). */
-dre_status docstore_begin(docstore *ds);
-dre_status docstore_commit(docstore *ds);
-dre_status docstore_sync(docstore *ds);
+ * killed process (and, with dre_docstore_sync, against a crash of the machine). */
+dre_status dre_docstore_begin(docstore *ds);
+dre_status dre_docstore_commit(docstore *ds);
+dre_status dre_docstore_sync(docstore *ds);
 
 /* Adds a document (and its BM25 entry where the store has docs_fts). title may be NULL
  * (stored as NULL, read back as ""). If id is already present nothing is added and
  * *duplicate_row receives the row holding it; otherwise *duplicate_row is -1. */
-dre_status docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
+dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
                         const char *text, int64_t *duplicate_row);
 
 /* One past the largest row (rows are dense from 0, so this is the count). */
-dre_status docstore_count(docstore *ds, int64_t *count);
+dre_status dre_docstore_count(docstore *ds, int64_t *count);
 
 /* Fills doc with copies of the row's strings (free with dre_doc_clear). DRE_ERR_INVALID_ARG
  * if the row does not exist. */
-dre_status docstore_get(docstore *ds, int64_t row, dre_doc *doc);
+dre_status dre_docstore_get(docstore *ds, int64_t row, dre_doc *doc);
 
 /* The row of an external id, or -1 if absent. */
-dre_status docstore_find(docstore *ds, const char *id, int64_t *row);
+dre_status dre_docstore_find(docstore *ds, const char *id, int64_t *row);
 
 /* Deletes rows >= first_row (an interrupted embed's uncheckpointed tail), their BM25
  * entries and chunks included. */
-dre_status docstore_truncate(docstore *ds, int64_t first_row);
+dre_status dre_docstore_truncate(docstore *ds, int64_t first_row);
 
 /* ---- chunks: a chunked index's vector rows and the documents they come from.
  * Table chunks(row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, ord INTEGER NOT NULL,
  * first INTEGER NOT NULL, tokens INTEGER NOT NULL): vector row -> document row, the
  * chunk's number in its document, its first wordpiece and its length in tokens. */
 
-int docstore_has_chunks(const docstore *ds);
+int dre_docstore_has_chunks(const docstore *ds);
 /* Creates the table (writable store). */
-dre_status docstore_add_chunks_table(docstore *ds);
-dre_status docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
+dre_status dre_docstore_add_chunks_table(docstore *ds);
+dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
                               int32_t tokens);
 /* One past the largest chunk row (0 without chunks). */
-dre_status docstore_chunk_count(docstore *ds, int64_t *count);
+dre_status dre_docstore_chunk_count(docstore *ds, int64_t *count);
 /* doc[i], ord[i] for chunk rows i in 0 .. n - 1, which must all exist. */
-dre_status docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord);
+dre_status dre_docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord);
 
 /* ---- BM25 */
 
 /* Whether the store has docs_fts. */
-int docstore_has_bm25(const docstore *ds);
+int dre_docstore_has_bm25(const docstore *ds);
 /* Creates docs_fts (writable store) and indexes every document already in docs. */
-dre_status docstore_add_bm25(docstore *ds);
+dre_status dre_docstore_add_bm25(docstore *ds);
 
 /* The FTS5 expression for a query of len bytes: each token FTS5's tokenizer finds in it
  * becomes a quoted phrase, the phrases OR-ed ("a b" -> "a" OR "b"). So no query can be a
  * syntax error or change meaning: quotes, operators (AND OR NOT NEAR), column filters,
  * prefixes (*), parentheses, control characters and invalid UTF-8 are separators or
  * plain words. *expr receives a malloc'ed string, "" when the query has no token. */
-dre_status docstore_bm25_expression(docstore *ds, const char *query, size_t len, char **expr);
+dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t len, char **expr);
 
 /* The k best documents for a query (len bytes) by BM25, best first: rows and scores
  * (FTS5's bm25() negated, so higher is better; equal scores by row). *n receives how
  * many matched, at most k. DRE_ERR_UNSUPPORTED without docs_fts. */
-dre_status docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
+dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
                                 int64_t *rows, double *scores, int32_t *n);
 
 /* Copies the database at src_path to dst_path (replacing it) with SQLite's backup API. */
-dre_status docstore_copy(const char *src_path, const char *dst_path);
+dre_status dre_docstore_copy(const char *src_path, const char *dst_path);
 
 #ifdef __cplusplus
 }

@@ -19,20 +19,20 @@
 #include "common/common.h"
 #include "common/fileio.h"
 
-dre_status index_faiss_error(const char *what) {
+dre_status dre_index_faiss_error(const char *what) {
     const char *msg = faiss_get_last_error();
-    return set_error(DRE_ERR_INDEX, "%s: %s", what, msg && msg[0] ? msg : "FAISS error");
+    return dre_set_error(DRE_ERR_INDEX, "%s: %s", what, msg && msg[0] ? msg : "FAISS error");
 }
 
-dre_status index_faiss_create(const char *factory, int32_t dim, FaissIndex **out) {
+dre_status dre_index_faiss_create(const char *factory, int32_t dim, FaissIndex **out) {
     *out = NULL;
     if (!factory || !factory[0]) factory = INDEX_DEFAULT_FACTORY;
-    if (dim <= 0) return set_error(DRE_ERR_INVALID_ARG, "index dimension %d", dim);
+    if (dim <= 0) return dre_set_error(DRE_ERR_INVALID_ARG, "index dimension %d", dim);
     char what[256];
     snprintf(what, sizeof what, "index factory \"%s\" (dim %d)", factory, dim);
     if (faiss_index_factory(out, dim, factory, METRIC_INNER_PRODUCT) != 0) {
         *out = NULL;
-        return index_faiss_error(what);
+        return dre_index_faiss_error(what);
     }
     return DRE_OK;
 }
@@ -45,7 +45,7 @@ static FaissIndexIVF *find_ivf(FaissIndex *ix) {
     return pt ? faiss_IndexIVF_cast(faiss_IndexPreTransform_index(pt)) : NULL;
 }
 
-int64_t index_faiss_train_size(FaissIndex *ix) {
+int64_t dre_index_faiss_train_size(FaissIndex *ix) {
     if (faiss_Index_is_trained(ix)) return 0;
     FaissIndexIVF *ivf = find_ivf(ix);
     if (!ivf) return 65536;
@@ -55,28 +55,28 @@ int64_t index_faiss_train_size(FaissIndex *ix) {
     return n;
 }
 
-dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x) {
+dre_status dre_index_faiss_train(FaissIndex *ix, int64_t n, const float *x) {
     /* FAISS would refuse too, after printing its exception to stderr. */
     FaissIndexIVF *ivf = find_ivf(ix);
     if (ivf && (size_t)n < faiss_IndexIVF_nlist(ivf))
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "an IVF index of %zu lists needs at least %zu training vectors, not %lld "
                          "(use fewer lists, or Flat, for a corpus this small)",
                          faiss_IndexIVF_nlist(ivf), faiss_IndexIVF_nlist(ivf), (long long)n);
     if (faiss_Index_train(ix, n, x) != 0) {
         char what[96];
         snprintf(what, sizeof what, "training the index on %lld vectors", (long long)n);
-        return index_faiss_error(what);
+        return dre_index_faiss_error(what);
     }
     return DRE_OK;
 }
 
-dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x) {
+dre_status dre_index_faiss_add(FaissIndex *ix, int64_t n, const float *x) {
     if (n <= 0) return DRE_OK;
     int rc;
     if (faiss_IndexIDMap_cast(ix) || faiss_IndexIDMap2_cast(ix)) {
         idx_t *ids = malloc((size_t)n * sizeof *ids);
-        if (!ids) return set_error(DRE_ERR_NOMEM, "index add: out of memory");
+        if (!ids) return dre_set_error(DRE_ERR_NOMEM, "index add: out of memory");
         idx_t first = faiss_Index_ntotal(ix);
         for (int64_t i = 0; i < n; i++)
             ids[i] = first + i;
@@ -85,24 +85,24 @@ dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x) {
     } else {
         rc = faiss_Index_add(ix, n, x);
     }
-    return rc == 0 ? DRE_OK : index_faiss_error("adding vectors to the index");
+    return rc == 0 ? DRE_OK : dre_index_faiss_error("adding vectors to the index");
 }
 
-dre_status index_faiss_write(FaissIndex *ix, const char *path) {
+dre_status dre_index_faiss_write(FaissIndex *ix, const char *path) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
     /* Our own FILE rather than faiss_write_index_fname: FAISS closes its file in a
      * destructor and only prints a failed fclose, so a full disk hit while flushing the
      * last buffered block would pass for a complete index. */
     FILE *f = fopen(tmp, "wb");
-    if (!f) return set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
     if (faiss_write_index(ix, f) != 0) {
         fclose(f);
         unlink(tmp);
         char what[PATH_MAX + 16];
         snprintf(what, sizeof what, "writing %s", tmp);
-        return index_faiss_error(what);
+        return dre_index_faiss_error(what);
     }
     int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
     int err = errno;
@@ -112,19 +112,19 @@ dre_status index_faiss_write(FaissIndex *ix, const char *path) {
     }
     if (failed) {
         unlink(tmp);
-        return set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
+        return dre_set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
     }
-    return rename_synced(tmp, path);
+    return dre_rename_synced(tmp, path);
 }
 
-dre_status index_faiss_read(const char *path, FaissIndex **out) {
+dre_status dre_index_faiss_read(const char *path, FaissIndex **out) {
     *out = NULL;
-    if (access(path, R_OK) != 0) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (access(path, R_OK) != 0) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     if (faiss_read_index_fname(path, 0, out) != 0) {
         *out = NULL;
         char what[PATH_MAX + 16];
         snprintf(what, sizeof what, "reading %s", path);
-        return index_faiss_error(what);
+        return dre_index_faiss_error(what);
     }
     return DRE_OK;
 }

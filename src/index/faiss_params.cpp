@@ -81,7 +81,7 @@ int get_param(const Index *ix, const std::string &name, double *value) {
 
 } // namespace
 
-extern "C" int index_faiss_param_get(FaissIndex *index, const char *name, double *value) {
+extern "C" int dre_index_faiss_param_get(FaissIndex *index, const char *name, double *value) {
     try {
         return get_param(reinterpret_cast<const Index *>(index), name, value);
     } catch (...) {

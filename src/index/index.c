@@ -32,23 +32,23 @@ struct dre_index {
 /* A chunked index's map from vector rows to documents, checked against the documents. */
 static dre_status load_chunks(dre_index *ix, const char *dir) {
     int64_t n = ix->info.n_vectors, n_chunks = 0;
-    if (!docstore_has_chunks(ix->docs))
-        return set_error(DRE_ERR_INDEX,
+    if (!dre_docstore_has_chunks(ix->docs))
+        return dre_set_error(DRE_ERR_INDEX,
                          "%s: meta.json says documents are chunked, but "
                          "docs.sqlite has no chunks table",
                          dir);
-    DRE_TRY(docstore_chunk_count(ix->docs, &n_chunks));
+    DRE_TRY(dre_docstore_chunk_count(ix->docs, &n_chunks));
     if (n_chunks != n)
-        return set_error(DRE_ERR_INDEX, "%s: files disagree: %lld vectors, %lld chunks", dir,
+        return dre_set_error(DRE_ERR_INDEX, "%s: files disagree: %lld vectors, %lld chunks", dir,
                          (long long)n, (long long)n_chunks);
     ix->chunk_doc = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_doc);
     ix->chunk_ord = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_ord);
     if (!ix->chunk_doc || !ix->chunk_ord)
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory for %lld chunks", dir, (long long)n);
-    DRE_TRY(docstore_chunk_map(ix->docs, n, ix->chunk_doc, ix->chunk_ord));
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory for %lld chunks", dir, (long long)n);
+    DRE_TRY(dre_docstore_chunk_map(ix->docs, n, ix->chunk_doc, ix->chunk_ord));
     for (int64_t i = 0; i < n; i++)
         if (ix->chunk_doc[i] < 0 || ix->chunk_doc[i] >= ix->info.count)
-            return set_error(DRE_ERR_INDEX, "%s: chunk %lld belongs to document %lld of %lld", dir,
+            return dre_set_error(DRE_ERR_INDEX, "%s: chunk %lld belongs to document %lld of %lld", dir,
                              (long long)i, (long long)ix->chunk_doc[i], (long long)ix->info.count);
     return DRE_OK;
 }
@@ -56,11 +56,11 @@ static dre_status load_chunks(dre_index *ix, const char *dir) {
 /* Explains a folder that holds no complete index: nothing, or an unfinished embed. */
 static dre_status no_index_error(const char *dir, dre_status st) {
     char path[PATH_MAX];
-    if (path_join(path, sizeof path, dir, INDEX_CHECKPOINT_FILE) == DRE_OK &&
+    if (dre_path_join(path, sizeof path, dir, INDEX_CHECKPOINT_FILE) == DRE_OK &&
         access(path, F_OK) == 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", dre_last_error());
-        return set_error(st,
+        return dre_set_error(st,
                          "%s: an embed into this folder has not finished (%s is there); run the "
                          "same `dre embed` again with --resume to complete it (%s)",
                          dir, INDEX_CHECKPOINT_FILE, why);
@@ -69,39 +69,39 @@ static dre_status no_index_error(const char *dir, dre_status st) {
 }
 
 dre_status dre_index_open(const char *index_dir, dre_index **out) {
-    if (!index_dir || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
+    if (!index_dir || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
     *out = NULL;
     struct stat st_dir;
     if (stat(index_dir, &st_dir) != 0)
-        return set_error(DRE_ERR_IO, "%s: %s", index_dir, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "%s: %s", index_dir, strerror(errno));
     if (!S_ISDIR(st_dir.st_mode))
-        return set_error(DRE_ERR_IO, "%s: not a folder (an index is a folder)", index_dir);
+        return dre_set_error(DRE_ERR_IO, "%s: not a folder (an index is a folder)", index_dir);
     dre_index *ix = calloc(1, sizeof *ix);
-    if (!ix) return set_error(DRE_ERR_NOMEM, "dre_index_open: out of memory");
+    if (!ix) return dre_set_error(DRE_ERR_NOMEM, "dre_index_open: out of memory");
     char path[PATH_MAX];
     char want[17], got[17];
-    dre_status st = index_meta_read_checksum(index_dir, &ix->info, want);
-    if (st == DRE_OK) st = path_join(path, sizeof path, index_dir, INDEX_FAISS_FILE);
+    dre_status st = dre_index_meta_read_checksum(index_dir, &ix->info, want);
+    if (st == DRE_OK) st = dre_path_join(path, sizeof path, index_dir, INDEX_FAISS_FILE);
     if (st == DRE_OK && want[0]) {
-        st = index_file_checksum(path, got);
+        st = dre_index_file_checksum(path, got);
         if (st == DRE_OK && strcmp(got, want) != 0)
-            st = set_error(DRE_ERR_INDEX,
+            st = dre_set_error(DRE_ERR_INDEX,
                            "%s: damaged: its checksum is %s, but meta.json recorded %s when it "
                            "was written",
                            path, got, want);
     }
-    if (st == DRE_OK) st = index_faiss_read(path, &ix->faiss);
-    if (st == DRE_OK) st = path_join(path, sizeof path, index_dir, INDEX_DOCS_FILE);
+    if (st == DRE_OK) st = dre_index_faiss_read(path, &ix->faiss);
+    if (st == DRE_OK) st = dre_path_join(path, sizeof path, index_dir, INDEX_DOCS_FILE);
     if (st == DRE_OK && access(path, R_OK) != 0)
-        st = set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
-    if (st == DRE_OK) st = docstore_open(path, 0, &ix->docs);
+        st = dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (st == DRE_OK) st = dre_docstore_open(path, 0, &ix->docs);
     int64_t n_docs = 0;
-    if (st == DRE_OK) st = docstore_count(ix->docs, &n_docs);
+    if (st == DRE_OK) st = dre_docstore_count(ix->docs, &n_docs);
     if (st == DRE_OK) {
         int64_t n_vectors = faiss_Index_ntotal(ix->faiss);
         int dim = faiss_Index_d(ix->faiss);
         if (dim != ix->info.dim || n_vectors != ix->info.n_vectors || n_docs != ix->info.count)
-            st = set_error(DRE_ERR_INDEX,
+            st = dre_set_error(DRE_ERR_INDEX,
                            "%s: files disagree: meta.json says %lld vectors of dim %d for %lld "
                            "documents, index.faiss holds %lld of dim %d, docs.sqlite %lld "
                            "documents",
@@ -109,8 +109,8 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
                            (long long)ix->info.count, (long long)n_vectors, dim, (long long)n_docs);
     }
     if (st == DRE_OK && ix->info.chunk_tokens > 0) st = load_chunks(ix, index_dir);
-    if (st == DRE_OK && ix->info.bm25 && !docstore_has_bm25(ix->docs))
-        st = set_error(DRE_ERR_INDEX,
+    if (st == DRE_OK && ix->info.bm25 && !dre_docstore_has_bm25(ix->docs))
+        st = dre_set_error(DRE_ERR_INDEX,
                        "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
                        "has none (docs_fts)",
                        index_dir);
@@ -125,7 +125,7 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
 void dre_index_close(dre_index *index) {
     if (!index) return;
     if (index->faiss) faiss_Index_free(index->faiss);
-    docstore_close(index->docs);
+    dre_docstore_close(index->docs);
     free(index->chunk_doc);
     free(index->chunk_ord);
     free(index);
@@ -136,8 +136,8 @@ const dre_index_info *dre_index_get_info(const dre_index *index) { return &index
 dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
                             float *scores, int64_t *rows) {
     if (!index || (n > 0 && (!queries || !scores || !rows)) || n < 0)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
-    if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
+    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
     if (n == 0) return DRE_OK;
     if (index->info.n_vectors == 0) {
         /* FAISS refuses some searches on empty indexes; the answer is simply "none". */
@@ -148,20 +148,20 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
         return DRE_OK;
     }
     if (faiss_Index_search(index->faiss, n, queries, k, scores, rows) != 0)
-        return index_faiss_error("search");
+        return dre_index_faiss_error("search");
     return DRE_OK;
 }
 
 dre_status dre_index_set_param(dre_index *index, const char *name, double value) {
     if (!index || !name)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
     FaissParameterSpace *space = NULL;
-    if (faiss_ParameterSpace_new(&space) != 0) return index_faiss_error("parameter space");
+    if (faiss_ParameterSpace_new(&space) != 0) return dre_index_faiss_error("parameter space");
     int rc = faiss_ParameterSpace_set_index_parameter(space, index->faiss, name, value);
     faiss_ParameterSpace_free(space);
     if (rc != 0) {
         const char *msg = faiss_get_last_error();
-        return set_error(DRE_ERR_INVALID_ARG, "index parameter %s = %g: %s", name, value,
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index parameter %s = %g: %s", name, value,
                          msg && msg[0] ? msg : "not supported by this index");
     }
     return DRE_OK;
@@ -182,7 +182,7 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
                                  const dre_search_param *params, int32_t n_params, float *scores,
                                  int64_t *rows) {
     if (!index || n_params < 0 || n_params > DRE_SEARCH_MAX_PARAMS || (n_params > 0 && !params))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
                          n_params, DRE_SEARCH_MAX_PARAMS);
     double saved[DRE_SEARCH_MAX_PARAMS];
     int32_t n_set = 0;
@@ -190,15 +190,15 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
     for (; n_set < n_params; n_set++) {
         const dre_search_param *p = &params[n_set];
         if (!memchr(p->name, '\0', sizeof p->name) ||
-            index_faiss_param_get(index->faiss, p->name, &saved[n_set]) != 0) {
-            st = set_error(DRE_ERR_INVALID_ARG,
+            dre_index_faiss_param_get(index->faiss, p->name, &saved[n_set]) != 0) {
+            st = dre_set_error(DRE_ERR_INVALID_ARG,
                            "search parameter \"%.31s\": not a search parameter of this index "
                            "(%s)",
                            p->name, index->info.factory);
             break;
         }
         if (!param_value_ok(p->name, p->value)) {
-            st = set_error(DRE_ERR_INVALID_ARG, "search parameter %s = %g: out of range", p->name,
+            st = dre_set_error(DRE_ERR_INVALID_ARG, "search parameter %s = %g: out of range", p->name,
                            p->value);
             break;
         }
@@ -214,12 +214,12 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
 }
 
 dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc) {
-    if (!index || !doc) return set_error(DRE_ERR_INVALID_ARG, "dre_index_doc: NULL argument");
+    if (!index || !doc) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_doc: NULL argument");
     memset(doc, 0, sizeof *doc);
     if (row < 0 || row >= index->info.count)
-        return set_error(DRE_ERR_INVALID_ARG, "row %lld out of range (index has %lld)",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "row %lld out of range (index has %lld)",
                          (long long)row, (long long)index->info.count);
-    return docstore_get(index->docs, row, doc);
+    return dre_docstore_get(index->docs, row, doc);
 }
 
 void dre_doc_clear(dre_doc *doc) {
@@ -232,33 +232,33 @@ void dre_doc_clear(dre_doc *doc) {
 
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out) {
     if (!index || (n > 0 && !out) || first < 0 || n < 0 || first + n > index->info.n_vectors)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_vectors: rows [%lld, %lld) of %lld",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_vectors: rows [%lld, %lld) of %lld",
                          (long long)first, (long long)(first + n),
                          (long long)(index ? index->info.n_vectors : 0));
     if (n == 0) return DRE_OK;
     if (faiss_Index_reconstruct_n(index->faiss, first, n, out) != 0)
-        return index_faiss_error("reconstructing vectors");
+        return dre_index_faiss_error("reconstructing vectors");
     return DRE_OK;
 }
 
 dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,
                                  int64_t *rows, int32_t *n) {
     if (!index || !query || !scores || !rows || !n)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: NULL argument");
     *n = 0;
     if (!index->info.bm25)
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
-    if (k < 1) return set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
-    return docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
+    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
+    return dre_docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
 }
 
 dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
                            int32_t *chunk) {
     if (!index || !doc_row || !chunk)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_index_chunk: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_chunk: NULL argument");
     if (vector_row < 0 || vector_row >= index->info.n_vectors)
-        return set_error(DRE_ERR_INVALID_ARG, "vector row %lld out of range (index has %lld)",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "vector row %lld out of range (index has %lld)",
                          (long long)vector_row, (long long)index->info.n_vectors);
     *doc_row = index->chunk_doc ? index->chunk_doc[vector_row] : vector_row;
     *chunk = index->chunk_ord ? index->chunk_ord[vector_row] : 0;

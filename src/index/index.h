@@ -26,45 +26,45 @@ extern "C" {
 #define INDEX_DEFAULT_FACTORY "Flat"
 
 /* Records FAISS's last error message under status DRE_ERR_INDEX. */
-dre_status index_faiss_error(const char *what);
+dre_status dre_index_faiss_error(const char *what);
 
 /* An empty index for dim-dimensional vectors compared by inner product. */
-dre_status index_faiss_create(const char *factory, int32_t dim, FaissIndex **out);
+dre_status dre_index_faiss_create(const char *factory, int32_t dim, FaissIndex **out);
 
 /* How many vectors an untrained index should be trained on, 0 if it needs no training.
  * IVF: 64 per list, at least 65536 and at most 1 Mi (FAISS's k-means wants >= 39 per
  * centroid; a PQ inside wants >= 256 x 39); other trained kinds (PQ, SQ, PCA): 65536. */
-int64_t index_faiss_train_size(FaissIndex *ix);
+int64_t dre_index_faiss_train_size(FaissIndex *ix);
 /* Trains on n vectors; an IVF index needs at least as many as it has lists. */
-dre_status index_faiss_train(FaissIndex *ix, int64_t n, const float *x);
+dre_status dre_index_faiss_train(FaissIndex *ix, int64_t n, const float *x);
 
 /* Adds n vectors as rows ntotal .. ntotal + n - 1: with add_with_ids where the index
  * keeps ids (IDMap), else with add, whose ids are that same sequence. */
-dre_status index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
+dre_status dre_index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
 
 /* The current value of a search parameter by its faiss::ParameterSpace name (C++:
  * index/faiss_params.cpp); -1 if the index has none of that name, 0 otherwise. */
-int index_faiss_param_get(FaissIndex *index, const char *name, double *value);
+int dre_index_faiss_param_get(FaissIndex *index, const char *name, double *value);
 
-dre_status index_faiss_write(FaissIndex *ix, const char *path);
-dre_status index_faiss_read(const char *path, FaissIndex **out);
+dre_status dre_index_faiss_write(FaissIndex *ix, const char *path);
+dre_status dre_index_faiss_read(const char *path, FaissIndex **out);
 
 /* meta.json of an index folder (index/meta.c). The checksum of index.faiss is computed
  * and recorded when the file is there; read_checksum gives the recorded one ("" if none). */
-dre_status index_meta_write(const char *dir, const dre_index_info *info);
-dre_status index_meta_read(const char *dir, dre_index_info *info);
-dre_status index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]);
+dre_status dre_index_meta_write(const char *dir, const dre_index_info *info);
+dre_status dre_index_meta_read(const char *dir, dre_index_info *info);
+dre_status dre_index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]);
 /* A 64-bit checksum of a file as 16 hex digits (see index/meta.c). */
-dre_status index_file_checksum(const char *path, char hex[17]);
+dre_status dre_index_file_checksum(const char *path, char hex[17]);
 
 /* "mean" / "cls" and back. */
-const char *pooling_name(dre_pooling pooling);
+const char *dre_pooling_name(dre_pooling pooling);
 
 /* The one check that a model is the one an index was embedded with (dre embed --append,
  * every searcher: dre search, dre eval, dre serve): dim and weights hash, and (meta not
  * NULL) pooling, normalisation and max length. DRE_ERR_MISMATCH naming `what` and both
  * sides otherwise. */
-dre_status index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
+dre_status dre_index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
                                const char *sha256, const dre_index_info *meta);
 
 #ifdef __cplusplus

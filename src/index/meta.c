@@ -33,13 +33,13 @@ static uint64_t load_le64(const uint8_t *p) {
  * and a damaged HNSW graph crashes a search. Four lanes of acc = rotl(acc + w * P2, 31) *
  * P1 over little-endian 8-byte words (xxHash64's round), then the length and the tail
  * bytes, then a final mix. It catches corruption, not deliberate tampering. */
-dre_status index_file_checksum(const char *path, char hex[17]) {
+dre_status dre_index_file_checksum(const char *path, char hex[17]) {
     FILE *f = fopen(path, "rb");
-    if (!f) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     uint8_t *buf = malloc(CHECKSUM_CHUNK);
     if (!buf) {
         fclose(f);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     uint64_t acc[4] = {CHECKSUM_P1 + CHECKSUM_P2, CHECKSUM_P2, 0, 0 - CHECKSUM_P1};
     uint64_t total = 0;
@@ -61,7 +61,7 @@ dre_status index_file_checksum(const char *path, char hex[17]) {
     fclose(f);
     if (failed) {
         free(buf);
-        return set_error(DRE_ERR_IO, "%s: read error", path);
+        return dre_set_error(DRE_ERR_IO, "%s: read error", path);
     }
     uint64_t h = rotl64(acc[0], 1) + rotl64(acc[1], 7) + rotl64(acc[2], 12) + rotl64(acc[3], 18);
     h ^= total;
@@ -77,18 +77,18 @@ dre_status index_file_checksum(const char *path, char hex[17]) {
 
 /* ------------------------------------------------------------------ meta.json */
 
-const char *pooling_name(dre_pooling pooling) { return pooling == DRE_POOL_CLS ? "cls" : "mean"; }
+const char *dre_pooling_name(dre_pooling pooling) { return pooling == DRE_POOL_CLS ? "cls" : "mean"; }
 
-dre_status index_meta_write(const char *dir, const dre_index_info *info) {
+dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
     char path[PATH_MAX];
-    DRE_TRY(path_join(path, sizeof path, dir, INDEX_META_FILE));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_META_FILE));
     cJSON *root = cJSON_CreateObject();
-    if (!root) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!root) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     cJSON_AddNumberToObject(root, "format_version", info->format_version);
     cJSON_AddStringToObject(root, "model", info->model_name);
     cJSON_AddStringToObject(root, "weights_sha256", info->weights_sha256);
     cJSON_AddNumberToObject(root, "dim", info->dim);
-    cJSON_AddStringToObject(root, "pooling", pooling_name(info->pooling));
+    cJSON_AddStringToObject(root, "pooling", dre_pooling_name(info->pooling));
     cJSON_AddBoolToObject(root, "normalize", info->normalize);
     cJSON_AddNumberToObject(root, "max_length", info->max_length);
     cJSON_AddNumberToObject(root, "count", (double)info->count);
@@ -110,11 +110,11 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
             cJSON_AddStringToObject(bm25, "query", DOCSTORE_BM25_QUERY);
         }
     }
-    /* The checksum of the index.faiss beside it, when there is one (see index_file_checksum). */
+    /* The checksum of the index.faiss beside it, when there is one (see dre_index_file_checksum). */
     char faiss_path[PATH_MAX], checksum[17];
-    DRE_TRY(path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
+    DRE_TRY(dre_path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
     if (access(faiss_path, F_OK) == 0) {
-        dre_status st = index_file_checksum(faiss_path, checksum);
+        dre_status st = dre_index_file_checksum(faiss_path, checksum);
         if (st != DRE_OK) {
             cJSON_Delete(root);
             return st;
@@ -123,16 +123,16 @@ dre_status index_meta_write(const char *dir, const dre_index_info *info) {
     }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    if (!text) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!text) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     size_t len = strlen(text);
     char *with_newline = realloc(text, len + 2);
     if (!with_newline) {
         free(text);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     with_newline[len] = '\n';
     with_newline[len + 1] = '\0';
-    dre_status st = write_file_atomic(path, with_newline, len + 1);
+    dre_status st = dre_write_file_atomic(path, with_newline, len + 1);
     free(with_newline);
     return st;
 }
@@ -141,9 +141,9 @@ static dre_status meta_string(const cJSON *root, const char *path, const char *k
                               size_t cap) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsString(item))
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a string", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a string", path, key);
     if (strlen(item->valuestring) >= cap)
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" is too long", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" is too long", path, key);
     strcpy(out, item->valuestring);
     return DRE_OK;
 }
@@ -151,7 +151,7 @@ static dre_status meta_string(const cJSON *root, const char *path, const char *k
 static dre_status meta_number(const cJSON *root, const char *path, const char *key, double *out) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsNumber(item))
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a number", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" missing or not a number", path, key);
     *out = item->valuedouble;
     return DRE_OK;
 }
@@ -159,12 +159,12 @@ static dre_status meta_number(const cJSON *root, const char *path, const char *k
 /* checksum receives meta.json's "index_checksum", "" where it has none (older folders). */
 static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info *info,
                              char checksum[17]) {
-    if (!cJSON_IsObject(root)) return set_error(DRE_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(root)) return dre_set_error(DRE_ERR_FORMAT, "%s: not a JSON object", path);
     double v = 0;
     DRE_TRY(meta_number(root, path, "format_version", &v));
     info->format_version = (int32_t)v;
     if (info->format_version < 1 || info->format_version > INDEX_FORMAT_VERSION)
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "%s: format_version %d (this dre reads up to %d; a newer dre wrote it?)",
                          path, info->format_version, INDEX_FORMAT_VERSION);
     DRE_TRY(meta_string(root, path, "model", info->model_name, sizeof info->model_name));
@@ -179,10 +179,10 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     else if (!strcmp(pooling, "cls"))
         info->pooling = DRE_POOL_CLS;
     else
-        return set_error(DRE_ERR_FORMAT, "%s: unknown pooling \"%s\"", path, pooling);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: unknown pooling \"%s\"", path, pooling);
     const cJSON *normalize = cJSON_GetObjectItemCaseSensitive(root, "normalize");
     if (!cJSON_IsBool(normalize))
-        return set_error(DRE_ERR_FORMAT, "%s: \"normalize\" missing or not a boolean", path);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"normalize\" missing or not a boolean", path);
     info->normalize = cJSON_IsTrue(normalize);
     DRE_TRY(meta_number(root, path, "max_length", &v));
     info->max_length = (int32_t)v;
@@ -190,12 +190,12 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     info->count = (int64_t)v;
     DRE_TRY(meta_string(root, path, "factory", info->factory, sizeof info->factory));
     if (info->dim <= 0 || info->count < 0)
-        return set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
                          (long long)info->count);
     info->n_vectors = info->count;
     if (cJSON_GetObjectItemCaseSensitive(root, "chunk_tokens")) { /* chunked (format 2) */
         if (info->format_version < 2)
-            return set_error(DRE_ERR_FORMAT, "%s: chunks in a format %d index", path,
+            return dre_set_error(DRE_ERR_FORMAT, "%s: chunks in a format %d index", path,
                              info->format_version);
         DRE_TRY(meta_number(root, path, "n_vectors", &v));
         info->n_vectors = (int64_t)v;
@@ -205,7 +205,7 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
         info->chunk_overlap = (int32_t)v;
         if (info->n_vectors < info->count || info->chunk_tokens < 3 || info->chunk_overlap < 0 ||
             info->chunk_overlap >= info->chunk_tokens)
-            return set_error(DRE_ERR_FORMAT,
+            return dre_set_error(DRE_ERR_FORMAT,
                              "%s: n_vectors %lld for %lld documents, chunk_tokens %d, "
                              "chunk_overlap %d",
                              path, (long long)info->n_vectors, (long long)info->count,
@@ -220,10 +220,10 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (bm25 && !cJSON_IsNull(bm25)) {
         const cJSON *tokenizer = cJSON_GetObjectItemCaseSensitive(bm25, "tokenizer");
         if (!cJSON_IsObject(bm25) || !cJSON_IsString(tokenizer))
-            return set_error(DRE_ERR_FORMAT, "%s: \"bm25\" is not an object with a tokenizer",
+            return dre_set_error(DRE_ERR_FORMAT, "%s: \"bm25\" is not an object with a tokenizer",
                              path);
         if (strcmp(tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER) != 0)
-            return set_error(DRE_ERR_UNSUPPORTED,
+            return dre_set_error(DRE_ERR_UNSUPPORTED,
                              "%s: BM25 tokenizer \"%s\" (this dre uses \"%s\")", path,
                              tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER);
         info->bm25 = 1;
@@ -233,24 +233,24 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (sum) {
         if (!cJSON_IsString(sum) || strlen(sum->valuestring) != 16 ||
             strspn(sum->valuestring, "0123456789abcdef") != 16)
-            return set_error(DRE_ERR_FORMAT, "%s: \"index_checksum\" is not 16 hex digits", path);
+            return dre_set_error(DRE_ERR_FORMAT, "%s: \"index_checksum\" is not 16 hex digits", path);
         strcpy(checksum, sum->valuestring);
     }
     return DRE_OK;
 }
 
-dre_status index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]) {
+dre_status dre_index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]) {
     char path[PATH_MAX];
-    DRE_TRY(path_join(path, sizeof path, dir, INDEX_META_FILE));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_META_FILE));
     memset(info, 0, sizeof *info);
     char *text = NULL;
     size_t len = 0;
-    DRE_TRY(read_file(path, &text, &len));
+    DRE_TRY(dre_read_file(path, &text, &len));
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     dre_status st;
     if (!root)
-        st = set_error(DRE_ERR_FORMAT, "%s: malformed JSON at byte %zu", path,
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: malformed JSON at byte %zu", path,
                        end && end >= text ? (size_t)(end - text) : 0);
     else
         st = meta_parse(root, path, info, checksum);
@@ -259,23 +259,23 @@ dre_status index_meta_read_checksum(const char *dir, dre_index_info *info, char 
     return st;
 }
 
-dre_status index_meta_read(const char *dir, dre_index_info *info) {
+dre_status dre_index_meta_read(const char *dir, dre_index_info *info) {
     char checksum[17];
-    return index_meta_read_checksum(dir, info, checksum);
+    return dre_index_meta_read_checksum(dir, info, checksum);
 }
 
-dre_status index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
+dre_status dre_index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
                                const char *sha256, const dre_index_info *meta) {
     if (dim != m->hidden || strcmp(sha256, m->weights_sha256) != 0)
-        return set_error(DRE_ERR_MISMATCH,
+        return dre_set_error(DRE_ERR_MISMATCH,
                          "%s was made with another model (dim %d, weights sha256 %.12s...); this "
                          "model has dim %d, weights sha256 %.12s...",
                          what, dim, sha256, m->hidden, m->weights_sha256);
     if (meta && (meta->pooling != m->pooling || meta->normalize != m->normalize ||
                  meta->max_length != m->max_length))
-        return set_error(DRE_ERR_MISMATCH,
+        return dre_set_error(DRE_ERR_MISMATCH,
                          "%s: pooling %s, normalize %d, max_length %d; the model has %s, %d, %d",
-                         what, pooling_name(meta->pooling), meta->normalize, meta->max_length,
-                         pooling_name(m->pooling), m->normalize, m->max_length);
+                         what, dre_pooling_name(meta->pooling), meta->normalize, meta->max_length,
+                         dre_pooling_name(m->pooling), m->normalize, m->max_length);
     return DRE_OK;
 }

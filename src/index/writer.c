@@ -4,7 +4,7 @@
  * Vectors are staged in embed-vectors.f32 (row-major floats, this run's rows only) and
  * documents in embed-docs.sqlite; the FAISS index lives in memory and is rebuilt from the
  * staged vectors on resume. Indexes that need training (IVF, PQ...) are trained on the
- * first train_size staged vectors (index_faiss_train_size), read back from the staging
+ * first train_size staged vectors (dre_index_faiss_train_size), read back from the staging
  * file once that many exist (or at the end, on all of them if the corpus is smaller);
  * only then are vectors added. That sample is the one buffer not bounded by a window. */
 #define _POSIX_C_SOURCE 200809L
@@ -60,18 +60,18 @@ struct index_writer {
  * that opened it just before the removal would lock a dead inode, hence the inode check. */
 static dre_status lock_index(const char *dir, int *fd_out) {
     char path[PATH_MAX];
-    DRE_TRY(path_join(path, sizeof path, dir, LOCK_FILE));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, LOCK_FILE));
     for (int attempt = 0; attempt < 16; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT, 0644);
-        if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+        if (fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int err = errno;
             close(fd);
             if (err == EWOULDBLOCK)
-                return set_error(DRE_ERR_LOCKED,
+                return dre_set_error(DRE_ERR_LOCKED,
                                  "%s: another dre embed is writing this index (%s is locked)", dir,
                                  LOCK_FILE);
-            return set_error(DRE_ERR_IO, "%s: flock: %s", path, strerror(err));
+            return dre_set_error(DRE_ERR_IO, "%s: flock: %s", path, strerror(err));
         }
         struct stat held, now;
         if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino &&
@@ -81,41 +81,41 @@ static dre_status lock_index(const char *dir, int *fd_out) {
         }
         close(fd);
     }
-    return set_error(DRE_ERR_LOCKED, "%s: could not take %s", dir, LOCK_FILE);
+    return dre_set_error(DRE_ERR_LOCKED, "%s: could not take %s", dir, LOCK_FILE);
 }
 
 static void unlock_index(const char *dir, int fd) {
-    remove_in(dir, LOCK_FILE);
+    dre_remove_in(dir, LOCK_FILE);
     close(fd);
 }
 
 static void remove_staging(const char *dir) {
-    remove_in(dir, STAGING_VECTORS_FILE);
-    remove_in(dir, STAGING_DOCS_FILE);
-    remove_in(dir, STAGING_DOCS_FILE "-wal");
-    remove_in(dir, STAGING_DOCS_FILE "-shm");
-    remove_in(dir, STAGING_DOCS_FILE "-journal");
-    remove_in(dir, INDEX_CHECKPOINT_FILE ".tmp");
-    remove_in(dir, INDEX_FAISS_FILE ".tmp");
-    remove_in(dir, INDEX_META_FILE ".tmp");
+    dre_remove_in(dir, STAGING_VECTORS_FILE);
+    dre_remove_in(dir, STAGING_DOCS_FILE);
+    dre_remove_in(dir, STAGING_DOCS_FILE "-wal");
+    dre_remove_in(dir, STAGING_DOCS_FILE "-shm");
+    dre_remove_in(dir, STAGING_DOCS_FILE "-journal");
+    dre_remove_in(dir, INDEX_CHECKPOINT_FILE ".tmp");
+    dre_remove_in(dir, INDEX_FAISS_FILE ".tmp");
+    dre_remove_in(dir, INDEX_META_FILE ".tmp");
 }
 
-dre_status index_writer_open(const char *dir, index_writer **out) {
+dre_status dre_index_writer_open(const char *dir, index_writer **out) {
     *out = NULL;
     index_writer *w = calloc(1, sizeof *w);
-    if (!w) return set_error(DRE_ERR_NOMEM, "%s: out of memory", dir);
+    if (!w) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", dir);
     w->vectors_fd = -1;
     w->lock_fd = -1;
     dre_status st = DRE_OK;
-    if (strlen(dir) >= sizeof w->dir) st = set_error(DRE_ERR_INVALID_ARG, "path too long: %s", dir);
+    if (strlen(dir) >= sizeof w->dir) st = dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", dir);
     if (st == DRE_OK) {
         strcpy(w->dir, dir);
-        st = path_join(w->checkpoint_path, sizeof w->checkpoint_path, dir, INDEX_CHECKPOINT_FILE);
+        st = dre_path_join(w->checkpoint_path, sizeof w->checkpoint_path, dir, INDEX_CHECKPOINT_FILE);
     }
     if (st == DRE_OK)
-        st = path_join(w->vectors_path, sizeof w->vectors_path, dir, STAGING_VECTORS_FILE);
+        st = dre_path_join(w->vectors_path, sizeof w->vectors_path, dir, STAGING_VECTORS_FILE);
     if (st == DRE_OK)
-        st = path_join(w->staging_docs_path, sizeof w->staging_docs_path, dir, STAGING_DOCS_FILE);
+        st = dre_path_join(w->staging_docs_path, sizeof w->staging_docs_path, dir, STAGING_DOCS_FILE);
     if (st == DRE_OK) st = lock_index(dir, &w->lock_fd);
     if (st != DRE_OK) {
         free(w);
@@ -125,26 +125,25 @@ dre_status index_writer_open(const char *dir, index_writer **out) {
     return DRE_OK;
 }
 
-void index_writer_close(index_writer *w) {
+void dre_index_writer_close(index_writer *w) {
     if (!w) return;
-    docstore_close(w->docs);
+    dre_docstore_close(w->docs);
     if (w->vectors_fd >= 0) close(w->vectors_fd);
     if (w->faiss) faiss_Index_free(w->faiss);
     /* A run with nothing checkpointed leaves nothing to resume: clean up, so the same
      * command can simply be run again. */
     if (w->staging && !w->finished && w->checkpointed == 0) {
-        remove_in(w->dir, INDEX_CHECKPOINT_FILE);
+        dre_remove_in(w->dir, INDEX_CHECKPOINT_FILE);
         remove_staging(w->dir);
     }
     unlock_index(w->dir, w->lock_fd);
     free(w);
 }
 
-const char *index_writer_checkpoint_path(const index_writer *w) { return w->checkpoint_path; }
+const char *dre_index_writer_checkpoint_path(const index_writer *w) { return w->checkpoint_path; }
 
-int64_t index_writer_count(const index_writer *w) { return w->count; }
+int64_t dre_index_writer_count(const index_writer *w) { return w->count; }
 
-int64_t index_writer_vectors(const index_writer *w) { return w->vectors; }
 
 /* ------------------------------------------------------------------ staged vectors */
 
@@ -153,13 +152,13 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
     size_t row_bytes = (size_t)w->dim * sizeof(float);
     int64_t chunk = n < STAGED_CHUNK ? n : STAGED_CHUNK;
     float *buf = malloc((size_t)(chunk > 0 ? chunk : 1) * row_bytes);
-    if (!buf) return set_error(DRE_ERR_NOMEM, "embed: out of memory reading staged vectors");
+    if (!buf) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory reading staged vectors");
     dre_status st = DRE_OK;
     for (int64_t done = 0; done < n && st == DRE_OK; done += chunk) {
         int64_t m = n - done < chunk ? n - done : chunk;
-        st = pread_all(w->vectors_fd, buf, (size_t)m * row_bytes,
+        st = dre_pread_all(w->vectors_fd, buf, (size_t)m * row_bytes,
                        (first + done) * (int64_t)row_bytes, w->vectors_path);
-        if (st == DRE_OK) st = index_faiss_add(w->faiss, m, buf);
+        if (st == DRE_OK) st = dre_index_faiss_add(w->faiss, m, buf);
     }
     free(buf);
     return st;
@@ -169,14 +168,14 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
 static dre_status train_from_staged(index_writer *w) {
     int64_t n = w->vectors < w->train_size ? w->vectors : w->train_size;
     if (n == 0)
-        return set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents", w->factory);
+        return dre_set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents", w->factory);
     size_t bytes = (size_t)n * (size_t)w->dim * sizeof(float);
     float *sample = malloc(bytes);
     if (!sample)
-        return set_error(DRE_ERR_NOMEM, "embed: out of memory for %lld training vectors",
+        return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %lld training vectors",
                          (long long)n);
-    dre_status st = pread_all(w->vectors_fd, sample, bytes, 0, w->vectors_path);
-    if (st == DRE_OK) st = index_faiss_train(w->faiss, n, sample);
+    dre_status st = dre_pread_all(w->vectors_fd, sample, bytes, 0, w->vectors_path);
+    if (st == DRE_OK) st = dre_index_faiss_train(w->faiss, n, sample);
     free(sample);
     DRE_TRY(st);
     w->trained = 1;
@@ -185,28 +184,28 @@ static dre_status train_from_staged(index_writer *w) {
 
 /* ------------------------------------------------------------------ start and resume */
 
-dre_status index_writer_start(index_writer *w, const checkpoint *c) {
+dre_status dre_index_writer_start(index_writer *w, const checkpoint *c) {
     remove_staging(w->dir);
     w->staging = 1;
     if (c->base_count > 0) {
         char path[PATH_MAX];
-        DRE_TRY(path_join(path, sizeof path, w->dir, INDEX_DOCS_FILE));
-        DRE_TRY(docstore_copy(path, w->staging_docs_path));
+        DRE_TRY(dre_path_join(path, sizeof path, w->dir, INDEX_DOCS_FILE));
+        DRE_TRY(dre_docstore_copy(path, w->staging_docs_path));
     }
     int fd = open(w->vectors_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
+    if (fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
     close(fd);
     /* The docstore file must exist before the checkpoint that refers to it. */
     docstore *ds = NULL;
-    DRE_TRY(docstore_open(w->staging_docs_path, 1, &ds));
-    dre_status st = c->bm25 ? docstore_add_bm25(ds) : DRE_OK;
-    if (st == DRE_OK && c->chunk_tokens > 0) st = docstore_add_chunks_table(ds);
-    docstore_close(ds);
+    DRE_TRY(dre_docstore_open(w->staging_docs_path, 1, &ds));
+    dre_status st = c->bm25 ? dre_docstore_add_bm25(ds) : DRE_OK;
+    if (st == DRE_OK && c->chunk_tokens > 0) st = dre_docstore_add_chunks_table(ds);
+    dre_docstore_close(ds);
     DRE_TRY(st);
-    return checkpoint_write(w->checkpoint_path, c);
+    return dre_checkpoint_write(w->checkpoint_path, c);
 }
 
-dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
+dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
     const char *dir = w->dir;
     w->staging = 1;
     w->checkpointed = c->count;
@@ -218,67 +217,67 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
     w->dim = c->dim;
     snprintf(w->factory, sizeof w->factory, "%s", c->factory);
     char final_docs[PATH_MAX];
-    DRE_TRY(path_join(final_docs, sizeof final_docs, dir, INDEX_DOCS_FILE));
+    DRE_TRY(dre_path_join(final_docs, sizeof final_docs, dir, INDEX_DOCS_FILE));
     /* A run killed while finishing may have renamed the staging docstore already. */
     if (access(w->staging_docs_path, F_OK) != 0) {
         if (access(final_docs, F_OK) != 0)
-            return set_error(DRE_ERR_IO,
+            return dre_set_error(DRE_ERR_IO,
                              "%s: %s is missing; the interrupted embed cannot be "
                              "resumed (remove the folder and start over)",
                              dir, STAGING_DOCS_FILE);
-        DRE_TRY(rename_synced(final_docs, w->staging_docs_path));
+        DRE_TRY(dre_rename_synced(final_docs, w->staging_docs_path));
     }
-    DRE_TRY(docstore_open(w->staging_docs_path, 1, &w->docs));
-    if (docstore_has_bm25(w->docs) != c->bm25)
-        return set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s", dir,
+    DRE_TRY(dre_docstore_open(w->staging_docs_path, 1, &w->docs));
+    if (dre_docstore_has_bm25(w->docs) != c->bm25)
+        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s", dir,
                          STAGING_DOCS_FILE, c->bm25 ? "lacks" : "has", c->bm25 ? "yes" : "no");
-    if (docstore_has_chunks(w->docs) != w->chunked)
-        return set_error(DRE_ERR_INDEX, "%s: %s %s a chunks table, but the checkpoint says %s", dir,
+    if (dre_docstore_has_chunks(w->docs) != w->chunked)
+        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a chunks table, but the checkpoint says %s", dir,
                          STAGING_DOCS_FILE, w->chunked ? "lacks" : "has",
                          w->chunked ? "yes" : "no");
     int64_t total = c->base_count + c->count;
-    DRE_TRY(docstore_truncate(w->docs, total));
+    DRE_TRY(dre_docstore_truncate(w->docs, total));
     int64_t n_docs = 0;
-    DRE_TRY(docstore_count(w->docs, &n_docs));
+    DRE_TRY(dre_docstore_count(w->docs, &n_docs));
     if (n_docs != total)
-        return set_error(DRE_ERR_INDEX, "%s: staging docstore has %lld rows, checkpoint says %lld",
+        return dre_set_error(DRE_ERR_INDEX, "%s: staging docstore has %lld rows, checkpoint says %lld",
                          dir, (long long)n_docs, (long long)total);
     int64_t total_vectors = c->base_vectors + c->vectors, n_chunks = 0;
-    DRE_TRY(docstore_chunk_count(w->docs, &n_chunks));
+    DRE_TRY(dre_docstore_chunk_count(w->docs, &n_chunks));
     if (w->chunked && n_chunks != total_vectors)
-        return set_error(DRE_ERR_INDEX,
+        return dre_set_error(DRE_ERR_INDEX,
                          "%s: staging docstore has %lld chunks, checkpoint says %lld vectors", dir,
                          (long long)n_chunks, (long long)total_vectors);
 
     w->vectors_fd = open(w->vectors_path, O_RDWR);
-    if (w->vectors_fd < 0) return set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
+    if (w->vectors_fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
     off_t want = (off_t)c->vectors * (off_t)c->dim * (off_t)sizeof(float);
     struct stat st;
     if (fstat(w->vectors_fd, &st) != 0 || st.st_size < want)
-        return set_error(DRE_ERR_IO, "%s: holds fewer vectors than the checkpoint's %lld",
+        return dre_set_error(DRE_ERR_IO, "%s: holds fewer vectors than the checkpoint's %lld",
                          w->vectors_path, (long long)c->vectors);
     if (ftruncate(w->vectors_fd, want) != 0)
-        return set_error(DRE_ERR_IO, "%s: truncate: %s", w->vectors_path, strerror(errno));
+        return dre_set_error(DRE_ERR_IO, "%s: truncate: %s", w->vectors_path, strerror(errno));
 
     int64_t already = 0; /* staged vectors the FAISS index already holds */
     if (c->base_count > 0) {
         char path[PATH_MAX];
-        DRE_TRY(path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
-        DRE_TRY(index_faiss_read(path, &w->faiss));
+        DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
+        DRE_TRY(dre_index_faiss_read(path, &w->faiss));
         int64_t ntotal = faiss_Index_ntotal(w->faiss);
         if (ntotal == total_vectors)
             already = c->vectors; /* killed after renaming the new index */
         else if (ntotal != c->base_vectors)
-            return set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
+            return dre_set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
                              dir, (long long)ntotal, (long long)c->base_vectors);
     } else {
-        DRE_TRY(index_faiss_create(c->factory, c->dim, &w->faiss));
+        DRE_TRY(dre_index_faiss_create(c->factory, c->dim, &w->faiss));
     }
     if (faiss_Index_d(w->faiss) != c->dim)
-        return set_error(DRE_ERR_MISMATCH, "%s: index.faiss has dim %d, the model %d", dir,
+        return dre_set_error(DRE_ERR_MISMATCH, "%s: index.faiss has dim %d, the model %d", dir,
                          faiss_Index_d(w->faiss), c->dim);
     w->trained = faiss_Index_is_trained(w->faiss);
-    w->train_size = index_faiss_train_size(w->faiss);
+    w->train_size = dre_index_faiss_train_size(w->faiss);
     if (w->trained) return add_staged(w, already, c->vectors - already);
     if (c->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
@@ -286,81 +285,81 @@ dre_status index_writer_resume(index_writer *w, const checkpoint *c) {
 
 /* ------------------------------------------------------------------ windows */
 
-dre_status index_writer_begin(index_writer *w) { return docstore_begin(w->docs); }
+dre_status dre_index_writer_begin(index_writer *w) { return dre_docstore_begin(w->docs); }
 
-dre_status index_writer_add_doc(index_writer *w, const char *id, const char *title,
+dre_status dre_index_writer_add_doc(index_writer *w, const char *id, const char *title,
                                 const char *text, int32_t n_chunks, const index_chunk *chunks,
                                 int64_t *duplicate_of) {
     if (n_chunks < 1 || (!w->chunked && n_chunks != 1))
-        return set_error(DRE_ERR_INVALID_ARG, "index writer: a document of %d vectors", n_chunks);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: a document of %d vectors", n_chunks);
     int64_t row = w->base_count + w->count;
-    DRE_TRY(docstore_add(w->docs, row, id, title, text, duplicate_of));
+    DRE_TRY(dre_docstore_add(w->docs, row, id, title, text, duplicate_of));
     if (*duplicate_of >= 0) return DRE_OK;
     for (int32_t i = 0; w->chunked && i < n_chunks; i++)
-        DRE_TRY(docstore_add_chunk(w->docs, w->base_vectors + w->vectors + w->pending + i, row, i,
+        DRE_TRY(dre_docstore_add_chunk(w->docs, w->base_vectors + w->vectors + w->pending + i, row, i,
                                    chunks[i].first, chunks[i].tokens));
     w->count++;
     w->pending += n_chunks;
     return DRE_OK;
 }
 
-dre_status index_writer_commit(index_writer *w, const float *vectors, int64_t n) {
+dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_t n) {
     if (n != w->pending)
-        return set_error(DRE_ERR_INVALID_ARG, "index writer: %lld vectors for %lld", (long long)n,
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: %lld vectors for %lld", (long long)n,
                          (long long)w->pending);
     size_t row_bytes = (size_t)w->dim * sizeof(float);
-    DRE_TRY(pwrite_all(w->vectors_fd, vectors, (size_t)n * row_bytes,
+    DRE_TRY(dre_pwrite_all(w->vectors_fd, vectors, (size_t)n * row_bytes,
                        w->vectors * (int64_t)row_bytes, w->vectors_path));
-    DRE_TRY(docstore_commit(w->docs));
+    DRE_TRY(dre_docstore_commit(w->docs));
     w->vectors += n;
     w->pending = 0;
-    if (w->trained) return index_faiss_add(w->faiss, n, vectors);
+    if (w->trained) return dre_index_faiss_add(w->faiss, n, vectors);
     if (w->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
 }
 
-dre_status index_writer_checkpoint(index_writer *w, checkpoint *c) {
+dre_status dre_index_writer_checkpoint(index_writer *w, checkpoint *c) {
     if (fdatasync(w->vectors_fd) != 0)
-        return set_error(DRE_ERR_IO, "%s: sync: %s", w->vectors_path, strerror(errno));
-    DRE_TRY(docstore_sync(w->docs));
+        return dre_set_error(DRE_ERR_IO, "%s: sync: %s", w->vectors_path, strerror(errno));
+    DRE_TRY(dre_docstore_sync(w->docs));
     c->count = w->count;
     c->vectors = w->vectors;
-    DRE_TRY(checkpoint_write(w->checkpoint_path, c));
+    DRE_TRY(dre_checkpoint_write(w->checkpoint_path, c));
     w->checkpointed = w->count;
     return DRE_OK;
 }
 
 /* ------------------------------------------------------------------ finish */
 
-dre_status index_writer_finish(index_writer *w, dre_index_info *meta) {
+dre_status dre_index_writer_finish(index_writer *w, dre_index_info *meta) {
     const char *dir = w->dir;
     int64_t total_vectors = w->base_vectors + w->vectors;
     if (!w->trained) DRE_TRY(train_from_staged(w));
     if (faiss_Index_ntotal(w->faiss) != total_vectors)
-        return set_error(DRE_ERR_INDEX, "index holds %lld vectors, expected %lld",
+        return dre_set_error(DRE_ERR_INDEX, "index holds %lld vectors, expected %lld",
                          (long long)faiss_Index_ntotal(w->faiss), (long long)total_vectors);
     char path[PATH_MAX];
-    DRE_TRY(path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
-    DRE_TRY(index_faiss_write(w->faiss, path));
-    docstore_close(w->docs); /* back to a single file, no -wal */
+    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
+    DRE_TRY(dre_index_faiss_write(w->faiss, path));
+    dre_docstore_close(w->docs); /* back to a single file, no -wal */
     w->docs = NULL;
-    DRE_TRY(path_join(path, sizeof path, dir, INDEX_DOCS_FILE));
-    DRE_TRY(rename_synced(w->staging_docs_path, path));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_DOCS_FILE));
+    DRE_TRY(dre_rename_synced(w->staging_docs_path, path));
     meta->count = w->base_count + w->count;
     meta->n_vectors = total_vectors;
-    DRE_TRY(index_meta_write(dir, meta));
-    remove_in(dir, INDEX_CHECKPOINT_FILE);
+    DRE_TRY(dre_index_meta_write(dir, meta));
+    dre_remove_in(dir, INDEX_CHECKPOINT_FILE);
     remove_staging(dir);
     w->finished = 1;
-    return sync_path(dir);
+    return dre_sync_path(dir);
 }
 
 /* ------------------------------------------------------------------ BM25 for an index */
 
 static dre_status add_bm25_locked(index_writer *w) {
     const char *dir = w->dir;
-    if (file_exists_in(dir, INDEX_CHECKPOINT_FILE))
-        return set_error(DRE_ERR_INVALID_ARG,
+    if (dre_file_exists_in(dir, INDEX_CHECKPOINT_FILE))
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "%s: an embed into this folder has not finished (%s is there); finish "
                          "it with `dre embed --resume` first",
                          dir, INDEX_CHECKPOINT_FILE);
@@ -370,31 +369,31 @@ static dre_status add_bm25_locked(index_writer *w) {
     dre_index_close(ix);
     if (info.bm25) return DRE_OK;
     char docs_path[PATH_MAX];
-    DRE_TRY(path_join(docs_path, sizeof docs_path, dir, INDEX_DOCS_FILE));
+    DRE_TRY(dre_path_join(docs_path, sizeof docs_path, dir, INDEX_DOCS_FILE));
     /* Built in a copy, renamed into place: a crash leaves the old docstore as it was. */
     remove_staging(dir);
     docstore *ds = NULL;
-    dre_status st = docstore_copy(docs_path, w->staging_docs_path);
-    if (st == DRE_OK) st = docstore_open(w->staging_docs_path, 1, &ds);
-    if (st == DRE_OK) st = docstore_add_bm25(ds);
-    docstore_close(ds); /* back to a single file */
-    if (st == DRE_OK) st = rename_synced(w->staging_docs_path, docs_path);
+    dre_status st = dre_docstore_copy(docs_path, w->staging_docs_path);
+    if (st == DRE_OK) st = dre_docstore_open(w->staging_docs_path, 1, &ds);
+    if (st == DRE_OK) st = dre_docstore_add_bm25(ds);
+    dre_docstore_close(ds); /* back to a single file */
+    if (st == DRE_OK) st = dre_rename_synced(w->staging_docs_path, docs_path);
     if (st != DRE_OK) {
         remove_staging(dir);
         return st;
     }
     info.bm25 = 1;
-    return index_meta_write(dir, &info);
+    return dre_index_meta_write(dir, &info);
 }
 
 dre_status dre_index_add_bm25(const char *index_dir) {
-    if (!index_dir) return set_error(DRE_ERR_INVALID_ARG, "dre_index_add_bm25: NULL argument");
+    if (!index_dir) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_add_bm25: NULL argument");
     dre_index *probe = NULL; /* an index folder at all, before its lock is taken */
     DRE_TRY(dre_index_open(index_dir, &probe));
     dre_index_close(probe);
     index_writer *w = NULL;
-    DRE_TRY(index_writer_open(index_dir, &w));
+    DRE_TRY(dre_index_writer_open(index_dir, &w));
     dre_status st = add_bm25_locked(w);
-    index_writer_close(w);
+    dre_index_writer_close(w);
     return st;
 }

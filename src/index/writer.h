@@ -23,26 +23,24 @@ typedef struct index_writer index_writer;
 
 /* Takes an exclusive lock on dir (which must exist): DRE_ERR_LOCKED while another
  * embed holds it. */
-dre_status index_writer_open(const char *dir, index_writer **out);
+dre_status dre_index_writer_open(const char *dir, index_writer **out);
 /* Closes what is open, removes the staging files of a run that never checkpointed and
  * releases the lock. */
-void index_writer_close(index_writer *w);
+void dre_index_writer_close(index_writer *w);
 
 /* dir/embed-checkpoint.json. */
-const char *index_writer_checkpoint_path(const index_writer *w);
+const char *dre_index_writer_checkpoint_path(const index_writer *w);
 
 /* A fresh run: replaces any staging files by empty ones (for --append, c->base_count > 0,
  * a copy of the folder's docstore), then writes the first checkpoint, c. */
-dre_status index_writer_start(index_writer *w, const checkpoint *c);
+dre_status dre_index_writer_start(index_writer *w, const checkpoint *c);
 /* Opens the staging files at the state of checkpoint c: cuts off what was staged after
  * it, and puts the staged vectors into the in-memory FAISS index (training it first when
  * enough are staged). */
-dre_status index_writer_resume(index_writer *w, const checkpoint *c);
+dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c);
 
-/* Documents staged so far by this embed (rows base_count .. base_count + count - 1), and
- * their vectors. */
-int64_t index_writer_count(const index_writer *w);
-int64_t index_writer_vectors(const index_writer *w);
+/* Documents staged so far by this embed (rows base_count .. base_count + count - 1). */
+int64_t dre_index_writer_count(const index_writer *w);
 
 /* A chunk of a document: its first wordpiece in the document's text, its tokens. */
 typedef struct index_chunk {
@@ -53,20 +51,20 @@ typedef struct index_chunk {
  * vectors: 1 unless the index is chunked, whose chunks table then maps them to it; an id
  * already in the docstore adds nothing and gives *duplicate_of its row, else -1), then
  * commit with the added documents' vectors, in row and chunk order. */
-dre_status index_writer_begin(index_writer *w);
-dre_status index_writer_add_doc(index_writer *w, const char *id, const char *title,
+dre_status dre_index_writer_begin(index_writer *w);
+dre_status dre_index_writer_add_doc(index_writer *w, const char *id, const char *title,
                                 const char *text, int32_t n_chunks, const index_chunk *chunks,
                                 int64_t *duplicate_of);
-dre_status index_writer_commit(index_writer *w, const float *vectors, int64_t n);
+dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_t n);
 
 /* Makes what is staged durable, then replaces the checkpoint file with c, its count set
  * to the documents staged. */
-dre_status index_writer_checkpoint(index_writer *w, checkpoint *c);
+dre_status dre_index_writer_checkpoint(index_writer *w, checkpoint *c);
 
 /* Trains the index if it still needs it, writes index.faiss, moves the docstore into
  * place, then meta.json (meta with its count and n_vectors set: the last word on what the
  * folder holds), and removes the staging files and the checkpoint. */
-dre_status index_writer_finish(index_writer *w, dre_index_info *meta);
+dre_status dre_index_writer_finish(index_writer *w, dre_index_info *meta);
 
 #ifdef __cplusplus
 }

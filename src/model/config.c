@@ -21,18 +21,18 @@
 
 /* Reads and parses a JSON file; *root is NULL (and DRE_OK) if the file is absent and
  * optional. */
-dre_status model_read_json(const char *path, int optional, cJSON **root) {
+dre_status dre_model_read_json(const char *path, int optional, cJSON **root) {
     *root = NULL;
     FILE *probe = fopen(path, "rb");
     if (!probe) {
         if (optional) return DRE_OK;
-        return set_error(DRE_ERR_IO, "%s: %s (is this a Hugging Face model folder?)", path,
+        return dre_set_error(DRE_ERR_IO, "%s: %s (is this a Hugging Face model folder?)", path,
                          strerror(errno));
     }
     fclose(probe);
     char *text;
     size_t len;
-    DRE_TRY(read_file(path, &text, &len));
+    DRE_TRY(dre_read_file(path, &text, &len));
     const char *end = NULL;
     *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!*root) {
@@ -41,7 +41,7 @@ dre_status model_read_json(const char *path, int optional, cJSON **root) {
         for (const char *p = text; end && p < end && p < text + len; p++)
             line += *p == '\n';
         free(text);
-        return set_error(DRE_ERR_FORMAT, "%s:%d: invalid JSON", path, line);
+        return dre_set_error(DRE_ERR_FORMAT, "%s:%d: invalid JSON", path, line);
     }
     free(text);
     return DRE_OK;
@@ -54,11 +54,11 @@ static dre_status json_int(const cJSON *root, const char *path, const char *key,
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!item) {
         if (optional) return DRE_OK;
-        return set_error(DRE_ERR_FORMAT, "%s: missing \"%s\"", path, key);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: missing \"%s\"", path, key);
     }
     double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
     if (!(v >= 1 && v <= CONFIG_INT_MAX) || floor(v) != v)
-        return set_error(DRE_ERR_FORMAT, "%s: \"%s\" must be an integer in 1..%d", path, key,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" must be an integer in 1..%d", path, key,
                          CONFIG_INT_MAX);
     *out = (int32_t)v;
     return DRE_OK;
@@ -69,17 +69,17 @@ static const char *json_string(const cJSON *root, const char *key) {
     return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
-dre_status model_config_read(const char *path, dre_model_info *info) {
+dre_status dre_model_config_read(const char *path, dre_model_info *info) {
     cJSON *root;
-    DRE_TRY(model_read_json(path, 0, &root));
+    DRE_TRY(dre_model_read_json(path, 0, &root));
     dre_status st = DRE_OK;
     if (!cJSON_IsObject(root)) {
-        st = set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
         goto done;
     }
     const char *model_type = json_string(root, "model_type");
     if (model_type && strcmp(model_type, "bert") != 0) {
-        st = set_error(DRE_ERR_UNSUPPORTED, "%s: model_type \"%s\" (dre runs BERT models only)",
+        st = dre_set_error(DRE_ERR_UNSUPPORTED, "%s: model_type \"%s\" (dre runs BERT models only)",
                        path, model_type);
         goto done;
     }
@@ -93,7 +93,7 @@ dre_status model_config_read(const char *path, dre_model_info *info) {
         (st = json_int(root, path, "type_vocab_size", 1, &info->type_vocab_size)))
         goto done;
     if (info->hidden % info->n_heads != 0) {
-        st = set_error(DRE_ERR_FORMAT,
+        st = dre_set_error(DRE_ERR_FORMAT,
                        "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
                        info->hidden, info->n_heads);
         goto done;
@@ -104,7 +104,7 @@ dre_status model_config_read(const char *path, dre_model_info *info) {
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
     if (eps) {
         if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1)) {
-            st = set_error(DRE_ERR_FORMAT, "%s: \"layer_norm_eps\" must be a number in (0, 1)",
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: \"layer_norm_eps\" must be a number in (0, 1)",
                            path);
             goto done;
         }
@@ -112,12 +112,12 @@ dre_status model_config_read(const char *path, dre_model_info *info) {
     }
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !cJSON_IsString(act)) {
-        st = set_error(DRE_ERR_UNSUPPORTED,
+        st = dre_set_error(DRE_ERR_UNSUPPORTED,
                        "%s: \"hidden_act\" is not a string (dre supports \"gelu\")", path);
         goto done;
     }
     if (act && strcmp(act->valuestring, "gelu") != 0) {
-        st = set_error(DRE_ERR_UNSUPPORTED,
+        st = dre_set_error(DRE_ERR_UNSUPPORTED,
                        "%s: hidden_act \"%s\" is not supported (dre supports \"gelu\", the erf "
                        "form)",
                        path, act->valuestring);
@@ -125,7 +125,7 @@ dre_status model_config_read(const char *path, dre_model_info *info) {
     }
     const char *pos_type = json_string(root, "position_embedding_type");
     if (pos_type && strcmp(pos_type, "absolute") != 0) {
-        st = set_error(DRE_ERR_UNSUPPORTED,
+        st = dre_set_error(DRE_ERR_UNSUPPORTED,
                        "%s: position_embedding_type \"%s\" is not supported (only \"absolute\")",
                        path, pos_type);
         goto done;
@@ -139,15 +139,15 @@ done:
  * CLS modes. */
 static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info *info) {
     char sub_dir[PATH_CAP], path[PATH_CAP];
-    DRE_TRY(path_join(sub_dir, sizeof sub_dir, dir, sub));
-    DRE_TRY(path_join(path, sizeof path, sub_dir, "config.json"));
+    DRE_TRY(dre_path_join(sub_dir, sizeof sub_dir, dir, sub));
+    DRE_TRY(dre_path_join(path, sizeof path, sub_dir, "config.json"));
     cJSON *root;
-    DRE_TRY(model_read_json(path, 1, &root));
+    DRE_TRY(dre_model_read_json(path, 1, &root));
     info->pooling = DRE_POOL_MEAN;
     if (!root) return DRE_OK;
     dre_status st = DRE_OK;
     if (!cJSON_IsObject(root)) {
-        st = set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
         goto done;
     }
     int n_modes = 0;
@@ -163,7 +163,7 @@ static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info
             info->pooling = DRE_POOL_CLS;
         } else {
             char *shown = cJSON_PrintUnformatted(mode);
-            st = set_error(DRE_ERR_UNSUPPORTED,
+            st = dre_set_error(DRE_ERR_UNSUPPORTED,
                            "%s: pooling_mode %s is not supported (dre pools by \"mean\" or "
                            "\"cls\")",
                            path, shown ? shown : "?");
@@ -180,18 +180,18 @@ static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info
         } else if (strcmp(item->string, "pooling_mode_cls_token") == 0) {
             info->pooling = DRE_POOL_CLS;
         } else {
-            st = set_error(DRE_ERR_UNSUPPORTED,
+            st = dre_set_error(DRE_ERR_UNSUPPORTED,
                            "%s: \"%s\" is not supported (dre pools by mean or CLS)", path,
                            item->string);
             goto done;
         }
     }
     if (n_modes > 1)
-        st = set_error(DRE_ERR_UNSUPPORTED,
+        st = dre_set_error(DRE_ERR_UNSUPPORTED,
                        "%s: %d pooling modes at once (dre supports exactly one: mean or CLS)", path,
                        n_modes);
     else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "include_prompt")))
-        st = set_error(DRE_ERR_UNSUPPORTED,
+        st = dre_set_error(DRE_ERR_UNSUPPORTED,
                        "%s: \"include_prompt\": false (pooling that leaves out the prompt's "
                        "tokens) is not supported",
                        path);
@@ -210,15 +210,15 @@ static const char *class_name(const char *type) {
  * would change the embedding, so it is refused. */
 static dre_status parse_modules(const char *dir, dre_model_info *info) {
     char path[PATH_CAP];
-    DRE_TRY(path_join(path, sizeof path, dir, "modules.json"));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, "modules.json"));
     cJSON *root;
-    DRE_TRY(model_read_json(path, 1, &root));
+    DRE_TRY(dre_model_read_json(path, 1, &root));
     info->normalize = 0;
     if (!root) return parse_pooling(dir, "1_Pooling", info);
     dre_status st = DRE_OK;
     char pooling_dir[PATH_CAP] = "1_Pooling";
     if (!cJSON_IsArray(root)) {
-        st = set_error(DRE_ERR_FORMAT, "%s: expected a JSON array of modules", path);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: expected a JSON array of modules", path);
         goto done;
     }
     const cJSON *module;
@@ -226,7 +226,7 @@ static dre_status parse_modules(const char *dir, dre_model_info *info) {
     cJSON_ArrayForEach(module, root) {
         const char *type = json_string(module, "type");
         if (!type) {
-            st = set_error(DRE_ERR_FORMAT, "%s: module %d has no \"type\"", path, index);
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: module %d has no \"type\"", path, index);
             goto done;
         }
         const char *cls = class_name(type);
@@ -238,7 +238,7 @@ static dre_status parse_modules(const char *dir, dre_model_info *info) {
         } else if (strcmp(cls, "Normalize") == 0) {
             info->normalize = 1;
         } else {
-            st = set_error(DRE_ERR_UNSUPPORTED,
+            st = dre_set_error(DRE_ERR_UNSUPPORTED,
                            "%s: module \"%s\" is not supported (dre runs Transformer, Pooling "
                            "and Normalize)",
                            path, type);
@@ -255,14 +255,14 @@ done:
 /* sentence_bert_config.json's max_seq_length, capped by the position table. */
 static dre_status parse_max_length(const char *dir, dre_model_info *info) {
     char path[PATH_CAP];
-    DRE_TRY(path_join(path, sizeof path, dir, "sentence_bert_config.json"));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, "sentence_bert_config.json"));
     cJSON *root;
-    DRE_TRY(model_read_json(path, 1, &root));
+    DRE_TRY(dre_model_read_json(path, 1, &root));
     int32_t max_seq = info->max_positions;
     dre_status st = DRE_OK;
     if (root) {
         if (!cJSON_IsObject(root))
-            st = set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: expected a JSON object", path);
         else
             st = json_int(root, path, "max_seq_length", 1, &max_seq);
         cJSON_Delete(root);
@@ -277,9 +277,9 @@ static dre_status parse_max_length(const char *dir, dre_model_info *info) {
  * plain encode(); it must still name a prompt.) */
 static dre_status parse_prompts(const char *dir, dre_model_info *info) {
     char path[PATH_CAP];
-    DRE_TRY(path_join(path, sizeof path, dir, "config_sentence_transformers.json"));
+    DRE_TRY(dre_path_join(path, sizeof path, dir, "config_sentence_transformers.json"));
     cJSON *root;
-    DRE_TRY(model_read_json(path, 1, &root));
+    DRE_TRY(dre_model_read_json(path, 1, &root));
     info->query_prompt[0] = info->doc_prompt[0] = '\0';
     if (!root) return DRE_OK;
     dre_status st = DRE_OK;
@@ -288,7 +288,7 @@ static dre_status parse_prompts(const char *dir, dre_model_info *info) {
     const cJSON *item;
     if (!cJSON_IsObject(root) || (prompts && !cJSON_IsObject(prompts)) ||
         (default_name && !cJSON_IsNull(default_name) && !cJSON_IsString(default_name))) {
-        st = set_error(DRE_ERR_FORMAT,
+        st = dre_set_error(DRE_ERR_FORMAT,
                        "%s: expected an object with \"prompts\" (name -> text) and "
                        "\"default_prompt_name\"",
                        path);
@@ -296,14 +296,14 @@ static dre_status parse_prompts(const char *dir, dre_model_info *info) {
     }
     cJSON_ArrayForEach(item, prompts) {
         if (!cJSON_IsString(item) && !cJSON_IsNull(item)) {
-            st = set_error(DRE_ERR_FORMAT, "%s: prompt \"%s\" is not a string", path, item->string);
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: prompt \"%s\" is not a string", path, item->string);
             goto done;
         }
     }
     if (cJSON_IsString(default_name) && strcmp(default_name->valuestring, "query") &&
         strcmp(default_name->valuestring, "document") &&
         !cJSON_GetObjectItemCaseSensitive(prompts, default_name->valuestring)) {
-        st = set_error(DRE_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not in \"prompts\"", path,
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not in \"prompts\"", path,
                        default_name->valuestring);
         goto done;
     }
@@ -313,7 +313,7 @@ static dre_status parse_prompts(const char *dir, dre_model_info *info) {
         const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(prompts, names[i]);
         if (!cJSON_IsString(prompt)) continue;
         if (strlen(prompt->valuestring) >= DRE_PROMPT_CAP) {
-            st = set_error(DRE_ERR_UNSUPPORTED, "%s: prompt \"%s\" is longer than %d bytes", path,
+            st = dre_set_error(DRE_ERR_UNSUPPORTED, "%s: prompt \"%s\" is longer than %d bytes", path,
                            names[i], DRE_PROMPT_CAP - 1);
             goto done;
         }
@@ -340,11 +340,11 @@ static void folder_name(const char *dir, char *out, size_t cap) {
     free(resolved);
 }
 
-dre_status model_info_read(const char *model_dir, dre_model_info *info) {
+dre_status dre_model_info_read(const char *model_dir, dre_model_info *info) {
     char path[PATH_CAP];
     folder_name(model_dir, info->name, sizeof info->name);
-    DRE_TRY(path_join(path, sizeof path, model_dir, "config.json"));
-    DRE_TRY(model_config_read(path, info));
+    DRE_TRY(dre_path_join(path, sizeof path, model_dir, "config.json"));
+    DRE_TRY(dre_model_config_read(path, info));
     DRE_TRY(parse_modules(model_dir, info));
     DRE_TRY(parse_max_length(model_dir, info));
     return parse_prompts(model_dir, info);

@@ -1,5 +1,5 @@
 /* model/random.c — dre_model_open_random: a model of a config.json's shapes with random
- * weights, for benchmarks of models that are not at hand (tools/configs/). */
+ * weights, for benchmarks of models that are not at hand (tools/bench/configs/). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ static void fill(float *p, size_t count, float scale, float offset, uint64_t *st
  * "pooling", "normalize"; and the name, "_name_or_path" or the path. */
 static dre_status read_extras(const char *path, dre_model_info *in) {
     cJSON *root;
-    DRE_TRY(model_read_json(path, 0, &root));
+    DRE_TRY(dre_model_read_json(path, 0, &root));
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
     snprintf(in->name, sizeof in->name, "%.127s", cJSON_IsString(name) ? name->valuestring : path);
     const cJSON *max_seq = cJSON_GetObjectItemCaseSensitive(root, "max_seq_length");
@@ -48,7 +48,7 @@ static dre_status read_extras(const char *path, dre_model_info *in) {
 
 dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_model **out) {
     if (!config_path || !out)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_model_open_random: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_model_open_random: NULL argument");
     *out = NULL;
     char path[PATH_CAP];
     const size_t len = strlen(config_path);
@@ -57,11 +57,11 @@ dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_mod
     else
         snprintf(path, sizeof path, "%.4000s/config.json", config_path);
     dre_model *m = calloc(1, sizeof *m);
-    if (!m) return set_error(DRE_ERR_NOMEM, "dre_model_open_random: out of memory");
+    if (!m) return dre_set_error(DRE_ERR_NOMEM, "dre_model_open_random: out of memory");
     dre_model_info *in = &m->info;
-    dre_status st = model_config_read(path, in);
+    dre_status st = dre_model_config_read(path, in);
     if (st == DRE_OK) st = read_extras(path, in);
-    if (st == DRE_OK) st = model_alloc_weights(m, path);
+    if (st == DRE_OK) st = dre_model_alloc_weights(m, path);
     if (st != DRE_OK) {
         dre_model_close(m);
         return st;

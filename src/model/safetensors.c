@@ -32,13 +32,13 @@ static const struct {
 };
 #define N_DTYPES (sizeof dtype_table / sizeof dtype_table[0])
 
-size_t st_dtype_size(st_dtype dtype) {
+size_t dre_st_dtype_size(st_dtype dtype) {
     for (size_t i = 0; i < N_DTYPES; i++)
         if (dtype_table[i].dtype == dtype) return dtype_table[i].size;
     return 0;
 }
 
-const char *st_dtype_name(st_dtype dtype) {
+const char *dre_st_dtype_name(st_dtype dtype) {
     for (size_t i = 0; i < N_DTYPES; i++)
         if (dtype_table[i].dtype == dtype) return dtype_table[i].name;
     return "?";
@@ -53,7 +53,7 @@ static int json_to_u64(const cJSON *item, uint64_t *out) {
     return 1;
 }
 
-void st_close(st_file *f) {
+void dre_st_close(st_file *f) {
     if (!f) return;
     if (f->map) munmap((void *)f->map, f->map_len);
     for (size_t i = 0; i < f->n_tensors; i++)
@@ -68,13 +68,13 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
                               size_t data_len, st_tensor *t) {
     const char *path = f->path, *name = entry->string;
     if (!cJSON_IsObject(entry))
-        return set_error(DRE_ERR_FORMAT, "%s: tensor '%s': header entry is not an object", path,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': header entry is not an object", path,
                          name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets))
-        return set_error(DRE_ERR_FORMAT,
+        return dre_set_error(DRE_ERR_FORMAT,
                          "%s: tensor '%s': needs a string 'dtype' and arrays 'shape' and "
                          "'data_offsets'",
                          path, name);
@@ -82,14 +82,14 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
     while (i < N_DTYPES && strcmp(dtype_table[i].name, dtype->valuestring) != 0)
         i++;
     if (i == N_DTYPES)
-        return set_error(DRE_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
                          dtype->valuestring);
     t->dtype = dtype_table[i].dtype;
     size_t elem_size = dtype_table[i].size;
 
     int n_dims = cJSON_GetArraySize(shape);
     if (n_dims > ST_MAX_DIMS)
-        return set_error(DRE_ERR_FORMAT, "%s: tensor '%s': %d dimensions (at most %d)", path, name,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': %d dimensions (at most %d)", path, name,
                          n_dims, ST_MAX_DIMS);
     t->n_dims = n_dims;
     size_t n_elements = 1;
@@ -98,31 +98,31 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
     cJSON_ArrayForEach(dim, shape) {
         uint64_t v;
         if (!json_to_u64(dim, &v))
-            return set_error(DRE_ERR_FORMAT,
+            return dre_set_error(DRE_ERR_FORMAT,
                              "%s: tensor '%s': shape[%d] is not a non-negative integer", path, name,
                              d);
         if (v != 0 && n_elements > SIZE_MAX / v)
-            return set_error(DRE_ERR_FORMAT, "%s: tensor '%s': shape overflows", path, name);
+            return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': shape overflows", path, name);
         n_elements *= (size_t)v;
         t->shape[d++] = (int64_t)v;
     }
     if (n_elements > SIZE_MAX / elem_size)
-        return set_error(DRE_ERR_FORMAT, "%s: tensor '%s': shape overflows", path, name);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': shape overflows", path, name);
     t->n_elements = n_elements;
 
     uint64_t begin, end;
     if (cJSON_GetArraySize(offsets) != 2 || !json_to_u64(cJSON_GetArrayItem(offsets, 0), &begin) ||
         !json_to_u64(cJSON_GetArrayItem(offsets, 1), &end))
-        return set_error(DRE_ERR_FORMAT,
+        return dre_set_error(DRE_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets must be two non-negative integers", path,
                          name);
     if (begin > end || end > data_len)
-        return set_error(DRE_ERR_FORMAT,
+        return dre_set_error(DRE_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets [%llu, %llu] outside the %zu data bytes "
                          "(file truncated?)",
                          path, name, (unsigned long long)begin, (unsigned long long)end, data_len);
     if (end - begin != n_elements * elem_size)
-        return set_error(DRE_ERR_FORMAT,
+        return dre_set_error(DRE_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets span %llu bytes but shape x %s needs %zu",
                          path, name, (unsigned long long)(end - begin), dtype->valuestring,
                          n_elements * elem_size);
@@ -137,18 +137,18 @@ static int cmp_tensor_name(const void *a, const void *b) {
 static dre_status parse_header(st_file *f) {
     const char *path = f->path;
     if (f->map_len < 8)
-        return set_error(DRE_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors header", path,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors header", path,
                          f->map_len);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--)
         header_len = header_len << 8 | f->map[i];
     if (header_len > f->map_len - 8)
-        return set_error(DRE_ERR_FORMAT,
+        return dre_set_error(DRE_ERR_FORMAT,
                          "%s: header length %llu is larger than the file (%zu bytes): truncated "
                          "or not a safetensors file",
                          path, (unsigned long long)header_len, f->map_len);
     if (header_len > ST_MAX_HEADER)
-        return set_error(DRE_ERR_FORMAT, "%s: header length %llu is implausibly large", path,
+        return dre_set_error(DRE_ERR_FORMAT, "%s: header length %llu is implausibly large", path,
                          (unsigned long long)header_len);
     const char *header = (const char *)f->map + 8;
     const uint8_t *data = f->map + 8 + header_len;
@@ -159,14 +159,14 @@ static dre_status parse_header(st_file *f) {
     if (!root || !cJSON_IsObject(root)) {
         size_t at = parse_end && parse_end >= header ? (size_t)(parse_end - header) : 0;
         cJSON_Delete(root);
-        return set_error(DRE_ERR_FORMAT, "%s: header is not a JSON object (error near byte %zu)",
+        return dre_set_error(DRE_ERR_FORMAT, "%s: header is not a JSON object (error near byte %zu)",
                          path, 8 + at);
     }
     /* the header may be padded with spaces after the object, nothing else */
     for (const char *p = parse_end; p && p < header + header_len; p++) {
         if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != '\0') {
             cJSON_Delete(root);
-            return set_error(DRE_ERR_FORMAT, "%s: trailing bytes after the JSON header", path);
+            return dre_set_error(DRE_ERR_FORMAT, "%s: trailing bytes after the JSON header", path);
         }
     }
 
@@ -176,19 +176,19 @@ static dre_status parse_header(st_file *f) {
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     if (!f->tensors) {
         cJSON_Delete(root);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     dre_status st = DRE_OK;
     cJSON_ArrayForEach(entry, root) {
         if (!entry->string) {
-            st = set_error(DRE_ERR_FORMAT, "%s: header entry without a name", path);
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: header entry without a name", path);
             break;
         }
         if (strcmp(entry->string, "__metadata__") == 0) continue;
         st_tensor *t = &f->tensors[f->n_tensors];
         t->name = strdup(entry->string);
         if (!t->name) {
-            st = set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+            st = dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
             break;
         }
         f->n_tensors++;
@@ -198,51 +198,51 @@ static dre_status parse_header(st_file *f) {
     cJSON_Delete(root);
     if (st != DRE_OK) return st;
 
-    /* sorted by name: st_find bisects, and duplicates sit side by side */
+    /* sorted by name: dre_st_find bisects, and duplicates sit side by side */
     qsort(f->tensors, f->n_tensors, sizeof *f->tensors, cmp_tensor_name);
     for (size_t i = 1; i < f->n_tensors; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
-            return set_error(DRE_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path,
+            return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path,
                              f->tensors[i].name);
     return DRE_OK;
 }
 
-dre_status st_open(const char *path, st_file *out) {
+dre_status dre_st_open(const char *path, st_file *out) {
     memset(out, 0, sizeof *out);
     out->path = strdup(path);
-    if (!out->path) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!out->path) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        dre_status st = set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
-        st_close(out);
+        dre_status st = dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+        dre_st_close(out);
         return st;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        dre_status st = set_error(DRE_ERR_IO, "%s: not a regular file", path);
+        dre_status st = dre_set_error(DRE_ERR_IO, "%s: not a regular file", path);
         close(fd);
-        st_close(out);
+        dre_st_close(out);
         return st;
     }
     out->map_len = (size_t)sb.st_size;
     if (out->map_len > 0) {
         void *map = mmap(NULL, out->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
-            dre_status st = set_error(DRE_ERR_IO, "%s: mmap: %s", path, strerror(errno));
+            dre_status st = dre_set_error(DRE_ERR_IO, "%s: mmap: %s", path, strerror(errno));
             close(fd);
             out->map_len = 0;
-            st_close(out);
+            dre_st_close(out);
             return st;
         }
         out->map = map;
     }
     close(fd);
     dre_status st = parse_header(out);
-    if (st != DRE_OK) st_close(out);
+    if (st != DRE_OK) dre_st_close(out);
     return st;
 }
 
-const st_tensor *st_find(const st_file *f, const char *name) {
+const st_tensor *dre_st_find(const st_file *f, const char *name) {
     size_t lo = 0, hi = f->n_tensors;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -280,7 +280,7 @@ static float f16_to_f32(uint16_t h) {
     return out;
 }
 
-void st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out) {
+void dre_st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out) {
     /* safetensors is little-endian, as is every machine dre targets */
     switch (dtype) {
     case ST_F32: memcpy(out, data, n * sizeof(float)); break;

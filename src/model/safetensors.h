@@ -39,7 +39,7 @@ typedef struct st_tensor {
     int n_dims;
     int64_t shape[ST_MAX_DIMS];
     size_t n_elements;
-    const uint8_t *data; /* inside the mapping; n_elements * st_dtype_size(dtype) bytes */
+    const uint8_t *data; /* inside the mapping; n_elements * dre_st_dtype_size(dtype) bytes */
 } st_tensor;
 
 typedef struct st_file {
@@ -54,17 +54,17 @@ typedef struct st_file {
  * object, every tensor has a known dtype, a shape, and data_offsets inside the data
  * area whose length is shape * dtype size; names are unique. Errors name the file and
  * the tensor. On failure *out is left closed. */
-dre_status st_open(const char *path, st_file *out);
-void st_close(st_file *f);
+dre_status dre_st_open(const char *path, st_file *out);
+void dre_st_close(st_file *f);
 
 /* The tensor called name, or NULL. */
-const st_tensor *st_find(const st_file *f, const char *name);
+const st_tensor *dre_st_find(const st_file *f, const char *name);
 
-size_t st_dtype_size(st_dtype dtype);
-const char *st_dtype_name(st_dtype dtype);
+size_t dre_st_dtype_size(st_dtype dtype);
+const char *dre_st_dtype_name(st_dtype dtype);
 
 /* Converts n elements of an F32, F16 or BF16 tensor's data to fp32 (unaligned input ok). */
-void st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out);
+void dre_st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out);
 
 #ifdef __cplusplus
 }

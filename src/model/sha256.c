@@ -56,7 +56,7 @@ static void compress(uint32_t state[8], const uint8_t block[64]) {
     state[7] += h;
 }
 
-void sha256_init(sha256_ctx *ctx) {
+void dre_sha256_init(sha256_ctx *ctx) {
     /* First 32 bits of the fractional parts of the square roots of the first 8 primes. */
     static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                         0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -65,7 +65,7 @@ void sha256_init(sha256_ctx *ctx) {
     ctx->block_len = 0;
 }
 
-void sha256_update(sha256_ctx *ctx, const void *data, size_t len) {
+void dre_sha256_update(sha256_ctx *ctx, const void *data, size_t len) {
     const uint8_t *p = data;
     ctx->n_bytes += len;
     if (ctx->block_len > 0) {
@@ -84,14 +84,14 @@ void sha256_update(sha256_ctx *ctx, const void *data, size_t len) {
     ctx->block_len = len;
 }
 
-void sha256_final(sha256_ctx *ctx, uint8_t digest[32]) {
+void dre_sha256_final(sha256_ctx *ctx, uint8_t digest[32]) {
     uint64_t n_bits = ctx->n_bytes * 8;
     uint8_t pad[72] = {0x80};
     /* 0x80, then zeros up to 56 mod 64, then the 8-byte length */
     size_t pad_len = ctx->block_len < 56 ? 56 - ctx->block_len : 120 - ctx->block_len;
     for (int i = 0; i < 8; i++)
         pad[pad_len + i] = (uint8_t)(n_bits >> (56 - 8 * i));
-    sha256_update(ctx, pad, pad_len + 8);
+    dre_sha256_update(ctx, pad, pad_len + 8);
     for (int i = 0; i < 8; i++) {
         digest[4 * i] = (uint8_t)(ctx->state[i] >> 24);
         digest[4 * i + 1] = (uint8_t)(ctx->state[i] >> 16);
@@ -100,13 +100,13 @@ void sha256_final(sha256_ctx *ctx, uint8_t digest[32]) {
     }
 }
 
-void sha256_hex(const void *data, size_t len, char hex[65]) {
+void dre_sha256_hex(const void *data, size_t len, char hex[65]) {
     static const char digits[] = "0123456789abcdef";
     sha256_ctx ctx;
     uint8_t digest[32];
-    sha256_init(&ctx);
-    sha256_update(&ctx, data, len);
-    sha256_final(&ctx, digest);
+    dre_sha256_init(&ctx);
+    dre_sha256_update(&ctx, data, len);
+    dre_sha256_final(&ctx, digest);
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = digits[digest[i] >> 4];
         hex[2 * i + 1] = digits[digest[i] & 15];

@@ -17,12 +17,12 @@ typedef struct sha256_ctx {
     size_t block_len;
 } sha256_ctx;
 
-void sha256_init(sha256_ctx *ctx);
-void sha256_update(sha256_ctx *ctx, const void *data, size_t len);
-void sha256_final(sha256_ctx *ctx, uint8_t digest[32]);
+void dre_sha256_init(sha256_ctx *ctx);
+void dre_sha256_update(sha256_ctx *ctx, const void *data, size_t len);
+void dre_sha256_final(sha256_ctx *ctx, uint8_t digest[32]);
 
 /* The lowercase hex digest of len bytes, NUL-terminated. */
-void sha256_hex(const void *data, size_t len, char hex[65]);
+void dre_sha256_hex(const void *data, size_t len, char hex[65]);
 
 #ifdef __cplusplus
 }

@@ -111,7 +111,7 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *stop = nl ? nl : end;
         if (memchr(p, '\0', (size_t)(stop - p)))
-            return set_error(DRE_ERR_FORMAT, "%s:%ld: NUL byte in line", path, line);
+            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: NUL byte in line", path, line);
         *stop = '\0';
         if (stop > p && stop[-1] == '\r') stop[-1] = '\0';
         char *s = p;
@@ -122,7 +122,7 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
         int was_first = first;
         first = 0;
         if (n != 3 && n != 4)
-            return set_error(DRE_ERR_FORMAT,
+            return dre_set_error(DRE_ERR_FORMAT,
                              "%s:%ld: expected query-id<TAB>corpus-id<TAB>score (or TREC's "
                              "query-id iteration doc-id score), found %s%d field%s",
                              path, line, n > 4 ? "more than " : "", n > 4 ? 4 : n,
@@ -131,16 +131,16 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
         int32_t grade;
         if (!parse_grade(score, &grade)) {
             if (was_first) continue; /* the header: query-id corpus-id score */
-            return set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path, line,
+            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path, line,
                              score);
         }
         if (!query[0] || !doc[0])
-            return set_error(DRE_ERR_FORMAT, "%s:%ld: empty %s id", path, line,
+            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: empty %s id", path, line,
                              query[0] ? "corpus" : "query");
         if (q->n_judgements == cap) {
             cap = cap ? cap * 2 : 256;
             judgement *bigger = realloc(q->judgements, cap * sizeof *bigger);
-            if (!bigger) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+            if (!bigger) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
             q->judgements = bigger;
         }
         q->judgements[q->n_judgements++] = (judgement){query, doc, grade, line};
@@ -170,7 +170,7 @@ static dre_status build_index(dre_qrels *q, const char *path) {
     int32_t *grades = malloc((kept ? kept : 1) * sizeof *grades);
     if (!q->queries || !grades) {
         free(grades);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     for (size_t i = 0; i < kept;) {
         judged_query *jq = &q->queries[q->n_queries++];
@@ -193,12 +193,12 @@ static dre_status build_index(dre_qrels *q, const char *path) {
 }
 
 dre_status dre_qrels_open(const char *path, dre_qrels **out) {
-    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_qrels_open: NULL argument");
+    if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_qrels_open: NULL argument");
     *out = NULL;
     dre_qrels *q = calloc(1, sizeof *q);
-    if (!q) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!q) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     size_t len;
-    dre_status st = read_file(path, &q->data, &len);
+    dre_status st = dre_read_file(path, &q->data, &len);
     if (st == DRE_OK) st = parse_lines(q, path, len);
     if (st == DRE_OK) st = build_index(q, path);
     if (st != DRE_OK) {
@@ -278,17 +278,17 @@ static int cmp_doc(const void *a, const void *b) {
 dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const char *const *doc_ids,
                           const double *scores, int32_t n, dre_metrics *out) {
     if (!qrels || !query_id || !out || n < 0 || (n > 0 && !doc_ids))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_eval_query: NULL argument or n < 0");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_eval_query: NULL argument or n < 0");
     const judged_query *jq = find_query(qrels, query_id);
     if (!jq)
-        return set_error(DRE_ERR_INVALID_ARG, "query \"%s\" has no judgements in the qrels",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\" has no judgements in the qrels",
                          query_id);
     ranked_doc *ranked = malloc((n ? (size_t)n : 1) * sizeof *ranked);
-    if (!ranked) return set_error(DRE_ERR_NOMEM, "dre_eval_query: out of memory");
+    if (!ranked) return dre_set_error(DRE_ERR_NOMEM, "dre_eval_query: out of memory");
     for (int32_t i = 0; i < n; i++) {
         if (!doc_ids[i] || (scores && isnan(scores[i]))) {
             free(ranked);
-            return set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id, i + 1,
+            return dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id, i + 1,
                              doc_ids[i] ? "a NaN score" : "no doc id");
         }
         ranked[i] = (ranked_doc){scores ? (float)scores[i] : 0.0f, doc_ids[i], i};
@@ -297,7 +297,7 @@ dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const ch
     qsort(ranked, (size_t)n, sizeof *ranked, cmp_doc);
     for (int32_t i = 1; i < n; i++)
         if (!strcmp(ranked[i].doc, ranked[i - 1].doc)) {
-            dre_status st = set_error(DRE_ERR_INVALID_ARG, "query \"%s\": doc \"%s\" listed twice",
+            dre_status st = dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": doc \"%s\" listed twice",
                                       query_id, ranked[i].doc);
             free(ranked);
             return st;

@@ -26,7 +26,7 @@ static double normalised(double score, double lo, double span) {
     return span > 0 ? (score - lo) / span : 1.0;
 }
 
-int32_t fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense, int32_t n_dense,
+int32_t dre_fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense, int32_t n_dense,
              const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch, dre_hit *out) {
     int32_t n = 0;
     for (int32_t i = 0; i < n_dense; i++)
@@ -68,7 +68,7 @@ int32_t fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
     return n;
 }
 
-int32_t single_list(const ranked *list, int32_t n, int is_bm25, int32_t k, dre_hit *out) {
+int32_t dre_fuse_single(const ranked *list, int32_t n, int is_bm25, int32_t k, dre_hit *out) {
     if (n > k) n = k;
     for (int32_t i = 0; i < n; i++) {
         out[i] = (dre_hit){.row = list[i].row, .score = list[i].score, .chunk = -1};

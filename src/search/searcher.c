@@ -40,28 +40,28 @@ struct dre_searcher {
 dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
                              dre_searcher **out) {
     if (!index_dir || !model_dir || !out)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_searcher_open: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_open: NULL argument");
     *out = NULL;
     dre_searcher *s = calloc(1, sizeof *s);
-    if (!s) return set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
+    if (!s) return dre_set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
     dre_status st = dre_index_open(index_dir, &s->index);
     if (st == DRE_OK) st = dre_model_open(model_dir, &s->model);
     if (st == DRE_OK) {
         const dre_index_info *ii = dre_index_get_info(s->index);
         char what[4200];
         snprintf(what, sizeof what, "%s/meta.json", index_dir);
-        st = index_model_matches(what, dre_model_get_info(s->model), ii->dim, ii->weights_sha256,
+        st = dre_index_model_matches(what, dre_model_get_info(s->model), ii->dim, ii->weights_sha256,
                                  ii);
     }
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &s->tok);
     if (st == DRE_OK) st = dre_encoder_open(s->model, device, 0, &s->enc);
     if (st == DRE_OK)
-        st = seq_tokenizer_init(&s->tokenizer, s->tok, seq_packer_max_length(s->enc, s->tok), NULL, 0);
-    if (st == DRE_OK) st = seq_packer_init(&s->packer, s->enc, 0);
+        st = dre_seq_tokenizer_init(&s->tokenizer, s->tok, dre_seq_packer_max_length(s->enc, s->tok), NULL, 0);
+    if (st == DRE_OK) st = dre_seq_packer_init(&s->packer, s->enc, 0);
     const dre_index_info *info = st == DRE_OK ? dre_index_get_info(s->index) : NULL;
     if (info && info->chunk_tokens > 0 &&
         !(s->seen = calloc((size_t)(info->count ? info->count : 1), sizeof *s->seen)))
-        st = set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
+        st = dre_set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
     if (st != DRE_OK) {
         dre_searcher_close(s);
         return st;
@@ -78,9 +78,9 @@ void dre_searcher_close(dre_searcher *s) {
     free(s->gpu_vectors);
     if (s->ready) pthread_mutex_destroy(&s->mu);
     free(s->seen);
-    token_seqs_free(&s->seqs);
-    seq_packer_free(&s->packer);
-    seq_tokenizer_free(&s->tokenizer);
+    dre_token_seqs_free(&s->seqs);
+    dre_seq_packer_free(&s->packer);
+    dre_seq_tokenizer_free(&s->tokenizer);
     dre_encoder_close(s->enc);
     dre_tokenizer_close(s->tok);
     dre_model_close(s->model);
@@ -99,7 +99,7 @@ int dre_searcher_gpu_search(const dre_searcher *s) { return s->gpu != NULL; }
 static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precision) {
     if (s->searched) {
         if (precision == s->precision) return DRE_OK;
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "search precision %s: this searcher searches at %s (fixed by its first "
                          "search); open another for %s",
                          dre_search_precision_name(precision),
@@ -115,7 +115,7 @@ static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precisi
     const size_t count = (size_t)info->n_vectors * (size_t)info->dim;
     s->gpu_vectors = malloc(count * sizeof *s->gpu_vectors);
     if (!s->gpu_vectors)
-        return set_error(DRE_ERR_NOMEM, "search: no host memory for the %lld vectors",
+        return dre_set_error(DRE_ERR_NOMEM, "search: no host memory for the %lld vectors",
                          (long long)info->n_vectors);
     DRE_TRY(dre_index_vectors(s->index, 0, info->n_vectors, s->gpu_vectors));
     const dre_status st =
@@ -198,7 +198,7 @@ static dre_status dense_list(dre_searcher *s, const dre_search_options *o, size_
         int64_t *rows = malloc((size_t)k * sizeof *rows);
         dre_status st = DRE_OK;
         if (!scores || !rows)
-            st = set_error(DRE_ERR_NOMEM, "search: out of memory for %d vectors", k);
+            st = dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %d vectors", k);
         if (st == DRE_OK)
             st = nearest(s, o, b->vectors + q * (size_t)info->dim, 1, k, scores, rows);
         if (st == DRE_OK) *n_dense = documents_of(s, scores, rows, k, depth, b->dense);
@@ -215,7 +215,7 @@ static dre_status embed_locked(dre_searcher *s, const char *const *texts, size_t
                                const char *prompt, float *out, int32_t *text_tokens) {
     s->tokenizer.prompt = prompt ? prompt : "";
     s->tokenizer.prompt_len = strlen(s->tokenizer.prompt);
-    return seq_packer_encode_texts(&s->tokenizer, &s->packer, &s->seqs, texts, n, out, text_tokens);
+    return dre_seq_packer_encode_texts(&s->tokenizer, &s->packer, &s->seqs, texts, n, out, text_tokens);
 }
 
 /* Embeds n queries (prompt before each), unless given, and finds their nearest vectors. */
@@ -238,7 +238,7 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
     dre_search_mode mode = o->mode;
     if (mode == DRE_SEARCH_AUTO) mode = info->bm25 ? DRE_SEARCH_HYBRID : DRE_SEARCH_DENSE;
     if ((mode == DRE_SEARCH_BM25 || mode == DRE_SEARCH_HYBRID) && !info->bm25)
-        return set_error(DRE_ERR_UNSUPPORTED,
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
                          "--mode %s needs a BM25 table, and this index has none: add one with "
                          "`dre index add-bm25 DIR`",
                          dre_search_mode_name(mode));
@@ -267,7 +267,7 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
     if ((dense && (!b.vectors || !b.scores || !b.rows)) || !b.dense || !b.bm25 || !b.bm25_scores ||
         !b.bm25_rows || !b.scratch)
         st =
-            set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
+            dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
     if (st == DRE_OK && dense && info->count > 0)
         st = dense_search(s, queries, n, prompt, vectors, o, &b);
@@ -282,11 +282,11 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
         }
         dre_hit *out = hits + q * (size_t)k;
         if (mode == DRE_SEARCH_DENSE)
-            n_hits[q] = single_list(b.dense, n_dense, 0, k, out);
+            n_hits[q] = dre_fuse_single(b.dense, n_dense, 0, k, out);
         else if (mode == DRE_SEARCH_BM25)
-            n_hits[q] = single_list(b.bm25, n_bm25, 1, k, out);
+            n_hits[q] = dre_fuse_single(b.bm25, n_bm25, 1, k, out);
         else
-            n_hits[q] = fuse(o->fusion, o->rrf_k, o->alpha, b.dense, n_dense, b.bm25, n_bm25, k,
+            n_hits[q] = dre_fuse(o->fusion, o->rrf_k, o->alpha, b.dense, n_dense, b.bm25, n_bm25, k,
                              b.scratch, out);
     }
     buffers_free(&b);
@@ -296,10 +296,10 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
 dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
                               const char *prompt, float *out, int32_t *text_tokens) {
     if (!s || (n > 0 && (!texts || !out)))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: NULL argument");
     for (size_t i = 0; i < n; i++)
         if (!texts[i])
-            return set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: text %zu is NULL", i);
+            return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed: text %zu is NULL", i);
     if (n == 0) return DRE_OK;
     pthread_mutex_lock(&s->mu);
     const dre_status st = embed_locked(s, texts, n, prompt, out, text_tokens);
@@ -324,7 +324,7 @@ dre_status dre_search_embedded(dre_searcher *s, const char *const *queries, cons
                                size_t n, const dre_search_options *opts, dre_hit *hits,
                                int32_t *n_hits) {
     if (n > 0 && !vectors)
-        return set_error(DRE_ERR_INVALID_ARG, "dre_search_embedded: NULL vectors");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_search_embedded: NULL vectors");
     return search_checked(s, queries, vectors, n, opts, hits, n_hits);
 }
 
@@ -337,20 +337,20 @@ static dre_status search_checked(dre_searcher *s, const char *const *queries, co
         opts = &defaults;
     }
     if (!s || (n > 0 && (!queries || !hits || !n_hits)))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_search: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_search: NULL argument");
     if (opts->k < 1 || opts->depth < 1 || !(opts->rrf_k >= 0) ||
         !(opts->alpha >= 0 && opts->alpha <= 1) || opts->mode < DRE_SEARCH_AUTO ||
         opts->mode > DRE_SEARCH_HYBRID || opts->fusion < DRE_FUSION_CONVEX ||
         opts->fusion > DRE_FUSION_RRF || opts->precision < DRE_SEARCH_GPU_FP16 ||
         opts->precision > DRE_SEARCH_FAISS_CPU || opts->n_params < 0 ||
         opts->n_params > DRE_SEARCH_MAX_PARAMS)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "dre_search: k %d, depth %d, rrf_k %g, alpha %g, %d parameters (k, depth "
                          ">= 1, rrf_k >= 0, alpha in 0..1, at most %d parameters)",
                          opts->k, opts->depth, opts->rrf_k, opts->alpha, opts->n_params,
                          DRE_SEARCH_MAX_PARAMS);
     for (size_t i = 0; i < n; i++)
-        if (!queries[i]) return set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
+        if (!queries[i]) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
     if (n == 0) return DRE_OK;
     pthread_mutex_lock(&s->mu);
     dre_status st = search_locked(s, queries, vectors, n, opts, hits, n_hits);

@@ -55,7 +55,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, dre_server *srv, reque
     if (status == 503 || status == 413) MHD_add_response_header(resp, "Connection", "close");
     const enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    const double seconds = now_seconds() - ctx->t0;
+    const double seconds = dre_now_seconds() - ctx->t0;
     dre_serve_metrics_request(&srv->metrics, ctx->route, status, seconds);
     if (srv->o.log) {
         char line[256];
@@ -69,7 +69,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, dre_server *srv, reque
 
 static enum MHD_Result reply_error(struct MHD_Connection *conn, dre_server *srv, request_ctx *ctx,
                                    int status, const char *message, const char *type) {
-    return reply(conn, srv, ctx, status, server_error_json(message, type), "application/json");
+    return reply(conn, srv, ctx, status, dre_server_error_json(message, type), "application/json");
 }
 
 /* The key compared in constant time (the lengths are not secret). */
@@ -135,7 +135,7 @@ static enum MHD_Result queue_request(struct MHD_Connection *conn, dre_server *sr
     dre_serve_job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
     const int st =
-        server_request_parse(ctx->body ? ctx->body : "", ctx->len,
+        dre_server_request_parse(ctx->body ? ctx->body : "", ctx->len,
                              ctx->route == DRE_ROUTE_EMBEDDINGS ? SERVER_EMBEDDINGS : SERVER_SEARCH,
                              srv->o.max_inputs, srv->dim, &j->req, err, sizeof err);
     if (!st) {
@@ -145,7 +145,7 @@ static enum MHD_Result queue_request(struct MHD_Connection *conn, dre_server *sr
     const int busy = st ? 0 : dre_serve_queue_submit(&srv->queue, j);
     if (!st && !busy) return MHD_YES;
     ctx->job = NULL;
-    server_request_free(&j->req);
+    dre_server_request_free(&j->req);
     free(j);
     if (busy)
         return reply_error(conn, srv, ctx, 503,
@@ -161,7 +161,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     request_ctx *ctx = *con_cls;
     if (!ctx) { /* the headers are in: refuse an oversized body before it comes */
         if (!(ctx = calloc(1, sizeof *ctx))) return MHD_NO;
-        ctx->t0 = now_seconds();
+        ctx->t0 = dre_now_seconds();
         snprintf(ctx->method, sizeof ctx->method, "%s", method);
         ctx->route = dre_route_of(url);
         *con_cls = ctx;
@@ -220,7 +220,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_ctx *ctx = *con_cls;
     if (!ctx) return;
     if (ctx->job) {
-        server_request_free(&ctx->job->req);
+        dre_server_request_free(&ctx->job->req);
         free(ctx->job->response);
         free(ctx->job);
     }
@@ -239,7 +239,7 @@ void dre_server_options_init(dre_server_options *o) {
     o->max_wait_ms = 2;
     o->max_inputs = 2048;
     o->max_body_bytes = (size_t)8 << 20;
-    o->threads = cpu_count() > 2 ? cpu_count() : 2;
+    o->threads = dre_cpu_count() > 2 ? dre_cpu_count() : 2;
     o->max_queue = 1024;
 }
 
@@ -252,7 +252,7 @@ static dre_status listen_on(dre_server *srv, const char *host) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)srv->o.port);
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
-        return set_error(DRE_ERR_INVALID_ARG, "--host %s: not an IPv4 address", host);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "--host %s: not an IPv4 address", host);
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
         (uint16_t)srv->o.port, NULL, NULL, handle, srv, MHD_OPTION_SOCK_ADDR,
@@ -260,7 +260,7 @@ static dre_status listen_on(dre_server *srv, const char *host) {
         MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
         MHD_OPTION_END);
     if (!srv->daemon)
-        return set_error(DRE_ERR_IO, "dre serve: cannot listen on %s:%d (in use?)", host,
+        return dre_set_error(DRE_ERR_IO, "dre serve: cannot listen on %s:%d (in use?)", host,
                          srv->o.port);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->o.port;
@@ -268,10 +268,10 @@ static dre_status listen_on(dre_server *srv, const char *host) {
 }
 
 dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_server **out) {
-    if (!s || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_server_open: NULL argument");
+    if (!s || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_server_open: NULL argument");
     *out = NULL;
     dre_server *srv = calloc(1, sizeof *srv);
-    if (!srv) return set_error(DRE_ERR_NOMEM, "dre_server_open: out of memory");
+    if (!srv) return dre_set_error(DRE_ERR_NOMEM, "dre_server_open: out of memory");
     if (opts)
         srv->o = *opts;
     else
@@ -279,7 +279,7 @@ dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_
     if (srv->o.max_batch_tokens < 1 || srv->o.max_wait_ms < 0 || srv->o.max_inputs < 1 ||
         srv->o.threads < 1 || srv->o.max_queue < 1 || srv->o.port < 0 || srv->o.port > 65535) {
         free(srv);
-        return set_error(DRE_ERR_INVALID_ARG, "dre_server_open: bad options");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_server_open: bad options");
     }
     srv->searcher = s;
     const dre_index_info *ii = dre_index_get_info(dre_searcher_index(s));

@@ -24,7 +24,7 @@ static void answer(dre_serve_job *j, int status, char *body) {
 }
 
 static void answer_error(dre_serve_job *j, int status, const char *type) {
-    answer(j, status, server_error_json(dre_last_error(), type));
+    answer(j, status, dre_server_error_json(dre_last_error(), type));
 }
 
 /* One search request, its queries embedded already. */
@@ -36,9 +36,9 @@ static void answer_search(dre_serve_queue *q, dre_serve_job *j, const float *vec
     const dre_status st =
         hits && n_hits ? dre_search_embedded(q->searcher, (const char *const *)r->texts, vectors,
                                              (size_t)r->n_texts, &r->search, hits, n_hits)
-                       : set_error(DRE_ERR_NOMEM, "out of memory for %d queries", r->n_texts);
+                       : dre_set_error(DRE_ERR_NOMEM, "out of memory for %d queries", r->n_texts);
     char *body =
-        st == DRE_OK ? server_search_json(r, dre_searcher_index(q->searcher), hits, n_hits) : NULL;
+        st == DRE_OK ? dre_server_search_json(r, dre_searcher_index(q->searcher), hits, n_hits) : NULL;
     const int bad_request = st == DRE_ERR_UNSUPPORTED || st == DRE_ERR_INVALID_ARG;
     if (body)
         answer(j, 200, body);
@@ -61,7 +61,7 @@ static void run_batch(dre_serve_queue *q, dre_serve_job *jobs) {
     int32_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
     dre_status st = texts && vectors && tokens
                         ? DRE_OK
-                        : set_error(DRE_ERR_NOMEM, "out of memory for a batch of %zu texts", n);
+                        : dre_set_error(DRE_ERR_NOMEM, "out of memory for a batch of %zu texts", n);
     size_t d = 0, qi = n_docs;
     for (dre_serve_job *j = jobs; st == DRE_OK && j; j = j->next)
         for (int32_t i = 0; i < j->req.n_texts; i++)
@@ -93,9 +93,9 @@ static void run_batch(dre_serve_queue *q, dre_serve_job *jobs) {
         int64_t used = 0;
         for (int32_t i = 0; i < r->n_texts; i++)
             used += tokens[first + (size_t)i];
-        char *body = server_embeddings_json(r, vectors + first * dim, q->dim, q->model_name, used);
+        char *body = dre_server_embeddings_json(r, vectors + first * dim, q->dim, q->model_name, used);
         answer(j, body ? 200 : 500,
-               body ? body : server_error_json("out of memory", "server_error"));
+               body ? body : dre_server_error_json("out of memory", "server_error"));
     }
     free(texts);
     free(vectors);
@@ -156,7 +156,7 @@ dre_status dre_serve_queue_start(dre_serve_queue *q) {
     if (pthread_create(&q->thread, NULL, queue_main, q) != 0) {
         pthread_cond_destroy(&q->cv);
         pthread_mutex_destroy(&q->mu);
-        return set_error(DRE_ERR_NOMEM, "dre serve: cannot start the batching thread");
+        return dre_set_error(DRE_ERR_NOMEM, "dre serve: cannot start the batching thread");
     }
     q->started = 1;
     return DRE_OK;
@@ -200,8 +200,8 @@ void dre_serve_queue_stop(dre_serve_queue *q, int32_t timeout_ms) {
     if (!q->started) return;
     pthread_mutex_lock(&q->mu);
     q->stopping = 1;
-    const double until = now_seconds() + timeout_ms / 1000.0;
-    while (q->in_flight > 0 && now_seconds() < until) {
+    const double until = dre_now_seconds() + timeout_ms / 1000.0;
+    while (q->in_flight > 0 && dre_now_seconds() < until) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 10000000L;

@@ -208,7 +208,7 @@ static int parse_search(const cJSON *root, int32_t max_inputs, server_request *r
     return 0;
 }
 
-int server_request_parse(const char *body, size_t len, server_endpoint endpoint, int32_t max_inputs,
+int dre_server_request_parse(const char *body, size_t len, server_endpoint endpoint, int32_t max_inputs,
                          int32_t dim, server_request *out, char *err, size_t err_cap) {
     memset(out, 0, sizeof *out);
     out->endpoint = endpoint;
@@ -233,11 +233,11 @@ int server_request_parse(const char *body, size_t len, server_endpoint endpoint,
         st = parse_search(root, max_inputs, out, err, err_cap);
     }
     cJSON_Delete(root);
-    if (st) server_request_free(out);
+    if (st) dre_server_request_free(out);
     return st;
 }
 
-void server_request_free(server_request *r) {
+void dre_server_request_free(server_request *r) {
     if (!r) return;
     for (int32_t i = 0; i < r->n_texts; i++)
         free(r->texts[i]);

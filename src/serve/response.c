@@ -54,7 +54,7 @@ static int add_embedding(cJSON *item, const float *v, int32_t dim, int32_t d, in
     return rc;
 }
 
-char *server_embeddings_json(const server_request *r, const float *vectors, int32_t dim,
+char *dre_server_embeddings_json(const server_request *r, const float *vectors, int32_t dim,
                              const char *model, int64_t tokens) {
     cJSON *root = cJSON_CreateObject();
     int ok = root && cJSON_AddStringToObject(root, "object", "list");
@@ -98,7 +98,7 @@ static int add_hit(cJSON *arr, dre_index *index, const dre_hit *h, int rank, int
     return ok ? 0 : -1;
 }
 
-char *server_search_json(const server_request *r, dre_index *index, const dre_hit *hits,
+char *dre_server_search_json(const server_request *r, dre_index *index, const dre_hit *hits,
                          const int32_t *n_hits) {
     cJSON *root = cJSON_CreateObject();
     cJSON *results = root ? cJSON_AddArrayToObject(root, "results") : NULL;
@@ -117,11 +117,11 @@ char *server_search_json(const server_request *r, dre_index *index, const dre_hi
     }
     char *out = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
-    if (rc == -1) set_error(DRE_ERR_NOMEM, "search response: out of memory");
+    if (rc == -1) dre_set_error(DRE_ERR_NOMEM, "search response: out of memory");
     return out;
 }
 
-char *server_error_json(const char *message, const char *type) {
+char *dre_server_error_json(const char *message, const char *type) {
     cJSON *root = cJSON_CreateObject();
     cJSON *e = root ? cJSON_AddObjectToObject(root, "error") : NULL;
     char *out = NULL;

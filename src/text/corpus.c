@@ -32,7 +32,7 @@ struct dre_corpus {
     char id_buf[32]; /* ids made from numbers: JSON integers, line numbers */
 };
 
-dre_corpus_format corpus_guess_format(const char *path) {
+dre_corpus_format dre_corpus_guess_format(const char *path) {
     const char *dot = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
     if (!dot || (slash && dot < slash)) return DRE_CORPUS_LINES;
@@ -42,7 +42,7 @@ dre_corpus_format corpus_guess_format(const char *path) {
     return DRE_CORPUS_LINES;
 }
 
-const char *corpus_format_name(dre_corpus_format format) {
+const char *dre_corpus_format_name(dre_corpus_format format) {
     switch (format) {
     case DRE_CORPUS_AUTO: return "auto";
     case DRE_CORPUS_JSONL: return "jsonl";
@@ -61,29 +61,29 @@ static char *copy_string(const char *s) {
 
 dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
                        const char *title_field, const char *text_field, dre_corpus **out) {
-    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_corpus_open: NULL argument");
+    if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_corpus_open: NULL argument");
     *out = NULL;
     if (format < DRE_CORPUS_AUTO || format > DRE_CORPUS_LINES)
-        return set_error(DRE_ERR_INVALID_ARG, "%s: unknown corpus format %d", path, (int)format);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: unknown corpus format %d", path, (int)format);
     FILE *f = fopen(path, "rb");
-    if (!f) return set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int err = errno;
         fclose(f);
-        return set_error(DRE_ERR_IO, "%s: %s", path, strerror(err));
+        return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(err));
     }
     if (S_ISDIR(st.st_mode)) {
         fclose(f);
-        return set_error(DRE_ERR_IO, "%s: is a directory, not a corpus file", path);
+        return dre_set_error(DRE_ERR_IO, "%s: is a directory, not a corpus file", path);
     }
     dre_corpus *r = calloc(1, sizeof *r);
     if (!r) {
         fclose(f);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     r->f = f;
-    r->format = format == DRE_CORPUS_AUTO ? corpus_guess_format(path) : format;
+    r->format = format == DRE_CORPUS_AUTO ? dre_corpus_guess_format(path) : format;
     r->size = S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
     r->path = copy_string(path);
     r->id_field = copy_string(id_field ? id_field : "_id");
@@ -91,7 +91,7 @@ dre_status dre_corpus_open(const char *path, dre_corpus_format format, const cha
     r->text_field = copy_string(text_field ? text_field : "text");
     if (!r->path || !r->id_field || !r->title_field || !r->text_field) {
         dre_corpus_close(r);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     *out = r;
     return DRE_OK;
@@ -110,18 +110,18 @@ void dre_corpus_close(dre_corpus *r) {
     free(r);
 }
 
-int64_t corpus_offset(const dre_corpus *r) { return r->offset; }
-int64_t corpus_line(const dre_corpus *r) { return r->line_no; }
-int64_t corpus_size(const dre_corpus *r) { return r->size; }
-dre_corpus_format corpus_format(const dre_corpus *r) { return r->format; }
-const char *corpus_path(const dre_corpus *r) { return r->path; }
+int64_t dre_corpus_offset(const dre_corpus *r) { return r->offset; }
+int64_t dre_corpus_line(const dre_corpus *r) { return r->line_no; }
+int64_t dre_corpus_size(const dre_corpus *r) { return r->size; }
+dre_corpus_format dre_corpus_format_of(const dre_corpus *r) { return r->format; }
+const char *dre_corpus_path(const dre_corpus *r) { return r->path; }
 
-dre_status corpus_seek(dre_corpus *r, int64_t offset, int64_t line) {
+dre_status dre_corpus_seek(dre_corpus *r, int64_t offset, int64_t line) {
     if (offset < 0 || line < 0 || (r->size >= 0 && offset > r->size))
-        return set_error(DRE_ERR_INVALID_ARG, "%s: cannot resume at byte %lld (file has %lld)",
+        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: cannot resume at byte %lld (file has %lld)",
                          r->path, (long long)offset, (long long)r->size);
     if (fseeko(r->f, (off_t)offset, SEEK_SET) != 0)
-        return set_error(DRE_ERR_IO, "%s: seek to byte %lld: %s", r->path, (long long)offset,
+        return dre_set_error(DRE_ERR_IO, "%s: seek to byte %lld: %s", r->path, (long long)offset,
                          strerror(errno));
     r->offset = offset;
     r->line_no = line;
@@ -146,9 +146,9 @@ static dre_status read_line(dre_corpus *r, size_t *len, int *got) {
     ssize_t n = getline(&r->line, &r->line_cap, r->f);
     if (n < 0) {
         if (ferror(r->f))
-            return set_error(DRE_ERR_IO, "%s:%lld: read error: %s", r->path,
+            return dre_set_error(DRE_ERR_IO, "%s:%lld: read error: %s", r->path,
                              (long long)r->line_no + 1, strerror(errno));
-        if (errno == ENOMEM) return set_error(DRE_ERR_NOMEM, "%s: out of memory", r->path);
+        if (errno == ENOMEM) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", r->path);
         *got = 0;
         return DRE_OK;
     }
@@ -170,7 +170,7 @@ static dre_status read_line(dre_corpus *r, size_t *len, int *got) {
 }
 
 static dre_status bad_line(const dre_corpus *r, const char *what) {
-    return set_error(DRE_ERR_FORMAT, "%s:%lld: %s", r->path, (long long)r->line_no, what);
+    return dre_set_error(DRE_ERR_FORMAT, "%s:%lld: %s", r->path, (long long)r->line_no, what);
 }
 
 /* rec->joined = (title + " " + text).strip() if a title exists, else text.strip(). */
@@ -180,7 +180,7 @@ static dre_status join_text(dre_corpus *r, dre_corpus_doc *rec) {
     size_t need = title_len + 1 + text_len + 1;
     if (need > r->joined_cap) {
         char *p = realloc(r->joined, need);
-        if (!p) return set_error(DRE_ERR_NOMEM, "%s: out of memory", r->path);
+        if (!p) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", r->path);
         r->joined = p;
         r->joined_cap = need;
     }
@@ -235,7 +235,7 @@ static dre_status parse_jsonl(dre_corpus *r, size_t len, dre_corpus_doc *rec) {
     if (cJSON_IsString(id)) {
         rec->id = id->valuestring;
     } else if (cJSON_IsNumber(id) &&
-               integer_id_text(id->valuedouble, r->id_buf, sizeof r->id_buf)) {
+               dre_integer_id_text(id->valuedouble, r->id_buf, sizeof r->id_buf)) {
         /* Integer ids ({"_id": 17}) are common outside BEIR; keep their decimal text. */
         rec->id = r->id_buf;
     } else {
@@ -318,7 +318,7 @@ static dre_status parse_tsv(dre_corpus *r, dre_corpus_doc *rec, int *use) {
 }
 
 dre_status dre_corpus_next(dre_corpus *r, dre_corpus_doc *rec, int *got) {
-    if (!r || !rec || !got) return set_error(DRE_ERR_INVALID_ARG, "dre_corpus_next: NULL argument");
+    if (!r || !rec || !got) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_corpus_next: NULL argument");
     *got = 0;
     memset(rec, 0, sizeof *rec);
     cJSON_Delete(r->doc);

@@ -18,21 +18,21 @@ extern "C" {
  * pipeline needs besides: */
 
 /* Byte offset of the next line to read, and the number of lines read so far. */
-int64_t corpus_offset(const dre_corpus *r);
-int64_t corpus_line(const dre_corpus *r);
+int64_t dre_corpus_offset(const dre_corpus *r);
+int64_t dre_corpus_line(const dre_corpus *r);
 /* File size in bytes at open time. */
-int64_t corpus_size(const dre_corpus *r);
+int64_t dre_corpus_size(const dre_corpus *r);
 /* The format actually read (never AUTO). */
-dre_corpus_format corpus_format(const dre_corpus *r);
-const char *corpus_path(const dre_corpus *r);
+dre_corpus_format dre_corpus_format_of(const dre_corpus *r);
+const char *dre_corpus_path(const dre_corpus *r);
 
 /* Continues reading at byte offset, which must be a line start previously returned by
- * corpus_offset; line is the number of lines before it. */
-dre_status corpus_seek(dre_corpus *r, int64_t offset, int64_t line);
+ * dre_corpus_offset; line is the number of lines before it. */
+dre_status dre_corpus_seek(dre_corpus *r, int64_t offset, int64_t line);
 
 /* The format AUTO would choose for path. */
-dre_corpus_format corpus_guess_format(const char *path);
-const char *corpus_format_name(dre_corpus_format format);
+dre_corpus_format dre_corpus_guess_format(const char *path);
+const char *dre_corpus_format_name(dre_corpus_format format);
 
 #ifdef __cplusplus
 }

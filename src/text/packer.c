@@ -27,7 +27,7 @@ static int compare_length(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-dre_status seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_tokens) {
+dre_status dre_seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_tokens) {
     memset(p, 0, sizeof *p);
     p->enc = enc;
     p->budget_tokens = budget_tokens > 0 ? budget_tokens : dre_encoder_budget_tokens(enc);
@@ -37,13 +37,13 @@ dre_status seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_token
     p->cu_seqlens = malloc(((size_t)p->max_seqs + 1) * sizeof *p->cu_seqlens);
     p->out = malloc((size_t)p->max_seqs * (size_t)p->dim * sizeof *p->out);
     if (!p->ids || !p->cu_seqlens || !p->out) {
-        seq_packer_free(p);
-        return set_error(DRE_ERR_NOMEM, "out of memory for batches of %d tokens", budget_tokens);
+        dre_seq_packer_free(p);
+        return dre_set_error(DRE_ERR_NOMEM, "out of memory for batches of %d tokens", budget_tokens);
     }
     return DRE_OK;
 }
 
-void seq_packer_free(seq_packer *p) {
+void dre_seq_packer_free(seq_packer *p) {
     free(p->order);
     free(p->ids);
     free(p->cu_seqlens);
@@ -61,11 +61,11 @@ static dre_status collect_batch(seq_packer *p, int32_t first, float *out) {
     return DRE_OK;
 }
 
-dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) {
+dre_status dre_seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) {
     if (seqs->n == 0) return DRE_OK; /* a window can be empty: the corpus ended with it */
     if (seqs->n > p->order_cap) {
         length_key *order = realloc(p->order, (size_t)seqs->n * sizeof *order);
-        if (!order) return set_error(DRE_ERR_NOMEM, "out of memory sorting %d texts", seqs->n);
+        if (!order) return dre_set_error(DRE_ERR_NOMEM, "out of memory sorting %d texts", seqs->n);
         p->order = order;
         p->order_cap = seqs->n;
     }
@@ -87,7 +87,7 @@ dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) 
             p->cu_seqlens[++n_seqs] = n_tokens;
         }
         if (n_seqs == 0)
-            return set_error(DRE_ERR_INVALID_ARG, "a text of %d tokens exceeds the budget of %d",
+            return dre_set_error(DRE_ERR_INVALID_ARG, "a text of %d tokens exceeds the budget of %d",
                              p->order[i].length, p->budget_tokens);
         if (n_queued == DRE_ENCODER_DEPTH) {
             DRE_TRY(collect_batch(p, queued_first[0], out));
@@ -104,20 +104,20 @@ dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out) 
 
 /* ------------------------------------------------------------------ texts to vectors */
 
-int32_t seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *tok) {
+int32_t dre_seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *tok) {
     int32_t max_length = dre_tokenizer_max_length(tok);
     if (max_length > dre_encoder_max_length(enc)) max_length = dre_encoder_max_length(enc);
     if (max_length > dre_encoder_budget_tokens(enc)) max_length = dre_encoder_budget_tokens(enc);
     return max_length;
 }
 
-dre_status seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
+dre_status dre_seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
                                    const char *const *texts, size_t n, float *out,
                                    int32_t *text_tokens) {
     for (size_t base = 0; base < n; base += CHUNK_TEXTS) {
         int32_t count = (int32_t)(n - base < CHUNK_TEXTS ? n - base : CHUNK_TEXTS);
-        DRE_TRY(seq_tokenizer_run(t, texts + base, NULL, count, seqs));
-        DRE_TRY(seq_packer_encode(p, seqs, out + base * (size_t)p->dim));
+        DRE_TRY(dre_seq_tokenizer_run(t, texts + base, NULL, count, seqs));
+        DRE_TRY(dre_seq_packer_encode(p, seqs, out + base * (size_t)p->dim));
         if (!text_tokens) continue;
         memset(text_tokens + base, 0, (size_t)count * sizeof *text_tokens);
         for (int32_t i = 0; i < seqs->n; i++)
@@ -129,19 +129,19 @@ dre_status seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *
 dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const char *const *texts,
                             size_t n, int n_threads, float *out) {
     if (!enc || !tok || (n > 0 && (!texts || !out)))
-        return set_error(DRE_ERR_INVALID_ARG, "dre_encode_texts: NULL argument");
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encode_texts: NULL argument");
     for (size_t i = 0; i < n; i++)
         if (!texts[i])
-            return set_error(DRE_ERR_INVALID_ARG, "dre_encode_texts: text %zu is NULL", i);
+            return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encode_texts: text %zu is NULL", i);
     if (n == 0) return DRE_OK;
     seq_tokenizer tokenizer;
     seq_packer packer;
     token_seqs seqs = {0};
-    DRE_TRY(seq_tokenizer_init(&tokenizer, tok, seq_packer_max_length(enc, tok), NULL, n_threads));
-    dre_status st = seq_packer_init(&packer, enc, 0);
-    if (st == DRE_OK) st = seq_packer_encode_texts(&tokenizer, &packer, &seqs, texts, n, out, NULL);
-    token_seqs_free(&seqs);
-    seq_packer_free(&packer);
-    seq_tokenizer_free(&tokenizer);
+    DRE_TRY(dre_seq_tokenizer_init(&tokenizer, tok, dre_seq_packer_max_length(enc, tok), NULL, n_threads));
+    dre_status st = dre_seq_packer_init(&packer, enc, 0);
+    if (st == DRE_OK) st = dre_seq_packer_encode_texts(&tokenizer, &packer, &seqs, texts, n, out, NULL);
+    dre_token_seqs_free(&seqs);
+    dre_seq_packer_free(&packer);
+    dre_seq_tokenizer_free(&tokenizer);
     return st;
 }

@@ -27,22 +27,22 @@ typedef struct seq_packer {
 } seq_packer;
 
 /* budget_tokens <= 0: the encoder's. */
-dre_status seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_tokens);
-void seq_packer_free(seq_packer *p);
+dre_status dre_seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_tokens);
+void dre_seq_packer_free(seq_packer *p);
 /* Encodes every sequence: shortest first (equal lengths in order, so the batches depend
  * on nothing but the sequences), packed greedily into batches of at most budget_tokens,
  * the next batch queued on the encoder while the last is collected. out receives
  * seqs->n x dim floats, row i for sequence i. */
-dre_status seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out);
+dre_status dre_seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *out);
 
 /* Tokens per text for an encoder: the tokenizer's length, capped by the model's positions
  * and the encoder's budget. */
-int32_t seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *tok);
+int32_t dre_seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *tok);
 
 /* n NUL-terminated texts to n x dim vectors in input order, through t and p, a few
  * thousand texts at a time (seqs is the work space); text_tokens (if given) gets each
  * text's tokens encoded, [CLS] and [SEP] included. */
-dre_status seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
+dre_status dre_seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
                                    const char *const *texts, size_t n, float *out,
                                    int32_t *text_tokens);
 

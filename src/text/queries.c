@@ -39,7 +39,7 @@ static dre_status push(dre_queries *q, char *id, char *text, long line, const ch
     if (!id || !text) {
         free(id);
         free(text);
-        return set_error(DRE_ERR_NOMEM, "%s:%ld: out of memory", path, line);
+        return dre_set_error(DRE_ERR_NOMEM, "%s:%ld: out of memory", path, line);
     }
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 64;
@@ -52,7 +52,7 @@ static dre_status push(dre_queries *q, char *id, char *text, long line, const ch
         if (!ids || !texts || !lines) {
             free(id);
             free(text);
-            return set_error(DRE_ERR_NOMEM, "%s:%ld: out of memory", path, line);
+            return dre_set_error(DRE_ERR_NOMEM, "%s:%ld: out of memory", path, line);
         }
         q->cap = cap;
     }
@@ -69,7 +69,7 @@ static dre_status parse_jsonl(dre_queries *q, const char *path, long line, const
     cJSON *obj = cJSON_ParseWithOpts(s, NULL, 1);
     if (!obj || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
-        return set_error(DRE_ERR_FORMAT, "%s:%ld: malformed JSON (expected an object per line)",
+        return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: malformed JSON (expected an object per line)",
                          path, line);
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "_id");
@@ -78,18 +78,18 @@ static dre_status parse_jsonl(dre_queries *q, const char *path, long line, const
     const char *id_str = NULL;
     if (cJSON_IsString(id)) {
         id_str = id->valuestring;
-    } else if (cJSON_IsNumber(id) && integer_id_text(id->valuedouble, number, sizeof number)) {
+    } else if (cJSON_IsNumber(id) && dre_integer_id_text(id->valuedouble, number, sizeof number)) {
         id_str = number;
     }
     dre_status st = DRE_OK;
     if (!id)
-        st = set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"_id\"", path, line);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"_id\"", path, line);
     else if (!id_str || !id_str[0])
-        st = set_error(DRE_ERR_FORMAT, "%s:%ld: \"_id\" must be a non-empty string", path, line);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: \"_id\" must be a non-empty string", path, line);
     else if (!text)
-        st = set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"text\"", path, line);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"text\"", path, line);
     else if (!cJSON_IsString(text))
-        st = set_error(DRE_ERR_FORMAT, "%s:%ld: \"text\" must be a string", path, line);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: \"text\" must be a string", path, line);
     else
         st = push(q, strdup(id_str), strdup(text->valuestring), line, path);
     cJSON_Delete(obj);
@@ -107,10 +107,10 @@ static int is_tsv_header(const char *id) {
 static dre_status parse_tsv(dre_queries *q, const char *path, long line, char *s, int first) {
     char *tab = strchr(s, '\t');
     if (!tab)
-        return set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path, line);
+        return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path, line);
     *tab = '\0';
     if (first && is_tsv_header(s)) return DRE_OK;
-    if (!s[0]) return set_error(DRE_ERR_FORMAT, "%s:%ld: empty query id", path, line);
+    if (!s[0]) return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: empty query id", path, line);
     return push(q, strdup(s), strdup(tab + 1), line, path);
 }
 
@@ -137,7 +137,7 @@ static int cmp_id_line(const void *a, const void *b) {
 static dre_status check_duplicates(const dre_queries *q, const char *path) {
     if (q->n < 2) return DRE_OK;
     id_line *order = malloc(q->n * sizeof *order);
-    if (!order) return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!order) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < q->n; i++)
         order[i] = (id_line){q->ids[i], q->lines[i]};
     qsort(order, q->n, sizeof *order, cmp_id_line);
@@ -150,7 +150,7 @@ static dre_status check_duplicates(const dre_queries *q, const char *path) {
         size_t first = worst;
         while (first > 0 && !strcmp(order[first - 1].id, order[worst].id))
             first--;
-        st = set_error(DRE_ERR_FORMAT, "%s:%ld: duplicate query id \"%s\" (first at line %ld)",
+        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: duplicate query id \"%s\" (first at line %ld)",
                        path, order[worst].line, order[worst].id, order[first].line);
     }
     free(order);
@@ -166,7 +166,7 @@ static dre_status parse_all(dre_queries *q, const char *path, char *data, size_t
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *stop = nl ? nl : end;
         if (memchr(p, '\0', (size_t)(stop - p)))
-            return set_error(DRE_ERR_FORMAT, "%s:%ld: NUL byte in line", path, line);
+            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: NUL byte in line", path, line);
         *stop = '\0';
         if (stop > p && stop[-1] == '\r') stop[-1] = '\0';
         if (!is_blank(p)) {
@@ -184,15 +184,15 @@ static dre_status parse_all(dre_queries *q, const char *path, char *data, size_t
 }
 
 dre_status dre_queries_open(const char *path, dre_queries **out) {
-    if (!path || !out) return set_error(DRE_ERR_INVALID_ARG, "dre_queries_open: NULL argument");
+    if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_queries_open: NULL argument");
     *out = NULL;
     char *data;
     size_t len;
-    DRE_TRY(read_file(path, &data, &len));
+    DRE_TRY(dre_read_file(path, &data, &len));
     dre_queries *q = calloc(1, sizeof *q);
     if (!q) {
         free(data);
-        return set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     }
     dre_status st = parse_all(q, path, data, len);
     free(data);

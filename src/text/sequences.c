@@ -12,7 +12,7 @@
 
 /* ------------------------------------------------------------------ token sequences */
 
-void token_seqs_free(token_seqs *s) {
+void dre_token_seqs_free(token_seqs *s) {
     free(s->ids);
     free(s->start);
     free(s->length);
@@ -28,7 +28,7 @@ static dre_status seqs_reserve(token_seqs *s, size_t n_ids) {
         while (cap < s->n_ids + n_ids)
             cap *= 2;
         int32_t *ids = realloc(s->ids, cap * sizeof *ids);
-        if (!ids) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu ids", cap);
+        if (!ids) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu ids", cap);
         s->ids = ids;
         s->ids_cap = cap;
     }
@@ -43,7 +43,7 @@ static dre_status seqs_reserve(token_seqs *s, size_t n_ids) {
         int32_t *first = realloc(s->first, (size_t)cap * sizeof *first);
         if (first) s->first = first;
         if (!start || !length || !text || !first)
-            return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d sequences", cap);
+            return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d sequences", cap);
         s->cap = cap;
     }
     return DRE_OK;
@@ -96,7 +96,7 @@ static dre_status whole_text(seq_job *job, const char *text, size_t len, int32_t
         size_t need = t->prompt_len + len;
         if (need > job->joined_cap) {
             char *p = realloc(job->joined, need);
-            if (!p) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu bytes", need);
+            if (!p) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu bytes", need);
             job->joined = p;
             job->joined_cap = need;
         }
@@ -108,7 +108,7 @@ static dre_status whole_text(seq_job *job, const char *text, size_t len, int32_t
     DRE_TRY(seqs_reserve(out, (size_t)max_length));
     int32_t n = 0;
     int cut = 0;
-    DRE_TRY(tokenize_ids(t->tok, text, len, max_length, out->ids + out->n_ids, &n, &cut));
+    DRE_TRY(dre_tokenize_ids(t->tok, text, len, max_length, out->ids + out->n_ids, &n, &cut));
     out->n_truncated += cut;
     seqs_close(out, n, index, 0);
     return DRE_OK;
@@ -118,21 +118,21 @@ static dre_status whole_text(seq_job *job, const char *text, size_t len, int32_t
 static dre_status all_pieces(seq_job *job, const char *text, size_t len, int32_t *n) {
     for (;;) {
         int cut = 0;
-        DRE_TRY(tokenize_pieces(job->t->tok, text, len, job->pieces, job->pieces_cap, n, &cut));
+        DRE_TRY(dre_tokenize_pieces(job->t->tok, text, len, job->pieces, job->pieces_cap, n, &cut));
         if (!cut) return DRE_OK;
         if (job->pieces_cap > INT32_MAX / 2)
-            return set_error(DRE_ERR_UNSUPPORTED, "a text of more than %d wordpieces",
+            return dre_set_error(DRE_ERR_UNSUPPORTED, "a text of more than %d wordpieces",
                              INT32_MAX / 2);
         int32_t cap = job->pieces_cap ? job->pieces_cap * 2 : 4096;
         int32_t *p = realloc(job->pieces, (size_t)cap * sizeof *p);
-        if (!p) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d pieces", cap);
+        if (!p) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d pieces", cap);
         job->pieces = p;
         job->pieces_cap = cap;
     }
 }
 
 /* A text longer than chunk_tokens as overlapping windows of its wordpieces (see
- * seq_tokenizer_chunk); one that fits as the whole text. */
+ * dre_seq_tokenizer_chunk); one that fits as the whole text. */
 static dre_status chunk_text(seq_job *job, const char *text, size_t len, int32_t index) {
     const seq_tokenizer *t = job->t;
     int32_t n = 0;
@@ -146,12 +146,12 @@ static dre_status chunk_text(seq_job *job, const char *text, size_t len, int32_t
         int32_t end = start + window < n ? start + window : n;
         DRE_TRY(seqs_reserve(out, (size_t)t->chunk_tokens));
         int32_t *ids = out->ids + out->n_ids, k = 0;
-        ids[k++] = tokenizer_cls_id(t->tok);
+        ids[k++] = dre_tokenizer_cls_id(t->tok);
         memcpy(ids + k, t->prompt_pieces, (size_t)t->n_prompt_pieces * sizeof *ids);
         k += t->n_prompt_pieces;
         memcpy(ids + k, job->pieces + start, (size_t)(end - start) * sizeof *ids);
         k += end - start;
-        ids[k++] = tokenizer_sep_id(t->tok);
+        ids[k++] = dre_tokenizer_sep_id(t->tok);
         seqs_close(out, k, index, start);
         if (end == n) return DRE_OK;
     }
@@ -177,37 +177,37 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
+dre_status dre_seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
                               const char *prompt, int n_threads) {
     memset(t, 0, sizeof *t);
     t->tok = tok;
     t->max_length = max_length;
     t->prompt = prompt ? prompt : "";
     t->prompt_len = strlen(t->prompt);
-    t->n_threads = n_threads > 0 ? n_threads : cpu_count();
+    t->n_threads = n_threads > 0 ? n_threads : dre_cpu_count();
     t->jobs = calloc((size_t)t->n_threads, sizeof *t->jobs);
     t->threads = calloc((size_t)t->n_threads, sizeof *t->threads);
     if (!t->jobs || !t->threads) {
-        seq_tokenizer_free(t);
-        return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d threads", n_threads);
+        dre_seq_tokenizer_free(t);
+        return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d threads", n_threads);
     }
     return DRE_OK;
 }
 
-dre_status seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap) {
+dre_status dre_seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap) {
     if (chunk_tokens < 3 || chunk_tokens > t->max_length)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "chunks of %d tokens: the model takes 3 to %d (with [CLS] and [SEP])",
                          chunk_tokens, t->max_length);
     free(t->prompt_pieces);
     t->prompt_pieces = malloc((size_t)chunk_tokens * sizeof *t->prompt_pieces);
-    if (!t->prompt_pieces) return set_error(DRE_ERR_NOMEM, "tokenizer: out of memory");
+    if (!t->prompt_pieces) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory");
     int cut = 0;
-    DRE_TRY(tokenize_pieces(t->tok, t->prompt, t->prompt_len, t->prompt_pieces, chunk_tokens,
+    DRE_TRY(dre_tokenize_pieces(t->tok, t->prompt, t->prompt_len, t->prompt_pieces, chunk_tokens,
                             &t->n_prompt_pieces, &cut));
     int32_t window = chunk_tokens - 2 - t->n_prompt_pieces;
     if (cut || overlap < 0 || overlap >= window)
-        return set_error(DRE_ERR_INVALID_ARG,
+        return dre_set_error(DRE_ERR_INVALID_ARG,
                          "chunks of %d tokens hold %d of a text's (after [CLS], [SEP] and the "
                          "prompt's %d): an overlap of %d leaves no room to move on",
                          chunk_tokens, window, t->n_prompt_pieces, overlap);
@@ -216,10 +216,10 @@ dre_status seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t o
     return DRE_OK;
 }
 
-void seq_tokenizer_free(seq_tokenizer *t) {
+void dre_seq_tokenizer_free(seq_tokenizer *t) {
     if (t->jobs)
         for (int j = 0; j < t->n_threads; j++) {
-            token_seqs_free(&t->jobs[j].seqs);
+            dre_token_seqs_free(&t->jobs[j].seqs);
             free(t->jobs[j].joined);
             free(t->jobs[j].pieces);
         }
@@ -229,7 +229,7 @@ void seq_tokenizer_free(seq_tokenizer *t) {
     memset(t, 0, sizeof *t);
 }
 
-dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
+dre_status dre_seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
                              int32_t n, token_seqs *out) {
     out->n = 0;
     out->n_ids = 0;
@@ -258,7 +258,7 @@ dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const s
         run_job(&t->jobs[j]);
     for (int j = 0; j < n_jobs; j++)
         if (t->jobs[j].status != DRE_OK)
-            return set_error(t->jobs[j].status, "%s", t->jobs[j].error);
+            return dre_set_error(t->jobs[j].status, "%s", t->jobs[j].error);
     for (int j = 0; j < n_jobs; j++)
         DRE_TRY(seqs_append(out, &t->jobs[j].seqs));
     return DRE_OK;

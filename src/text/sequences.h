@@ -29,7 +29,7 @@ typedef struct token_seqs {
     int64_t n_truncated; /* texts cut at the max length (not chunked) */
 } token_seqs;
 
-void token_seqs_free(token_seqs *s);
+void dre_token_seqs_free(token_seqs *s);
 
 typedef struct seq_job seq_job;
 
@@ -39,7 +39,7 @@ typedef struct seq_tokenizer {
     int32_t max_length; /* tokens per sequence, with [CLS] and [SEP] */
     const char *prompt; /* put before each text, as a string ("" none) */
     size_t prompt_len;
-    int32_t chunk_tokens, chunk_overlap; /* 0: a text is one sequence (seq_tokenizer_chunk) */
+    int32_t chunk_tokens, chunk_overlap; /* 0: a text is one sequence (dre_seq_tokenizer_chunk) */
     int32_t *prompt_pieces;              /* the prompt's wordpieces, for chunks */
     int32_t n_prompt_pieces;
     int n_threads;
@@ -48,20 +48,20 @@ typedef struct seq_tokenizer {
 } seq_tokenizer;
 
 /* prompt: NULL or "" for none; it must outlive t. */
-dre_status seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
+dre_status dre_seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
                               const char *prompt, int n_threads);
-void seq_tokenizer_free(seq_tokenizer *t);
+void dre_seq_tokenizer_free(seq_tokenizer *t);
 /* Cuts texts longer than chunk_tokens into chunks: a text whose prompt + text takes at
  * most chunk_tokens tokens stays one sequence (tokenized as without chunks); a longer one
  * becomes windows of its wordpieces (its text's, without the prompt) of chunk_tokens - 2 -
  * the prompt's pieces, each after the one before by that less overlap, the last ending
  * with the text, each [CLS] + the prompt's pieces + the window + [SEP]. chunk_tokens must
  * not exceed max_length. */
-dre_status seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap);
+dre_status dre_seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap);
 /* Replaces out's sequences by those of texts [0, n) (lens[i] bytes each; lens NULL:
  * NUL-terminated), in text order: one per text, prompt + text tokenized as one string (as
  * sentence-transformers does), truncated to max_length; or its chunks. */
-dre_status seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
+dre_status dre_seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
                              int32_t n, token_seqs *out);
 
 #ifdef __cplusplus

@@ -13,11 +13,11 @@ static docstore *bm25_fuzz_store(void) {
     fuzz_path(path, sizeof path, "bm25.sqlite");
     unlink(path);
     int64_t dup = 0;
-    FUZZ_CHECK(docstore_open(path, 1, &ds) == DRE_OK);
-    FUZZ_CHECK(docstore_add_bm25(ds) == DRE_OK);
-    FUZZ_CHECK(docstore_add(ds, 0, "a", "Sparse attention", "near and or not", &dup) == DRE_OK);
-    FUZZ_CHECK(docstore_add(ds, 1, "b", NULL, "caf\xc3\xa9 title text 42", &dup) == DRE_OK);
-    FUZZ_CHECK(docstore_add(ds, 2, "c", "x", "\xff\xfe broken \x01 bytes", &dup) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_open(path, 1, &ds) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_add_bm25(ds) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_add(ds, 0, "a", "Sparse attention", "near and or not", &dup) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_add(ds, 1, "b", NULL, "caf\xc3\xa9 title text 42", &dup) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_add(ds, 2, "c", "x", "\xff\xfe broken \x01 bytes", &dup) == DRE_OK);
     return ds;
 }
 
@@ -25,7 +25,7 @@ int fuzz_bm25_input(const uint8_t *data, size_t size) {
     docstore *ds = bm25_fuzz_store();
     const char *query = (const char *)data;
     char *expr = NULL;
-    FUZZ_CHECK(docstore_bm25_expression(ds, query, size, &expr) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_bm25_expression(ds, query, size, &expr) == DRE_OK);
     if (!expr) return 0;
     /* "p1" OR "p2" ...: each phrase found in the query after the previous one */
     const char *e = expr;
@@ -57,7 +57,7 @@ int fuzz_bm25_input(const uint8_t *data, size_t size) {
     int64_t rows[4];
     double scores[4];
     int32_t n = -1;
-    FUZZ_CHECK(docstore_bm25_search(ds, query, size, 4, rows, scores, &n) == DRE_OK);
+    FUZZ_CHECK(dre_docstore_bm25_search(ds, query, size, 4, rows, scores, &n) == DRE_OK);
     FUZZ_CHECK(n >= 0 && n <= 3);
     for (int32_t i = 0; i < n; i++)
         FUZZ_CHECK(rows[i] >= 0 && rows[i] <= 2 && scores[i] > 0);

@@ -1,7 +1,7 @@
 /* fuzz_corpus.c — libFuzzer target: the streaming corpus reader (src/text/corpus.h) on an
  * arbitrary file, read as JSONL (default and custom field names), TSV and lines, to the
  * end, skipping bad lines as `dre embed --on-error skip` does. Records must be sane, and
- * corpus_seek to a remembered offset must read the same record again. */
+ * dre_corpus_seek to a remembered offset must read the same record again. */
 #include "fuzz_util.h"
 
 #include "text/corpus.h"
@@ -35,8 +35,8 @@ static void corpus_fuzz_check_record(const dre_corpus *r, const dre_corpus_doc *
     /* stripped as Python's str.strip() does */
     FUZZ_CHECK(!corpus_fuzz_space((unsigned char)rec->joined[0]));
     FUZZ_CHECK(!corpus_fuzz_space((unsigned char)rec->joined[rec->joined_len - 1]));
-    FUZZ_CHECK(rec->line >= 1 && rec->line == corpus_line(r));
-    FUZZ_CHECK(corpus_offset(r) >= 0 && corpus_offset(r) <= size);
+    FUZZ_CHECK(rec->line >= 1 && rec->line == dre_corpus_line(r));
+    FUZZ_CHECK(dre_corpus_offset(r) >= 0 && dre_corpus_offset(r) <= size);
 }
 
 /* Reads the whole file in one format; returns the number of records. */
@@ -50,22 +50,22 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
         FUZZ_FAIL("dre_corpus_open failed on a regular file");
         return 0;
     }
-    FUZZ_CHECK(corpus_format(r) == format);
-    FUZZ_CHECK(corpus_size(r) == size);
+    FUZZ_CHECK(dre_corpus_format_of(r) == format);
+    FUZZ_CHECK(dre_corpus_size(r) == size);
     corpus_fuzz_mark mark = {0, 0, 0, NULL, NULL};
     int64_t n_records = 0, n_calls = 0, last_offset = 0;
     for (;;) {
         /* every call consumes at least one line, so a reader that stops moving is a bug */
         FUZZ_CHECK(n_calls++ <= size + 1);
         if (n_calls > size + 2) break;
-        int64_t offset = corpus_offset(r), line = corpus_line(r);
+        int64_t offset = dre_corpus_offset(r), line = dre_corpus_line(r);
         dre_corpus_doc rec;
         int got = 0;
         st = dre_corpus_next(r, &rec, &got);
-        FUZZ_CHECK(corpus_offset(r) >= last_offset);
-        last_offset = corpus_offset(r);
+        FUZZ_CHECK(dre_corpus_offset(r) >= last_offset);
+        last_offset = dre_corpus_offset(r);
         if (st == DRE_ERR_FORMAT) {
-            FUZZ_CHECK(corpus_line(r) > line); /* already past the bad line */
+            FUZZ_CHECK(dre_corpus_line(r) > line); /* already past the bad line */
             FUZZ_CHECK(strstr(dre_last_error(), path) == dre_last_error());
             continue;
         }
@@ -88,11 +88,11 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
             mark.joined = corpus_fuzz_dup(rec.joined);
         }
     }
-    FUZZ_CHECK(corpus_offset(r) == size);
+    FUZZ_CHECK(dre_corpus_offset(r) == size);
 
     if (mark.id) {
         /* resume as an interrupted embed does: the same record comes back */
-        FUZZ_CHECK(corpus_seek(r, mark.offset, mark.line) == DRE_OK);
+        FUZZ_CHECK(dre_corpus_seek(r, mark.offset, mark.line) == DRE_OK);
         dre_corpus_doc rec;
         int got = 0;
         st = dre_corpus_next(r, &rec, &got);
@@ -105,7 +105,7 @@ static int64_t corpus_fuzz_read(const char *path, int64_t size, dre_corpus_forma
         free(mark.id);
         free(mark.joined);
     }
-    FUZZ_CHECK(corpus_seek(r, size + 1, 0) == DRE_ERR_INVALID_ARG);
+    FUZZ_CHECK(dre_corpus_seek(r, size + 1, 0) == DRE_ERR_INVALID_ARG);
     dre_corpus_close(r);
     return n_records;
 }

@@ -13,7 +13,7 @@ static void serve_fuzz_parse(const uint8_t *data, size_t size, server_endpoint e
     server_request r;
     char err[512];
     err[0] = '\0';
-    const int st = server_request_parse((const char *)data, size, endpoint, FUZZ_MAX_INPUTS,
+    const int st = dre_server_request_parse((const char *)data, size, endpoint, FUZZ_MAX_INPUTS,
                                         FUZZ_DIM, &r, err, sizeof err);
     if (st) {
         FUZZ_CHECK(st == 400 || st == 422);
@@ -33,7 +33,7 @@ static void serve_fuzz_parse(const uint8_t *data, size_t size, server_endpoint e
     } else {
         FUZZ_CHECK(r.dimensions >= 0 && r.dimensions <= FUZZ_DIM);
     }
-    server_request_free(&r);
+    dre_server_request_free(&r);
 }
 
 int fuzz_serve_request_input(const uint8_t *data, size_t size) {

@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "models/all-MiniLM-L6-v2)\n"
             "  --config PATH       config.json (or its folder) only: random weights of its "
             "shapes,\n"
-            "                      e.g. tools/configs/{minilm-l6,bge-small,bert-base}\n"
+            "                      e.g. tools/bench/configs/{minilm-l6,bge-small,bert-base}\n"
             "  --texts KIND        abstracts (200-560 tokens, cut at the max length; default)\n"
             "                      or queries (8-32 tokens)\n"
             "  --corpus FILE       real texts instead: the first --n documents of a corpus\n"

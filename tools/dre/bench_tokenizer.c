@@ -1,6 +1,6 @@
 /* bench_tokenizer.c — `dre bench tokenizer`: tokenizer throughput on a JSONL corpus
  * (title + " " + text per line, repeated to about 20 MB), on one thread and on all,
- * one parseable line per measurement. tools/peer_tokenizer.py measures Hugging Face's
+ * one parseable line per measurement. tools/bench/peer_tokenizer.py measures Hugging Face's
  * tokenizers the same way. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>

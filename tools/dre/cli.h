@@ -69,7 +69,7 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);
 
-/* splitmix64: a small seeded generator for benchmark data (tools/peer_encoder.py draws
+/* splitmix64: a small seeded generator for benchmark data (tools/bench/peer_encoder.py draws
  * the same sequence). */
 uint64_t cli_splitmix64(uint64_t *state);
 

@@ -4,14 +4,14 @@ one run on the same texts, and the table the README and closing notes carry.
 
 Each round runs `dre bench encoder --device cpu --corpus FILE --n N` at every thread count
 (OMP_NUM_THREADS), the OpenBLAS path of dre too with --openblas (DRE_CPU_GEMM=openblas), and
-tools/peer_encoder_cpu.py at the same thread counts; rounds alternate which goes first, since
+tools/bench/peer_encoder_cpu.py at the same thread counts; rounds alternate which goes first, since
 this machine's speed drifts over minutes. Prints every measured line, then one markdown
 table: docs/s per thread count and the single 12-token query's p50 / p99 at each, the mean
 over rounds (each round's figures are in the lines above it).
 
-Usage: python3 tools/bench_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
+Usage: python3 tools/bench/bench_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
        [--n 300] [--threads 1,2] [--rounds 2] [--openblas] [--dre build/dre]
-Needs what tools/peer_encoder_cpu.py needs (the fixture tools, onnxruntime, onnx)."""
+Needs what tools/bench/peer_encoder_cpu.py needs (the fixture tools, onnxruntime, onnx)."""
 import argparse
 import os
 import re
@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--openblas", action="store_true", help="also dre's OpenBLAS path")
-    ap.add_argument("--dre", default=os.path.join(HERE, "..", "build", "dre"))
+    ap.add_argument("--dre", default=os.path.join(HERE, "..", "..", "build", "dre"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 

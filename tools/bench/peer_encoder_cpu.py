@@ -15,7 +15,7 @@ after 10 to warm up). Prints one line per measurement in dre's format:
   seconds=... texts_per_s=...
   bench=peer_cpu who=onnxruntime ... what=query_latency threads=1 tokens=12 p50_ms=... p99_ms=...
 
-Usage: python3 tools/peer_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
+Usage: python3 tools/bench/peer_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
        [--n 1000] [--model models/all-MiniLM-L6-v2] [--threads 1,2] [--who onnxruntime,st]
 Needs the fixture tools (DRE_SETUP_FIXTURE_TOOLS=1 tools/setup.sh) and onnxruntime, onnx.
 """

@@ -1,4 +1,4 @@
-#!/ usr / bin / env python3
+#!/usr/bin/env python3
 """sass_gate.py — checks the compiled sm_90 code of every dre kernel against what its source
 says the kernel is meant to be, without a GPU: no local-memory spills anywhere, tensor-core
 (HMMA) instructions where a kernel is meant to use them, 128-bit global loads and stores where
@@ -18,7 +18,7 @@ its inner loops are unrolled); each with <=, >= or =. Spills (local
 memory, LDL/STL) must be zero for every kernel. A kernel without an expectation, or an
 expectation that names no kernel, fails the gate too.
 
-usage: sass_gate.py [--cuobjdump PATH] [--sources DIR] LIBRARY_OR_OBJECT...
+usage: sass_gate.py [--cuobjdump PATH] [--sources DIR]... LIBRARY_OR_BINARY...
 Prints one table row per kernel and exits 1 on any violation.
 """
 import argparse
@@ -100,7 +100,8 @@ def short_name(demangled):
 def kernels_of(cuobjdump, paths):
     """{mangled name: stats} from cuobjdump's resource usage and SASS of the sm_90 code."""
     stats = {}
-    usage = run([cuobjdump, "-res-usage", "-arch", ARCH] + paths)
+    # cuobjdump reads one file a call
+    usage = "\n".join(run([cuobjdump, "-res-usage", "-arch", ARCH, p]) for p in paths)
     current = None
     for line in usage.splitlines():
         m = re.match(r"\s*Function (\S+):", line)
@@ -115,7 +116,7 @@ def kernels_of(cuobjdump, paths):
                 "hmma": 0, "ldg128": 0, "stg128": 0, "spill_ops": 0, "instructions": 0,
                 "loop": 0, "code": []}
             current = None
-    sass = run([cuobjdump, "-sass", "-arch", ARCH] + paths)
+    sass = "\n".join(run([cuobjdump, "-sass", "-arch", ARCH, p]) for p in paths)
     current = None
     for line in sass.splitlines():
         m = re.match(r"\s*Function : (\S+)", line)
@@ -186,7 +187,9 @@ def holds(value, op, limit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cuobjdump")
-    ap.add_argument("--sources", default=os.path.join(os.path.dirname(__file__), "..", "kernels"))
+    ap.add_argument("--sources", action="append",
+                    help="a folder of .cu files with the expectations (may repeat; default "
+                         "kernels/)")
     ap.add_argument("binaries", nargs="+", help="libdre.a or .cu object files")
     args = ap.parse_args()
 
@@ -197,7 +200,8 @@ def main():
         sys.exit(f"sass_gate: no {ARCH} code in {' '.join(args.binaries)} "
                  "(build with CMAKE_CUDA_ARCHITECTURES including 90)")
     names = demangle(sorted(stats))
-    expects = expectations(args.sources)
+    sources = args.sources or [os.path.join(os.path.dirname(__file__), "..", "..", "kernels")]
+    expects = [e for folder in sources for e in expectations(folder)]
     used = set()
     failures = []
     rows = []
@@ -209,7 +213,8 @@ def main():
                             f"{s['spill_ops']} LDL/STL")
         mine = [e for e in expects if fnmatch.fnmatchcase(name, e[0])]
         if not mine:
-            problems.append("no '// sass-gate:' expectation in kernels/*.cu")
+            problems.append("no '// sass-gate:' expectation in " +
+                            ", ".join(f"{d}/*.cu" for d in sources))
         for pattern, checks, where in mine:
             used.add(where)
             for key, op, limit in checks:

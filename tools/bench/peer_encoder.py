@@ -8,7 +8,7 @@ the max length, or queries 8-32. Prints one line in dre's format:
   bench=peer_hf model=... texts=... what=end_to_end device=cuda n=... tokens=... seconds=...
   texts_per_s=... tokens_per_s=...
 
-Usage: python3 tools/peer_encoder.py --config tools/configs/minilm-l6 [--texts queries]
+Usage: python3 tools/bench/peer_encoder.py --config tools/bench/configs/minilm-l6 [--texts queries]
        [--n 20000] [--batch 256] [--device cuda] [--dtype fp16]
 """
 import argparse

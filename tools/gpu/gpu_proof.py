@@ -7,12 +7,12 @@
   parity         the GPU encoder's embeddings of the demo corpus against the CPU encoder
                  and against sentence-transformers run there (worst cosine)
   bench_encoder  dre bench encoder for minilm-l6, bge-small and bert-base, abstracts and
-                 queries, each beside tools/peer_encoder.py on the same lengths, with the
+                 queries, each beside tools/bench/peer_encoder.py on the same lengths, with the
                  GEMM-only roofline; a --batch-tokens sweep for minilm-l6; every kernel variant
   bench_search   dre bench search, 1M x 384, 1,000 queries, k = 10, fp32 and fp16 storage
   ncu            one minilm-l6 batch under Nsight Compute (speed of light per kernel)
   sanitizers     compute-sanitizer memcheck, racecheck and synccheck over the kernel tests
-  sass           the SASS gate's table (tools/sass_gate.py)
+  sass           the SASS gate's table (tools/gpu/sass_gate.py)
 
 Results go to OUTDIR/proof.jsonl (one record per measurement) and OUTDIR/proof.md (a table
 per stage), rewritten after every stage, so a run cut short keeps what it did. A stage that
@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIGS = ["minilm-l6", "bge-small", "bert-base"]
 # (name, seconds on a GPU, seconds emulated)
 STAGES = [("env", 10, 10), ("tests", 90, 1200), ("parity", 45, 300),
@@ -416,9 +416,9 @@ def bench_encoder_run(proof, runner, args, extra):
 
 
 def peer_run(proof, runner, config, texts, n, dre_e2e):
-    """tools/peer_encoder.py on the same lengths; its texts/s also goes on dre's record."""
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "peer_encoder.py"), "--config",
-           os.path.join(ROOT, "tools", "configs", config), "--texts", texts, "--n", str(n)]
+    """tools/bench/peer_encoder.py on the same lengths; its texts/s also goes on dre's record."""
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "bench", "peer_encoder.py"), "--config",
+           os.path.join(ROOT, "tools", "bench", "configs", config), "--texts", texts, "--n", str(n)]
     rc, out, err = runner.run(cmd, timeout=None)
     for r in kv_lines(out, "bench=peer_hf"):
         r.pop("bench", None)
@@ -447,7 +447,7 @@ def stage_bench_encoder(proof, runner):
                 n = 2 if texts == "abstracts" else 8
             else:
                 n = 20000 if config != "bert-base" else 10000
-            args = ["--config", os.path.join("tools", "configs", config), "--texts", texts,
+            args = ["--config", os.path.join("tools", "bench", "configs", config), "--texts", texts,
                     "--n", str(n), "--reps", "1" if emu else "5"]
             if emu:
                 args += ["--batch-tokens", "2048"]
@@ -463,14 +463,14 @@ def stage_bench_encoder(proof, runner):
     sweep = [512, 1024] if emu else [8192, 16384, 32768, 65536]
     for budget in sweep:
         ok &= bench_encoder_run(proof, runner, [
-            "--config", "tools/configs/minilm-l6", "--n", "2" if emu else "20000",
+            "--config", "tools/bench/configs/minilm-l6", "--n", "2" if emu else "20000",
             "--reps", "1", "--batch-tokens", str(budget)], {"sweep": "batch_tokens"})[0]
     for fam in families:
         for variant in str(fam["variants"]).split(","):
             if variant == fam["default"]:
                 continue
             ok &= bench_encoder_run(proof, runner, [
-                "--config", "tools/configs/minilm-l6", "--n", "2" if emu else "20000",
+                "--config", "tools/bench/configs/minilm-l6", "--n", "2" if emu else "20000",
                 "--reps", "1" if emu else "5", "--variant", f"{fam['family']}={variant}"] +
                 (["--batch-tokens", "2048"] if emu else []), {"sweep": "variant"})[0]
     if not any(len(str(f["variants"]).split(",")) > 1 for f in families):
@@ -507,7 +507,7 @@ def stage_ncu(proof, runner):
            "--metrics", "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,"
                         "sm__throughput.avg.pct_of_peak_sustained_elapsed,"
                         "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed",
-           runner.dre(), "bench", "encoder", "--config", "tools/configs/minilm-l6",
+           runner.dre(), "bench", "encoder", "--config", "tools/bench/configs/minilm-l6",
            "--n", "256", "--reps", "1"]
     rc, out, err = runner.run(cmd, timeout=None)
     rows = list(csv_rows(out))
@@ -585,7 +585,7 @@ def stage_sanitizers(proof, runner):
 def stage_sass(proof, runner):
     lib = os.path.join(runner.bin_dir, "libdre.a")
     targets = [lib] if os.path.exists(lib) else [os.path.join(runner.bin_dir, "dre")]
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "sass_gate.py")] + targets
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "gpu", "sass_gate.py")] + targets
     local = os.path.join(ROOT, "third_party", "cuda", "bin", "cuobjdump")
     if not shutil.which("cuobjdump") and os.access(local, os.X_OK):
         cmd[2:2] = ["--cuobjdump", local]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""peer_server.py — the service most users would write, for `tools/bench_serve.sh` to hold
+"""peer_server.py — the service most users would write, for `tools/bench/bench_serve.sh` to hold
 dre serve against: FastAPI under uvicorn, sentence-transformers for embeddings and a FAISS
 exact inner-product index (IndexFlatIP) of the same corpus, answering the same two
 endpoints with the same request and response shapes:

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# bench_serve.sh — dre serve beside the Python peer (tools/peer_server.py: FastAPI,
+# bench_serve.sh — dre serve beside the Python peer (tools/bench/peer_server.py: FastAPI,
 # sentence-transformers, FAISS) on the same machine in the same run: for /search and
 # /v1/embeddings at 1, 8 and 64 concurrent clients, each server gets the same load from
 # wrk for a fixed time (alternating, dre first) and one line per measurement is printed:
 #   bench=serve who=dre endpoint=/search concurrency=64 requests=... qps=... p50_ms=...
 #   p95_ms=... p99_ms=... errors=...
 # then a ratio line per endpoint and concurrency.
-# usage: tools/bench_serve.sh [seconds_per_run (default 10)] [corpus.jsonl]
+# usage: tools/bench/bench_serve.sh [seconds_per_run (default 10)] [corpus.jsonl]
 # Needs: build/dre, wrk (tools/setup.sh), the fixture tools (DRE_SETUP_FIXTURE_TOOLS=1
 # tools/setup.sh) and fastapi + uvicorn (pip).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 seconds=${1:-10}
 corpus=${2:-tests/data/papers.jsonl}
@@ -29,7 +29,7 @@ build/dre embed -q --device cpu --no-bm25 --model "$model" --corpus "$corpus" --
 build/dre serve --index "$work/index" --model "$model" --device cpu --port "$dre_port" \
   --log-level warn 2>"$work/dre.log" &
 dre_pid=$!
-python3 tools/peer_server.py --corpus "$corpus" --model "$model" --port "$peer_port" \
+python3 tools/bench/peer_server.py --corpus "$corpus" --model "$model" --port "$peer_port" \
   2>"$work/peer.log" &
 peer_pid=$!
 for port in $dre_port $peer_port; do

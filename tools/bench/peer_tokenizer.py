@@ -10,7 +10,7 @@ thread run is a child process with RAYON_NUM_THREADS=1 (tokenizers sizes its thr
 once, at first use); the all-threads run another with RAYON_NUM_THREADS=N.
 
 Run from the repository root:
-  python3 tools/peer_tokenizer.py --corpus tests/data/papers.jsonl [--model DIR]
+  python3 tools/bench/peer_tokenizer.py --corpus tests/data/papers.jsonl [--model DIR]
       [--repeat N] [--threads N] [--max-length N]
 """
 import argparse
