@@ -23,9 +23,9 @@ model_dir="$root/models/all-MiniLM-L6-v2"
 # the src/ files each target needs (host C only: no CUDA, no BLAS)
 sources_of() {
   case $1 in
-    tokenizer) echo "text/tokenizer common/common" ;;
+    tokenizer) echo "text/tokenizer text/tokenizer_load text/codepoints text/vocab common/common" ;;
     safetensors) echo "model/safetensors common/common" ;;
-    config) echo "model/model model/safetensors model/sha256 text/tokenizer common/common" ;;
+    config) echo "model/model model/config model/safetensors model/sha256 text/tokenizer text/tokenizer_load text/codepoints text/vocab common/common" ;;
     corpus) echo "text/corpus common/common" ;;
     queries) echo "text/queries common/common" ;;
     qrels) echo "search/eval common/common" ;;
@@ -53,7 +53,7 @@ mkdir -p "$out/obj"
 # runs it over every BMP code point, and comparison tracing there made opening a fuzzed
 # model folder 40 ms (it is table lookups on fixed data: nothing for the fuzzer to learn).
 ignore="$out/coverage_ignore.txt"
-printf 'fun:%s\n' build_classes compute_flags in_ranges nonstarter_class lower_of nfd_of >"$ignore.$$"
+printf 'fun:%s\n' build_classes dre_cp_flags in_ranges dre_cp_nonstarter_class dre_cp_lower dre_cp_nfd >"$ignore.$$"
 if cmp -s "$ignore.$$" "$ignore"; then rm -f "$ignore.$$"; else mv -f "$ignore.$$" "$ignore"; fi
 needed=""
 for t in $targets; do needed="$needed $(sources_of "$t")"; done

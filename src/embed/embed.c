@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "text/sequences.h"
-#include "embed/checkpoint.h"
+#include "index/checkpoint.h"
 #include "common/common.h"
 #include "text/corpus.h"
 #include "common/fileio.h"

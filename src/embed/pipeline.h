@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "embed/checkpoint.h"
+#include "index/checkpoint.h"
 #include "text/corpus.h"
 #include "dre.h"
 #include "index/writer.h"

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "embed/checkpoint.h"
+#include "index/checkpoint.h"
 #include "dre.h"
 
 #ifdef __cplusplus

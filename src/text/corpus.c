@@ -60,11 +60,12 @@ static char *copy_string(const char *s) {
 }
 
 dre_status dre_corpus_open(const char *path, dre_corpus_format format, const char *id_field,
-                       const char *title_field, const char *text_field, dre_corpus **out) {
+                           const char *title_field, const char *text_field, dre_corpus **out) {
     if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_corpus_open: NULL argument");
     *out = NULL;
     if (format < DRE_CORPUS_AUTO || format > DRE_CORPUS_LINES)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: unknown corpus format %d", path, (int)format);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: unknown corpus format %d", path,
+                             (int)format);
     FILE *f = fopen(path, "rb");
     if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
@@ -119,10 +120,10 @@ const char *dre_corpus_path(const dre_corpus *r) { return r->path; }
 dre_status dre_corpus_seek(dre_corpus *r, int64_t offset, int64_t line) {
     if (offset < 0 || line < 0 || (r->size >= 0 && offset > r->size))
         return dre_set_error(DRE_ERR_INVALID_ARG, "%s: cannot resume at byte %lld (file has %lld)",
-                         r->path, (long long)offset, (long long)r->size);
+                             r->path, (long long)offset, (long long)r->size);
     if (fseeko(r->f, (off_t)offset, SEEK_SET) != 0)
         return dre_set_error(DRE_ERR_IO, "%s: seek to byte %lld: %s", r->path, (long long)offset,
-                         strerror(errno));
+                             strerror(errno));
     r->offset = offset;
     r->line_no = line;
     return DRE_OK;
@@ -147,7 +148,7 @@ static dre_status read_line(dre_corpus *r, size_t *len, int *got) {
     if (n < 0) {
         if (ferror(r->f))
             return dre_set_error(DRE_ERR_IO, "%s:%lld: read error: %s", r->path,
-                             (long long)r->line_no + 1, strerror(errno));
+                                 (long long)r->line_no + 1, strerror(errno));
         if (errno == ENOMEM) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", r->path);
         *got = 0;
         return DRE_OK;
@@ -318,7 +319,8 @@ static dre_status parse_tsv(dre_corpus *r, dre_corpus_doc *rec, int *use) {
 }
 
 dre_status dre_corpus_next(dre_corpus *r, dre_corpus_doc *rec, int *got) {
-    if (!r || !rec || !got) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_corpus_next: NULL argument");
+    if (!r || !rec || !got)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_corpus_next: NULL argument");
     *got = 0;
     memset(rec, 0, sizeof *rec);
     cJSON_Delete(r->doc);

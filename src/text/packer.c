@@ -38,7 +38,8 @@ dre_status dre_seq_packer_init(seq_packer *p, dre_encoder *enc, int32_t budget_t
     p->out = malloc((size_t)p->max_seqs * (size_t)p->dim * sizeof *p->out);
     if (!p->ids || !p->cu_seqlens || !p->out) {
         dre_seq_packer_free(p);
-        return dre_set_error(DRE_ERR_NOMEM, "out of memory for batches of %d tokens", budget_tokens);
+        return dre_set_error(DRE_ERR_NOMEM, "out of memory for batches of %d tokens",
+                             budget_tokens);
     }
     return DRE_OK;
 }
@@ -87,8 +88,9 @@ dre_status dre_seq_packer_encode(seq_packer *p, const token_seqs *seqs, float *o
             p->cu_seqlens[++n_seqs] = n_tokens;
         }
         if (n_seqs == 0)
-            return dre_set_error(DRE_ERR_INVALID_ARG, "a text of %d tokens exceeds the budget of %d",
-                             p->order[i].length, p->budget_tokens);
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "a text of %d tokens exceeds the budget of %d", p->order[i].length,
+                                 p->budget_tokens);
         if (n_queued == DRE_ENCODER_DEPTH) {
             DRE_TRY(collect_batch(p, queued_first[0], out));
             memmove(queued_first, queued_first + 1, (size_t)(--n_queued) * sizeof *queued_first);
@@ -112,8 +114,8 @@ int32_t dre_seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *t
 }
 
 dre_status dre_seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
-                                   const char *const *texts, size_t n, float *out,
-                                   int32_t *text_tokens) {
+                                       const char *const *texts, size_t n, float *out,
+                                       int32_t *text_tokens) {
     for (size_t base = 0; base < n; base += CHUNK_TEXTS) {
         int32_t count = (int32_t)(n - base < CHUNK_TEXTS ? n - base : CHUNK_TEXTS);
         DRE_TRY(dre_seq_tokenizer_run(t, texts + base, NULL, count, seqs));
@@ -137,9 +139,11 @@ dre_status dre_encode_texts(dre_encoder *enc, const dre_tokenizer *tok, const ch
     seq_tokenizer tokenizer;
     seq_packer packer;
     token_seqs seqs = {0};
-    DRE_TRY(dre_seq_tokenizer_init(&tokenizer, tok, dre_seq_packer_max_length(enc, tok), NULL, n_threads));
+    DRE_TRY(dre_seq_tokenizer_init(&tokenizer, tok, dre_seq_packer_max_length(enc, tok), NULL,
+                                   n_threads));
     dre_status st = dre_seq_packer_init(&packer, enc, 0);
-    if (st == DRE_OK) st = dre_seq_packer_encode_texts(&tokenizer, &packer, &seqs, texts, n, out, NULL);
+    if (st == DRE_OK)
+        st = dre_seq_packer_encode_texts(&tokenizer, &packer, &seqs, texts, n, out, NULL);
     dre_token_seqs_free(&seqs);
     dre_seq_packer_free(&packer);
     dre_seq_tokenizer_free(&tokenizer);

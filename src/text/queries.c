@@ -70,7 +70,7 @@ static dre_status parse_jsonl(dre_queries *q, const char *path, long line, const
     if (!obj || !cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: malformed JSON (expected an object per line)",
-                         path, line);
+                             path, line);
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "_id");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, "text");
@@ -85,7 +85,8 @@ static dre_status parse_jsonl(dre_queries *q, const char *path, long line, const
     if (!id)
         st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"_id\"", path, line);
     else if (!id_str || !id_str[0])
-        st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: \"_id\" must be a non-empty string", path, line);
+        st =
+            dre_set_error(DRE_ERR_FORMAT, "%s:%ld: \"_id\" must be a non-empty string", path, line);
     else if (!text)
         st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: missing field \"text\"", path, line);
     else if (!cJSON_IsString(text))
@@ -107,7 +108,8 @@ static int is_tsv_header(const char *id) {
 static dre_status parse_tsv(dre_queries *q, const char *path, long line, char *s, int first) {
     char *tab = strchr(s, '\t');
     if (!tab)
-        return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path, line);
+        return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: expected id<TAB>text, found no tab", path,
+                             line);
     *tab = '\0';
     if (first && is_tsv_header(s)) return DRE_OK;
     if (!s[0]) return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: empty query id", path, line);
@@ -151,7 +153,7 @@ static dre_status check_duplicates(const dre_queries *q, const char *path) {
         while (first > 0 && !strcmp(order[first - 1].id, order[worst].id))
             first--;
         st = dre_set_error(DRE_ERR_FORMAT, "%s:%ld: duplicate query id \"%s\" (first at line %ld)",
-                       path, order[worst].line, order[worst].id, order[first].line);
+                           path, order[worst].line, order[worst].id, order[first].line);
     }
     free(order);
     return st;

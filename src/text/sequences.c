@@ -96,7 +96,8 @@ static dre_status whole_text(seq_job *job, const char *text, size_t len, int32_t
         size_t need = t->prompt_len + len;
         if (need > job->joined_cap) {
             char *p = realloc(job->joined, need);
-            if (!p) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu bytes", need);
+            if (!p)
+                return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %zu bytes", need);
             job->joined = p;
             job->joined_cap = need;
         }
@@ -122,7 +123,7 @@ static dre_status all_pieces(seq_job *job, const char *text, size_t len, int32_t
         if (!cut) return DRE_OK;
         if (job->pieces_cap > INT32_MAX / 2)
             return dre_set_error(DRE_ERR_UNSUPPORTED, "a text of more than %d wordpieces",
-                             INT32_MAX / 2);
+                                 INT32_MAX / 2);
         int32_t cap = job->pieces_cap ? job->pieces_cap * 2 : 4096;
         int32_t *p = realloc(job->pieces, (size_t)cap * sizeof *p);
         if (!p) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory for %d pieces", cap);
@@ -178,7 +179,7 @@ static void *run_job(void *arg) {
 }
 
 dre_status dre_seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
-                              const char *prompt, int n_threads) {
+                                  const char *prompt, int n_threads) {
     memset(t, 0, sizeof *t);
     t->tok = tok;
     t->max_length = max_length;
@@ -197,20 +198,20 @@ dre_status dre_seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, in
 dre_status dre_seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32_t overlap) {
     if (chunk_tokens < 3 || chunk_tokens > t->max_length)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "chunks of %d tokens: the model takes 3 to %d (with [CLS] and [SEP])",
-                         chunk_tokens, t->max_length);
+                             "chunks of %d tokens: the model takes 3 to %d (with [CLS] and [SEP])",
+                             chunk_tokens, t->max_length);
     free(t->prompt_pieces);
     t->prompt_pieces = malloc((size_t)chunk_tokens * sizeof *t->prompt_pieces);
     if (!t->prompt_pieces) return dre_set_error(DRE_ERR_NOMEM, "tokenizer: out of memory");
     int cut = 0;
     DRE_TRY(dre_tokenize_pieces(t->tok, t->prompt, t->prompt_len, t->prompt_pieces, chunk_tokens,
-                            &t->n_prompt_pieces, &cut));
+                                &t->n_prompt_pieces, &cut));
     int32_t window = chunk_tokens - 2 - t->n_prompt_pieces;
     if (cut || overlap < 0 || overlap >= window)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "chunks of %d tokens hold %d of a text's (after [CLS], [SEP] and the "
-                         "prompt's %d): an overlap of %d leaves no room to move on",
-                         chunk_tokens, window, t->n_prompt_pieces, overlap);
+                             "chunks of %d tokens hold %d of a text's (after [CLS], [SEP] and the "
+                             "prompt's %d): an overlap of %d leaves no room to move on",
+                             chunk_tokens, window, t->n_prompt_pieces, overlap);
     t->chunk_tokens = chunk_tokens;
     t->chunk_overlap = overlap;
     return DRE_OK;
@@ -230,7 +231,7 @@ void dre_seq_tokenizer_free(seq_tokenizer *t) {
 }
 
 dre_status dre_seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
-                             int32_t n, token_seqs *out) {
+                                 int32_t n, token_seqs *out) {
     out->n = 0;
     out->n_ids = 0;
     out->n_truncated = 0;

@@ -1,16 +1,18 @@
-/* embed/checkpoint.c — embed-checkpoint.json: the state of an interrupted embed, as JSON. */
+/* index/checkpoint.c — embed-checkpoint.json: the state of an interrupted embed, as JSON. */
 #define _POSIX_C_SOURCE 200809L
-#include "embed/checkpoint.h"
+#include "index/checkpoint.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
-#include "text/corpus.h"
 #include "common/fileio.h"
 
 #define CHECKPOINT_FORMAT_VERSION 1
+
+/* The corpus formats as the checkpoint names them (text/corpus.c's names). */
+static const char *const format_names[] = {"auto", "jsonl", "tsv", "lines"};
 
 dre_status dre_checkpoint_write(const char *path, const checkpoint *c) {
     cJSON *root = cJSON_CreateObject();
@@ -35,7 +37,7 @@ dre_status dre_checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddBoolToObject(root, "bm25", c->bm25);
     cJSON_AddStringToObject(root, "doc_prompt", c->doc_prompt);
     cJSON_AddStringToObject(root, "query_prompt", c->query_prompt);
-    cJSON_AddStringToObject(root, "format", dre_corpus_format_name(c->format));
+    cJSON_AddStringToObject(root, "format", format_names[c->format]);
     cJSON_AddStringToObject(root, "id_field", c->id_field);
     cJSON_AddStringToObject(root, "title_field", c->title_field);
     cJSON_AddStringToObject(root, "text_field", c->text_field);
@@ -108,13 +110,10 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
         DRE_TRY(ck_string(root, path, "query_prompt", c->query_prompt, sizeof c->query_prompt));
     char format[16];
     DRE_TRY(ck_string(root, path, "format", format, sizeof format));
-    if (!strcmp(format, "jsonl"))
-        c->format = DRE_CORPUS_JSONL;
-    else if (!strcmp(format, "tsv"))
-        c->format = DRE_CORPUS_TSV;
-    else if (!strcmp(format, "lines"))
-        c->format = DRE_CORPUS_LINES;
-    else
+    c->format = DRE_CORPUS_AUTO;
+    for (int f = DRE_CORPUS_JSONL; f <= DRE_CORPUS_LINES; f++)
+        if (!strcmp(format, format_names[f])) c->format = (dre_corpus_format)f;
+    if (c->format == DRE_CORPUS_AUTO)
         return dre_set_error(DRE_ERR_FORMAT, "%s: unknown corpus format \"%s\"", path, format);
     DRE_TRY(ck_string(root, path, "id_field", c->id_field, sizeof c->id_field));
     DRE_TRY(ck_string(root, path, "title_field", c->title_field, sizeof c->title_field));

@@ -1,4 +1,4 @@
-/* embed/checkpoint.h — the record an embed leaves in its index folder while it runs
+/* index/checkpoint.h — the record an embed leaves in its index folder while it runs
  * (embed-checkpoint.json): where the corpus was read up to, what is staged, and the
  * settings a resumed run must reuse to produce the index an uninterrupted run would. */
 #ifndef DRE_CHECKPOINT_H
