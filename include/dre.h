@@ -452,6 +452,17 @@ typedef struct dre_server_options {
     int32_t max_queue;        /* requests waiting to be batched before 503 (default 1024) */
     dre_log_fn log;           /* one line per request (NULL: none) */
     void *log_ctx;
+    /* Against clients that hold connections: a connection past a cap is closed as it is
+     * accepted (never left waiting in the listen queue), one past a deadline shut down. */
+    int32_t max_connections;            /* open at once (default: the file-descriptor limit
+                                           when the options are made, less 256, at most
+                                           65536; 0 is that too) */
+    int32_t max_connections_per_client; /* open at once from one address (default 256;
+                                           0: no cap; behind a proxy, all share its one) */
+    int32_t request_timeout_ms;         /* from accept to a request's headers and body in whole
+                                           (default 10000); none while it is computed */
+    int32_t idle_timeout_ms;            /* a kept-alive connection's, from an answer to the next
+                                           request in whole (default 15000) */
 } dre_server_options;
 
 DRE_API void dre_server_options_init(dre_server_options *opts);

@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/common.h"
+#include "serve/connections.h"
 #include "serve/metrics.h"
 #include "serve/queue.h"
 #include "serve/request.h"
@@ -24,6 +26,7 @@ struct dre_server {
     int port;
     dre_serve_metrics metrics;
     dre_serve_queue queue;
+    dre_conn_guard guard;
 };
 
 /* One HTTP request's state across libmicrohttpd's calls. */
@@ -103,7 +106,39 @@ static char *info_json(dre_server *srv) {
 static char *metrics_text(dre_server *srv) {
     int32_t queued, in_flight;
     dre_serve_queue_depth(&srv->queue, &queued, &in_flight);
-    return dre_serve_metrics_text(&srv->metrics, queued, in_flight);
+    dre_conn_stats conns;
+    dre_conn_guard_stats(&srv->guard, &conns);
+    return dre_serve_metrics_text(&srv->metrics, queued, in_flight, &conns);
+}
+
+/* The guard's record of the connection a request came on (NULL if it has none). */
+static dre_conn *conn_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? (dre_conn *)info->socket_context : NULL;
+}
+
+/* libmicrohttpd's hooks for the guard: at accept, and as connections open and close. */
+static enum MHD_Result admit(void *cls, const struct sockaddr *addr, socklen_t len) {
+    dre_server *srv = cls;
+    return dre_conn_guard_admit(&srv->guard, addr, len) ? MHD_YES : MHD_NO;
+}
+
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode code) {
+    dre_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        dre_conn_guard_closed(&srv->guard, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context =
+        fd ? dre_conn_guard_opened(&srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL)
+           : NULL;
 }
 
 /* The queue's callbacks: a connection waits while its job is queued. */
@@ -134,10 +169,10 @@ static enum MHD_Result queue_request(struct MHD_Connection *conn, dre_server *sr
     char err[512];
     dre_serve_job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
-    const int st =
-        dre_server_request_parse(ctx->body ? ctx->body : "", ctx->len,
-                             ctx->route == DRE_ROUTE_EMBEDDINGS ? SERVER_EMBEDDINGS : SERVER_SEARCH,
-                             srv->o.max_inputs, srv->dim, &j->req, err, sizeof err);
+    const int st = dre_server_request_parse(ctx->body ? ctx->body : "", ctx->len,
+                                            ctx->route == DRE_ROUTE_EMBEDDINGS ? SERVER_EMBEDDINGS
+                                                                               : SERVER_SEARCH,
+                                            srv->o.max_inputs, srv->dim, &j->req, err, sizeof err);
     if (!st) {
         j->conn = conn;
         ctx->job = j;
@@ -174,6 +209,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return rc;
     }
+    if (!ctx->job) dre_conn_guard_received(&srv->guard, conn_of(conn)); /* the request is in */
     if (ctx->job) { /* resumed: the queue has answered */
         dre_serve_job *j = ctx->job;
         char *body = j->response;
@@ -216,7 +252,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)conn, (void)toe;
+    (void)toe;
+    dre_server *srv = cls;
+    dre_conn_guard_answered(&srv->guard, conn_of(conn)); /* idle until the next request */
     request_ctx *ctx = *con_cls;
     if (!ctx) return;
     if (ctx->job) {
@@ -231,6 +269,15 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---------------------------------------------------------------- open and close */
 
+/* The default cap on open connections: what the file-descriptor limit leaves after 256 for
+ * the index, the model and the rest of the process, at most 65536. */
+static int32_t connections_from_fd_limit(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 65536;
+    const long long n = (long long)r.rlim_cur - 256;
+    return n < 16 ? 16 : n > 65536 ? 65536 : (int32_t)n;
+}
+
 void dre_server_options_init(dre_server_options *o) {
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";
@@ -241,6 +288,10 @@ void dre_server_options_init(dre_server_options *o) {
     o->max_body_bytes = (size_t)8 << 20;
     o->threads = dre_cpu_count() > 2 ? dre_cpu_count() : 2;
     o->max_queue = 1024;
+    o->max_connections = connections_from_fd_limit();
+    o->max_connections_per_client = 256;
+    o->request_timeout_ms = 10000;
+    o->idle_timeout_ms = 15000;
 }
 
 int dre_server_port(const dre_server *srv) { return srv->port; }
@@ -253,15 +304,22 @@ static dre_status listen_on(dre_server *srv, const char *host) {
     addr.sin_port = htons((uint16_t)srv->o.port);
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return dre_set_error(DRE_ERR_INVALID_ARG, "--host %s: not an IPv4 address", host);
+    /* libmicrohttpd stops reading its listen socket at its own connection limit, leaving new
+     * clients waiting: its limit sits above the guard's, which refuses at accept instead.
+     * Its inactivity timeout only backs up the guard's deadlines. */
+    const unsigned threads = (unsigned)srv->o.threads;
+    const unsigned limit = ((unsigned)srv->o.max_connections + 64) * threads;
+    const unsigned backstop =
+        (unsigned)((srv->o.request_timeout_ms + srv->o.idle_timeout_ms) / 1000 + 2);
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC,
-        (uint16_t)srv->o.port, NULL, NULL, handle, srv, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->o.threads,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_END);
+        (uint16_t)srv->o.port, admit, srv, handle, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        limit, MHD_OPTION_NOTIFY_CONNECTION, connection_event, srv, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, backstop, MHD_OPTION_END);
     if (!srv->daemon)
         return dre_set_error(DRE_ERR_IO, "dre serve: cannot listen on %s:%d (in use?)", host,
-                         srv->o.port);
+                             srv->o.port);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : srv->o.port;
     return DRE_OK;
@@ -276,8 +334,12 @@ dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_
         srv->o = *opts;
     else
         dre_server_options_init(&srv->o);
-    if (srv->o.max_batch_tokens < 1 || srv->o.max_wait_ms < 0 || srv->o.max_inputs < 1 ||
-        srv->o.threads < 1 || srv->o.max_queue < 1 || srv->o.port < 0 || srv->o.port > 65535) {
+    dre_server_options *o = &srv->o;
+    if (o->max_connections == 0) o->max_connections = connections_from_fd_limit();
+    if (o->max_batch_tokens < 1 || o->max_wait_ms < 0 || o->max_inputs < 1 || o->threads < 1 ||
+        o->max_queue < 1 || o->port < 0 || o->port > 65535 || o->max_connections < 1 ||
+        o->max_connections > (1 << 20) || o->max_connections_per_client < 0 ||
+        o->request_timeout_ms < 1 || o->idle_timeout_ms < 1) {
         free(srv);
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_server_open: bad options");
     }
@@ -297,7 +359,10 @@ dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_
     q->metrics = &srv->metrics;
     q->on_accept = park;
     q->on_answer = wake;
-    dre_status st = dre_serve_queue_start(q);
+    const dre_conn_limits limits = {o->max_connections, o->max_connections_per_client,
+                                    o->request_timeout_ms, o->idle_timeout_ms};
+    dre_status st = dre_conn_guard_start(&srv->guard, &limits);
+    if (st == DRE_OK) st = dre_serve_queue_start(q);
     if (st == DRE_OK)
         st = listen_on(srv, srv->o.host && srv->o.host[0] ? srv->o.host : "127.0.0.1");
     if (st == DRE_OK) {
@@ -316,7 +381,8 @@ void dre_server_close(dre_server *srv, int32_t timeout_ms) {
     }
     /* no new requests on open connections; those in flight answered, the queue emptied */
     dre_serve_queue_stop(&srv->queue, timeout_ms);
-    if (srv->daemon) MHD_stop_daemon(srv->daemon);
+    if (srv->daemon) MHD_stop_daemon(srv->daemon); /* every connection closed */
+    dre_conn_guard_stop(&srv->guard);
     dre_serve_metrics_free(&srv->metrics);
     free(srv);
 }

@@ -110,7 +110,8 @@ static void add_histogram(text *t, const char *name, const char *labels, const u
         (unsigned long long)cum);
 }
 
-char *dre_serve_metrics_text(dre_serve_metrics *m, int32_t queued, int32_t in_flight) {
+char *dre_serve_metrics_text(dre_serve_metrics *m, int32_t queued, int32_t in_flight,
+                             const dre_conn_stats *conns) {
     text t = {0};
     pthread_mutex_lock(&m->mu);
     add(&t, "# HELP dre_requests_total HTTP requests by endpoint and status.\n"
@@ -141,6 +142,24 @@ char *dre_serve_metrics_text(dre_serve_metrics *m, int32_t queued, int32_t in_fl
         "# TYPE dre_requests_in_flight gauge\ndre_requests_in_flight %d\n",
         (unsigned long long)m->tokens, queued, in_flight);
     pthread_mutex_unlock(&m->mu);
+    add(&t,
+        "# HELP dre_connections_open Connections open now.\n"
+        "# TYPE dre_connections_open gauge\ndre_connections_open %d\n"
+        "# HELP dre_connections_accepted_total Connections taken.\n"
+        "# TYPE dre_connections_accepted_total counter\ndre_connections_accepted_total %llu\n"
+        "# HELP dre_connections_refused_total Connections closed as they were accepted, by the "
+        "cap reached.\n"
+        "# TYPE dre_connections_refused_total counter\n"
+        "dre_connections_refused_total{reason=\"max_connections\"} %llu\n"
+        "dre_connections_refused_total{reason=\"max_connections_per_client\"} %llu\n"
+        "# HELP dre_connections_timed_out_total Connections shut down past a deadline: a "
+        "request not in whole in time, or a kept-alive connection idle.\n"
+        "# TYPE dre_connections_timed_out_total counter\n"
+        "dre_connections_timed_out_total{reason=\"request_timeout\"} %llu\n"
+        "dre_connections_timed_out_total{reason=\"idle_timeout\"} %llu\n",
+        conns->open, (unsigned long long)conns->accepted,
+        (unsigned long long)conns->refused_total_cap, (unsigned long long)conns->refused_client_cap,
+        (unsigned long long)conns->timed_out_request, (unsigned long long)conns->timed_out_idle);
     if (t.failed) {
         free(t.s);
         return NULL;

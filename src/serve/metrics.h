@@ -1,12 +1,15 @@
 /* serve/metrics.h — dre serve's counters, and their Prometheus text for GET /metrics:
  * requests by route and status, latency histograms, batch sizes, tokens embedded, the
- * queue's depth. Every call may come from any thread. */
+ * queue's depth, connections open, refused and timed out. Every call may come from any
+ * thread. */
 #ifndef DRE_SERVE_METRICS_H
 #define DRE_SERVE_METRICS_H
 
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "serve/connections.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,9 +50,10 @@ void dre_serve_metrics_free(dre_serve_metrics *m);
 void dre_serve_metrics_request(dre_serve_metrics *m, dre_route route, int status, double seconds);
 /* One encoder batch of requests: its texts and their tokens. */
 void dre_serve_metrics_batch(dre_serve_metrics *m, size_t texts, int64_t tokens);
-/* The Prometheus text exposition, with the queue's gauges; NULL when out of memory. Caller
- * frees. */
-char *dre_serve_metrics_text(dre_serve_metrics *m, int32_t queued, int32_t in_flight);
+/* The Prometheus text exposition, with the queue's gauges and the connections' counts; NULL
+ * when out of memory. Caller frees. */
+char *dre_serve_metrics_text(dre_serve_metrics *m, int32_t queued, int32_t in_flight,
+                             const dre_conn_stats *conns);
 
 #ifdef __cplusplus
 }

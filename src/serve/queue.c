@@ -37,8 +37,9 @@ static void answer_search(dre_serve_queue *q, dre_serve_job *j, const float *vec
         hits && n_hits ? dre_search_embedded(q->searcher, (const char *const *)r->texts, vectors,
                                              (size_t)r->n_texts, &r->search, hits, n_hits)
                        : dre_set_error(DRE_ERR_NOMEM, "out of memory for %d queries", r->n_texts);
-    char *body =
-        st == DRE_OK ? dre_server_search_json(r, dre_searcher_index(q->searcher), hits, n_hits) : NULL;
+    char *body = st == DRE_OK
+                     ? dre_server_search_json(r, dre_searcher_index(q->searcher), hits, n_hits)
+                     : NULL;
     const int bad_request = st == DRE_ERR_UNSUPPORTED || st == DRE_ERR_INVALID_ARG;
     if (body)
         answer(j, 200, body);
@@ -93,7 +94,8 @@ static void run_batch(dre_serve_queue *q, dre_serve_job *jobs) {
         int64_t used = 0;
         for (int32_t i = 0; i < r->n_texts; i++)
             used += tokens[first + (size_t)i];
-        char *body = dre_server_embeddings_json(r, vectors + first * dim, q->dim, q->model_name, used);
+        char *body =
+            dre_server_embeddings_json(r, vectors + first * dim, q->dim, q->model_name, used);
         answer(j, body ? 200 : 500,
                body ? body : dre_server_error_json("out of memory", "server_error"));
     }

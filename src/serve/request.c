@@ -208,8 +208,9 @@ static int parse_search(const cJSON *root, int32_t max_inputs, server_request *r
     return 0;
 }
 
-int dre_server_request_parse(const char *body, size_t len, server_endpoint endpoint, int32_t max_inputs,
-                         int32_t dim, server_request *out, char *err, size_t err_cap) {
+int dre_server_request_parse(const char *body, size_t len, server_endpoint endpoint,
+                             int32_t max_inputs, int32_t dim, server_request *out, char *err,
+                             size_t err_cap) {
     memset(out, 0, sizeof *out);
     out->endpoint = endpoint;
     dre_search_options_init(&out->search);

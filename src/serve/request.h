@@ -31,21 +31,22 @@ typedef struct server_request {
  * Returns 0, or the HTTP status to answer (400: malformed JSON, a missing field or one of
  * the wrong type or value, text that is not UTF-8; 422: more than max_inputs texts) with a
  * message naming the field in err. dim: the model's, the limit of "dimensions". */
-int dre_server_request_parse(const char *body, size_t len, server_endpoint endpoint, int32_t max_inputs,
-                         int32_t dim, server_request *out, char *err, size_t err_cap);
+int dre_server_request_parse(const char *body, size_t len, server_endpoint endpoint,
+                             int32_t max_inputs, int32_t dim, server_request *out, char *err,
+                             size_t err_cap);
 void dre_server_request_free(server_request *r);
 
 /* The OpenAI-style embeddings response for r: n_texts rows of vectors (dim floats each,
  * unit length), cut to r->dimensions and renormalised where asked, as floats or base64 of
  * little-endian float32. NULL when out of memory. Caller frees. */
 char *dre_server_embeddings_json(const server_request *r, const float *vectors, int32_t dim,
-                             const char *model, int64_t tokens);
+                                 const char *model, int64_t tokens);
 
 /* The search response: per query its hits (k = r->search.k apart, n_hits[q] each) with
  * id, title (and text when asked) from the index's docstore. NULL when out of memory or a
  * docstore lookup failed (dre_last_error). Caller frees. */
 char *dre_server_search_json(const server_request *r, dre_index *index, const dre_hit *hits,
-                         const int32_t *n_hits);
+                             const int32_t *n_hits);
 
 /* {"error": {"message": ..., "type": ...}}; NULL when out of memory. Caller frees. */
 char *dre_server_error_json(const char *message, const char *type);

@@ -55,7 +55,7 @@ static int add_embedding(cJSON *item, const float *v, int32_t dim, int32_t d, in
 }
 
 char *dre_server_embeddings_json(const server_request *r, const float *vectors, int32_t dim,
-                             const char *model, int64_t tokens) {
+                                 const char *model, int64_t tokens) {
     cJSON *root = cJSON_CreateObject();
     int ok = root && cJSON_AddStringToObject(root, "object", "list");
     cJSON *data = ok ? cJSON_AddArrayToObject(root, "data") : NULL;
@@ -99,7 +99,7 @@ static int add_hit(cJSON *arr, dre_index *index, const dre_hit *h, int rank, int
 }
 
 char *dre_server_search_json(const server_request *r, dre_index *index, const dre_hit *hits,
-                         const int32_t *n_hits) {
+                             const int32_t *n_hits) {
     cJSON *root = cJSON_CreateObject();
     cJSON *results = root ? cJSON_AddArrayToObject(root, "results") : NULL;
     int rc = results ? 0 : -1;

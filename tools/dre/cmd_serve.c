@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "cli.h"
@@ -28,7 +29,8 @@ static void usage(FILE *f) {
         "                       \"return_text\"\n"
         "  GET  /health         200 once serving (no API key needed)\n"
         "  GET  /info           model, dim, documents, device, version\n"
-        "  GET  /metrics        Prometheus text: requests, latency, batches, queue, tokens\n"
+        "  GET  /metrics        Prometheus text: requests, latency, batches, queue, tokens,\n"
+        "                       connections (open, refused, timed out)\n"
         "Concurrent requests are embedded together in one encoder batch.\n"
         "\n"
         "  --index DIR            the index folder made by `dre embed`\n"
@@ -43,6 +45,15 @@ static void usage(FILE *f) {
         "  --max-inputs N         texts in one request (default 2048)\n"
         "  --max-body-bytes N     request body limit (default 8388608)\n"
         "  --threads N            HTTP threads (default: the cores, at least 2)\n"
+        "  --max-connections N    connections open at once; more are closed as they come\n"
+        "                         (default: the file-descriptor limit, raised to its hard\n"
+        "                         limit, less 256, at most 65536)\n"
+        "  --max-connections-per-client N  the same for one client address (default 256;\n"
+        "                         0: none; behind a reverse proxy all clients share its address)\n"
+        "  --request-timeout S    a request's headers and body must be in within S seconds of\n"
+        "                         its connection (default 10); none while it is computed\n"
+        "  --idle-timeout S       a kept-alive connection is closed when its next request is\n"
+        "                         not in within S seconds of the last answer (default 15)\n"
         "  --log-level L          info (a line per request) or warn (default info)\n"
         "  -h, --help             this help\n");
 }
@@ -56,9 +67,23 @@ static void log_line(void *ctx, const char *line) {
     fprintf(stderr, "%s %s\n", stamp, line);
 }
 
+/* Seconds (0.001 .. 86400, decimals allowed) to milliseconds; 0 if s is not that. */
+static int32_t parse_seconds(const char *s) {
+    char *end;
+    const double v = strtod(s, &end);
+    return *s && !*end && v >= 0.001 && v <= 86400 ? (int32_t)(v * 1000 + 0.5) : 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *index_dir = NULL, *model_dir = NULL, *v;
     dre_device device = DRE_DEVICE_AUTO;
+    /* every connection is a descriptor: the soft limit (often 1024) up to the hard one, before
+     * the options take their default cap from it */
+    struct rlimit fds;
+    if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur < fds.rlim_max) {
+        fds.rlim_cur = fds.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &fds);
+    }
     dre_server_options o;
     dre_server_options_init(&o);
     o.api_key = getenv("DRE_API_KEY");
@@ -109,6 +134,23 @@ int cmd_serve(int argc, char **argv) {
             if (!cli_parse_count(v, 1024, &n))
                 return cli_usage_error("serve", "--threads needs a count in 1..1024, not '%s'", v);
             o.threads = (int)n;
+        } else if ((v = cli_option(argc, argv, &i, "--max-connections", &missing))) {
+            if (!cli_parse_count(v, 1 << 20, &n))
+                return cli_usage_error("serve", "--max-connections needs a count, not '%s'", v);
+            o.max_connections = (int32_t)n;
+        } else if ((v = cli_option(argc, argv, &i, "--max-connections-per-client", &missing))) {
+            if (strcmp(v, "0") && !cli_parse_count(v, 1 << 20, &n))
+                return cli_usage_error("serve",
+                                       "--max-connections-per-client needs a count or 0, not "
+                                       "'%s'",
+                                       v);
+            o.max_connections_per_client = strcmp(v, "0") ? (int32_t)n : 0;
+        } else if ((v = cli_option(argc, argv, &i, "--request-timeout", &missing))) {
+            if (!(o.request_timeout_ms = parse_seconds(v)))
+                return cli_usage_error("serve", "--request-timeout needs seconds, not '%s'", v);
+        } else if ((v = cli_option(argc, argv, &i, "--idle-timeout", &missing))) {
+            if (!(o.idle_timeout_ms = parse_seconds(v)))
+                return cli_usage_error("serve", "--idle-timeout needs seconds, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--log-level", &missing))) {
             if (strcmp(v, "info") && strcmp(v, "warn"))
                 return cli_usage_error("serve", "--log-level must be info or warn, not '%s'", v);
@@ -147,6 +189,12 @@ int cmd_serve(int argc, char **argv) {
             o.host, dre_server_port(srv), ii->model_name, (long long)ii->count, ii->dim,
             dre_device_name(dre_searcher_device(s)),
             o.api_key && o.api_key[0] ? ", API key required" : "");
+    fprintf(stderr,
+            "dre serve: at most %d connections (%d per client%s); a request in whole within "
+            "%.3g s; kept-alive connections idle at most %.3g s\n",
+            o.max_connections, o.max_connections_per_client,
+            o.max_connections_per_client ? "" : ": no cap", o.request_timeout_ms / 1000.0,
+            o.idle_timeout_ms / 1000.0);
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "dre serve: %s: finishing the requests in flight\n",
