@@ -505,9 +505,10 @@ cudaError_t launch(attention_variant variant, const __half *qkv, const float *qk
 // kernel launcher
 
 extern "C" cudaError_t dre_attention_launch(const fp16_t *qkv, const float *qkv_bias,
-                                        const int32_t *cu_seqlens, int32_t n_seqs, int32_t max_len,
-                                        int32_t n_heads, int32_t head_dim, fp16_t *out,
-                                        attention_variant variant, cudaStream_t stream) {
+                                            const int32_t *cu_seqlens, int32_t n_seqs,
+                                            int32_t max_len, int32_t n_heads, int32_t head_dim,
+                                            fp16_t *out, attention_variant variant,
+                                            cudaStream_t stream) {
     if (n_seqs < 0 || max_len < 0 || n_heads <= 0 || !qkv || !cu_seqlens || !out ||
         (variant != ATTENTION_MMA && variant != ATTENTION_WMMA) || ((uintptr_t)qkv_bias % 16 != 0))
         return cudaErrorInvalidValue;

@@ -100,12 +100,12 @@ struct launch {
 // kernel launcher
 
 extern "C" cudaError_t dre_embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens,
-                                              int32_t n_seqs, int32_t n_tokens,
-                                              const fp16_t *word_emb, const fp16_t *pos_emb,
-                                              const fp16_t *type_emb, int32_t vocab_size,
-                                              int32_t max_positions, const float *g, const float *b,
-                                              float eps, int32_t hidden, fp16_t *out,
-                                              cudaStream_t stream) {
+                                                  int32_t n_seqs, int32_t n_tokens,
+                                                  const fp16_t *word_emb, const fp16_t *pos_emb,
+                                                  const fp16_t *type_emb, int32_t vocab_size,
+                                                  int32_t max_positions, const float *g,
+                                                  const float *b, float eps, int32_t hidden,
+                                                  fp16_t *out, cudaStream_t stream) {
     if (n_tokens < 0 || n_seqs < 0 || hidden <= 0 || hidden % 8 != 0 ||
         hidden > KERNELS_MAX_HIDDEN || vocab_size <= 0 || max_positions <= 0 || !ids ||
         !cu_seqlens || !word_emb || !pos_emb || !type_emb || !g || !b || !out ||

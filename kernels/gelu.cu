@@ -49,8 +49,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // kernel launcher
 
-extern "C" cudaError_t dre_bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
-                                        cudaStream_t stream) {
+extern "C" cudaError_t dre_bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens,
+                                            int32_t dim, cudaStream_t stream) {
     if (n_tokens < 0 || dim <= 0 || dim % 8 != 0 || !x ||
         ((uintptr_t)x | (uintptr_t)bias) % 16 != 0)
         return cudaErrorInvalidValue;

@@ -28,24 +28,25 @@ typedef uint16_t fp16_t;
  * [0, vocab_size) read row 0 and positions past max_positions the last row (the host
  * validates; this only keeps a bad id from reading out of bounds). hidden a multiple of 8,
  * tables, g, b and out 16-byte aligned. */
-cudaError_t dre_embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
-                                   int32_t n_tokens, const fp16_t *word_emb, const fp16_t *pos_emb,
-                                   const fp16_t *type_emb, int32_t vocab_size,
-                                   int32_t max_positions, const float *g, const float *b, float eps,
-                                   int32_t hidden, fp16_t *out, cudaStream_t stream);
+cudaError_t dre_embed_layernorm_launch(const int32_t *ids, const int32_t *cu_seqlens,
+                                       int32_t n_seqs, int32_t n_tokens, const fp16_t *word_emb,
+                                       const fp16_t *pos_emb, const fp16_t *type_emb,
+                                       int32_t vocab_size, int32_t max_positions, const float *g,
+                                       const float *b, float eps, int32_t hidden, fp16_t *out,
+                                       cudaStream_t stream);
 
 /* out[t] = LN(x[t] + bias + residual[t]) * g + b; bias and residual may be NULL; out may
  * be x or residual (each row is read completely before it is written). hidden a multiple
  * of 8, every pointer 16-byte aligned. */
 cudaError_t dre_bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
-                                           const fp16_t *residual, const float *g, const float *b,
-                                           float eps, int32_t n_tokens, int32_t hidden, fp16_t *out,
-                                           cudaStream_t stream);
+                                               const fp16_t *residual, const float *g,
+                                               const float *b, float eps, int32_t n_tokens,
+                                               int32_t hidden, fp16_t *out, cudaStream_t stream);
 
 /* x[t] = gelu_erf(x[t] + bias) in place; bias may be NULL; dim a multiple of 8, x and
  * bias 16-byte aligned. */
 cudaError_t dre_bias_gelu_launch(fp16_t *x, const float *bias, int32_t n_tokens, int32_t dim,
-                             cudaStream_t stream);
+                                 cudaStream_t stream);
 
 /* The attention kernel's versions (kernels/attention.cu): mma (FlashAttention-2 style on
  * mma.sync, the default) and wmma (the first one). */
@@ -56,15 +57,16 @@ typedef enum attention_variant { ATTENTION_MMA, ATTENTION_WMMA } attention_varia
  * qkv_bias [3*hidden] fp32 added to q, k, v (NULL: none; 16-byte aligned), out
  * [n_tokens, hidden], hidden = n_heads * head_dim. head_dim 16, 32 or 64; max_len the
  * longest sequence (sizes the grid); qkv and out 16-byte aligned. */
-cudaError_t dre_attention_launch(const fp16_t *qkv, const float *qkv_bias, const int32_t *cu_seqlens,
-                             int32_t n_seqs, int32_t max_len, int32_t n_heads, int32_t head_dim,
-                             fp16_t *out, attention_variant variant, cudaStream_t stream);
+cudaError_t dre_attention_launch(const fp16_t *qkv, const float *qkv_bias,
+                                 const int32_t *cu_seqlens, int32_t n_seqs, int32_t max_len,
+                                 int32_t n_heads, int32_t head_dim, fp16_t *out,
+                                 attention_variant variant, cudaStream_t stream);
 
 /* out[i] = mean of sequence i's rows of hidden (or its first row, CLS), then
  * x / max(||x||, 1e-12) if normalize. hidden [n_tokens, dim] fp16, out [n_seqs, dim] fp32. */
-cudaError_t dre_pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens, int32_t n_seqs,
-                                  int32_t dim, dre_pooling pooling, int normalize, float *out,
-                                  cudaStream_t stream);
+cudaError_t dre_pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens,
+                                      int32_t n_seqs, int32_t dim, dre_pooling pooling,
+                                      int normalize, float *out, cudaStream_t stream);
 
 /* The order of dre_topk_launch's output: FAISS's (score descending, equal scores by descending
  * id), or ascending id (to pass on as the next chunk's prev entries). */
@@ -80,11 +82,11 @@ typedef enum topk_order { TOPK_BY_SCORE, TOPK_BY_ID } topk_order;
  * entries the rest are -inf with id -1. Feeding each chunk's scores with the previous
  * chunk's result (TOPK_BY_ID) as prev gives FAISS's result over all chunks.
  * 1 <= k <= TOPK_MAX_K. */
-cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_cols, int64_t id_offset,
-                        const float *prev_scores, const int64_t *prev_ids, int64_t prev_stride,
-                        int32_t n_prev, int32_t n_rows, int32_t k, topk_order order,
-                        float *out_scores, int64_t *out_ids, int64_t out_stride,
-                        cudaStream_t stream);
+cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_cols,
+                            int64_t id_offset, const float *prev_scores, const int64_t *prev_ids,
+                            int64_t prev_stride, int32_t n_prev, int32_t n_rows, int32_t k,
+                            topk_order order, float *out_scores, int64_t *out_ids,
+                            int64_t out_stride, cudaStream_t stream);
 
 /* ---------------------------------------------------------------- fp16 on the host */
 

@@ -82,10 +82,10 @@ struct launch {
 // kernel launcher
 
 extern "C" cudaError_t dre_bias_residual_layernorm_launch(const fp16_t *x, const float *bias,
-                                                      const fp16_t *residual, const float *g,
-                                                      const float *b, float eps, int32_t n_tokens,
-                                                      int32_t hidden, fp16_t *out,
-                                                      cudaStream_t stream) {
+                                                          const fp16_t *residual, const float *g,
+                                                          const float *b, float eps,
+                                                          int32_t n_tokens, int32_t hidden,
+                                                          fp16_t *out, cudaStream_t stream) {
     if (n_tokens < 0 || hidden <= 0 || hidden % 8 != 0 || hidden > KERNELS_MAX_HIDDEN || !x || !g ||
         !b || !out ||
         ((uintptr_t)x | (uintptr_t)residual | (uintptr_t)out | (uintptr_t)g | (uintptr_t)b |

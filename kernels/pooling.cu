@@ -78,8 +78,8 @@ __global__ void __launch_bounds__(128)
 // kernel launcher
 
 extern "C" cudaError_t dre_pool_normalize_launch(const fp16_t *hidden, const int32_t *cu_seqlens,
-                                             int32_t n_seqs, int32_t dim, dre_pooling pooling,
-                                             int normalize, float *out, cudaStream_t stream) {
+                                                 int32_t n_seqs, int32_t dim, dre_pooling pooling,
+                                                 int normalize, float *out, cudaStream_t stream) {
     if (n_seqs < 0 || dim <= 0 || dim % 8 != 0 || !hidden || !cu_seqlens || !out ||
         ((uintptr_t)hidden | (uintptr_t)out) % 16 != 0)
         return cudaErrorInvalidValue;

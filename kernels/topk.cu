@@ -258,10 +258,11 @@ __global__ void __launch_bounds__(kThreads)
 // kernel launcher
 
 extern "C" cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_cols,
-                                   int64_t id_offset, const float *prev_scores,
-                                   const int64_t *prev_ids, int64_t prev_stride, int32_t n_prev,
-                                   int32_t n_rows, int32_t k, topk_order order, float *out_scores,
-                                   int64_t *out_ids, int64_t out_stride, cudaStream_t stream) {
+                                       int64_t id_offset, const float *prev_scores,
+                                       const int64_t *prev_ids, int64_t prev_stride, int32_t n_prev,
+                                       int32_t n_rows, int32_t k, topk_order order,
+                                       float *out_scores, int64_t *out_ids, int64_t out_stride,
+                                       cudaStream_t stream) {
     if (n_rows < 0 || n_cols < 0 || n_prev < 0 || k < 1 || k > TOPK_MAX_K || out_stride < k ||
         !out_scores || !out_ids || (n_cols > 0 && (!scores || in_stride < n_cols)) ||
         (n_prev > 0 && (!prev_scores || !prev_ids || prev_stride < n_prev)) ||

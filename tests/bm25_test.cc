@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "text/corpus.h"
 #include "index/docstore.h"
 #include "test_util.h"
+#include "text/corpus.h"
 
 namespace {
 
@@ -60,7 +60,8 @@ docstore *load_corpus(const std::string &corpus, const std::string &path, bool b
     if (!ds) return nullptr;
     if (bm25_first) EXPECT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
     dre_corpus *r = nullptr;
-    EXPECT_EQ(dre_corpus_open(corpus.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK)
+    EXPECT_EQ(dre_corpus_open(corpus.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
+              DRE_OK)
         << dre_last_error();
     if (!r) return ds;
     EXPECT_EQ(dre_docstore_begin(ds), DRE_OK);
@@ -161,8 +162,9 @@ TEST_F(Bm25Test, NoQueryIsASyntaxError) {
         std::vector<int64_t> rows(5);
         std::vector<double> scores(5);
         int32_t n = -1;
-        ASSERT_EQ(dre_docstore_bm25_search(ds, q.data(), q.size(), 5, rows.data(), scores.data(), &n),
-                  DRE_OK)
+        ASSERT_EQ(
+            dre_docstore_bm25_search(ds, q.data(), q.size(), 5, rows.data(), scores.data(), &n),
+            DRE_OK)
             << "query of " << q.size() << " bytes: " << dre_last_error();
         EXPECT_GE(n, 0);
     }
@@ -192,7 +194,7 @@ TEST_F(Bm25Test, ResultsEqualThePythonReference) {
             std::vector<double> scores(k);
             int32_t n = -1;
             ASSERT_EQ(dre_docstore_bm25_search(store, text.data(), text.size(), k, rows.data(),
-                                           scores.data(), &n),
+                                               scores.data(), &n),
                       DRE_OK)
                 << dre_last_error();
             ASSERT_EQ(n, cJSON_GetArraySize(top)) << "query: " << text;
@@ -224,18 +226,20 @@ TEST_F(Bm25Test, TruncateForgetsBm25Rows) {
     ASSERT_EQ(dre_docstore_begin(ds), DRE_OK);
     for (int i = 0; i < 10; i++)
         ASSERT_EQ(dre_docstore_add(ds, i, ("d" + std::to_string(i)).c_str(), nullptr,
-                               ("shared unique" + std::to_string(i)).c_str(), &dup),
+                                   ("shared unique" + std::to_string(i)).c_str(), &dup),
                   DRE_OK);
     ASSERT_EQ(dre_docstore_commit(ds), DRE_OK);
     ASSERT_EQ(dre_docstore_truncate(ds, 6), DRE_OK) << dre_last_error();
     std::vector<int64_t> rows(20);
     std::vector<double> scores(20);
     int32_t n = 0;
-    ASSERT_EQ(dre_docstore_bm25_search(ds, "shared", 6, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "shared", 6, 20, rows.data(), scores.data(), &n),
+              DRE_OK);
     EXPECT_EQ(n, 6);
     for (int i = 0; i < n; i++)
         EXPECT_LT(rows[i], 6);
-    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique7", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique7", 7, 20, rows.data(), scores.data(), &n),
+              DRE_OK);
     EXPECT_EQ(n, 0);
     dre_docstore_close(ds);
     ds = nullptr;
@@ -250,7 +254,8 @@ TEST_F(Bm25Test, TruncateForgetsBm25Rows) {
 
     ASSERT_EQ(dre_docstore_open((dir + "/scratch.sqlite").c_str(), 0, &ds), DRE_OK);
     EXPECT_TRUE(dre_docstore_has_bm25(ds));
-    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique3", 7, 20, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "unique3", 7, 20, rows.data(), scores.data(), &n),
+              DRE_OK);
     ASSERT_EQ(n, 1);
     EXPECT_EQ(rows[0], 3);
     EXPECT_GT(scores[0], 0);

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "text/sequences.h"
 #include "dre.h"
 #include "test_util.h"
+#include "text/sequences.h"
 
 namespace {
 
@@ -61,11 +61,13 @@ class ChunkTest : public ::testing::Test {
         token_seqs seqs = {};
         EXPECT_EQ(dre_seq_tokenizer_init(&t, tok, 128, prompt, threads), DRE_OK);
         if (chunk_tokens > 0)
-            EXPECT_EQ(dre_seq_tokenizer_chunk(&t, chunk_tokens, overlap), DRE_OK) << dre_last_error();
+            EXPECT_EQ(dre_seq_tokenizer_chunk(&t, chunk_tokens, overlap), DRE_OK)
+                << dre_last_error();
         std::vector<const char *> ptrs;
         for (auto &s : texts)
             ptrs.push_back(s.c_str());
-        EXPECT_EQ(dre_seq_tokenizer_run(&t, ptrs.data(), nullptr, (int32_t)ptrs.size(), &seqs), DRE_OK)
+        EXPECT_EQ(dre_seq_tokenizer_run(&t, ptrs.data(), nullptr, (int32_t)ptrs.size(), &seqs),
+                  DRE_OK)
             << dre_last_error();
         dre_seq_tokenizer_free(&t);
         return seqs;

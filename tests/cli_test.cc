@@ -206,9 +206,8 @@ TEST_F(CliTest, Bm25SearchMatchesThePythonReference) {
     ASSERT_NE(ref, nullptr);
     const cJSON *set = cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "sets"), 0);
     ASSERT_STREQ(cJSON_GetObjectItem(set, "corpus")->valuestring, "tests/data/papers.jsonl");
-    result r =
-        run("search --device cpu --mode bm25 --json --queries tests/data/queries.jsonl '" +
-            index_dir + "'");
+    result r = run("search --device cpu --mode bm25 --json --queries tests/data/queries.jsonl '" +
+                   index_dir + "'");
     ASSERT_EQ(r.status, 0) << r.err;
     auto got = json_lines(r.out);
     ASSERT_EQ(got.size(), 20u);

@@ -56,7 +56,8 @@ class CorpusTest : public ::testing::Test {
                                const char *text_field = nullptr) {
         std::vector<step> steps;
         dre_corpus *r = nullptr;
-        dre_status st = dre_corpus_open(path.c_str(), format, id_field, title_field, text_field, &r);
+        dre_status st =
+            dre_corpus_open(path.c_str(), format, id_field, title_field, text_field, &r);
         EXPECT_EQ(st, DRE_OK) << dre_last_error();
         if (st != DRE_OK) return steps;
         for (int guard = 0; guard < 1000; guard++) {
@@ -250,7 +251,8 @@ TEST_F(CorpusTest, MissingFileAndDirectoryAreIoErrors) {
               DRE_ERR_IO);
     EXPECT_EQ(std::string(dre_last_error()), missing + ": No such file or directory");
     EXPECT_EQ(r, nullptr);
-    EXPECT_EQ(dre_corpus_open(dir.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_ERR_IO);
+    EXPECT_EQ(dre_corpus_open(dir.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
+              DRE_ERR_IO);
     EXPECT_NE(std::string(dre_last_error()).find("is a directory"), std::string::npos);
 }
 
@@ -259,7 +261,8 @@ TEST_F(CorpusTest, OffsetsAllowResumingMidFile) {
                                         "{\"_id\":\"b\",\"text\":\"2\"}\n"
                                         "{\"_id\":\"c\",\"text\":\"3\"}\n");
     dre_corpus *r = nullptr;
-    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
+    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
+              DRE_OK);
     EXPECT_EQ(dre_corpus_size(r), 3 * 23); // 22 bytes of JSON and a newline each
     dre_corpus_doc rec;
     int got = 0;
@@ -270,7 +273,8 @@ TEST_F(CorpusTest, OffsetsAllowResumingMidFile) {
     EXPECT_EQ(line, 1);
     dre_corpus_close(r);
 
-    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r), DRE_OK);
+    ASSERT_EQ(dre_corpus_open(path.c_str(), DRE_CORPUS_AUTO, nullptr, nullptr, nullptr, &r),
+              DRE_OK);
     ASSERT_EQ(dre_corpus_seek(r, offset, line), DRE_OK);
     ASSERT_EQ(dre_corpus_next(r, &rec, &got), DRE_OK);
     ASSERT_EQ(got, 1);

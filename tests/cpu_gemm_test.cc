@@ -1,7 +1,7 @@
 // cpu_gemm_test.cc — the CPU encoder's fast path (src/cpu/gemm.c, cpu/attention.c,
 // cpu/vmath.h) against plain references: products and epilogues against sums in double
-// with libm's erf; the tiled attention and dre_attention_cpu against attention in double; exp and the
-// erf GELU over their whole range against libm; the residual + LayerNorm row against the plain
+// with libm's erf; the tiled attention and dre_attention_cpu against attention in double; exp and
+// the erf GELU over their whole range against libm; the residual + LayerNorm row against the plain
 // operator. Plus what the encoder relies on: results bit-identical at 1 and 2 threads and whatever
 // rows a call covers, and the OpenBLAS path (a CPU without AVX-512) giving the same products. The
 // AVX-512 cases skip, saying so, on a CPU without it.
@@ -18,13 +18,13 @@
 
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
-#include "cpu/vmath.h"
 #include "cpu/ops.h"
+#include "cpu/vmath.h"
 
 namespace {
 
 #define REQUIRE_AVX512()                                                                           \
-    if (!dre_cpu_gemm_vectorised())                                                                    \
+    if (!dre_cpu_gemm_vectorised())                                                                \
     GTEST_SKIP() << "this CPU has no AVX-512F (or DRE_CPU_GEMM=openblas)"
 
 std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
@@ -116,8 +116,8 @@ TEST(CpuGemm, ProductsAndEpiloguesMatchDoubleSums) {
         workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
         for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
             std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-            dre_cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
-                     out.data(), ldo, &ws.ws);
+            dre_cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(),
+                         epi, out.data(), ldo, &ws.ws);
             check_product(s, epi, out.data(), ldo, a, lda, w, bias);
             for (int32_t i = 0; i < s.m; i++)
                 for (int32_t j = s.n; j < ldo; j++)
@@ -145,7 +145,7 @@ TEST(CpuGemm, BitIdenticalAcrossThreadsAndRowSplits) {
     for (int32_t r = 0; r < m; r += 37) { // uneven pieces: 37 rows, then the rest
         const int32_t rows_here = m - r < 37 ? m - r : 37;
         dre_cpu_gemm(a.data() + (size_t)r * k, k, rows_here, &pw.p, bias.data(), CPU_EPI_BIAS_GELU,
-                 rows.data() + (size_t)r * n, n, &ws.ws);
+                     rows.data() + (size_t)r * n, n, &ws.ws);
     }
     for (size_t i = 0; i < two.size(); i++) {
         ASSERT_EQ(two[i], one[i]) << "element " << i;
@@ -165,7 +165,7 @@ TEST(CpuGemm, OpenBlasPathMatchesDoubleSums) {
     for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
         std::vector<float> out((size_t)s.m * s.n);
         dre_cpu_gemm(a.data(), s.k, s.m, &plain, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
-                 out.data(), s.n, &ws.ws);
+                     out.data(), s.n, &ws.ws);
         check_product(s, epi, out.data(), s.n, a, s.k, w, bias);
     }
 }
@@ -224,8 +224,8 @@ TEST(CpuVmath, LayerNormRowMatchesPlainOperator) {
                 std::vector<float> want = x, got = x;
                 got.push_back(777.0f); // one past the row: must stay untouched
                 const float *r = with_residual ? res.data() : nullptr;
-                dre_bias_residual_layernorm_cpu(want.data(), nullptr, r, g.data(), b.data(), 1e-12f, 1,
-                                            n);
+                dre_bias_residual_layernorm_cpu(want.data(), nullptr, r, g.data(), b.data(), 1e-12f,
+                                                1, n);
                 vlayernorm_row(got.data(), r, g.data(), b.data(), 1e-12f, n);
                 for (int32_t j = 0; j < n; j++)
                     ASSERT_NEAR(got[j], want[j], 3e-7f * std::fabs(want[j]) + 1e-7f)
@@ -334,7 +334,8 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
             workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
                          threads);
             std::vector<float> out((size_t)n * hidden, NAN);
-            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(), &ws.ws);
+            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(),
+                              &ws.ws);
             for (size_t i = 0; i < out.size(); i++) {
                 const double e = std::fabs(out[i] - want[i]) / unit[i];
                 worst_tiled = std::max(worst_tiled, e);

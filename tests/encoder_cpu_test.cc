@@ -44,7 +44,8 @@ struct reference {
 void load_reference(const std::string &name, reference *ref) {
     const std::string base = kSource + "/tests/fixtures/embeddings_" + name;
     std::ifstream meta_in(base + ".meta.json");
-    ASSERT_TRUE(meta_in) << base << ".meta.json missing: run tools/fixtures/make_embedding_fixtures.py";
+    ASSERT_TRUE(meta_in) << base
+                         << ".meta.json missing: run tools/fixtures/make_embedding_fixtures.py";
     std::stringstream ss;
     ss << meta_in.rdbuf();
     cJSON *meta = cJSON_Parse(ss.str().c_str());
@@ -123,7 +124,7 @@ void encode_fixture_ids(const dre_model *model, const reference &ref, int32_t bu
         }
         ASSERT_GT(next, first);
         ASSERT_EQ(dre_cpu_encoder_encode(enc, ids.data(), cu.data(), (int32_t)(cu.size() - 1),
-                                     &(*out)[first * ref.dim]),
+                                         &(*out)[first * ref.dim]),
                   DRE_OK)
             << dre_last_error();
     }

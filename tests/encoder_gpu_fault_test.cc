@@ -12,8 +12,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "gpu/cuda_check.h"
 #include "dre.h"
+#include "gpu/cuda_check.h"
 #include "gpu/encoder.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -55,7 +55,8 @@ TEST(EncoderGpuFault, LostContextIsAClearErrorOnEveryCall) {
     const int32_t cu[] = {0, 4, 7};
     std::vector<float> out(2 * 32), scores(5);
     std::vector<int64_t> rows(5);
-    ASSERT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
+    ASSERT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()))
+        << dre_last_error();
 
     emu_fault_at_launch(3); // in the middle of the next forward pass
     EXPECT_EQ(DRE_ERR_CUDA, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()));
@@ -89,7 +90,8 @@ TEST(EncoderGpuFault, LostContextIsAClearErrorOnEveryCall) {
     emu_recover();
     dre_gpu_context_forget_loss();
     ASSERT_EQ(DRE_OK, dre_gpu_encoder_create(model, 512, &enc)) << dre_last_error();
-    EXPECT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data())) << dre_last_error();
+    EXPECT_EQ(DRE_OK, dre_gpu_encoder_encode(enc, ids.data(), cu, 2, out.data()))
+        << dre_last_error();
     dre_gpu_encoder_destroy(enc);
     dre_model_close(model);
 #endif

@@ -65,8 +65,7 @@ class EvalEndToEnd : public ::testing::Test {
         if (embedded) return;
         ASSERT_TRUE(exists(model_dir + "/model.safetensors"))
             << model_dir << " is missing: run tools/setup.sh";
-        ASSERT_TRUE(exists(data_dir + "/papers.jsonl"))
-            << data_dir << "/papers.jsonl is missing";
+        ASSERT_TRUE(exists(data_dir + "/papers.jsonl")) << data_dir << "/papers.jsonl is missing";
         ASSERT_TRUE(exists(dre_bin)) << dre_bin << " is missing: build the dre_cli target";
         std::string out;
         int rc = run(quote(dre_bin) + " embed --quiet --device cpu --model " + quote(model_dir) +
@@ -87,8 +86,9 @@ class EvalEndToEnd : public ::testing::Test {
             read_text(source_dir + (dense ? "/tests/fixtures/eval_reference_all-MiniLM-L6-v2.json"
                                           : "/tests/fixtures/hybrid_reference.json"));
         cJSON *ref = cJSON_Parse(ref_text.c_str());
-        ASSERT_NE(ref, nullptr) << "missing or bad fixture; run tools/fixtures/eval_reference.py and "
-                                   "tools/fixtures/make_hybrid_fixtures.py";
+        ASSERT_NE(ref, nullptr)
+            << "missing or bad fixture; run tools/fixtures/eval_reference.py and "
+               "tools/fixtures/make_hybrid_fixtures.py";
         const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ref, "sets"), set),
             dense ? "metrics" : how.c_str());

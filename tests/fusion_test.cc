@@ -18,7 +18,7 @@ std::vector<dre_hit> run(dre_fusion fusion, double rrf_k, double alpha,
                          int32_t k) {
     std::vector<dre_hit> scratch(dense.size() + bm25.size() + 1), out(k);
     int32_t n = dre_fuse(fusion, rrf_k, alpha, dense.data(), (int32_t)dense.size(), bm25.data(),
-                     (int32_t)bm25.size(), k, scratch.data(), out.data());
+                         (int32_t)bm25.size(), k, scratch.data(), out.data());
     out.resize(n);
     return out;
 }

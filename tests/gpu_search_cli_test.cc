@@ -55,8 +55,7 @@ class GpuSearchCli : public ::testing::Test {
         index_dir = std::string(tmpl) + "/demo";
         // the demo queries; under the emulation (every query through the emulated encoder,
         // in each of a dozen runs) the first 6 of them, 3 under ASan
-        std::vector<std::string> lines =
-            lines_of(read_text(kSource + "/tests/data/queries.jsonl"));
+        std::vector<std::string> lines = lines_of(read_text(kSource + "/tests/data/queries.jsonl"));
         const size_t keep = sanitized() ? 3 : 6;
         if (emulated() && lines.size() > keep) lines.resize(keep);
         n_queries = lines.size();
@@ -128,8 +127,8 @@ TEST_F(GpuSearchCli, SearchOnTheGpuEqualsFaiss) {
 TEST_F(GpuSearchCli, EvalOnTheGpuEqualsFaissAndTheCpu) {
     SKIP_WITHOUT_GPU();
     ASSERT_FALSE(index_dir.empty()) << "the demo index could not be made";
-    const std::string base = "eval --index " + index_dir + " --queries " + queries +
-                             " --qrels tests/data/qrels.tsv ";
+    const std::string base =
+        "eval --index " + index_dir + " --queries " + queries + " --qrels tests/data/qrels.tsv ";
     for (const char *mode : {"dense", "hybrid"}) {
         SCOPED_TRACE(mode);
         int rc = 0;

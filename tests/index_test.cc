@@ -15,8 +15,8 @@
 #include <vector>
 
 extern "C" {
-#include "index/docstore.h"
 #include "common/fileio.h"
+#include "index/docstore.h"
 #include "index/index.h"
 }
 

@@ -48,9 +48,9 @@ void run_case(const attn_case &c) {
     for (const attention_variant variant : {ATTENTION_MMA, ATTENTION_WMMA}) {
         const char *name = variant == ATTENTION_MMA ? "attention mma" : "attention wmma";
         ASSERT_CUDA(cudaMemset(d_out.get(), 0xff, (size_t)n_tokens * hidden * sizeof(fp16_t)));
-        ASSERT_CUDA(dre_attention_launch(d_qkv.get(), c.with_bias ? d_bias.get() : nullptr, d_cu.get(),
-                                     n_seqs, max_len, c.n_heads, c.head_dim, d_out.get(), variant,
-                                     nullptr));
+        ASSERT_CUDA(dre_attention_launch(d_qkv.get(), c.with_bias ? d_bias.get() : nullptr,
+                                         d_cu.get(), n_seqs, max_len, c.n_heads, c.head_dim,
+                                         d_out.get(), variant, nullptr));
         ASSERT_CUDA(cudaDeviceSynchronize());
         // Outputs are averages of |v| <= amplitude (+0.5): P in fp16 (2^-11 relative) and
         // the fp16 output rounding bound the error (the mma version's v bias, added in

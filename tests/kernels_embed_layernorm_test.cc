@@ -32,15 +32,15 @@ void run_case(const std::vector<int32_t> &lengths, int32_t hidden) {
 
     std::vector<float> want((size_t)n_tokens * hidden);
     dre_embed_layernorm_cpu(ids.data(), cu.data(), n_seqs, word.data(), pos.data(), type.data(),
-                        g.data(), b.data(), eps, hidden, want.data());
+                            g.data(), b.data(), eps, hidden, want.data());
 
     device_buffer<int32_t> d_ids(ids), d_cu(cu);
     device_buffer<fp16_t> d_word(to_fp16(word)), d_pos(to_fp16(pos)), d_type(to_fp16(type));
     device_buffer<float> d_g(g), d_b(b);
     device_buffer<fp16_t> d_out((size_t)n_tokens * hidden);
-    ASSERT_CUDA(dre_embed_layernorm_launch(d_ids.get(), d_cu.get(), n_seqs, n_tokens, d_word.get(),
-                                       d_pos.get(), d_type.get(), kVocab, kMaxPositions, d_g.get(),
-                                       d_b.get(), eps, hidden, d_out.get(), nullptr));
+    ASSERT_CUDA(dre_embed_layernorm_launch(
+        d_ids.get(), d_cu.get(), n_seqs, n_tokens, d_word.get(), d_pos.get(), d_type.get(), kVocab,
+        kMaxPositions, d_g.get(), d_b.get(), eps, hidden, d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     EXPECT_TRUE(all_close(to_float(d_out.download()), want, 1e-3f, 1e-3f, "embed_layernorm"));
 }

@@ -19,8 +19,8 @@ void run_case(int32_t n_tokens, int32_t dim, bool with_bias) {
 
     device_buffer<fp16_t> d_x(to_fp16(x));
     device_buffer<float> d_bias(bias);
-    ASSERT_CUDA(
-        dre_bias_gelu_launch(d_x.get(), with_bias ? d_bias.get() : nullptr, n_tokens, dim, nullptr));
+    ASSERT_CUDA(dre_bias_gelu_launch(d_x.get(), with_bias ? d_bias.get() : nullptr, n_tokens, dim,
+                                     nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     // fp16 output: half an ulp is 2^-11 relative; erff on the GPU is within 2 ulp (fp32)
     EXPECT_TRUE(all_close(to_float(d_x.download()), want, 1e-4f, 1e-3f, "bias_gelu"));

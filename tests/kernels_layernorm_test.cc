@@ -30,15 +30,15 @@ void run_case(const ln_case &c) {
 
     std::vector<float> want = x;
     dre_bias_residual_layernorm_cpu(want.data(), c.with_bias ? bias.data() : nullptr,
-                                c.with_residual ? residual.data() : nullptr, g.data(), b.data(),
-                                eps, c.n_tokens, c.hidden);
+                                    c.with_residual ? residual.data() : nullptr, g.data(), b.data(),
+                                    eps, c.n_tokens, c.hidden);
 
     device_buffer<fp16_t> d_x(to_fp16(x)), d_res(to_fp16(residual)), d_out(n);
     device_buffer<float> d_bias(bias), d_g(g), d_b(b);
     fp16_t *out = c.in_place ? (c.with_residual ? d_res.get() : d_x.get()) : d_out.get();
-    ASSERT_CUDA(dre_bias_residual_layernorm_launch(d_x.get(), c.with_bias ? d_bias.get() : nullptr,
-                                               c.with_residual ? d_res.get() : nullptr, d_g.get(),
-                                               d_b.get(), eps, c.n_tokens, c.hidden, out, nullptr));
+    ASSERT_CUDA(dre_bias_residual_layernorm_launch(
+        d_x.get(), c.with_bias ? d_bias.get() : nullptr, c.with_residual ? d_res.get() : nullptr,
+        d_g.get(), d_b.get(), eps, c.n_tokens, c.hidden, out, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<float> got = to_float(out == d_res.get() ? d_res.download()
                                             : out == d_x.get() ? d_x.download()
@@ -62,8 +62,8 @@ TEST(KernelsLayernorm, ZeroTokensIsANoOp) {
     SKIP_WITHOUT_GPU();
     device_buffer<fp16_t> x(8);
     device_buffer<float> g(8);
-    ASSERT_CUDA(dre_bias_residual_layernorm_launch(x.get(), nullptr, x.get(), g.get(), g.get(), 1e-5f,
-                                               0, 8, x.get(), nullptr));
+    ASSERT_CUDA(dre_bias_residual_layernorm_launch(x.get(), nullptr, x.get(), g.get(), g.get(),
+                                                   1e-5f, 0, 8, x.get(), nullptr));
 }
 
 TEST(KernelsLayernorm, RejectsOddOrHugeHidden) {
@@ -74,11 +74,12 @@ TEST(KernelsLayernorm, RejectsOddOrHugeHidden) {
               dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 383, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
               dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, 388, x, nullptr));
-    EXPECT_EQ(cudaErrorInvalidValue, // misaligned
-              dre_bias_residual_layernorm_launch(x + 1, nullptr, x, g, g, 1e-5f, 4, 384, x, nullptr));
+    EXPECT_EQ(
+        cudaErrorInvalidValue, // misaligned
+        dre_bias_residual_layernorm_launch(x + 1, nullptr, x, g, g, 1e-5f, 4, 384, x, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue,
-              dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4, KERNELS_MAX_HIDDEN + 8,
-                                             x, nullptr));
+              dre_bias_residual_layernorm_launch(x, nullptr, x, g, g, 1e-5f, 4,
+                                                 KERNELS_MAX_HIDDEN + 8, x, nullptr));
 }
 
 } // namespace

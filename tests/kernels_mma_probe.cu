@@ -1,5 +1,5 @@
-// kernels_mma_probe.cu — one warp running each instruction of mma.cuh on matrices from global memory,
-// with every lane placing and reading its registers by the PTX manual's layouts written out
+// kernels_mma_probe.cu — one warp running each instruction of mma.cuh on matrices from global
+// memory, with every lane placing and reading its registers by the PTX manual's layouts written out
 // here element by element (see mma.cuh), so tests/kernels_mma_test.cc can hold the
 // fragments against plain matrix products: on the GPU that checks these layouts (and so the
 // attention kernel's use of them) against the hardware; on the emulation, the emulation.

@@ -22,8 +22,8 @@ void run_case(const std::vector<int32_t> &lengths, int32_t dim, dre_pooling pool
     device_buffer<fp16_t> d_hidden(to_fp16(hidden));
     device_buffer<int32_t> d_cu(cu);
     device_buffer<float> d_out((size_t)n_seqs * dim);
-    ASSERT_CUDA(dre_pool_normalize_launch(d_hidden.get(), d_cu.get(), n_seqs, dim, pooling, normalize,
-                                      d_out.get(), nullptr));
+    ASSERT_CUDA(dre_pool_normalize_launch(d_hidden.get(), d_cu.get(), n_seqs, dim, pooling,
+                                          normalize, d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     // same fp16 inputs, fp32 sums on both sides: only summation order differs
     EXPECT_TRUE(all_close(d_out.download(), want, 1e-5f, 1e-4f, "pool_normalize"));
@@ -53,7 +53,7 @@ TEST(KernelsPooling, UnitNormAfterNormalize) {
     device_buffer<int32_t> d_cu(cu);
     device_buffer<float> d_out(3 * 384);
     ASSERT_CUDA(dre_pool_normalize_launch(d_hidden.get(), d_cu.get(), 3, 384, DRE_POOL_MEAN, 1,
-                                      d_out.get(), nullptr));
+                                          d_out.get(), nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<float> out = d_out.download();
     for (int s = 0; s < 3; s++) {
@@ -71,8 +71,9 @@ TEST(KernelsPooling, RejectsBadDims) {
     float *out = reinterpret_cast<float *>(256);
     EXPECT_EQ(cudaErrorInvalidValue, // 16-byte chunks: a multiple of 8
               dre_pool_normalize_launch(h, cu, 2, 12, DRE_POOL_MEAN, 1, out, nullptr));
-    EXPECT_EQ(cudaErrorInvalidValue, dre_pool_normalize_launch(h + 1, cu, 2, 16, DRE_POOL_MEAN, 1, out,
-                                                           nullptr)); // misaligned
+    EXPECT_EQ(cudaErrorInvalidValue,
+              dre_pool_normalize_launch(h + 1, cu, 2, 16, DRE_POOL_MEAN, 1, out,
+                                        nullptr)); // misaligned
 }
 
 } // namespace

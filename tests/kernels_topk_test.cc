@@ -74,8 +74,8 @@ topk_result run_gpu(const row_case &c, topk_order order, cudaError_t *err) {
     device_buffer<float> d_out_scores((size_t)c.rows * c.out_stride);
     device_buffer<int64_t> d_out_ids((size_t)c.rows * c.out_stride);
     *err = dre_topk_launch(d_scores.get(), c.in_stride, c.n_cols, c.id_offset, d_prev_scores.get(),
-                       d_prev_ids.get(), c.prev_stride, c.n_prev, c.rows, c.k, order,
-                       d_out_scores.get(), d_out_ids.get(), c.out_stride, nullptr);
+                           d_prev_ids.get(), c.prev_stride, c.n_prev, c.rows, c.k, order,
+                           d_out_scores.get(), d_out_ids.get(), c.out_stride, nullptr);
     if (*err == cudaSuccess) *err = cudaDeviceSynchronize();
     return {d_out_scores.download(), d_out_ids.download()};
 }
@@ -273,14 +273,14 @@ TEST(KernelsTopk, RejectsBadArguments) {
     float *s = reinterpret_cast<float *>(256);
     int64_t *i = reinterpret_cast<int64_t *>(256);
     EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 0,
-                                                 TOPK_BY_SCORE, s, i, 10, nullptr));
+                                                     TOPK_BY_SCORE, s, i, 10, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue,
-              dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, TOPK_MAX_K + 1, TOPK_BY_SCORE, s,
-                          i, 2048, nullptr));
+              dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, TOPK_MAX_K + 1,
+                              TOPK_BY_SCORE, s, i, 2048, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 0, 1, 8,
-                                                 TOPK_BY_SCORE, s, i, 4, nullptr));
+                                                     TOPK_BY_SCORE, s, i, 4, nullptr));
     EXPECT_EQ(cudaErrorInvalidValue, dre_topk_launch(s, 10, 10, 0, nullptr, nullptr, 0, 5, 1, 8,
-                                                 TOPK_BY_SCORE, s, i, 8, nullptr)); // prev NULL
+                                                     TOPK_BY_SCORE, s, i, 8, nullptr)); // prev NULL
     EXPECT_EQ(cudaErrorInvalidValue,
               dre_topk_launch(s, 10, 10, 0, s, i, 4, 5, 1, 8, TOPK_BY_SCORE, s, i, 8, nullptr));
 }

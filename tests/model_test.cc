@@ -165,7 +165,8 @@ float weight_at(const dre_model *m, const std::string &name, int row, int col) {
 // Every info field and every probed weight against sentence-transformers' view.
 void check_against_meta(const std::string &dir, const std::string &fixture) {
     meta_file meta(fixture);
-    ASSERT_NE(meta.root, nullptr) << "missing fixture; run tools/fixtures/make_embedding_fixtures.py";
+    ASSERT_NE(meta.root, nullptr)
+        << "missing fixture; run tools/fixtures/make_embedding_fixtures.py";
     dre_model *model = nullptr;
     ASSERT_EQ(dre_model_open(dir.c_str(), &model), DRE_OK) << dre_last_error();
     const dre_model_info *info = dre_model_get_info(model);

@@ -14,7 +14,8 @@ extern "C" {
 
 /* Records a formatted message as this thread's last error and returns status, so a
  * failure reads: return dre_set_error(DRE_ERR_FORMAT, "%s:%d: ...", path, line); */
-dre_status dre_set_error(dre_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+dre_status dre_set_error(dre_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Propagates a failed status; the callee has already set the message. */
 #define DRE_TRY(expr)                                                                              \

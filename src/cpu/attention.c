@@ -54,8 +54,8 @@ static void attend_one(const float *q, const float *k, const float *v, int32_t l
         for (int32_t kp = 0; kp < keys / CPU_PANEL; kp++) {
             const int32_t n = len - kp * CPU_PANEL < CPU_PANEL ? len - kp * CPU_PANEL : CPU_PANEL;
             dre_cpu_tile(rows, head_dim, q + (size_t)i * ld, ld,
-                     k_panels + (size_t)kp * head_dim * CPU_PANEL, scores + kp * CPU_PANEL, keys,
-                     n);
+                         k_panels + (size_t)kp * head_dim * CPU_PANEL, scores + kp * CPU_PANEL,
+                         keys, n);
         }
         for (int32_t r = 0; r < rows; r++)
             softmax_row(scores + (size_t)r * keys, len, scale);
@@ -63,13 +63,13 @@ static void attend_one(const float *q, const float *k, const float *v, int32_t l
             const int32_t n =
                 head_dim - vp * CPU_PANEL < CPU_PANEL ? head_dim - vp * CPU_PANEL : CPU_PANEL;
             dre_cpu_tile(rows, len, scores, keys, v_panels + (size_t)vp * len * CPU_PANEL,
-                     out + (size_t)i * ldo + vp * CPU_PANEL, ldo, n);
+                         out + (size_t)i * ldo + vp * CPU_PANEL, ldo, n);
         }
     }
 }
 
 void dre_cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                   int32_t head_dim, float *out, const cpu_workspace *ws) {
+                       int32_t head_dim, float *out, const cpu_workspace *ws) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t n_pairs = (int64_t)n_seqs * n_heads;

@@ -21,7 +21,7 @@ size_t dre_cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim);
 /* ws: 64-byte aligned, floats_per_thread >= dre_cpu_attention_scratch_floats(longest, head_dim)
  * and a multiple of 16 */
 void dre_cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                   int32_t head_dim, float *out, const cpu_workspace *ws);
+                       int32_t head_dim, float *out, const cpu_workspace *ws);
 
 #ifdef __cplusplus
 }

@@ -91,7 +91,8 @@ static dre_status pack_layers(cpu_encoder *enc) {
     return DRE_OK;
 }
 
-dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out) {
+dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
+                                  cpu_encoder **out) {
     if (!model || !out || budget_tokens < 1)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_cpu_encoder_create: bad argument");
     *out = NULL;
@@ -112,9 +113,9 @@ dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
     if (!enc->block) {
         free(enc);
         return dre_set_error(DRE_ERR_NOMEM,
-                         "dre_cpu_encoder_create: out of memory for %zu MiB of activations "
-                         "(budget %d tokens)",
-                         floats * sizeof(float) >> 20, budget_tokens);
+                             "dre_cpu_encoder_create: out of memory for %zu MiB of activations "
+                             "(budget %d tokens)",
+                             floats * sizeof(float) >> 20, budget_tokens);
     }
     float *p = enc->block;
     enc->x = p, p += b * h;
@@ -145,13 +146,13 @@ static void residual_layernorm(const cpu_encoder *enc, float *x, const float *re
 }
 
 dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, float *out) {
+                                  int32_t n_seqs, float *out) {
     const dre_model *m = enc->model;
     const dre_model_info *in = &m->info;
     const int32_t n = cu_seqlens[n_seqs], h = in->hidden, ff = in->intermediate;
     const float eps = in->layer_norm_eps;
-    dre_embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb, m->emb_ln_g,
-                        m->emb_ln_b, eps, h, enc->x);
+    dre_embed_layernorm_cpu(ids, cu_seqlens, n_seqs, m->word_emb, m->pos_emb, m->type_emb,
+                            m->emb_ln_g, m->emb_ln_b, eps, h, enc->x);
     for (int32_t l = 0; l < in->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
         const cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
@@ -159,17 +160,18 @@ dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const in
         dre_cpu_gemm(enc->x, h, n, &w[W_QKV], lw->qkv_b, CPU_EPI_BIAS, enc->qkv, 3 * h, &enc->ws);
         if (enc->vectorised)
             dre_cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
-                          &enc->ws);
+                              &enc->ws);
         else
             dre_attention_cpu_ws(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
-                             enc->ctx);
+                                 enc->ctx);
         dre_cpu_gemm(enc->ctx, h, n, &w[W_ATTN_OUT], lw->attn_out_b, CPU_EPI_BIAS, enc->mid, h,
-                 &enc->ws);
+                     &enc->ws);
         residual_layernorm(enc, enc->mid, enc->x, lw->ln1_g, lw->ln1_b, eps, n, h);
         /* feed-forward block: x = LN(mid + gelu(mid W_i^T + b_i) W_o2^T + b_o2) */
         dre_cpu_gemm(enc->mid, h, n, &w[W_FFN_IN], lw->ffn_in_b, CPU_EPI_BIAS_GELU, enc->ffn, ff,
-                 &enc->ws);
-        dre_cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h, &enc->ws);
+                     &enc->ws);
+        dre_cpu_gemm(enc->ffn, ff, n, &w[W_FFN_OUT], lw->ffn_out_b, CPU_EPI_BIAS, enc->x, h,
+                     &enc->ws);
         residual_layernorm(enc, enc->x, enc->mid, lw->ln2_g, lw->ln2_b, eps, n, h);
     }
     dre_pool_normalize_cpu(enc->x, cu_seqlens, n_seqs, h, in->pooling, in->normalize, out);
@@ -211,7 +213,8 @@ static dre_status backend_submit(void *backend, const int32_t *ids, const int32_
 static dre_status backend_collect(void *backend, float *out, int32_t *n_seqs) {
     cpu_encoder *enc = backend;
     const cpu_slot *slot = &enc->slots[enc->head];
-    const dre_status st = dre_cpu_encoder_encode(enc, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
+    const dre_status st =
+        dre_cpu_encoder_encode(enc, slot->ids, slot->cu_seqlens, slot->n_seqs, out);
     if (st == DRE_OK && n_seqs) *n_seqs = slot->n_seqs;
     enc->head = (enc->head + 1) % DRE_ENCODER_DEPTH;
     enc->queued = st == DRE_OK ? enc->queued - 1 : 0;

@@ -19,7 +19,7 @@ dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
 void dre_cpu_encoder_destroy(cpu_encoder *enc);
 /* One checked batch (n_seqs >= 1) to n_seqs x hidden floats. */
 dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, float *out);
+                                  int32_t n_seqs, float *out);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ int dre_cpu_gemm_vectorised(void) {
 /* ------------------------------------------------------------------ packing */
 
 void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,
-                    float *dst) {
+                        float *dst) {
     /* panel p, row j, lane l: transpose = 0 -> src[j][32p + l] (j < rows);
      * transpose = 1 -> src[32p + l][j] (j < cols) */
     const int32_t along = transpose ? rows : cols, depth = transpose ? cols : rows;
@@ -51,7 +51,7 @@ dre_status dre_cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out) {
     out->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!out->panels)
         return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack: out of memory for %zu MiB of weights",
-                         bytes >> 20);
+                             bytes >> 20);
     /* w is [n][k]: panels over its rows, each panel [k][32] */
     dre_cpu_pack_block(w, k, n, k, 1, out->panels);
     return DRE_OK;
@@ -143,8 +143,8 @@ static DRE_AVX512 void tile_dispatch(int32_t rows, int32_t k, const float *a, in
     // clang-format on
 }
 
-void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
-              int32_t ldc, int32_t ncols) {
+void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel,
+                  float *c, int32_t ldc, int32_t ncols) {
     tile_dispatch(rows, k, a, lda, panel, c, ldc, ncols, NULL, CPU_EPI_NONE);
 }
 
@@ -185,7 +185,7 @@ static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_pack
 }
 
 void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
-              cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws) {
+                  cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws) {
     if (m <= 0) return;
     if (!w->panels) {
         gemm_openblas(a, lda, m, w, bias, epi, out, ldo);

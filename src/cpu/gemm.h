@@ -46,18 +46,18 @@ size_t dre_cpu_gemm_scratch_floats(int32_t k);
  * NULL with CPU_EPI_NONE. Threads (OpenMP) over row blocks and panels; ws->floats_per_thread
  * >= dre_cpu_gemm_scratch_floats(w->k). */
 void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
-              cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws);
+                  cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws);
 
 /* The pieces attention builds on (AVX-512 path only). Packs a [rows][cols] block of src
  * (row stride ld) as panels: transpose = 0 gives panels over cols ([rows][32] each, for
  * B = src), transpose = 1 panels over rows ([cols][32] each, for B = src^T). dst holds
  * ceil(panel dimension / 32) panels, zero-filled past the end. */
 void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,
-                    float *dst);
+                        float *dst);
 /* c[r][0..ncols) = sum over j < k of a[r][j] * panel[j][col] (a's row stride lda >= 1),
  * r < rows <= CPU_TILE_ROWS, ncols <= 32; panel 64-byte aligned */
-void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel, float *c,
-              int32_t ldc, int32_t ncols);
+void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel,
+                  float *c, int32_t ldc, int32_t ncols);
 
 #ifdef __cplusplus
 }

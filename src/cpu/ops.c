@@ -24,8 +24,9 @@ static void layernorm_row(float *x, const float *g, const float *b, float eps, i
 }
 
 void dre_embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int32_t n_seqs,
-                         const float *word_emb, const float *pos_emb, const float *type_emb,
-                         const float *g, const float *b, float eps, int32_t hidden, float *out) {
+                             const float *word_emb, const float *pos_emb, const float *type_emb,
+                             const float *g, const float *b, float eps, int32_t hidden,
+                             float *out) {
 #pragma omp parallel for schedule(dynamic)
     for (int32_t s = 0; s < n_seqs; s++) {
         for (int32_t t = cu_seqlens[s]; t < cu_seqlens[s + 1]; t++) {
@@ -40,8 +41,9 @@ void dre_embed_layernorm_cpu(const int32_t *ids, const int32_t *cu_seqlens, int3
     }
 }
 
-void dre_bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual, const float *g,
-                                 const float *b, float eps, int32_t n_tokens, int32_t hidden) {
+void dre_bias_residual_layernorm_cpu(float *x, const float *bias, const float *residual,
+                                     const float *g, const float *b, float eps, int32_t n_tokens,
+                                     int32_t hidden) {
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < n_tokens; t++) {
         float *row = x + (size_t)t * hidden;
@@ -64,8 +66,8 @@ void dre_bias_gelu_cpu(float *x, const float *bias, int32_t n_tokens, int32_t di
     }
 }
 
-void dre_attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                      int32_t head_dim, const cpu_workspace *ws, float *out) {
+void dre_attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs,
+                          int32_t n_heads, int32_t head_dim, const cpu_workspace *ws, float *out) {
     const int32_t hidden = n_heads * head_dim, ld = 3 * hidden;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int64_t n_pairs = (int64_t)n_seqs * n_heads;
@@ -111,7 +113,7 @@ void dre_attention_cpu_ws(const float *qkv, const int32_t *cu_seqlens, int32_t n
 }
 
 void dre_attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                   int32_t head_dim, float *out) {
+                       int32_t head_dim, float *out) {
     int32_t max_len = 1;
     for (int32_t s = 0; s < n_seqs; s++) {
         int32_t len = cu_seqlens[s + 1] - cu_seqlens[s];
@@ -125,8 +127,8 @@ void dre_attention_cpu(const float *qkv, const int32_t *cu_seqlens, int32_t n_se
     free(ws.data);
 }
 
-void dre_pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs, int32_t dim,
-                        dre_pooling pooling, int normalize, float *out) {
+void dre_pool_normalize_cpu(const float *hidden, const int32_t *cu_seqlens, int32_t n_seqs,
+                            int32_t dim, dre_pooling pooling, int normalize, float *out) {
 #pragma omp parallel for schedule(dynamic)
     for (int32_t s = 0; s < n_seqs; s++) {
         const int32_t start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;

@@ -11,14 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "text/sequences.h"
-#include "index/checkpoint.h"
 #include "common/common.h"
-#include "text/corpus.h"
 #include "common/fileio.h"
+#include "embed/pipeline.h"
+#include "index/checkpoint.h"
 #include "index/index.h"
 #include "index/writer.h"
-#include "embed/pipeline.h"
+#include "text/corpus.h"
+#include "text/sequences.h"
 
 #define DEFAULT_CHECKPOINT_EVERY 10000
 
@@ -76,9 +76,9 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
         what = "chunking (--chunk-tokens, --chunk-overlap)";
     if (what)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "%s: --resume with a different %s than the "
-                         "interrupted embed (see %s)",
-                         dir, what, INDEX_CHECKPOINT_FILE);
+                             "%s: --resume with a different %s than the "
+                             "interrupted embed (see %s)",
+                             dir, what, INDEX_CHECKPOINT_FILE);
     return DRE_OK;
 }
 
@@ -100,29 +100,29 @@ static dre_status check_base(const embed_run *p, const dre_model_info *m,
     dre_index_close(existing);
     char meta_path[PATH_MAX];
     DRE_TRY(dre_path_join(meta_path, sizeof meta_path, dir, INDEX_META_FILE));
-    DRE_TRY(
-        dre_index_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256, base_meta));
+    DRE_TRY(dre_index_model_matches(meta_path, m, base_meta->dim, base_meta->weights_sha256,
+                                    base_meta));
     if (o->factory && strcmp(o->factory, base_meta->factory))
         return dre_set_error(DRE_ERR_MISMATCH, "%s: index factory is \"%s\", not \"%s\"", dir,
-                         base_meta->factory, o->factory);
+                             base_meta->factory, o->factory);
     if ((o->doc_prompt && strcmp(o->doc_prompt, base_meta->doc_prompt)) ||
         (o->query_prompt && strcmp(o->query_prompt, base_meta->query_prompt)))
         return dre_set_error(DRE_ERR_MISMATCH,
-                         "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
-                         "(queries); --append cannot change them",
-                         dir, base_meta->doc_prompt, base_meta->query_prompt);
+                             "%s: the index's prompts are \"%s\" (documents) and \"%s\" "
+                             "(queries); --append cannot change them",
+                             dir, base_meta->doc_prompt, base_meta->query_prompt);
     if (o->chunk_tokens > 0 &&
         (o->chunk_tokens != base_meta->chunk_tokens ||
          (o->chunk_overlap >= 0 && o->chunk_overlap != base_meta->chunk_overlap)))
         return dre_set_error(DRE_ERR_MISMATCH,
-                         "%s: the index's documents are cut into chunks of %d tokens "
-                         "(overlap %d); --append cannot change that",
-                         dir, base_meta->chunk_tokens, base_meta->chunk_overlap);
+                             "%s: the index's documents are cut into chunks of %d tokens "
+                             "(overlap %d); --append cannot change that",
+                             dir, base_meta->chunk_tokens, base_meta->chunk_overlap);
     if (o->no_bm25 && base_meta->bm25)
         return dre_set_error(DRE_ERR_MISMATCH,
-                         "%s: the index has a BM25 table, which --append keeps up to date "
-                         "(--no-bm25 cannot apply)",
-                         dir);
+                             "%s: the index has a BM25 table, which --append keeps up to date "
+                             "(--no-bm25 cannot apply)",
+                             dir);
     return DRE_OK;
 }
 
@@ -136,9 +136,9 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     if (dre_file_exists_in(dir, INDEX_META_FILE)) {
         if (!o->append)
             return dre_set_error(DRE_ERR_INVALID_ARG,
-                             "%s already holds an index; use --append to add to it, or choose "
-                             "another folder",
-                             dir);
+                                 "%s already holds an index; use --append to add to it, or choose "
+                                 "another folder",
+                                 dir);
         DRE_TRY(check_base(p, m, &base_meta));
         have_base = 1;
     }
@@ -156,7 +156,8 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     const char *query_prompt =
         have_base ? base_meta.query_prompt : field_or(o->query_prompt, m->query_prompt);
     if (strlen(doc_prompt) >= DRE_PROMPT_CAP || strlen(query_prompt) >= DRE_PROMPT_CAP)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes", DRE_PROMPT_CAP - 1);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "a prompt longer than %d bytes",
+                             DRE_PROMPT_CAP - 1);
     strcpy(c->doc_prompt, doc_prompt);
     strcpy(c->query_prompt, query_prompt);
     if (c->chunk_tokens < 0)
@@ -180,8 +181,9 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
                              field_or(o->text_field, "text")};
     if (strlen(factory) >= CHECKPOINT_FIELD_CAP || strlen(fields[0]) >= CHECKPOINT_FIELD_CAP ||
         strlen(fields[1]) >= CHECKPOINT_FIELD_CAP || strlen(fields[2]) >= CHECKPOINT_FIELD_CAP)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "index factory or field name longer than %d bytes",
-                         CHECKPOINT_FIELD_CAP - 1);
+        return dre_set_error(DRE_ERR_INVALID_ARG,
+                             "index factory or field name longer than %d bytes",
+                             CHECKPOINT_FIELD_CAP - 1);
     strcpy(c->factory, factory);
     strcpy(c->id_field, fields[0]);
     strcpy(c->title_field, fields[1]);
@@ -219,8 +221,8 @@ static dre_status open_errors(embed_run *p, int resuming) {
 static dre_status finish(embed_run *p, const dre_model_info *m) {
     const checkpoint *c = &p->ck;
     if (c->base_count + dre_index_writer_count(p->writer) == 0)
-        return dre_set_error(DRE_ERR_FORMAT, "%s: no documents to index%s", dre_corpus_path(p->reader),
-                         c->skipped ? " (every line was bad)" : "");
+        return dre_set_error(DRE_ERR_FORMAT, "%s: no documents to index%s",
+                             dre_corpus_path(p->reader), c->skipped ? " (every line was bad)" : "");
     dre_index_info meta = {0};
     snprintf(meta.model_name, sizeof meta.model_name, "%s", m->name);
     snprintf(meta.weights_sha256, sizeof meta.weights_sha256, "%s", m->weights_sha256);
@@ -257,9 +259,9 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     /* Checked here, not at the first document that happens to use such a token. */
     if (dre_tokenizer_vocab_size(tok) > m->vocab_size) {
         st = dre_set_error(DRE_ERR_FORMAT,
-                       "%s/vocab.txt has %d entries, but config.json's vocab_size is %d: the "
-                       "model has no embedding for the ids past it",
-                       model_dir, dre_tokenizer_vocab_size(tok), m->vocab_size);
+                           "%s/vocab.txt has %d entries, but config.json's vocab_size is %d: the "
+                           "model has no embedding for the ids past it",
+                           model_dir, dre_tokenizer_vocab_size(tok), m->vocab_size);
         goto done;
     }
 
@@ -267,21 +269,22 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     const char *checkpoint_path = dre_index_writer_checkpoint_path(p->writer);
     if (dre_file_exists_in(dir, INDEX_CHECKPOINT_FILE)) {
         if (!o->resume) {
-            st = dre_set_error(DRE_ERR_INVALID_ARG,
-                           "%s: an earlier embed into this folder did not finish (%s is there); "
-                           "pass --resume to continue it, or delete %s to abandon it",
-                           dir, INDEX_CHECKPOINT_FILE, INDEX_CHECKPOINT_FILE);
+            st =
+                dre_set_error(DRE_ERR_INVALID_ARG,
+                              "%s: an earlier embed into this folder did not finish (%s is there); "
+                              "pass --resume to continue it, or delete %s to abandon it",
+                              dir, INDEX_CHECKPOINT_FILE, INDEX_CHECKPOINT_FILE);
             goto done;
         }
         if ((st = dre_checkpoint_read(checkpoint_path, &p->ck)) != DRE_OK) goto done;
-        if ((st = dre_index_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256, NULL)) !=
-                DRE_OK ||
+        if ((st = dre_index_model_matches(checkpoint_path, m, p->ck.dim, p->ck.weights_sha256,
+                                          NULL)) != DRE_OK ||
             (st = check_resume_options(o, &p->ck, dir)) != DRE_OK)
             goto done;
         resuming = 1;
         const checkpoint *c = &p->ck;
         st = dre_corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
-                         &p->reader);
+                             &p->reader);
         if (st == DRE_OK) st = dre_corpus_seek(p->reader, c->offset, c->line);
     } else if (o->resume && !o->append && dre_file_exists_in(dir, INDEX_META_FILE)) {
         /* No checkpoint but a complete index: the run being resumed finished (it was
@@ -301,7 +304,7 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         /* Nothing to resume (killed before its first checkpoint, or never run): start,
          * once the corpus is known to open. */
         st = dre_corpus_open(corpus_path, o->format, o->id_field, o->title_field, o->text_field,
-                         &p->reader);
+                             &p->reader);
         if (st == DRE_OK) st = start_fresh(p, m);
     }
     if (st != DRE_OK) goto done;

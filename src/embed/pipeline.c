@@ -28,8 +28,8 @@
 
 #include "embed/pipeline.h"
 
-#include "text/packer.h"
 #include "common/common.h"
+#include "text/packer.h"
 
 #define N_WINDOWS 4
 
@@ -157,7 +157,8 @@ static dre_status window_alloc(window *w, int32_t cap) {
     if (!w->lines || !w->id_off || !w->title_off || !w->text_off || !w->joined_off ||
         !w->joined_len || !w->joined || !w->arena) {
         window_free(w);
-        return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for a window of %d documents", cap);
+        return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for a window of %d documents",
+                             cap);
     }
     return DRE_OK;
 }
@@ -254,8 +255,8 @@ static dre_status fill_window(pipeline *p, seq_tokenizer *tokenizer, window *w,
 static void *producer_main(void *arg) {
     pipeline *p = arg;
     seq_tokenizer tokenizer;
-    dre_status st = dre_seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length, p->cfg->prompt,
-                                       p->cfg->n_threads);
+    dre_status st = dre_seq_tokenizer_init(&tokenizer, p->cfg->tok, p->cfg->max_length,
+                                           p->cfg->prompt, p->cfg->n_threads);
     if (st == DRE_OK && p->cfg->chunk_tokens > 0)
         st = dre_seq_tokenizer_chunk(&tokenizer, p->cfg->chunk_tokens, p->cfg->chunk_overlap);
     if (st != DRE_OK) {
@@ -285,7 +286,8 @@ static void *producer_main(void *arg) {
 static dre_status encode_window(pipeline *p, seq_packer *packer, window *w) {
     if (w->seqs.n > w->vectors_cap) {
         float *v = realloc(w->vectors, (size_t)w->seqs.n * (size_t)p->dim * sizeof *v);
-        if (!v) return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %d vectors", w->seqs.n);
+        if (!v)
+            return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %d vectors", w->seqs.n);
         w->vectors = v;
         w->vectors_cap = w->seqs.n;
     }
@@ -359,12 +361,13 @@ static dre_status write_window(pipeline *p, window *w) {
         const char *id = w->arena + w->id_off[i];
         const char *title = w->title_off[i] == SIZE_MAX ? NULL : w->arena + w->title_off[i];
         int64_t duplicate_of = -1;
-        DRE_TRY(dre_index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i], n_seqs,
-                                     w->chunks, &duplicate_of));
+        DRE_TRY(dre_index_writer_add_doc(p->cfg->writer, id, title, w->arena + w->text_off[i],
+                                         n_seqs, w->chunks, &duplicate_of));
         if (duplicate_of >= 0) {
-            dre_status st = dre_set_error(
-                DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
-                dre_corpus_path(p->cfg->reader), (long long)w->lines[i], id, (long long)duplicate_of);
+            dre_status st =
+                dre_set_error(DRE_ERR_FORMAT, "%s:%lld: duplicate id \"%s\" (already at row %lld)",
+                              dre_corpus_path(p->cfg->reader), (long long)w->lines[i], id,
+                              (long long)duplicate_of);
             if (!p->cfg->skip_bad_lines) return st;
             if (p->cfg->errors) DRE_TRY(note_bad_line(w, dre_last_error()));
             dropped++;

@@ -6,10 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "index/checkpoint.h"
-#include "text/corpus.h"
 #include "dre.h"
+#include "index/checkpoint.h"
 #include "index/writer.h"
+#include "text/corpus.h"
 
 #ifdef __cplusplus
 extern "C" {

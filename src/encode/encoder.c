@@ -29,7 +29,7 @@ dre_status dre_device_parse(const char *name, dre_device *out) {
         *out = DRE_DEVICE_GPU;
     else
         return dre_set_error(DRE_ERR_INVALID_ARG, "unknown device '%s' (expected auto, cpu or gpu)",
-                         name ? name : "(null)");
+                             name ? name : "(null)");
     return DRE_OK;
 }
 
@@ -46,7 +46,8 @@ int dre_gpu_count(void) { return dre_backend_gpu.device_count(); }
 
 dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
                             dre_encoder **out) {
-    if (!model || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
+    if (!model || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
     *out = NULL;
     const dre_model_info *info = &model->info;
     if (budget_tokens <= 0) budget_tokens = DEFAULT_BUDGET_TOKENS;
@@ -92,17 +93,18 @@ static dre_status check_batch(const dre_encoder *enc, const int32_t *ids, const 
     for (int32_t i = 0; i < n_seqs; i++) {
         const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
         if (len < 1 || len > enc->max_length)
-            return dre_set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)", i,
-                             len, enc->max_length);
+            return dre_set_error(DRE_ERR_INVALID_ARG, "sequence %d has length %d (allowed 1..%d)",
+                                 i, len, enc->max_length);
         if (cu_seqlens[i + 1] > enc->budget_tokens)
             return dre_set_error(DRE_ERR_INVALID_ARG, "batch exceeds the budget of %d tokens",
-                             enc->budget_tokens);
+                                 enc->budget_tokens);
     }
     const int32_t n_tokens = cu_seqlens[n_seqs];
     for (int32_t t = 0; t < n_tokens; t++)
         if (ids[t] < 0 || ids[t] >= enc->vocab_size)
-            return dre_set_error(DRE_ERR_INVALID_ARG, "token %d has id %d outside the vocabulary (%d)",
-                             t, ids[t], enc->vocab_size);
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "token %d has id %d outside the vocabulary (%d)", t, ids[t],
+                                 enc->vocab_size);
     return DRE_OK;
 }
 
@@ -112,8 +114,8 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
     DRE_TRY(check_batch(enc, ids, cu_seqlens, n_seqs));
     if (enc->queued == DRE_ENCODER_DEPTH)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "dre_encoder_submit: %d batches queued already; collect one first",
-                         DRE_ENCODER_DEPTH);
+                             "dre_encoder_submit: %d batches queued already; collect one first",
+                             DRE_ENCODER_DEPTH);
     const dre_status st = enc->ops->submit(enc->backend, ids, cu_seqlens, n_seqs);
     if (st != DRE_OK) {
         enc->queued = 0; /* the backend holds nothing after a failure */
@@ -124,7 +126,8 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
 }
 
 dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
-    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
+    if (!enc || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
     if (enc->queued == 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
     const dre_status st = enc->ops->collect(enc->backend, out, n_seqs);
@@ -146,8 +149,8 @@ dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_
 /* ---------------------------------------------------------------- the advanced tier */
 
 static dre_status unsupported(const dre_encoder *enc, const char *what) {
-    return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: the %s encoder has none (the GPU encoder's)", what,
-                     enc->ops->name);
+    return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: the %s encoder has none (the GPU encoder's)",
+                         what, enc->ops->name);
 }
 
 dre_status dre_encoder_set_variants(dre_encoder *enc, const char *spec) {
@@ -163,7 +166,8 @@ const char *dre_encoder_variant(const dre_encoder *enc, dre_kernel_family family
 
 dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
                                int32_t n_seqs, double ms[DRE_OP_COUNT]) {
-    if (!enc || !ms) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: NULL argument");
+    if (!enc || !ms)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: NULL argument");
     if (!enc->ops->profile) return unsupported(enc, "per-operator profiling");
     if (enc->queued)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_profile: batches are queued");
@@ -174,8 +178,8 @@ dre_status dre_encoder_profile(dre_encoder *enc, const int32_t *ids, const int32
 dre_status dre_encoder_gemm_only(dre_encoder *enc, int32_t n_tokens, int32_t reps, double *ms) {
     if (!enc || !ms || n_tokens < 1 || n_tokens > enc->budget_tokens || reps < 1)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "dre_encoder_gemm_only: %d tokens (budget %d), %d reps", n_tokens,
-                         enc ? enc->budget_tokens : 0, reps);
+                             "dre_encoder_gemm_only: %d tokens (budget %d), %d reps", n_tokens,
+                             enc ? enc->budget_tokens : 0, reps);
     if (!enc->ops->gemm_only) return unsupported(enc, "a GEMM-only pass");
     if (enc->queued)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_gemm_only: batches are queued");

@@ -76,15 +76,15 @@ dre_status dre_variants_parse(const char *spec, int choice[DRE_FAMILY_COUNT]) {
         if (family < 0) {
             join_names(choices, sizeof choices, families, DRE_FAMILY_COUNT);
             return dre_set_error(DRE_ERR_INVALID_ARG,
-                             "variant '%.*s': expected family=name, the family one of: %s",
-                             (int)len, at, choices);
+                                 "variant '%.*s': expected family=name, the family one of: %s",
+                                 (int)len, at, choices);
         }
         const char *const *names = dre_kernel_family_variants((dre_kernel_family)family);
         const int v = find_name(names, INT32_MAX, eq + 1, len - (size_t)(eq + 1 - at));
         if (v < 0) {
             join_names(choices, sizeof choices, names, INT32_MAX);
             return dre_set_error(DRE_ERR_INVALID_ARG, "variant '%.*s': %s has %s", (int)len, at,
-                             families[family], choices);
+                                 families[family], choices);
         }
         choice[family] = v;
         at = end ? end + 1 : at + len;

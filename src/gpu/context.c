@@ -46,14 +46,14 @@ static int is_sticky(cudaError_t err) {
 dre_status dre_gpu_context_check(void) {
     if (!atomic_load(&lost)) return DRE_OK;
     return dre_set_error(DRE_ERR_CUDA, "the GPU's CUDA context was lost earlier (%s)" LOST_ADVICE,
-                     lost_reason);
+                         lost_reason);
 }
 
 dre_status dre_gpu_cuda_error(cudaError_t err, const char *what, const char *hint, const char *file,
-                          int line) {
+                              int line) {
     if (!is_sticky(err))
-        return dre_set_error(DRE_ERR_CUDA, "%s failed: %s%s at %s:%d", what, cudaGetErrorString(err),
-                         hint ? hint : "", file, line);
+        return dre_set_error(DRE_ERR_CUDA, "%s failed: %s%s at %s:%d", what,
+                             cudaGetErrorString(err), hint ? hint : "", file, line);
     char reason[sizeof lost_reason];
     snprintf(reason, sizeof reason, "%s failed: %s at %s:%d", what, cudaGetErrorString(err), file,
              line);
@@ -64,11 +64,12 @@ dre_status dre_gpu_cuda_error(cudaError_t err, const char *what, const char *hin
     return dre_set_error(DRE_ERR_CUDA, "the GPU's CUDA context is lost: %s" LOST_ADVICE, reason);
 }
 
-dre_status dre_gpu_cublas_error(cublasStatus_t status, const char *what, const char *file, int line) {
+dre_status dre_gpu_cublas_error(cublasStatus_t status, const char *what, const char *file,
+                                int line) {
     const cudaError_t err = cudaPeekAtLastError(); /* a lost context shows here too */
     if (is_sticky(err)) return dre_gpu_cuda_error(err, what, NULL, file, line);
-    return dre_set_error(DRE_ERR_CUDA, "%s failed: %s at %s:%d", what, cublasGetStatusString(status),
-                     file, line);
+    return dre_set_error(DRE_ERR_CUDA, "%s failed: %s at %s:%d", what,
+                         cublasGetStatusString(status), file, line);
 }
 
 void dre_gpu_context_forget_loss(void) {

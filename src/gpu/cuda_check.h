@@ -25,9 +25,10 @@ dre_status dre_gpu_context_check(void);
  * sticky error, that the context is lost and what to do (and it is marked lost). hint may be
  * NULL. */
 dre_status dre_gpu_cuda_error(cudaError_t err, const char *what, const char *hint, const char *file,
-                          int line);
+                              int line);
 /* The same for a failed cuBLAS call (lost when the runtime holds a sticky error). */
-dre_status dre_gpu_cublas_error(cublasStatus_t status, const char *what, const char *file, int line);
+dre_status dre_gpu_cublas_error(cublasStatus_t status, const char *what, const char *file,
+                                int line);
 
 /* For the CUDA emulation's fault-injection tests only, after the emulation recovered: the
  * context counts as usable again. A real lost context never comes back. */
@@ -41,14 +42,14 @@ void dre_gpu_context_forget_loss(void);
     do {                                                                                           \
         cudaError_t cuda_err_ = (call);                                                            \
         if (cuda_err_ != cudaSuccess)                                                              \
-            return dre_gpu_cuda_error(cuda_err_, #call, NULL, __FILE__, __LINE__);                     \
+            return dre_gpu_cuda_error(cuda_err_, #call, NULL, __FILE__, __LINE__);                 \
     } while (0)
 
 #define CUBLAS_CHECK(call)                                                                         \
     do {                                                                                           \
         cublasStatus_t cublas_st_ = (call);                                                        \
         if (cublas_st_ != CUBLAS_STATUS_SUCCESS)                                                   \
-            return dre_gpu_cublas_error(cublas_st_, #call, __FILE__, __LINE__);                        \
+            return dre_gpu_cublas_error(cublas_st_, #call, __FILE__, __LINE__);                    \
     } while (0)
 
 #endif

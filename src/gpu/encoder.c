@@ -141,7 +141,8 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
         return dre_gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
     }
     unsigned char *staging = malloc(bytes);
-    if (!staging) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
+    if (!staging)
+        return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
     plan = (weight_plan){0, staging, enc->weights};
     place_weights(enc, model, &plan);
     /* On enc->stream, not the legacy default stream: the non-blocking stream the kernels
@@ -151,7 +152,8 @@ static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
     if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
     free(staging);
     if (err != cudaSuccess)
-        return dre_gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__, __LINE__);
+        return dre_gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__,
+                                  __LINE__);
     return DRE_OK;
 }
 
@@ -232,22 +234,23 @@ static dre_status check_shapes(const dre_model_info *in) {
         in->vocab_size <= 0 || in->max_positions <= 0 || in->type_vocab_size <= 0 ||
         in->max_length <= 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: model '%s' has an empty dimension",
-                         in->name);
+                             in->name);
     if (in->head_dim * in->n_heads != in->hidden ||
         (in->head_dim != 16 && in->head_dim != 32 && in->head_dim != 64))
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "encoder_gpu: model '%s' has head_dim %d (hidden %d / %d heads); the "
-                         "attention kernel handles 16, 32 and 64",
-                         in->name, in->head_dim, in->hidden, in->n_heads);
+                             "encoder_gpu: model '%s' has head_dim %d (hidden %d / %d heads); the "
+                             "attention kernel handles 16, 32 and 64",
+                             in->name, in->head_dim, in->hidden, in->n_heads);
     if (in->hidden > KERNELS_MAX_HIDDEN || in->intermediate % 8 != 0)
-        return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "encoder_gpu: model '%s': hidden %d (max %d), or intermediate %d not a "
-                         "multiple of 8 (the kernels move 16 bytes at a time)",
-                         in->name, in->hidden, KERNELS_MAX_HIDDEN, in->intermediate);
+        return dre_set_error(
+            DRE_ERR_UNSUPPORTED,
+            "encoder_gpu: model '%s': hidden %d (max %d), or intermediate %d not a "
+            "multiple of 8 (the kernels move 16 bytes at a time)",
+            in->name, in->hidden, KERNELS_MAX_HIDDEN, in->intermediate);
     if (in->max_length > in->max_positions)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "encoder_gpu: model '%s': max_length %d exceeds max_positions %d",
-                         in->name, in->max_length, in->max_positions);
+                             "encoder_gpu: model '%s': max_length %d exceeds max_positions %d",
+                             in->name, in->max_length, in->max_positions);
     return DRE_OK;
 }
 
@@ -260,21 +263,25 @@ static dre_status init(gpu_encoder *enc, const dre_model *model) {
     if (variants && variants[0]) DRE_TRY(dre_gpu_encoder_set_variants(enc, variants));
     DRE_TRY(upload_weights(enc, model));
     DRE_TRY(allocate_buffers(enc));
-    DRE_TRY(
-        dre_gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES, &enc->gemm));
+    DRE_TRY(dre_gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES,
+                                &enc->gemm));
     return DRE_OK;
 }
 
-dre_status dre_gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out) {
-    if (!model || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_create: NULL argument");
+dre_status dre_gpu_encoder_create(const dre_model *model, int32_t budget_tokens,
+                                  gpu_encoder **out) {
+    if (!model || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_create: NULL argument");
     *out = NULL;
     if (budget_tokens < model->info.max_length)
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "dre_gpu_encoder_create: budget of %d tokens is below the max length %d",
-                         budget_tokens, model->info.max_length);
+        return dre_set_error(
+            DRE_ERR_INVALID_ARG,
+            "dre_gpu_encoder_create: budget of %d tokens is below the max length %d", budget_tokens,
+            model->info.max_length);
     if (dre_gpu_device_count() == 0)
-        return dre_set_error(DRE_ERR_NO_GPU, "--device gpu: no usable CUDA device (driver missing or "
-                                         "no GPU); use --device cpu or auto");
+        return dre_set_error(DRE_ERR_NO_GPU,
+                             "--device gpu: no usable CUDA device (driver missing or "
+                             "no GPU); use --device cpu or auto");
     DRE_TRY(dre_gpu_context_check());
     gpu_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_encoder_create: out of memory");
@@ -331,45 +338,47 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
     cudaStream_t s = enc->stream;
     if (marks) CUDA_CHECK(cudaEventRecord(marks->events[0], s));
 
-    CUDA_CHECK(dre_embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens, enc->word_emb,
-                                      enc->pos_emb, enc->type_emb, in->vocab_size,
-                                      in->max_positions, enc->emb_ln_g, enc->emb_ln_b,
-                                      in->layer_norm_eps, h, enc->hidden, s));
+    CUDA_CHECK(dre_embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens,
+                                          enc->word_emb, enc->pos_emb, enc->type_emb,
+                                          in->vocab_size, in->max_positions, enc->emb_ln_g,
+                                          enc->emb_ln_b, in->layer_norm_eps, h, enc->hidden, s));
     DRE_TRY(mark(enc, marks, DRE_OP_EMBED));
 
     const int gelu_tanh = enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH;
     for (int32_t l = 0; l < in->n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
-                             h, 3 * h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv,
+                                 n_tokens, h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_QKV_GEMM));
-        CUDA_CHECK(dre_attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len, in->n_heads,
-                                    in->head_dim, enc->context,
-                                    (attention_variant)enc->variant[DRE_FAMILY_ATTENTION], s));
+        CUDA_CHECK(dre_attention_launch(enc->qkv, NULL, enc->cu_seqlens, n_seqs, max_len,
+                                        in->n_heads, in->head_dim, enc->context,
+                                        (attention_variant)enc->variant[DRE_FAMILY_ATTENTION], s));
         DRE_TRY(mark(enc, marks, DRE_OP_ATTENTION));
         /* proj = context W^T + b + hidden, then hidden = LN(proj) */
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
-                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
+                                 enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_OUT_GEMM));
         CUDA_CHECK(dre_bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln1_g, w->ln1_b,
-                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
+                                                      in->layer_norm_eps, n_tokens, h, enc->hidden,
+                                                      s));
         DRE_TRY(mark(enc, marks, DRE_OP_LN1));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
-                             n_tokens, h, ffn,
-                             gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
+                                 n_tokens, h, ffn,
+                                 gelu_tanh ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_FFN_IN_GEMM));
         if (!gelu_tanh) CUDA_CHECK(dre_bias_gelu_launch(enc->ffn, NULL, n_tokens, ffn, s));
         DRE_TRY(mark(enc, marks, DRE_OP_GELU));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
-                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
+                                 enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_FFN_OUT_GEMM));
         CUDA_CHECK(dre_bias_residual_layernorm_launch(enc->proj, NULL, NULL, w->ln2_g, w->ln2_b,
-                                                  in->layer_norm_eps, n_tokens, h, enc->hidden, s));
+                                                      in->layer_norm_eps, n_tokens, h, enc->hidden,
+                                                      s));
         DRE_TRY(mark(enc, marks, DRE_OP_LN2));
     }
 
     CUDA_CHECK(dre_pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
-                                     in->normalize, enc->pooled, s));
+                                         in->normalize, enc->pooled, s));
     DRE_TRY(mark(enc, marks, DRE_OP_POOL));
     return DRE_OK;
 }
@@ -408,12 +417,13 @@ static dre_status abandon(gpu_encoder *enc, dre_status st) {
 }
 
 dre_status dre_gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs) {
+                                  int32_t n_seqs) {
     if (!enc) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_submit: NULL argument");
     DRE_TRY(dre_gpu_context_check());
     if (enc->in_flight == GPU_SLOTS)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "encoder_gpu: %d batches already in flight; collect one first", GPU_SLOTS);
+                             "encoder_gpu: %d batches already in flight; collect one first",
+                             GPU_SLOTS);
     const int32_t max_len = longest(cu_seqlens, n_seqs);
     /* this slot's previous batch was collected: its event has completed, so its pinned
      * buffers are free */
@@ -426,15 +436,16 @@ dre_status dre_gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const in
                                       cudaMemcpyDeviceToHost, enc->stream);
     if (err == cudaSuccess) err = cudaEventRecord(slot->done, enc->stream);
     if (err != cudaSuccess)
-        return abandon(
-            enc, dre_gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__, __LINE__));
+        return abandon(enc, dre_gpu_cuda_error(err, "encoder_gpu: queueing a batch", NULL, __FILE__,
+                                               __LINE__));
     slot->n_seqs = n_seqs;
     enc->in_flight++;
     return DRE_OK;
 }
 
 dre_status dre_gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs) {
-    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_collect: NULL argument");
+    if (!enc || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_collect: NULL argument");
     if (dre_gpu_context_check() != DRE_OK) return abandon(enc, DRE_ERR_CUDA);
     if (enc->in_flight == 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: no batch in flight to collect");
@@ -442,7 +453,7 @@ dre_status dre_gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs
     const cudaError_t err = cudaEventSynchronize(slot->done);
     if (err != cudaSuccess)
         return abandon(enc, dre_gpu_cuda_error(err, "encoder_gpu: a batch on the device", NULL,
-                                           __FILE__, __LINE__));
+                                               __FILE__, __LINE__));
     memcpy(out, slot->host_pooled, (size_t)slot->n_seqs * (size_t)enc->info.hidden * sizeof(float));
     if (n_seqs) *n_seqs = slot->n_seqs;
     enc->head = (enc->head + 1) % GPU_SLOTS;
@@ -451,8 +462,9 @@ dre_status dre_gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs
 }
 
 dre_status dre_gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, float *out) {
-    if (!enc || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_encode: NULL argument");
+                                  int32_t n_seqs, float *out) {
+    if (!enc || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_encode: NULL argument");
     if (enc->in_flight)
         return dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: encode with batches in flight");
     DRE_TRY(dre_gpu_encoder_submit(enc, ids, cu_seqlens, n_seqs));
@@ -475,8 +487,9 @@ static dre_status ensure_events(gpu_encoder *enc) {
 }
 
 dre_status dre_gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                               int32_t n_seqs, double ms[DRE_OP_COUNT]) {
-    if (!enc || !ms) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_profile: NULL argument");
+                                   int32_t n_seqs, double ms[DRE_OP_COUNT]) {
+    if (!enc || !ms)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_encoder_profile: NULL argument");
     DRE_TRY(dre_gpu_context_check());
     const int32_t max_len = longest(cu_seqlens, n_seqs);
     DRE_TRY(ensure_events(enc));
@@ -487,7 +500,7 @@ dre_status dre_gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const i
     cudaError_t err = cudaStreamSynchronize(enc->stream);
     if (err != cudaSuccess)
         st = dre_gpu_cuda_error(err, "encoder_gpu: an earlier batch on the device", NULL, __FILE__,
-                            __LINE__);
+                                __LINE__);
     if (st == DRE_OK && enc->in_flight)
         st = dre_set_error(DRE_ERR_INVALID_ARG, "encoder_gpu: profiling with batches in flight");
     if (st == DRE_OK) st = upload_batch(enc, &enc->slots[enc->head], ids, cu_seqlens, n_seqs);
@@ -496,7 +509,7 @@ dre_status dre_gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const i
         err = cudaStreamSynchronize(enc->stream);
         if (err != cudaSuccess)
             st = dre_gpu_cuda_error(err, "encoder_gpu: the profiled forward pass", NULL, __FILE__,
-                                __LINE__);
+                                    __LINE__);
     }
     for (int i = 0; i < DRE_OP_COUNT; i++)
         ms[i] = 0.0;
@@ -519,14 +532,14 @@ static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
         enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
     for (int32_t l = 0; l < enc->info.n_layers; l++) {
         const gpu_layer *w = &enc->layers[l];
-        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv, n_tokens,
-                             h, 3 * h, GPU_EPILOGUE_BIAS));
+        DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv,
+                                 n_tokens, h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
-                             enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
+                                 enc->proj, n_tokens, h, h, GPU_EPILOGUE_BIAS));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->ffn_in_w, w->ffn_in_b, NULL, enc->ffn,
-                             n_tokens, h, ffn, ffn_in));
+                                 n_tokens, h, ffn, ffn_in));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->ffn, w->ffn_out_w, w->ffn_out_b, enc->hidden,
-                             enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
+                                 enc->proj, n_tokens, ffn, h, GPU_EPILOGUE_BIAS));
     }
     return DRE_OK;
 }

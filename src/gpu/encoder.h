@@ -19,10 +19,10 @@ typedef struct gpu_encoder gpu_encoder;
 dre_status dre_gpu_encoder_create(const dre_model *model, int32_t budget_tokens, gpu_encoder **out);
 void dre_gpu_encoder_destroy(gpu_encoder *enc);
 dre_status dre_gpu_encoder_encode(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs, float *out);
+                                  int32_t n_seqs, float *out);
 /* Queues a batch (upload, forward pass, copy back) and returns; at most two in flight. */
 dre_status dre_gpu_encoder_submit(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                              int32_t n_seqs);
+                                  int32_t n_seqs);
 /* Waits for the oldest batch in flight; its n_seqs x hidden floats go to out. */
 dre_status dre_gpu_encoder_collect(gpu_encoder *enc, float *out, int32_t *n_seqs);
 
@@ -43,7 +43,7 @@ const char *dre_gpu_encoder_variant(const gpu_encoder *enc, dre_kernel_family fa
  * the operators; ms[op] receives each operator's GPU time in milliseconds, summed over
  * the layers. */
 dre_status dre_gpu_encoder_profile(gpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,
-                               int32_t n_seqs, double ms[DRE_OP_COUNT]);
+                                   int32_t n_seqs, double ms[DRE_OP_COUNT]);
 
 /* Runs only the model's cuBLAS GEMMs (4 per layer) for n_tokens tokens, reps times, on
  * the encoder's buffers; *ms receives the mean milliseconds of one pass. */

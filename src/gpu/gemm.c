@@ -36,7 +36,7 @@ struct gpu_gemm {
 #define LT_CHECK(call) CUBLAS_CHECK(call)
 
 dre_status dre_gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
-                           gpu_gemm **out) {
+                               gpu_gemm **out) {
     *out = NULL;
     gpu_gemm *g = calloc(1, sizeof *g);
     if (!g) return dre_set_error(DRE_ERR_NOMEM, "gpu_gemm: out of memory");
@@ -56,7 +56,8 @@ dre_status dre_gpu_gemm_create(cudaStream_t stream, void *workspace, size_t work
     if (s == CUBLAS_STATUS_SUCCESS)
         s = cublasLtMatmulPreferenceSetAttribute(
             g->preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof schemes);
-    if (s != CUBLAS_STATUS_SUCCESS) st = dre_gpu_cublas_error(s, "cuBLASLt set-up", __FILE__, __LINE__);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        st = dre_gpu_cublas_error(s, "cuBLASLt set-up", __FILE__, __LINE__);
     if (st != DRE_OK) {
         dre_gpu_gemm_destroy(g);
         return st;
@@ -109,9 +110,9 @@ static dre_status plan_make(gpu_gemm *g, plan *p, int32_t n, int32_t in_dim, int
     LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->cd, p->cd, g->preference,
                                             1, &result, &found));
     if (found < 1)
-        return dre_set_error(DRE_ERR_CUDA,
-                         "cuBLASLt has no algorithm for a %d x %d x %d fp16 GEMM with epilogue %d",
-                         out_dim, n, in_dim, (int)epilogue);
+        return dre_set_error(
+            DRE_ERR_CUDA, "cuBLASLt has no algorithm for a %d x %d x %d fp16 GEMM with epilogue %d",
+            out_dim, n, in_dim, (int)epilogue);
     p->algo = result.algo;
     return DRE_OK;
 }
@@ -140,8 +141,8 @@ static plan *plan_for(gpu_gemm *g, int32_t n, int32_t in_dim, int32_t out_dim,
 }
 
 dre_status dre_gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
-                        const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
-                        int32_t out_dim, gpu_epilogue epilogue) {
+                            const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
+                            int32_t out_dim, gpu_epilogue epilogue) {
     if (!g || !x || !w || !y || n < 1 || in_dim < 1 || out_dim < 1 ||
         (epilogue != GPU_EPILOGUE_NONE) != (bias != NULL) ||
         (epilogue == GPU_EPILOGUE_BIAS_GELU && residual))

@@ -24,7 +24,7 @@ typedef struct gpu_gemm gpu_gemm;
 
 /* GEMMs enqueued on stream, with workspace (device, workspace_bytes) for cuBLASLt. */
 dre_status dre_gpu_gemm_create(cudaStream_t stream, void *workspace, size_t workspace_bytes,
-                           gpu_gemm **out);
+                               gpu_gemm **out);
 void dre_gpu_gemm_destroy(gpu_gemm *g);
 
 /* y[n, out_dim] = epilogue(x[n, in_dim] w^T + bias) + residual, all row-major fp16, w in
@@ -32,8 +32,8 @@ void dre_gpu_gemm_destroy(gpu_gemm *g);
  * residual [n, out_dim] (NULL: none; not with BIAS_GELU; it may be y itself). fp32
  * accumulation, and fp32 split-K reductions where cuBLASLt splits. */
 dre_status dre_gpu_gemm_run(gpu_gemm *g, const fp16_t *x, const fp16_t *w, const fp16_t *bias,
-                        const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
-                        int32_t out_dim, gpu_epilogue epilogue);
+                            const fp16_t *residual, fp16_t *y, int32_t n, int32_t in_dim,
+                            int32_t out_dim, gpu_epilogue epilogue);
 
 #ifdef __cplusplus
 }

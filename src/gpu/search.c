@@ -84,7 +84,7 @@ static dre_status upload_vectors(dre_gpu_search *gs, const float *vectors) {
         if (err != cudaSuccess) {
             free(staging);
             return dre_gpu_cuda_error(err, "gpu_search: cudaMemcpy of vectors", NULL, __FILE__,
-                                  __LINE__);
+                                      __LINE__);
         }
     }
     free(staging);
@@ -119,12 +119,12 @@ static dre_status open_search(const float *vectors, int64_t n, int32_t dim, int 
     *out = NULL;
     if (!vectors || n < 1 || dim < 1)
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "dre_gpu_search_open: need vectors, n >= 1 and dim >= 1 (got n %lld, "
-                         "dim %d)",
-                         (long long)n, dim);
+                             "dre_gpu_search_open: need vectors, n >= 1 and dim >= 1 (got n %lld, "
+                             "dim %d)",
+                             (long long)n, dim);
     if (dre_gpu_device_count() == 0)
         return dre_set_error(DRE_ERR_NO_GPU,
-                         "exact GPU search: no usable CUDA device (driver missing or no GPU)");
+                             "exact GPU search: no usable CUDA device (driver missing or no GPU)");
     DRE_TRY(dre_gpu_context_check());
     dre_gpu_search *gs = calloc(1, sizeof *gs);
     if (!gs) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_search_open: out of memory");
@@ -208,8 +208,8 @@ static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *r
         const topk_order order = r0 + n_rows < gs->n ? TOPK_BY_ID : TOPK_BY_SCORE;
         DRE_TRY(score_chunk(gs, r0, n_rows, nq, chunk));
         CUDA_CHECK(dre_topk_launch(gs->scores, chunk, n_rows, r0, gs->best_scores[cur],
-                               gs->best_ids[cur], k, n_prev, nq, k, order, gs->best_scores[!cur],
-                               gs->best_ids[!cur], k, gs->stream));
+                                   gs->best_ids[cur], k, n_prev, nq, k, order,
+                                   gs->best_scores[!cur], gs->best_ids[!cur], k, gs->stream));
         cur = !cur;
         n_prev = k;
     }
@@ -343,7 +343,7 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: bad argument");
     if (k < 1 || k > TOPK_MAX_K)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_gpu_search_run: k = %d (allowed 1..%d)", k,
-                         TOPK_MAX_K);
+                             TOPK_MAX_K);
     DRE_TRY(dre_gpu_context_check());
     const size_t dim = (size_t)gs->dim;
     /* fp16: candidates to re-score, RESCORE_EXTRA beyond k at the least and up to 2k */
@@ -367,7 +367,8 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
     dre_status st = DRE_OK;
     cudaError_t err = cudaStreamSynchronize(gs->stream);
     if (err != cudaSuccess)
-        st = dre_gpu_cuda_error(err, "dre_gpu_search_run: an earlier search", NULL, __FILE__, __LINE__);
+        st = dre_gpu_cuda_error(err, "dre_gpu_search_run: an earlier search", NULL, __FILE__,
+                                __LINE__);
     for (int64_t q0 = 0; q0 < n_queries && st == DRE_OK; q0 += QUERY_BATCH) {
         const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
         st = run_batch(gs, queries + (size_t)q0 * dim, nq, k_gpu);

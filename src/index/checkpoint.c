@@ -73,7 +73,7 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     DRE_TRY(ck_number(root, path, "format_version", &version));
     if (version != CHECKPOINT_FORMAT_VERSION)
         return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: checkpoint format %lld (expected %d)", path,
-                         (long long)version, CHECKPOINT_FORMAT_VERSION);
+                             (long long)version, CHECKPOINT_FORMAT_VERSION);
     DRE_TRY(ck_number(root, path, "offset", &c->offset));
     DRE_TRY(ck_number(root, path, "line", &c->line));
     DRE_TRY(ck_number(root, path, "count", &c->count));
@@ -89,7 +89,7 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
         DRE_TRY(ck_number(root, path, "chunk_overlap", &chunk_overlap));
         if (chunk_tokens > INT32_MAX || chunk_overlap > INT32_MAX)
             return dre_set_error(DRE_ERR_FORMAT, "%s: chunk_tokens %lld", path,
-                             (long long)chunk_tokens);
+                                 (long long)chunk_tokens);
         c->chunk_tokens = (int32_t)chunk_tokens;
         c->chunk_overlap = (int32_t)chunk_overlap;
     }
@@ -119,8 +119,8 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     DRE_TRY(ck_string(root, path, "title_field", c->title_field, sizeof c->title_field));
     DRE_TRY(ck_string(root, path, "text_field", c->text_field, sizeof c->text_field));
     if (c->window_cap < 1 || c->every < 1 || c->dim < 1)
-        return dre_set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path, (long long)c->window_cap,
-                         c->dim);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: window %lld, dim %d", path,
+                             (long long)c->window_cap, c->dim);
     c->errors_bytes = -1; /* optional: the errors file is then only appended to */
     const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "errors_bytes");
     const cJSON *errors = cJSON_GetObjectItemCaseSensitive(root, "errors_path");

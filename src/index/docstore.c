@@ -103,7 +103,8 @@ static dre_status open_statements(docstore *ds) {
 }
 
 dre_status dre_docstore_open(const char *path, int writable, docstore **out) {
-    if (!path || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_docstore_open: NULL argument");
+    if (!path || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_docstore_open: NULL argument");
     *out = NULL;
     docstore *ds = calloc(1, sizeof *ds);
     if (!ds) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
@@ -117,7 +118,7 @@ dre_status dre_docstore_open(const char *path, int writable, docstore **out) {
     int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(path, &ds->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         dre_status st = dre_set_error(writable ? DRE_ERR_IO : DRE_ERR_INDEX, "%s: cannot open: %s",
-                                  path, ds->db ? sqlite3_errmsg(ds->db) : "out of memory");
+                                      path, ds->db ? sqlite3_errmsg(ds->db) : "out of memory");
         dre_docstore_close(ds);
         return st;
     }
@@ -199,7 +200,7 @@ static dre_status bm25_add(docstore *ds, int64_t row, const char *title, const c
 }
 
 dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
-                        const char *text, int64_t *duplicate_row) {
+                            const char *text, int64_t *duplicate_row) {
     if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
     *duplicate_row = -1;
     sqlite3_stmt *s = ds->insert;
@@ -254,7 +255,7 @@ dre_status dre_docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
     if (rc == SQLITE_DONE) {
         sqlite3_reset(s);
         return dre_set_error(DRE_ERR_INVALID_ARG, "%s: no document at row %lld", ds->path,
-                         (long long)row);
+                             (long long)row);
     }
     if (rc != SQLITE_ROW) {
         sqlite3_reset(s);
@@ -306,9 +307,10 @@ dre_status dre_docstore_add_chunks_table(docstore *ds) {
     return open_chunk_statements(ds);
 }
 
-dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
-                              int32_t tokens) {
-    if (!ds->chunk_insert) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: no chunks table", ds->path);
+dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord,
+                                  int32_t first, int32_t tokens) {
+    if (!ds->chunk_insert)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "%s: no chunks table", ds->path);
     sqlite3_stmt *s = ds->chunk_insert;
     sqlite3_reset(s);
     sqlite3_bind_int64(s, 1, row);
@@ -348,7 +350,7 @@ dre_status dre_docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "read chunks");
     if (i != n)
         return dre_set_error(DRE_ERR_INDEX, "%s: the chunks table lacks row %lld of %lld", ds->path,
-                         (long long)i, (long long)n);
+                             (long long)i, (long long)n);
     return DRE_OK;
 }
 
@@ -357,13 +359,13 @@ dre_status dre_docstore_copy(const char *src_path, const char *dst_path) {
     dre_status st = DRE_OK;
     if (sqlite3_open_v2(src_path, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         st = dre_set_error(DRE_ERR_INDEX, "%s: cannot open: %s", src_path,
-                       src ? sqlite3_errmsg(src) : "out of memory");
+                           src ? sqlite3_errmsg(src) : "out of memory");
         goto done;
     }
     if (sqlite3_open_v2(dst_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         st = dre_set_error(DRE_ERR_IO, "%s: cannot create: %s", dst_path,
-                       dst ? sqlite3_errmsg(dst) : "out of memory");
+                           dst ? sqlite3_errmsg(dst) : "out of memory");
         goto done;
     }
     sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
@@ -376,10 +378,10 @@ dre_status dre_docstore_copy(const char *src_path, const char *dst_path) {
     int err = sqlite3_system_errno(dst);
     if (rc != SQLITE_DONE && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL) && err)
         st = dre_set_error(DRE_ERR_IO, "%s -> %s: copy failed: %s (%s)", src_path, dst_path,
-                       sqlite3_errstr(rc), strerror(err));
+                           sqlite3_errstr(rc), strerror(err));
     else if (rc != SQLITE_DONE)
         st = dre_set_error(DRE_ERR_INDEX, "%s -> %s: copy failed: %s", src_path, dst_path,
-                       sqlite3_errstr(rc));
+                           sqlite3_errstr(rc));
 done:
     sqlite3_close(src);
     sqlite3_close(dst);
@@ -462,8 +464,8 @@ dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t 
         if (!api || api->xFindTokenizer(api, "unicode61", &user, &ds->splitter) != SQLITE_OK ||
             ds->splitter.xCreate(user, NULL, 0, &ds->splitter_handle) != SQLITE_OK) {
             ds->splitter_handle = NULL;
-            return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: this SQLite has no FTS5 unicode61 tokenizer",
-                             ds->path);
+            return dre_set_error(DRE_ERR_UNSUPPORTED,
+                                 "%s: this SQLite has no FTS5 unicode61 tokenizer", ds->path);
         }
     }
     expr_builder b = {.query = query};
@@ -472,20 +474,21 @@ dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t 
                                     expr_term);
     if (rc != SQLITE_OK || b.failed) {
         free(b.out);
-        return b.failed ? dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory")
-                        : dre_set_error(DRE_ERR_INDEX, "BM25 query: tokenizer: %s", sqlite3_errstr(rc));
+        return b.failed
+                   ? dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory")
+                   : dre_set_error(DRE_ERR_INDEX, "BM25 query: tokenizer: %s", sqlite3_errstr(rc));
     }
     *expr = b.out;
     return DRE_OK;
 }
 
 dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
-                                int64_t *rows, double *scores, int32_t *n) {
+                                    int64_t *rows, double *scores, int32_t *n) {
     *n = 0;
     if (!ds->bm25)
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "%s has no BM25 table (docs_fts); add one with `dre index add-bm25`",
-                         ds->path);
+                             "%s has no BM25 table (docs_fts); add one with `dre index add-bm25`",
+                             ds->path);
     if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "BM25 search: k = %d", k);
     char *expr = NULL;
     DRE_TRY(dre_docstore_bm25_expression(ds, query, len, &expr));

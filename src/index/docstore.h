@@ -40,7 +40,7 @@ dre_status dre_docstore_sync(docstore *ds);
  * (stored as NULL, read back as ""). If id is already present nothing is added and
  * *duplicate_row receives the row holding it; otherwise *duplicate_row is -1. */
 dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
-                        const char *text, int64_t *duplicate_row);
+                            const char *text, int64_t *duplicate_row);
 
 /* One past the largest row (rows are dense from 0, so this is the count). */
 dre_status dre_docstore_count(docstore *ds, int64_t *count);
@@ -64,8 +64,8 @@ dre_status dre_docstore_truncate(docstore *ds, int64_t first_row);
 int dre_docstore_has_chunks(const docstore *ds);
 /* Creates the table (writable store). */
 dre_status dre_docstore_add_chunks_table(docstore *ds);
-dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord, int32_t first,
-                              int32_t tokens);
+dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_t ord,
+                                  int32_t first, int32_t tokens);
 /* One past the largest chunk row (0 without chunks). */
 dre_status dre_docstore_chunk_count(docstore *ds, int64_t *count);
 /* doc[i], ord[i] for chunk rows i in 0 .. n - 1, which must all exist. */
@@ -89,7 +89,7 @@ dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t 
  * (FTS5's bm25() negated, so higher is better; equal scores by row). *n receives how
  * many matched, at most k. DRE_ERR_UNSUPPORTED without docs_fts. */
 dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
-                                int64_t *rows, double *scores, int32_t *n);
+                                    int64_t *rows, double *scores, int32_t *n);
 
 /* Copies the database at src_path to dst_path (replacing it) with SQLite's backup API. */
 dre_status dre_docstore_copy(const char *src_path, const char *dst_path);

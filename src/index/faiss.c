@@ -59,10 +59,11 @@ dre_status dre_index_faiss_train(FaissIndex *ix, int64_t n, const float *x) {
     /* FAISS would refuse too, after printing its exception to stderr. */
     FaissIndexIVF *ivf = find_ivf(ix);
     if (ivf && (size_t)n < faiss_IndexIVF_nlist(ivf))
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "an IVF index of %zu lists needs at least %zu training vectors, not %lld "
-                         "(use fewer lists, or Flat, for a corpus this small)",
-                         faiss_IndexIVF_nlist(ivf), faiss_IndexIVF_nlist(ivf), (long long)n);
+        return dre_set_error(
+            DRE_ERR_INVALID_ARG,
+            "an IVF index of %zu lists needs at least %zu training vectors, not %lld "
+            "(use fewer lists, or Flat, for a corpus this small)",
+            faiss_IndexIVF_nlist(ivf), faiss_IndexIVF_nlist(ivf), (long long)n);
     if (faiss_Index_train(ix, n, x) != 0) {
         char what[96];
         snprintf(what, sizeof what, "training the index on %lld vectors", (long long)n);

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "index/docstore.h"
 #include "common/fileio.h"
+#include "index/docstore.h"
 
 struct dre_index {
     FaissIndex *faiss;
@@ -34,13 +34,13 @@ static dre_status load_chunks(dre_index *ix, const char *dir) {
     int64_t n = ix->info.n_vectors, n_chunks = 0;
     if (!dre_docstore_has_chunks(ix->docs))
         return dre_set_error(DRE_ERR_INDEX,
-                         "%s: meta.json says documents are chunked, but "
-                         "docs.sqlite has no chunks table",
-                         dir);
+                             "%s: meta.json says documents are chunked, but "
+                             "docs.sqlite has no chunks table",
+                             dir);
     DRE_TRY(dre_docstore_chunk_count(ix->docs, &n_chunks));
     if (n_chunks != n)
         return dre_set_error(DRE_ERR_INDEX, "%s: files disagree: %lld vectors, %lld chunks", dir,
-                         (long long)n, (long long)n_chunks);
+                             (long long)n, (long long)n_chunks);
     ix->chunk_doc = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_doc);
     ix->chunk_ord = malloc((size_t)(n ? n : 1) * sizeof *ix->chunk_ord);
     if (!ix->chunk_doc || !ix->chunk_ord)
@@ -48,8 +48,9 @@ static dre_status load_chunks(dre_index *ix, const char *dir) {
     DRE_TRY(dre_docstore_chunk_map(ix->docs, n, ix->chunk_doc, ix->chunk_ord));
     for (int64_t i = 0; i < n; i++)
         if (ix->chunk_doc[i] < 0 || ix->chunk_doc[i] >= ix->info.count)
-            return dre_set_error(DRE_ERR_INDEX, "%s: chunk %lld belongs to document %lld of %lld", dir,
-                             (long long)i, (long long)ix->chunk_doc[i], (long long)ix->info.count);
+            return dre_set_error(DRE_ERR_INDEX, "%s: chunk %lld belongs to document %lld of %lld",
+                                 dir, (long long)i, (long long)ix->chunk_doc[i],
+                                 (long long)ix->info.count);
     return DRE_OK;
 }
 
@@ -60,16 +61,18 @@ static dre_status no_index_error(const char *dir, dre_status st) {
         access(path, F_OK) == 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", dre_last_error());
-        return dre_set_error(st,
-                         "%s: an embed into this folder has not finished (%s is there); run the "
-                         "same `dre embed` again with --resume to complete it (%s)",
-                         dir, INDEX_CHECKPOINT_FILE, why);
+        return dre_set_error(
+            st,
+            "%s: an embed into this folder has not finished (%s is there); run the "
+            "same `dre embed` again with --resume to complete it (%s)",
+            dir, INDEX_CHECKPOINT_FILE, why);
     }
     return st;
 }
 
 dre_status dre_index_open(const char *index_dir, dre_index **out) {
-    if (!index_dir || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
+    if (!index_dir || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
     *out = NULL;
     struct stat st_dir;
     if (stat(index_dir, &st_dir) != 0)
@@ -86,9 +89,9 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
         st = dre_index_file_checksum(path, got);
         if (st == DRE_OK && strcmp(got, want) != 0)
             st = dre_set_error(DRE_ERR_INDEX,
-                           "%s: damaged: its checksum is %s, but meta.json recorded %s when it "
-                           "was written",
-                           path, got, want);
+                               "%s: damaged: its checksum is %s, but meta.json recorded %s when it "
+                               "was written",
+                               path, got, want);
     }
     if (st == DRE_OK) st = dre_index_faiss_read(path, &ix->faiss);
     if (st == DRE_OK) st = dre_path_join(path, sizeof path, index_dir, INDEX_DOCS_FILE);
@@ -102,18 +105,20 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
         int dim = faiss_Index_d(ix->faiss);
         if (dim != ix->info.dim || n_vectors != ix->info.n_vectors || n_docs != ix->info.count)
             st = dre_set_error(DRE_ERR_INDEX,
-                           "%s: files disagree: meta.json says %lld vectors of dim %d for %lld "
-                           "documents, index.faiss holds %lld of dim %d, docs.sqlite %lld "
-                           "documents",
-                           index_dir, (long long)ix->info.n_vectors, ix->info.dim,
-                           (long long)ix->info.count, (long long)n_vectors, dim, (long long)n_docs);
+                               "%s: files disagree: meta.json says %lld vectors of dim %d for %lld "
+                               "documents, index.faiss holds %lld of dim %d, docs.sqlite %lld "
+                               "documents",
+                               index_dir, (long long)ix->info.n_vectors, ix->info.dim,
+                               (long long)ix->info.count, (long long)n_vectors, dim,
+                               (long long)n_docs);
     }
     if (st == DRE_OK && ix->info.chunk_tokens > 0) st = load_chunks(ix, index_dir);
     if (st == DRE_OK && ix->info.bm25 && !dre_docstore_has_bm25(ix->docs))
-        st = dre_set_error(DRE_ERR_INDEX,
-                       "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
-                       "has none (docs_fts)",
-                       index_dir);
+        st =
+            dre_set_error(DRE_ERR_INDEX,
+                          "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
+                          "has none (docs_fts)",
+                          index_dir);
     if (st != DRE_OK) {
         dre_index_close(ix);
         return no_index_error(index_dir, st);
@@ -137,7 +142,8 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
                             float *scores, int64_t *rows) {
     if (!index || (n > 0 && (!queries || !scores || !rows)) || n < 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
-    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
+    if (k < 1)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
     if (n == 0) return DRE_OK;
     if (index->info.n_vectors == 0) {
         /* FAISS refuses some searches on empty indexes; the answer is simply "none". */
@@ -162,7 +168,7 @@ dre_status dre_index_set_param(dre_index *index, const char *name, double value)
     if (rc != 0) {
         const char *msg = faiss_get_last_error();
         return dre_set_error(DRE_ERR_INVALID_ARG, "index parameter %s = %g: %s", name, value,
-                         msg && msg[0] ? msg : "not supported by this index");
+                             msg && msg[0] ? msg : "not supported by this index");
     }
     return DRE_OK;
 }
@@ -183,7 +189,7 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
                                  int64_t *rows) {
     if (!index || n_params < 0 || n_params > DRE_SEARCH_MAX_PARAMS || (n_params > 0 && !params))
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
-                         n_params, DRE_SEARCH_MAX_PARAMS);
+                             n_params, DRE_SEARCH_MAX_PARAMS);
     double saved[DRE_SEARCH_MAX_PARAMS];
     int32_t n_set = 0;
     dre_status st = DRE_OK;
@@ -192,14 +198,14 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
         if (!memchr(p->name, '\0', sizeof p->name) ||
             dre_index_faiss_param_get(index->faiss, p->name, &saved[n_set]) != 0) {
             st = dre_set_error(DRE_ERR_INVALID_ARG,
-                           "search parameter \"%.31s\": not a search parameter of this index "
-                           "(%s)",
-                           p->name, index->info.factory);
+                               "search parameter \"%.31s\": not a search parameter of this index "
+                               "(%s)",
+                               p->name, index->info.factory);
             break;
         }
         if (!param_value_ok(p->name, p->value)) {
-            st = dre_set_error(DRE_ERR_INVALID_ARG, "search parameter %s = %g: out of range", p->name,
-                           p->value);
+            st = dre_set_error(DRE_ERR_INVALID_ARG, "search parameter %s = %g: out of range",
+                               p->name, p->value);
             break;
         }
         if ((st = dre_index_set_param(index, p->name, p->value)) != DRE_OK) break;
@@ -218,7 +224,7 @@ dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc) {
     memset(doc, 0, sizeof *doc);
     if (row < 0 || row >= index->info.count)
         return dre_set_error(DRE_ERR_INVALID_ARG, "row %lld out of range (index has %lld)",
-                         (long long)row, (long long)index->info.count);
+                             (long long)row, (long long)index->info.count);
     return dre_docstore_get(index->docs, row, doc);
 }
 
@@ -233,8 +239,8 @@ void dre_doc_clear(dre_doc *doc) {
 dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *out) {
     if (!index || (n > 0 && !out) || first < 0 || n < 0 || first + n > index->info.n_vectors)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_vectors: rows [%lld, %lld) of %lld",
-                         (long long)first, (long long)(first + n),
-                         (long long)(index ? index->info.n_vectors : 0));
+                             (long long)first, (long long)(first + n),
+                             (long long)(index ? index->info.n_vectors : 0));
     if (n == 0) return DRE_OK;
     if (faiss_Index_reconstruct_n(index->faiss, first, n, out) != 0)
         return dre_index_faiss_error("reconstructing vectors");
@@ -248,7 +254,7 @@ dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
     *n = 0;
     if (!index->info.bm25)
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
+                             "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
     if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
     return dre_docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
 }
@@ -259,7 +265,7 @@ dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_chunk: NULL argument");
     if (vector_row < 0 || vector_row >= index->info.n_vectors)
         return dre_set_error(DRE_ERR_INVALID_ARG, "vector row %lld out of range (index has %lld)",
-                         (long long)vector_row, (long long)index->info.n_vectors);
+                             (long long)vector_row, (long long)index->info.n_vectors);
     *doc_row = index->chunk_doc ? index->chunk_doc[vector_row] : vector_row;
     *chunk = index->chunk_ord ? index->chunk_ord[vector_row] : 0;
     return DRE_OK;

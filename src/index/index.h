@@ -65,7 +65,7 @@ const char *dre_pooling_name(dre_pooling pooling);
  * NULL) pooling, normalisation and max length. DRE_ERR_MISMATCH naming `what` and both
  * sides otherwise. */
 dre_status dre_index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
-                               const char *sha256, const dre_index_info *meta);
+                                   const char *sha256, const dre_index_info *meta);
 
 #ifdef __cplusplus
 }

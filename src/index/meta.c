@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "index/docstore.h"
 #include "common/fileio.h"
+#include "index/docstore.h"
 
 #define CHECKSUM_P1 0x9E3779B185EBCA87ull
 #define CHECKSUM_P2 0xC2B2AE3D27D4EB4Full
@@ -77,7 +77,9 @@ dre_status dre_index_file_checksum(const char *path, char hex[17]) {
 
 /* ------------------------------------------------------------------ meta.json */
 
-const char *dre_pooling_name(dre_pooling pooling) { return pooling == DRE_POOL_CLS ? "cls" : "mean"; }
+const char *dre_pooling_name(dre_pooling pooling) {
+    return pooling == DRE_POOL_CLS ? "cls" : "mean";
+}
 
 dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
     char path[PATH_MAX];
@@ -110,7 +112,8 @@ dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
             cJSON_AddStringToObject(bm25, "query", DOCSTORE_BM25_QUERY);
         }
     }
-    /* The checksum of the index.faiss beside it, when there is one (see dre_index_file_checksum). */
+    /* The checksum of the index.faiss beside it, when there is one (see dre_index_file_checksum).
+     */
     char faiss_path[PATH_MAX], checksum[17];
     DRE_TRY(dre_path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
     if (access(faiss_path, F_OK) == 0) {
@@ -164,9 +167,10 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     DRE_TRY(meta_number(root, path, "format_version", &v));
     info->format_version = (int32_t)v;
     if (info->format_version < 1 || info->format_version > INDEX_FORMAT_VERSION)
-        return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "%s: format_version %d (this dre reads up to %d; a newer dre wrote it?)",
-                         path, info->format_version, INDEX_FORMAT_VERSION);
+        return dre_set_error(
+            DRE_ERR_UNSUPPORTED,
+            "%s: format_version %d (this dre reads up to %d; a newer dre wrote it?)", path,
+            info->format_version, INDEX_FORMAT_VERSION);
     DRE_TRY(meta_string(root, path, "model", info->model_name, sizeof info->model_name));
     DRE_TRY(meta_string(root, path, "weights_sha256", info->weights_sha256,
                         sizeof info->weights_sha256));
@@ -191,12 +195,12 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     DRE_TRY(meta_string(root, path, "factory", info->factory, sizeof info->factory));
     if (info->dim <= 0 || info->count < 0)
         return dre_set_error(DRE_ERR_FORMAT, "%s: dim %d, count %lld", path, info->dim,
-                         (long long)info->count);
+                             (long long)info->count);
     info->n_vectors = info->count;
     if (cJSON_GetObjectItemCaseSensitive(root, "chunk_tokens")) { /* chunked (format 2) */
         if (info->format_version < 2)
             return dre_set_error(DRE_ERR_FORMAT, "%s: chunks in a format %d index", path,
-                             info->format_version);
+                                 info->format_version);
         DRE_TRY(meta_number(root, path, "n_vectors", &v));
         info->n_vectors = (int64_t)v;
         DRE_TRY(meta_number(root, path, "chunk_tokens", &v));
@@ -206,10 +210,10 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
         if (info->n_vectors < info->count || info->chunk_tokens < 3 || info->chunk_overlap < 0 ||
             info->chunk_overlap >= info->chunk_tokens)
             return dre_set_error(DRE_ERR_FORMAT,
-                             "%s: n_vectors %lld for %lld documents, chunk_tokens %d, "
-                             "chunk_overlap %d",
-                             path, (long long)info->n_vectors, (long long)info->count,
-                             info->chunk_tokens, info->chunk_overlap);
+                                 "%s: n_vectors %lld for %lld documents, chunk_tokens %d, "
+                                 "chunk_overlap %d",
+                                 path, (long long)info->n_vectors, (long long)info->count,
+                                 info->chunk_tokens, info->chunk_overlap);
     }
     if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
         DRE_TRY(meta_string(root, path, "doc_prompt", info->doc_prompt, sizeof info->doc_prompt));
@@ -221,11 +225,11 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
         const cJSON *tokenizer = cJSON_GetObjectItemCaseSensitive(bm25, "tokenizer");
         if (!cJSON_IsObject(bm25) || !cJSON_IsString(tokenizer))
             return dre_set_error(DRE_ERR_FORMAT, "%s: \"bm25\" is not an object with a tokenizer",
-                             path);
+                                 path);
         if (strcmp(tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER) != 0)
             return dre_set_error(DRE_ERR_UNSUPPORTED,
-                             "%s: BM25 tokenizer \"%s\" (this dre uses \"%s\")", path,
-                             tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER);
+                                 "%s: BM25 tokenizer \"%s\" (this dre uses \"%s\")", path,
+                                 tokenizer->valuestring, DOCSTORE_BM25_TOKENIZER);
         info->bm25 = 1;
     }
     checksum[0] = '\0';
@@ -233,7 +237,8 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
     if (sum) {
         if (!cJSON_IsString(sum) || strlen(sum->valuestring) != 16 ||
             strspn(sum->valuestring, "0123456789abcdef") != 16)
-            return dre_set_error(DRE_ERR_FORMAT, "%s: \"index_checksum\" is not 16 hex digits", path);
+            return dre_set_error(DRE_ERR_FORMAT, "%s: \"index_checksum\" is not 16 hex digits",
+                                 path);
         strcpy(checksum, sum->valuestring);
     }
     return DRE_OK;
@@ -251,7 +256,7 @@ dre_status dre_index_meta_read_checksum(const char *dir, dre_index_info *info, c
     dre_status st;
     if (!root)
         st = dre_set_error(DRE_ERR_FORMAT, "%s: malformed JSON at byte %zu", path,
-                       end && end >= text ? (size_t)(end - text) : 0);
+                           end && end >= text ? (size_t)(end - text) : 0);
     else
         st = meta_parse(root, path, info, checksum);
     cJSON_Delete(root);
@@ -265,17 +270,19 @@ dre_status dre_index_meta_read(const char *dir, dre_index_info *info) {
 }
 
 dre_status dre_index_model_matches(const char *what, const dre_model_info *m, int32_t dim,
-                               const char *sha256, const dre_index_info *meta) {
+                                   const char *sha256, const dre_index_info *meta) {
     if (dim != m->hidden || strcmp(sha256, m->weights_sha256) != 0)
-        return dre_set_error(DRE_ERR_MISMATCH,
-                         "%s was made with another model (dim %d, weights sha256 %.12s...); this "
-                         "model has dim %d, weights sha256 %.12s...",
-                         what, dim, sha256, m->hidden, m->weights_sha256);
+        return dre_set_error(
+            DRE_ERR_MISMATCH,
+            "%s was made with another model (dim %d, weights sha256 %.12s...); this "
+            "model has dim %d, weights sha256 %.12s...",
+            what, dim, sha256, m->hidden, m->weights_sha256);
     if (meta && (meta->pooling != m->pooling || meta->normalize != m->normalize ||
                  meta->max_length != m->max_length))
-        return dre_set_error(DRE_ERR_MISMATCH,
-                         "%s: pooling %s, normalize %d, max_length %d; the model has %s, %d, %d",
-                         what, dre_pooling_name(meta->pooling), meta->normalize, meta->max_length,
-                         dre_pooling_name(m->pooling), m->normalize, m->max_length);
+        return dre_set_error(
+            DRE_ERR_MISMATCH,
+            "%s: pooling %s, normalize %d, max_length %d; the model has %s, %d, %d", what,
+            dre_pooling_name(meta->pooling), meta->normalize, meta->max_length,
+            dre_pooling_name(m->pooling), m->normalize, m->max_length);
     return DRE_OK;
 }

@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "index/docstore.h"
 #include "common/fileio.h"
+#include "index/docstore.h"
 #include "index/index.h"
 
 #define STAGING_VECTORS_FILE "embed-vectors.f32"
@@ -69,8 +69,8 @@ static dre_status lock_index(const char *dir, int *fd_out) {
             close(fd);
             if (err == EWOULDBLOCK)
                 return dre_set_error(DRE_ERR_LOCKED,
-                                 "%s: another dre embed is writing this index (%s is locked)", dir,
-                                 LOCK_FILE);
+                                     "%s: another dre embed is writing this index (%s is locked)",
+                                     dir, LOCK_FILE);
             return dre_set_error(DRE_ERR_IO, "%s: flock: %s", path, strerror(err));
         }
         struct stat held, now;
@@ -107,15 +107,18 @@ dre_status dre_index_writer_open(const char *dir, index_writer **out) {
     w->vectors_fd = -1;
     w->lock_fd = -1;
     dre_status st = DRE_OK;
-    if (strlen(dir) >= sizeof w->dir) st = dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", dir);
+    if (strlen(dir) >= sizeof w->dir)
+        st = dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", dir);
     if (st == DRE_OK) {
         strcpy(w->dir, dir);
-        st = dre_path_join(w->checkpoint_path, sizeof w->checkpoint_path, dir, INDEX_CHECKPOINT_FILE);
+        st = dre_path_join(w->checkpoint_path, sizeof w->checkpoint_path, dir,
+                           INDEX_CHECKPOINT_FILE);
     }
     if (st == DRE_OK)
         st = dre_path_join(w->vectors_path, sizeof w->vectors_path, dir, STAGING_VECTORS_FILE);
     if (st == DRE_OK)
-        st = dre_path_join(w->staging_docs_path, sizeof w->staging_docs_path, dir, STAGING_DOCS_FILE);
+        st = dre_path_join(w->staging_docs_path, sizeof w->staging_docs_path, dir,
+                           STAGING_DOCS_FILE);
     if (st == DRE_OK) st = lock_index(dir, &w->lock_fd);
     if (st != DRE_OK) {
         free(w);
@@ -144,7 +147,6 @@ const char *dre_index_writer_checkpoint_path(const index_writer *w) { return w->
 
 int64_t dre_index_writer_count(const index_writer *w) { return w->count; }
 
-
 /* ------------------------------------------------------------------ staged vectors */
 
 /* Adds staged vectors [first, first + n) to the FAISS index, reading them back in chunks. */
@@ -157,7 +159,7 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
     for (int64_t done = 0; done < n && st == DRE_OK; done += chunk) {
         int64_t m = n - done < chunk ? n - done : chunk;
         st = dre_pread_all(w->vectors_fd, buf, (size_t)m * row_bytes,
-                       (first + done) * (int64_t)row_bytes, w->vectors_path);
+                           (first + done) * (int64_t)row_bytes, w->vectors_path);
         if (st == DRE_OK) st = dre_index_faiss_add(w->faiss, m, buf);
     }
     free(buf);
@@ -168,12 +170,13 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
 static dre_status train_from_staged(index_writer *w) {
     int64_t n = w->vectors < w->train_size ? w->vectors : w->train_size;
     if (n == 0)
-        return dre_set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents", w->factory);
+        return dre_set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents",
+                             w->factory);
     size_t bytes = (size_t)n * (size_t)w->dim * sizeof(float);
     float *sample = malloc(bytes);
     if (!sample)
         return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %lld training vectors",
-                         (long long)n);
+                             (long long)n);
     dre_status st = dre_pread_all(w->vectors_fd, sample, bytes, 0, w->vectors_path);
     if (st == DRE_OK) st = dre_index_faiss_train(w->faiss, n, sample);
     free(sample);
@@ -222,40 +225,43 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
     if (access(w->staging_docs_path, F_OK) != 0) {
         if (access(final_docs, F_OK) != 0)
             return dre_set_error(DRE_ERR_IO,
-                             "%s: %s is missing; the interrupted embed cannot be "
-                             "resumed (remove the folder and start over)",
-                             dir, STAGING_DOCS_FILE);
+                                 "%s: %s is missing; the interrupted embed cannot be "
+                                 "resumed (remove the folder and start over)",
+                                 dir, STAGING_DOCS_FILE);
         DRE_TRY(dre_rename_synced(final_docs, w->staging_docs_path));
     }
     DRE_TRY(dre_docstore_open(w->staging_docs_path, 1, &w->docs));
     if (dre_docstore_has_bm25(w->docs) != c->bm25)
-        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s", dir,
-                         STAGING_DOCS_FILE, c->bm25 ? "lacks" : "has", c->bm25 ? "yes" : "no");
+        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a BM25 table, but the checkpoint says %s",
+                             dir, STAGING_DOCS_FILE, c->bm25 ? "lacks" : "has",
+                             c->bm25 ? "yes" : "no");
     if (dre_docstore_has_chunks(w->docs) != w->chunked)
-        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a chunks table, but the checkpoint says %s", dir,
-                         STAGING_DOCS_FILE, w->chunked ? "lacks" : "has",
-                         w->chunked ? "yes" : "no");
+        return dre_set_error(DRE_ERR_INDEX, "%s: %s %s a chunks table, but the checkpoint says %s",
+                             dir, STAGING_DOCS_FILE, w->chunked ? "lacks" : "has",
+                             w->chunked ? "yes" : "no");
     int64_t total = c->base_count + c->count;
     DRE_TRY(dre_docstore_truncate(w->docs, total));
     int64_t n_docs = 0;
     DRE_TRY(dre_docstore_count(w->docs, &n_docs));
     if (n_docs != total)
-        return dre_set_error(DRE_ERR_INDEX, "%s: staging docstore has %lld rows, checkpoint says %lld",
-                         dir, (long long)n_docs, (long long)total);
+        return dre_set_error(DRE_ERR_INDEX,
+                             "%s: staging docstore has %lld rows, checkpoint says %lld", dir,
+                             (long long)n_docs, (long long)total);
     int64_t total_vectors = c->base_vectors + c->vectors, n_chunks = 0;
     DRE_TRY(dre_docstore_chunk_count(w->docs, &n_chunks));
     if (w->chunked && n_chunks != total_vectors)
         return dre_set_error(DRE_ERR_INDEX,
-                         "%s: staging docstore has %lld chunks, checkpoint says %lld vectors", dir,
-                         (long long)n_chunks, (long long)total_vectors);
+                             "%s: staging docstore has %lld chunks, checkpoint says %lld vectors",
+                             dir, (long long)n_chunks, (long long)total_vectors);
 
     w->vectors_fd = open(w->vectors_path, O_RDWR);
-    if (w->vectors_fd < 0) return dre_set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
+    if (w->vectors_fd < 0)
+        return dre_set_error(DRE_ERR_IO, "%s: %s", w->vectors_path, strerror(errno));
     off_t want = (off_t)c->vectors * (off_t)c->dim * (off_t)sizeof(float);
     struct stat st;
     if (fstat(w->vectors_fd, &st) != 0 || st.st_size < want)
         return dre_set_error(DRE_ERR_IO, "%s: holds fewer vectors than the checkpoint's %lld",
-                         w->vectors_path, (long long)c->vectors);
+                             w->vectors_path, (long long)c->vectors);
     if (ftruncate(w->vectors_fd, want) != 0)
         return dre_set_error(DRE_ERR_IO, "%s: truncate: %s", w->vectors_path, strerror(errno));
 
@@ -269,13 +275,13 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
             already = c->vectors; /* killed after renaming the new index */
         else if (ntotal != c->base_vectors)
             return dre_set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
-                             dir, (long long)ntotal, (long long)c->base_vectors);
+                                 dir, (long long)ntotal, (long long)c->base_vectors);
     } else {
         DRE_TRY(dre_index_faiss_create(c->factory, c->dim, &w->faiss));
     }
     if (faiss_Index_d(w->faiss) != c->dim)
         return dre_set_error(DRE_ERR_MISMATCH, "%s: index.faiss has dim %d, the model %d", dir,
-                         faiss_Index_d(w->faiss), c->dim);
+                             faiss_Index_d(w->faiss), c->dim);
     w->trained = faiss_Index_is_trained(w->faiss);
     w->train_size = dre_index_faiss_train_size(w->faiss);
     if (w->trained) return add_staged(w, already, c->vectors - already);
@@ -288,16 +294,17 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
 dre_status dre_index_writer_begin(index_writer *w) { return dre_docstore_begin(w->docs); }
 
 dre_status dre_index_writer_add_doc(index_writer *w, const char *id, const char *title,
-                                const char *text, int32_t n_chunks, const index_chunk *chunks,
-                                int64_t *duplicate_of) {
+                                    const char *text, int32_t n_chunks, const index_chunk *chunks,
+                                    int64_t *duplicate_of) {
     if (n_chunks < 1 || (!w->chunked && n_chunks != 1))
-        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: a document of %d vectors", n_chunks);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: a document of %d vectors",
+                             n_chunks);
     int64_t row = w->base_count + w->count;
     DRE_TRY(dre_docstore_add(w->docs, row, id, title, text, duplicate_of));
     if (*duplicate_of >= 0) return DRE_OK;
     for (int32_t i = 0; w->chunked && i < n_chunks; i++)
-        DRE_TRY(dre_docstore_add_chunk(w->docs, w->base_vectors + w->vectors + w->pending + i, row, i,
-                                   chunks[i].first, chunks[i].tokens));
+        DRE_TRY(dre_docstore_add_chunk(w->docs, w->base_vectors + w->vectors + w->pending + i, row,
+                                       i, chunks[i].first, chunks[i].tokens));
     w->count++;
     w->pending += n_chunks;
     return DRE_OK;
@@ -305,11 +312,11 @@ dre_status dre_index_writer_add_doc(index_writer *w, const char *id, const char 
 
 dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_t n) {
     if (n != w->pending)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: %lld vectors for %lld", (long long)n,
-                         (long long)w->pending);
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index writer: %lld vectors for %lld",
+                             (long long)n, (long long)w->pending);
     size_t row_bytes = (size_t)w->dim * sizeof(float);
     DRE_TRY(dre_pwrite_all(w->vectors_fd, vectors, (size_t)n * row_bytes,
-                       w->vectors * (int64_t)row_bytes, w->vectors_path));
+                           w->vectors * (int64_t)row_bytes, w->vectors_path));
     DRE_TRY(dre_docstore_commit(w->docs));
     w->vectors += n;
     w->pending = 0;
@@ -337,7 +344,7 @@ dre_status dre_index_writer_finish(index_writer *w, dre_index_info *meta) {
     if (!w->trained) DRE_TRY(train_from_staged(w));
     if (faiss_Index_ntotal(w->faiss) != total_vectors)
         return dre_set_error(DRE_ERR_INDEX, "index holds %lld vectors, expected %lld",
-                         (long long)faiss_Index_ntotal(w->faiss), (long long)total_vectors);
+                             (long long)faiss_Index_ntotal(w->faiss), (long long)total_vectors);
     char path[PATH_MAX];
     DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
     DRE_TRY(dre_index_faiss_write(w->faiss, path));
@@ -360,9 +367,9 @@ static dre_status add_bm25_locked(index_writer *w) {
     const char *dir = w->dir;
     if (dre_file_exists_in(dir, INDEX_CHECKPOINT_FILE))
         return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "%s: an embed into this folder has not finished (%s is there); finish "
-                         "it with `dre embed --resume` first",
-                         dir, INDEX_CHECKPOINT_FILE);
+                             "%s: an embed into this folder has not finished (%s is there); finish "
+                             "it with `dre embed --resume` first",
+                             dir, INDEX_CHECKPOINT_FILE);
     dre_index *ix = NULL;
     DRE_TRY(dre_index_open(dir, &ix));
     dre_index_info info = *dre_index_get_info(ix);

@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "index/checkpoint.h"
 #include "dre.h"
+#include "index/checkpoint.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,8 +53,8 @@ typedef struct index_chunk {
  * commit with the added documents' vectors, in row and chunk order. */
 dre_status dre_index_writer_begin(index_writer *w);
 dre_status dre_index_writer_add_doc(index_writer *w, const char *id, const char *title,
-                                const char *text, int32_t n_chunks, const index_chunk *chunks,
-                                int64_t *duplicate_of);
+                                    const char *text, int32_t n_chunks, const index_chunk *chunks,
+                                    int64_t *duplicate_of);
 dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_t n);
 
 /* Makes what is staged durable, then replaces the checkpoint file with c, its count set

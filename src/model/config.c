@@ -27,7 +27,7 @@ dre_status dre_model_read_json(const char *path, int optional, cJSON **root) {
     if (!probe) {
         if (optional) return DRE_OK;
         return dre_set_error(DRE_ERR_IO, "%s: %s (is this a Hugging Face model folder?)", path,
-                         strerror(errno));
+                             strerror(errno));
     }
     fclose(probe);
     char *text;
@@ -59,7 +59,7 @@ static dre_status json_int(const cJSON *root, const char *path, const char *key,
     double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
     if (!(v >= 1 && v <= CONFIG_INT_MAX) || floor(v) != v)
         return dre_set_error(DRE_ERR_FORMAT, "%s: \"%s\" must be an integer in 1..%d", path, key,
-                         CONFIG_INT_MAX);
+                             CONFIG_INT_MAX);
     *out = (int32_t)v;
     return DRE_OK;
 }
@@ -80,7 +80,7 @@ dre_status dre_model_config_read(const char *path, dre_model_info *info) {
     const char *model_type = json_string(root, "model_type");
     if (model_type && strcmp(model_type, "bert") != 0) {
         st = dre_set_error(DRE_ERR_UNSUPPORTED, "%s: model_type \"%s\" (dre runs BERT models only)",
-                       path, model_type);
+                           path, model_type);
         goto done;
     }
     info->type_vocab_size = 2;
@@ -94,8 +94,8 @@ dre_status dre_model_config_read(const char *path, dre_model_info *info) {
         goto done;
     if (info->hidden % info->n_heads != 0) {
         st = dre_set_error(DRE_ERR_FORMAT,
-                       "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
-                       info->hidden, info->n_heads);
+                           "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
+                           info->hidden, info->n_heads);
         goto done;
     }
     info->head_dim = info->hidden / info->n_heads;
@@ -105,7 +105,7 @@ dre_status dre_model_config_read(const char *path, dre_model_info *info) {
     if (eps) {
         if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1)) {
             st = dre_set_error(DRE_ERR_FORMAT, "%s: \"layer_norm_eps\" must be a number in (0, 1)",
-                           path);
+                               path);
             goto done;
         }
         info->layer_norm_eps = (float)eps->valuedouble;
@@ -113,21 +113,22 @@ dre_status dre_model_config_read(const char *path, dre_model_info *info) {
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !cJSON_IsString(act)) {
         st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                       "%s: \"hidden_act\" is not a string (dre supports \"gelu\")", path);
+                           "%s: \"hidden_act\" is not a string (dre supports \"gelu\")", path);
         goto done;
     }
     if (act && strcmp(act->valuestring, "gelu") != 0) {
         st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                       "%s: hidden_act \"%s\" is not supported (dre supports \"gelu\", the erf "
-                       "form)",
-                       path, act->valuestring);
+                           "%s: hidden_act \"%s\" is not supported (dre supports \"gelu\", the erf "
+                           "form)",
+                           path, act->valuestring);
         goto done;
     }
     const char *pos_type = json_string(root, "position_embedding_type");
     if (pos_type && strcmp(pos_type, "absolute") != 0) {
-        st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                       "%s: position_embedding_type \"%s\" is not supported (only \"absolute\")",
-                       path, pos_type);
+        st =
+            dre_set_error(DRE_ERR_UNSUPPORTED,
+                          "%s: position_embedding_type \"%s\" is not supported (only \"absolute\")",
+                          path, pos_type);
         goto done;
     }
 done:
@@ -164,9 +165,9 @@ static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info
         } else {
             char *shown = cJSON_PrintUnformatted(mode);
             st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                           "%s: pooling_mode %s is not supported (dre pools by \"mean\" or "
-                           "\"cls\")",
-                           path, shown ? shown : "?");
+                               "%s: pooling_mode %s is not supported (dre pools by \"mean\" or "
+                               "\"cls\")",
+                               path, shown ? shown : "?");
             free(shown);
             goto done;
         }
@@ -181,20 +182,20 @@ static dre_status parse_pooling(const char *dir, const char *sub, dre_model_info
             info->pooling = DRE_POOL_CLS;
         } else {
             st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                           "%s: \"%s\" is not supported (dre pools by mean or CLS)", path,
-                           item->string);
+                               "%s: \"%s\" is not supported (dre pools by mean or CLS)", path,
+                               item->string);
             goto done;
         }
     }
     if (n_modes > 1)
         st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                       "%s: %d pooling modes at once (dre supports exactly one: mean or CLS)", path,
-                       n_modes);
+                           "%s: %d pooling modes at once (dre supports exactly one: mean or CLS)",
+                           path, n_modes);
     else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "include_prompt")))
         st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                       "%s: \"include_prompt\": false (pooling that leaves out the prompt's "
-                       "tokens) is not supported",
-                       path);
+                           "%s: \"include_prompt\": false (pooling that leaves out the prompt's "
+                           "tokens) is not supported",
+                           path);
 done:
     cJSON_Delete(root);
     return st;
@@ -239,9 +240,9 @@ static dre_status parse_modules(const char *dir, dre_model_info *info) {
             info->normalize = 1;
         } else {
             st = dre_set_error(DRE_ERR_UNSUPPORTED,
-                           "%s: module \"%s\" is not supported (dre runs Transformer, Pooling "
-                           "and Normalize)",
-                           path, type);
+                               "%s: module \"%s\" is not supported (dre runs Transformer, Pooling "
+                               "and Normalize)",
+                               path, type);
             goto done;
         }
         index++;
@@ -289,22 +290,23 @@ static dre_status parse_prompts(const char *dir, dre_model_info *info) {
     if (!cJSON_IsObject(root) || (prompts && !cJSON_IsObject(prompts)) ||
         (default_name && !cJSON_IsNull(default_name) && !cJSON_IsString(default_name))) {
         st = dre_set_error(DRE_ERR_FORMAT,
-                       "%s: expected an object with \"prompts\" (name -> text) and "
-                       "\"default_prompt_name\"",
-                       path);
+                           "%s: expected an object with \"prompts\" (name -> text) and "
+                           "\"default_prompt_name\"",
+                           path);
         goto done;
     }
     cJSON_ArrayForEach(item, prompts) {
         if (!cJSON_IsString(item) && !cJSON_IsNull(item)) {
-            st = dre_set_error(DRE_ERR_FORMAT, "%s: prompt \"%s\" is not a string", path, item->string);
+            st = dre_set_error(DRE_ERR_FORMAT, "%s: prompt \"%s\" is not a string", path,
+                               item->string);
             goto done;
         }
     }
     if (cJSON_IsString(default_name) && strcmp(default_name->valuestring, "query") &&
         strcmp(default_name->valuestring, "document") &&
         !cJSON_GetObjectItemCaseSensitive(prompts, default_name->valuestring)) {
-        st = dre_set_error(DRE_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not in \"prompts\"", path,
-                       default_name->valuestring);
+        st = dre_set_error(DRE_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not in \"prompts\"",
+                           path, default_name->valuestring);
         goto done;
     }
     const char *names[2] = {"query", "document"};
@@ -313,8 +315,8 @@ static dre_status parse_prompts(const char *dir, dre_model_info *info) {
         const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(prompts, names[i]);
         if (!cJSON_IsString(prompt)) continue;
         if (strlen(prompt->valuestring) >= DRE_PROMPT_CAP) {
-            st = dre_set_error(DRE_ERR_UNSUPPORTED, "%s: prompt \"%s\" is longer than %d bytes", path,
-                           names[i], DRE_PROMPT_CAP - 1);
+            st = dre_set_error(DRE_ERR_UNSUPPORTED, "%s: prompt \"%s\" is longer than %d bytes",
+                               path, names[i], DRE_PROMPT_CAP - 1);
             goto done;
         }
         strcpy(outs[i], prompt->valuestring);

@@ -36,11 +36,11 @@ static dre_status load_tensor(const st_file *file, const char *name, int64_t d0,
     if (!t) t = dre_st_find(file, prefixed);
     if (!t)
         return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s' (or '%s') not found", path, name,
-                         prefixed);
+                             prefixed);
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "%s: tensor '%s' has dtype %s (dre reads F32, F16 or BF16)", path, t->name,
-                         dre_st_dtype_name(t->dtype));
+                             "%s: tensor '%s' has dtype %s (dre reads F32, F16 or BF16)", path,
+                             t->name, dre_st_dtype_name(t->dtype));
     int64_t want[2] = {d0, d1};
     int want_dims = d1 ? 2 : 1;
     if (t->n_dims != want_dims || t->shape[0] != d0 || (want_dims == 2 && t->shape[1] != d1)) {
@@ -48,8 +48,8 @@ static dre_status load_tensor(const st_file *file, const char *name, int64_t d0,
         format_shape(got_s, sizeof got_s, t->n_dims, t->shape);
         format_shape(want_s, sizeof want_s, want_dims, want);
         return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: tensor '%s' has shape %s, expected %s (from config.json)", path,
-                         t->name, got_s, want_s);
+                             "%s: tensor '%s' has shape %s, expected %s (from config.json)", path,
+                             t->name, got_s, want_s);
     }
     dre_st_to_f32(t->data, t->dtype, t->n_elements, dst);
     return DRE_OK;
@@ -81,7 +81,8 @@ dre_status dre_model_alloc_weights(dre_model *m, const char *what) {
     size_t bytes = table_bytes + arena_floats(in) * sizeof(float);
     m->arena = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!m->arena)
-        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", what, bytes);
+        return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", what,
+                             bytes);
     m->layers = m->arena;
     float *next = (float *)((char *)m->arena + table_bytes);
     m->word_emb = take(&next, (size_t)in->vocab_size * h);
@@ -117,10 +118,11 @@ static dre_status load_weights(dre_model *m, const st_file *file) {
     double need = dh * ((double)in->vocab_size + in->max_positions + in->type_vocab_size + 2) +
                   (double)in->n_layers * (4 * dh * dh + 2 * dh * dff + 9 * dh + dff);
     if (need * 2 > (double)file->map_len)
-        return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: config.json describes %.0f weights, more than the file's %zu bytes "
-                         "can hold",
-                         file->path, need, file->map_len);
+        return dre_set_error(
+            DRE_ERR_FORMAT,
+            "%s: config.json describes %.0f weights, more than the file's %zu bytes "
+            "can hold",
+            file->path, need, file->map_len);
     DRE_TRY(dre_model_alloc_weights(m, file->path));
     DRE_TRY(load_tensor(file, "embeddings.word_embeddings.weight", in->vocab_size, h, m->word_emb));
     DRE_TRY(load_tensor(file, "embeddings.position_embeddings.weight", in->max_positions, h,
@@ -169,7 +171,8 @@ static dre_status load_weights(dre_model *m, const st_file *file) {
 /* ---------------------------------------------------------------- public */
 
 dre_status dre_model_open(const char *model_dir, dre_model **out) {
-    if (!model_dir || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_model_open: NULL argument");
+    if (!model_dir || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_model_open: NULL argument");
     *out = NULL;
     dre_model *m = calloc(1, sizeof *m);
     if (!m) return dre_set_error(DRE_ERR_NOMEM, "dre_model_open: out of memory");

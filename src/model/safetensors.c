@@ -69,28 +69,28 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
     const char *path = f->path, *name = entry->string;
     if (!cJSON_IsObject(entry))
         return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': header entry is not an object", path,
-                         name);
+                             name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets))
         return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: tensor '%s': needs a string 'dtype' and arrays 'shape' and "
-                         "'data_offsets'",
-                         path, name);
+                             "%s: tensor '%s': needs a string 'dtype' and arrays 'shape' and "
+                             "'data_offsets'",
+                             path, name);
     size_t i = 0;
     while (i < N_DTYPES && strcmp(dtype_table[i].name, dtype->valuestring) != 0)
         i++;
     if (i == N_DTYPES)
         return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
-                         dtype->valuestring);
+                             dtype->valuestring);
     t->dtype = dtype_table[i].dtype;
     size_t elem_size = dtype_table[i].size;
 
     int n_dims = cJSON_GetArraySize(shape);
     if (n_dims > ST_MAX_DIMS)
-        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': %d dimensions (at most %d)", path, name,
-                         n_dims, ST_MAX_DIMS);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': %d dimensions (at most %d)", path,
+                             name, n_dims, ST_MAX_DIMS);
     t->n_dims = n_dims;
     size_t n_elements = 1;
     int d = 0;
@@ -99,8 +99,8 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
         uint64_t v;
         if (!json_to_u64(dim, &v))
             return dre_set_error(DRE_ERR_FORMAT,
-                             "%s: tensor '%s': shape[%d] is not a non-negative integer", path, name,
-                             d);
+                                 "%s: tensor '%s': shape[%d] is not a non-negative integer", path,
+                                 name, d);
         if (v != 0 && n_elements > SIZE_MAX / v)
             return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s': shape overflows", path, name);
         n_elements *= (size_t)v;
@@ -114,18 +114,19 @@ static dre_status parse_entry(const st_file *f, const cJSON *entry, const uint8_
     if (cJSON_GetArraySize(offsets) != 2 || !json_to_u64(cJSON_GetArrayItem(offsets, 0), &begin) ||
         !json_to_u64(cJSON_GetArrayItem(offsets, 1), &end))
         return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets must be two non-negative integers", path,
-                         name);
+                             "%s: tensor '%s': data_offsets must be two non-negative integers",
+                             path, name);
     if (begin > end || end > data_len)
-        return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets [%llu, %llu] outside the %zu data bytes "
-                         "(file truncated?)",
-                         path, name, (unsigned long long)begin, (unsigned long long)end, data_len);
+        return dre_set_error(
+            DRE_ERR_FORMAT,
+            "%s: tensor '%s': data_offsets [%llu, %llu] outside the %zu data bytes "
+            "(file truncated?)",
+            path, name, (unsigned long long)begin, (unsigned long long)end, data_len);
     if (end - begin != n_elements * elem_size)
-        return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets span %llu bytes but shape x %s needs %zu",
-                         path, name, (unsigned long long)(end - begin), dtype->valuestring,
-                         n_elements * elem_size);
+        return dre_set_error(
+            DRE_ERR_FORMAT,
+            "%s: tensor '%s': data_offsets span %llu bytes but shape x %s needs %zu", path, name,
+            (unsigned long long)(end - begin), dtype->valuestring, n_elements * elem_size);
     t->data = data + begin;
     return DRE_OK;
 }
@@ -137,19 +138,20 @@ static int cmp_tensor_name(const void *a, const void *b) {
 static dre_status parse_header(st_file *f) {
     const char *path = f->path;
     if (f->map_len < 8)
-        return dre_set_error(DRE_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors header", path,
-                         f->map_len);
+        return dre_set_error(DRE_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors header",
+                             path, f->map_len);
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--)
         header_len = header_len << 8 | f->map[i];
     if (header_len > f->map_len - 8)
-        return dre_set_error(DRE_ERR_FORMAT,
-                         "%s: header length %llu is larger than the file (%zu bytes): truncated "
-                         "or not a safetensors file",
-                         path, (unsigned long long)header_len, f->map_len);
+        return dre_set_error(
+            DRE_ERR_FORMAT,
+            "%s: header length %llu is larger than the file (%zu bytes): truncated "
+            "or not a safetensors file",
+            path, (unsigned long long)header_len, f->map_len);
     if (header_len > ST_MAX_HEADER)
         return dre_set_error(DRE_ERR_FORMAT, "%s: header length %llu is implausibly large", path,
-                         (unsigned long long)header_len);
+                             (unsigned long long)header_len);
     const char *header = (const char *)f->map + 8;
     const uint8_t *data = f->map + 8 + header_len;
     size_t data_len = f->map_len - 8 - (size_t)header_len;
@@ -159,8 +161,8 @@ static dre_status parse_header(st_file *f) {
     if (!root || !cJSON_IsObject(root)) {
         size_t at = parse_end && parse_end >= header ? (size_t)(parse_end - header) : 0;
         cJSON_Delete(root);
-        return dre_set_error(DRE_ERR_FORMAT, "%s: header is not a JSON object (error near byte %zu)",
-                         path, 8 + at);
+        return dre_set_error(DRE_ERR_FORMAT,
+                             "%s: header is not a JSON object (error near byte %zu)", path, 8 + at);
     }
     /* the header may be padded with spaces after the object, nothing else */
     for (const char *p = parse_end; p && p < header + header_len; p++) {
@@ -202,8 +204,8 @@ static dre_status parse_header(st_file *f) {
     qsort(f->tensors, f->n_tensors, sizeof *f->tensors, cmp_tensor_name);
     for (size_t i = 1; i < f->n_tensors; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
-            return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path,
-                             f->tensors[i].name);
+            return dre_set_error(DRE_ERR_FORMAT, "%s: tensor '%s' appears twice in the header",
+                                 path, f->tensors[i].name);
     return DRE_OK;
 }
 

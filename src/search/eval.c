@@ -123,20 +123,20 @@ static dre_status parse_lines(dre_qrels *q, const char *path, size_t len) {
         first = 0;
         if (n != 3 && n != 4)
             return dre_set_error(DRE_ERR_FORMAT,
-                             "%s:%ld: expected query-id<TAB>corpus-id<TAB>score (or TREC's "
-                             "query-id iteration doc-id score), found %s%d field%s",
-                             path, line, n > 4 ? "more than " : "", n > 4 ? 4 : n,
-                             n == 1 ? "" : "s");
+                                 "%s:%ld: expected query-id<TAB>corpus-id<TAB>score (or TREC's "
+                                 "query-id iteration doc-id score), found %s%d field%s",
+                                 path, line, n > 4 ? "more than " : "", n > 4 ? 4 : n,
+                                 n == 1 ? "" : "s");
         const char *query = fields[0], *doc = fields[n == 4 ? 2 : 1], *score = fields[n - 1];
         int32_t grade;
         if (!parse_grade(score, &grade)) {
             if (was_first) continue; /* the header: query-id corpus-id score */
-            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path, line,
-                             score);
+            return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: score \"%s\" is not an integer", path,
+                                 line, score);
         }
         if (!query[0] || !doc[0])
             return dre_set_error(DRE_ERR_FORMAT, "%s:%ld: empty %s id", path, line,
-                             query[0] ? "corpus" : "query");
+                                 query[0] ? "corpus" : "query");
         if (q->n_judgements == cap) {
             cap = cap ? cap * 2 : 256;
             judgement *bigger = realloc(q->judgements, cap * sizeof *bigger);
@@ -282,14 +282,14 @@ dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const ch
     const judged_query *jq = find_query(qrels, query_id);
     if (!jq)
         return dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\" has no judgements in the qrels",
-                         query_id);
+                             query_id);
     ranked_doc *ranked = malloc((n ? (size_t)n : 1) * sizeof *ranked);
     if (!ranked) return dre_set_error(DRE_ERR_NOMEM, "dre_eval_query: out of memory");
     for (int32_t i = 0; i < n; i++) {
         if (!doc_ids[i] || (scores && isnan(scores[i]))) {
             free(ranked);
-            return dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id, i + 1,
-                             doc_ids[i] ? "a NaN score" : "no doc id");
+            return dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": result %d has %s", query_id,
+                                 i + 1, doc_ids[i] ? "a NaN score" : "no doc id");
         }
         ranked[i] = (ranked_doc){scores ? (float)scores[i] : 0.0f, doc_ids[i], i};
     }
@@ -297,8 +297,9 @@ dre_status dre_eval_query(const dre_qrels *qrels, const char *query_id, const ch
     qsort(ranked, (size_t)n, sizeof *ranked, cmp_doc);
     for (int32_t i = 1; i < n; i++)
         if (!strcmp(ranked[i].doc, ranked[i - 1].doc)) {
-            dre_status st = dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": doc \"%s\" listed twice",
-                                      query_id, ranked[i].doc);
+            dre_status st =
+                dre_set_error(DRE_ERR_INVALID_ARG, "query \"%s\": doc \"%s\" listed twice",
+                              query_id, ranked[i].doc);
             free(ranked);
             return st;
         }

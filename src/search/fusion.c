@@ -1,4 +1,5 @@
-/* search/fusion.c — reciprocal-rank and convex fusion of a dense and a BM25 list (search/fusion.h). */
+/* search/fusion.c — reciprocal-rank and convex fusion of a dense and a BM25 list (search/fusion.h).
+ */
 #include "search/fusion.h"
 
 #include <stdlib.h>
@@ -26,8 +27,9 @@ static double normalised(double score, double lo, double span) {
     return span > 0 ? (score - lo) / span : 1.0;
 }
 
-int32_t dre_fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense, int32_t n_dense,
-             const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch, dre_hit *out) {
+int32_t dre_fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
+                 int32_t n_dense, const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch,
+                 dre_hit *out) {
     int32_t n = 0;
     for (int32_t i = 0; i < n_dense; i++)
         scratch[n++] = (dre_hit){.row = dense[i].row,

@@ -22,8 +22,9 @@ typedef struct ranked {
  * at most once per list) into out, best first by fused score, equal scores by row: at most
  * k hits, each with both lists' ranks and scores. scratch holds n_dense + n_bm25 hits.
  * Returns how many were written. */
-int32_t dre_fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense, int32_t n_dense,
-             const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch, dre_hit *out);
+int32_t dre_fuse(dre_fusion fusion, double rrf_k, double alpha, const ranked *dense,
+                 int32_t n_dense, const ranked *bm25, int32_t n_bm25, int32_t k, dre_hit *scratch,
+                 dre_hit *out);
 
 /* One list as hits (dense or BM25 mode): score = the list's, its rank set, the other 0. */
 int32_t dre_fuse_single(const ranked *list, int32_t n, int is_bm25, int32_t k, dre_hit *out);

@@ -20,8 +20,8 @@ dre_status dre_search_precision_parse(const char *name, dre_search_precision *ou
             return DRE_OK;
         }
     return dre_set_error(DRE_ERR_INVALID_ARG,
-                     "search precision \"%s\" (fp16 or fp32 on the GPU, or faiss on the CPU)",
-                     name ? name : "(null)");
+                         "search precision \"%s\" (fp16 or fp32 on the GPU, or faiss on the CPU)",
+                         name ? name : "(null)");
 }
 
 const char *dre_search_precision_name(dre_search_precision precision) {
@@ -35,7 +35,7 @@ dre_status dre_search_mode_parse(const char *name, dre_search_mode *out) {
             return DRE_OK;
         }
     return dre_set_error(DRE_ERR_INVALID_ARG, "search mode \"%s\" (auto, dense, bm25 or hybrid)",
-                     name ? name : "(null)");
+                         name ? name : "(null)");
 }
 
 const char *dre_search_mode_name(dre_search_mode mode) {
@@ -48,7 +48,8 @@ dre_status dre_fusion_parse(const char *name, dre_fusion *out) {
             *out = (dre_fusion)i;
             return DRE_OK;
         }
-    return dre_set_error(DRE_ERR_INVALID_ARG, "fusion \"%s\" (rrf or convex)", name ? name : "(null)");
+    return dre_set_error(DRE_ERR_INVALID_ARG, "fusion \"%s\" (rrf or convex)",
+                         name ? name : "(null)");
 }
 
 const char *dre_fusion_name(dre_fusion fusion) {

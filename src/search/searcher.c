@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/packer.h"
 #include "common/common.h"
-#include "search/fusion.h"
 #include "index/index.h"
+#include "search/fusion.h"
+#include "text/packer.h"
 
 /* Chunked indexes: vectors searched per document wanted, at first (a document's later
  * chunks take places in the list; a query whose list holds too few documents searches
@@ -29,8 +29,9 @@ struct dre_searcher {
     token_seqs seqs;
     int32_t *seen; /* chunked: per document, the last query that listed it */
     int32_t stamp;
-    pthread_mutex_t mu; /* one dre_search at a time: the encoder, tokenizer, packer and SQLite handles */
-    int ready;          /* everything above opened */
+    pthread_mutex_t
+        mu;    /* one dre_search at a time: the encoder, tokenizer, packer and SQLite handles */
+    int ready; /* everything above opened */
     dre_search_precision precision; /* fixed by the first dense search */
     int searched;
     dre_gpu_search *gpu; /* the Flat index's vectors on the GPU, or NULL */
@@ -50,13 +51,14 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
         const dre_index_info *ii = dre_index_get_info(s->index);
         char what[4200];
         snprintf(what, sizeof what, "%s/meta.json", index_dir);
-        st = dre_index_model_matches(what, dre_model_get_info(s->model), ii->dim, ii->weights_sha256,
-                                 ii);
+        st = dre_index_model_matches(what, dre_model_get_info(s->model), ii->dim,
+                                     ii->weights_sha256, ii);
     }
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &s->tok);
     if (st == DRE_OK) st = dre_encoder_open(s->model, device, 0, &s->enc);
     if (st == DRE_OK)
-        st = dre_seq_tokenizer_init(&s->tokenizer, s->tok, dre_seq_packer_max_length(s->enc, s->tok), NULL, 0);
+        st = dre_seq_tokenizer_init(&s->tokenizer, s->tok,
+                                    dre_seq_packer_max_length(s->enc, s->tok), NULL, 0);
     if (st == DRE_OK) st = dre_seq_packer_init(&s->packer, s->enc, 0);
     const dre_index_info *info = st == DRE_OK ? dre_index_get_info(s->index) : NULL;
     if (info && info->chunk_tokens > 0 &&
@@ -99,12 +101,12 @@ int dre_searcher_gpu_search(const dre_searcher *s) { return s->gpu != NULL; }
 static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precision) {
     if (s->searched) {
         if (precision == s->precision) return DRE_OK;
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "search precision %s: this searcher searches at %s (fixed by its first "
-                         "search); open another for %s",
-                         dre_search_precision_name(precision),
-                         dre_search_precision_name(s->precision),
-                         dre_search_precision_name(precision));
+        return dre_set_error(
+            DRE_ERR_INVALID_ARG,
+            "search precision %s: this searcher searches at %s (fixed by its first "
+            "search); open another for %s",
+            dre_search_precision_name(precision), dre_search_precision_name(s->precision),
+            dre_search_precision_name(precision));
     }
     s->searched = 1;
     s->precision = precision;
@@ -116,7 +118,7 @@ static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precisi
     s->gpu_vectors = malloc(count * sizeof *s->gpu_vectors);
     if (!s->gpu_vectors)
         return dre_set_error(DRE_ERR_NOMEM, "search: no host memory for the %lld vectors",
-                         (long long)info->n_vectors);
+                             (long long)info->n_vectors);
     DRE_TRY(dre_index_vectors(s->index, 0, info->n_vectors, s->gpu_vectors));
     const dre_status st =
         s->precision == DRE_SEARCH_GPU_FP16
@@ -215,7 +217,8 @@ static dre_status embed_locked(dre_searcher *s, const char *const *texts, size_t
                                const char *prompt, float *out, int32_t *text_tokens) {
     s->tokenizer.prompt = prompt ? prompt : "";
     s->tokenizer.prompt_len = strlen(s->tokenizer.prompt);
-    return dre_seq_packer_encode_texts(&s->tokenizer, &s->packer, &s->seqs, texts, n, out, text_tokens);
+    return dre_seq_packer_encode_texts(&s->tokenizer, &s->packer, &s->seqs, texts, n, out,
+                                       text_tokens);
 }
 
 /* Embeds n queries (prompt before each), unless given, and finds their nearest vectors. */
@@ -239,9 +242,9 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
     if (mode == DRE_SEARCH_AUTO) mode = info->bm25 ? DRE_SEARCH_HYBRID : DRE_SEARCH_DENSE;
     if ((mode == DRE_SEARCH_BM25 || mode == DRE_SEARCH_HYBRID) && !info->bm25)
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                         "--mode %s needs a BM25 table, and this index has none: add one with "
-                         "`dre index add-bm25 DIR`",
-                         dre_search_mode_name(mode));
+                             "--mode %s needs a BM25 table, and this index has none: add one with "
+                             "`dre index add-bm25 DIR`",
+                             dre_search_mode_name(mode));
     int32_t k = o->k;
     int32_t depth = mode == DRE_SEARCH_HYBRID ? (o->depth > k ? o->depth : k) : k;
     if (depth > info->count && info->count > 0) depth = (int32_t)info->count;
@@ -266,8 +269,8 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
     dre_status st = DRE_OK;
     if ((dense && (!b.vectors || !b.scores || !b.rows)) || !b.dense || !b.bm25 || !b.bm25_scores ||
         !b.bm25_rows || !b.scratch)
-        st =
-            dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n, depth);
+        st = dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %zu queries of depth %d", n,
+                           depth);
     const char *prompt = o->query_prompt ? o->query_prompt : info->query_prompt;
     if (st == DRE_OK && dense && info->count > 0)
         st = dense_search(s, queries, n, prompt, vectors, o, &b);
@@ -287,7 +290,7 @@ static dre_status search_locked(dre_searcher *s, const char *const *queries, con
             n_hits[q] = dre_fuse_single(b.bm25, n_bm25, 1, k, out);
         else
             n_hits[q] = dre_fuse(o->fusion, o->rrf_k, o->alpha, b.dense, n_dense, b.bm25, n_bm25, k,
-                             b.scratch, out);
+                                 b.scratch, out);
     }
     buffers_free(&b);
     return st;
@@ -344,13 +347,14 @@ static dre_status search_checked(dre_searcher *s, const char *const *queries, co
         opts->fusion > DRE_FUSION_RRF || opts->precision < DRE_SEARCH_GPU_FP16 ||
         opts->precision > DRE_SEARCH_FAISS_CPU || opts->n_params < 0 ||
         opts->n_params > DRE_SEARCH_MAX_PARAMS)
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                         "dre_search: k %d, depth %d, rrf_k %g, alpha %g, %d parameters (k, depth "
-                         ">= 1, rrf_k >= 0, alpha in 0..1, at most %d parameters)",
-                         opts->k, opts->depth, opts->rrf_k, opts->alpha, opts->n_params,
-                         DRE_SEARCH_MAX_PARAMS);
+        return dre_set_error(
+            DRE_ERR_INVALID_ARG,
+            "dre_search: k %d, depth %d, rrf_k %g, alpha %g, %d parameters (k, depth "
+            ">= 1, rrf_k >= 0, alpha in 0..1, at most %d parameters)",
+            opts->k, opts->depth, opts->rrf_k, opts->alpha, opts->n_params, DRE_SEARCH_MAX_PARAMS);
     for (size_t i = 0; i < n; i++)
-        if (!queries[i]) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
+        if (!queries[i])
+            return dre_set_error(DRE_ERR_INVALID_ARG, "dre_search: query %zu is NULL", i);
     if (n == 0) return DRE_OK;
     pthread_mutex_lock(&s->mu);
     dre_status st = search_locked(s, queries, vectors, n, opts, hits, n_hits);

@@ -43,8 +43,8 @@ int32_t dre_seq_packer_max_length(const dre_encoder *enc, const dre_tokenizer *t
  * thousand texts at a time (seqs is the work space); text_tokens (if given) gets each
  * text's tokens encoded, [CLS] and [SEP] included. */
 dre_status dre_seq_packer_encode_texts(seq_tokenizer *t, seq_packer *p, token_seqs *seqs,
-                                   const char *const *texts, size_t n, float *out,
-                                   int32_t *text_tokens);
+                                       const char *const *texts, size_t n, float *out,
+                                       int32_t *text_tokens);
 
 #ifdef __cplusplus
 }

@@ -49,7 +49,7 @@ typedef struct seq_tokenizer {
 
 /* prompt: NULL or "" for none; it must outlive t. */
 dre_status dre_seq_tokenizer_init(seq_tokenizer *t, const dre_tokenizer *tok, int32_t max_length,
-                              const char *prompt, int n_threads);
+                                  const char *prompt, int n_threads);
 void dre_seq_tokenizer_free(seq_tokenizer *t);
 /* Cuts texts longer than chunk_tokens into chunks: a text whose prompt + text takes at
  * most chunk_tokens tokens stays one sequence (tokenized as without chunks); a longer one
@@ -62,7 +62,7 @@ dre_status dre_seq_tokenizer_chunk(seq_tokenizer *t, int32_t chunk_tokens, int32
  * NUL-terminated), in text order: one per text, prompt + text tokenized as one string (as
  * sentence-transformers does), truncated to max_length; or its chunks. */
 dre_status dre_seq_tokenizer_run(seq_tokenizer *t, const char *const *texts, const size_t *lens,
-                             int32_t n, token_seqs *out);
+                                 int32_t n, token_seqs *out);
 
 #ifdef __cplusplus
 }

@@ -15,13 +15,13 @@ extern "C" {
 
 /* dre_tokenize, and *truncated (if not NULL) set when the text had more wordpieces than
  * fit. */
-dre_status dre_tokenize_ids(const dre_tokenizer *tok, const char *text, size_t len, int32_t max_length,
-                        int32_t *ids, int32_t *n_ids, int *truncated);
+dre_status dre_tokenize_ids(const dre_tokenizer *tok, const char *text, size_t len,
+                            int32_t max_length, int32_t *ids, int32_t *n_ids, int *truncated);
 
 /* The wordpieces of text alone (no [CLS], [SEP]): up to cap of them into pieces, their
  * number in *n_pieces; *truncated set when the text has more than cap. */
-dre_status dre_tokenize_pieces(const dre_tokenizer *tok, const char *text, size_t len, int32_t *pieces,
-                           int32_t cap, int32_t *n_pieces, int *truncated);
+dre_status dre_tokenize_pieces(const dre_tokenizer *tok, const char *text, size_t len,
+                               int32_t *pieces, int32_t cap, int32_t *n_pieces, int *truncated);
 
 int32_t dre_tokenizer_cls_id(const dre_tokenizer *tok);
 int32_t dre_tokenizer_sep_id(const dre_tokenizer *tok);

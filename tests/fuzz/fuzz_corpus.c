@@ -25,8 +25,7 @@ static int corpus_fuzz_space(unsigned char c) {
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
-static void corpus_fuzz_check_record(const dre_corpus *r, const dre_corpus_doc *rec,
-                                     int64_t size) {
+static void corpus_fuzz_check_record(const dre_corpus *r, const dre_corpus_doc *rec, int64_t size) {
     FUZZ_CHECK(rec->id != NULL && rec->id[0] != '\0');
     FUZZ_CHECK(rec->text != NULL);
     FUZZ_CHECK(rec->joined != NULL && rec->joined_len > 0);

@@ -14,7 +14,7 @@ static void serve_fuzz_parse(const uint8_t *data, size_t size, server_endpoint e
     char err[512];
     err[0] = '\0';
     const int st = dre_server_request_parse((const char *)data, size, endpoint, FUZZ_MAX_INPUTS,
-                                        FUZZ_DIM, &r, err, sizeof err);
+                                            FUZZ_DIM, &r, err, sizeof err);
     if (st) {
         FUZZ_CHECK(st == 400 || st == 422);
         FUZZ_CHECK(err[0] != '\0');
