@@ -165,12 +165,14 @@ TEST_F(CliTest, QueryFileMatchesSentenceTransformersExactSearch) {
             EXPECT_EQ(cJSON_GetObjectItem(g, "rank")->valueint, i + 1);
             EXPECT_EQ(cJSON_GetObjectItem(g, "dense_rank")->valueint, i + 1);
             EXPECT_TRUE(cJSON_IsNull(cJSON_GetObjectItem(g, "bm25_rank")));
-            EXPECT_NEAR(cJSON_GetObjectItem(g, "score")->valuedouble, ws, 1e-3);
-            bool near_tie = false; // ids may swap only where the reference nearly ties
+            // as pipeline_test: fp32 scores of two engines agree to a few ulps (measured
+            // 6.0e-7), so ids may swap only where the reference's own scores are that close
+            EXPECT_NEAR(cJSON_GetObjectItem(g, "score")->valuedouble, ws, 2e-6);
+            bool near_tie = false;
             for (int j : {i - 1, i + 1})
                 if (j >= 0 && j < 10 &&
                     std::fabs(ws - cJSON_GetObjectItem(cJSON_GetArrayItem(top, j), "score")
-                                       ->valuedouble) < 1e-3)
+                                       ->valuedouble) < 4e-6)
                     near_tie = true;
             if (!near_tie)
                 EXPECT_STREQ(cJSON_GetObjectItem(g, "id")->valuestring,
@@ -472,7 +474,7 @@ TEST_F(CliTest, ExportWritesTheVectorsAsNpy) {
             aa += (double)got[i * kDim + j] * got[i * kDim + j];
             bb += (double)want[i * kDim + j] * want[i * kDim + j];
         }
-        EXPECT_GE(ab / std::sqrt(aa * bb), 0.9999) << "row " << i;
+        EXPECT_LE(1.0 - ab / std::sqrt(aa * bb), kCpuParity) << "row " << i;
     }
     auto id_lines = lines_of(read_text(ids));
     ASSERT_EQ(id_lines.size(), (size_t)kDocs);

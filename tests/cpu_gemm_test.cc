@@ -235,6 +235,15 @@ TEST(CpuVmath, LayerNormRowMatchesPlainOperator) {
             }
         }
     }
+    // a constant row: variance 0, eps alone keeps it finite, and the output is beta exactly
+    for (int32_t n : {7, 384}) {
+        std::vector<float> x((size_t)n, 2.5f);
+        const std::vector<float> g = uniform((size_t)n, 0.5f, 1.5f, seed++);
+        const std::vector<float> b = uniform((size_t)n, -0.3f, 0.3f, seed++);
+        vlayernorm_row(x.data(), nullptr, g.data(), b.data(), 1e-5f, n);
+        for (int32_t j = 0; j < n; j++)
+            ASSERT_EQ(x[j], b[j]) << "n " << n << " element " << j;
+    }
 }
 
 // Attention in double from the same fp32 inputs, and for each output element the error an

@@ -58,6 +58,33 @@ TEST(KernelsLayernorm, MatchesCpuAcrossShapes) {
         run_case(c);
 }
 
+// A row whose every value is the same has variance 0: only eps keeps 1 / sqrt(var + eps)
+// finite, and the output is then exactly beta (0 * rstd * g + b). Dropping eps gives NaN;
+// the random rows above, of variance ~6, never show eps at all.
+TEST(KernelsLayernorm, ConstantRowGivesBetaExactly) {
+    SKIP_WITHOUT_GPU();
+    const int32_t n_tokens = 3, hidden = 384;
+    const size_t n = (size_t)n_tokens * hidden;
+    const std::vector<float> x(n, 1.25f), residual(n, -0.5f), bias(hidden, 0.25f);
+    const std::vector<float> g = uniform(hidden, 0.5f, 1.5f, 4);
+    const std::vector<float> b = round_fp16(uniform(hidden, -0.5f, 0.5f, 5));
+    const float eps = 1e-5f;
+    std::vector<float> want = x;
+    dre_bias_residual_layernorm_cpu(want.data(), bias.data(), residual.data(), g.data(), b.data(),
+                                    eps, n_tokens, hidden);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ(want[i], b[i % hidden]) << "the CPU twin, element " << i;
+    device_buffer<fp16_t> d_x(to_fp16(x)), d_res(to_fp16(residual)), d_out(n);
+    device_buffer<float> d_bias(bias), d_g(g), d_b(b);
+    ASSERT_CUDA(dre_bias_residual_layernorm_launch(d_x.get(), d_bias.get(), d_res.get(), d_g.get(),
+                                                   d_b.get(), eps, n_tokens, hidden, d_out.get(),
+                                                   nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> got = to_float(d_out.download());
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ(got[i], b[i % hidden]) << "element " << i;
+}
+
 TEST(KernelsLayernorm, ZeroTokensIsANoOp) {
     SKIP_WITHOUT_GPU();
     device_buffer<fp16_t> x(8);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cfloat>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -277,7 +278,9 @@ TEST_F(ServerTest, SearchEqualsDreSearch) {
                 dre_doc doc;
                 ASSERT_EQ(DRE_OK, dre_index_doc(dre_searcher_index(alone), want[i].row, &doc));
                 EXPECT_EQ(doc.id, got[q][i].id) << "query " << q << " rank " << i;
-                EXPECT_NEAR(want[i].score, got[q][i].score, 1e-5) << "query " << q << " rank " << i;
+                EXPECT_NEAR(want[i].score, got[q][i].score,
+                            2 * DBL_EPSILON * std::fabs(want[i].score))
+                    << "query " << q << " rank " << i; // JSON's 15 digits: the last bit
                 dre_doc_clear(&doc);
             }
         }
@@ -357,6 +360,89 @@ TEST_F(ServerTest, SearchParametersStayWithTheirRequest) {
     EXPECT_EQ(search(queries[1], ""), search(queries[1], ""));
 }
 
+// Every /search option reaches the search: each request, with one option away from its
+// default, gets the library's answer for the same options (ids, order, scores as the JSON
+// carries them), and an answer that differs from the default's, so an option the service
+// dropped would show. Bad values are refused naming the field.
+TEST_F(ServerTest, EverySearchOptionReachesTheSearch) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    dre_searcher *alone = nullptr;
+    ASSERT_EQ(DRE_OK, dre_searcher_open(index_dir.c_str(), kTiny.c_str(), DRE_DEVICE_CPU, &alone));
+    const std::string query = "sparse attention for long documents";
+    struct option_case {
+        const char *json; // added to the request
+        void (*set)(dre_search_options *);
+    } cases[] = {
+        {"", [](dre_search_options *) {}}, // the defaults (hybrid, convex, alpha 0.5, k 10)
+        {", \"k\": 4", [](dre_search_options *o) { o->k = 4; }},
+        {", \"mode\": \"dense\"", [](dre_search_options *o) { o->mode = DRE_SEARCH_DENSE; }},
+        {", \"mode\": \"bm25\"", [](dre_search_options *o) { o->mode = DRE_SEARCH_BM25; }},
+        {", \"alpha\": 0.15", [](dre_search_options *o) { o->alpha = 0.15; }},
+        {", \"depth\": 12", [](dre_search_options *o) { o->depth = 12; }},
+        {", \"fusion\": \"rrf\"", [](dre_search_options *o) { o->fusion = DRE_FUSION_RRF; }},
+        {", \"fusion\": \"rrf\", \"rrf_k\": 2",
+         [](dre_search_options *o) { o->fusion = DRE_FUSION_RRF, o->rrf_k = 2; }},
+    };
+    std::vector<std::vector<hit>> answers;
+    for (const option_case &c : cases) {
+        SCOPED_TRACE(c.json);
+        http_reply r =
+            request(port, "POST", "/search", "{\"query\": \"" + query + "\"" + c.json + "}");
+        ASSERT_EQ(200, r.status) << r.body;
+        const auto got = hits_of(r.body);
+        ASSERT_EQ(1u, got.size());
+        dre_search_options o;
+        dre_search_options_init(&o);
+        c.set(&o);
+        std::vector<dre_hit> want(o.k);
+        int32_t n = 0;
+        const char *text = query.c_str();
+        ASSERT_EQ(DRE_OK, dre_search(alone, &text, 1, &o, want.data(), &n)) << dre_last_error();
+        ASSERT_EQ((size_t)n, got[0].size());
+        for (int32_t i = 0; i < n; i++) {
+            dre_doc doc;
+            ASSERT_EQ(DRE_OK, dre_index_doc(dre_searcher_index(alone), want[i].row, &doc));
+            EXPECT_EQ(doc.id, got[0][i].id) << "rank " << i;
+            // the same searcher on the same vectors; cJSON prints 15 significant digits where
+            // they read back within DBL_EPSILON, so a score may move by its last bit
+            EXPECT_NEAR(want[i].score, got[0][i].score, 2 * DBL_EPSILON * std::fabs(want[i].score))
+                << "rank " << i;
+            dre_doc_clear(&doc);
+        }
+        for (size_t a = 0; a < answers.size(); a++) {
+            bool same = answers[a].size() == got[0].size();
+            for (size_t i = 0; same && i < got[0].size(); i++)
+                same = answers[a][i].id == got[0][i].id &&
+                       std::fabs(answers[a][i].score - got[0][i].score) <= 1e-12;
+            EXPECT_FALSE(same) << "the same answer as case " << a << ": the option changed nothing";
+        }
+        answers.push_back(got[0]);
+    }
+    dre_searcher_close(alone);
+
+    struct bad {
+        const char *json, *field;
+    } bads[] = {
+        {"\"k\": 1001", "'k'"},
+        {"\"k\": 2.5", "'k'"},
+        {"\"depth\": 0", "'depth'"},
+        {"\"alpha\": 1.5", "'alpha'"},
+        {"\"alpha\": -0.1", "'alpha'"},
+        {"\"rrf_k\": -1", "'rrf_k'"},
+        {"\"fusion\": \"max\"", "'fusion'"},
+        {"\"mode\": 3", "'mode'"},
+        {"\"return_text\": 1", "'return_text'"},
+        {"\"params\": [1]", "'params'"},
+        {"\"params\": {\"nprobe\": \"8\"}", "'params'"},
+    };
+    for (const bad &b : bads) {
+        const http_reply r =
+            request(port, "POST", "/search", "{\"query\": \"x\", " + std::string(b.json) + "}");
+        EXPECT_EQ(400, r.status) << b.json << ": " << r.body;
+        EXPECT_TRUE(has(error_message(r.body), b.field)) << b.json << ": " << r.body;
+    }
+}
+
 TEST_F(ServerTest, ErrorsAreOpenAiStyleAndNameTheField) {
     dre_server_options o;
     dre_server_options_init(&o);
@@ -413,6 +499,12 @@ TEST_F(ServerTest, ApiKeyOnAndOff) {
     EXPECT_EQ(401,
               request(port, "POST", "/search", "{\"query\": \"x\"}", "Bearer s3cret-kez").status);
     EXPECT_EQ(401, request(port, "GET", "/info", "", "Bearer s3cret").status);
+    // the key with more after it, or with a different case, is another key
+    EXPECT_EQ(401, request(port, "GET", "/info", "", "Bearer s3cret-key2").status);
+    EXPECT_EQ(401, request(port, "GET", "/info", "", "Bearer s3cret-key ").status);
+    EXPECT_EQ(401, request(port, "GET", "/info", "", "Bearer S3CRET-KEY").status);
+    EXPECT_EQ(401, request(port, "GET", "/info", "", "bearer s3cret-key").status);
+    EXPECT_EQ(401, request(port, "GET", "/info", "", "Bearer ").status);
     EXPECT_EQ(401, request(port, "GET", "/metrics", "", "Basic s3cret-key").status);
     EXPECT_EQ(200,
               request(port, "POST", "/search", "{\"query\": \"x\"}", "Bearer s3cret-key").status);

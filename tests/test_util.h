@@ -75,6 +75,12 @@ inline bool has(const std::string &haystack, const std::string &needle) {
 }
 
 // a.b / (|a| |b|), summed in double.
+// How far dre's fp32 CPU vectors may be from sentence-transformers' (torch, fp32): two fp32
+// forward passes differing only in summation order end 1 - cos ~ 1e-12 apart (measured at
+// most 2.2e-12); 1e-9 leaves three orders of magnitude for other CPUs, while a wrong operator
+// (a missing eps or bias, the other GELU, a pooling slip) moves 1 - cos past 1e-7.
+constexpr double kCpuParity = 1e-9;
+
 inline double cosine(const float *a, const float *b, int dim) {
     double ab = 0, aa = 0, bb = 0;
     for (int j = 0; j < dim; j++) {
