@@ -2,7 +2,7 @@
 // per (sequence, head, tile of 64 queries) one block computes
 //     out = softmax(q k^T / sqrt(head_dim)) v
 // over the sequence's own keys only, without writing the score matrix anywhere.
-// CPU twin: dre_attention_cpu in src/cpu/encoder.c.
+// CPU twin: dre_attention_cpu in src/cpu/ops.c.
 //
 // Formulation (flash attention, online softmax over key tiles of 64):
 //   for each key tile:  S = Q K^T                                   (tensor cores, fp32 acc)

@@ -1,7 +1,7 @@
 // embed_layernorm.cu — the embedding layer: gather word + position + token-type rows and
 // LayerNorm them in one pass: out[t] = LN(word[ids[t]] + pos[p(t)] + type[0]) * g + b,
 // p(t) = t - start of t's sequence in the packed batch.
-// CPU twin: dre_embed_layernorm_cpu in src/cpu/encoder.c.
+// CPU twin: dre_embed_layernorm_cpu in src/cpu/ops.c.
 //
 // Memory bound: a row reads 2 * 2 * hidden bytes (word and position rows; the type row
 // and g, b stay in cache) and writes 2 * hidden. One half-warp per token row, as in

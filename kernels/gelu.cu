@@ -1,6 +1,6 @@
 // gelu.cu — bias + GELU fused, after the first FFN GEMM, in place:
 // x[t][c] = gelu(x[t][c] + bias[c]),  gelu(v) = 0.5 v (1 + erf(v / sqrt 2))  (BERT's exact form).
-// CPU twin: dre_bias_gelu_cpu in src/cpu/encoder.c.
+// CPU twin: dre_bias_gelu_cpu in src/cpu/ops.c.
 //
 // Elementwise and memory bound: 2 bytes read and 2 written per value (4 * intermediate
 // bytes a token, 6 KiB for MiniLM), 16 bytes (8 values) a step; the bias, 32 bytes a step,

@@ -1,6 +1,6 @@
 // layernorm.cu — (bias +) (residual +) LayerNorm, after the attention output projection and
 // after the second FFN GEMM: out[t] = LN(x[t] (+ bias) (+ residual[t])) * g + b.
-// CPU twin: dre_bias_residual_layernorm_cpu in src/cpu/encoder.c.
+// CPU twin: dre_bias_residual_layernorm_cpu in src/cpu/ops.c.
 //
 // The encoder's GEMMs add the bias and the residual in their epilogue, so here x is read
 // once and out written once: 2 * 2 * hidden bytes a row (g and b come from cache), which

@@ -1,6 +1,6 @@
 // pooling.cu — sentence embedding from token states: mean over the sequence's tokens
 // (or its first token, CLS), then optionally x / max(||x||_2, 1e-12); fp32 out.
-// CPU twin: dre_pool_normalize_cpu in src/cpu/encoder.c.
+// CPU twin: dre_pool_normalize_cpu in src/cpu/ops.c.
 //
 // Memory bound: each token row is read once (2 * dim bytes), each output written once (4 *
 // dim) and, with the norm, read and written once more. Blocks are (sequence, 64 columns),

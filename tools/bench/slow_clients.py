@@ -7,7 +7,8 @@ connection and the second asks /health again.
 
 Prints one line a run: connections the slow client opened and how many the server still
 held at the end, the normal client's worst /search and /health times while they were held
-(a time-out counts as the time-out), and /health's time after the slow client left.
+(a time-out counts as the time-out, a refused connection as the time it took) and how many
+got no answer, and /health's time after the slow client left.
 
   python3 tools/bench/slow_clients.py --port 8080 --connections 1000 3000 5100 [--hold 10]
 (the standard library only; raise `ulimit -n` above the connection count)
@@ -21,7 +22,8 @@ import time
 
 
 def timed(port, method, path, body=None, timeout=5.0, source="127.0.0.1"):
-    """Seconds a request took (timeout when it got no answer), and its status (0: none)."""
+    """Seconds a request took, and its status: 0 when the connection was closed or refused
+    (then the seconds say how soon), or when it timed out (then the seconds are timeout)."""
     t0 = time.monotonic()
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
@@ -29,8 +31,10 @@ def timed(port, method, path, body=None, timeout=5.0, source="127.0.0.1"):
         c.request(method, path, body=body, headers={"Content-Type": "application/json"})
         status = c.getresponse().status
         c.close()
-    except OSError:
+    except socket.timeout:
         return timeout, 0
+    except OSError:
+        return time.monotonic() - t0, 0
     return time.monotonic() - t0, status
 
 
