@@ -261,6 +261,35 @@ TEST_F(Bm25Test, TruncateForgetsBm25Rows) {
     EXPECT_GT(scores[0], 0);
 }
 
+// Documents of the same text score the same: they come back by ascending row, as FTS5's
+// "ORDER BY bm25(docs_fts), rowid" (and the Python reference) orders them, whatever k cuts.
+TEST_F(Bm25Test, EqualScoresComeBackByRow) {
+    ASSERT_EQ(dre_docstore_add_bm25(ds), DRE_OK) << dre_last_error();
+    int64_t dup;
+    ASSERT_EQ(dre_docstore_begin(ds), DRE_OK);
+    const char *texts[] = {"other words", "quiet lake", "quiet lake",
+                           "other",       "quiet lake", "quiet lake and more words",
+                           "quiet lake"};
+    for (int i = 0; i < 7; i++)
+        ASSERT_EQ(
+            dre_docstore_add(ds, i, ("d" + std::to_string(i)).c_str(), nullptr, texts[i], &dup),
+            DRE_OK);
+    ASSERT_EQ(dre_docstore_commit(ds), DRE_OK);
+    std::vector<int64_t> rows(10);
+    std::vector<double> scores(10);
+    int32_t n = 0;
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "lake", 4, 10, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(n, 5);
+    EXPECT_EQ(std::vector<int64_t>(rows.begin(), rows.begin() + 5),
+              (std::vector<int64_t>{1, 2, 4, 6, 5}));
+    EXPECT_EQ(scores[0], scores[3]) << "the four equal documents score the same";
+    EXPECT_GT(scores[3], scores[4]);
+    ASSERT_EQ(dre_docstore_bm25_search(ds, "lake", 4, 2, rows.data(), scores.data(), &n), DRE_OK);
+    ASSERT_EQ(n, 2);
+    EXPECT_EQ(rows[0], 1);
+    EXPECT_EQ(rows[1], 2);
+}
+
 TEST_F(Bm25Test, StoreWithoutBm25SaysHowToAddIt) {
     EXPECT_FALSE(dre_docstore_has_bm25(ds));
     int64_t row;

@@ -145,6 +145,14 @@ void expect_cosines(const std::string &label, const std::vector<float> &got,
     for (size_t i = 0; i < seqs.size(); i++) {
         const double c = cosine(&got[i * dim], &want[i * dim], dim);
         EXPECT_GE(c, min_cos) << label << ": text " << i << " (" << seqs[i].size() << " tokens)";
+        // a cosine cannot see a scale: the norms agree too (the pooling kernel normalises in
+        // fp32, so a normalised model's vectors have norm 1 to ~1e-7)
+        double got_sq = 0, want_sq = 0;
+        for (int j = 0; j < dim; j++)
+            got_sq += (double)got[i * dim + j] * got[i * dim + j],
+                want_sq += (double)want[i * dim + j] * want[i * dim + j];
+        EXPECT_NEAR(std::sqrt(got_sq), std::sqrt(want_sq), 1e-4 * std::sqrt(want_sq))
+            << label << ": the norm of text " << i;
         if (!(c >= worst)) {
             worst = c;
             worst_i = i;

@@ -19,6 +19,7 @@
 
 #include "dre.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "model/sha256.h"
 #include "test_util.h"
 
@@ -198,6 +199,25 @@ void check_against_meta(const std::string &dir, const std::string &fixture) {
     }
     EXPECT_GT(n_probes, 20);
     dre_model_close(model);
+}
+
+// The three dtypes a checkpoint may hold, converted to fp32 bit for bit: bf16 is an fp32's
+// top half; fp16's normals, subnormals, signed zeros and infinities map exactly.
+TEST(Safetensors, DtypesConvertExactly) {
+    const uint16_t bf16[] = {0x3F80, 0xC000, 0x3E20, 0x0000, 0x8000, 0x7F80, 0x0001};
+    const float bf16_want[] = {1.0f, -2.0f, 0.15625f, 0.0f, -0.0f, INFINITY, 9.18354962e-41f};
+    const uint16_t f16[] = {0x3C00, 0xC000, 0x3500, 0x0001, 0x8000, 0x7C00, 0x7BFF};
+    const float f16_want[] = {1.0f, -2.0f, 0.3125f, 5.9604645e-8f, -0.0f, INFINITY, 65504.0f};
+    const float f32[] = {1.5f, -0.0f, 3.4e38f};
+    float out[7];
+    dre_st_to_f32(reinterpret_cast<const uint8_t *>(bf16), ST_BF16, 7, out);
+    for (int i = 0; i < 7; i++)
+        EXPECT_EQ(0, std::memcmp(&out[i], &bf16_want[i], 4)) << "bf16 " << i << ": " << out[i];
+    dre_st_to_f32(reinterpret_cast<const uint8_t *>(f16), ST_F16, 7, out);
+    for (int i = 0; i < 7; i++)
+        EXPECT_EQ(0, std::memcmp(&out[i], &f16_want[i], 4)) << "f16 " << i << ": " << out[i];
+    dre_st_to_f32(reinterpret_cast<const uint8_t *>(f32), ST_F32, 3, out);
+    EXPECT_EQ(0, std::memcmp(out, f32, sizeof f32));
 }
 
 TEST(Model, LoadsMiniLM) {
