@@ -15,19 +15,12 @@
 #include "encode/backend.h"
 #include "gpu/cuda_check.h"
 #include "gpu/gemm.h"
+#include "gpu/weights.h"
 #include "kernels.h"
 
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
 #define DEVICE_ALIGN 256
 #define GPU_SLOTS DRE_ENCODER_DEPTH /* batches in flight: one queued while the host takes one */
-
-/* Device pointers of one layer's weights: matrices fp16 [out, in], the GEMMs' biases fp16
- * (the epilogue's type is the output's), LayerNorm parameters fp32. */
-typedef struct gpu_layer {
-    const fp16_t *qkv_w, *attn_out_w, *ffn_in_w, *ffn_out_w;
-    const fp16_t *qkv_b, *attn_out_b, *ffn_in_b, *ffn_out_b;
-    const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
-} gpu_layer;
 
 /* One batch in flight: its pinned copies of the input and the output, and an event
  * recorded after the output's copy back. */
@@ -44,10 +37,7 @@ struct gpu_encoder {
     cudaStream_t stream;
     gpu_gemm *gemm;
 
-    void *weights; /* device: every weight below, one allocation */
-    const fp16_t *word_emb, *pos_emb, *type_emb;
-    const float *emb_ln_g, *emb_ln_b;
-    gpu_layer *layers; /* host array, n_layers */
+    gpu_weights w; /* the model's, on the device */
 
     void *activations; /* device: every buffer below, one allocation */
     int32_t *ids, *cu_seqlens;
@@ -75,86 +65,6 @@ const char *dre_gpu_encoder_variant(const gpu_encoder *enc, dre_kernel_family fa
 
 dre_status dre_gpu_encoder_set_variants(gpu_encoder *enc, const char *spec) {
     return dre_variants_parse(spec, enc->variant);
-}
-
-/* ---------------------------------------------------------------- weights */
-
-/* Places arrays in one device allocation. Run once with host == NULL to size it, then
- * with the staging buffer and the device base to convert, copy and get the pointers. */
-typedef struct weight_plan {
-    size_t size;           /* bytes placed so far */
-    unsigned char *host;   /* staging, NULL while sizing */
-    unsigned char *device; /* device base, NULL while sizing */
-} weight_plan;
-
-static void *place(weight_plan *p, const float *src, size_t count, int as_fp16) {
-    const size_t at = (p->size + DEVICE_ALIGN - 1) / DEVICE_ALIGN * DEVICE_ALIGN;
-    const size_t bytes = count * (as_fp16 ? sizeof(fp16_t) : sizeof(float));
-    p->size = at + bytes;
-    if (!p->host) return NULL;
-    if (as_fp16) {
-        fp16_t *dst = (fp16_t *)(p->host + at);
-        for (size_t i = 0; i < count; i++)
-            dst[i] = float_to_fp16(src[i]);
-    } else {
-        memcpy(p->host + at, src, bytes);
-    }
-    return p->device + at;
-}
-
-static void place_weights(gpu_encoder *enc, const dre_model *model, weight_plan *p) {
-    const dre_model_info *in = &model->info;
-    const size_t h = (size_t)in->hidden, ffn = (size_t)in->intermediate;
-    enc->word_emb = place(p, model->word_emb, (size_t)in->vocab_size * h, 1);
-    enc->pos_emb = place(p, model->pos_emb, (size_t)in->max_positions * h, 1);
-    enc->type_emb = place(p, model->type_emb, (size_t)in->type_vocab_size * h, 1);
-    enc->emb_ln_g = place(p, model->emb_ln_g, h, 0);
-    enc->emb_ln_b = place(p, model->emb_ln_b, h, 0);
-    for (int32_t l = 0; l < in->n_layers; l++) {
-        const layer_weights *w = &model->layers[l];
-        gpu_layer *g = &enc->layers[l];
-        g->qkv_w = place(p, w->qkv_w, 3 * h * h, 1);
-        g->qkv_b = place(p, w->qkv_b, 3 * h, 1);
-        g->attn_out_w = place(p, w->attn_out_w, h * h, 1);
-        g->attn_out_b = place(p, w->attn_out_b, h, 1);
-        g->ln1_g = place(p, w->ln1_g, h, 0);
-        g->ln1_b = place(p, w->ln1_b, h, 0);
-        g->ffn_in_w = place(p, w->ffn_in_w, ffn * h, 1);
-        g->ffn_in_b = place(p, w->ffn_in_b, ffn, 1);
-        g->ffn_out_w = place(p, w->ffn_out_w, h * ffn, 1);
-        g->ffn_out_b = place(p, w->ffn_out_b, h, 1);
-        g->ln2_g = place(p, w->ln2_g, h, 0);
-        g->ln2_b = place(p, w->ln2_b, h, 0);
-    }
-}
-
-static dre_status upload_weights(gpu_encoder *enc, const dre_model *model) {
-    weight_plan plan = {0, NULL, NULL};
-    place_weights(enc, model, &plan);
-    const size_t bytes = plan.size;
-    cudaError_t err = cudaMalloc(&enc->weights, bytes);
-    if (err != cudaSuccess) {
-        enc->weights = NULL;
-        (void)cudaGetLastError();
-        char what[96];
-        snprintf(what, sizeof what, "cudaMalloc of %zu MiB for the model's weights", bytes >> 20);
-        return dre_gpu_cuda_error(err, what, NULL, __FILE__, __LINE__);
-    }
-    unsigned char *staging = malloc(bytes);
-    if (!staging)
-        return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: no host memory to stage weights");
-    plan = (weight_plan){0, staging, enc->weights};
-    place_weights(enc, model, &plan);
-    /* On enc->stream, not the legacy default stream: the non-blocking stream the kernels
-     * run on is not ordered after legacy-stream work, and a pageable cudaMemcpy may return
-     * before its DMA has landed. The sync also keeps staging alive until then. */
-    err = cudaMemcpyAsync(enc->weights, staging, bytes, cudaMemcpyHostToDevice, enc->stream);
-    if (err == cudaSuccess) err = cudaStreamSynchronize(enc->stream);
-    free(staging);
-    if (err != cudaSuccess)
-        return dre_gpu_cuda_error(err, "cudaMemcpy of the model's weights", NULL, __FILE__,
-                                  __LINE__);
-    return DRE_OK;
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -256,12 +166,10 @@ static dre_status check_shapes(const dre_model_info *in) {
 
 static dre_status init(gpu_encoder *enc, const dre_model *model) {
     DRE_TRY(check_shapes(&model->info));
-    enc->layers = calloc((size_t)model->info.n_layers, sizeof *enc->layers);
-    if (!enc->layers) return dre_set_error(DRE_ERR_NOMEM, "encoder_gpu: out of memory");
     CUDA_CHECK(cudaStreamCreateWithFlags(&enc->stream, cudaStreamNonBlocking));
     const char *variants = getenv("DRE_VARIANT");
     if (variants && variants[0]) DRE_TRY(dre_gpu_encoder_set_variants(enc, variants));
-    DRE_TRY(upload_weights(enc, model));
+    DRE_TRY(dre_gpu_weights_upload(model, enc->stream, &enc->w));
     DRE_TRY(allocate_buffers(enc));
     DRE_TRY(dre_gpu_gemm_create(enc->stream, enc->cublas_workspace, CUBLAS_WORKSPACE_BYTES,
                                 &enc->gemm));
@@ -306,10 +214,9 @@ void dre_gpu_encoder_destroy(gpu_encoder *enc) {
     free(enc->events);
     dre_gpu_gemm_destroy(enc->gemm);
     if (enc->stream) (void)cudaStreamDestroy(enc->stream);
-    (void)cudaFree(enc->weights);
+    dre_gpu_weights_free(&enc->w);
     (void)cudaFree(enc->activations);
     (void)cudaFreeHost(enc->pinned);
-    free(enc->layers);
     free(enc);
 }
 
@@ -339,14 +246,14 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
     if (marks) CUDA_CHECK(cudaEventRecord(marks->events[0], s));
 
     CUDA_CHECK(dre_embed_layernorm_launch(enc->ids, enc->cu_seqlens, n_seqs, n_tokens,
-                                          enc->word_emb, enc->pos_emb, enc->type_emb,
-                                          in->vocab_size, in->max_positions, enc->emb_ln_g,
-                                          enc->emb_ln_b, in->layer_norm_eps, h, enc->hidden, s));
+                                          enc->w.word_emb, enc->w.pos_emb, enc->w.type_emb,
+                                          in->vocab_size, in->max_positions, enc->w.emb_ln_g,
+                                          enc->w.emb_ln_b, in->layer_norm_eps, h, enc->hidden, s));
     DRE_TRY(mark(enc, marks, DRE_OP_EMBED));
 
     const int gelu_tanh = enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH;
     for (int32_t l = 0; l < in->n_layers; l++) {
-        const gpu_layer *w = &enc->layers[l];
+        const gpu_layer *w = &enc->w.layers[l];
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv,
                                  n_tokens, h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(mark(enc, marks, DRE_OP_QKV_GEMM));
@@ -531,7 +438,7 @@ static dre_status gemms_only(gpu_encoder *enc, int32_t n_tokens) {
     const gpu_epilogue ffn_in =
         enc->variant[DRE_FAMILY_GELU] == GPU_GELU_TANH ? GPU_EPILOGUE_BIAS_GELU : GPU_EPILOGUE_BIAS;
     for (int32_t l = 0; l < enc->info.n_layers; l++) {
-        const gpu_layer *w = &enc->layers[l];
+        const gpu_layer *w = &enc->w.layers[l];
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->hidden, w->qkv_w, w->qkv_b, NULL, enc->qkv,
                                  n_tokens, h, 3 * h, GPU_EPILOGUE_BIAS));
         DRE_TRY(dre_gpu_gemm_run(enc->gemm, enc->context, w->attn_out_w, w->attn_out_b, enc->hidden,
