@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu_pack.sh [DEST] — everything the GPU machine needs that the working tree lacks, in one
 # folder (default .devpack, git-ignored) that fits the 64 MiB a run may carry there:
-#   bin/dre, bin/dre_gpu_tests   sm_90 builds, stripped (the GPU tests in one binary)
+#   bin/dre.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12 MiB become 4;
+#                                gpu_proof.sh --pack unpacks them); the GPU tests in one binary
 #   lib/                         the shared libraries that machine lacks (libcjson)
 #   models/all-MiniLM-L6-v2/     the default model with float16 weights (45 MB, not 91)
 # Build here, then on the GPU machine (see ../shared/device/README.md):
@@ -19,6 +20,7 @@ rm -rf "$dest.tmp"
 mkdir -p "$dest.tmp/bin" "$dest.tmp/lib" "$dest.tmp/models"
 for b in dre dre_gpu_tests; do
   strip -o "$dest.tmp/bin/$b" "$build/$b"
+  gzip -9 "$dest.tmp/bin/$b"
 done
 for lib in libcjson.so.1; do
   path=$(ldd "$build/dre" | awk -v l="$lib" '$1 == l {print $3}')
@@ -30,8 +32,8 @@ python3 tools/gpu/f16_model.py models/all-MiniLM-L6-v2 "$dest.tmp/models/all-Min
 rm -f "$dest.tmp/models/all-MiniLM-L6-v2/README.md" "$dest.tmp/models/all-MiniLM-L6-v2/data_config.json"
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"
-kib=$(du -sk "$dest" | cut -f1)
-tree_kib=$(git ls-files -z | du -ck --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
+kib=$(du -sk --apparent-size "$dest" | cut -f1)
+tree_kib=$(git ls-files -z | du -ck --apparent-size --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
 say "$dest: $((kib / 1024)) MiB, with the working tree $(((kib + tree_kib) / 1024)) MiB of the 64 a run carries"
 if [ $((kib + tree_kib)) -gt $((63 * 1024)) ]; then
   say "too big to travel: shrink the pack or the tree"

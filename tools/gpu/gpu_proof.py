@@ -25,6 +25,7 @@ usage: gpu_proof.py [--pack DIR | --build DIR] [--budget-s S] [--only STAGE,...]
 """
 import argparse
 import glob
+import gzip
 import json
 import math
 import os
@@ -626,6 +627,13 @@ def main():
     if args.pack:
         pack = os.path.abspath(args.pack)
         bin_dir = os.path.join(pack, "bin")
+        for name in ("dre", "dre_gpu_tests"):  # gpu_pack.sh gzips them to travel
+            packed = os.path.join(bin_dir, name + ".gz")
+            if os.path.exists(packed) and not os.path.exists(os.path.join(bin_dir, name)):
+                with gzip.open(packed, "rb") as src, \
+                        open(os.path.join(bin_dir, name), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.chmod(os.path.join(bin_dir, name), 0o755)
         env["LD_LIBRARY_PATH"] = os.path.join(pack, "lib") + (
             ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
         model_dir = os.path.join(pack, "models", "all-MiniLM-L6-v2")
