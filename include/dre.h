@@ -109,6 +109,37 @@ typedef enum dre_corpus_format {
     DRE_CORPUS_LINES = 3, /* one text per line; the id is the line number */
 } dre_corpus_format;
 
+/* How an index keeps its vectors for search (dre embed --quantize, meta.json "quantize"). A
+ * quantized index searches small codes in RAM for the top k x rescore_factor candidates, then
+ * rescores them exactly from full vectors memory-mapped beside it (never read into RAM). */
+typedef enum dre_quantize {
+    DRE_QUANTIZE_NONE = 0,   /* the FAISS index of the factory string (default "Flat") */
+    DRE_QUANTIZE_INT8 = 1,   /* 8-bit codes, per-dimension ranges (FAISS "SQ8", the default
+                                factory; "IVF4096,SQ8" or "HNSW32,SQ8" too); fp32 rescoring */
+    DRE_QUANTIZE_BINARY = 2, /* sign bits in a FAISS binary index ("BFlat", the default;
+                                "BHNSW32", "BIVF1024"): 32x smaller than fp32; int8 or fp32
+                                rescoring */
+} dre_quantize;
+
+/* The vectors a quantized index rescores from: vectors.i8 (FAISS SQ8 codes, 1 byte a
+ * dimension, decoded exactly as FAISS decodes them) or vectors.f32. */
+typedef enum dre_rescore {
+    DRE_RESCORE_NONE = 0, /* an unquantized index; as an option: the quantization's default */
+    DRE_RESCORE_INT8 = 1, /* binary's default */
+    DRE_RESCORE_FP32 = 2, /* int8's only kind */
+} dre_rescore;
+
+/* Candidates per result a quantized index rescores when nothing else says (meta.json's
+ * "rescore_factor", a search's "rescore_factor" parameter). */
+#define DRE_DEFAULT_RESCORE_FACTOR 4
+
+/* "none"/"int8"/"binary" and "int8"/"fp32" to values (DRE_ERR_INVALID_ARG otherwise), and
+ * back. */
+DRE_API dre_status dre_quantize_parse(const char *name, dre_quantize *out);
+DRE_API const char *dre_quantize_name(dre_quantize quantize);
+DRE_API dre_status dre_rescore_parse(const char *name, dre_rescore *out);
+DRE_API const char *dre_rescore_name(dre_rescore rescore);
+
 /* ---------------------------------------------------------------- handles */
 
 /* Opaque, each made by its _open and freed by its _close. */
@@ -167,6 +198,9 @@ typedef struct dre_embed_options {
     const char *title_field;
     const char *text_field;
     int64_t checkpoint_every; /* documents between checkpoints; <= 0: 10000 */
+    dre_quantize quantize;    /* default DRE_QUANTIZE_NONE */
+    dre_rescore rescore;      /* DRE_RESCORE_NONE: the quantization's default */
+    int32_t rescore_factor;   /* recorded for searches; <= 0: DRE_DEFAULT_RESCORE_FACTOR */
 } dre_embed_options;
 
 /* Fills defaults: "Flat", auto device, all cores, fail on bad lines, JSONL fields. */
@@ -191,6 +225,37 @@ typedef struct dre_embed_summary {
  * goes to opts->progress, the outcome to summary. */
 DRE_API dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
                              const dre_embed_options *opts, dre_embed_summary *summary);
+
+/* An index from vectors made elsewhere (dre index import): a .npy matrix, row i the vector of
+ * the i-th document of a corpus file. */
+typedef struct dre_import_options {
+    /* The model the vectors came from, which the user vouches for: its dim is checked, its
+     * name, weights hash, pooling and prompts recorded, so dre search embeds queries with it.
+     * NULL: none, the index's model is model_name with no weights hash, and it is searched
+     * with query vectors (dre_searcher_open refuses it). */
+    const char *model_dir;
+    const char *model_name; /* recorded without model_dir; NULL: "unknown" */
+    const char *factory;    /* NULL: the quantization's default */
+    dre_quantize quantize;
+    dre_rescore rescore;
+    int32_t rescore_factor;
+    int no_bm25;
+    dre_corpus_format format; /* of the documents; fields as dre_embed_options' */
+    const char *id_field;
+    const char *title_field;
+    const char *text_field;
+} dre_import_options;
+
+DRE_API void dre_import_options_init(dre_import_options *opts);
+
+/* Builds a new index in index_dir (created if needed; it must hold no index) from the
+ * float32 or float16 .npy matrix at vectors_path and the documents of docs_path, one row per
+ * document in order: their counts must agree, and ids must be unique. The writes are an
+ * embed's (index/writer), so a failed import leaves no half index. summary: n_docs,
+ * n_vectors, n_total and seconds. */
+DRE_API dre_status dre_index_import(const char *vectors_path, const char *docs_path,
+                                    const char *index_dir, const dre_import_options *opts,
+                                    dre_embed_summary *summary);
 
 /* ---------------------------------------------------------------- searcher */
 
@@ -333,6 +398,9 @@ typedef struct dre_index_info {
     char query_prompt[DRE_PROMPT_CAP]; /* to put before each query (dre_search does) */
     int32_t chunk_tokens;              /* documents cut into chunks of this many tokens; 0: not */
     int32_t chunk_overlap;             /* tokens consecutive chunks share */
+    dre_quantize quantize;             /* what index.faiss holds */
+    dre_rescore rescore;               /* what its candidates are rescored from */
+    int32_t rescore_factor;            /* candidates per result searched by default */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and

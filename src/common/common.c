@@ -97,3 +97,27 @@ double dre_now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+/* IEEE half to float: rebias the exponent (15 -> 127), normalise subnormals. */
+float dre_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000 | mant << 13; /* inf, nan */
+    } else if (exp != 0) {
+        bits = sign | (exp + 112) << 23 | mant << 13;
+    } else if (mant == 0) {
+        bits = sign; /* zero */
+    } else {
+        /* subnormal: value = mant * 2^-24; shift until the hidden bit appears */
+        int e = -1;
+        do {
+            mant <<= 1;
+            e++;
+        } while (!(mant & 0x400));
+        bits = sign | (uint32_t)(112 - e) << 23 | (mant & 0x3ff) << 13;
+    }
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}

@@ -40,6 +40,9 @@ int dre_cpu_count(void);
 /* Monotonic seconds. */
 double dre_now_seconds(void);
 
+/* An IEEE half (binary16) as a float, exactly (subnormals, infinities and NaNs too). */
+float dre_f16_to_f32(uint16_t h);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
 #include "embed/pipeline.h"
 #include "index/checkpoint.h"
 #include "index/index.h"
+#include "index/vindex.h"
 #include "index/writer.h"
 #include "text/corpus.h"
 #include "text/sequences.h"
@@ -71,6 +72,10 @@ static dre_status check_resume_options(const dre_embed_options *o, const checkpo
         what = "document prompt";
     else if (o->query_prompt && strcmp(o->query_prompt, c->query_prompt))
         what = "query prompt";
+    else if ((o->quantize != DRE_QUANTIZE_NONE && o->quantize != c->quantize) ||
+             (o->rescore != DRE_RESCORE_NONE && o->rescore != c->rescore) ||
+             (o->rescore_factor > 0 && o->rescore_factor != c->rescore_factor))
+        what = "quantization (--quantize, --rescore, --rescore-factor)";
     else if ((o->chunk_tokens > 0 && o->chunk_tokens != c->chunk_tokens) ||
              (o->chunk_tokens > 0 && o->chunk_overlap >= 0 && o->chunk_overlap != c->chunk_overlap))
         what = "chunking (--chunk-tokens, --chunk-overlap)";
@@ -118,6 +123,13 @@ static dre_status check_base(const embed_run *p, const dre_model_info *m,
                              "%s: the index's documents are cut into chunks of %d tokens "
                              "(overlap %d); --append cannot change that",
                              dir, base_meta->chunk_tokens, base_meta->chunk_overlap);
+    if ((o->quantize != DRE_QUANTIZE_NONE && o->quantize != base_meta->quantize) ||
+        (o->rescore != DRE_RESCORE_NONE && o->rescore != base_meta->rescore))
+        return dre_set_error(DRE_ERR_MISMATCH,
+                             "%s: the index is quantized as %s (rescoring from %s); --append "
+                             "cannot change that",
+                             dir, dre_quantize_name(base_meta->quantize),
+                             dre_rescore_name(base_meta->rescore));
     if (o->no_bm25 && base_meta->bm25)
         return dre_set_error(DRE_ERR_MISMATCH,
                              "%s: the index has a BM25 table, which --append keeps up to date "
@@ -174,8 +186,15 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     c->budget_tokens = p->budget_tokens;
     c->dim = m->hidden;
     snprintf(c->weights_sha256, sizeof c->weights_sha256, "%s", m->weights_sha256);
-    const char *factory =
-        have_base ? base_meta.factory : field_or(o->factory, INDEX_DEFAULT_FACTORY);
+    if (have_base) {
+        c->quantize = base_meta.quantize;
+        c->rescore = base_meta.rescore;
+        c->rescore_factor = base_meta.rescore_factor;
+    } else {
+        DRE_TRY(dre_checkpoint_quantize(c, o->quantize, o->rescore, o->rescore_factor));
+    }
+    const char *factory = have_base ? base_meta.factory
+                                    : field_or(o->factory, dre_vindex_default_factory(c->quantize));
     c->format = dre_corpus_format_of(p->reader);
     const char *fields[3] = {field_or(o->id_field, "_id"), field_or(o->title_field, "title"),
                              field_or(o->text_field, "text")};
@@ -232,7 +251,10 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.max_length = m->max_length;
     snprintf(meta.factory, sizeof meta.factory, "%s", c->factory);
     meta.bm25 = c->bm25;
-    meta.format_version = c->chunk_tokens > 0 ? 2 : 1;
+    meta.format_version = c->quantize != DRE_QUANTIZE_NONE ? 3 : c->chunk_tokens > 0 ? 2 : 1;
+    meta.quantize = c->quantize;
+    meta.rescore = c->rescore;
+    meta.rescore_factor = c->rescore_factor;
     meta.chunk_tokens = c->chunk_tokens;
     meta.chunk_overlap = c->chunk_tokens > 0 ? c->chunk_overlap : 0;
     strcpy(meta.doc_prompt, c->doc_prompt);

@@ -34,6 +34,9 @@ dre_status dre_checkpoint_write(const char *path, const checkpoint *c) {
     cJSON_AddNumberToObject(root, "dim", c->dim);
     cJSON_AddStringToObject(root, "weights_sha256", c->weights_sha256);
     cJSON_AddStringToObject(root, "factory", c->factory);
+    cJSON_AddStringToObject(root, "quantize", dre_quantize_name(c->quantize));
+    cJSON_AddStringToObject(root, "rescore", dre_rescore_name(c->rescore));
+    cJSON_AddNumberToObject(root, "rescore_factor", c->rescore_factor);
     cJSON_AddBoolToObject(root, "bm25", c->bm25);
     cJSON_AddStringToObject(root, "doc_prompt", c->doc_prompt);
     cJSON_AddStringToObject(root, "query_prompt", c->query_prompt);
@@ -102,7 +105,23 @@ static dre_status checkpoint_parse(const cJSON *root, const char *path, checkpoi
     c->dim = (int32_t)dim;
     DRE_TRY(ck_string(root, path, "weights_sha256", c->weights_sha256, sizeof c->weights_sha256));
     DRE_TRY(ck_string(root, path, "factory", c->factory, sizeof c->factory));
-    /* absent from older checkpoints: no BM25, no prompts */
+    /* absent from older checkpoints: not quantized, no BM25, no prompts */
+    if (cJSON_GetObjectItemCaseSensitive(root, "quantize")) {
+        char name[16];
+        int64_t factor = 0;
+        DRE_TRY(ck_string(root, path, "quantize", name, sizeof name));
+        if (dre_quantize_parse(name, &c->quantize) != DRE_OK)
+            return dre_set_error(DRE_ERR_FORMAT, "%s: unknown quantization \"%s\"", path, name);
+        DRE_TRY(ck_string(root, path, "rescore", name, sizeof name));
+        if (strcmp(name, "none") != 0 && dre_rescore_parse(name, &c->rescore) != DRE_OK)
+            return dre_set_error(DRE_ERR_FORMAT, "%s: unknown rescoring vectors \"%s\"", path,
+                                 name);
+        DRE_TRY(ck_number(root, path, "rescore_factor", &factor));
+        c->rescore_factor = (int32_t)factor;
+        if ((c->quantize == DRE_QUANTIZE_NONE) != (c->rescore == DRE_RESCORE_NONE))
+            return dre_set_error(DRE_ERR_FORMAT, "%s: quantize %s with rescore %s", path,
+                                 dre_quantize_name(c->quantize), dre_rescore_name(c->rescore));
+    }
     c->bm25 = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "bm25"));
     if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
         DRE_TRY(ck_string(root, path, "doc_prompt", c->doc_prompt, sizeof c->doc_prompt));
@@ -143,4 +162,30 @@ dre_status dre_checkpoint_read(const char *path, checkpoint *c) {
     cJSON_Delete(root);
     free(text);
     return st;
+}
+
+dre_status dre_checkpoint_quantize(checkpoint *c, dre_quantize quantize, dre_rescore rescore,
+                                   int32_t factor) {
+    c->quantize = quantize;
+    c->rescore = rescore;
+    c->rescore_factor = factor > 0 ? factor : DRE_DEFAULT_RESCORE_FACTOR;
+    switch (quantize) {
+    case DRE_QUANTIZE_NONE:
+        if (rescore != DRE_RESCORE_NONE || factor > 0)
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "rescoring applies to quantized indexes only (--quantize int8 "
+                                 "or binary)");
+        c->rescore_factor = 0;
+        return DRE_OK;
+    case DRE_QUANTIZE_INT8:
+        if (rescore == DRE_RESCORE_INT8)
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "an int8 index rescores from fp32 vectors (--rescore fp32)");
+        c->rescore = DRE_RESCORE_FP32;
+        return DRE_OK;
+    case DRE_QUANTIZE_BINARY:
+        if (rescore == DRE_RESCORE_NONE) c->rescore = DRE_RESCORE_INT8;
+        return DRE_OK;
+    }
+    return dre_set_error(DRE_ERR_INVALID_ARG, "quantization %d", (int)quantize);
 }

@@ -31,6 +31,9 @@ typedef struct checkpoint {
     int32_t dim;
     char weights_sha256[65];
     char factory[CHECKPOINT_FIELD_CAP];
+    dre_quantize quantize; /* and with it (not NONE) rescoring vectors of this kind */
+    dre_rescore rescore;
+    int32_t rescore_factor;
     int bm25;                            /* the staged docstore keeps a BM25 table */
     int32_t chunk_tokens, chunk_overlap; /* 0: a vector per document */
     char doc_prompt[DRE_PROMPT_CAP], query_prompt[DRE_PROMPT_CAP];
@@ -42,6 +45,11 @@ typedef struct checkpoint {
     int64_t errors_bytes;
     char errors_path[PATH_MAX];
 } checkpoint;
+
+/* Sets c's quantization from the options (--quantize, --rescore, --rescore-factor: DRE_RESCORE_NONE
+ * and factor <= 0 are "not given"), checked, with their defaults. */
+dre_status dre_checkpoint_quantize(checkpoint *c, dre_quantize quantize, dre_rescore rescore,
+                                   int32_t factor);
 
 /* Replaces the file at path with c (written to path.tmp, synced, renamed). */
 dre_status dre_checkpoint_write(const char *path, const checkpoint *c);

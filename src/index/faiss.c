@@ -4,6 +4,7 @@
 #include "index/index.h"
 
 #include <errno.h>
+#include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/IndexPreTransform_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
@@ -126,6 +127,19 @@ dre_status dre_index_faiss_read(const char *path, FaissIndex **out) {
         char what[PATH_MAX + 16];
         snprintf(what, sizeof what, "reading %s", path);
         return dre_index_faiss_error(what);
+    }
+    return DRE_OK;
+}
+
+dre_status dre_index_faiss_param_set(FaissIndex *ix, const char *name, double value) {
+    FaissParameterSpace *space = NULL;
+    if (faiss_ParameterSpace_new(&space) != 0) return dre_index_faiss_error("parameter space");
+    int rc = faiss_ParameterSpace_set_index_parameter(space, ix, name, value);
+    faiss_ParameterSpace_free(space);
+    if (rc != 0) {
+        const char *msg = faiss_get_last_error();
+        return dre_set_error(DRE_ERR_INVALID_ARG, "index parameter %s = %g: %s", name, value,
+                             msg && msg[0] ? msg : "not supported by this index");
     }
     return DRE_OK;
 }

@@ -1,13 +1,12 @@
-/* index/index.c — reading an index folder (dre_index_*): index.faiss (FAISS through its C API,
- * ids = docstore rows), docs.sqlite and meta.json, checked to agree when opened. The
- * writing side is index/writer.c; FAISS helpers are in index/faiss.c, meta.json in
+/* index/index.c — reading an index folder (dre_index_*): index.faiss (index/vindex.h: FAISS
+ * through its C API, ids = docstore rows), the rescoring vectors of a quantized index
+ * (index/rescore.h, memory-mapped), docs.sqlite and meta.json, checked to agree when opened.
+ * The writing side is index/writer.c; FAISS helpers are in index/faiss.c, meta.json in
  * index/meta.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "index/index.h"
 
 #include <errno.h>
-#include <faiss/c_api/AutoTune_c.h>
-#include <faiss/c_api/error_c.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -20,9 +19,17 @@
 #include "common/common.h"
 #include "common/fileio.h"
 #include "index/docstore.h"
+#include "index/rescore.h"
+#include "index/vindex.h"
+
+/* Queries searched at a time for rescoring: bounds the candidates held. */
+#define RESCORE_QUERY_BLOCK 256
+/* The most candidates per result a search may rescore. */
+#define RESCORE_FACTOR_MAX 1000
 
 struct dre_index {
-    FaissIndex *faiss;
+    vindex *vx;
+    rescore_vectors *rescore; /* a quantized index's, else NULL */
     docstore *docs;
     dre_index_info info;
     int64_t *chunk_doc; /* chunked: the document of each vector row */
@@ -93,7 +100,13 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
                                "was written",
                                path, got, want);
     }
-    if (st == DRE_OK) st = dre_index_faiss_read(path, &ix->faiss);
+    if (st == DRE_OK) st = dre_vindex_read(path, ix->info.quantize, &ix->vx);
+    if (st == DRE_OK && ix->info.quantize != DRE_QUANTIZE_NONE) {
+        st = dre_path_join(path, sizeof path, index_dir, dre_rescore_file_name(ix->info.rescore));
+        if (st == DRE_OK)
+            st = dre_rescore_open(path, ix->info.rescore, ix->info.dim, ix->info.n_vectors,
+                                  &ix->rescore);
+    }
     if (st == DRE_OK) st = dre_path_join(path, sizeof path, index_dir, INDEX_DOCS_FILE);
     if (st == DRE_OK && access(path, R_OK) != 0)
         st = dre_set_error(DRE_ERR_IO, "%s: %s", path, strerror(errno));
@@ -101,8 +114,8 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
     int64_t n_docs = 0;
     if (st == DRE_OK) st = dre_docstore_count(ix->docs, &n_docs);
     if (st == DRE_OK) {
-        int64_t n_vectors = faiss_Index_ntotal(ix->faiss);
-        int dim = faiss_Index_d(ix->faiss);
+        int64_t n_vectors = dre_vindex_ntotal(ix->vx);
+        int dim = dre_vindex_dim(ix->vx);
         if (dim != ix->info.dim || n_vectors != ix->info.n_vectors || n_docs != ix->info.count)
             st = dre_set_error(DRE_ERR_INDEX,
                                "%s: files disagree: meta.json says %lld vectors of dim %d for %lld "
@@ -129,7 +142,8 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
 
 void dre_index_close(dre_index *index) {
     if (!index) return;
-    if (index->faiss) faiss_Index_free(index->faiss);
+    dre_vindex_free(index->vx);
+    dre_rescore_close(index->rescore);
     dre_docstore_close(index->docs);
     free(index->chunk_doc);
     free(index->chunk_ord);
@@ -138,8 +152,61 @@ void dre_index_close(dre_index *index) {
 
 const dre_index_info *dre_index_get_info(const dre_index *index) { return &index->info; }
 
-dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
-                            float *scores, int64_t *rows) {
+typedef struct scored_row {
+    float score;
+    int64_t row;
+} scored_row;
+
+/* Best first; equal scores by row. */
+static int by_score_then_row(const void *pa, const void *pb) {
+    const scored_row *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* A quantized index: the top k x factor of the codes, rescored from the rescoring vectors,
+ * the best k kept. factor 0: the codes' own top k and scores. */
+static dre_status search_rescored(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                  int32_t factor, float *scores, int64_t *rows) {
+    if (factor == 0) return dre_vindex_search(index->vx, queries, n, k, scores, rows);
+    int64_t kc = (int64_t)k * factor;
+    if (kc > index->info.n_vectors) kc = index->info.n_vectors;
+    if (kc < k) kc = k;
+    const int64_t block = n < RESCORE_QUERY_BLOCK ? n : RESCORE_QUERY_BLOCK;
+    float *cscores = malloc((size_t)(block * kc) * sizeof *cscores);
+    int64_t *crows = malloc((size_t)(block * kc) * sizeof *crows);
+    scored_row *ranked = malloc((size_t)kc * sizeof *ranked);
+    dre_status st = DRE_OK;
+    if (!cscores || !crows || !ranked)
+        st = dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %lld candidates a query",
+                           (long long)kc);
+    const int32_t dim = index->info.dim;
+    for (int64_t first = 0; st == DRE_OK && first < n; first += block) {
+        const int64_t m = n - first < block ? n - first : block;
+        st = dre_vindex_search(index->vx, queries + first * dim, m, (int32_t)kc, cscores, crows);
+        for (int64_t i = 0; st == DRE_OK && i < m; i++) {
+            const int64_t *cr = crows + i * kc;
+            float *cs = cscores + i * kc;
+            dre_rescore_score(index->rescore, queries + (first + i) * dim, cr, kc, cs);
+            int64_t found = 0;
+            for (int64_t j = 0; j < kc; j++)
+                if (cr[j] >= 0) ranked[found++] = (scored_row){cs[j], cr[j]};
+            qsort(ranked, (size_t)found, sizeof *ranked, by_score_then_row);
+            for (int32_t j = 0; j < k; j++) {
+                scores[(first + i) * k + j] = j < found ? ranked[j].score : -INFINITY;
+                rows[(first + i) * k + j] = j < found ? ranked[j].row : -1;
+            }
+        }
+    }
+    free(cscores);
+    free(crows);
+    free(ranked);
+    return st;
+}
+
+/* dre_index_search with a rescore factor (< 0: the index's). */
+static dre_status search_factor(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                int32_t factor, float *scores, int64_t *rows) {
     if (!index || (n > 0 && (!queries || !scores || !rows)) || n < 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
     if (k < 1)
@@ -153,24 +220,33 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
         }
         return DRE_OK;
     }
-    if (faiss_Index_search(index->faiss, n, queries, k, scores, rows) != 0)
-        return dre_index_faiss_error("search");
-    return DRE_OK;
+    if (index->rescore)
+        return search_rescored(index, queries, n, k, factor >= 0 ? factor : index->info.rescore_factor,
+                               scores, rows);
+    return dre_vindex_search(index->vx, queries, n, k, scores, rows);
+}
+
+dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, int32_t k,
+                            float *scores, int64_t *rows) {
+    return search_factor(index, queries, n, k, -1, scores, rows);
 }
 
 dre_status dre_index_set_param(dre_index *index, const char *name, double value) {
     if (!index || !name)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
-    FaissParameterSpace *space = NULL;
-    if (faiss_ParameterSpace_new(&space) != 0) return dre_index_faiss_error("parameter space");
-    int rc = faiss_ParameterSpace_set_index_parameter(space, index->faiss, name, value);
-    faiss_ParameterSpace_free(space);
-    if (rc != 0) {
-        const char *msg = faiss_get_last_error();
-        return dre_set_error(DRE_ERR_INVALID_ARG, "index parameter %s = %g: %s", name, value,
-                             msg && msg[0] ? msg : "not supported by this index");
+    if (!strcmp(name, "rescore_factor")) {
+        if (!index->rescore)
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "rescore_factor: the index is not quantized (dre embed "
+                                 "--quantize)");
+        if (!(value >= 0 && value <= RESCORE_FACTOR_MAX) || value != (int32_t)value)
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "rescore_factor = %g: a whole number from 0 to %d", value,
+                                 RESCORE_FACTOR_MAX);
+        index->info.rescore_factor = (int32_t)value;
+        return DRE_OK;
     }
-    return DRE_OK;
+    return dre_vindex_param_set(index->vx, name, value);
 }
 
 /* Whether a value can be set for this parameter: FAISS turns it into an int or a size_t
@@ -191,12 +267,22 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
                              n_params, DRE_SEARCH_MAX_PARAMS);
     double saved[DRE_SEARCH_MAX_PARAMS];
-    int32_t n_set = 0;
+    int32_t n_set = 0, factor = -1;
     dre_status st = DRE_OK;
     for (; n_set < n_params; n_set++) {
         const dre_search_param *p = &params[n_set];
+        if (memchr(p->name, '\0', sizeof p->name) && !strcmp(p->name, "rescore_factor")) {
+            /* dre's own, for this call alone: nothing to put back */
+            const int32_t keep = index->info.rescore_factor;
+            st = dre_index_set_param(index, p->name, p->value);
+            if (st != DRE_OK) break;
+            factor = index->info.rescore_factor;
+            index->info.rescore_factor = keep;
+            saved[n_set] = NAN;
+            continue;
+        }
         if (!memchr(p->name, '\0', sizeof p->name) ||
-            dre_index_faiss_param_get(index->faiss, p->name, &saved[n_set]) != 0) {
+            dre_vindex_param_get(index->vx, p->name, &saved[n_set]) != 0) {
             st = dre_set_error(DRE_ERR_INVALID_ARG,
                                "search parameter \"%.31s\": not a search parameter of this index "
                                "(%s)",
@@ -210,9 +296,10 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
         }
         if ((st = dre_index_set_param(index, p->name, p->value)) != DRE_OK) break;
     }
-    if (st == DRE_OK) st = dre_index_search(index, queries, n, k, scores, rows);
+    if (st == DRE_OK) st = search_factor(index, queries, n, k, factor, scores, rows);
     /* back to the index's own values, the last set first */
     while (n_set-- > 0) {
+        if (isnan(saved[n_set])) continue;
         const dre_status back = dre_index_set_param(index, params[n_set].name, saved[n_set]);
         if (st == DRE_OK) st = back;
     }
@@ -242,9 +329,11 @@ dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *
                              (long long)first, (long long)(first + n),
                              (long long)(index ? index->info.n_vectors : 0));
     if (n == 0) return DRE_OK;
-    if (faiss_Index_reconstruct_n(index->faiss, first, n, out) != 0)
-        return dre_index_faiss_error("reconstructing vectors");
-    return DRE_OK;
+    if (index->rescore) {
+        dre_rescore_decode(index->rescore, first, n, out);
+        return DRE_OK;
+    }
+    return dre_vindex_reconstruct(index->vx, first, n, out);
 }
 
 dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k, double *scores,

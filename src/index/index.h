@@ -15,9 +15,10 @@ extern "C" {
 
 /* The newest format this dre reads. 1: a vector per document; 2: may hold documents cut
  * into chunks (n_vectors, chunk_tokens and chunk_overlap in meta.json, a chunks table in
- * docs.sqlite). dre embed writes 2 only for chunked indexes, so older readers refuse just
- * those. */
-#define INDEX_FORMAT_VERSION 2
+ * docs.sqlite); 3: may be quantized (quantize, rescore and rescore_factor in meta.json, the
+ * rescoring vectors beside index.faiss). dre embed writes the lowest that describes the
+ * index, so older readers refuse just the indexes they cannot read. */
+#define INDEX_FORMAT_VERSION 3
 #define INDEX_FAISS_FILE "index.faiss"
 #define INDEX_DOCS_FILE "docs.sqlite"
 #define INDEX_META_FILE "meta.json"
@@ -45,6 +46,8 @@ dre_status dre_index_faiss_add(FaissIndex *ix, int64_t n, const float *x);
 /* The current value of a search parameter by its faiss::ParameterSpace name (C++:
  * index/faiss_params.cpp); -1 if the index has none of that name, 0 otherwise. */
 int dre_index_faiss_param_get(FaissIndex *index, const char *name, double *value);
+/* Sets one through faiss::ParameterSpace; DRE_ERR_INVALID_ARG with FAISS's reason if it can't. */
+dre_status dre_index_faiss_param_set(FaissIndex *index, const char *name, double value);
 
 dre_status dre_index_faiss_write(FaissIndex *ix, const char *path);
 dre_status dre_index_faiss_read(const char *path, FaissIndex **out);

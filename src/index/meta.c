@@ -101,6 +101,11 @@ dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
     }
     cJSON_AddStringToObject(root, "factory", info->factory);
     cJSON_AddStringToObject(root, "metric", "inner_product");
+    if (info->quantize != DRE_QUANTIZE_NONE) {
+        cJSON_AddStringToObject(root, "quantize", dre_quantize_name(info->quantize));
+        cJSON_AddStringToObject(root, "rescore", dre_rescore_name(info->rescore));
+        cJSON_AddNumberToObject(root, "rescore_factor", info->rescore_factor);
+    }
     if (info->doc_prompt[0]) cJSON_AddStringToObject(root, "doc_prompt", info->doc_prompt);
     if (info->query_prompt[0]) cJSON_AddStringToObject(root, "query_prompt", info->query_prompt);
     if (info->bm25) {
@@ -214,6 +219,23 @@ static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info
                                  "chunk_overlap %d",
                                  path, (long long)info->n_vectors, (long long)info->count,
                                  info->chunk_tokens, info->chunk_overlap);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(root, "quantize")) { /* format 3 */
+        char name[16];
+        DRE_TRY(meta_string(root, path, "quantize", name, sizeof name));
+        if (dre_quantize_parse(name, &info->quantize) != DRE_OK)
+            return dre_set_error(DRE_ERR_FORMAT, "%s: unknown quantization \"%s\"", path, name);
+        DRE_TRY(meta_string(root, path, "rescore", name, sizeof name));
+        if (dre_rescore_parse(name, &info->rescore) != DRE_OK)
+            return dre_set_error(DRE_ERR_FORMAT, "%s: unknown rescoring vectors \"%s\"", path,
+                                 name);
+        DRE_TRY(meta_number(root, path, "rescore_factor", &v));
+        info->rescore_factor = (int32_t)v;
+        if (info->format_version < 3 || info->quantize == DRE_QUANTIZE_NONE ||
+            info->rescore_factor < 0 || v != info->rescore_factor)
+            return dre_set_error(DRE_ERR_FORMAT,
+                                 "%s: format_version %d, quantize %s, rescore_factor %g", path,
+                                 info->format_version, name, v);
     }
     if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
         DRE_TRY(meta_string(root, path, "doc_prompt", info->doc_prompt, sizeof info->doc_prompt));

@@ -6,12 +6,13 @@
  * staged vectors on resume. Indexes that need training (IVF, PQ...) are trained on the
  * first train_size staged vectors (dre_index_faiss_train_size), read back from the staging
  * file once that many exist (or at the end, on all of them if the corpus is smaller);
- * only then are vectors added. That sample is the one buffer not bounded by a window. */
+ * only then are vectors added. That sample is the one buffer not bounded by a window.
+ * A quantized index gets its rescoring vectors (index/rescore.h) at the end, from the
+ * staged ones (and the index's earlier ones, for --append). */
 #define _POSIX_C_SOURCE 200809L
 #include "index/writer.h"
 
 #include <errno.h>
-#include <faiss/c_api/Index_c.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@
 #include "common/fileio.h"
 #include "index/docstore.h"
 #include "index/index.h"
+#include "index/rescore.h"
+#include "index/vindex.h"
 
 #define STAGING_VECTORS_FILE "embed-vectors.f32"
 #define STAGING_DOCS_FILE "embed-docs.sqlite"
@@ -38,7 +41,9 @@ struct index_writer {
     int lock_fd;
     docstore *docs;
     int vectors_fd;
-    FaissIndex *faiss;
+    vindex *vx;
+    dre_quantize quantize;
+    dre_rescore rescore;
     int trained;
     int64_t train_size;
     int32_t dim;
@@ -98,6 +103,8 @@ static void remove_staging(const char *dir) {
     dre_remove_in(dir, INDEX_CHECKPOINT_FILE ".tmp");
     dre_remove_in(dir, INDEX_FAISS_FILE ".tmp");
     dre_remove_in(dir, INDEX_META_FILE ".tmp");
+    dre_remove_in(dir, INDEX_RESCORE_INT8_FILE ".tmp");
+    dre_remove_in(dir, INDEX_RESCORE_FP32_FILE ".tmp");
 }
 
 dre_status dre_index_writer_open(const char *dir, index_writer **out) {
@@ -132,7 +139,7 @@ void dre_index_writer_close(index_writer *w) {
     if (!w) return;
     dre_docstore_close(w->docs);
     if (w->vectors_fd >= 0) close(w->vectors_fd);
-    if (w->faiss) faiss_Index_free(w->faiss);
+    dre_vindex_free(w->vx);
     /* A run with nothing checkpointed leaves nothing to resume: clean up, so the same
      * command can simply be run again. */
     if (w->staging && !w->finished && w->checkpointed == 0) {
@@ -160,7 +167,7 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
         int64_t m = n - done < chunk ? n - done : chunk;
         st = dre_pread_all(w->vectors_fd, buf, (size_t)m * row_bytes,
                            (first + done) * (int64_t)row_bytes, w->vectors_path);
-        if (st == DRE_OK) st = dre_index_faiss_add(w->faiss, m, buf);
+        if (st == DRE_OK) st = dre_vindex_add(w->vx, m, buf);
     }
     free(buf);
     return st;
@@ -178,7 +185,7 @@ static dre_status train_from_staged(index_writer *w) {
         return dre_set_error(DRE_ERR_NOMEM, "embed: out of memory for %lld training vectors",
                              (long long)n);
     dre_status st = dre_pread_all(w->vectors_fd, sample, bytes, 0, w->vectors_path);
-    if (st == DRE_OK) st = dre_index_faiss_train(w->faiss, n, sample);
+    if (st == DRE_OK) st = dre_vindex_train(w->vx, n, sample);
     free(sample);
     DRE_TRY(st);
     w->trained = 1;
@@ -218,6 +225,8 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
     w->vectors = c->vectors;
     w->chunked = c->chunk_tokens > 0;
     w->dim = c->dim;
+    w->quantize = c->quantize;
+    w->rescore = c->rescore;
     snprintf(w->factory, sizeof w->factory, "%s", c->factory);
     char final_docs[PATH_MAX];
     DRE_TRY(dre_path_join(final_docs, sizeof final_docs, dir, INDEX_DOCS_FILE));
@@ -269,21 +278,21 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
     if (c->base_count > 0) {
         char path[PATH_MAX];
         DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
-        DRE_TRY(dre_index_faiss_read(path, &w->faiss));
-        int64_t ntotal = faiss_Index_ntotal(w->faiss);
+        DRE_TRY(dre_vindex_read(path, w->quantize, &w->vx));
+        int64_t ntotal = dre_vindex_ntotal(w->vx);
         if (ntotal == total_vectors)
             already = c->vectors; /* killed after renaming the new index */
         else if (ntotal != c->base_vectors)
             return dre_set_error(DRE_ERR_INDEX, "%s: index.faiss holds %lld vectors, expected %lld",
                                  dir, (long long)ntotal, (long long)c->base_vectors);
     } else {
-        DRE_TRY(dre_index_faiss_create(c->factory, c->dim, &w->faiss));
+        DRE_TRY(dre_vindex_create(c->factory, c->quantize, c->dim, &w->vx));
     }
-    if (faiss_Index_d(w->faiss) != c->dim)
+    if (dre_vindex_dim(w->vx) != c->dim)
         return dre_set_error(DRE_ERR_MISMATCH, "%s: index.faiss has dim %d, the model %d", dir,
-                             faiss_Index_d(w->faiss), c->dim);
-    w->trained = faiss_Index_is_trained(w->faiss);
-    w->train_size = dre_index_faiss_train_size(w->faiss);
+                             dre_vindex_dim(w->vx), c->dim);
+    w->trained = dre_vindex_is_trained(w->vx);
+    w->train_size = dre_vindex_train_size(w->vx);
     if (w->trained) return add_staged(w, already, c->vectors - already);
     if (c->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
@@ -320,7 +329,7 @@ dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_
     DRE_TRY(dre_docstore_commit(w->docs));
     w->vectors += n;
     w->pending = 0;
-    if (w->trained) return dre_index_faiss_add(w->faiss, n, vectors);
+    if (w->trained) return dre_vindex_add(w->vx, n, vectors);
     if (w->vectors >= w->train_size) return train_from_staged(w);
     return DRE_OK;
 }
@@ -338,16 +347,38 @@ dre_status dre_index_writer_checkpoint(index_writer *w, checkpoint *c) {
 
 /* ------------------------------------------------------------------ finish */
 
+/* A quantized index's rescoring vectors: the index's earlier ones (--append), then the staged
+ * ones. A run killed after renaming them into place left a file of all the rows: kept. */
+static dre_status write_rescore(index_writer *w, int64_t total_vectors) {
+    if (w->quantize == DRE_QUANTIZE_NONE) return DRE_OK;
+    char path[PATH_MAX];
+    DRE_TRY(dre_path_join(path, sizeof path, w->dir, dre_rescore_file_name(w->rescore)));
+    rescore_vectors *base = NULL;
+    if (w->base_vectors > 0) {
+        if (w->vectors > 0 &&
+            dre_rescore_open(path, w->rescore, w->dim, total_vectors, &base) == DRE_OK) {
+            dre_rescore_close(base);
+            return DRE_OK;
+        }
+        DRE_TRY(dre_rescore_open(path, w->rescore, w->dim, w->base_vectors, &base));
+    }
+    dre_status st = dre_rescore_write(path, w->rescore, w->dim, base, w->vectors_fd,
+                                      w->vectors_path, w->vectors, INDEX_RESCORE_TRAIN_SIZE);
+    dre_rescore_close(base);
+    return st;
+}
+
 dre_status dre_index_writer_finish(index_writer *w, dre_index_info *meta) {
     const char *dir = w->dir;
     int64_t total_vectors = w->base_vectors + w->vectors;
     if (!w->trained) DRE_TRY(train_from_staged(w));
-    if (faiss_Index_ntotal(w->faiss) != total_vectors)
+    if (dre_vindex_ntotal(w->vx) != total_vectors)
         return dre_set_error(DRE_ERR_INDEX, "index holds %lld vectors, expected %lld",
-                             (long long)faiss_Index_ntotal(w->faiss), (long long)total_vectors);
+                             (long long)dre_vindex_ntotal(w->vx), (long long)total_vectors);
+    DRE_TRY(write_rescore(w, total_vectors));
     char path[PATH_MAX];
     DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_FAISS_FILE));
-    DRE_TRY(dre_index_faiss_write(w->faiss, path));
+    DRE_TRY(dre_vindex_write(w->vx, path));
     dre_docstore_close(w->docs); /* back to a single file, no -wal */
     w->docs = NULL;
     DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_DOCS_FILE));

@@ -258,29 +258,6 @@ const st_tensor *dre_st_find(const st_file *f, const char *name) {
     return NULL;
 }
 
-/* IEEE half to float: rebias the exponent (15 -> 127), normalise subnormals. */
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000 | mant << 13; /* inf, nan */
-    } else if (exp != 0) {
-        bits = sign | (exp + 112) << 23 | mant << 13;
-    } else if (mant == 0) {
-        bits = sign; /* zero */
-    } else {
-        /* subnormal: value = mant * 2^-24; shift until the hidden bit appears */
-        int e = -1;
-        do {
-            mant <<= 1;
-            e++;
-        } while (!(mant & 0x400));
-        bits = sign | (uint32_t)(112 - e) << 23 | (mant & 0x3ff) << 13;
-    }
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
 
 void dre_st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out) {
     /* safetensors is little-endian, as is every machine dre targets */
@@ -288,7 +265,7 @@ void dre_st_to_f32(const uint8_t *data, st_dtype dtype, size_t n, float *out) {
     case ST_F32: memcpy(out, data, n * sizeof(float)); break;
     case ST_F16:
         for (size_t i = 0; i < n; i++)
-            out[i] = f16_to_f32((uint16_t)(data[2 * i] | data[2 * i + 1] << 8));
+            out[i] = dre_f16_to_f32((uint16_t)(data[2 * i] | data[2 * i + 1] << 8));
         break;
     case ST_BF16:
         /* bf16 is the top half of an fp32 */

@@ -66,6 +66,22 @@ int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search
     "  --param NAME=V     FAISS search parameter for these queries, e.g. nprobe=16 (IVF),\n"       \
     "                     efSearch=128 (HNSW); may repeat\n"
 
+/* --quantize, --rescore and --rescore-factor of `dre embed` and `dre index import`, as
+ * cli_search_option reads its options. */
+int cli_quantize_option(int argc, char **argv, int *i, const char *cmd, dre_quantize *quantize,
+                        dre_rescore *rescore, int32_t *factor, int *usage_rc);
+#define CLI_QUANTIZE_OPTIONS_HELP                                                                  \
+    "  --quantize Q           none (default), int8 or binary: the index keeps 8-bit codes\n"      \
+    "                         (FAISS SQ8; --factory default SQ8) or sign bits (a FAISS\n"         \
+    "                         binary index, 32x smaller than fp32; --factory default BFlat,\n"    \
+    "                         or BHNSW32, BIVF1024...) in RAM, and its search rescores the\n"    \
+    "                         top k x factor candidates exactly from vectors memory-mapped\n"     \
+    "                         beside it (vectors.i8 or vectors.f32)\n"                            \
+    "  --rescore R            the rescoring vectors: int8 (binary's default) or fp32\n"          \
+    "                         (int8's only kind)\n"                                               \
+    "  --rescore-factor N     candidates per result rescored by default (4); a search may\n"      \
+    "                         set its own with --param rescore_factor=N (0: no rescoring)\n"
+
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);
 

@@ -89,6 +89,30 @@ static int parse_number(const char *s, double lo, double hi, double *out) {
     return 1;
 }
 
+int cli_quantize_option(int argc, char **argv, int *i, const char *cmd, dre_quantize *quantize,
+                        dre_rescore *rescore, int32_t *factor, int *usage_rc) {
+    const char *v;
+    int missing = 0;
+    long long n;
+    if ((v = cli_option(argc, argv, i, "--quantize", &missing))) {
+        if (dre_quantize_parse(v, quantize) != DRE_OK)
+            *usage_rc = cli_usage_error(cmd, "--quantize must be none, int8 or binary, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--rescore", &missing))) {
+        if (dre_rescore_parse(v, rescore) != DRE_OK)
+            *usage_rc = cli_usage_error(cmd, "--rescore must be int8 or fp32, not '%s'", v);
+    } else if ((v = cli_option(argc, argv, i, "--rescore-factor", &missing))) {
+        if (!cli_parse_count(v, 1000, &n))
+            *usage_rc = cli_usage_error(cmd, "--rescore-factor needs a count in 1..1000, not '%s'",
+                                        v);
+        else
+            *factor = (int32_t)n;
+    } else {
+        if (missing) *usage_rc = cli_usage_error(cmd, "%s needs a value", argv[*i]);
+        return missing;
+    }
+    return 1;
+}
+
 int cli_search_option(int argc, char **argv, int *i, const char *cmd, dre_search_options *o,
                       int *usage_rc) {
     const char *v;

@@ -82,6 +82,7 @@ static void usage(FILE *f) {
         "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
         "                         IVF1024,Flat). Kinds that need training are trained on\n"
         "                         the first vectors: 64 per IVF list, 65536 to 1048576\n"
+        CLI_QUANTIZE_OPTIONS_HELP
         "  --format F             jsonl, tsv or lines (default: by extension; .jsonl/.json\n"
         "                         jsonl, .tsv tsv, else lines)\n"
         "  --id-field NAME        JSONL field names (defaults _id, title, text);\n"
@@ -122,7 +123,7 @@ int cmd_embed(int argc, char **argv) {
     int quiet = 0;
     const char *model_dir = cli_default_model();
     const char *corpus = NULL, *index_dir = NULL, *positional[2] = {NULL, NULL};
-    int n_positional = 0;
+    int n_positional = 0, usage_rc = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v;
         int missing = 0;
@@ -154,6 +155,9 @@ int cmd_embed(int argc, char **argv) {
         } else if ((v = cli_option(argc, argv, &i, "--factory", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--factory needs a FAISS factory string");
             opts.factory = v;
+        } else if (cli_quantize_option(argc, argv, &i, "embed", &opts.quantize, &opts.rescore,
+                                       &opts.rescore_factor, &usage_rc)) {
+            if (usage_rc) return usage_rc;
         } else if ((v = cli_option(argc, argv, &i, "--format", &missing))) {
             if (!strcmp(v, "jsonl"))
                 opts.format = DRE_CORPUS_JSONL;

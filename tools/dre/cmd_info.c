@@ -65,6 +65,10 @@ int cmd_info(int argc, char **argv) {
     const char *pooling = info->pooling == DRE_POOL_CLS ? "cls" : "mean";
     long long faiss_bytes = file_size(dir, "index.faiss");
     long long docs_bytes = file_size(dir, "docs.sqlite");
+    const char *rescore_file = info->rescore == DRE_RESCORE_INT8   ? "vectors.i8"
+                               : info->rescore == DRE_RESCORE_FP32 ? "vectors.f32"
+                                                                   : NULL;
+    long long rescore_bytes = rescore_file ? file_size(dir, rescore_file) : 0;
     if (json) {
         printf("{\"index\": ");
         json_string(dir);
@@ -81,7 +85,11 @@ int cmd_info(int argc, char **argv) {
         json_string(info->doc_prompt);
         printf(", \"query_prompt\": ");
         json_string(info->query_prompt);
-        printf(", \"index_bytes\": %lld, \"docs_bytes\": %lld}\n", faiss_bytes, docs_bytes);
+        printf(", \"quantize\": \"%s\", \"rescore\": \"%s\", \"rescore_factor\": %d",
+               dre_quantize_name(info->quantize), dre_rescore_name(info->rescore),
+               info->rescore_factor);
+        printf(", \"index_bytes\": %lld, \"docs_bytes\": %lld, \"rescore_bytes\": %lld}\n",
+               faiss_bytes, docs_bytes, rescore_bytes);
     } else {
         printf("index        %s\n", dir);
         printf("documents    %lld\n", (long long)info->count);
@@ -93,12 +101,21 @@ int cmd_info(int argc, char **argv) {
         printf("weights      sha256 %s\n", info->weights_sha256);
         printf("pooling      %s%s\n", pooling, info->normalize ? ", L2-normalised" : "");
         printf("max length   %d tokens\n", info->max_length);
-        printf("factory      %s (inner product)\n", info->factory);
+        printf("factory      %s (%s)\n", info->factory,
+               info->quantize == DRE_QUANTIZE_BINARY ? "Hamming distance of sign bits"
+                                                     : "inner product");
+        if (info->quantize != DRE_QUANTIZE_NONE)
+            printf("quantized    %s codes in RAM; the top k x %d rescored from %s vectors "
+                   "(%s, memory-mapped)\n",
+                   dre_quantize_name(info->quantize), info->rescore_factor,
+                   dre_rescore_name(info->rescore), rescore_file);
         printf("bm25         %s\n", info->bm25 ? "yes (docs_fts: porter unicode61)" : "no");
         if (info->doc_prompt[0]) printf("doc prompt   \"%s\"\n", info->doc_prompt);
         if (info->query_prompt[0]) printf("query prompt \"%s\"\n", info->query_prompt);
-        printf("files        index.faiss %.1f MB, docs.sqlite %.1f MB\n", faiss_bytes / 1e6,
+        printf("files        index.faiss %.1f MB, docs.sqlite %.1f MB", faiss_bytes / 1e6,
                docs_bytes / 1e6);
+        if (rescore_file) printf(", %s %.1f MB", rescore_file, rescore_bytes / 1e6);
+        printf("\n");
         printf("format       %d\n", info->format_version);
     }
     dre_index_close(index);
