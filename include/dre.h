@@ -257,6 +257,11 @@ DRE_API dre_status dre_index_import(const char *vectors_path, const char *docs_p
                                     const char *index_dir, const dre_import_options *opts,
                                     dre_embed_summary *summary);
 
+/* A float32 or float16 .npy matrix (rows, dim), C order, read whole into *out as floats
+ * (malloc'd: free it); errors name the file and what is wrong with it. */
+DRE_API dre_status dre_vectors_read_npy(const char *path, float **out, int64_t *rows,
+                                        int32_t *dim);
+
 /* ---------------------------------------------------------------- searcher */
 
 /* A FAISS search parameter by its faiss::ParameterSpace name: "nprobe" for IVF (default

@@ -437,7 +437,15 @@ void PipelineTest::random_kills(const std::vector<std::string> &extra, dre_embed
     }
     EXPECT_GE(kills, 3);
     if (HasFailure()) return;
-    EXPECT_EQ(files_in(ix), kIndexFiles);
+    std::set<std::string> files = kIndexFiles;
+    if (opts.quantize != DRE_QUANTIZE_NONE) { // and its rescoring vectors, byte for byte
+        const std::string name = opts.rescore == DRE_RESCORE_FP32 || opts.quantize == DRE_QUANTIZE_INT8
+                                     ? "vectors.f32"
+                                     : "vectors.i8";
+        files.insert(name);
+        EXPECT_TRUE(read_text(ix + "/" + name) == read_text(whole + "/" + name));
+    }
+    EXPECT_EQ(files_in(ix), files);
     index_dump want = dump(whole), got = dump(ix);
     ASSERT_EQ(got.count, (int64_t)lines.size() * 8);
     EXPECT_EQ(got.ids, want.ids);
@@ -470,6 +478,14 @@ TEST_F(PipelineTest, RandomKillsWithChunksNeverLoseOrCorruptWork) {
 // lines on from where the checkpoint says.
 TEST_F(PipelineTest, RandomKillsOnPlainLinesNeverLoseOrCorruptWork) {
     random_kills({}, options(), true);
+}
+
+// The same for a binary index: its sign bits, and int8 rescoring vectors trained and written
+// at the end, equal an uninterrupted run's.
+TEST_F(PipelineTest, RandomKillsOfAQuantizedEmbedNeverLoseOrCorruptWork) {
+    dre_embed_options opts = options();
+    opts.quantize = DRE_QUANTIZE_BINARY;
+    random_kills({"--quantize", "binary"}, opts);
 }
 
 // A kill after the last rename leaves a finished index and no checkpoint: --resume then

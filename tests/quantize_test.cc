@@ -607,6 +607,52 @@ TEST_F(QuantizeTest, EmbedAppendKeepsTheRangesAndTheRows) {
     dre_searcher_close(s);
 }
 
+// The command line: dre index import with --quantize, dre info, and dre search
+// --query-vectors on an index imported without a model (text queries refused, saying why).
+TEST_F(QuantizeTest, CommandLineImportInfoAndQueryVectors) {
+    const std::string ix = dir + "/cli", out = dir + "/out", err = dir + "/err";
+    auto dre = [&](const std::string &args) {
+        const int status = std::system((kDre + " " + args + " > '" + out + "' 2> '" + err + "' < /dev/null").c_str());
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    };
+    ASSERT_EQ(dre("index import --vectors '" + shared + "/x.npy' --docs '" + shared +
+                  "/docs.jsonl' --index '" + ix + "' --quantize binary --rescore-factor 5"),
+              0)
+        << read_text(err);
+    ASSERT_EQ(dre("info --json '" + ix + "'"), 0) << read_text(err);
+    cJSON *info = cJSON_Parse(read_text(out).c_str());
+    ASSERT_NE(info, nullptr) << read_text(out);
+    EXPECT_STREQ(cJSON_GetObjectItem(info, "quantize")->valuestring, "binary");
+    EXPECT_STREQ(cJSON_GetObjectItem(info, "rescore")->valuestring, "int8");
+    EXPECT_EQ(cJSON_GetObjectItem(info, "rescore_factor")->valueint, 5);
+    EXPECT_STREQ(cJSON_GetObjectItem(info, "model")->valuestring, "unknown");
+    EXPECT_EQ(cJSON_GetObjectItem(info, "rescore_bytes")->valuedouble, 4096.0 + data.n * data.dim);
+    cJSON_Delete(info);
+    EXPECT_EQ(dre("search '" + ix + "' 'a text query'"), 1);
+    EXPECT_TRUE(has(read_text(err), "--query-vectors")) << read_text(err);
+    // three queries as a float32 .npy; the answers are the library's
+    write_npy(dir + "/q.npy", std::vector<float>(data.q.begin(), data.q.begin() + 3 * data.dim), 3,
+              data.dim);
+    ASSERT_EQ(dre("search '" + ix + "' --query-vectors '" + dir + "/q.npy' -k 4"), 0)
+        << read_text(err);
+    const auto lines = lines_of(read_text(out));
+    ASSERT_EQ(lines.size(), 12u);
+    dre_index *index = nullptr;
+    ASSERT_EQ(dre_index_open(ix.c_str(), &index), DRE_OK);
+    std::vector<float> scores(12);
+    std::vector<int64_t> rows(12);
+    ASSERT_EQ(dre_index_search(index, data.q.data(), 3, 4, scores.data(), rows.data()), DRE_OK);
+    dre_index_close(index);
+    for (int i = 0; i < 12; i++) {
+        const auto f = split_tabs(lines[i]);
+        ASSERT_GE(f.size(), 4u) << lines[i];
+        EXPECT_EQ(f[0], std::to_string(i / 4));
+        EXPECT_EQ(f[1], std::to_string(i % 4 + 1));
+        EXPECT_EQ(f[3], "d" + std::to_string(rows[i])) << lines[i];
+    }
+    EXPECT_EQ(dre("search '" + ix + "' --query-vectors '" + dir + "/q.npy' --mode bm25"), 2);
+}
+
 // ---------------------------------------------------------------- errors
 
 TEST_F(QuantizeTest, ImportAndQuantizeErrorsSayWhatIsWrong) {

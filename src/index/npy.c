@@ -148,3 +148,24 @@ void dre_npy_close(npy_matrix *m) {
     if (m && m->fd >= 0) close(m->fd);
     if (m) m->fd = -1;
 }
+
+dre_status dre_vectors_read_npy(const char *path, float **out, int64_t *rows, int32_t *dim) {
+    if (!path || !out || !rows || !dim)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_vectors_read_npy: NULL argument");
+    *out = NULL;
+    npy_matrix m;
+    DRE_TRY(dre_npy_open(path, &m));
+    float *x = malloc((size_t)(m.rows > 0 ? m.rows : 1) * (size_t)m.cols * sizeof *x);
+    dre_status st = x ? dre_npy_read(&m, 0, m.rows, x)
+                      : dre_set_error(DRE_ERR_NOMEM, "%s: out of memory for %lld vectors", path,
+                                      (long long)m.rows);
+    dre_npy_close(&m);
+    if (st != DRE_OK) {
+        free(x);
+        return st;
+    }
+    *out = x;
+    *rows = m.rows;
+    *dim = m.cols;
+    return DRE_OK;
+}

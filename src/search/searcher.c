@@ -46,11 +46,17 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
     dre_searcher *s = calloc(1, sizeof *s);
     if (!s) return dre_set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
     dre_status st = dre_index_open(index_dir, &s->index);
+    char what[4200];
+    snprintf(what, sizeof what, "%s/meta.json", index_dir);
+    if (st == DRE_OK && !dre_index_get_info(s->index)->weights_sha256[0])
+        st = dre_set_error(DRE_ERR_MISMATCH,
+                           "%s: the index was imported without its model (model \"%s\"), so "
+                           "dre cannot embed queries for it: search it with query vectors (dre "
+                           "search --query-vectors Q.npy), or import it again with --model",
+                           what, dre_index_get_info(s->index)->model_name);
     if (st == DRE_OK) st = dre_model_open(model_dir, &s->model);
     if (st == DRE_OK) {
         const dre_index_info *ii = dre_index_get_info(s->index);
-        char what[4200];
-        snprintf(what, sizeof what, "%s/meta.json", index_dir);
         st = dre_index_model_matches(what, dre_model_get_info(s->model), ii->dim,
                                      ii->weights_sha256, ii);
     }

@@ -29,7 +29,11 @@ static void usage(FILE *f) {
             "  --index DIR        the index folder made by `dre embed`\n"
             "  -k N               results per query (default 10; more than the index holds\n"
             "                     is cut to its size)\n"
-            "  --queries FILE     read queries from FILE\n" CLI_SEARCH_OPTIONS_HELP
+            "  --queries FILE     read queries from FILE\n"
+            "  --query-vectors F  queries as vectors made elsewhere: a float32 or float16 .npy\n"
+            "                     matrix (rows, dim), each row searched dense as it is (no\n"
+            "                     model: what an index imported without one takes); the first\n"
+            "                     column is the row\n" CLI_SEARCH_OPTIONS_HELP
             "  --json             one JSON object per query and line; each result has its\n"
             "                     dense and BM25 ranks and scores (null where a list lacks it)\n"
             "                     and which chunk of the document scored (chunked indexes)\n"
@@ -41,7 +45,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct search_args {
-    const char *index_dir, *query, *queries_path, *model_dir;
+    const char *index_dir, *query, *queries_path, *model_dir, *vectors_path;
     dre_device device;
     dre_search_options search;
     int json, with_text;
@@ -98,12 +102,10 @@ static void json_rank(FILE *f, const char *name, int32_t rank, double score) {
         fprintf(f, ", \"%s_rank\": null, \"%s_score\": null", name, name);
 }
 
-/* Searches n queries and prints their results. */
-static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
-                     const char *const *texts, int32_t n) {
-    if (n == 0) return 0;
-    dre_status st = dre_search(s->s, texts, (size_t)n, &a->search, s->hits, s->n_hits);
-    if (st != DRE_OK) return cli_fail("search", st);
+/* Prints n queries' results (texts NULL: queries given as vectors). */
+static int print_results(const searcher *s, const search_args *a, const char *const *ids,
+                         const char *const *texts, int32_t n) {
+    dre_status st;
     const int32_t k = a->search.k;
     for (int32_t q = 0; q < n; q++) {
         if (a->json) {
@@ -113,9 +115,12 @@ static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
                 json_string(stdout, ids[q]);
                 fputs(", ", stdout);
             }
-            fputs("\"query\": ", stdout);
-            json_string(stdout, texts[q]);
-            printf(", \"mode\": \"%s\"", dre_search_mode_name(s->mode));
+            if (texts) {
+                fputs("\"query\": ", stdout);
+                json_string(stdout, texts[q]);
+                fputs(", ", stdout);
+            }
+            printf("\"mode\": \"%s\"", dre_search_mode_name(s->mode));
             if (s->mode == DRE_SEARCH_HYBRID)
                 printf(", \"fusion\": \"%s\"", dre_fusion_name(a->search.fusion));
             fputs(", \"results\": [", stdout);
@@ -167,6 +172,64 @@ static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
     }
     fflush(stdout);
     return 0;
+}
+
+/* Searches n queries and prints their results. */
+static int run_chunk(searcher *s, const search_args *a, const char *const *ids,
+                     const char *const *texts, int32_t n) {
+    if (n == 0) return 0;
+    dre_status st = dre_search(s->s, texts, (size_t)n, &a->search, s->hits, s->n_hits);
+    if (st != DRE_OK) return cli_fail("search", st);
+    return print_results(s, a, ids, texts, n);
+}
+
+/* --query-vectors: each row of a .npy matrix searched as it is (dense), no model needed. */
+static int search_vectors(searcher *s, const search_args *a) {
+    const dre_index_info *info = dre_index_get_info(s->index);
+    float *q = NULL;
+    int64_t rows = 0;
+    int32_t dim = 0;
+    dre_status st = dre_vectors_read_npy(a->vectors_path, &q, &rows, &dim);
+    if (st != DRE_OK) return cli_fail("search", st);
+    if (dim != info->dim) {
+        free(q);
+        fprintf(stderr, "dre search: %s: vectors of dim %d, the index's are %d\n",
+                a->vectors_path, dim, info->dim);
+        return 1;
+    }
+    const int32_t k = a->search.k;
+    float *scores = malloc((size_t)QUERY_CHUNK * (size_t)k * sizeof *scores);
+    int64_t *found = malloc((size_t)QUERY_CHUNK * (size_t)k * sizeof *found);
+    char ids[QUERY_CHUNK][24];
+    const char *id_ptrs[QUERY_CHUNK];
+    int rc = scores && found ? 0 : cli_fail("search", DRE_ERR_NOMEM);
+    for (int64_t first = 0; rc == 0 && first < rows; first += QUERY_CHUNK) {
+        const int32_t m = (int32_t)(rows - first < QUERY_CHUNK ? rows - first : QUERY_CHUNK);
+        st = dre_index_search_with(s->index, q + first * dim, m, k, a->search.params,
+                                   a->search.n_params, scores, found);
+        if (st != DRE_OK) {
+            rc = cli_fail("search", st);
+            break;
+        }
+        for (int32_t i = 0; i < m; i++) {
+            snprintf(ids[i], sizeof ids[i], "%lld", (long long)(first + i));
+            id_ptrs[i] = ids[i];
+            s->n_hits[i] = 0;
+            for (int32_t j = 0; j < k && found[(size_t)i * k + j] >= 0; j++) {
+                const float score = scores[(size_t)i * k + j];
+                s->hits[(size_t)i * k + j] = (dre_hit){.row = found[(size_t)i * k + j],
+                                                       .score = score,
+                                                       .dense_rank = j + 1,
+                                                       .dense_score = score};
+                s->n_hits[i]++;
+            }
+        }
+        rc = print_results(s, a, id_ptrs, NULL, m);
+    }
+    free(scores);
+    free(found);
+    free(q);
+    return rc;
 }
 
 static int search_file(searcher *s, const search_args *a) {
@@ -250,6 +313,8 @@ static int parse_args(int argc, char **argv, search_args *a) {
             a->search.k = (int32_t)n;
         } else if ((v = cli_option(argc, argv, &i, "--queries", &missing))) {
             a->queries_path = v;
+        } else if ((v = cli_option(argc, argv, &i, "--query-vectors", &missing))) {
+            a->vectors_path = v;
         } else if ((v = cli_option(argc, argv, &i, "--index", &missing))) {
             a->index_dir = v;
         } else if ((v = cli_option(argc, argv, &i, "--model", &missing))) {
@@ -272,24 +337,42 @@ static int parse_args(int argc, char **argv, search_args *a) {
         }
     }
     if (!a->index_dir) return cli_usage_error("search", "needs an INDEX folder");
-    if (a->query && a->queries_path)
-        return cli_usage_error("search", "give a QUERY or --queries FILE, not both");
+    if ((a->query != NULL) + (a->queries_path != NULL) + (a->vectors_path != NULL) > 1)
+        return cli_usage_error("search",
+                               "give one of a QUERY, --queries FILE and --query-vectors FILE");
+    if (a->vectors_path && a->search.mode != DRE_SEARCH_AUTO && a->search.mode != DRE_SEARCH_DENSE)
+        return cli_usage_error("search", "--query-vectors searches dense: no text for BM25");
     return -1;
 }
 
 static void searcher_close(searcher *s) {
     free(s->hits);
     free(s->n_hits);
-    dre_searcher_close(s->s);
+    if (s->s)
+        dre_searcher_close(s->s);
+    else
+        dre_index_close(s->index);
 }
 
-/* Opens the index with its model (dre_searcher_open checks they belong together). */
+/* Opens the index with its model (dre_searcher_open checks they belong together), or alone
+ * for query vectors. */
 static int searcher_open(searcher *s, search_args *a) {
     memset(s, 0, sizeof *s);
-    dre_status st = dre_searcher_open(a->index_dir, a->model_dir, a->device, &s->s);
+    dre_status st = a->vectors_path
+                        ? dre_index_open(a->index_dir, &s->index)
+                        : dre_searcher_open(a->index_dir, a->model_dir, a->device, &s->s);
     if (st != DRE_OK) return cli_fail("search", st);
-    s->index = dre_searcher_index(s->s);
+    if (s->s) s->index = dre_searcher_index(s->s);
     const dre_index_info *info = dre_index_get_info(s->index);
+    if (a->vectors_path) {
+        if (info->chunk_tokens > 0) {
+            fprintf(stderr, "dre search: %s is chunked: --query-vectors would rank chunks, not "
+                            "documents; search it with text queries\n",
+                    a->index_dir);
+            return 1;
+        }
+        a->search.mode = DRE_SEARCH_DENSE;
+    }
     if (a->search.k > info->count) {
         fprintf(stderr,
                 "dre search: note: -k %d is more than the %lld documents of %s; using %lld\n",
@@ -314,7 +397,9 @@ int cmd_search(int argc, char **argv) {
     searcher s;
     rc = searcher_open(&s, &a);
     if (rc == 0) {
-        if (a.query) {
+        if (a.vectors_path) {
+            rc = search_vectors(&s, &a);
+        } else if (a.query) {
             const char *texts[1] = {a.query};
             rc = run_chunk(&s, &a, NULL, texts, 1);
         } else if (a.queries_path) {
