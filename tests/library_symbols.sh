@@ -4,7 +4,8 @@
 # program can take by accident: kernels and helpers in anonymous namespaces (nvcc emits
 # their host stubs as global symbols with _GLOBAL__N_<file hash> in the mangled name), and the
 # weak C++ symbols every C++ object may emit (typeinfo, guard variables, template
-# instantiations: mangled _Z names; the EH personality reference); under AddressSanitizer,
+# instantiations: mangled _Z names; the EH personality and the typeinfo of caught
+# exceptions as DW.ref. references); under AddressSanitizer,
 # its __odr_asan.<name> marker of each global counts as the global's own name.
 #   tests/library_symbols.sh LIBRARY...
 set -euo pipefail
@@ -14,7 +15,7 @@ bad=$(nm -g --defined-only "$@" 2>/dev/null | awk '
     type = $2; name = $3
     sub(/^__odr_asan\./, "", name) # AddressSanitizer marks each global with one of these
     if (name ~ /^dre_/ || name ~ /_GLOBAL__N_/) next
-    if (type ~ /^[WVu]$/ && (name ~ /^_Z/ || name == "DW.ref.__gxx_personality_v0")) next
+    if (type ~ /^[WVu]$/ && (name ~ /^_Z/ || name ~ /^DW\.ref\.(__gxx_personality_v0|_Z)/)) next
     print type " " name
   }' | sort -u)
 count=$(nm -g --defined-only "$@" 2>/dev/null | awk 'NF == 3 && $3 ~ /^dre_/' | wc -l)
