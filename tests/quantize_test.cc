@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dre.h"
+#include "index/hamming.h"
 #include "index/rescore.h"
 #include "index/vindex.h"
 #include "model/sha256.h"
@@ -304,6 +305,92 @@ TEST_F(QuantizeTest, SignBitsArePackedAsSentenceTransformersPacksThem) {
         }
         EXPECT_EQ(h, cJSON_GetArrayItem(first, i)->valuestring) << "row " << i;
     }
+}
+
+// dre's Hamming scan (what BFlat indexes are searched with) on every path this CPU has:
+// the brute-force answer, equal distances by row, for code sizes that are and are not whole
+// 64-bit words, k below, at and above the count, and codes drawn from few values (many ties).
+TEST_F(QuantizeTest, HammingScanEqualsBruteForceOnEveryPath) {
+    const int n = 2100, nq = 37;
+    Draws r{99};
+    int paths_run = 0;
+    for (int path = HAMMING_PORTABLE; path <= HAMMING_AVX512; path++) {
+        if (path > dre_hamming_best_path()) {
+            printf("path %s: this CPU lacks it\n", dre_hamming_path_name((hamming_path)path));
+            continue;
+        }
+        paths_run++;
+        for (int bytes : {1, 4, 8, 12, 48, 100}) {
+            for (int few_values : {0, 1}) {
+                std::vector<uint8_t> codes((size_t)n * bytes), queries((size_t)nq * bytes);
+                for (auto &c : codes)
+                    c = (uint8_t)(few_values ? (r.next() % 3) * 85 : r.next());
+                for (auto &c : queries)
+                    c = (uint8_t)(few_values ? (r.next() % 3) * 85 : r.next());
+                for (int k : {1, 10, 50, n, n + 7}) {
+                    std::vector<int32_t> d((size_t)nq * k);
+                    std::vector<int64_t> rows((size_t)nq * k);
+                    dre_hamming_knn(codes.data(), n, bytes, queries.data(), nq, k,
+                                    (hamming_path)path, d.data(), rows.data());
+                    for (int i = 0; i < nq; i++) {
+                        std::vector<std::pair<int32_t, int64_t>> all;
+                        for (int j = 0; j < n; j++) {
+                            int32_t h = 0;
+                            for (int b = 0; b < bytes; b++)
+                                h += __builtin_popcount(codes[(size_t)j * bytes + b] ^
+                                                        queries[(size_t)i * bytes + b]);
+                            all.push_back({h, j});
+                        }
+                        std::sort(all.begin(), all.end());
+                        for (int j = 0; j < k; j++) {
+                            const auto want = j < n ? all[j] : std::make_pair(INT32_MAX, (int64_t)-1);
+                            ASSERT_EQ(d[(size_t)i * k + j], want.first)
+                                << dre_hamming_path_name((hamming_path)path) << " bytes " << bytes
+                                << " k " << k << " query " << i << " rank " << j;
+                            ASSERT_EQ(rows[(size_t)i * k + j], want.second)
+                                << dre_hamming_path_name((hamming_path)path) << " bytes " << bytes
+                                << " k " << k << " query " << i << " rank " << j;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GE(paths_run, 2);
+}
+
+// A binary HNSW index is FAISS's to search (its parameters too): with a wide efSearch, its
+// rescored answers are nearly BFlat's (dre's exact scan).
+TEST_F(QuantizeTest, BinaryHnswIsSearchedByFaiss) {
+    dre_index *flat = nullptr, *hnsw = nullptr;
+    ASSERT_EQ(dre_index_open(import("b", DRE_QUANTIZE_BINARY, DRE_RESCORE_FP32).c_str(), &flat),
+              DRE_OK);
+    ASSERT_EQ(dre_index_open(import("bh", DRE_QUANTIZE_BINARY, DRE_RESCORE_FP32, "BHNSW16").c_str(),
+                             &hnsw),
+              DRE_OK)
+        << dre_last_error();
+    const int k = data.k;
+    std::vector<float> sf, sh;
+    std::vector<int64_t> rf, rh;
+    search(flat, k, data.factor, sf, rf);
+    dre_search_param p = {"efSearch", 256};
+    sh.resize(sf.size());
+    rh.resize(rf.size());
+    ASSERT_EQ(dre_index_search_with(hnsw, data.q.data(), data.nq, k, &p, 1, sh.data(), rh.data()),
+              DRE_OK)
+        << dre_last_error();
+    int agree = 0;
+    for (int i = 0; i < data.nq; i++)
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                agree += rh[(size_t)i * k + a] == rf[(size_t)i * k + b];
+    printf("BHNSW16 (efSearch 256) and BFlat agree on %d of %d results\n", agree, data.nq * k);
+    EXPECT_GE(agree, data.nq * k * 9 / 10);
+    dre_search_param bad = {"nprobe", 4};
+    EXPECT_EQ(dre_index_search_with(hnsw, data.q.data(), 1, 1, &bad, 1, sh.data(), rh.data()),
+              DRE_ERR_INVALID_ARG);
+    dre_index_close(flat);
+    dre_index_close(hnsw);
 }
 
 TEST_F(QuantizeTest, Int8RangesAndCodesAreFaissSq8s) {

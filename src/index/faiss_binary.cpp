@@ -2,6 +2,7 @@
  * indexes made from factory strings ("BFlat", "BHNSW32", "BIVF1024"...), their search
  * parameters, and the trained ranges of an 8-bit scalar quantizer (the int8 rescoring
  * vectors' decoder). Errors come back as text: FAISS's C API keeps its own last error. */
+#include <faiss/IndexBinaryFlat.h>
 #include <faiss/IndexBinaryHNSW.h>
 #include <faiss/IndexBinaryIVF.h>
 #include <faiss/IndexScalarQuantizer.h>
@@ -95,4 +96,9 @@ extern "C" int dre_faiss_sq8_from_ranges(int dim, const float *vmin, const float
     } catch (...) {
         return -1;
     }
+}
+
+extern "C" const uint8_t *dre_faiss_binary_flat_codes(FaissIndexBinary *index) {
+    auto *flat = dynamic_cast<faiss::IndexBinaryFlat *>(binary(index));
+    return flat ? flat->xb.data() : nullptr;
 }

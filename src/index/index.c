@@ -187,7 +187,8 @@ static dre_status search_rescored(dre_index *index, const float *queries, int64_
         for (int64_t i = 0; st == DRE_OK && i < m; i++) {
             const int64_t *cr = crows + i * kc;
             float *cs = cscores + i * kc;
-            dre_rescore_score(index->rescore, queries + (first + i) * dim, cr, kc, cs);
+            st = dre_rescore_score(index->rescore, queries + (first + i) * dim, cr, kc, cs);
+            if (st != DRE_OK) break;
             int64_t found = 0;
             for (int64_t j = 0; j < kc; j++)
                 if (cr[j] >= 0) ranked[found++] = (scored_row){cs[j], cr[j]};

@@ -34,9 +34,11 @@ dre_status dre_rescore_open(const char *path, dre_rescore kind, int32_t dim, int
 void dre_rescore_close(rescore_vectors *r);
 int64_t dre_rescore_rows(const rescore_vectors *r);
 
-/* out[i] = query . row rows[i] (decoded), -inf where rows[i] < 0. */
-void dre_rescore_score(const rescore_vectors *r, const float *query, const int64_t *rows,
-                       int64_t n, float *out);
+/* out[i] = query . row rows[i] (decoded), -inf where rows[i] < 0. int8 rows are scored as
+ * base + sum (query[d] * vdiff[d] / 255) * code[d], the same sum as over FAISS's decoded
+ * vectors up to float rounding. */
+dre_status dre_rescore_score(const rescore_vectors *r, const float *query, const int64_t *rows,
+                             int64_t n, float *out);
 /* Rows [first, first + n) decoded to floats. */
 void dre_rescore_decode(const rescore_vectors *r, int64_t first, int64_t n, float *out);
 /* int8: the ranges (dim floats each); DRE_ERR_UNSUPPORTED for fp32. */

@@ -15,6 +15,7 @@
 
 #include "common/common.h"
 #include "common/fileio.h"
+#include "index/hamming.h"
 #include "index/index.h"
 
 /* Query or added vectors packed into sign bits at a time. */
@@ -248,9 +249,13 @@ dre_status dre_vindex_search(const vindex *v, const float *queries, int64_t n, i
     int32_t *hamming = malloc((size_t)(n > 0 ? n : 1) * (size_t)k * sizeof *hamming);
     dre_status st = DRE_OK;
     if (!codes || !hamming) st = dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
+    const uint8_t *flat = dre_faiss_binary_flat_codes(v->bin);
     if (st == DRE_OK) {
         dre_vindex_pack_signs(queries, n, v->dim, codes);
-        if (faiss_IndexBinary_search(v->bin, n, codes, k, hamming, rows) != 0)
+        if (flat)
+            dre_hamming_knn(flat, faiss_IndexBinary_ntotal(v->bin), bytes, codes, n, k,
+                            HAMMING_AUTO, hamming, rows);
+        else if (faiss_IndexBinary_search(v->bin, n, codes, k, hamming, rows) != 0)
             st = dre_index_faiss_error("binary search");
     }
     for (int64_t i = 0; st == DRE_OK && i < n * k; i++)

@@ -41,7 +41,9 @@ dre_status dre_vindex_add(vindex *v, int64_t n, const float *x);
 
 /* The k best rows for n queries, best first (rows -1 past the end). A float index scores by
  * inner product as FAISS computes it (from its codes, for SQ or PQ); a binary one by the
- * inner product of the sign vectors over dim, (dim - 2 * Hamming distance) / dim. */
+ * inner product of the sign vectors over dim, (dim - 2 * Hamming distance) / dim, equal
+ * distances by row. A BFlat index is searched by index/hamming.h's scan (FAISS's answers,
+ * faster), the other binary kinds by FAISS. */
 dre_status dre_vindex_search(const vindex *v, const float *queries, int64_t n, int32_t k,
                              float *scores, int64_t *rows);
 
@@ -62,6 +64,8 @@ void dre_vindex_pack_signs(const float *x, int64_t n, int32_t dim, uint8_t *code
 int dre_faiss_binary_create(const char *factory, int dim, FaissIndexBinary **out, char *err,
                             size_t cap);
 size_t dre_faiss_binary_nlist(FaissIndexBinary *index);
+/* An IndexBinaryFlat's codes (ntotal x d / 8 bytes), or NULL for any other binary index. */
+const uint8_t *dre_faiss_binary_flat_codes(FaissIndexBinary *index);
 /* get != NULL: reads the parameter into *get; else sets it to set. -1: no such parameter. */
 int dre_faiss_binary_param(FaissIndexBinary *index, const char *name, double *get, double set);
 /* An 8-bit scalar quantizer's trained per-dimension minimum and range (decode: vmin + vdiff *

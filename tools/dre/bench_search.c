@@ -22,7 +22,9 @@ static void usage(FILE *f) {
                "  --k K          neighbours per query, 1..1024 (default 10)\n"
                "  --fp16         hold the vectors as fp16 on the GPU (default fp32)\n"
                "  --seed S       random vectors (default 1)\n\n"
-               "Random unit vectors; prints one line per measurement (bench=search ...).\n");
+               "Random unit vectors; prints one line per measurement (bench=search ...).\n"
+               "With --corpus-vectors N: index kinds at scale on the CPU (--corpus-vectors\n"
+               "--help says more).\n");
 }
 
 /* n x dim unit vectors; coordinates roughly normal (sum of four uniforms, centred), so
@@ -50,6 +52,9 @@ static float *unit_vectors(int64_t n, int32_t dim, uint64_t seed) {
 }
 
 int bench_search(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* the scale benchmark of index kinds: bench_corpus.c */
+        if (!strcmp(argv[i], "--corpus-vectors") || !strcmp(argv[i], "--measure"))
+            return bench_corpus(argc, argv);
     long long n = 1000000, nq = 1000;
     long dim = 384, k = 10, seed = 1;
     int fp16 = 0;

@@ -82,6 +82,12 @@ int cli_quantize_option(int argc, char **argv, int *i, const char *cmd, dre_quan
     "  --rescore-factor N     candidates per result rescored by default (4); a search may\n"      \
     "                         set its own with --param rescore_factor=N (0: no rescoring)\n"
 
+/* Writes the .npy 1.0 header of a float32 (rows, dim) matrix; 0 on a write error. */
+int cli_write_npy_header(FILE *f, long long rows, int dim);
+
+/* `dre bench search --corpus-vectors N`: the scale benchmark of index kinds (bench_corpus.c). */
+int bench_corpus(int argc, char **argv);
+
 /* Monotonic seconds, for timing. */
 double cli_seconds(void);
 

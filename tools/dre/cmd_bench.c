@@ -7,7 +7,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: dre bench <what> [options]\n\n"
                "  tokenizer  tokenizer MB/s, one thread and all threads\n"
                "  encoder    per-kernel and end-to-end GPU encoder speed, GEMM-only roofline\n"
-               "  search     exact GPU search against FAISS exact search on the CPU\n\n"
+               "  search     exact GPU search against FAISS exact search on the CPU; with\n"
+               "             --corpus-vectors N, index kinds at scale (Flat, SQ8, binary,\n"
+               "             HNSW, IVF-PQ): size, open time, RSS, queries/s, recall\n\n"
                "`dre bench <what> --help` gives each one's options.\n");
 }
 

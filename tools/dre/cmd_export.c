@@ -24,32 +24,6 @@ static void usage(FILE *f) {
                "  -h, --help   this help\n");
 }
 
-/* The .npy v1.0 header: magic, version, header length, then the dict padded with spaces
- * and a newline so the data starts at a multiple of 64 bytes. */
-static int write_npy_header(FILE *f, long long rows, int dim) {
-    char dict[256];
-    int n = snprintf(dict, sizeof dict,
-                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %d), }", rows, dim);
-    if (n < 0 || n >= (int)sizeof dict - 64) return 0;
-    int total = 10 + n + 1;
-    int padded = (total + 63) / 64 * 64;
-    int header_len = padded - 10;
-    memset(dict + n, ' ', (size_t)(header_len - n - 1));
-    dict[header_len - 1] = '\n';
-    const unsigned char preamble[10] = {0x93,
-                                        'N',
-                                        'U',
-                                        'M',
-                                        'P',
-                                        'Y',
-                                        1,
-                                        0,
-                                        (unsigned char)(header_len & 0xff),
-                                        (unsigned char)(header_len >> 8)};
-    return fwrite(preamble, 1, 10, f) == 10 &&
-           fwrite(dict, 1, (size_t)header_len, f) == (size_t)header_len;
-}
-
 /* The document id of each vector row, a line each; with chunks, "id<TAB>chunk". */
 static int export_ids(dre_index *index, const char *path, int64_t n_vectors, int chunked) {
     FILE *f = fopen(path, "w");
@@ -120,7 +94,7 @@ int cmd_export(int argc, char **argv) {
     } else if (!f) {
         fprintf(stderr, "dre export: %s: %s\n", positional[1], strerror(errno));
         rc = 1;
-    } else if (!write_npy_header(f, (long long)count, dim)) {
+    } else if (!cli_write_npy_header(f, (long long)count, dim)) {
         fprintf(stderr, "dre export: %s: write failed\n", positional[1]);
         rc = 1;
     }
