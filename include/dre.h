@@ -300,10 +300,10 @@ DRE_API const char *dre_fusion_name(dre_fusion fusion);
 
 /* How a searcher on the GPU searches a Flat index (exact inner product): its vectors are
  * uploaded to the GPU at its first dense search, as fp16 (the default: half the memory and
- * bandwidth, candidates re-scored in fp32 on the host, so ids, order and scores are the fp32
- * search's) or as fp32; or not at all (FAISS on the CPU, as for every other index kind and
- * every CPU searcher). Answers agree with FAISS Flat's, up to the order of near-ties that
- * fp32 rounding cannot tell apart. */
+ * bandwidth, candidates re-scored in fp32 on the GPU from the index's own fp32 vectors in
+ * host memory, so ids, order and scores are the fp32 search's) or as fp32; or not at all
+ * (FAISS on the CPU, as for every other index kind and every CPU searcher). Answers agree
+ * with FAISS Flat's, up to the order of near-ties that fp32 rounding cannot tell apart. */
 typedef enum dre_search_precision {
     DRE_SEARCH_GPU_FP16,
     DRE_SEARCH_GPU_FP32,
@@ -684,10 +684,12 @@ DRE_API dre_status dre_corpus_next(dre_corpus *corpus, dre_corpus_doc *doc, int 
 DRE_API dre_status dre_gpu_search_open(const float *vectors, int64_t n, int32_t dim,
                                        dre_gpu_search **out);
 /* The same with the vectors held as fp16: half the GPU memory and the bandwidth. The GPU
- * finds candidates by fp16 scores and the host re-scores them in fp32 from `vectors`, which
- * must stay valid until the handle is closed: the answers are those of the fp32 search
- * (FAISS's, scores to fp32 rounding), with an exact host scan for a query whose candidates
- * cannot prove it. */
+ * finds candidates by fp16 scores and re-scores them in fp32 from `vectors` themselves,
+ * which stay in host memory, page-locked and mapped for the GPU (no copy is made; only the
+ * candidates' rows are read), and must stay valid and unchanged until the handle is closed.
+ * The answers are those of the fp32 search (FAISS's, scores to fp32 rounding): a query
+ * whose candidates cannot prove it (near-duplicates at the k-th place) is searched again on
+ * the GPU, exactly wherever an fp16 score comes within the error bound. */
 DRE_API dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim,
                                             dre_gpu_search **out);
 DRE_API void dre_gpu_search_close(dre_gpu_search *gs);
@@ -718,6 +720,10 @@ extern "C" {
  * "pooling" ("mean" or "cls") and "normalize" (true) as sentence-transformers' files would.
  * Close with dre_model_close. */
 DRE_API dre_status dre_model_open_random(const char *config_path, uint64_t seed, dre_model **out);
+
+/* Queries of an fp16 GPU search whose candidates could not settle the answer, so far: each
+ * was searched again on the GPU (dre_gpu_search_open_fp16). 0 for fp32 and without a GPU. */
+DRE_API int64_t dre_gpu_search_widened(const dre_gpu_search *gs);
 
 /* The GPU encoder's operators, in their order within a forward pass. */
 typedef enum dre_op {

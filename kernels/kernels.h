@@ -88,6 +88,25 @@ cudaError_t dre_topk_launch(const float *scores, int64_t in_stride, int32_t n_co
                             topk_order order, float *out_scores, int64_t *out_ids,
                             int64_t out_stride, cudaStream_t stream);
 
+/* Exact fp32 scores of an fp16 search's candidates (kernels/rescore.cu). For each of
+ * n_queries queries (fp32 queries [n, dim]): out[q, j] = queries[q] . vectors[ids[q, j]] for
+ * j < m (row stride `stride`; -inf where the id is -1 padding), and floor16[q] = the lowest
+ * scores16[q, j] of a real candidate, or -inf when a candidate is padding (then no vector
+ * was left out). vectors [n_vectors, dim] fp32, device or mapped host memory. */
+cudaError_t dre_rescore_launch(const float *queries, const float *vectors, int64_t n_vectors,
+                               int32_t dim, const int64_t *ids, const float *scores16,
+                               int64_t stride, int32_t m, int32_t n_queries, float *out,
+                               float *floor16, cudaStream_t stream);
+
+/* In place over a chunk of scores [n_queries, n_cols] (row stride `stride`) of the vectors
+ * id_offset + column: where a score is >= thresholds[q] it becomes the exact fp32
+ * queries[q] . vectors[id] (the same sum as dre_rescore_launch's), elsewhere -inf.
+ * n_queries <= 65535. */
+cudaError_t dre_masked_exact_launch(float *scores, int64_t stride, int32_t n_cols,
+                                    int64_t id_offset, const float *thresholds,
+                                    const float *queries, const float *vectors, int32_t dim,
+                                    int32_t n_queries, cudaStream_t stream);
+
 /* ---------------------------------------------------------------- fp16 on the host */
 
 /* float -> binary16, round to nearest even; overflow to inf, NaN stays NaN. */

@@ -216,9 +216,10 @@ TEST(GpuSearch, TiesComeBackInFaissOrder) {
 }
 
 // Vectors that differ below fp16's resolution but well above fp32's: every fp16 candidate
-// ties, the error bound cannot prove the k best among them, and the query falls back to an
-// exact host scan; the answer is still FAISS's, id for id.
-TEST(GpuSearch, Fp16NearTiesFallBackToAnExactScan) {
+// ties, the error bound cannot prove the k best among them, and each query is searched again
+// on the GPU (exact wherever an fp16 score comes within the bound); the answer is still
+// FAISS's, id for id, and nothing was scanned on the host (there is no such path).
+TEST(GpuSearch, Fp16NearTiesAreSearchedAgainOnTheGpu) {
     SKIP_WITHOUT_GPU();
     const int32_t dim = 64, k = 5;
     const int64_t n = 3000, nq = 4;
@@ -235,10 +236,59 @@ TEST(GpuSearch, Fp16NearTiesFallBackToAnExactScan) {
     knn gpu{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
     ASSERT_EQ(DRE_OK, dre_gpu_search_run(gs, xq.data(), nq, k, gpu.scores.data(), gpu.ids.data()))
         << dre_last_error();
+    EXPECT_EQ(dre_gpu_search_widened(gs), nq) << "every query was in doubt";
     dre_gpu_search_close(gs);
     const knn ref = faiss_flat(xb, n, dim, xq, nq, k);
     const int64_t agree = compare(gpu, ref, xb, xq, n, nq, dim, k, 1e-6, 1e-6);
     EXPECT_EQ(nq * k, agree);
+}
+
+// A corpus with crowds of near-duplicates, as real ones have (a paper in several versions,
+// boilerplate abstracts): each query's best matches are a crowd larger than the candidates an
+// fp16 search re-scores, so the queries near a crowd are searched again on the GPU, the
+// others not; every answer is FAISS's.
+TEST(GpuSearch, Fp16NearDuplicateCrowdsAnswerAsFaiss) {
+    SKIP_WITHOUT_GPU();
+    const int32_t dim = 96, k = 10;
+    const int64_t n = emulated() ? 6000 : 200000, crowds = 8, crowd = 200, nq = 24;
+    std::vector<float> xb = unit_vectors(n, dim, 21);
+    const std::vector<float> centres = unit_vectors(crowds, dim, 22);
+    std::mt19937 rng(23);
+    std::uniform_real_distribution<float> tiny(-3e-5f, 3e-5f);
+    for (int64_t c = 0; c < crowds; c++)
+        for (int64_t j = 0; j < crowd; j++) {
+            const int64_t row = (c * 7919 + j * 13) % n; // spread over the chunks
+            for (int32_t d = 0; d < dim; d++)
+                xb[(size_t)row * dim + d] = centres[(size_t)c * dim + d] + tiny(rng);
+        }
+    // half the queries near a crowd's centre, half anywhere
+    std::vector<float> xq = unit_vectors(nq, dim, 24);
+    for (int64_t i = 0; i < nq; i += 2)
+        for (int32_t d = 0; d < dim; d++)
+            xq[(size_t)i * dim + d] = centres[(size_t)(i / 2 % crowds) * dim + d] +
+                                      0.05f * xq[(size_t)i * dim + d];
+    dre_gpu_search *gs = nullptr;
+    ASSERT_EQ(DRE_OK, dre_gpu_search_open_fp16(xb.data(), n, dim, &gs)) << dre_last_error();
+    knn gpu{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
+    ASSERT_EQ(DRE_OK, dre_gpu_search_run(gs, xq.data(), nq, k, gpu.scores.data(), gpu.ids.data()))
+        << dre_last_error();
+    const int64_t widened = dre_gpu_search_widened(gs);
+    dre_gpu_search_close(gs);
+    std::printf("  %lld of %lld queries searched again\n", (long long)widened, (long long)nq);
+    EXPECT_GE(widened, nq / 2) << "the queries near a crowd";
+    EXPECT_LT(widened, nq) << "not the others";
+    // FAISS a query at a time: its sums in order, as the re-scoring sums (from 20 queries on
+    // it calls BLAS, whose different order may swap scores one rounding apart)
+    knn ref{std::vector<float>((size_t)nq * k), std::vector<int64_t>((size_t)nq * k)};
+    for (int64_t i = 0; i < nq; i++) {
+        const std::vector<float> one(xq.begin() + i * dim, xq.begin() + (i + 1) * dim);
+        const knn r = faiss_flat(xb, n, dim, one, 1, k);
+        std::copy(r.scores.begin(), r.scores.end(), ref.scores.begin() + i * k);
+        std::copy(r.ids.begin(), r.ids.end(), ref.ids.begin() + i * k);
+    }
+    EXPECT_EQ(nq * k, compare(gpu, ref, xb, xq, n, nq, dim, k, 1e-6, 1e-6));
+    for (int64_t i = 0; i < nq * k; i++)
+        EXPECT_EQ(gpu.scores[i], ref.scores[i]) << "query " << i / k << " rank " << i % k;
 }
 
 TEST(GpuSearch, RejectsBadArguments) {

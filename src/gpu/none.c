@@ -49,6 +49,11 @@ dre_status dre_gpu_search_open_fp16(const float *vectors, int64_t n, int32_t dim
 
 void dre_gpu_search_close(dre_gpu_search *gs) { (void)gs; }
 
+int64_t dre_gpu_search_widened(const dre_gpu_search *gs) {
+    (void)gs;
+    return 0;
+}
+
 dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
                               int32_t k, float *scores, int64_t *rows) {
     (void)gs, (void)queries, (void)n_queries, (void)k, (void)scores, (void)rows;

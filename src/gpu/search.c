@@ -2,11 +2,15 @@
  * or fp16 for half the memory). Queries go in batches of up to 1024: cuBLAS scores a batch
  * against one chunk of the vectors at a time, and dre_topk_launch reduces each chunk's scores
  * together with the k best of the chunks before, as FAISS's Flat index would (ties too).
- * With fp16 vectors the GPU finds more candidates than asked for, and the host re-scores
- * them in fp32 from the caller's vectors: where the fp16 error bound proves that no vector
- * left out could reach the k-th exact score, the answer is FAISS's (scores to fp32
- * rounding); where it cannot (a crowd of near-ties at the boundary), that query is scanned
- * exactly on the host. */
+ *
+ * With fp16 vectors the GPU finds more candidates than asked for and re-scores them in fp32
+ * (kernels/rescore.cu) from the caller's fp32 vectors, which stay in host memory, page-locked
+ * and mapped: only the candidates' rows cross the bus, and no copy of them is made. Where the
+ * fp16 error bound proves that no vector left out could reach the k-th exact score, the
+ * answer is FAISS's (scores to fp32 rounding). Where it cannot (a crowd of near-ties at the
+ * boundary: near-duplicate documents), the query is searched again on the GPU: every chunk's
+ * fp16 scores, and the exact score of each vector whose fp16 score comes within the error
+ * bound of the k-th exact score, the rest left out. Nothing is scanned on the host. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +32,10 @@ struct dre_gpu_search {
     int64_t n;
     int32_t dim;
     int fp16;
-    const float *host_vectors; /* fp16: the caller's fp32 vectors, for re-scoring */
+    const float *host_vectors; /* fp16: the caller's fp32 vectors, page-locked and mapped */
+    const float *mapped;       /* their address on the device */
     float max_norm;            /* fp16: the largest vector norm, for the error bound */
+    int64_t widened;           /* fp16: queries searched again (dre_gpu_search_widened) */
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *vectors;         /* device [n, dim], fp32 or fp16 */
@@ -40,6 +46,14 @@ struct dre_gpu_search {
     void *host_queries; /* pinned [QUERY_BATCH, dim] */
     float *host_scores; /* pinned [QUERY_BATCH, TOPK_MAX_K] */
     int64_t *host_ids;
+    /* fp16 re-scoring */
+    float *queries32;       /* device [QUERY_BATCH, dim] */
+    float *rescored;        /* device [QUERY_BATCH, TOPK_MAX_K] */
+    float *floor16;         /* device [QUERY_BATCH] */
+    float *thresholds;      /* device [QUERY_BATCH] */
+    float *host_queries32;  /* pinned [QUERY_BATCH, dim] */
+    float *host_floor16;    /* pinned [QUERY_BATCH] */
+    float *host_thresholds; /* pinned [QUERY_BATCH] */
 };
 
 static size_t elem_size(const dre_gpu_search *gs) {
@@ -110,6 +124,29 @@ static dre_status init(dre_gpu_search *gs, const float *vectors) {
     CUDA_CHECK(cudaMallocHost(&gs->host_queries, qb * (size_t)gs->dim * es));
     CUDA_CHECK(cudaMallocHost((void **)&gs->host_scores, qb * kmax * sizeof(float)));
     CUDA_CHECK(cudaMallocHost((void **)&gs->host_ids, qb * kmax * sizeof(int64_t)));
+    if (!gs->fp16) return DRE_OK;
+    /* the fp32 vectors the candidates are re-scored from: the caller's, where they are */
+    const size_t bytes = (size_t)gs->n * (size_t)gs->dim * sizeof(float);
+    cudaError_t err = cudaHostRegister((void *)gs->host_vectors, bytes, cudaHostRegisterMapped);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return dre_gpu_cuda_error(err, "gpu_search: cudaHostRegister of the fp32 vectors",
+                                  " (page-locking them failed: search with --search-precision "
+                                  "fp32 or faiss instead)",
+                                  __FILE__, __LINE__);
+    }
+    gs->mapped = gs->host_vectors; /* registered: unregister at close */
+    void *device = NULL;
+    CUDA_CHECK(cudaHostGetDevicePointer(&device, (void *)gs->host_vectors, 0));
+    gs->mapped = device;
+    DRE_TRY(device_alloc((void **)&gs->queries32, qb * (size_t)gs->dim * sizeof(float), "queries",
+                         ""));
+    DRE_TRY(device_alloc((void **)&gs->rescored, qb * kmax * sizeof(float), "re-scoring", ""));
+    DRE_TRY(device_alloc((void **)&gs->floor16, qb * sizeof(float), "re-scoring", ""));
+    DRE_TRY(device_alloc((void **)&gs->thresholds, qb * sizeof(float), "re-scoring", ""));
+    CUDA_CHECK(cudaMallocHost((void **)&gs->host_queries32, qb * (size_t)gs->dim * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&gs->host_floor16, qb * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&gs->host_thresholds, qb * sizeof(float)));
     return DRE_OK;
 }
 
@@ -173,8 +210,18 @@ void dre_gpu_search_close(dre_gpu_search *gs) {
     (void)cudaFreeHost(gs->host_queries);
     (void)cudaFreeHost(gs->host_scores);
     (void)cudaFreeHost(gs->host_ids);
+    (void)cudaFree(gs->queries32);
+    (void)cudaFree(gs->rescored);
+    (void)cudaFree(gs->floor16);
+    (void)cudaFree(gs->thresholds);
+    (void)cudaFreeHost(gs->host_queries32);
+    (void)cudaFreeHost(gs->host_floor16);
+    (void)cudaFreeHost(gs->host_thresholds);
+    if (gs->mapped) (void)cudaHostUnregister((void *)gs->host_vectors);
     free(gs);
 }
+
+int64_t dre_gpu_search_widened(const dre_gpu_search *gs) { return gs ? gs->widened : 0; }
 
 /* Vectors scored per GEMM for a batch of nq queries: as many as keep the scores in L2. */
 static int64_t chunk_rows(const dre_gpu_search *gs, int32_t nq) {
@@ -197,16 +244,23 @@ static dre_status score_chunk(dre_gpu_search *gs, int64_t r0, int32_t n_rows, in
     return DRE_OK;
 }
 
-/* The k best of nq staged queries over all vectors, in FAISS's order; returns which of the
- * best_* buffers holds them (row stride k). Each chunk's top-k takes the result so far (in id
- * order) as its earlier entries; the last chunk's is in score order. */
-static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *result) {
+/* The k best of nq staged queries over all vectors, in FAISS's order (or, `last` TOPK_BY_ID,
+ * by ascending id); returns which of the best_* buffers holds them (row stride k). Each
+ * chunk's top-k takes the result so far (in id order) as its earlier entries. masked: each
+ * chunk's fp16 scores become exact where they reach the query's threshold (gs->thresholds),
+ * -inf elsewhere, before the top-k. */
+static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, topk_order last,
+                               int masked, int *result) {
     int cur = 0, n_prev = 0;
     const int64_t chunk = chunk_rows(gs, nq);
     for (int64_t r0 = 0; r0 < gs->n; r0 += chunk) {
         const int32_t n_rows = (int32_t)(gs->n - r0 < chunk ? gs->n - r0 : chunk);
-        const topk_order order = r0 + n_rows < gs->n ? TOPK_BY_ID : TOPK_BY_SCORE;
+        const topk_order order = r0 + n_rows < gs->n ? TOPK_BY_ID : last;
         DRE_TRY(score_chunk(gs, r0, n_rows, nq, chunk));
+        if (masked)
+            CUDA_CHECK(dre_masked_exact_launch(gs->scores, chunk, n_rows, r0, gs->thresholds,
+                                               gs->queries32, gs->mapped, gs->dim, nq,
+                                               gs->stream));
         CUDA_CHECK(dre_topk_launch(gs->scores, chunk, n_rows, r0, gs->best_scores[cur],
                                    gs->best_ids[cur], k, n_prev, nq, k, order,
                                    gs->best_scores[!cur], gs->best_ids[!cur], k, gs->stream));
@@ -217,123 +271,103 @@ static dre_status search_batch(dre_gpu_search *gs, int32_t nq, int32_t k, int *r
     return DRE_OK;
 }
 
-/* ---------------------------------------------------------------- fp32 re-scoring */
+/* ---------------------------------------------------------------- fp16: the batch */
 
-/* FAISS's k-heap (replace the worst only when strictly better; the worst is the lowest
- * score, of equal scores the lowest id) over m entries given in id order; the k kept into
- * out, best first with equal scores by descending id (FAISS's order), padded (-inf, -1).
- * heap_s / heap_id: room for k. */
-static void heap_topk(const float *s, const int64_t *id, int64_t m, int32_t k, float *heap_s,
-                      int64_t *heap_id, float *out_s, int64_t *out_id) {
-    int32_t size = 0;
-#define WORSE(a, b) (heap_s[a] < heap_s[b] || (heap_s[a] == heap_s[b] && heap_id[a] < heap_id[b]))
-#define SWAP(a, b)                                                                                 \
-    do {                                                                                           \
-        const float ts_ = heap_s[a];                                                               \
-        const int64_t ti_ = heap_id[a];                                                            \
-        heap_s[a] = heap_s[b], heap_id[a] = heap_id[b];                                            \
-        heap_s[b] = ts_, heap_id[b] = ti_;                                                         \
-    } while (0)
-    for (int64_t j = 0; j < m; j++) {
-        int32_t at;
-        if (size < k) { /* grow: sift up from the end */
-            at = size++;
-            heap_s[at] = s[j], heap_id[at] = id[j];
-            for (; at > 0 && WORSE(at, (at - 1) / 2); at = (at - 1) / 2)
-                SWAP(at, (at - 1) / 2);
-            continue;
-        }
-        if (!(s[j] > heap_s[0])) continue;
-        heap_s[0] = s[j], heap_id[0] = id[j]; /* replace the worst, sift down */
-        for (at = 0;;) {
-            const int32_t l = 2 * at + 1, r = l + 1;
-            int32_t w = at;
-            if (l < size && WORSE(l, w)) w = l;
-            if (r < size && WORSE(r, w)) w = r;
-            if (w == at) break;
-            SWAP(at, w);
-            at = w;
-        }
-    }
-#undef SWAP
-#undef WORSE
-    /* best first: score descending, equal scores by descending id (insertion: k is small) */
-    for (int32_t i = 0; i < size; i++) {
-        int32_t j = i;
-        for (; j > 0 && (out_s[j - 1] < heap_s[i] ||
-                         (out_s[j - 1] == heap_s[i] && out_id[j - 1] < heap_id[i]));
-             j--)
-            out_s[j] = out_s[j - 1], out_id[j] = out_id[j - 1];
-        out_s[j] = heap_s[i], out_id[j] = heap_id[i];
-    }
-    for (int32_t i = size; i < k; i++)
-        out_s[i] = -INFINITY, out_id[i] = -1;
-}
-
-static float dot(const float *a, const float *b, int32_t dim) {
-    float sum = 0.0f;
-    for (int32_t d = 0; d < dim; d++)
-        sum += a[d] * b[d];
-    return sum;
-}
-
-static int by_id(const void *a, const void *b) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* One query's answer from its m_all fp16 candidates (ids, best first by fp16 score, -1
- * padded): their fp32 scores and FAISS's choice among them; or, where the error bound leaves
- * doubt, an exact scan of every vector. work: room for 2 max(m_all, n) scores and ids. */
-static void rescore_query(const dre_gpu_search *gs, const float *query, const float *cand_s16,
-                          const int64_t *cand_id, int32_t m_all, int32_t k, float *work_s,
-                          int64_t *work_id, float *out_s, int64_t *out_id) {
-    const int32_t dim = gs->dim;
-    int32_t m = 0;
-    while (m < m_all && cand_id[m] >= 0)
-        m++;
-    int64_t *ids = work_id;
-    memcpy(ids, cand_id, (size_t)m * sizeof *ids);
-    qsort(ids, (size_t)m, sizeof *ids, by_id); /* FAISS's heap sees them in id order */
-    float *exact = work_s;
-    for (int32_t j = 0; j < m; j++)
-        exact[j] = dot(query, gs->host_vectors + (size_t)ids[j] * dim, dim);
-    heap_topk(exact, ids, m, k, exact + m, ids + m, out_s, out_id);
-    if (m < m_all || (int64_t)m >= gs->n) return; /* every vector was a candidate */
-    /* A vector left out scored at most the last candidate's fp16 score, and |fp16 score -
-     * fp32 score| <= (2^-10 + dim 2^-24) |q| max|x| (each factor rounds by 2^-11 relative,
-     * the fp32 sums add theirs): below the k-th exact score, none of them could change the
-     * answer. */
-    const float eps = 1.01f * (0.0009765625f + (float)dim * 5.96e-8f) *
-                      sqrtf(dot(query, query, dim)) * gs->max_norm;
-    if (out_id[k - 1] >= 0 && out_s[k - 1] > cand_s16[m - 1] + eps) return;
-    for (int64_t i = 0; i < gs->n; i++) { /* doubt: every vector, in id order */
-        work_s[i] = dot(query, gs->host_vectors + (size_t)i * dim, dim);
-        work_id[i] = i;
-    }
-    heap_topk(work_s, work_id, gs->n, k, work_s + gs->n, work_id + gs->n, out_s, out_id);
-}
-
-/* One batch of nq queries to the GPU and back: their k best (by the stored precision's
- * scores) into host_scores / host_ids, row stride k. */
-static dre_status run_batch(dre_gpu_search *gs, const float *src, int32_t nq, int32_t k) {
-    const size_t dim = (size_t)gs->dim;
+/* nq queries into the device buffers: stored precision, and fp32 for re-scoring. */
+static dre_status stage_queries(dre_gpu_search *gs, const float *src, int32_t nq) {
+    const size_t count = (size_t)nq * (size_t)gs->dim;
     if (gs->fp16) {
         fp16_t *dst = gs->host_queries;
-        for (size_t i = 0; i < (size_t)nq * dim; i++)
+        for (size_t i = 0; i < count; i++)
             dst[i] = float_to_fp16(src[i]);
+        memcpy(gs->host_queries32, src, count * sizeof(float));
+        CUDA_CHECK(cudaMemcpyAsync(gs->queries32, gs->host_queries32, count * sizeof(float),
+                                   cudaMemcpyHostToDevice, gs->stream));
     } else {
-        memcpy(gs->host_queries, src, (size_t)nq * dim * sizeof(float));
+        memcpy(gs->host_queries, src, count * sizeof(float));
     }
-    CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, (size_t)nq * dim * elem_size(gs),
+    CUDA_CHECK(cudaMemcpyAsync(gs->queries, gs->host_queries, count * elem_size(gs),
                                cudaMemcpyHostToDevice, gs->stream));
-    int best = 0;
-    DRE_TRY(search_batch(gs, nq, k, &best));
-    CUDA_CHECK(cudaMemcpyAsync(gs->host_scores, gs->best_scores[best],
+    return DRE_OK;
+}
+
+/* best_* buffer `from` (row stride k) to host_scores / host_ids, and waits. */
+static dre_status fetch(dre_gpu_search *gs, int from, int32_t nq, int32_t k) {
+    CUDA_CHECK(cudaMemcpyAsync(gs->host_scores, gs->best_scores[from],
                                (size_t)nq * k * sizeof(float), cudaMemcpyDeviceToHost, gs->stream));
-    CUDA_CHECK(cudaMemcpyAsync(gs->host_ids, gs->best_ids[best], (size_t)nq * k * sizeof(int64_t),
+    CUDA_CHECK(cudaMemcpyAsync(gs->host_ids, gs->best_ids[from], (size_t)nq * k * sizeof(int64_t),
                                cudaMemcpyDeviceToHost, gs->stream));
     CUDA_CHECK(cudaStreamSynchronize(gs->stream));
+    return DRE_OK;
+}
+
+/* One batch of nq queries: their k best into host_scores / host_ids (row stride k). fp16:
+ * k_gpu candidates by fp16 score, in id order; their fp32 scores; FAISS's k among them; and
+ * each query's floor (host_floor16), the most a vector left out scored in fp16. */
+static dre_status run_batch(dre_gpu_search *gs, const float *src, int32_t nq, int32_t k,
+                            int32_t k_gpu) {
+    DRE_TRY(stage_queries(gs, src, nq));
+    int best = 0;
+    if (!gs->fp16) {
+        DRE_TRY(search_batch(gs, nq, k, TOPK_BY_SCORE, 0, &best));
+        return fetch(gs, best, nq, k);
+    }
+    DRE_TRY(search_batch(gs, nq, k_gpu, TOPK_BY_ID, 0, &best));
+    CUDA_CHECK(dre_rescore_launch(gs->queries32, gs->mapped, gs->n, gs->dim, gs->best_ids[best],
+                                  gs->best_scores[best], k_gpu, k_gpu, nq, gs->rescored,
+                                  gs->floor16, gs->stream));
+    CUDA_CHECK(dre_topk_launch(NULL, 0, 0, gs->n, gs->rescored, gs->best_ids[best], k_gpu, k_gpu,
+                               nq, k, TOPK_BY_SCORE, gs->best_scores[!best], gs->best_ids[!best],
+                               k, gs->stream));
+    CUDA_CHECK(cudaMemcpyAsync(gs->host_floor16, gs->floor16, (size_t)nq * sizeof(float),
+                               cudaMemcpyDeviceToHost, gs->stream));
+    return fetch(gs, !best, nq, k);
+}
+
+static float norm(const float *x, int32_t dim) {
+    double sq = 0;
+    for (int32_t d = 0; d < dim; d++)
+        sq += (double)x[d] * x[d];
+    return (float)sqrt(sq);
+}
+
+/* How far an fp16 score may be from the fp32 one: each factor rounds by 2^-11 relative and
+ * the fp32 sums add theirs, so |fp16 score - fp32 score| <= (2^-10 + dim 2^-24) |q| max|x|. */
+static float error_bound(const dre_gpu_search *gs, const float *query) {
+    return 1.01f * (0.0009765625f + (float)gs->dim * 5.96e-8f) * norm(query, gs->dim) *
+           gs->max_norm;
+}
+
+/* The queries of a batch whose candidates cannot settle the answer (a vector left out may
+ * still reach the k-th exact score), searched again: their k best over every vector, exact
+ * wherever the fp16 score comes within the error bound of the k-th exact score found. The
+ * doubtful queries' indexes in the batch are doubt[0 .. n_doubt - 1]; their answers are
+ * written over host_scores / host_ids (row stride k) at those rows. */
+static dre_status widen(dre_gpu_search *gs, const float *src, const int32_t *doubt,
+                        int32_t n_doubt, int32_t k, float *out_scores, int64_t *out_ids) {
+    const size_t dim = (size_t)gs->dim;
+    float *staged = malloc((size_t)n_doubt * dim * sizeof *staged);
+    if (!staged) return dre_set_error(DRE_ERR_NOMEM, "gpu_search: out of host memory");
+    for (int32_t i = 0; i < n_doubt; i++) {
+        memcpy(staged + i * dim, src + (size_t)doubt[i] * dim, dim * sizeof *staged);
+        gs->host_thresholds[i] = out_scores[(size_t)doubt[i] * k + k - 1] -
+                                 error_bound(gs, src + (size_t)doubt[i] * dim);
+    }
+    dre_status st = stage_queries(gs, staged, n_doubt);
+    free(staged);
+    DRE_TRY(st);
+    CUDA_CHECK(cudaMemcpyAsync(gs->thresholds, gs->host_thresholds, (size_t)n_doubt * sizeof(float),
+                               cudaMemcpyHostToDevice, gs->stream));
+    int best = 0;
+    DRE_TRY(search_batch(gs, n_doubt, k, TOPK_BY_SCORE, 1, &best));
+    DRE_TRY(fetch(gs, best, n_doubt, k));
+    for (int32_t i = 0; i < n_doubt; i++) {
+        memcpy(out_scores + (size_t)doubt[i] * k, gs->host_scores + (size_t)i * k,
+               (size_t)k * sizeof(float));
+        memcpy(out_ids + (size_t)doubt[i] * k, gs->host_ids + (size_t)i * k,
+               (size_t)k * sizeof(int64_t));
+    }
+    gs->widened += n_doubt;
     return DRE_OK;
 }
 
@@ -348,20 +382,12 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
     const size_t dim = (size_t)gs->dim;
     /* fp16: candidates to re-score, RESCORE_EXTRA beyond k at the least and up to 2k */
     int32_t k_gpu = k;
-    float *work_s = NULL;
-    int64_t *work_id = NULL;
     if (gs->fp16) {
         k_gpu = k + (k > RESCORE_EXTRA ? k : RESCORE_EXTRA);
         if (k_gpu > TOPK_MAX_K) k_gpu = TOPK_MAX_K;
-        const size_t room = 2 * (size_t)((int64_t)k_gpu > gs->n ? k_gpu : gs->n);
-        work_s = malloc(room * sizeof *work_s);
-        work_id = malloc(room * sizeof *work_id);
-        if (!work_s || !work_id) {
-            free(work_s);
-            free(work_id);
-            return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_search_run: out of host memory");
-        }
     }
+    int32_t *doubt = malloc(QUERY_BATCH * sizeof *doubt);
+    if (!doubt) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_search_run: out of host memory");
     /* an earlier call that failed half-way may still have copies from the pinned buffers
      * in flight; they are overwritten below */
     dre_status st = DRE_OK;
@@ -371,20 +397,25 @@ dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t 
                                 __LINE__);
     for (int64_t q0 = 0; q0 < n_queries && st == DRE_OK; q0 += QUERY_BATCH) {
         const int32_t nq = (int32_t)(n_queries - q0 < QUERY_BATCH ? n_queries - q0 : QUERY_BATCH);
-        st = run_batch(gs, queries + (size_t)q0 * dim, nq, k_gpu);
-        for (int32_t q = 0; st == DRE_OK && q < nq; q++) {
-            const size_t at = (size_t)q * k_gpu, out = (size_t)(q0 + q) * k;
-            if (gs->fp16) {
-                rescore_query(gs, queries + (size_t)(q0 + q) * dim, gs->host_scores + at,
-                              gs->host_ids + at, k_gpu, k, work_s, work_id, scores + out,
-                              rows + out);
-            } else {
-                memcpy(scores + out, gs->host_scores + at, (size_t)k * sizeof(float));
-                memcpy(rows + out, gs->host_ids + at, (size_t)k * sizeof(int64_t));
-            }
+        const float *src = queries + (size_t)q0 * dim;
+        float *out_s = scores + (size_t)q0 * k;
+        int64_t *out_id = rows + (size_t)q0 * k;
+        st = run_batch(gs, src, nq, k, k_gpu);
+        if (st != DRE_OK) break;
+        memcpy(out_s, gs->host_scores, (size_t)nq * k * sizeof(float));
+        memcpy(out_id, gs->host_ids, (size_t)nq * k * sizeof(int64_t));
+        if (!gs->fp16) continue;
+        /* a vector left out scored at most the floor in fp16, so at most floor + bound in
+         * fp32: below the k-th exact score, none of them could change the answer */
+        int32_t n_doubt = 0;
+        for (int32_t q = 0; q < nq; q++) {
+            const float floor16 = gs->host_floor16[q];
+            const float kth = out_s[(size_t)q * k + k - 1];
+            if (floor16 == -INFINITY || out_id[(size_t)q * k + k - 1] < 0) continue;
+            if (!(kth > floor16 + error_bound(gs, src + (size_t)q * dim))) doubt[n_doubt++] = q;
         }
+        if (n_doubt > 0) st = widen(gs, src, doubt, n_doubt, k, out_s, out_id);
     }
-    free(work_s);
-    free(work_id);
+    free(doubt);
     return st;
 }

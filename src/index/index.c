@@ -360,3 +360,7 @@ dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *
     *chunk = index->chunk_ord ? index->chunk_ord[vector_row] : 0;
     return DRE_OK;
 }
+
+const float *dre_index_flat_vectors(const dre_index *index) {
+    return index->rescore ? NULL : dre_vindex_flat_data(index->vx);
+}

@@ -52,6 +52,10 @@ dre_status dre_index_faiss_param_set(FaissIndex *index, const char *name, double
 dre_status dre_index_faiss_write(FaissIndex *ix, const char *path);
 dre_status dre_index_faiss_read(const char *path, FaissIndex **out);
 
+/* An unquantized Flat index's vectors ([n_vectors, dim], FAISS's own storage, valid while the
+ * index is open): what a GPU searcher uploads and re-scores from; NULL for other kinds. */
+const float *dre_index_flat_vectors(const dre_index *index);
+
 /* meta.json of an index folder (index/meta.c). The checksum of index.faiss is computed
  * and recorded when the file is there; read_checksum gives the recorded one ("" if none). */
 dre_status dre_index_meta_write(const char *dir, const dre_index_info *info);

@@ -1,5 +1,5 @@
 /* index/vindex.c — index.faiss as searched in RAM: a FAISS float index (index/faiss.c) or a
- * FAISS binary index of sign bits (index/faiss_binary.cpp for what the C API lacks). */
+ * FAISS binary index of sign bits (index/faiss_gaps.cpp for what the C API lacks). */
 #define _POSIX_C_SOURCE 200809L
 #include "index/vindex.h"
 
@@ -287,4 +287,8 @@ dre_status dre_vindex_reconstruct(const vindex *v, int64_t first, int64_t n, flo
     if (n > 0 && faiss_Index_reconstruct_n(v->flt, first, n, out) != 0)
         return dre_index_faiss_error("reconstructing vectors");
     return DRE_OK;
+}
+
+const float *dre_vindex_flat_data(const vindex *v) {
+    return v->flt ? dre_faiss_flat_data(v->flt) : NULL;
 }

@@ -60,7 +60,7 @@ dre_status dre_vindex_reconstruct(const vindex *v, int64_t first, int64_t n, flo
  * packbits(x > 0)): the codes of a binary index. */
 void dre_vindex_pack_signs(const float *x, int64_t n, int32_t dim, uint8_t *codes);
 
-/* C++ (index/faiss_binary.cpp): FAISS calls that its C API lacks. Errors as text in err. */
+/* C++ (index/faiss_gaps.cpp): FAISS calls that its C API lacks. Errors as text in err. */
 int dre_faiss_binary_create(const char *factory, int dim, FaissIndexBinary **out, char *err,
                             size_t cap);
 size_t dre_faiss_binary_nlist(FaissIndexBinary *index);
@@ -73,6 +73,11 @@ int dre_faiss_binary_param(FaissIndexBinary *index, const char *name, double *ge
 int dre_faiss_sq8_ranges(FaissIndex *index, float *vmin, float *vdiff);
 /* A trained "SQ8" index with these ranges (to encode more vectors as earlier ones were). */
 int dre_faiss_sq8_from_ranges(int dim, const float *vmin, const float *vdiff, FaissIndex **out);
+/* An IndexFlat's vectors (ntotal x d floats, its own storage), or NULL for any other index. */
+const float *dre_faiss_flat_data(FaissIndex *index);
+
+/* A Flat index's vectors, held by FAISS, valid while v is; NULL for any other kind. */
+const float *dre_vindex_flat_data(const vindex *v);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,6 @@ struct dre_searcher {
     dre_search_precision precision; /* fixed by the first dense search */
     int searched;
     dre_gpu_search *gpu; /* the Flat index's vectors on the GPU, or NULL */
-    float *gpu_vectors;  /* their fp32 copy, which fp16 search re-scores from */
 };
 
 dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
@@ -83,7 +82,6 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
 void dre_searcher_close(dre_searcher *s) {
     if (!s) return;
     dre_gpu_search_close(s->gpu);
-    free(s->gpu_vectors);
     if (s->ready) pthread_mutex_destroy(&s->mu);
     free(s->seen);
     dre_token_seqs_free(&s->seqs);
@@ -103,7 +101,8 @@ dre_device dre_searcher_device(const dre_searcher *s) { return dre_encoder_devic
 int dre_searcher_gpu_search(const dre_searcher *s) { return s->gpu != NULL; }
 
 /* At the first dense search: the index's vectors onto the GPU where that is the way (a GPU
- * searcher, a Flat index, GPU search wanted). */
+ * searcher, an unquantized Flat index, GPU search wanted). They are FAISS's own, uploaded
+ * from where they are; the fp16 search re-scores from them there too (no copy). */
 static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precision) {
     if (s->searched) {
         if (precision == s->precision) return DRE_OK;
@@ -117,24 +116,13 @@ static dre_status gpu_search_start(dre_searcher *s, dre_search_precision precisi
     s->searched = 1;
     s->precision = precision;
     const dre_index_info *info = dre_index_get_info(s->index);
+    const float *vectors = dre_index_flat_vectors(s->index);
     if (s->precision == DRE_SEARCH_FAISS_CPU || dre_encoder_device(s->enc) != DRE_DEVICE_GPU ||
-        strcmp(info->factory, "Flat") != 0 || info->n_vectors < 1)
+        !vectors || info->n_vectors < 1)
         return DRE_OK;
-    const size_t count = (size_t)info->n_vectors * (size_t)info->dim;
-    s->gpu_vectors = malloc(count * sizeof *s->gpu_vectors);
-    if (!s->gpu_vectors)
-        return dre_set_error(DRE_ERR_NOMEM, "search: no host memory for the %lld vectors",
-                             (long long)info->n_vectors);
-    DRE_TRY(dre_index_vectors(s->index, 0, info->n_vectors, s->gpu_vectors));
-    const dre_status st =
-        s->precision == DRE_SEARCH_GPU_FP16
-            ? dre_gpu_search_open_fp16(s->gpu_vectors, info->n_vectors, info->dim, &s->gpu)
-            : dre_gpu_search_open(s->gpu_vectors, info->n_vectors, info->dim, &s->gpu);
-    if (s->precision == DRE_SEARCH_GPU_FP32) { /* the GPU has its own copy */
-        free(s->gpu_vectors);
-        s->gpu_vectors = NULL;
-    }
-    return st;
+    return s->precision == DRE_SEARCH_GPU_FP16
+               ? dre_gpu_search_open_fp16(vectors, info->n_vectors, info->dim, &s->gpu)
+               : dre_gpu_search_open(vectors, info->n_vectors, info->dim, &s->gpu);
 }
 
 /* The k nearest vectors of n query embeddings: on the GPU where it holds them (a Flat index:

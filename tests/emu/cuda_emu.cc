@@ -356,6 +356,7 @@ void complain(const char *fmt, ...) {
 struct allocation {
     size_t size;
     bool device;
+    bool registered = false; // cudaHostRegister'ed host memory: not ours to free
 };
 std::map<uintptr_t, allocation> allocations;
 
@@ -371,6 +372,10 @@ const allocation *find_allocation(const void *p, size_t n) {
 bool is_device(const void *p, size_t n) {
     const allocation *al = find_allocation(p, n);
     return al && al->device;
+}
+bool is_mapped(const void *p, size_t n) {
+    const allocation *al = find_allocation(p, n);
+    return al && al->registered;
 }
 
 std::map<const void *, int> max_dynamic_shared; // per kernel, cudaFuncSetAttribute
@@ -704,7 +709,7 @@ void *dynamic_shared() {
 }
 
 bool check_pointer_argument(const void *p, int index) {
-    if (!p || is_device(p, 0)) return true;
+    if (!p || is_device(p, 0) || is_mapped(p, 0)) return true;
     complain("kernel argument %d (%p) is not device memory", index, p);
     record(cudaErrorInvalidValue);
     return false;
@@ -868,7 +873,7 @@ static cudaError_t release(void *ptr, bool device) {
     if (!ptr) return cudaSuccess;
     drain_all(); // cudaFree / cudaFreeHost synchronise the device
     auto it = allocations.find(reinterpret_cast<uintptr_t>(ptr));
-    if (it == allocations.end() || it->second.device != device) {
+    if (it == allocations.end() || it->second.device != device || it->second.registered) {
         complain("%s of %p, which %s did not return", device ? "cudaFree" : "cudaFreeHost", ptr,
                  device ? "cudaMalloc" : "cudaMallocHost");
         return record(cudaErrorInvalidValue);
@@ -876,6 +881,40 @@ static cudaError_t release(void *ptr, bool device) {
     if (device) device_in_use -= it->second.size;
     allocations.erase(it);
     std::free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned flags) {
+    RETURN_IF_LOST();
+    if (!ptr || size == 0 || (flags & ~(unsigned)cudaHostRegisterMapped)) return record(cudaErrorInvalidValue);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(ptr);
+    auto next = allocations.lower_bound(a);
+    if ((next != allocations.end() && next->first < a + size) ||
+        (next != allocations.begin() && std::prev(next)->first + std::prev(next)->second.size > a)) {
+        complain("cudaHostRegister of %p (+%zu bytes): overlaps memory CUDA already has", ptr, size);
+        return record(cudaErrorInvalidValue);
+    }
+    allocation al{size, false};
+    al.registered = true;
+    allocations[a] = al;
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostUnregister(void *ptr) {
+    drain_all(); // as on a GPU: work reading it finishes first
+    auto it = allocations.find(reinterpret_cast<uintptr_t>(ptr));
+    if (it == allocations.end() || !it->second.registered) {
+        complain("cudaHostUnregister of %p, which cudaHostRegister did not take", ptr);
+        return record(cudaErrorInvalidValue);
+    }
+    allocations.erase(it);
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostGetDevicePointer(void **device, void *host, unsigned flags) {
+    RETURN_IF_LOST();
+    if (!device || flags != 0 || !is_mapped(host, 0)) return record(cudaErrorInvalidValue);
+    *device = host;
     return cudaSuccess;
 }
 

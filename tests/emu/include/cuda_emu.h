@@ -71,6 +71,14 @@ cudaError_t cudaMalloc(void **ptr, size_t size);
 cudaError_t cudaFree(void *ptr);
 cudaError_t cudaMallocHost(void **ptr, size_t size);
 cudaError_t cudaFreeHost(void *ptr);
+/* Page-locked, mapped host memory: the range stays host memory for copies, and kernels may
+ * take it as an argument (the device pointer is the host pointer, as with unified
+ * addressing). Registered ranges may not overlap; unregistering takes the start. */
+#define cudaHostRegisterDefault 0x00
+#define cudaHostRegisterMapped 0x02
+cudaError_t cudaHostRegister(void *ptr, size_t size, unsigned flags);
+cudaError_t cudaHostUnregister(void *ptr);
+cudaError_t cudaHostGetDevicePointer(void **device, void *host, unsigned flags);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
                             cudaStream_t stream);
@@ -266,6 +274,9 @@ template <class A, class B> inline auto max(A a, B b) -> std::common_type_t<A, B
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+/* Rounded once each, never fused (nor are they by the host compiler: no FMA without -mfma). */
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __uint_as_float(unsigned u) {
     float f;
     std::memcpy(&f, &u, sizeof f);

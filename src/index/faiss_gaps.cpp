@@ -1,8 +1,10 @@
-/* index/faiss_binary.cpp — what FAISS's C API (1.7.3) lacks for quantized indexes: binary
- * indexes made from factory strings ("BFlat", "BHNSW32", "BIVF1024"...), their search
- * parameters, and the trained ranges of an 8-bit scalar quantizer (the int8 rescoring
- * vectors' decoder). Errors come back as text: FAISS's C API keeps its own last error. */
+/* index/faiss_gaps.cpp — what FAISS's C API (1.7.3) lacks: binary indexes made from factory
+ * strings ("BFlat", "BHNSW32", "BIVF1024"...), their search parameters and a BFlat's codes,
+ * the trained ranges of an 8-bit scalar quantizer (the int8 rescoring vectors' decoder), and
+ * a Flat index's own vectors (what the GPU searcher re-scores from, without a copy). Errors
+ * come back as text: FAISS's C API keeps its own last error. */
 #include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexBinaryHNSW.h>
 #include <faiss/IndexBinaryIVF.h>
 #include <faiss/IndexScalarQuantizer.h>
@@ -101,4 +103,9 @@ extern "C" int dre_faiss_sq8_from_ranges(int dim, const float *vmin, const float
 extern "C" const uint8_t *dre_faiss_binary_flat_codes(FaissIndexBinary *index) {
     auto *flat = dynamic_cast<faiss::IndexBinaryFlat *>(binary(index));
     return flat ? flat->xb.data() : nullptr;
+}
+
+extern "C" const float *dre_faiss_flat_data(FaissIndex *index) {
+    auto *flat = dynamic_cast<faiss::IndexFlat *>(reinterpret_cast<faiss::Index *>(index));
+    return flat ? flat->get_xb() : nullptr;
 }
