@@ -38,6 +38,7 @@ __device__ __forceinline__ float warp_dot(const float *q, const float *x, int32_
 }
 
 // One block per query: its warps take the candidates in turn.
+// sass-gate: rescore_kernel regs<=64 smem<=2048 hmma=0
 __global__ void __launch_bounds__(kThreads)
     rescore_kernel(const float *queries, const float *vectors, int64_t n_vectors, int32_t dim,
                    const int64_t *ids, const float *scores16, int64_t stride, int32_t m,
@@ -71,6 +72,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Blocks of kWarps columns of one query (blockIdx.y): a warp a column.
+// sass-gate: masked_exact_kernel regs<=64 hmma=0
 __global__ void __launch_bounds__(kThreads)
     masked_exact_kernel(float *scores, int64_t stride, int32_t n_cols, int64_t id_offset,
                         const float *thresholds, const float *queries, const float *vectors,
