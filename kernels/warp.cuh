@@ -57,7 +57,10 @@ __device__ __forceinline__ void
 halfwarp_layernorm_store(const float (&v)[CPL][8], float sum, int chunks, float inv_hidden,
                          const float4 *g, const float4 *b, float eps, uint4 *out, bool store) {
     const int l = threadIdx.x % 16;
-    const float mean = halfwarp_sum(sum) * inv_hidden;
+    // __fmul_rn: never contracted into the subtraction below (v - sum * inv_hidden as one
+    // FMA would keep the product's rounding error: a constant row would not give exactly
+    // beta, and the CPU twin rounds the mean first)
+    const float mean = __fmul_rn(halfwarp_sum(sum), inv_hidden);
     float sq = 0.0f;
 #pragma unroll
     for (int i = 0; i < CPL; i++)

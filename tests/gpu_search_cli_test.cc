@@ -22,17 +22,18 @@ using namespace gpu_test;
 using namespace test_util;
 
 const std::string kSource = source_dir();
+const std::string kBin = binary_dir();
 #ifdef DRE_CUDA_EMU
-const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre-emu";
+const std::string kDre = kBin + "/dre-emu";
 #else
-const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
+const std::string kDre = kBin + "/dre";
 #endif
 
 // stdout of `dre args` run from the source folder; the exit code in *rc.
 std::string run(const std::string &args, int *rc) {
     // a file per process: ctest may run this binary's cases side by side (ctest -j)
     const std::string out =
-        std::string(DRE_BINARY_DIR) + "/gpu-search-cli-" + std::to_string(getpid()) + ".out";
+        kBin + "/gpu-search-cli-" + std::to_string(getpid()) + ".out";
     const std::string cmd =
         "cd '" + kSource + "' && '" + kDre + "' " + args + " > '" + out + "' 2> '" + out + ".err'";
     const int status = std::system(cmd.c_str());
@@ -50,16 +51,18 @@ class GpuSearchCli : public ::testing::Test {
     static size_t n_queries;
     static void SetUpTestSuite() {
         if (!gpu_available()) return;
-        char tmpl[] = DRE_BINARY_DIR "/gpu-search-cli-XXXXXX";
-        if (!mkdtemp(tmpl)) return;
-        index_dir = std::string(tmpl) + "/demo";
+        std::string made = kBin + "/gpu-search-cli-XXXXXX";
+        std::vector<char> tmpl(made.begin(), made.end());
+        tmpl.push_back('\0');
+        if (!mkdtemp(tmpl.data())) return;
+        index_dir = std::string(tmpl.data()) + "/demo";
         // the demo queries; under the emulation (every query through the emulated encoder,
         // in each of a dozen runs) the first 6 of them, 3 under ASan
         std::vector<std::string> lines = lines_of(read_text(kSource + "/tests/data/queries.jsonl"));
         const size_t keep = sanitized() ? 3 : 6;
         if (emulated() && lines.size() > keep) lines.resize(keep);
         n_queries = lines.size();
-        queries = std::string(tmpl) + "/queries.jsonl";
+        queries = std::string(tmpl.data()) + "/queries.jsonl";
         std::string text;
         for (const std::string &l : lines)
             text += l + "\n";

@@ -63,6 +63,14 @@ inline std::string source_dir() {
     return env && env[0] ? env : DRE_SOURCE_DIR;
 }
 
+// The build folder for binaries and scratch files: $DRE_BINARY_DIR where set (on the GPU
+// machine gpu_proof.py points it at the pack's bin/, which holds dre; build/ is not there),
+// else the one the build was made in.
+inline std::string binary_dir() {
+    const char *env = std::getenv("DRE_BINARY_DIR");
+    return env && env[0] ? env : DRE_BINARY_DIR;
+}
+
 } // namespace gpu_test
 
 // First line of every GPU test.

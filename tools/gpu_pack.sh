@@ -3,7 +3,10 @@
 # folder (default .devpack, git-ignored) that fits the 64 MiB a run may carry there:
 #   bin/dre.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12 MiB become 4;
 #                                gpu_proof.sh --pack unpacks them); the GPU tests in one binary
-#   lib/                         the shared libraries that machine lacks (libcjson)
+#   lib/*.xz                     the shared libraries that machine may lack (libmicrohttpd,
+#                                libcjson, OpenBLAS and its Fortran runtime, SQLite, libgomp),
+#                                xz-compressed (OpenBLAS's 36 MB become 4); Ubuntu's base
+#                                system has the rest (glibc, libstdc++, GnuTLS and its chain)
 #   models/all-MiniLM-L6-v2/     the default model with float16 weights (45 MB, not 91)
 # Build here, then on the GPU machine (see ../shared/device/README.md):
 #   tools/gpu_proof.sh --pack .devpack OUTDIR
@@ -22,10 +25,11 @@ for b in dre dre_gpu_tests; do
   strip -o "$dest.tmp/bin/$b" "$build/$b"
   gzip -9 "$dest.tmp/bin/$b"
 done
-for lib in libcjson.so.1; do
+for lib in libmicrohttpd.so.12 libcjson.so.1 libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 \
+           libsqlite3.so.0 libgomp.so.1; do
   path=$(ldd "$build/dre" | awk -v l="$lib" '$1 == l {print $3}')
   [ -n "$path" ] || { say "$build/dre does not link $lib"; exit 1; }
-  cp -L "$path" "$dest.tmp/lib/"
+  xz -9 -T0 -c "$path" > "$dest.tmp/lib/$lib.xz"
 done
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] || { say "run tools/setup.sh first"; exit 1; }
 python3 tools/gpu/f16_model.py models/all-MiniLM-L6-v2 "$dest.tmp/models/all-MiniLM-L6-v2" 2>/dev/null
