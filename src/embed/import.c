@@ -155,6 +155,7 @@ static dre_status import_locked(index_writer *w, const char *vectors_path, const
     if (st == DRE_OK) st = import_settings(o, &meta, docs, &c);
     if (st == DRE_OK) st = dre_index_writer_start(w, &c);
     if (st == DRE_OK) st = dre_index_writer_resume(w, &c);
+    if (st == DRE_OK) dre_index_writer_reserve(w, vectors.rows);
     if (st == DRE_OK) st = import_rows(w, &vectors, docs, docs_path);
     if (st == DRE_OK && vectors.rows == 0)
         st = dre_set_error(DRE_ERR_FORMAT, "%s: no vectors to import", vectors_path);

@@ -231,6 +231,10 @@ dre_status dre_vindex_train(vindex *v, int64_t n, const float *x) {
     return st;
 }
 
+void dre_vindex_reserve(vindex *v, int64_t n) {
+    if (n > 0) (void)dre_faiss_reserve(v->flt, v->bin, n);
+}
+
 dre_status dre_vindex_add(vindex *v, int64_t n, const float *x) {
     if (n <= 0) return DRE_OK;
     if (v->flt) return dre_index_faiss_add(v->flt, n, x);

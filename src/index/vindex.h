@@ -36,6 +36,10 @@ int dre_vindex_is_trained(const vindex *v);
 /* How many vectors to train on (0 once trained): dre_index_faiss_train_size's rule. */
 int64_t dre_vindex_train_size(const vindex *v);
 dre_status dre_vindex_train(vindex *v, int64_t n, const float *x);
+/* Room for n more vectors where the index keeps them in one array (Flat, SQ8, BFlat):
+ * their memory is taken once, not grown by doubling (which holds old and new at once).
+ * Without the memory, nothing changes (the adds say so). */
+void dre_vindex_reserve(vindex *v, int64_t n);
 /* Adds n vectors as rows ntotal .. ntotal + n - 1. */
 dre_status dre_vindex_add(vindex *v, int64_t n, const float *x);
 
@@ -75,6 +79,9 @@ int dre_faiss_sq8_ranges(FaissIndex *index, float *vmin, float *vdiff);
 int dre_faiss_sq8_from_ranges(int dim, const float *vmin, const float *vdiff, FaissIndex **out);
 /* An IndexFlat's vectors (ntotal x d floats, its own storage), or NULL for any other index. */
 const float *dre_faiss_flat_data(FaissIndex *index);
+/* Room for `more` vectors beyond ntotal in a flat-coded index (Flat, SQ, PQ's codes) or an
+ * IndexBinaryFlat (index or bin, the other NULL); other kinds unchanged. -1: no memory. */
+int dre_faiss_reserve(FaissIndex *index, FaissIndexBinary *bin, int64_t more);
 
 /* A Flat index's vectors, held by FAISS, valid while v is; NULL for any other kind. */
 const float *dre_vindex_flat_data(const vindex *v);

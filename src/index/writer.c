@@ -154,6 +154,10 @@ const char *dre_index_writer_checkpoint_path(const index_writer *w) { return w->
 
 int64_t dre_index_writer_count(const index_writer *w) { return w->count; }
 
+void dre_index_writer_reserve(index_writer *w, int64_t n) {
+    if (w->vx) dre_vindex_reserve(w->vx, n);
+}
+
 /* ------------------------------------------------------------------ staged vectors */
 
 /* Adds staged vectors [first, first + n) to the FAISS index, reading them back in chunks. */

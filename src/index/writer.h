@@ -39,6 +39,10 @@ dre_status dre_index_writer_start(index_writer *w, const checkpoint *c);
  * enough are staged). */
 dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c);
 
+/* Room in the in-memory index for n more vectors, when their number is known beforehand
+ * (dre index import). */
+void dre_index_writer_reserve(index_writer *w, int64_t n);
+
 /* Documents staged so far by this embed (rows base_count .. base_count + count - 1). */
 int64_t dre_index_writer_count(const index_writer *w);
 
