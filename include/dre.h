@@ -97,6 +97,17 @@ DRE_API const char *dre_device_name(dre_device device);
 /* Number of usable CUDA devices (0 when built without a GPU or none present). */
 DRE_API int dre_gpu_count(void);
 
+/* The CPU encoder's arithmetic. FP32 (the default) gives sentence-transformers' embeddings;
+ * BF16 rounds weights and activations to bf16 in the four matrix products of each layer,
+ * summing in fp32 (attention, LayerNorm, GELU and pooling stay fp32): about twice the
+ * products a second on CPUs with AVX-512 BF16, DRE_ERR_UNSUPPORTED on others. The GPU
+ * encoder computes in fp16 with fp32 sums whatever this says, and asking it for BF16 is
+ * DRE_ERR_INVALID_ARG. */
+typedef enum dre_precision { DRE_PRECISION_FP32 = 0, DRE_PRECISION_BF16 = 1 } dre_precision;
+/* "fp32" or "bf16"; DRE_ERR_INVALID_ARG otherwise. */
+DRE_API dre_status dre_precision_parse(const char *name, dre_precision *out);
+DRE_API const char *dre_precision_name(dre_precision precision);
+
 typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
 
 /* Bytes a prompt may take, with its NUL. */
@@ -174,6 +185,7 @@ typedef void (*dre_embed_progress_fn)(const dre_embed_progress *progress, void *
 typedef struct dre_embed_options {
     const char *factory; /* FAISS index_factory string; NULL: "Flat" (inner product) */
     dre_device device;
+    dre_precision precision; /* the CPU encoder's (default fp32) */
     int32_t budget_tokens; /* <= 0: encoder default */
     int n_threads;         /* tokenizer threads; <= 0: all cores */
     int resume;            /* continue an interrupted run from its checkpoint */
@@ -351,6 +363,10 @@ typedef struct dre_hit {
  * like any dre_index, for one thread at a time. */
 DRE_API dre_status dre_searcher_open(const char *index_dir, const char *model_dir,
                                      dre_device device, dre_searcher **out);
+/* The same, with the CPU encoder's precision (dre_searcher_open: fp32). */
+DRE_API dre_status dre_searcher_open_with(const char *index_dir, const char *model_dir,
+                                          dre_device device, dre_precision precision,
+                                          dre_searcher **out);
 DRE_API void dre_searcher_close(dre_searcher *s);
 /* The searcher's index, for its info and documents: the searcher's own, valid until
  * dre_searcher_close (never close it yourself). FAISS parameters for a search go in
@@ -616,6 +632,10 @@ DRE_API const dre_model_info *dre_model_get_info(const dre_model *model);
  * the encoder's buffers are sized from it once. The model must outlive the encoder. */
 DRE_API dre_status dre_encoder_open(const dre_model *model, dre_device device,
                                     int32_t budget_tokens, dre_encoder **out);
+/* The same, with the CPU encoder's precision (dre_encoder_open: fp32). */
+DRE_API dre_status dre_encoder_open_with(const dre_model *model, dre_device device,
+                                         int32_t budget_tokens, dre_precision precision,
+                                         dre_encoder **out);
 DRE_API void dre_encoder_close(dre_encoder *enc);
 DRE_API dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
 DRE_API int32_t dre_encoder_dim(const dre_encoder *enc);

@@ -483,4 +483,44 @@ TEST_F(CliTest, ExportWritesTheVectorsAsNpy) {
     EXPECT_EQ(run("export '" + index_dir + "'").status, 2);
 }
 
+// --precision bf16 end to end: embed, export and search with the CPU encoder's bf16
+// products; every document within the bf16 contract (cosine >= 0.999) of
+// sentence-transformers' fp32 embedding; a precision the CPU encoder has not is a usage
+// error naming the choices.
+TEST_F(CliTest, Bf16EmbedExportAndSearch) {
+    result bad = run("embed --device cpu --precision fp16 tests/data/papers.jsonl '" + root +
+                     "/never'");
+    EXPECT_EQ(bad.status, 2);
+    EXPECT_NE(bad.err.find("--precision must be fp32 or bf16"), std::string::npos) << bad.err;
+    if (read_text("/proc/cpuinfo").find("avx512_bf16") == std::string::npos)
+        GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    const std::string ix = root + "/papers-bf16", npy = root + "/bf16.npy";
+    result r = run("embed -q --device cpu --precision bf16 tests/data/papers.jsonl '" + ix + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(run("export '" + ix + "' '" + npy + "'").status, 0);
+    std::string bytes = read_text(npy);
+    const size_t header_len = (unsigned char)bytes[8] | ((unsigned char)bytes[9] << 8);
+    ASSERT_EQ(bytes.size(), 10 + header_len + sizeof(float) * kDocs * kDim);
+    const float *got = reinterpret_cast<const float *>(bytes.data() + 10 + header_len);
+    std::string ref = read_text(kSource + "/tests/fixtures/papers_minilm.f32");
+    const float *want = reinterpret_cast<const float *>(ref.data());
+    double worst = 1.0;
+    for (int i = 0; i < kDocs; i++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int j = 0; j < kDim; j++) {
+            ab += (double)got[i * kDim + j] * want[i * kDim + j];
+            aa += (double)got[i * kDim + j] * got[i * kDim + j];
+            bb += (double)want[i * kDim + j] * want[i * kDim + j];
+        }
+        const double cosine = ab / std::sqrt(aa * bb);
+        EXPECT_GE(cosine, 0.999) << "row " << i;
+        worst = std::min(worst, cosine);
+    }
+    EXPECT_LT(worst, 1.0 - 1e-7) << "the bf16 index holds fp32's vectors";
+    result q = run("search --device cpu --precision bf16 --mode dense '" + ix +
+                   "' 'survey of neural reranking and dense retrieval with BERT'");
+    ASSERT_EQ(q.status, 0) << q.err;
+    EXPECT_EQ(lines_of(q.out).size(), 10u) << q.out;
+}
+
 } // namespace

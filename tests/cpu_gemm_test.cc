@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -124,6 +125,60 @@ TEST(CpuGemm, ProductsAndEpiloguesMatchDoubleSums) {
                     ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
         }
     }
+}
+
+float bf16_rounded(float x) {
+    const uint32_t u = (uint32_t)dre_bf16_of(x) << 16;
+    float y;
+    std::memcpy(&y, &u, sizeof y);
+    return y;
+}
+
+// bf16 (--precision bf16): the same products with A and W rounded to bf16 (ties to even),
+// against double sums of the rounded values: each product of two bf16 is exact in fp32, so
+// the only error left is fp32 accumulation's, the bound above. Odd k (a zero pair past the
+// end), every row count of a tile, strides, epilogues.
+TEST(CpuGemm, Bf16ProductsMatchDoubleSumsOfRoundedInputs) {
+    if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    unsigned seed = 101;
+    for (const shape &s : kShapes) {
+        const int32_t lda = s.k + 3, ldo = s.n + 5;
+        const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
+        const std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
+        const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
+        std::vector<float> a16(a), w16(w);
+        for (float &x : a16)
+            x = bf16_rounded(x);
+        for (float &x : w16)
+            x = bf16_rounded(x);
+        cpu_packed pw{};
+        ASSERT_EQ(dre_cpu_pack_bf16(w.data(), s.n, s.k, &pw), DRE_OK);
+        ASSERT_NE(pw.pairs, nullptr);
+        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
+        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+            dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+                         out.data(), ldo, &ws.ws);
+            check_product(s, epi, out.data(), ldo, a16, lda, w16, bias);
+            for (int32_t i = 0; i < s.m; i++)
+                for (int32_t j = s.n; j < ldo; j++)
+                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+        }
+        dre_cpu_pack_free(&pw);
+    }
+}
+
+TEST(CpuGemm, Bf16RoundingIsToNearestEven) {
+    EXPECT_EQ(dre_bf16_of(1.0f), 0x3f80);
+    EXPECT_EQ(dre_bf16_of(-2.0f), 0xc000);
+    // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to the even one, 1
+    EXPECT_EQ(dre_bf16_of(1.0f + 0x1p-8f), 0x3f80);
+    // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: to the even one, up
+    EXPECT_EQ(dre_bf16_of(1.0f + 3 * 0x1p-8f), 0x3f82);
+    EXPECT_EQ(dre_bf16_of(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81); // past halfway: up
+    EXPECT_EQ(dre_bf16_of(INFINITY), 0x7f80);
+    EXPECT_EQ(dre_bf16_of(std::nanf("")) & 0x7fc0, 0x7fc0); // a NaN stays a NaN
+    EXPECT_EQ(dre_bf16_of(3.0e38f), 0x7f62);                 // large finite: not infinity
 }
 
 // Each output is one chain of multiply-adds over k in order: the same bits at 1 and 2

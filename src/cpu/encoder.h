@@ -15,7 +15,10 @@ extern "C" {
 
 typedef struct cpu_encoder cpu_encoder;
 
-dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens, cpu_encoder **out);
+/* precision: DRE_PRECISION_BF16 packs the four products' weights as bf16 (cpu/gemm_bf16.c);
+ * DRE_ERR_UNSUPPORTED without AVX-512 BF16. */
+dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
+                                  dre_precision precision, cpu_encoder **out);
 void dre_cpu_encoder_destroy(cpu_encoder *enc);
 /* One checked batch (n_seqs >= 1) to n_seqs x hidden floats. */
 dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,

@@ -60,7 +60,9 @@ dre_status dre_cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out) {
 void dre_cpu_pack_free(cpu_packed *p) {
     if (!p) return;
     free(p->panels);
+    free(p->pairs);
     p->panels = NULL;
+    p->pairs = NULL;
 }
 
 /* ------------------------------------------------------------ micro-kernel */
@@ -187,7 +189,7 @@ static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_pack
 void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
                   cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws) {
     if (m <= 0) return;
-    if (!w->panels) {
+    if (!w->panels && !w->pairs) {
         gemm_openblas(a, lda, m, w, bias, epi, out, ldo);
         return;
     }
@@ -208,6 +210,30 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
         const int32_t g = item / runs, run = item % runs;
         const int32_t row0 = g * GROUP_ROWS;
         const int32_t row_end = row0 + GROUP_ROWS < m ? row0 + GROUP_ROWS : m;
+        if (w->pairs) { /* bf16: A's rows always packed (rounded to bf16 on the way) */
+            uint32_t *scratch =
+                (uint32_t *)(ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread);
+            const size_t tile_words = dre_cpu_bf16_tile_words(w->k);
+            for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++) {
+                const int32_t rows = row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS;
+                dre_cpu_bf16_pack_rows(a + (size_t)r * lda, lda, rows, w->k,
+                                       scratch + t * tile_words);
+            }
+            const int32_t k2 = (w->k + 1) / 2;
+            const int32_t p_end =
+                (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
+            for (int32_t p = run * per_run; p < p_end; p++) {
+                const uint32_t *panel = w->pairs + (size_t)p * k2 * CPU_PANEL;
+                const int32_t col = p * CPU_PANEL;
+                const int32_t ncols = w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL;
+                for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++)
+                    dre_cpu_bf16_tile(row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS,
+                                      w->k, scratch + t * tile_words, panel,
+                                      out + (size_t)r * ldo + col, ldo, ncols,
+                                      bias ? bias + col : NULL, epi);
+            }
+            continue;
+        }
         /* a single tile (a query) reads A in place: packing it would cost more than it saves */
         const float *packed = a;
         int32_t packed_ld = lda;

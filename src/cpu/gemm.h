@@ -7,7 +7,8 @@
  * Every output is one chain of fused multiply-adds over k in order, whatever the tiling and
  * thread count, so results never depend on either. Without AVX-512 (or with
  * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
- * operators of cpu/ops.h instead. */
+ * operators of cpu/ops.h instead. Packed as bf16 (cpu/gemm_bf16.c, --precision bf16), the
+ * same driver runs a bf16 micro-kernel: inputs rounded to bf16, sums in fp32. */
 #ifndef DRE_CPU_GEMM_H
 #define DRE_CPU_GEMM_H
 
@@ -28,6 +29,7 @@ typedef enum { CPU_EPI_NONE = 0, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU } cpu_epilogue;
 /* w [n][k] (nn.Linear's [out][in]) for out = in @ w^T */
 typedef struct cpu_packed {
     float *panels;  /* [n_panels][k][32], 64-byte aligned; NULL on the OpenBLAS path */
+    uint32_t *pairs; /* or bf16 pairs: [n_panels][ceil(k / 2)][32] (cpu/gemm_bf16.c) */
     const float *w; /* the weights as given (the OpenBLAS path reads them) */
     int32_t n, k, n_panels;
 } cpu_packed;
@@ -37,6 +39,12 @@ int dre_cpu_gemm_vectorised(void);
 
 /* Packs w (kept by reference: it must outlive the result) */
 dre_status dre_cpu_pack(const float *w, int32_t n, int32_t k, cpu_packed *out);
+/* Packs w as bf16 pairs, for CPUs where dre_cpu_bf16_supported() */
+dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *out);
+/* 1 when the CPU has AVX-512 BF16 (VDPBF16PS) */
+int dre_cpu_bf16_supported(void);
+/* x rounded to the nearest bf16 (ties to even), its 16 bits */
+uint16_t dre_bf16_of(float x);
 void dre_cpu_pack_free(cpu_packed *p);
 
 /* floats a thread of dre_cpu_gemm needs, for inner dimension k */
@@ -58,6 +66,14 @@ void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols
  * r < rows <= CPU_TILE_ROWS, ncols <= 32; panel 64-byte aligned */
 void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel,
                   float *c, int32_t ldc, int32_t ncols);
+
+/* bf16's pieces: a tile's rows of A as bf16 pairs ([ceil(k / 2)][CPU_TILE_ROWS] words), and
+ * the tile product with a bf16 panel and gemm's epilogue */
+size_t dre_cpu_bf16_tile_words(int32_t k);
+void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
+                            uint32_t *dst);
+void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel,
+                       float *c, int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
 
 #ifdef __cplusplus
 }

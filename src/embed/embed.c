@@ -270,7 +270,8 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
     dre_tokenizer *tok = NULL;
     dre_status st = dre_model_open(model_dir, &model);
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &tok);
-    if (st == DRE_OK) st = dre_encoder_open(model, o->device, o->budget_tokens, &p->enc);
+    if (st == DRE_OK)
+        st = dre_encoder_open_with(model, o->device, o->budget_tokens, o->precision, &p->enc);
     if (st != DRE_OK) goto done;
     const dre_model_info *m = dre_model_get_info(model);
     p->tok = tok;

@@ -25,8 +25,9 @@ typedef struct dre_backend_ops {
      * build with CUDA). */
     int (*device_count)(void);
     /* A backend for the model (which outlives it), its buffers sized once for batches of up
-     * to budget_tokens tokens. */
-    dre_status (*create)(const dre_model *model, int32_t budget_tokens, void **out);
+     * to budget_tokens tokens; precision is the CPU's (the dispatcher gives the GPU fp32). */
+    dre_status (*create)(const dre_model *model, int32_t budget_tokens, dre_precision precision,
+                         void **out);
     void (*destroy)(void *backend);
     /* Queues a checked batch (ids and cu_seqlens are copied before it returns); a backend
      * may compute it at once, or later. */

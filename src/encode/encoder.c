@@ -44,16 +44,49 @@ const char *dre_device_name(dre_device device) {
 
 int dre_gpu_count(void) { return dre_backend_gpu.device_count(); }
 
+dre_status dre_precision_parse(const char *name, dre_precision *out) {
+    if (name && strcmp(name, "fp32") == 0)
+        *out = DRE_PRECISION_FP32;
+    else if (name && strcmp(name, "bf16") == 0)
+        *out = DRE_PRECISION_BF16;
+    else
+        return dre_set_error(DRE_ERR_INVALID_ARG, "unknown precision '%s' (expected fp32 or bf16)",
+                             name ? name : "(null)");
+    return DRE_OK;
+}
+
+const char *dre_precision_name(dre_precision precision) {
+    switch (precision) {
+    case DRE_PRECISION_FP32: return "fp32";
+    case DRE_PRECISION_BF16: return "bf16";
+    }
+    return "?";
+}
+
 dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t budget_tokens,
                             dre_encoder **out) {
+    return dre_encoder_open_with(model, device, budget_tokens, DRE_PRECISION_FP32, out);
+}
+
+dre_status dre_encoder_open_with(const dre_model *model, dre_device device, int32_t budget_tokens,
+                                 dre_precision precision, dre_encoder **out) {
     if (!model || !out)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
     *out = NULL;
+    if (precision != DRE_PRECISION_FP32 && precision != DRE_PRECISION_BF16)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: unknown precision %d",
+                             (int)precision);
     const dre_model_info *info = &model->info;
     if (budget_tokens <= 0) budget_tokens = DEFAULT_BUDGET_TOKENS;
     if (budget_tokens < info->max_length) budget_tokens = info->max_length;
     if (device == DRE_DEVICE_AUTO)
         device = dre_backend_gpu.device_count() > 0 ? DRE_DEVICE_GPU : DRE_DEVICE_CPU;
+    if (device == DRE_DEVICE_GPU && precision != DRE_PRECISION_FP32)
+        return dre_set_error(DRE_ERR_INVALID_ARG,
+                             "precision %s is the CPU encoder's (the GPU encoder computes in "
+                             "fp16 with fp32 sums): add --device cpu, or leave the precision "
+                             "at fp32",
+                             dre_precision_name(precision));
 
     dre_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_encoder_open: out of memory");
@@ -64,7 +97,7 @@ dre_status dre_encoder_open(const dre_model *model, dre_device device, int32_t b
     enc->max_length = info->max_length;
     enc->vocab_size = info->vocab_size;
     /* the backend says why it cannot run (no GPU, or a build without CUDA) */
-    const dre_status st = enc->ops->create(model, budget_tokens, &enc->backend);
+    const dre_status st = enc->ops->create(model, budget_tokens, precision, &enc->backend);
     if (st != DRE_OK) {
         free(enc);
         return st;

@@ -470,7 +470,9 @@ dre_status dre_gpu_encoder_gemm_only(gpu_encoder *enc, int32_t n_tokens, int32_t
 
 /* ---------------------------------------------------------------- the backend */
 
-static dre_status backend_create(const dre_model *model, int32_t budget_tokens, void **out) {
+static dre_status backend_create(const dre_model *model, int32_t budget_tokens,
+                                 dre_precision precision, void **out) {
+    (void)precision; /* fp16 with fp32 sums: the dispatcher refuses any other */
     return dre_gpu_encoder_create(model, budget_tokens, (gpu_encoder **)out);
 }
 static void backend_destroy(void *enc) { dre_gpu_encoder_destroy(enc); }

@@ -11,7 +11,9 @@ static int no_devices(void) { return 0; }
 
 static dre_status no_gpu(void) { return dre_set_error(DRE_ERR_NO_GPU, "%s", WITHOUT_CUDA); }
 
-static dre_status create(const dre_model *model, int32_t budget_tokens, void **out) {
+static dre_status create(const dre_model *model, int32_t budget_tokens, dre_precision precision,
+                         void **out) {
+    (void)precision;
     (void)model, (void)budget_tokens;
     *out = NULL;
     return no_gpu();

@@ -39,6 +39,12 @@ struct dre_searcher {
 
 dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_device device,
                              dre_searcher **out) {
+    return dre_searcher_open_with(index_dir, model_dir, device, DRE_PRECISION_FP32, out);
+}
+
+dre_status dre_searcher_open_with(const char *index_dir, const char *model_dir,
+                                  dre_device device, dre_precision precision,
+                                  dre_searcher **out) {
     if (!index_dir || !model_dir || !out)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_open: NULL argument");
     *out = NULL;
@@ -60,7 +66,7 @@ dre_status dre_searcher_open(const char *index_dir, const char *model_dir, dre_d
                                      ii->weights_sha256, ii);
     }
     if (st == DRE_OK) st = dre_tokenizer_open(model_dir, &s->tok);
-    if (st == DRE_OK) st = dre_encoder_open(s->model, device, 0, &s->enc);
+    if (st == DRE_OK) st = dre_encoder_open_with(s->model, device, 0, precision, &s->enc);
     if (st == DRE_OK)
         st = dre_seq_tokenizer_init(&s->tokenizer, s->tok,
                                     dre_seq_packer_max_length(s->enc, s->tok), NULL, 0);

@@ -3,14 +3,15 @@
 one run on the same texts, and the table the README and closing notes carry.
 
 Each round runs `dre bench encoder --device cpu --corpus FILE --n N` at every thread count
-(OMP_NUM_THREADS), the OpenBLAS path of dre too with --openblas (DRE_CPU_GEMM=openblas), and
+(OMP_NUM_THREADS), the OpenBLAS path of dre too with --openblas (DRE_CPU_GEMM=openblas), dre's
+bf16 and PyTorch's bf16 (sentence-transformers with the model in bf16) with --bf16, and
 tools/bench/peer_encoder_cpu.py at the same thread counts; rounds alternate which goes first, since
 this machine's speed drifts over minutes. Prints every measured line, then one markdown
 table: docs/s per thread count and the single 12-token query's p50 / p99 at each, the mean
 over rounds (each round's figures are in the lines above it).
 
 Usage: python3 tools/bench/bench_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
-       [--n 300] [--threads 1,2] [--rounds 2] [--openblas] [--dre build/dre]
+       [--n 300] [--threads 1,2] [--rounds 2] [--openblas] [--bf16] [--dre build/dre]
 Needs what tools/bench/peer_encoder_cpu.py needs (the fixture tools, onnxruntime, onnx)."""
 import argparse
 import os
@@ -41,26 +42,30 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--openblas", action="store_true", help="also dre's OpenBLAS path")
+    ap.add_argument("--bf16", action="store_true", help="also dre bf16 and PyTorch bf16")
     ap.add_argument("--dre", default=os.path.join(HERE, "..", "..", "build", "dre"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 
-    def dre(env_extra, name):
+    def dre(env_extra, name, precision="fp32"):
         rows = []
         for t in threads:
             env = dict(env_extra, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
-            for l in run([args.dre, "bench", "encoder", "--device", "cpu", "--corpus",
-                          args.corpus, "--n", str(args.n)], env):
+            for l in run([args.dre, "bench", "encoder", "--device", "cpu", "--precision",
+                          precision, "--corpus", args.corpus, "--n", str(args.n)], env):
                 rows.append((name, l))
         return rows
 
     def peers():
         rows = []
+        whos = "onnxruntime,st" + (",st_bf16" if args.bf16 else "")
         for l in run([sys.executable, os.path.join(HERE, "peer_encoder_cpu.py"), "--corpus",
-                      args.corpus, "--n", str(args.n), "--threads", args.threads], {}):
+                      args.corpus, "--n", str(args.n), "--threads", args.threads, "--who", whos],
+                     {}):
             who = fields(l)["who"]
             names = {"onnxruntime": "ONNX Runtime",
-                     "sentence_transformers": "sentence-transformers"}
+                     "sentence_transformers": "sentence-transformers",
+                     "torch_bf16": "PyTorch bf16 (sentence-transformers)"}
             rows.append((names.get(who, who), l))
         return rows
 
@@ -70,6 +75,8 @@ def main():
         steps = [lambda: dre({}, "dre fp32")]
         if args.openblas:
             steps.append(lambda: dre({"DRE_CPU_GEMM": "openblas"}, "dre fp32, OpenBLAS path"))
+        if args.bf16:
+            steps.append(lambda: dre({}, "dre bf16", "bf16"))
         steps.append(peers)
         if r % 2:
             steps.reverse()

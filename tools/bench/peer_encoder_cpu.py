@@ -7,6 +7,9 @@ them), tokenized by Hugging Face's tokenizer and cut at the model's max length, 
                          batches of 32 length-sorted texts padded to their longest, mean
                          pooling + L2 normalisation (what fastembed runs)
   sentence_transformers  SentenceTransformer.encode, batch 32, fp32
+  st_bf16                the same with the model in bf16 (model.to(torch.bfloat16): PyTorch's
+                         bf16 products through oneDNN, AMX or AVX-512 BF16 where the CPU has
+                         them)
 
 at each thread count given, and one 12-token query at a time on each (p50, p99 over 200
 after 10 to warm up). Prints one line per measurement in dre's format:
@@ -16,7 +19,8 @@ after 10 to warm up). Prints one line per measurement in dre's format:
   bench=peer_cpu who=onnxruntime ... what=query_latency threads=1 tokens=12 p50_ms=... p99_ms=...
 
 Usage: python3 tools/bench/peer_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
-       [--n 1000] [--model models/all-MiniLM-L6-v2] [--threads 1,2] [--who onnxruntime,st]
+       [--n 1000] [--model models/all-MiniLM-L6-v2] [--threads 1,2]
+       [--who onnxruntime,st,st_bf16]
 Needs the fixture tools (DRE_SETUP_FIXTURE_TOOLS=1 tools/setup.sh) and onnxruntime, onnx.
 """
 import argparse
@@ -151,10 +155,14 @@ def main():
                 if i >= 10:
                     lat.append(time.perf_counter() - s0)
             report("onnxruntime", threads, seconds, lat)
-    if "st" in whos:
+    for who in ("st", "st_bf16"):
+        if who not in whos:
+            continue
         import torch
         from sentence_transformers import SentenceTransformer
         model = SentenceTransformer(args.model, device="cpu")
+        if who == "st_bf16":
+            model = model.to(torch.bfloat16)
         qtext = tok.decode(query["input_ids"][0][1:-1])
         for threads in threads_list:
             torch.set_num_threads(threads)
@@ -168,7 +176,8 @@ def main():
                 model.encode([qtext], batch_size=1, normalize_embeddings=True)
                 if i >= 10:
                     lat.append(time.perf_counter() - s0)
-            report("sentence_transformers", threads, seconds, lat)
+            report("sentence_transformers" if who == "st" else "torch_bf16", threads, seconds,
+                   lat)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ static void usage(FILE *f) {
             "end\n"
             "                      and one 12-token query at a time (p50, p99); its threads:\n"
             "                      OMP_NUM_THREADS (default all cores)\n"
+            "  --precision P       the CPU's: fp32 (default) or bf16\n"
             "  --reps N            repetitions of the per-kernel profile (default 5)\n"
             "  --seed N            synthetic lengths and ids (default 1)\n"
             "  --variant F=NAME    a kernel family's other implementation (several: F=A,G=B);\n"
@@ -223,9 +224,9 @@ static int run_gpu(const char *base_label, const dre_model *model, const bench_t
 }
 
 static int run_cpu(const char *label, const dre_model *model, const bench_texts *c,
-                   int32_t budget) {
+                   int32_t budget, dre_precision precision) {
     dre_encoder *enc = NULL;
-    dre_status st = dre_encoder_open(model, DRE_DEVICE_CPU, budget, &enc);
+    dre_status st = dre_encoder_open_with(model, DRE_DEVICE_CPU, budget, precision, &enc);
     if (st != DRE_OK) return cli_fail("bench encoder", st);
     const int32_t dim = dre_encoder_dim(enc);
     int32_t *cu = malloc(((size_t)c->n + 1) * sizeof *cu);
@@ -246,10 +247,10 @@ static int run_cpu(const char *label, const dre_model *model, const bench_texts 
     const double e2e = cli_seconds() - t0;
     const int threads = omp_get_max_threads();
     if (st == DRE_OK)
-        printf("bench=encoder model=%s what=end_to_end device=cpu threads=%d n=%d tokens=%lld "
-               "batches=%d seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",
-               label, threads, c->n, (long long)c->n_tokens, c->n_batches, e2e, c->n / e2e,
-               c->n_tokens / e2e);
+        printf("bench=encoder model=%s what=end_to_end device=cpu precision=%s threads=%d n=%d "
+               "tokens=%lld batches=%d seconds=%.3f texts_per_s=%.1f tokens_per_s=%.0f\n",
+               label, dre_precision_name(precision), threads, c->n, (long long)c->n_tokens,
+               c->n_batches, e2e, c->n / e2e, c->n_tokens / e2e);
     /* One 12-token query at a time ([CLS], 10 wordpieces, [SEP]), as a search sends it: the
      * latency of each of kQueries runs after a few to warm up. */
     enum { kQueries = 200, kWarm = 10, kLen = 12 };
@@ -264,9 +265,9 @@ static int run_cpu(const char *label, const dre_model *model, const bench_texts 
     }
     if (st == DRE_OK) {
         qsort(lat, kQueries, sizeof lat[0], by_double);
-        printf("bench=encoder model=%s what=query_latency device=cpu threads=%d tokens=%d "
-               "queries=%d p50_ms=%.3f p99_ms=%.3f\n",
-               label, threads, kLen, kQueries, 1e3 * lat[kQueries / 2],
+        printf("bench=encoder model=%s what=query_latency device=cpu precision=%s threads=%d "
+               "tokens=%d queries=%d p50_ms=%.3f p99_ms=%.3f\n",
+               label, dre_precision_name(precision), threads, kLen, kQueries, 1e3 * lat[kQueries / 2],
                1e3 * lat[kQueries * 99 / 100]);
     }
     free(cu);
@@ -278,6 +279,7 @@ static int run_cpu(const char *label, const dre_model *model, const bench_texts 
 int bench_encoder(int argc, char **argv) {
     const char *model_dir = NULL, *config = NULL, *texts = "abstracts", *device = "gpu";
     const char *variants = NULL, *corpus_path = NULL;
+    dre_precision precision = DRE_PRECISION_FP32;
     long n = 20000, budget = DEFAULT_BUDGET, reps = 5, seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -295,6 +297,11 @@ int bench_encoder(int argc, char **argv) {
             texts = v;
         else if (!strcmp(a, "--device"))
             device = v;
+        else if (!strcmp(a, "--precision")) {
+            if (dre_precision_parse(v, &precision) != DRE_OK)
+                return cli_usage_error("bench encoder", "--precision must be fp32 or bf16, not '%s'",
+                                       v);
+        }
         else if (!strcmp(a, "--n"))
             n = strtol(v, NULL, 10);
         else if (!strcmp(a, "--batch-tokens"))
@@ -316,6 +323,9 @@ int bench_encoder(int argc, char **argv) {
         return cli_usage_error("bench encoder", "--texts must be abstracts or queries");
     if (strcmp(device, "gpu") && strcmp(device, "cpu"))
         return cli_usage_error("bench encoder", "--device must be gpu or cpu");
+    if (precision != DRE_PRECISION_FP32 && strcmp(device, "cpu") != 0)
+        return cli_usage_error("bench encoder", "--precision %s is the CPU encoder's: add "
+                               "--device cpu", dre_precision_name(precision));
     if (n < 1 || n > 100000000 || budget < 1 || budget > (1L << 30) || reps < 1)
         return cli_usage_error("bench encoder", "--n, --batch-tokens and --reps must be positive");
     if (model_dir && config)
@@ -366,7 +376,7 @@ int bench_encoder(int argc, char **argv) {
         fflush(stdout);
         rc = !strcmp(device, "gpu")
                  ? run_gpu(label, model, &c, (int32_t)budget, (int)reps, variants)
-                 : run_cpu(label, model, &c, (int32_t)budget);
+                 : run_cpu(label, model, &c, (int32_t)budget, precision);
     }
     bench_texts_free(&c);
     dre_model_close(model);

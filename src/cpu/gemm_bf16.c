@@ -1,0 +1,138 @@
+/* cpu/gemm_bf16.c — the CPU encoder's products in bf16 (--precision bf16), on CPUs with
+ * AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later).
+ *
+ * Weights are packed once as bf16 pairs: panel p holds [k/2][32] 32-bit words, word (j, l)
+ * the weights w[32p + l][2j] (low half) and w[32p + l][2j + 1] (high half). A tile's rows of
+ * A are rounded to bf16 and packed the same way ([k/2][14] words). One VDPBF16PS adds two
+ * products a lane, each exact in fp32 (8-bit by 8-bit mantissas), to an fp32 sum: twice the
+ * multiply-adds of an fp32 FMA an instruction, and half the weight bytes to read. The sums
+ * stay in fp32 and the epilogues (bias, GELU) are gemm.c's, in fp32. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "cpu/gemm.h"
+#include "cpu/vmath.h"
+
+#define DRE_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
+
+int dre_cpu_bf16_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
+/* fp32 to bf16, rounded to nearest even (NaN kept a NaN), as VCVTNEPS2BF16 rounds */
+uint16_t dre_bf16_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline uint32_t pair_of(float lo, float hi) {
+    return (uint32_t)dre_bf16_of(lo) | (uint32_t)dre_bf16_of(hi) << 16;
+}
+
+dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *out) {
+    memset(out, 0, sizeof *out);
+    out->w = w, out->n = n, out->k = k;
+    out->n_panels = (n + CPU_PANEL - 1) / CPU_PANEL;
+    const int32_t k2 = (k + 1) / 2;
+    const size_t bytes = (size_t)out->n_panels * k2 * CPU_PANEL * sizeof(uint32_t);
+    out->pairs = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!out->pairs)
+        return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack_bf16: out of memory for %zu MiB of "
+                             "weights", bytes >> 20);
+    for (int32_t p = 0; p < out->n_panels; p++)
+        for (int32_t j = 0; j < k2; j++) {
+            uint32_t *row = out->pairs + ((size_t)p * k2 + j) * CPU_PANEL;
+            for (int32_t l = 0; l < CPU_PANEL; l++) {
+                const int32_t col = p * CPU_PANEL + l;
+                const float *src = w + (size_t)col * k;
+                row[l] = col < n ? pair_of(src[2 * j], 2 * j + 1 < k ? src[2 * j + 1] : 0.0f) : 0;
+            }
+        }
+    return DRE_OK;
+}
+
+size_t dre_cpu_bf16_tile_words(int32_t k) { return (size_t)(k + 1) / 2 * CPU_TILE_ROWS; }
+
+void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
+                            uint32_t *dst) {
+    const int32_t k2 = (k + 1) / 2;
+    for (int32_t r = 0; r < rows; r++) {
+        const float *row = src + (size_t)r * ld;
+        for (int32_t j = 0; j < k2; j++)
+            dst[(size_t)j * CPU_TILE_ROWS + r] =
+                pair_of(row[2 * j], 2 * j + 1 < k ? row[2 * j + 1] : 0.0f);
+    }
+}
+
+/* k-pairs ahead the kernel asks for its panel (gemm.c's PREFETCH_AHEAD, in pairs) */
+#define PREFETCH_PAIRS 32
+
+/* One tile: rows R (a constant once inlined) x 32 columns, the sums in 2R zmm registers.
+ * Per k-pair: two panel loads, R broadcasts of an A pair, 2R VDPBF16PS. */
+static inline __attribute__((always_inline)) DRE_AVX512_BF16 void
+tile_kernel(const int R, int32_t k2, const uint32_t *a, const uint32_t *panel, float *c,
+            int32_t ldc, __mmask16 m0, __mmask16 m1, const float *bias, cpu_epilogue epi) {
+    __m512 s0[CPU_TILE_ROWS], s1[CPU_TILE_ROWS];
+#pragma GCC unroll 14
+    for (int r = 0; r < R; r++)
+        s0[r] = s1[r] = _mm512_setzero_ps();
+    for (int32_t j = 0; j < k2; j++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(panel + (size_t)j * CPU_PANEL);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512(panel + (size_t)j * CPU_PANEL + 16);
+        _mm_prefetch((const char *)(panel + (size_t)(j + PREFETCH_PAIRS) * CPU_PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(panel + (size_t)(j + PREFETCH_PAIRS) * CPU_PANEL + 16),
+                     _MM_HINT_T0);
+#pragma GCC unroll 14
+        for (int r = 0; r < R; r++) {
+            const __m512bh av =
+                (__m512bh)_mm512_set1_epi32((int)a[(size_t)j * CPU_TILE_ROWS + r]);
+            s0[r] = _mm512_dpbf16_ps(s0[r], av, b0);
+            s1[r] = _mm512_dpbf16_ps(s1[r], av, b1);
+        }
+    }
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (epi != CPU_EPI_NONE) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+#pragma GCC unroll 14
+    for (int r = 0; r < R; r++) {
+        __m512 v0 = s0[r], v1 = s1[r];
+        if (epi != CPU_EPI_NONE) v0 = _mm512_add_ps(v0, bias0), v1 = _mm512_add_ps(v1, bias1);
+        if (epi == CPU_EPI_BIAS_GELU) v0 = vgelu_erf(v0), v1 = vgelu_erf(v1);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc, m0, v0);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16, m1, v1);
+    }
+}
+
+#define TILE_CASE(R)                                                                               \
+    case R:                                                                                        \
+        if (epi == CPU_EPI_NONE)                                                                   \
+            tile_kernel(R, k2, a, panel, c, ldc, m0, m1, bias, CPU_EPI_NONE);                      \
+        else if (epi == CPU_EPI_BIAS)                                                              \
+            tile_kernel(R, k2, a, panel, c, ldc, m0, m1, bias, CPU_EPI_BIAS);                      \
+        else                                                                                       \
+            tile_kernel(R, k2, a, panel, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);                 \
+        break;
+
+DRE_AVX512_BF16 void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a,
+                                       const uint32_t *panel, float *c, int32_t ldc,
+                                       int32_t ncols, const float *bias, cpu_epilogue epi) {
+    const int32_t k2 = (k + 1) / 2;
+    const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
+    // clang-format off
+    switch (rows) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6)
+        TILE_CASE(7) TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+        TILE_CASE(13) TILE_CASE(14)
+    default:
+        break;
+    }
+    // clang-format on
+}
