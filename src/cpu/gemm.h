@@ -67,7 +67,7 @@ void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols
 void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel,
                   float *c, int32_t ldc, int32_t ncols);
 
-/* bf16's pieces: a tile's rows of A as bf16 pairs ([ceil(k / 2)][CPU_TILE_ROWS] words), and
+/* bf16's pieces: a tile's rows of A as bf16 pairs ([rows][ceil(k / 2)] words), and
  * the tile product with a bf16 panel and gemm's epilogue */
 size_t dre_cpu_bf16_tile_words(int32_t k);
 void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,

@@ -3,7 +3,7 @@
  *
  * Weights are packed once as bf16 pairs: panel p holds [k/2][32] 32-bit words, word (j, l)
  * the weights w[32p + l][2j] (low half) and w[32p + l][2j + 1] (high half). A tile's rows of
- * A are rounded to bf16 and packed the same way ([k/2][14] words). One VDPBF16PS adds two
+ * A are rounded to bf16 and packed row by row ([14][k/2] words). One VDPBF16PS adds two
  * products a lane, each exact in fp32 (8-bit by 8-bit mantissas), to an fp32 sum: twice the
  * multiply-adds of an fp32 FMA an instruction, and half the weight bytes to read. The sums
  * stay in fp32 and the epilogues (bias, GELU) are gemm.c's, in fp32. */
@@ -22,7 +22,8 @@ int dre_cpu_bf16_supported(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 }
 
-/* fp32 to bf16, rounded to nearest even (NaN kept a NaN), as VCVTNEPS2BF16 rounds */
+/* fp32 to bf16, rounded to nearest even (NaN kept a NaN), as VCVTNEPS2BF16 rounds (which also
+ * takes a denormal input as zero) */
 uint16_t dre_bf16_of(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
@@ -59,14 +60,22 @@ dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *o
 
 size_t dre_cpu_bf16_tile_words(int32_t k) { return (size_t)(k + 1) / 2 * CPU_TILE_ROWS; }
 
-void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
-                            uint32_t *dst) {
+/* 32 floats of a row at a time: VCVTNE2PS2BF16 rounds them to nearest even (a denormal
+ * input counts as zero: the one difference from dre_bf16_of) into 16 pairs, in order, stored
+ * as they come: a tile is [rows][k/2] words (row-major, unlike fp32's [k][14], which a
+ * conversion would have to scatter). */
+DRE_AVX512_BF16 void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
+                                            uint32_t *dst) {
     const int32_t k2 = (k + 1) / 2;
     for (int32_t r = 0; r < rows; r++) {
         const float *row = src + (size_t)r * ld;
-        for (int32_t j = 0; j < k2; j++)
-            dst[(size_t)j * CPU_TILE_ROWS + r] =
-                pair_of(row[2 * j], 2 * j + 1 < k ? row[2 * j + 1] : 0.0f);
+        uint32_t *out = dst + (size_t)r * k2;
+        for (int32_t c = 0; c < k; c += 32) {
+            const __m512 lo = _mm512_maskz_loadu_ps(vtail_mask(k - c), row + c);
+            const __m512 hi = _mm512_maskz_loadu_ps(vtail_mask(k - c - 16), row + c + 16);
+            _mm512_mask_storeu_epi32(out + c / 2, vtail_mask(k2 - c / 2),
+                                     (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
     }
 }
 
@@ -90,8 +99,7 @@ tile_kernel(const int R, int32_t k2, const uint32_t *a, const uint32_t *panel, f
                      _MM_HINT_T0);
 #pragma GCC unroll 14
         for (int r = 0; r < R; r++) {
-            const __m512bh av =
-                (__m512bh)_mm512_set1_epi32((int)a[(size_t)j * CPU_TILE_ROWS + r]);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * k2 + j]);
             s0[r] = _mm512_dpbf16_ps(s0[r], av, b0);
             s1[r] = _mm512_dpbf16_ps(s1[r], av, b1);
         }
