@@ -506,15 +506,9 @@ TEST_F(CliTest, Bf16EmbedExportAndSearch) {
     const float *want = reinterpret_cast<const float *>(ref.data());
     double worst = 1.0;
     for (int i = 0; i < kDocs; i++) {
-        double ab = 0, aa = 0, bb = 0;
-        for (int j = 0; j < kDim; j++) {
-            ab += (double)got[i * kDim + j] * want[i * kDim + j];
-            aa += (double)got[i * kDim + j] * got[i * kDim + j];
-            bb += (double)want[i * kDim + j] * want[i * kDim + j];
-        }
-        const double cosine = ab / std::sqrt(aa * bb);
-        EXPECT_GE(cosine, 0.999) << "row " << i;
-        worst = std::min(worst, cosine);
+        const double c = cosine(got + i * kDim, want + i * kDim, kDim);
+        EXPECT_GE(c, 0.999) << "row " << i;
+        worst = std::min(worst, c);
     }
     EXPECT_LT(worst, 1.0 - 1e-7) << "the bf16 index holds fp32's vectors";
     result q = run("search --device cpu --precision bf16 --mode dense '" + ix +

@@ -171,14 +171,9 @@ void expect_bf16_contract(const std::string &dir, const std::string &name, int32
     ASSERT_NO_FATAL_FAILURE(encode_fixture_ids(m.model, ref, budget, &out, DRE_PRECISION_BF16));
     double worst = 1.0;
     for (size_t i = 0; i < ref.size(); i++) {
-        double dot = 0, na = 0, nb = 0;
-        for (int d = 0; d < ref.dim; d++) {
-            const double a = out[i * ref.dim + d], b = ref.emb[i * ref.dim + d];
-            dot += a * b, na += a * a, nb += b * b;
-        }
-        const double cosine = dot / std::sqrt(na * nb);
-        EXPECT_GE(cosine, 0.999) << name << " text " << i << ": " << ref.texts[i].substr(0, 60);
-        worst = std::min(worst, cosine);
+        const double c = cosine(&out[i * ref.dim], &ref.emb[i * ref.dim], ref.dim);
+        EXPECT_GE(c, 0.999) << name << " text " << i << ": " << ref.texts[i].substr(0, 60);
+        worst = std::min(worst, c);
     }
     std::printf("%s bf16: worst cosine to sentence-transformers fp32 %.7f over %zu texts\n",
                 name.c_str(), worst, ref.size());

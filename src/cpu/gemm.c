@@ -8,6 +8,7 @@
 
 #include "common/common.h"
 #include "cpu/ops.h"
+#include "cpu/tile.h"
 #include "cpu/vmath.h"
 
 int dre_cpu_gemm_vectorised(void) {
@@ -97,19 +98,7 @@ tile_kernel(const int R, int32_t k, const float *a, int32_t lda, const float *pa
             s1[r] = _mm512_fmadd_ps(av, b1, s1[r]);
         }
     }
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (epi != CPU_EPI_NONE) {
-        bias0 = _mm512_maskz_loadu_ps(m0, bias);
-        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    }
-#pragma GCC unroll 14
-    for (int r = 0; r < R; r++) {
-        __m512 v0 = s0[r], v1 = s1[r];
-        if (epi != CPU_EPI_NONE) v0 = _mm512_add_ps(v0, bias0), v1 = _mm512_add_ps(v1, bias1);
-        if (epi == CPU_EPI_BIAS_GELU) v0 = vgelu_erf(v0), v1 = vgelu_erf(v1);
-        _mm512_mask_storeu_ps(c + (size_t)r * ldc, m0, v0);
-        _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16, m1, v1);
-    }
+    cpu_tile_store(R, s0, s1, c, ldc, m0, m1, bias, epi);
 }
 
 /* the row count and epilogue made constants, one specialised kernel each */

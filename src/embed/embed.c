@@ -196,17 +196,7 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     const char *factory = have_base ? base_meta.factory
                                     : field_or(o->factory, dre_vindex_default_factory(c->quantize));
     c->format = dre_corpus_format_of(p->reader);
-    const char *fields[3] = {field_or(o->id_field, "_id"), field_or(o->title_field, "title"),
-                             field_or(o->text_field, "text")};
-    if (strlen(factory) >= CHECKPOINT_FIELD_CAP || strlen(fields[0]) >= CHECKPOINT_FIELD_CAP ||
-        strlen(fields[1]) >= CHECKPOINT_FIELD_CAP || strlen(fields[2]) >= CHECKPOINT_FIELD_CAP)
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                             "index factory or field name longer than %d bytes",
-                             CHECKPOINT_FIELD_CAP - 1);
-    strcpy(c->factory, factory);
-    strcpy(c->id_field, fields[0]);
-    strcpy(c->title_field, fields[1]);
-    strcpy(c->text_field, fields[2]);
+    DRE_TRY(dre_checkpoint_names(c, factory, o->id_field, o->title_field, o->text_field));
     c->errors_bytes = -1;
     if (o->errors_path && strlen(o->errors_path) < sizeof c->errors_path) {
         strcpy(c->errors_path, o->errors_path);

@@ -65,18 +65,9 @@ static dre_status import_settings(const dre_import_options *o, const dre_index_i
                                   dre_corpus *docs, checkpoint *c) {
     memset(c, 0, sizeof *c);
     DRE_TRY(dre_checkpoint_quantize(c, o->quantize, o->rescore, o->rescore_factor));
-    const char *factory = or_default(o->factory, dre_vindex_default_factory(c->quantize));
-    const char *fields[3] = {or_default(o->id_field, "_id"), or_default(o->title_field, "title"),
-                             or_default(o->text_field, "text")};
-    if (strlen(factory) >= CHECKPOINT_FIELD_CAP || strlen(fields[0]) >= CHECKPOINT_FIELD_CAP ||
-        strlen(fields[1]) >= CHECKPOINT_FIELD_CAP || strlen(fields[2]) >= CHECKPOINT_FIELD_CAP)
-        return dre_set_error(DRE_ERR_INVALID_ARG,
-                             "index factory or field name longer than %d bytes",
-                             CHECKPOINT_FIELD_CAP - 1);
-    strcpy(c->factory, factory);
-    strcpy(c->id_field, fields[0]);
-    strcpy(c->title_field, fields[1]);
-    strcpy(c->text_field, fields[2]);
+    DRE_TRY(dre_checkpoint_names(c,
+                                 or_default(o->factory, dre_vindex_default_factory(c->quantize)),
+                                 o->id_field, o->title_field, o->text_field));
     c->format = dre_corpus_format_of(docs);
     c->bm25 = !o->no_bm25;
     c->dim = meta->dim;

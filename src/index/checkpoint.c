@@ -164,6 +164,22 @@ dre_status dre_checkpoint_read(const char *path, checkpoint *c) {
     return st;
 }
 
+dre_status dre_checkpoint_names(checkpoint *c, const char *factory, const char *id_field,
+                                const char *title_field, const char *text_field) {
+    const char *fields[3] = {id_field ? id_field : "_id", title_field ? title_field : "title",
+                             text_field ? text_field : "text"};
+    if (strlen(factory) >= CHECKPOINT_FIELD_CAP || strlen(fields[0]) >= CHECKPOINT_FIELD_CAP ||
+        strlen(fields[1]) >= CHECKPOINT_FIELD_CAP || strlen(fields[2]) >= CHECKPOINT_FIELD_CAP)
+        return dre_set_error(DRE_ERR_INVALID_ARG,
+                             "index factory or field name longer than %d bytes",
+                             CHECKPOINT_FIELD_CAP - 1);
+    strcpy(c->factory, factory);
+    strcpy(c->id_field, fields[0]);
+    strcpy(c->title_field, fields[1]);
+    strcpy(c->text_field, fields[2]);
+    return DRE_OK;
+}
+
 dre_status dre_checkpoint_quantize(checkpoint *c, dre_quantize quantize, dre_rescore rescore,
                                    int32_t factor) {
     c->quantize = quantize;

@@ -51,6 +51,11 @@ typedef struct checkpoint {
 dre_status dre_checkpoint_quantize(checkpoint *c, dre_quantize quantize, dre_rescore rescore,
                                    int32_t factor);
 
+/* Sets c's index factory and JSONL field names (NULL fields: "_id", "title", "text"),
+ * each checked against the checkpoint's field size. */
+dre_status dre_checkpoint_names(checkpoint *c, const char *factory, const char *id_field,
+                                const char *title_field, const char *text_field);
+
 /* Replaces the file at path with c (written to path.tmp, synced, renamed). */
 dre_status dre_checkpoint_write(const char *path, const checkpoint *c);
 /* Reads and checks a checkpoint; errors name the file and the field. */

@@ -90,16 +90,18 @@ dre_status dre_index_faiss_add(FaissIndex *ix, int64_t n, const float *x) {
     return rc == 0 ? DRE_OK : dre_index_faiss_error("adding vectors to the index");
 }
 
-dre_status dre_index_faiss_write(FaissIndex *ix, const char *path) {
+/* Writes a FAISS index (float or binary: the writer given) to path.tmp, then renames it. Our
+ * own FILE rather than FAISS's *_fname calls: FAISS closes its file in a destructor and only
+ * prints a failed fclose, so a full disk hit while flushing the last buffered block would pass
+ * for a complete index. */
+static dre_status write_atomically(const char *path, int (*write)(const void *ix, FILE *f),
+                                   const void *ix) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
-    /* Our own FILE rather than faiss_write_index_fname: FAISS closes its file in a
-     * destructor and only prints a failed fclose, so a full disk hit while flushing the
-     * last buffered block would pass for a complete index. */
     FILE *f = fopen(tmp, "wb");
     if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
-    if (faiss_write_index(ix, f) != 0) {
+    if (write(ix, f) != 0) {
         fclose(f);
         unlink(tmp);
         char what[PATH_MAX + 16];
@@ -117,6 +119,17 @@ dre_status dre_index_faiss_write(FaissIndex *ix, const char *path) {
         return dre_set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
     }
     return dre_rename_synced(tmp, path);
+}
+
+static int write_float(const void *ix, FILE *f) { return faiss_write_index(ix, f); }
+static int write_binary(const void *ix, FILE *f) { return faiss_write_index_binary(ix, f); }
+
+dre_status dre_index_faiss_write(FaissIndex *ix, const char *path) {
+    return write_atomically(path, write_float, ix);
+}
+
+dre_status dre_index_faiss_write_binary(FaissIndexBinary *ix, const char *path) {
+    return write_atomically(path, write_binary, ix);
 }
 
 dre_status dre_index_faiss_read(const char *path, FaissIndex **out) {

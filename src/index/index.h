@@ -3,6 +3,7 @@
 #ifndef DRE_INDEX_H
 #define DRE_INDEX_H
 
+#include <faiss/c_api/IndexBinary_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,8 @@ int dre_index_faiss_param_get(FaissIndex *index, const char *name, double *value
 dre_status dre_index_faiss_param_set(FaissIndex *index, const char *name, double value);
 
 dre_status dre_index_faiss_write(FaissIndex *ix, const char *path);
+/* The same for a binary index. */
+dre_status dre_index_faiss_write_binary(FaissIndexBinary *ix, const char *path);
 dre_status dre_index_faiss_read(const char *path, FaissIndex **out);
 
 /* An unquantized Flat index's vectors ([n_vectors, dim], FAISS's own storage, valid while the

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "common/fileio.h"
 #include "index/hamming.h"
 #include "index/index.h"
 
@@ -132,31 +131,8 @@ dre_status dre_vindex_read(const char *path, dre_quantize quantize, vindex **out
 }
 
 dre_status dre_vindex_write(const vindex *v, const char *path) {
-    if (v->flt) return dre_index_faiss_write(v->flt, path);
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return dre_set_error(DRE_ERR_IO, "%s: %s", tmp, strerror(errno));
-    if (faiss_write_index_binary(v->bin, f) != 0) {
-        fclose(f);
-        unlink(tmp);
-        char what[PATH_MAX + 16];
-        snprintf(what, sizeof what, "writing %s", tmp);
-        return dre_index_faiss_error(what);
-    }
-    /* as dre_index_faiss_write: a full disk at the last flush must not pass unnoticed */
-    int failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int err = errno;
-    if (fclose(f) != 0 && !failed) {
-        failed = 1;
-        err = errno;
-    }
-    if (failed) {
-        unlink(tmp);
-        return dre_set_error(DRE_ERR_IO, "%s: write: %s", tmp, strerror(err));
-    }
-    return dre_rename_synced(tmp, path);
+    return v->flt ? dre_index_faiss_write(v->flt, path)
+                  : dre_index_faiss_write_binary(v->bin, path);
 }
 
 void dre_vindex_free(vindex *v) {
