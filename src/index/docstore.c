@@ -1,7 +1,8 @@
 /* index/docstore.c — documents in SQLite, addressed by the row number their vector has in
- * FAISS, and their BM25 index (an FTS5 table with the documents as external content).
- * Statements are prepared once per handle; a writer batches adds into transactions and
- * runs in WAL mode while open. */
+ * FAISS, their chunks, and the writing side of their BM25 index (an FTS5 table with the
+ * documents as external content; searching it is index/docstore_bm25.c). Statements are
+ * prepared once per handle; a writer batches adds into transactions and runs in WAL mode
+ * while open. */
 #define _POSIX_C_SOURCE 200809L
 #include "index/docstore.h"
 
@@ -12,21 +13,7 @@
 #include <string.h>
 
 #include "common/common.h"
-
-struct docstore {
-    sqlite3 *db;
-    char *path;
-    int writable;
-    int in_transaction;
-    sqlite3_stmt *insert, *select_row, *select_id, *max_row;
-    int bm25;   /* docs_fts exists */
-    int chunks; /* the chunks table exists */
-    sqlite3_stmt *chunk_insert;
-    sqlite3_stmt *fts_insert, *fts_search;
-    /* FTS5's unicode61 tokenizer, for cutting queries into terms (made on first use) */
-    fts5_tokenizer splitter;
-    Fts5Tokenizer *splitter_handle;
-};
+#include "index/docstore_impl.h"
 
 /* A failed read or write of the files is DRE_ERR_IO, with the system's reason: SQLite
  * says only "disk I/O error" where the disk is full or a file size limit was hit. */
@@ -37,11 +24,11 @@ static dre_status db_failure(const docstore *ds, const char *what, const char *m
     return dre_set_error(DRE_ERR_INDEX, "%s: %s: %s", ds->path, what, msg);
 }
 
-static dre_status db_error(const docstore *ds, const char *what) {
+dre_status dre_docstore_db_error(const docstore *ds, const char *what) {
     return db_failure(ds, what, sqlite3_errmsg(ds->db));
 }
 
-static dre_status exec(docstore *ds, const char *sql) {
+dre_status dre_docstore_exec(docstore *ds, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(ds->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         dre_status st = db_failure(ds, sql, msg ? msg : "?");
@@ -51,52 +38,46 @@ static dre_status exec(docstore *ds, const char *sql) {
     return DRE_OK;
 }
 
-static dre_status prepare(docstore *ds, const char *sql, sqlite3_stmt **stmt) {
-    if (sqlite3_prepare_v2(ds->db, sql, -1, stmt, NULL) != SQLITE_OK) return db_error(ds, sql);
+dre_status dre_docstore_prepare(docstore *ds, const char *sql, sqlite3_stmt **stmt) {
+    if (sqlite3_prepare_v2(ds->db, sql, -1, stmt, NULL) != SQLITE_OK)
+        return dre_docstore_db_error(ds, sql);
     return DRE_OK;
 }
 
 /* 1 if the database has a table (or virtual table) of that name. */
 static dre_status has_table(docstore *ds, const char *name, int *out) {
     sqlite3_stmt *s = NULL;
-    DRE_TRY(prepare(ds, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", &s));
+    DRE_TRY(dre_docstore_prepare(
+        ds, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", &s));
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "schema");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return dre_docstore_db_error(ds, "schema");
     *out = rc == SQLITE_ROW;
     return DRE_OK;
 }
 
-static dre_status open_bm25_statements(docstore *ds) {
-    if (ds->writable)
-        DRE_TRY(prepare(ds, "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)",
-                        &ds->fts_insert));
-    return prepare(ds,
-                   "SELECT rowid, bm25(docs_fts) FROM docs_fts WHERE docs_fts MATCH ? "
-                   "ORDER BY bm25(docs_fts), rowid LIMIT ?",
-                   &ds->fts_search);
-}
-
 static dre_status open_chunk_statements(docstore *ds) {
-    return prepare(ds, "INSERT INTO chunks (row, doc, ord, first, tokens) VALUES (?, ?, ?, ?, ?)",
-                   &ds->chunk_insert);
+    return dre_docstore_prepare(
+        ds, "INSERT INTO chunks (row, doc, ord, first, tokens) VALUES (?, ?, ?, ?, ?)",
+        &ds->chunk_insert);
 }
 
 static dre_status open_statements(docstore *ds) {
     if (ds->writable) {
-        DRE_TRY(exec(ds, "PRAGMA journal_mode=WAL"));
-        DRE_TRY(exec(ds, "PRAGMA synchronous=NORMAL"));
-        DRE_TRY(exec(ds, "CREATE TABLE IF NOT EXISTS docs (row INTEGER PRIMARY KEY, "
-                         "id TEXT NOT NULL UNIQUE, title TEXT, text TEXT NOT NULL)"));
-        DRE_TRY(prepare(ds, "INSERT INTO docs (row, id, title, text) VALUES (?, ?, ?, ?)",
-                        &ds->insert));
+        DRE_TRY(dre_docstore_exec(ds, "PRAGMA journal_mode=WAL"));
+        DRE_TRY(dre_docstore_exec(ds, "PRAGMA synchronous=NORMAL"));
+        DRE_TRY(dre_docstore_exec(ds, "CREATE TABLE IF NOT EXISTS docs (row INTEGER PRIMARY KEY, "
+                                      "id TEXT NOT NULL UNIQUE, title TEXT, text TEXT NOT NULL)"));
+        DRE_TRY(dre_docstore_prepare(
+            ds, "INSERT INTO docs (row, id, title, text) VALUES (?, ?, ?, ?)", &ds->insert));
     }
-    DRE_TRY(prepare(ds, "SELECT id, title, text FROM docs WHERE row = ?", &ds->select_row));
-    DRE_TRY(prepare(ds, "SELECT row FROM docs WHERE id = ?", &ds->select_id));
-    DRE_TRY(prepare(ds, "SELECT MAX(row) FROM docs", &ds->max_row));
+    DRE_TRY(dre_docstore_prepare(ds, "SELECT id, title, text FROM docs WHERE row = ?",
+                                 &ds->select_row));
+    DRE_TRY(dre_docstore_prepare(ds, "SELECT row FROM docs WHERE id = ?", &ds->select_id));
+    DRE_TRY(dre_docstore_prepare(ds, "SELECT MAX(row) FROM docs", &ds->max_row));
     DRE_TRY(has_table(ds, "docs_fts", &ds->bm25));
-    if (ds->bm25) DRE_TRY(open_bm25_statements(ds));
+    if (ds->bm25) DRE_TRY(dre_docstore_bm25_open(ds));
     DRE_TRY(has_table(ds, "chunks", &ds->chunks));
     if (ds->chunks && ds->writable) DRE_TRY(open_chunk_statements(ds));
     return DRE_OK;
@@ -139,10 +120,8 @@ void dre_docstore_close(docstore *ds) {
     sqlite3_finalize(ds->select_row);
     sqlite3_finalize(ds->select_id);
     sqlite3_finalize(ds->max_row);
-    sqlite3_finalize(ds->fts_insert);
-    sqlite3_finalize(ds->fts_search);
     sqlite3_finalize(ds->chunk_insert);
-    if (ds->splitter_handle) ds->splitter.xDelete(ds->splitter_handle);
+    dre_docstore_bm25_close(ds);
     /* Leave a single file behind: readers open it read-only, and a WAL database opened
      * read-only needs its -shm file. */
     if (ds->writable && ds->db)
@@ -154,7 +133,7 @@ void dre_docstore_close(docstore *ds) {
 
 dre_status dre_docstore_begin(docstore *ds) {
     if (ds->in_transaction) return DRE_OK;
-    DRE_TRY(exec(ds, "BEGIN"));
+    DRE_TRY(dre_docstore_exec(ds, "BEGIN"));
     ds->in_transaction = 1;
     return DRE_OK;
 }
@@ -162,14 +141,14 @@ dre_status dre_docstore_begin(docstore *ds) {
 dre_status dre_docstore_commit(docstore *ds) {
     if (!ds->in_transaction) return DRE_OK;
     ds->in_transaction = 0;
-    return exec(ds, "COMMIT");
+    return dre_docstore_exec(ds, "COMMIT");
 }
 
 dre_status dre_docstore_sync(docstore *ds) {
     DRE_TRY(dre_docstore_commit(ds));
     /* Copies the log into the database file and syncs it (synchronous=NORMAL). */
     if (sqlite3_wal_checkpoint_v2(ds->db, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL) != SQLITE_OK)
-        return db_error(ds, "checkpoint");
+        return dre_docstore_db_error(ds, "checkpoint");
     return DRE_OK;
 }
 
@@ -180,7 +159,7 @@ dre_status dre_docstore_find(docstore *ds, const char *id, int64_t *row) {
     int rc = sqlite3_step(s);
     *row = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
     sqlite3_reset(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "find id");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return dre_docstore_db_error(ds, "find id");
     return DRE_OK;
 }
 
@@ -196,7 +175,7 @@ static dre_status bm25_add(docstore *ds, int64_t row, const char *title, const c
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    return rc == SQLITE_DONE ? DRE_OK : db_error(ds, "BM25 insert");
+    return rc == SQLITE_DONE ? DRE_OK : dre_docstore_db_error(ds, "BM25 insert");
 }
 
 dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const char *title,
@@ -220,7 +199,7 @@ dre_status dre_docstore_add(docstore *ds, int64_t row, const char *id, const cha
         DRE_TRY(dre_docstore_find(ds, id, duplicate_row));
         if (*duplicate_row >= 0) return DRE_OK;
     }
-    return db_error(ds, "insert");
+    return dre_docstore_db_error(ds, "insert");
 }
 
 dre_status dre_docstore_count(docstore *ds, int64_t *count) {
@@ -229,7 +208,7 @@ dre_status dre_docstore_count(docstore *ds, int64_t *count) {
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(s);
-        return db_error(ds, "count rows");
+        return dre_docstore_db_error(ds, "count rows");
     }
     *count = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
     sqlite3_reset(s);
@@ -259,7 +238,7 @@ dre_status dre_docstore_get(docstore *ds, int64_t row, dre_doc *doc) {
     }
     if (rc != SQLITE_ROW) {
         sqlite3_reset(s);
-        return db_error(ds, "read row");
+        return dre_docstore_db_error(ds, "read row");
     }
     doc->row = row;
     doc->id = column_copy(s, 0);
@@ -284,14 +263,14 @@ dre_status dre_docstore_truncate(docstore *ds, int64_t first_row) {
                  "INSERT INTO docs_fts (docs_fts, rowid, title, text) SELECT 'delete', row, "
                  "title, text FROM docs WHERE row >= %lld",
                  (long long)first_row);
-        DRE_TRY(exec(ds, sql));
+        DRE_TRY(dre_docstore_exec(ds, sql));
     }
     if (ds->chunks) {
         snprintf(sql, sizeof sql, "DELETE FROM chunks WHERE doc >= %lld", (long long)first_row);
-        DRE_TRY(exec(ds, sql));
+        DRE_TRY(dre_docstore_exec(ds, sql));
     }
     snprintf(sql, sizeof sql, "DELETE FROM docs WHERE row >= %lld", (long long)first_row);
-    return exec(ds, sql);
+    return dre_docstore_exec(ds, sql);
 }
 
 /* ------------------------------------------------------------------ chunks */
@@ -301,8 +280,9 @@ int dre_docstore_has_chunks(const docstore *ds) { return ds->chunks; }
 dre_status dre_docstore_add_chunks_table(docstore *ds) {
     if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
     if (ds->chunks) return DRE_OK;
-    DRE_TRY(exec(ds, "CREATE TABLE chunks (row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, "
-                     "ord INTEGER NOT NULL, first INTEGER NOT NULL, tokens INTEGER NOT NULL)"));
+    DRE_TRY(dre_docstore_exec(
+        ds, "CREATE TABLE chunks (row INTEGER PRIMARY KEY, doc INTEGER NOT NULL, "
+            "ord INTEGER NOT NULL, first INTEGER NOT NULL, tokens INTEGER NOT NULL)"));
     ds->chunks = 1;
     return open_chunk_statements(ds);
 }
@@ -320,24 +300,24 @@ dre_status dre_docstore_add_chunk(docstore *ds, int64_t row, int64_t doc, int32_
     sqlite3_bind_int(s, 5, tokens);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? DRE_OK : db_error(ds, "insert chunk");
+    return rc == SQLITE_DONE ? DRE_OK : dre_docstore_db_error(ds, "insert chunk");
 }
 
 dre_status dre_docstore_chunk_count(docstore *ds, int64_t *count) {
     *count = 0;
     if (!ds->chunks) return DRE_OK;
     sqlite3_stmt *s = NULL;
-    DRE_TRY(prepare(ds, "SELECT MAX(row) FROM chunks", &s));
+    DRE_TRY(dre_docstore_prepare(ds, "SELECT MAX(row) FROM chunks", &s));
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
         *count = sqlite3_column_int64(s, 0) + 1;
     sqlite3_finalize(s);
-    return rc == SQLITE_ROW ? DRE_OK : db_error(ds, "count chunks");
+    return rc == SQLITE_ROW ? DRE_OK : dre_docstore_db_error(ds, "count chunks");
 }
 
 dre_status dre_docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t *ord) {
     sqlite3_stmt *s = NULL;
-    DRE_TRY(prepare(ds, "SELECT row, doc, ord FROM chunks ORDER BY row", &s));
+    DRE_TRY(dre_docstore_prepare(ds, "SELECT row, doc, ord FROM chunks ORDER BY row", &s));
     int64_t i = 0;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW && i < n) {
@@ -347,7 +327,7 @@ dre_status dre_docstore_chunk_map(docstore *ds, int64_t n, int64_t *doc, int32_t
         i++;
     }
     sqlite3_finalize(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(ds, "read chunks");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return dre_docstore_db_error(ds, "read chunks");
     if (i != n)
         return dre_set_error(DRE_ERR_INDEX, "%s: the chunks table lacks row %lld of %lld", ds->path,
                              (long long)i, (long long)n);
@@ -385,130 +365,5 @@ dre_status dre_docstore_copy(const char *src_path, const char *dst_path) {
 done:
     sqlite3_close(src);
     sqlite3_close(dst);
-    return st;
-}
-
-/* ------------------------------------------------------------------ BM25 */
-
-int dre_docstore_has_bm25(const docstore *ds) { return ds->bm25; }
-
-dre_status dre_docstore_add_bm25(docstore *ds) {
-    if (!ds->writable) return dre_set_error(DRE_ERR_INVALID_ARG, "%s: opened read-only", ds->path);
-    if (ds->bm25) return DRE_OK;
-    DRE_TRY(exec(ds, "CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', "
-                     "content_rowid='row', tokenize='" DOCSTORE_BM25_TOKENIZER "')"));
-    DRE_TRY(exec(ds, "INSERT INTO docs_fts (docs_fts) VALUES ('rebuild')"));
-    ds->bm25 = 1;
-    return open_bm25_statements(ds);
-}
-
-/* The FTS5 API of a connection (SQLite's documented way to reach it). */
-static fts5_api *fts5_api_of(sqlite3 *db) {
-    fts5_api *api = NULL;
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_pointer(s, 1, (void *)&api, "fts5_api_ptr", NULL);
-        sqlite3_step(s);
-    }
-    sqlite3_finalize(s);
-    return api;
-}
-
-typedef struct expr_builder {
-    const char *query;
-    char *out;
-    size_t len, cap;
-    int n_terms;
-    int failed;
-} expr_builder;
-
-static int expr_put(expr_builder *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->out, cap);
-        if (!p) return 0;
-        b->out = p;
-        b->cap = cap;
-    }
-    memcpy(b->out + b->len, s, n);
-    b->len += n;
-    b->out[b->len] = '\0';
-    return 1;
-}
-
-/* A token of the query: its bytes in the query, start .. end, as a quoted phrase. */
-static int expr_term(void *ctx, int flags, const char *token, int n_token, int start, int end) {
-    expr_builder *b = ctx;
-    if (flags & FTS5_TOKEN_COLOCATED) return SQLITE_OK; /* a synonym of the last term */
-    int ok = b->n_terms == 0 || expr_put(b, " OR ", 4);
-    ok = ok && expr_put(b, "\"", 1);
-    for (int i = start; ok && i < end; i++) /* a quote inside a phrase is doubled */
-        ok = b->query[i] == '"' ? expr_put(b, "\"\"", 2) : expr_put(b, b->query + i, 1);
-    ok = ok && expr_put(b, "\"", 1);
-    if (!ok) {
-        b->failed = 1;
-        return SQLITE_NOMEM;
-    }
-    b->n_terms++;
-    return SQLITE_OK;
-}
-
-dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t len, char **expr) {
-    *expr = NULL;
-    if (len > INT_MAX) return dre_set_error(DRE_ERR_INVALID_ARG, "a query of %zu bytes", len);
-    if (!ds->splitter_handle) {
-        fts5_api *api = fts5_api_of(ds->db);
-        void *user = NULL;
-        if (!api || api->xFindTokenizer(api, "unicode61", &user, &ds->splitter) != SQLITE_OK ||
-            ds->splitter.xCreate(user, NULL, 0, &ds->splitter_handle) != SQLITE_OK) {
-            ds->splitter_handle = NULL;
-            return dre_set_error(DRE_ERR_UNSUPPORTED,
-                                 "%s: this SQLite has no FTS5 unicode61 tokenizer", ds->path);
-        }
-    }
-    expr_builder b = {.query = query};
-    if (!expr_put(&b, "", 0)) return dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory");
-    int rc = ds->splitter.xTokenize(ds->splitter_handle, &b, FTS5_TOKENIZE_QUERY, query, (int)len,
-                                    expr_term);
-    if (rc != SQLITE_OK || b.failed) {
-        free(b.out);
-        return b.failed
-                   ? dre_set_error(DRE_ERR_NOMEM, "BM25 query: out of memory")
-                   : dre_set_error(DRE_ERR_INDEX, "BM25 query: tokenizer: %s", sqlite3_errstr(rc));
-    }
-    *expr = b.out;
-    return DRE_OK;
-}
-
-dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
-                                    int64_t *rows, double *scores, int32_t *n) {
-    *n = 0;
-    if (!ds->bm25)
-        return dre_set_error(DRE_ERR_UNSUPPORTED,
-                             "%s has no BM25 table (docs_fts); add one with `dre index add-bm25`",
-                             ds->path);
-    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "BM25 search: k = %d", k);
-    char *expr = NULL;
-    DRE_TRY(dre_docstore_bm25_expression(ds, query, len, &expr));
-    if (!expr[0]) { /* no term: nothing matches */
-        free(expr);
-        return DRE_OK;
-    }
-    sqlite3_stmt *s = ds->fts_search;
-    sqlite3_reset(s);
-    sqlite3_bind_text(s, 1, expr, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, k);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < k) {
-        rows[*n] = sqlite3_column_int64(s, 0);
-        scores[*n] = -sqlite3_column_double(s, 1);
-        (*n)++;
-    }
-    dre_status st = rc == SQLITE_ROW || rc == SQLITE_DONE ? DRE_OK : db_error(ds, "BM25 search");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    free(expr);
     return st;
 }

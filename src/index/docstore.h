@@ -87,9 +87,38 @@ dre_status dre_docstore_bm25_expression(docstore *ds, const char *query, size_t 
 
 /* The k best documents for a query (len bytes) by BM25, best first: rows and scores
  * (FTS5's bm25() negated, so higher is better; equal scores by row). *n receives how
- * many matched, at most k. DRE_ERR_UNSUPPORTED without docs_fts. */
+ * many matched, at most k. DRE_ERR_UNSUPPORTED without docs_fts. The same as
+ * dre_docstore_bm25_search_stats with the store's own statistics. */
 dre_status dre_docstore_bm25_search(docstore *ds, const char *query, size_t len, int32_t k,
                                     int64_t *rows, double *scores, int32_t *n);
+
+/* The collection statistics FTS5's bm25() ranks a query's matches by: how many documents,
+ * their tokens (title and text together), and for each phrase of the query's expression
+ * (dre_docstore_bm25_expression: one per query token, in order) how many documents hold it.
+ * Counts alone, so the statistics of several stores (the shards of an index, in one process
+ * or many) add up field by field to those of one store holding all their documents; as a
+ * message they are 2 + n_phrases int64 values. */
+typedef struct bm25_stats {
+    int64_t n_rows;       /* documents (FTS5's xRowCount) */
+    int64_t n_tokens;     /* their tokens, every column (xColumnTotalSize(-1)) */
+    int32_t n_phrases;    /* phrases of the query's expression */
+    int64_t *phrase_rows; /* [n_phrases]: documents holding each (malloc'ed) */
+} bm25_stats;
+
+/* A store's statistics for a query (len bytes); release with dre_bm25_stats_free. */
+dre_status dre_docstore_bm25_stats(docstore *ds, const char *query, size_t len, bm25_stats *stats);
+/* into += add, field by field; DRE_ERR_INVALID_ARG if they count different phrases. An
+ * all-zero into (n_phrases 0, phrase_rows NULL) takes add's phrases. */
+dre_status dre_bm25_stats_add(bm25_stats *into, const bm25_stats *add);
+void dre_bm25_stats_free(bm25_stats *stats);
+
+/* dre_docstore_bm25_search ranking by the given statistics in place of the store's own:
+ * FTS5's bm25() formula, operation for operation (so with the store's own statistics the
+ * scores are bm25()'s bit for bit), its N, average length and document frequencies taken
+ * from stats. stats->n_phrases must be the query's. */
+dre_status dre_docstore_bm25_search_stats(docstore *ds, const char *query, size_t len,
+                                          const bm25_stats *stats, int32_t k, int64_t *rows,
+                                          double *scores, int32_t *n);
 
 /* Copies the database at src_path to dst_path (replacing it) with SQLite's backup API. */
 dre_status dre_docstore_copy(const char *src_path, const char *dst_path);
