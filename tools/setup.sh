@@ -13,7 +13,7 @@ sudo=""
 # --- apt packages -----------------------------------------------------------
 pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev libutf8proc-dev
       libcjson-dev libsqlite3-dev libgtest-dev dpkg-dev python3-pip clang libclang-rt-14-dev
-      libmicrohttpd-dev libcurl4-openssl-dev wrk time"
+      libmicrohttpd-dev libcurl4-openssl-dev wrk time libopenmpi-dev openmpi-bin"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -13,6 +13,7 @@
 
 #include "common/common.h"
 #include "common/fileio.h"
+#include "embed/embed.h"
 #include "embed/pipeline.h"
 #include "index/checkpoint.h"
 #include "index/index.h"
@@ -46,6 +47,7 @@ typedef struct embed_run {
     int64_t checkpoint_every;
     FILE *errors;
     checkpoint ck;
+    const embed_part *part; /* NULL: the whole corpus */
 } embed_run;
 
 static const char *field_or(const char *value, const char *fallback) {
@@ -156,6 +158,10 @@ static dre_status start_fresh(embed_run *p, const dre_model_info *m) {
     }
     checkpoint *c = &p->ck;
     memset(c, 0, sizeof *c);
+    if (p->part) { /* where a resume of a run killed before its first checkpoint starts */
+        c->offset = p->part->start;
+        c->line = p->part->first_line;
+    }
     c->base_count = have_base ? base_meta.count : 0;
     c->bm25 = have_base ? base_meta.bm25 : !o->no_bm25;
     c->base_vectors = have_base ? base_meta.n_vectors : 0;
@@ -229,7 +235,7 @@ static dre_status open_errors(embed_run *p, int resuming) {
 /* Writes the finished index: everything staged, and meta.json from the model. */
 static dre_status finish(embed_run *p, const dre_model_info *m) {
     const checkpoint *c = &p->ck;
-    if (c->base_count + dre_index_writer_count(p->writer) == 0)
+    if (c->base_count + dre_index_writer_count(p->writer) == 0 && !p->part)
         return dre_set_error(DRE_ERR_FORMAT, "%s: no documents to index%s",
                              dre_corpus_path(p->reader), c->skipped ? " (every line was bad)" : "");
     dre_index_info meta = {0};
@@ -298,6 +304,13 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
         const checkpoint *c = &p->ck;
         st = dre_corpus_open(corpus_path, c->format, c->id_field, c->title_field, c->text_field,
                              &p->reader);
+        if (st == DRE_OK && p->part && (c->offset < p->part->start || c->offset > p->part->end))
+            st = dre_set_error(DRE_ERR_INVALID_ARG,
+                               "%s: the interrupted embed stopped at byte %lld of the corpus, "
+                               "outside this part (bytes %lld to %lld): resume with the same "
+                               "corpus and number of processes",
+                               dir, (long long)c->offset, (long long)p->part->start,
+                               (long long)p->part->end);
         if (st == DRE_OK) st = dre_corpus_seek(p->reader, c->offset, c->line);
     } else if (o->resume && !o->append && dre_file_exists_in(dir, INDEX_META_FILE)) {
         /* No checkpoint but a complete index: the run being resumed finished (it was
@@ -318,9 +331,16 @@ static dre_status embed_locked(embed_run *p, const char *model_dir, const char *
          * once the corpus is known to open. */
         st = dre_corpus_open(corpus_path, o->format, o->id_field, o->title_field, o->text_field,
                              &p->reader);
+        if (st == DRE_OK && p->part)
+            st = dre_corpus_seek(p->reader, p->part->start, p->part->first_line);
         if (st == DRE_OK) st = start_fresh(p, m);
     }
     if (st != DRE_OK) goto done;
+    if (p->part) {
+        dre_corpus_set_end(p->reader, p->part->end);
+        if (p->part->trainer)
+            dre_index_writer_set_trainer(p->writer, p->part->trainer, p->part->trainer_user);
+    }
     /* Pack as the interrupted run did, unless this encoder cannot take such batches. */
     if (p->ck.budget_tokens >= p->max_length && p->ck.budget_tokens <= p->budget_tokens)
         p->budget_tokens = (int32_t)p->ck.budget_tokens;
@@ -376,8 +396,17 @@ done:
 
 dre_status dre_embed(const char *model_dir, const char *corpus_path, const char *index_dir,
                      const dre_embed_options *opts, dre_embed_summary *summary) {
+    return dre_embed_part(model_dir, corpus_path, index_dir, opts, NULL, summary);
+}
+
+dre_status dre_embed_part(const char *model_dir, const char *corpus_path, const char *index_dir,
+                          const dre_embed_options *opts, const embed_part *part,
+                          dre_embed_summary *summary) {
     if (!model_dir || !corpus_path || !index_dir)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_embed: NULL argument");
+    if (part && opts && opts->append)
+        return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: a sharded embed cannot --append",
+                             index_dir);
     dre_embed_options defaults;
     if (!opts) {
         dre_embed_options_init(&defaults);
@@ -394,6 +423,7 @@ dre_status dre_embed(const char *model_dir, const char *corpus_path, const char 
     if (!p) return dre_set_error(DRE_ERR_NOMEM, "dre_embed: out of memory");
     p->opts = opts;
     p->index_dir = index_dir;
+    p->part = part;
     p->checkpoint_every =
         opts->checkpoint_every > 0 ? opts->checkpoint_every : DEFAULT_CHECKPOINT_EVERY;
     dre_status st = dre_index_writer_open(index_dir, &p->writer);

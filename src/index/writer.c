@@ -57,6 +57,8 @@ struct index_writer {
     int staging;          /* the staging files belong to this run */
     int64_t checkpointed; /* documents staged as of the last checkpoint written */
     int finished;
+    index_trainer_fn trainer; /* set: training is the trainer's, at finish (sharded embeds) */
+    void *trainer_user;
 };
 
 /* ------------------------------------------------------------------ lock */
@@ -177,8 +179,41 @@ static dre_status add_staged(index_writer *w, int64_t first, int64_t n) {
     return st;
 }
 
-/* Trains the index on the first min(vectors, train_size) staged vectors, then adds them all. */
+dre_status dre_index_writer_read_staged(index_writer *w, int64_t first, int64_t n, float *out) {
+    if (first < 0 || n < 0 || first + n > w->vectors)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "staged vectors %lld..%lld of %lld",
+                             (long long)first, (long long)(first + n), (long long)w->vectors);
+    size_t row_bytes = (size_t)w->dim * sizeof(float);
+    return dre_pread_all(w->vectors_fd, out, (size_t)n * row_bytes, first * (int64_t)row_bytes,
+                         w->vectors_path);
+}
+
+/* Whether the writer trains the index itself once train_size vectors are staged. */
+static int trains_itself(const index_writer *w) { return w->trainer == NULL; }
+
+/* Trains the index on the first min(vectors, train_size) staged vectors, then adds them all;
+ * with a trainer, the trainer's index takes the untrained one's place instead. */
 static dre_status train_from_staged(index_writer *w) {
+    if (w->trainer) {
+        vindex *replacement = NULL;
+        DRE_TRY(w->trainer(w->trainer_user, w, w->vx, &replacement));
+        if (replacement) {
+            if (dre_vindex_dim(replacement) != w->dim || dre_vindex_ntotal(replacement) != 0 ||
+                !dre_vindex_is_trained(replacement)) {
+                dre_vindex_free(replacement);
+                return dre_set_error(DRE_ERR_INDEX,
+                                     "%s: the shared trained index is not an empty, trained "
+                                     "index of dim %d",
+                                     w->dir, w->dim);
+            }
+            dre_vindex_free(w->vx);
+            w->vx = replacement;
+        } else if (!dre_vindex_is_trained(w->vx)) {
+            return dre_set_error(DRE_ERR_INDEX, "%s: the index was not trained", w->dir);
+        }
+        w->trained = 1;
+        return add_staged(w, 0, w->vectors);
+    }
     int64_t n = w->vectors < w->train_size ? w->vectors : w->train_size;
     if (n == 0)
         return dre_set_error(DRE_ERR_FORMAT, "index \"%s\" needs training: no documents",
@@ -298,9 +333,20 @@ dre_status dre_index_writer_resume(index_writer *w, const checkpoint *c) {
     w->trained = dre_vindex_is_trained(w->vx);
     w->train_size = dre_vindex_train_size(w->vx);
     if (w->trained) return add_staged(w, already, c->vectors - already);
-    if (c->vectors >= w->train_size) return train_from_staged(w);
+    if (c->vectors >= w->train_size && trains_itself(w)) return train_from_staged(w);
     return DRE_OK;
 }
+
+void dre_index_writer_set_trainer(index_writer *w, index_trainer_fn fn, void *user) {
+    w->trainer = fn;
+    w->trainer_user = user;
+}
+
+int64_t dre_index_writer_vectors(const index_writer *w) { return w->vectors; }
+
+int64_t dre_index_writer_train_size(const index_writer *w) { return w->train_size; }
+
+dre_quantize dre_index_writer_quantize(const index_writer *w) { return w->quantize; }
 
 /* ------------------------------------------------------------------ windows */
 
@@ -334,7 +380,7 @@ dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_
     w->vectors += n;
     w->pending = 0;
     if (w->trained) return dre_vindex_add(w->vx, n, vectors);
-    if (w->vectors >= w->train_size) return train_from_staged(w);
+    if (w->vectors >= w->train_size && trains_itself(w)) return train_from_staged(w);
     return DRE_OK;
 }
 

@@ -65,6 +65,22 @@ dre_status dre_index_writer_commit(index_writer *w, const float *vectors, int64_
  * to the documents staged. */
 dre_status dre_index_writer_checkpoint(index_writer *w, checkpoint *c);
 
+/* Sharded embeds (dist/): an index that needs training is trained by fn, for all the shards
+ * alike, instead of by each writer on its own vectors. With a trainer set (before resume),
+ * the writer only stages vectors until finish, which calls fn with its untrained index: fn
+ * trains that one in place (*replacement NULL) or gives an empty trained index to take its
+ * place (the writer's then); the staged vectors are then added to it. */
+struct vindex;
+typedef dre_status (*index_trainer_fn)(void *user, index_writer *w, struct vindex *untrained,
+                                       struct vindex **replacement);
+void dre_index_writer_set_trainer(index_writer *w, index_trainer_fn fn, void *user);
+/* Vectors staged by this embed; rows [first, first + n) of them read back into out
+ * (n x dim); how many vectors the index wants to be trained on; its quantization. */
+int64_t dre_index_writer_vectors(const index_writer *w);
+dre_status dre_index_writer_read_staged(index_writer *w, int64_t first, int64_t n, float *out);
+int64_t dre_index_writer_train_size(const index_writer *w);
+dre_quantize dre_index_writer_quantize(const index_writer *w);
+
 /* Trains the index if it still needs it, writes index.faiss, moves the docstore into
  * place, then meta.json (meta with its count and n_vectors set: the last word on what the
  * folder holds), and removes the staging files and the checkpoint. */

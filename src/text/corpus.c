@@ -26,6 +26,7 @@ struct dre_corpus {
     int64_t offset;  /* byte offset of the next line */
     int64_t line_no; /* lines read so far */
     int64_t size;
+    int64_t end; /* a part of the file: no line starts at or after this byte; -1: none */
     cJSON *doc; /* the parsed current JSONL line, freed on the next read */
     char *joined;
     size_t joined_cap;
@@ -86,6 +87,7 @@ dre_status dre_corpus_open(const char *path, dre_corpus_format format, const cha
     r->f = f;
     r->format = format == DRE_CORPUS_AUTO ? dre_corpus_guess_format(path) : format;
     r->size = S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
+    r->end = -1;
     r->path = copy_string(path);
     r->id_field = copy_string(id_field ? id_field : "_id");
     r->title_field = copy_string(title_field ? title_field : "title");
@@ -117,6 +119,11 @@ int64_t dre_corpus_size(const dre_corpus *r) { return r->size; }
 dre_corpus_format dre_corpus_format_of(const dre_corpus *r) { return r->format; }
 const char *dre_corpus_path(const dre_corpus *r) { return r->path; }
 
+void dre_corpus_set_end(dre_corpus *r, int64_t end) {
+    r->end = end;
+    if (end >= 0 && (r->size < 0 || end < r->size)) r->size = end;
+}
+
 dre_status dre_corpus_seek(dre_corpus *r, int64_t offset, int64_t line) {
     if (offset < 0 || line < 0 || (r->size >= 0 && offset > r->size))
         return dre_set_error(DRE_ERR_INVALID_ARG, "%s: cannot resume at byte %lld (file has %lld)",
@@ -143,6 +150,10 @@ static int is_blank(const char *s, size_t n) {
 /* Reads one line into r->line without its newline (and a CR before it). Returns 1 for
  * a line, 0 at end of file; *len is its length in bytes. */
 static dre_status read_line(dre_corpus *r, size_t *len, int *got) {
+    if (r->end >= 0 && r->offset >= r->end) {
+        *got = 0;
+        return DRE_OK;
+    }
     errno = 0;
     ssize_t n = getline(&r->line, &r->line_cap, r->f);
     if (n < 0) {

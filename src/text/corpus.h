@@ -30,6 +30,10 @@ const char *dre_corpus_path(const dre_corpus *r);
  * dre_corpus_offset; line is the number of lines before it. */
 dre_status dre_corpus_seek(dre_corpus *r, int64_t offset, int64_t line);
 
+/* Reads only the lines that start before byte end (a line start: one process's part of
+ * the corpus in a sharded embed); dre_corpus_size then says end. */
+void dre_corpus_set_end(dre_corpus *r, int64_t end);
+
 /* The format AUTO would choose for path. */
 dre_corpus_format dre_corpus_guess_format(const char *path);
 const char *dre_corpus_format_name(dre_corpus_format format);

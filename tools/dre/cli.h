@@ -28,6 +28,10 @@ int bench_search(int argc, char **argv);
 /* Prints "dre <cmd>: <status>: <last error>" to stderr and returns 1. */
 int cli_fail(const char *cmd, dre_status status);
 
+/* Under mpirun: a rank's own failure is printed with its rank, then the job is stopped
+ * (dre_dist_abort); one every rank shares is printed by rank 0 alone. Returns 1. */
+int cli_dist_fail(const char *cmd, dre_status status);
+
 /* Prints "dre <cmd>: <message>" and a hint to run --help, returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

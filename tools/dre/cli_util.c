@@ -13,6 +13,18 @@ int cli_fail(const char *cmd, dre_status status) {
     return 1;
 }
 
+int cli_dist_fail(const char *cmd, dre_status status) {
+    if (!dre_dist_error_shared()) {
+        const char *msg = dre_last_error();
+        fprintf(stderr, "dre %s: rank %d of %d: %s%s%s\n", cmd, dre_dist_rank(), dre_dist_size(),
+                dre_status_str(status), msg[0] ? ": " : "", msg);
+        fflush(stderr);
+        dre_dist_abort(1);
+    }
+    if (dre_dist_rank() == 0) cli_fail(cmd, status);
+    return 1;
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -116,7 +116,13 @@ static void usage(FILE *f) {
         "  -q, --quiet            no progress, no summary\n"
         "  -h, --help             this help\n"
         "\n"
-        "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n");
+        "A killed embed keeps its last checkpoint: rerun the same command with --resume.\n"
+        "\n"
+        "Under mpirun (`mpirun -np N dre embed ...`) each of the N ranks embeds a part of\n"
+        "the corpus (line-aligned byte ranges, in order) on its own GPU or share of the\n"
+        "cores into INDEX/shard-0000r; rank 0 writes INDEX/meta.json, the manifest, once\n"
+        "all have finished. An index that needs training is trained once, on the same\n"
+        "vectors one process would use. --resume continues every rank (same N).\n");
 }
 
 int cmd_embed(int argc, char **argv) {
@@ -258,6 +264,16 @@ int cmd_embed(int argc, char **argv) {
         opts.progress_user = &printer;
     }
     dre_embed_summary summary;
+    if (dre_dist_size() > 1 || dre_dist_launched()) {
+        int rank = dre_dist_rank();
+        dre_status st = dre_embed_sharded(model_dir, corpus, index_dir, &opts, &summary);
+        if (st != DRE_OK) return cli_dist_fail("embed", st);
+        if (!quiet && rank == 0) {
+            print_summary(&summary, index_dir);
+            fprintf(stderr, "%d shards, one per rank\n", dre_dist_size());
+        }
+        return 0;
+    }
     dre_status st = dre_embed(model_dir, corpus, index_dir, &opts, &summary);
     if (st != DRE_OK) return cli_fail("embed", st);
     if (!quiet) print_summary(&summary, index_dir);

@@ -24,6 +24,28 @@ static const struct {
     {"bench", cmd_bench, "benchmark the tokenizer, kernels and encoder"},
 };
 
+/* Commands that share their work among the ranks of an mpirun job. */
+static int shared_among_ranks(const char *name) {
+    return !strcmp(name, "embed") || !strcmp(name, "serve");
+}
+
+/* A command started by mpirun: MPI only then (a plain dre never starts it); the others refuse
+ * rather than run N times over. */
+static int run_under_mpi(size_t i, int argc, char **argv) {
+    if (dre_dist_init(&argc, &argv) != DRE_OK) return cli_fail(commands[i].name, DRE_ERR_UNSUPPORTED);
+    int rc = 2;
+    if (shared_among_ranks(commands[i].name) || dre_dist_size() == 1) {
+        rc = commands[i].run(argc - 1, argv + 1);
+    } else if (dre_dist_rank() == 0) {
+        fprintf(stderr,
+                "dre %s: runs in one process; under mpirun only embed and serve share their "
+                "work among ranks (run dre %s without mpirun: it reads a sharded index too)\n",
+                commands[i].name, commands[i].name);
+    }
+    dre_dist_finalize();
+    return rc;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "dre %s — dense retrieval engine\n\nusage: dre <command> [options]\n\ncommands:\n",
             DRE_VERSION_STRING);
@@ -56,7 +78,10 @@ int main(int argc, char **argv) {
         /* no /proc: carry on with the runtime as it is */
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (!dre_dist_launched()) return commands[i].run(argc - 1, argv + 1);
+            return run_under_mpi(i, argc, argv);
+        }
     fprintf(stderr, "dre: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

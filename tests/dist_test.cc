@@ -1,0 +1,349 @@
+// dist_test.cc — dre under mpirun (Open MPI, --oversubscribe: more ranks than this machine's
+// cores): sharded embeds against one process, bit for bit; a trained (IVF) index shared by the
+// shards and merged; kill -9 of one rank and --resume; more ranks than documents; an id in two
+// shards; search, eval and serve across ranks equal to one process. Every mpirun runs under a
+// timeout, so a hang fails the test instead of stalling the suite. The small test model
+// (tests/fixtures/tiny-bert-cls) keeps it quick.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dre.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace test_util;
+namespace fs = std::filesystem;
+
+const std::string kSource = DRE_SOURCE_DIR;
+const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
+const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
+const int kTimeoutSeconds = 300;
+
+std::string g_root; // scratch folder of the whole suite
+
+struct outcome {
+    int exit_code = -1;
+    int signal = 0;
+    std::string out, err;
+};
+
+std::ostream &operator<<(std::ostream &os, const outcome &r) {
+    return os << "exit " << r.exit_code << ", signal " << r.signal << ", stderr: " << r.err;
+}
+
+// The command line of `dre args...` under mpirun with np ranks (np 0: dre alone), all under
+// a timeout that kills the launcher and its ranks.
+std::vector<std::string> command(int np, const std::vector<std::string> &args) {
+    std::vector<std::string> full = {"timeout", "-s", "KILL", std::to_string(kTimeoutSeconds)};
+    if (np > 0) {
+        std::vector<std::string> mpi = {"mpirun", "--oversubscribe", "--bind-to", "none", "-np",
+                                        std::to_string(np)};
+        full.insert(full.end(), mpi.begin(), mpi.end());
+    }
+    full.push_back(kDre);
+    full.insert(full.end(), args.begin(), args.end());
+    return full;
+}
+
+pid_t spawn(const std::vector<std::string> &full, const std::string &tag) {
+    std::vector<char *> argv;
+    for (auto &a : full) argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    std::string out = g_root + "/" + tag + ".out", err = g_root + "/" + tag + ".err";
+    int fd_out = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd_err = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd_out, 1);
+        dup2(fd_err, 2);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        if (chdir(kSource.c_str()) != 0) _exit(126);
+        execvp(argv[0], argv.data());
+        _exit(127);
+    }
+    close(fd_out);
+    close(fd_err);
+    return pid;
+}
+
+outcome wait_for(pid_t pid, const std::string &tag) {
+    outcome r;
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid) {
+        if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+    }
+    r.out = read_text(g_root + "/" + tag + ".out");
+    r.err = read_text(g_root + "/" + tag + ".err");
+    EXPECT_FALSE(has(r.err, "Sanitizer") || has(r.err, "runtime error:")) << r.err;
+    return r;
+}
+
+outcome run(int np, const std::vector<std::string> &args) {
+    return wait_for(spawn(command(np, args), "run"), "run");
+}
+
+std::vector<std::string> embed_args(const std::string &corpus, const std::string &index,
+                                    std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"embed", "-q",     "--model", kTiny,   "--device",
+                                     "cpu",   "--corpus", corpus,  "--index", index};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+}
+
+// 1,001 documents (no np of 2, 3 or 4 divides it): the test SciFact corpus and 9 more.
+std::string make_corpus() {
+    std::string path = g_root + "/corpus-1001.jsonl";
+    if (exists(path)) return path;
+    std::string text = read_text(kSource + "/tests/data/scifact/corpus.jsonl");
+    std::vector<std::string> papers = lines_of(read_text(kSource + "/tests/data/papers.jsonl"));
+    for (int i = 0; i < 9; i++) text += papers[i] + "\n";
+    write_text(path, text);
+    EXPECT_EQ(lines_of(text).size(), 1001u);
+    return path;
+}
+
+struct index_dump {
+    bool opened = false;
+    int64_t count = 0;
+    int dim = 0;
+    std::vector<float> vectors;
+    std::vector<std::string> ids, texts;
+};
+
+// Everything an index folder (sharded or not) holds, through the public API.
+index_dump dump(const std::string &dir) {
+    index_dump d;
+    dre_index *ix = nullptr;
+    if (dre_index_open(dir.c_str(), &ix) != DRE_OK) {
+        ADD_FAILURE() << dir << ": " << dre_last_error();
+        return d;
+    }
+    d.opened = true;
+    const dre_index_info *info = dre_index_get_info(ix);
+    d.count = info->count;
+    d.dim = info->dim;
+    d.vectors.resize((size_t)d.count * info->dim);
+    EXPECT_EQ(dre_index_vectors(ix, 0, d.count, d.vectors.data()), DRE_OK) << dre_last_error();
+    for (int64_t row = 0; row < d.count; row++) {
+        dre_doc doc;
+        EXPECT_EQ(dre_index_doc(ix, row, &doc), DRE_OK) << dre_last_error();
+        d.ids.push_back(doc.id ? doc.id : "");
+        d.texts.push_back(doc.text ? doc.text : "");
+        dre_doc_clear(&doc);
+    }
+    dre_index_close(ix);
+    return d;
+}
+
+// The shards of a sharded index, each opened as the ordinary index folder it is, in order.
+index_dump dump_shards(const std::string &dir, int n_shards) {
+    index_dump all;
+    all.opened = true;
+    for (int r = 0; r < n_shards; r++) {
+        char name[32];
+        snprintf(name, sizeof name, "/shard-%05d", r);
+        index_dump d = dump(dir + name);
+        if (!d.opened) return d;
+        all.count += d.count;
+        all.dim = d.dim;
+        all.vectors.insert(all.vectors.end(), d.vectors.begin(), d.vectors.end());
+        all.ids.insert(all.ids.end(), d.ids.begin(), d.ids.end());
+        all.texts.insert(all.texts.end(), d.texts.begin(), d.texts.end());
+    }
+    return all;
+}
+
+void expect_same(const index_dump &got, const index_dump &want, const std::string &what) {
+    ASSERT_TRUE(got.opened && want.opened) << what;
+    EXPECT_EQ(got.count, want.count) << what;
+    EXPECT_EQ(got.ids, want.ids) << what;
+    EXPECT_EQ(got.texts, want.texts) << what;
+    ASSERT_EQ(got.vectors.size(), want.vectors.size()) << what;
+    EXPECT_EQ(memcmp(got.vectors.data(), want.vectors.data(), got.vectors.size() * sizeof(float)),
+              0)
+        << what << ": the vectors differ";
+}
+
+// The one-process index of the 1,001-document corpus, made once.
+const std::string &one_process_index() {
+    static std::string dir;
+    if (dir.empty()) {
+        dir = g_root + "/one";
+        outcome r = run(0, embed_args(make_corpus(), dir));
+        EXPECT_EQ(r.exit_code, 0) << r;
+    }
+    return dir;
+}
+
+class DistEnv : public ::testing::Environment {
+  public:
+    void SetUp() override {
+        char tmpl[] = "/tmp/dre_dist_test_XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        g_root = tmpl;
+        // mpirun in a container, as root, on one machine: shared memory between the ranks
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        setenv("OMPI_MCA_btl", "self,vader", 1);
+        setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+        setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+        setenv("OMP_NUM_THREADS", "1", 1);
+    }
+    void TearDown() override {
+        if (!g_root.empty() && !getenv("DRE_KEEP_TEST_FILES")) fs::remove_all(g_root);
+    }
+};
+
+::testing::Environment *const g_env = ::testing::AddGlobalTestEnvironment(new DistEnv);
+
+// ---------------------------------------------------------------- embed
+
+// np = 1..4 on 1,001 documents: the shards, in order, hold the one-process index's documents
+// and vectors bit for bit, and the sharded folder reads as that index.
+TEST(DistEmbed, ShardsEqualOneProcess) {
+    index_dump want = dump(one_process_index());
+    ASSERT_EQ(want.count, 1001);
+    for (int np = 1; np <= 4; np++) {
+        std::string dir = g_root + "/sharded-" + std::to_string(np);
+        outcome r = run(np, embed_args(make_corpus(), dir));
+        ASSERT_EQ(r.exit_code, 0) << "np " << np << ": " << r;
+        EXPECT_TRUE(exists(dir + "/meta.json")) << "np " << np;
+        EXPECT_FALSE(exists(dir + "/embed-plan.json")) << "np " << np << ": left behind";
+        char name[32];
+        snprintf(name, sizeof name, "/shard-%05d", np);
+        EXPECT_FALSE(exists(dir + name)) << "np " << np << ": a shard too many";
+        expect_same(dump_shards(dir, np), want, "np " + std::to_string(np) + ", shard by shard");
+        expect_same(dump(dir), want, "np " + std::to_string(np) + ", as one index");
+        // every shard holds some of the documents
+        for (int s = 0; s < np; s++) {
+            snprintf(name, sizeof name, "/shard-%05d", s);
+            EXPECT_GT(dump(dir + name).count, 0) << "np " << np << " shard " << s;
+        }
+    }
+}
+
+// More ranks than documents: the empty shards are indexes of nothing, the whole reads right.
+TEST(DistEmbed, MoreRanksThanDocuments) {
+    std::string corpus = g_root + "/two.jsonl";
+    std::vector<std::string> papers = lines_of(read_text(kSource + "/tests/data/papers.jsonl"));
+    write_text(corpus, papers[0] + "\n" + papers[1] + "\n");
+    std::string one = g_root + "/two-one", dir = g_root + "/two-sharded";
+    ASSERT_EQ(run(0, embed_args(corpus, one)).exit_code, 0);
+    outcome r = run(4, embed_args(corpus, dir));
+    ASSERT_EQ(r.exit_code, 0) << r;
+    expect_same(dump(dir), dump(one), "4 ranks, 2 documents");
+    int empty = 0;
+    for (int s = 0; s < 4; s++) {
+        char name[32];
+        snprintf(name, sizeof name, "/shard-%05d", s);
+        empty += dump(dir + name).count == 0;
+    }
+    EXPECT_EQ(empty, 2);
+}
+
+// The same id in two ranks' parts: the job fails naming both documents and their shards, and
+// writes no manifest.
+TEST(DistEmbed, AnIdInTwoShardsFails) {
+    std::string corpus = g_root + "/dup.jsonl";
+    std::vector<std::string> papers = lines_of(read_text(kSource + "/tests/data/papers.jsonl"));
+    std::string text;
+    for (int i = 0; i < 20; i++) text += papers[i] + "\n";
+    text += papers[3] + "\n"; // p's id again, in the last rank's part
+    write_text(corpus, text);
+    std::string dir = g_root + "/dup-sharded";
+    outcome r = run(3, embed_args(corpus, dir));
+    EXPECT_EQ(r.exit_code, 1) << r;
+    EXPECT_TRUE(has(r.err, "duplicate id")) << r;
+    EXPECT_TRUE(has(r.err, "document 4 of the corpus (shard-00000)")) << r;
+    EXPECT_TRUE(has(r.err, "document 21 (shard-00002)")) << r;
+    EXPECT_FALSE(exists(dir + "/meta.json"));
+}
+
+// A second job into a finished folder is refused; a --resume of it has nothing to do.
+TEST(DistEmbed, FinishedFolder) {
+    std::string dir = g_root + "/sharded-2";
+    if (!exists(dir + "/meta.json")) ASSERT_EQ(run(2, embed_args(make_corpus(), dir)).exit_code, 0);
+    outcome again = run(2, embed_args(make_corpus(), dir));
+    EXPECT_EQ(again.exit_code, 1) << again;
+    EXPECT_TRUE(has(again.err, "already holds an index")) << again;
+    outcome resumed = run(2, embed_args(make_corpus(), dir, {"--resume"}));
+    EXPECT_EQ(resumed.exit_code, 0) << resumed;
+}
+
+// Rank 1 killed with SIGKILL mid-embed: mpirun stops the job and says which rank and why;
+// --resume with the same np finishes it, and the shards equal an uninterrupted run's.
+TEST(DistEmbed, KillOneRankThenResume) {
+    std::string dir = g_root + "/killed";
+    std::vector<std::string> more = {"--checkpoint-every", "50"};
+    pid_t pid = spawn(command(3, embed_args(make_corpus(), dir, more)), "killed");
+    // wait until rank 1 has checkpointed, then kill it
+    std::string checkpoint = dir + "/shard-00001/embed-checkpoint.json";
+    pid_t victim = -1;
+    for (int i = 0; i < 3000 && victim < 0; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (checkpoint_count(dir + "/shard-00001") < 50) continue;
+        // rank 1: the dre process whose environment says so
+        DIR *proc = opendir("/proc");
+        for (struct dirent *e; proc && (e = readdir(proc));) {
+            pid_t p = atoi(e->d_name);
+            if (p <= 0) continue;
+            std::string env = read_text("/proc/" + std::string(e->d_name) + "/environ");
+            std::string cmd = read_text("/proc/" + std::string(e->d_name) + "/cmdline");
+            if (has(env, std::string("OMPI_COMM_WORLD_RANK=1") + '\0') && has(cmd, dir)) victim = p;
+        }
+        if (proc) closedir(proc);
+    }
+    ASSERT_GT(victim, 0) << "rank 1 never checkpointed";
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    outcome killed = wait_for(pid, "killed");
+    EXPECT_NE(killed.exit_code, 0) << killed;
+    EXPECT_TRUE(has(killed.err, "rank 1")) << killed;
+    EXPECT_TRUE(has(killed.err, "signal 9")) << killed;
+    EXPECT_FALSE(exists(dir + "/meta.json"));
+
+    // a resume with another np is refused, naming the np to use
+    outcome wrong = run(2, embed_args(make_corpus(), dir, {"--resume"}));
+    EXPECT_EQ(wrong.exit_code, 1) << wrong;
+    EXPECT_TRUE(has(wrong.err, "mpirun -np 3")) << wrong;
+
+    outcome resumed = run(3, embed_args(make_corpus(), dir, {"--resume"}));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed;
+    std::string clean = g_root + "/sharded-3";
+    if (!exists(clean + "/meta.json")) ASSERT_EQ(run(3, embed_args(make_corpus(), clean)).exit_code, 0);
+    for (int s = 0; s < 3; s++) {
+        char name[32];
+        snprintf(name, sizeof name, "/shard-%05d", s);
+        expect_same(dump(dir + name), dump(clean + name), std::string("resumed ") + name);
+    }
+}
+
+// Options a sharded embed cannot honour are refused by rank 0, once.
+TEST(DistEmbed, RefusesWhatItCannotShard) {
+    outcome r = run(2, embed_args(make_corpus(), g_root + "/q8", {"--quantize", "int8"}));
+    EXPECT_EQ(r.exit_code, 1) << r;
+    EXPECT_TRUE(has(r.err, "int8 rescoring")) << r;
+    outcome s = run(2, {"search", "--index", one_process_index(), "--model", kTiny, "q"});
+    EXPECT_EQ(s.exit_code, 2) << s;
+    EXPECT_TRUE(has(s.err, "runs in one process")) << s;
+}
+
+} // namespace
