@@ -422,13 +422,26 @@ typedef struct dre_index_info {
     dre_quantize quantize;             /* what index.faiss holds */
     dre_rescore rescore;               /* what its candidates are rescored from */
     int32_t rescore_factor;            /* candidates per result searched by default */
+    int32_t n_shards;                  /* 0: one index folder; else a sharded index's shards */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and
- * docs.sqlite agree. */
+ * docs.sqlite agree. A sharded index (a folder of shard-00000, shard-00001, ... index folders
+ * and a manifest, meta.json of format_version 4, written last: dre_embed_sharded) opens the
+ * same way: every shard is opened and checked against the manifest, and every dre_index_*
+ * call answers as the one index of all the shards' documents in order would (rows global,
+ * results merged; BM25 with the statistics of all shards together), but its info's
+ * n_shards. A folder with shards and no manifest is not opened. */
 DRE_API dre_status dre_index_open(const char *index_dir, dre_index **out);
 DRE_API void dre_index_close(dre_index *index);
+/* count and n_vectors of a sharded index are its shards' sums; format_version is 4. */
 DRE_API const dre_index_info *dre_index_get_info(const dre_index *index);
+/* Shard i (0 .. n_shards - 1) of a sharded index: its own info (rows local to it), and (when
+ * not NULL) its folder and the global rows of its first document and first vector. NULL for
+ * an ordinary index or an i out of range. */
+DRE_API const dre_index_info *dre_index_shard_info(const dre_index *index, int32_t i,
+                                                   const char **dir, int64_t *first_row,
+                                                   int64_t *first_vector);
 
 /* k nearest vectors by inner product for n query vectors (n x dim): scores and vector
  * rows are n x k; rows are -1 where the index has fewer than k entries. A vector row is the

@@ -1,8 +1,9 @@
 /* index/index.c — reading an index folder (dre_index_*): index.faiss (index/vindex.h: FAISS
  * through its C API, ids = docstore rows), the rescoring vectors of a quantized index
  * (index/rescore.h, memory-mapped), docs.sqlite and meta.json, checked to agree when opened.
- * The writing side is index/writer.c; FAISS helpers are in index/faiss.c, meta.json in
- * index/meta.c. */
+ * A sharded index is a handle over one such handle per shard: each call branches to
+ * index/shards.c at its top. The writing side is index/writer.c; FAISS helpers are in
+ * index/faiss.c, meta.json in index/meta.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "index/index.h"
 
@@ -20,6 +21,7 @@
 #include "common/fileio.h"
 #include "index/docstore.h"
 #include "index/rescore.h"
+#include "index/shards.h"
 #include "index/vindex.h"
 
 /* Queries searched at a time for rescoring: bounds the candidates held. */
@@ -34,6 +36,7 @@ struct dre_index {
     dre_index_info info;
     int64_t *chunk_doc; /* chunked: the document of each vector row */
     int32_t *chunk_ord; /* and which of its chunks it is */
+    shard_set *shards;  /* a sharded index's shards (and nothing above but info), else NULL */
 };
 
 /* A chunked index's map from vector rows to documents, checked against the documents. */
@@ -63,7 +66,13 @@ static dre_status load_chunks(dre_index *ix, const char *dir) {
 
 /* Explains a folder that holds no complete index: nothing, or an unfinished embed. */
 static dre_status no_index_error(const char *dir, dre_status st) {
-    char path[PATH_MAX];
+    char path[PATH_MAX], shard[64];
+    snprintf(shard, sizeof shard, INDEX_SHARD_DIR_FORMAT, 0);
+    if (!dre_file_exists_in(dir, INDEX_META_FILE) && dre_file_exists_in(dir, shard))
+        return dre_set_error(st,
+                             "%s: shard folders (%s, ...) but no manifest (%s): a sharded embed "
+                             "into it has not finished",
+                             dir, shard, INDEX_META_FILE);
     if (dre_path_join(path, sizeof path, dir, INDEX_CHECKPOINT_FILE) == DRE_OK &&
         access(path, F_OK) == 0) {
         char why[512];
@@ -77,17 +86,32 @@ static dre_status no_index_error(const char *dir, dre_status st) {
     return st;
 }
 
-dre_status dre_index_open(const char *index_dir, dre_index **out) {
-    if (!index_dir || !out)
-        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
-    *out = NULL;
+/* DRE_OK if dir is a folder. */
+static dre_status check_folder(const char *dir) {
     struct stat st_dir;
-    if (stat(index_dir, &st_dir) != 0)
-        return dre_set_error(DRE_ERR_IO, "%s: %s", index_dir, strerror(errno));
+    if (stat(dir, &st_dir) != 0) return dre_set_error(DRE_ERR_IO, "%s: %s", dir, strerror(errno));
     if (!S_ISDIR(st_dir.st_mode))
-        return dre_set_error(DRE_ERR_IO, "%s: not a folder (an index is a folder)", index_dir);
+        return dre_set_error(DRE_ERR_IO, "%s: not a folder (an index is a folder)", dir);
+    return DRE_OK;
+}
+
+dre_status dre_index_open_shards(const char *dir, int32_t first, int32_t n, dre_index **out) {
+    if (!dir || !out) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
+    *out = NULL;
+    DRE_TRY(check_folder(dir));
     dre_index *ix = calloc(1, sizeof *ix);
     if (!ix) return dre_set_error(DRE_ERR_NOMEM, "dre_index_open: out of memory");
+    dre_status st = dre_shards_open(dir, first, n, &ix->shards, &ix->info);
+    if (st != DRE_OK) {
+        free(ix);
+        return st;
+    }
+    *out = ix;
+    return DRE_OK;
+}
+
+/* One index folder into ix: its files opened and checked against each other. */
+static dre_status open_folder(const char *index_dir, dre_index *ix) {
     char path[PATH_MAX];
     char want[17], got[17];
     dre_status st = dre_index_meta_read_checksum(index_dir, &ix->info, want);
@@ -132,6 +156,18 @@ dre_status dre_index_open(const char *index_dir, dre_index **out) {
                           "%s: files disagree: meta.json says docs.sqlite has a BM25 table, but it "
                           "has none (docs_fts)",
                           index_dir);
+    return st;
+}
+
+dre_status dre_index_open(const char *index_dir, dre_index **out) {
+    if (!index_dir || !out)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_open: NULL argument");
+    *out = NULL;
+    DRE_TRY(check_folder(index_dir));
+    if (dre_shards_is_sharded(index_dir)) return dre_index_open_shards(index_dir, 0, -1, out);
+    dre_index *ix = calloc(1, sizeof *ix);
+    if (!ix) return dre_set_error(DRE_ERR_NOMEM, "dre_index_open: out of memory");
+    dre_status st = open_folder(index_dir, ix);
     if (st != DRE_OK) {
         dre_index_close(ix);
         return no_index_error(index_dir, st);
@@ -145,12 +181,19 @@ void dre_index_close(dre_index *index) {
     dre_vindex_free(index->vx);
     dre_rescore_close(index->rescore);
     dre_docstore_close(index->docs);
+    dre_shards_close(index->shards);
     free(index->chunk_doc);
     free(index->chunk_ord);
     free(index);
 }
 
 const dre_index_info *dre_index_get_info(const dre_index *index) { return &index->info; }
+
+const dre_index_info *dre_index_shard_info(const dre_index *index, int32_t i, const char **dir,
+                                           int64_t *first_row, int64_t *first_vector) {
+    if (!index || !index->shards) return NULL;
+    return dre_shards_shard_info(index->shards, i, dir, first_row, first_vector);
+}
 
 typedef struct scored_row {
     float score;
@@ -205,14 +248,22 @@ static dre_status search_rescored(dre_index *index, const float *queries, int64_
     return st;
 }
 
-/* dre_index_search with a rescore factor (< 0: the index's). */
-static dre_status search_factor(dre_index *index, const float *queries, int64_t n, int32_t k,
-                                int32_t factor, float *scores, int64_t *rows) {
+static dre_status check_search(const dre_index *index, const float *queries, int64_t n, int32_t k,
+                               const float *scores, const int64_t *rows) {
     if (!index || (n > 0 && (!queries || !scores || !rows)) || n < 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: bad argument");
     if (k < 1)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search: k = %d (must be >= 1)", k);
+    return DRE_OK;
+}
+
+/* dre_index_search with a rescore factor (< 0: the index's). */
+static dre_status search_factor(dre_index *index, const float *queries, int64_t n, int32_t k,
+                                int32_t factor, float *scores, int64_t *rows) {
+    DRE_TRY(check_search(index, queries, n, k, scores, rows));
     if (n == 0) return DRE_OK;
+    if (index->shards)
+        return dre_shards_search(index->shards, queries, n, k, NULL, 0, scores, rows);
     if (index->info.n_vectors == 0) {
         /* FAISS refuses some searches on empty indexes; the answer is simply "none". */
         for (int64_t i = 0; i < n * k; i++) {
@@ -222,8 +273,8 @@ static dre_status search_factor(dre_index *index, const float *queries, int64_t 
         return DRE_OK;
     }
     if (index->rescore)
-        return search_rescored(index, queries, n, k, factor >= 0 ? factor : index->info.rescore_factor,
-                               scores, rows);
+        return search_rescored(index, queries, n, k,
+                               factor >= 0 ? factor : index->info.rescore_factor, scores, rows);
     return dre_vindex_search(index->vx, queries, n, k, scores, rows);
 }
 
@@ -235,6 +286,11 @@ dre_status dre_index_search(dre_index *index, const float *queries, int64_t n, i
 dre_status dre_index_set_param(dre_index *index, const char *name, double value) {
     if (!index || !name)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_set_param: NULL argument");
+    if (index->shards) {
+        DRE_TRY(dre_shards_set_param(index->shards, name, value));
+        if (!strcmp(name, "rescore_factor")) index->info.rescore_factor = (int32_t)value;
+        return DRE_OK;
+    }
     if (!strcmp(name, "rescore_factor")) {
         if (!index->rescore)
             return dre_set_error(DRE_ERR_INVALID_ARG,
@@ -267,6 +323,11 @@ dre_status dre_index_search_with(dre_index *index, const float *queries, int64_t
     if (!index || n_params < 0 || n_params > DRE_SEARCH_MAX_PARAMS || (n_params > 0 && !params))
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_search_with: %d parameters (0..%d)",
                              n_params, DRE_SEARCH_MAX_PARAMS);
+    if (index->shards) { /* each shard sets, searches and puts back its own */
+        DRE_TRY(check_search(index, queries, n, k, scores, rows));
+        if (n == 0) return DRE_OK;
+        return dre_shards_search(index->shards, queries, n, k, params, n_params, scores, rows);
+    }
     double saved[DRE_SEARCH_MAX_PARAMS];
     int32_t n_set = 0, factor = -1;
     dre_status st = DRE_OK;
@@ -313,6 +374,7 @@ dre_status dre_index_doc(dre_index *index, int64_t row, dre_doc *doc) {
     if (row < 0 || row >= index->info.count)
         return dre_set_error(DRE_ERR_INVALID_ARG, "row %lld out of range (index has %lld)",
                              (long long)row, (long long)index->info.count);
+    if (index->shards) return dre_shards_doc(index->shards, row, doc);
     return dre_docstore_get(index->docs, row, doc);
 }
 
@@ -330,6 +392,7 @@ dre_status dre_index_vectors(dre_index *index, int64_t first, int64_t n, float *
                              (long long)first, (long long)(first + n),
                              (long long)(index ? index->info.n_vectors : 0));
     if (n == 0) return DRE_OK;
+    if (index->shards) return dre_shards_vectors(index->shards, index->info.dim, first, n, out);
     if (index->rescore) {
         dre_rescore_decode(index->rescore, first, n, out);
         return DRE_OK;
@@ -346,7 +409,27 @@ dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
         return dre_set_error(DRE_ERR_UNSUPPORTED,
                              "the index has no BM25 table: add one with `dre index add-bm25 DIR`");
     if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "dre_index_bm25_search: k = %d", k);
-    return dre_docstore_bm25_search(index->docs, query, strlen(query), k, rows, scores, n);
+    /* one path for both kinds: an index's own statistics (a sharded one's summed) */
+    bm25_stats stats;
+    DRE_TRY(dre_index_bm25_stats(index, query, &stats));
+    dre_status st = dre_index_bm25_search_stats(index, query, &stats, k, scores, rows, n);
+    dre_bm25_stats_free(&stats);
+    return st;
+}
+
+dre_status dre_index_bm25_stats(dre_index *index, const char *query, bm25_stats *stats) {
+    if (index->shards) return dre_shards_bm25_stats(index->shards, query, stats);
+    return dre_docstore_bm25_stats(index->docs, query, strlen(query), stats);
+}
+
+dre_status dre_index_bm25_search_stats(dre_index *index, const char *query, const bm25_stats *stats,
+                                       int32_t k, double *scores, int64_t *rows, int32_t *n) {
+    *n = 0;
+    if (k < 1) return dre_set_error(DRE_ERR_INVALID_ARG, "BM25 search: k = %d", k);
+    if (index->shards)
+        return dre_shards_bm25_search_stats(index->shards, query, stats, k, scores, rows, n);
+    return dre_docstore_bm25_search_stats(index->docs, query, strlen(query), stats, k, rows, scores,
+                                          n);
 }
 
 dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *doc_row,
@@ -356,11 +439,14 @@ dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *
     if (vector_row < 0 || vector_row >= index->info.n_vectors)
         return dre_set_error(DRE_ERR_INVALID_ARG, "vector row %lld out of range (index has %lld)",
                              (long long)vector_row, (long long)index->info.n_vectors);
+    if (index->shards) return dre_shards_chunk(index->shards, vector_row, doc_row, chunk);
     *doc_row = index->chunk_doc ? index->chunk_doc[vector_row] : vector_row;
     *chunk = index->chunk_ord ? index->chunk_ord[vector_row] : 0;
     return DRE_OK;
 }
 
 const float *dre_index_flat_vectors(const dre_index *index) {
+    /* a sharded index's vectors are in no one array: its searchers search with FAISS */
+    if (index->shards) return NULL;
     return index->rescore ? NULL : dre_vindex_flat_data(index->vx);
 }

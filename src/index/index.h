@@ -64,6 +64,14 @@ const float *dre_index_flat_vectors(const dre_index *index);
 dre_status dre_index_meta_write(const char *dir, const dre_index_info *info);
 dre_status dre_index_meta_read(const char *dir, dre_index_info *info);
 dre_status dre_index_meta_read_checksum(const char *dir, dre_index_info *info, char checksum[17]);
+/* The pieces, for the manifest of a sharded index (index/shards.c) too: meta.json's object of
+ * info (no checksum; NULL when out of memory), a JSON object written to path atomically, and
+ * meta.json's fields parsed from an object of a format up to max_format (checksum receives its
+ * "index_checksum", "" where it has none). */
+struct cJSON *dre_index_meta_object(const dre_index_info *info);
+dre_status dre_index_json_write(const char *path, const struct cJSON *root);
+dre_status dre_index_meta_parse(const struct cJSON *root, const char *path, int32_t max_format,
+                                dre_index_info *info, char checksum[17]);
 /* A 64-bit checksum of a file as 16 hex digits (see index/meta.c). */
 dre_status dre_index_file_checksum(const char *path, char hex[17]);
 

@@ -14,6 +14,7 @@
 #include "common/common.h"
 #include "common/fileio.h"
 #include "index/docstore.h"
+#include "index/shards.h"
 
 #define CHECKSUM_P1 0x9E3779B185EBCA87ull
 #define CHECKSUM_P2 0xC2B2AE3D27D4EB4Full
@@ -81,11 +82,9 @@ const char *dre_pooling_name(dre_pooling pooling) {
     return pooling == DRE_POOL_CLS ? "cls" : "mean";
 }
 
-dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
-    char path[PATH_MAX];
-    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_META_FILE));
+cJSON *dre_index_meta_object(const dre_index_info *info) {
     cJSON *root = cJSON_CreateObject();
-    if (!root) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    if (!root) return NULL;
     cJSON_AddNumberToObject(root, "format_version", info->format_version);
     cJSON_AddStringToObject(root, "model", info->model_name);
     cJSON_AddStringToObject(root, "weights_sha256", info->weights_sha256);
@@ -117,20 +116,11 @@ dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
             cJSON_AddStringToObject(bm25, "query", DOCSTORE_BM25_QUERY);
         }
     }
-    /* The checksum of the index.faiss beside it, when there is one (see dre_index_file_checksum).
-     */
-    char faiss_path[PATH_MAX], checksum[17];
-    DRE_TRY(dre_path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
-    if (access(faiss_path, F_OK) == 0) {
-        dre_status st = dre_index_file_checksum(faiss_path, checksum);
-        if (st != DRE_OK) {
-            cJSON_Delete(root);
-            return st;
-        }
-        cJSON_AddStringToObject(root, "index_checksum", checksum);
-    }
+    return root;
+}
+
+dre_status dre_index_json_write(const char *path, const cJSON *root) {
     char *text = cJSON_Print(root);
-    cJSON_Delete(root);
     if (!text) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
     size_t len = strlen(text);
     char *with_newline = realloc(text, len + 2);
@@ -142,6 +132,25 @@ dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
     with_newline[len + 1] = '\0';
     dre_status st = dre_write_file_atomic(path, with_newline, len + 1);
     free(with_newline);
+    return st;
+}
+
+dre_status dre_index_meta_write(const char *dir, const dre_index_info *info) {
+    char path[PATH_MAX], faiss_path[PATH_MAX], checksum[17];
+    DRE_TRY(dre_path_join(path, sizeof path, dir, INDEX_META_FILE));
+    DRE_TRY(dre_path_join(faiss_path, sizeof faiss_path, dir, INDEX_FAISS_FILE));
+    cJSON *root = dre_index_meta_object(info);
+    if (!root) return dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    /* The checksum of the index.faiss beside it, when there is one (see dre_index_file_checksum).
+     */
+    dre_status st = DRE_OK;
+    if (access(faiss_path, F_OK) == 0) {
+        st = dre_index_file_checksum(faiss_path, checksum);
+        if (st == DRE_OK && !cJSON_AddStringToObject(root, "index_checksum", checksum))
+            st = dre_set_error(DRE_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (st == DRE_OK) st = dre_index_json_write(path, root);
+    cJSON_Delete(root);
     return st;
 }
 
@@ -164,18 +173,22 @@ static dre_status meta_number(const cJSON *root, const char *path, const char *k
     return DRE_OK;
 }
 
-/* checksum receives meta.json's "index_checksum", "" where it has none (older folders). */
-static dre_status meta_parse(const cJSON *root, const char *path, dre_index_info *info,
-                             char checksum[17]) {
+dre_status dre_index_meta_parse(const cJSON *root, const char *path, int32_t max_format,
+                                dre_index_info *info, char checksum[17]) {
     if (!cJSON_IsObject(root)) return dre_set_error(DRE_ERR_FORMAT, "%s: not a JSON object", path);
     double v = 0;
     DRE_TRY(meta_number(root, path, "format_version", &v));
     info->format_version = (int32_t)v;
-    if (info->format_version < 1 || info->format_version > INDEX_FORMAT_VERSION)
+    if (info->format_version == INDEX_FORMAT_SHARDED && max_format < INDEX_FORMAT_SHARDED)
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
+                             "%s: the manifest of a sharded index (its shards are the shard-* "
+                             "folders beside it), not one index folder's meta.json",
+                             path);
+    if (info->format_version < 1 || info->format_version > max_format)
         return dre_set_error(
             DRE_ERR_UNSUPPORTED,
             "%s: format_version %d (this dre reads up to %d; a newer dre wrote it?)", path,
-            info->format_version, INDEX_FORMAT_VERSION);
+            info->format_version, max_format);
     DRE_TRY(meta_string(root, path, "model", info->model_name, sizeof info->model_name));
     DRE_TRY(meta_string(root, path, "weights_sha256", info->weights_sha256,
                         sizeof info->weights_sha256));
@@ -280,7 +293,7 @@ dre_status dre_index_meta_read_checksum(const char *dir, dre_index_info *info, c
         st = dre_set_error(DRE_ERR_FORMAT, "%s: malformed JSON at byte %zu", path,
                            end && end >= text ? (size_t)(end - text) : 0);
     else
-        st = meta_parse(root, path, info, checksum);
+        st = dre_index_meta_parse(root, path, INDEX_FORMAT_VERSION, info, checksum);
     cJSON_Delete(root);
     free(text);
     return st;

@@ -74,9 +74,8 @@ dre_status dre_index_open_shards(const char *dir, int32_t first, int32_t n, dre_
  * index, wherever they are open, for answers equal to the unsharded index's). Release stats
  * with dre_bm25_stats_free. */
 dre_status dre_index_bm25_stats(dre_index *index, const char *query, bm25_stats *stats);
-dre_status dre_index_bm25_search_stats(dre_index *index, const char *query,
-                                       const bm25_stats *stats, int32_t k, double *scores,
-                                       int64_t *rows, int32_t *n);
+dre_status dre_index_bm25_search_stats(dre_index *index, const char *query, const bm25_stats *stats,
+                                       int32_t k, double *scores, int64_t *rows, int32_t *n);
 
 /* index/shards.c's side of the dre_index_* calls (arguments checked by the caller). */
 dre_status dre_shards_open(const char *dir, int32_t first, int32_t n, shard_set **out,
@@ -91,9 +90,8 @@ dre_status dre_shards_vectors(shard_set *set, int32_t dim, int64_t first, int64_
 dre_status dre_shards_chunk(const shard_set *set, int64_t vector_row, int64_t *doc_row,
                             int32_t *chunk);
 dre_status dre_shards_bm25_stats(shard_set *set, const char *query, bm25_stats *stats);
-dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query,
-                                        const bm25_stats *stats, int32_t k, double *scores,
-                                        int64_t *rows, int32_t *n);
+dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const bm25_stats *stats,
+                                        int32_t k, double *scores, int64_t *rows, int32_t *n);
 const dre_index_info *dre_shards_shard_info(const shard_set *set, int32_t i, const char **dir,
                                             int64_t *first_row, int64_t *first_vector);
 

@@ -1,5 +1,5 @@
 /* cmd_info.c — `dre info INDEX`: what an index folder holds: documents, model, pooling,
- * FAISS factory, file sizes. */
+ * FAISS factory, file sizes, and a sharded index's shards. */
 #define _POSIX_C_SOURCE 200809L
 #include <string.h>
 #include <sys/stat.h>
@@ -11,17 +11,34 @@ static void usage(FILE *f) {
             "usage: dre info [--json] [--index] INDEX\n"
             "\n"
             "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
-            "weights hash, vector dimension, pooling, FAISS factory, BM25, prompts, file sizes.\n"
+            "weights hash, vector dimension, pooling, FAISS factory, BM25, prompts, file sizes;\n"
+            "of a sharded index, its shards too (file sizes are their sums).\n"
             "\n"
             "  --json      one JSON object\n"
             "  -h, --help  this help\n");
 }
 
-static long long file_size(const char *dir, const char *name) {
+static long long file_size_in(const char *dir, const char *name) {
     char path[4096];
     struct stat st;
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return -1;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* The size of an index's file: a sharded index's, summed over its shards. */
+static long long file_size(const dre_index *index, const char *dir, const char *name) {
+    const int32_t n_shards = dre_index_get_info(index)->n_shards;
+    if (n_shards == 0) return file_size_in(dir, name);
+    long long sum = 0;
+    for (int32_t i = 0; i < n_shards; i++) {
+        const char *shard_dir = NULL;
+        long long size = -1;
+        if (dre_index_shard_info(index, i, &shard_dir, NULL, NULL))
+            size = file_size_in(shard_dir, name);
+        if (size < 0) return -1;
+        sum += size;
+    }
+    return sum;
 }
 
 /* Prints s as a JSON string. */
@@ -36,6 +53,27 @@ static void json_string(const char *s) {
             putchar(*p);
     }
     putchar('"');
+}
+
+/* The shards of a sharded index: one line each, or a JSON list. */
+static void print_shards(const dre_index *index, int json) {
+    const int32_t n_shards = dre_index_get_info(index)->n_shards;
+    if (json) printf(", \"n_shards\": %d, \"shards\": [", n_shards);
+    for (int32_t i = 0; i < n_shards; i++) {
+        const char *dir = NULL;
+        int64_t first_row = 0, first_vector = 0;
+        const dre_index_info *s = dre_index_shard_info(index, i, &dir, &first_row, &first_vector);
+        if (!s) continue;
+        if (json) {
+            printf("%s{\"dir\": ", i ? ", " : "");
+            json_string(dir);
+            printf(", \"count\": %lld, \"n_vectors\": %lld, \"first_row\": %lld}",
+                   (long long)s->count, (long long)s->n_vectors, (long long)first_row);
+        } else
+            printf("shard %-6d %s: %lld documents from row %lld\n", i, dir, (long long)s->count,
+                   (long long)first_row);
+    }
+    if (json) printf("]");
 }
 
 int cmd_info(int argc, char **argv) {
@@ -63,12 +101,12 @@ int cmd_info(int argc, char **argv) {
     if (st != DRE_OK) return cli_fail("info", st);
     const dre_index_info *info = dre_index_get_info(index);
     const char *pooling = info->pooling == DRE_POOL_CLS ? "cls" : "mean";
-    long long faiss_bytes = file_size(dir, "index.faiss");
-    long long docs_bytes = file_size(dir, "docs.sqlite");
+    long long faiss_bytes = file_size(index, dir, "index.faiss");
+    long long docs_bytes = file_size(index, dir, "docs.sqlite");
     const char *rescore_file = info->rescore == DRE_RESCORE_INT8   ? "vectors.i8"
                                : info->rescore == DRE_RESCORE_FP32 ? "vectors.f32"
                                                                    : NULL;
-    long long rescore_bytes = rescore_file ? file_size(dir, rescore_file) : 0;
+    long long rescore_bytes = rescore_file ? file_size(index, dir, rescore_file) : 0;
     if (json) {
         printf("{\"index\": ");
         json_string(dir);
@@ -88,11 +126,14 @@ int cmd_info(int argc, char **argv) {
         printf(", \"quantize\": \"%s\", \"rescore\": \"%s\", \"rescore_factor\": %d",
                dre_quantize_name(info->quantize), dre_rescore_name(info->rescore),
                info->rescore_factor);
+        print_shards(index, 1);
         printf(", \"index_bytes\": %lld, \"docs_bytes\": %lld, \"rescore_bytes\": %lld}\n",
                faiss_bytes, docs_bytes, rescore_bytes);
     } else {
         printf("index        %s\n", dir);
         printf("documents    %lld\n", (long long)info->count);
+        if (info->n_shards > 0) printf("shards       %d\n", info->n_shards);
+        print_shards(index, 0);
         if (info->chunk_tokens > 0)
             printf("vectors      %lld chunks of up to %d tokens, %d shared\n",
                    (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
