@@ -489,6 +489,12 @@ DRE_API dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, i
 DRE_API dre_status dre_index_bm25_search(dre_index *index, const char *query, int32_t k,
                                          double *scores, int64_t *rows, int32_t *n);
 
+/* Folds a sharded index (mpirun dre embed) into one ordinary index folder out_dir (created
+ * if needed; it must hold no index), as one process would have written it: IVF shards, which
+ * share one trained quantizer, list by list; Flat shards vector by vector; documents and BM25
+ * alike. DRE_ERR_UNSUPPORTED for other kinds (search the sharded folder as it is). */
+DRE_API dre_status dre_index_merge(const char *sharded_dir, const char *out_dir);
+
 /* Adds a BM25 table to an index folder made without one (dre embed --no-bm25, or an older
  * dre): docs.sqlite is copied, indexed and renamed into place, then meta.json updated.
  * Takes the folder's lock; a no-op if the index has one already. */
@@ -576,6 +582,40 @@ DRE_API int dre_server_port(const dre_server *srv);
 /* Stops accepting connections, finishes the requests in flight (waiting at most
  * timeout_ms), then closes. */
 DRE_API void dre_server_close(dre_server *srv, int32_t timeout_ms);
+
+/* ---------------------------------------------------------------- many processes (MPI)
+ * libdre_dist, over Open MPI: `mpirun -np N dre ...` runs one process (rank) per GPU or per
+ * share of the cores, each on its own part of the work. A process not started by mpirun
+ * never initialises MPI. The calls marked collective must be made by every rank. */
+
+/* 1 if mpirun (or another MPI launcher) started this process: its environment says so. */
+DRE_API int dre_dist_launched(void);
+/* Initialises MPI (threads: one at a time) and, for this rank, picks its GPU (local rank
+ * modulo the node's GPUs, through CUDA_VISIBLE_DEVICES, before CUDA starts) and its share
+ * of the node's cores (OpenMP threads, unless OMP_NUM_THREADS is set). Collective. */
+DRE_API dre_status dre_dist_init(int *argc, char ***argv);
+DRE_API int dre_dist_rank(void); /* 0 without MPI */
+DRE_API int dre_dist_size(void); /* 1 without MPI */
+/* This rank's share of the node's cores (all of them without MPI). */
+DRE_API int dre_dist_threads(void);
+/* Whether the error just returned by a collective call is the same on every rank (rank 0
+ * reports it) or this rank's own (this rank reports it, then stops the job with
+ * dre_dist_abort). */
+DRE_API int dre_dist_error_shared(void);
+/* Stops every rank of the job: after a rank's own failure. */
+DRE_API void dre_dist_abort(int code);
+DRE_API void dre_dist_finalize(void);
+
+/* dre_embed across the ranks (collective): the corpus is cut into N line-aligned byte ranges
+ * of near-equal size, rank r embeds range r into index_dir/shard-0000r (its own staging and
+ * checkpoints: opts->resume continues each rank where it stopped), and rank 0 writes the
+ * sharded index's manifest (index_dir/meta.json) once every rank has finished and no id is
+ * in two shards. An index that needs training (IVF, PQ...) is trained once, by rank 0, on
+ * the same vectors a one-process embed trains on (the corpus's first ones), and shared by
+ * every shard. summary (rank 0: the whole job's; other ranks: their own) as dre_embed's. */
+DRE_API dre_status dre_embed_sharded(const char *model_dir, const char *corpus_path,
+                                     const char *index_dir, const dre_embed_options *opts,
+                                     dre_embed_summary *summary);
 
 /* ================================================================ the lower level
  * The pieces the calls above are made of, for callers who tokenize, encode or search on

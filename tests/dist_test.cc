@@ -172,6 +172,17 @@ index_dump dump_shards(const std::string &dir, int n_shards) {
     return all;
 }
 
+// Two outputs line for line; a difference shows its first differing line alone.
+void expect_same_lines(const std::string &got, const std::string &want, const std::string &what) {
+    std::vector<std::string> g = lines_of(got), w = lines_of(want);
+    for (size_t i = 0; i < g.size() && i < w.size(); i++)
+        if (g[i] != w[i]) {
+            ADD_FAILURE() << what << ": line " << i + 1 << " is\n  " << g[i] << "\nnot\n  " << w[i];
+            return;
+        }
+    EXPECT_EQ(g.size(), w.size()) << what << ": the outputs' lengths differ";
+}
+
 void expect_same(const index_dump &got, const index_dump &want, const std::string &what) {
     ASSERT_TRUE(got.opened && want.opened) << what;
     EXPECT_EQ(got.count, want.count) << what;
@@ -293,14 +304,15 @@ TEST(DistEmbed, FinishedFolder) {
 // --resume with the same np finishes it, and the shards equal an uninterrupted run's.
 TEST(DistEmbed, KillOneRankThenResume) {
     std::string dir = g_root + "/killed";
-    std::vector<std::string> more = {"--checkpoint-every", "50"};
+    // small batches and frequent checkpoints: rank 1 is still embedding when it is killed
+    std::vector<std::string> more = {"--checkpoint-every", "20", "--batch-tokens", "512"};
     pid_t pid = spawn(command(3, embed_args(make_corpus(), dir, more)), "killed");
     // wait until rank 1 has checkpointed, then kill it
     std::string checkpoint = dir + "/shard-00001/embed-checkpoint.json";
     pid_t victim = -1;
     for (int i = 0; i < 3000 && victim < 0; i++) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        if (checkpoint_count(dir + "/shard-00001") < 50) continue;
+        if (checkpoint_count(dir + "/shard-00001") < 40) continue;
         // rank 1: the dre process whose environment says so
         DIR *proc = opendir("/proc");
         for (struct dirent *e; proc && (e = readdir(proc));) {
@@ -314,6 +326,7 @@ TEST(DistEmbed, KillOneRankThenResume) {
     }
     ASSERT_GT(victim, 0) << "rank 1 never checkpointed";
     ASSERT_EQ(kill(victim, SIGKILL), 0);
+    EXPECT_TRUE(exists(checkpoint)) << "rank 1 had finished: the kill tests nothing";
     outcome killed = wait_for(pid, "killed");
     EXPECT_NE(killed.exit_code, 0) << killed;
     EXPECT_TRUE(has(killed.err, "rank 1")) << killed;
@@ -334,6 +347,93 @@ TEST(DistEmbed, KillOneRankThenResume) {
         snprintf(name, sizeof name, "/shard-%05d", s);
         expect_same(dump(dir + name), dump(clean + name), std::string("resumed ") + name);
     }
+}
+
+// An IVF index: trained once by rank 0 on the corpus's first vectors (here all of them, as one
+// process trains), shared by the shards. Searched at a fixed nprobe, the shards fanned out and
+// the shards merged into one index (dre index merge) answer as the one-process IVF index does,
+// and the merged index holds the same vectors, lists and documents.
+TEST(DistEmbed, IvfShardsShareTheirTrainingAndMerge) {
+    std::vector<std::string> ivf = {"--factory", "IVF16,Flat"};
+    std::string one = g_root + "/ivf-one", dir = g_root + "/ivf-sharded", merged = g_root + "/ivf-merged";
+    outcome r1 = run(0, embed_args(make_corpus(), one, ivf));
+    ASSERT_EQ(r1.exit_code, 0) << r1;
+    outcome r3 = run(3, embed_args(make_corpus(), dir, ivf));
+    ASSERT_EQ(r3.exit_code, 0) << r3;
+    EXPECT_FALSE(exists(dir + "/trained.faiss")) << "left behind";
+    outcome m = run(0, {"index", "merge", dir, merged});
+    ASSERT_EQ(m.exit_code, 0) << m;
+    expect_same(dump(merged), dump(one), "merged IVF shards");
+    expect_same(dump(dir), dump(one), "IVF shards");
+    std::string queries = kSource + "/tests/data/scifact/queries.jsonl";
+    for (const char *nprobe : {"nprobe=1", "nprobe=4"}) {
+        std::vector<std::string> args = {"search", "--model", kTiny, "--device", "cpu", "--mode",
+                                         "dense", "-k", "20", "--queries", queries, "--param",
+                                         nprobe, "--index"};
+        auto with = [&](const std::string &index) {
+            std::vector<std::string> a = args;
+            a.push_back(index);
+            return a;
+        };
+        outcome want = run(0, with(one)), fanned = run(0, with(dir)), folded = run(0, with(merged));
+        ASSERT_EQ(want.exit_code, 0) << want;
+        EXPECT_GT(lines_of(want.out).size(), 1000u);
+        expect_same_lines(fanned.out, want.out, std::string(nprobe) + ", the shards");
+        expect_same_lines(folded.out, want.out, std::string(nprobe) + ", the merged index");
+    }
+    // nprobe matters here (else the comparison above proves little)
+    outcome p1 = run(0, {"search", "--model", kTiny, "--device", "cpu", "--mode", "dense", "-k",
+                         "20", "--queries", queries, "--param", "nprobe=1", "--index", one});
+    outcome p16 = run(0, {"search", "--model", kTiny, "--device", "cpu", "--mode", "dense", "-k",
+                          "20", "--queries", queries, "--param", "nprobe=16", "--index", one});
+    EXPECT_NE(p1.out, p16.out);
+    // IVF shards trained apart do not merge
+    std::string apart = g_root + "/ivf-apart";
+    fs::create_directories(apart);
+    fs::copy(dir, apart, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    std::string half = g_root + "/half.jsonl";
+    std::vector<std::string> lines = lines_of(read_text(make_corpus()));
+    std::string text;
+    for (size_t i = 700; i < lines.size(); i++) text += lines[i] + "\n";
+    write_text(half, text);
+    fs::remove_all(apart + "/shard-00002");
+    ASSERT_EQ(run(0, embed_args(half, apart + "/shard-00002", ivf)).exit_code, 0);
+    outcome bad = run(0, {"index", "merge", apart, g_root + "/ivf-apart-merged"});
+    EXPECT_EQ(bad.exit_code, 1) << bad;
+    EXPECT_TRUE(has(bad.err, "coarse quantizer")) << bad;
+}
+
+// Dense, BM25 and hybrid search, and dre eval, over a Flat index's shards equal the
+// one-process index's, line for line (ids, order, scores as printed).
+TEST(DistSearch, ShardedAnswersEqualOneProcess) {
+    std::string dir = g_root + "/sharded-3";
+    if (!exists(dir + "/meta.json")) ASSERT_EQ(run(3, embed_args(make_corpus(), dir)).exit_code, 0);
+    std::string queries = kSource + "/tests/data/scifact/queries.jsonl";
+    for (const char *mode : {"dense", "bm25", "hybrid"}) {
+        for (const char *fusion : {"convex", "rrf"}) {
+            if (strcmp(mode, "hybrid") && strcmp(fusion, "convex")) continue;
+            std::vector<std::string> args = {"search", "--model", kTiny, "--device", "cpu",
+                                             "--mode", mode, "--fusion", fusion, "-k", "10",
+                                             "--queries", queries, "--index"};
+            std::vector<std::string> a1 = args, a3 = args;
+            a1.push_back(one_process_index());
+            a3.push_back(dir);
+            outcome want = run(0, a1), got = run(0, a3);
+            ASSERT_EQ(want.exit_code, 0) << want;
+            EXPECT_GT(lines_of(want.out).size(), 1000u) << mode;
+            expect_same_lines(got.out, want.out, std::string(mode) + " " + fusion);
+        }
+    }
+    std::vector<std::string> eval = {"eval", "--model", kTiny, "--device", "cpu", "--queries",
+                                     queries, "--qrels", kSource + "/tests/data/scifact/qrels.tsv",
+                                     "--index"};
+    std::vector<std::string> e1 = eval, e3 = eval;
+    e1.push_back(one_process_index());
+    e3.push_back(dir);
+    outcome want = run(0, e1), got = run(0, e3);
+    ASSERT_EQ(want.exit_code, 0) << want;
+    EXPECT_TRUE(has(want.out, "ndcg") || has(want.out, "nDCG")) << want.out;
+    expect_same_lines(got.out, want.out, "eval");
 }
 
 // Options a sharded embed cannot honour are refused by rank 0, once.

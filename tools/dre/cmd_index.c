@@ -1,5 +1,5 @@
-/* cmd_index.c — `dre index add-bm25 INDEX` and `dre index import`: work on index folders
- * other than embedding into them. */
+/* cmd_index.c — `dre index add-bm25 INDEX`, `dre index import` and `dre index merge`: work on
+ * index folders other than embedding into them. */
 #define _POSIX_C_SOURCE 200809L
 #include <string.h>
 
@@ -9,6 +9,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: dre index add-bm25 [--index] INDEX\n"
             "       dre index import --vectors X.npy --docs DOCS --index INDEX [options]\n"
+            "       dre index merge SHARDED OUT\n"
             "\n"
             "add-bm25   adds a BM25 table (an SQLite FTS5 index of titles and texts) to an\n"
             "           index folder made without one (`dre embed --no-bm25`, or an older\n"
@@ -32,6 +33,12 @@ static void usage(FILE *f) {
             "  --format F             jsonl, tsv or lines (default: by extension)\n"
             "  --id-field, --title-field, --text-field NAME   JSONL field names\n"
             "  --no-bm25              no BM25 table\n"
+            "\n"
+            "merge      folds the sharded index SHARDED (made by mpirun dre embed) into one\n"
+            "           index folder OUT, as one process would have written it: IVF shards\n"
+            "           (trained as one) list by list, Flat shards vector by vector, the\n"
+            "           documents and the BM25 table alike. Other kinds stay sharded (dre\n"
+            "           search, eval and serve read a sharded folder as it is).\n"
             "\n"
             "  -h, --help  this help\n");
 }
@@ -120,13 +127,37 @@ static int import(int argc, char **argv) {
     return 0;
 }
 
+static int merge(int argc, char **argv) {
+    const char *dirs[2] = {NULL, NULL};
+    int n = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return cli_usage_error("index", "unknown option '%s'", argv[i]);
+        } else if (n < 2) {
+            dirs[n++] = argv[i];
+        } else {
+            return cli_usage_error("index", "merge takes SHARDED and OUT, nothing more");
+        }
+    }
+    if (n < 2) return cli_usage_error("index", "merge needs a SHARDED index and an OUT folder");
+    dre_status st = dre_index_merge(dirs[0], dirs[1]);
+    if (st != DRE_OK) return cli_fail("index", st);
+    fprintf(stderr, "%s: the shards of %s, merged into one index\n", dirs[1], dirs[0]);
+    return 0;
+}
+
 int cmd_index(int argc, char **argv) {
-    if (argc < 2) return cli_usage_error("index", "needs a subcommand: add-bm25 or import");
+    if (argc < 2) return cli_usage_error("index", "needs a subcommand: add-bm25, import or merge");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "add-bm25")) return add_bm25(argc, argv);
     if (!strcmp(argv[1], "import")) return import(argc, argv);
-    return cli_usage_error("index", "unknown subcommand '%s' (known: add-bm25, import)", argv[1]);
+    if (!strcmp(argv[1], "merge")) return merge(argc, argv);
+    return cli_usage_error("index", "unknown subcommand '%s' (known: add-bm25, import, merge)",
+                           argv[1]);
 }

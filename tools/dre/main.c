@@ -19,7 +19,7 @@ static const struct {
     {"eval", cmd_eval, "nDCG@10, Recall@10/100, MRR@10 from BEIR queries and qrels"},
     {"serve", cmd_serve, "serve an index over HTTP (OpenAI embeddings API, /search)"},
     {"info", cmd_info, "describe an index folder"},
-    {"index", cmd_index, "work on index folders: add-bm25, import (vectors made elsewhere)"},
+    {"index", cmd_index, "work on index folders: add-bm25, import (vectors made elsewhere), merge"},
     {"export", cmd_export, "write an index's embeddings to .npy"},
     {"bench", cmd_bench, "benchmark the tokenizer, kernels and encoder"},
 };
