@@ -185,6 +185,49 @@ TEST_F(IndexTest, FlatIsExactAndScoresAreInnerProducts) {
     dre_index_close(ix);
 }
 
+// A Flat search gives a query the same ids, order and scores, bit for bit, alone or in a batch
+// large enough for FAISS's BLAS path (20 queries or more), whose sums depend on the batch.
+TEST_F(IndexTest, FlatAnswersAQueryAloneAsInABatch) {
+    build("Flat");
+    dre_index *ix = nullptr;
+    ASSERT_EQ(dre_index_open(dir.c_str(), &ix), DRE_OK) << dre_last_error();
+    const int n = kQueries;
+    ASSERT_GE(n, 20);
+    std::vector<float> batch_scores((size_t)n * kK), one_scores(kK);
+    std::vector<int64_t> batch_rows((size_t)n * kK), one_rows(kK);
+    ASSERT_EQ(dre_index_search(ix, queries.data(), n, kK, batch_scores.data(), batch_rows.data()),
+              DRE_OK);
+    int differs_in_faiss = 0;
+    for (int q = 0; q < n; q++) {
+        ASSERT_EQ(dre_index_search(ix, queries.data() + q * kDim, 1, kK, one_scores.data(),
+                                   one_rows.data()),
+                  DRE_OK);
+        for (int i = 0; i < kK; i++) {
+            EXPECT_EQ(batch_rows[q * kK + i], one_rows[i]) << "query " << q << " rank " << i;
+            EXPECT_EQ(memcmp(&batch_scores[q * kK + i], &one_scores[i], sizeof(float)), 0)
+                << "query " << q << " rank " << i << ": " << batch_scores[q * kK + i] << " vs "
+                << one_scores[i];
+        }
+    }
+    // FAISS's own batch scores do differ somewhere (else this test would prove nothing)
+    FaissIndex *raw = nullptr;
+    ASSERT_EQ(dre_index_faiss_read((dir + "/" INDEX_FAISS_FILE).c_str(), &raw), DRE_OK);
+    std::vector<float> raw_scores((size_t)n * kK);
+    std::vector<faiss_idx_t> raw_rows((size_t)n * kK);
+    ASSERT_EQ(faiss_Index_search(raw, n, queries.data(), kK, raw_scores.data(), raw_rows.data()), 0);
+    for (int q = 0; q < n; q++) {
+        ASSERT_EQ(dre_index_search(ix, queries.data() + q * kDim, 1, kK, one_scores.data(),
+                                   one_rows.data()),
+                  DRE_OK);
+        for (int i = 0; i < kK; i++)
+            differs_in_faiss += raw_rows[q * kK + i] == one_rows[i] &&
+                                raw_scores[q * kK + i] != one_scores[i];
+    }
+    EXPECT_GT(differs_in_faiss, 0);
+    faiss_Index_free(raw);
+    dre_index_close(ix);
+}
+
 TEST_F(IndexTest, KLargerThanTheIndexPadsWithMinusOne) {
     build("Flat");
     dre_index *ix = nullptr;

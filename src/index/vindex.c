@@ -4,6 +4,7 @@
 #include "index/vindex.h"
 
 #include <errno.h>
+#include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_io_c.h>
 #include <limits.h>
@@ -217,9 +218,63 @@ dre_status dre_vindex_add(vindex *v, int64_t n, const float *x) {
     return packed_blocks(v, n, x, binary_add, "adding vectors to the binary index");
 }
 
+/* FAISS's IndexFlat searches 20 or more queries at once with BLAS (its
+ * distance_compute_blas_threshold), whose sums depend on where a vector sits in the
+ * matrix product's blocks: the same vector scores a last bit differently in a batch than
+ * alone, or in a shard than in the whole index. The candidates are therefore scored again
+ * each on its own (compute_distance_subset: the per-vector inner product FAISS uses below
+ * that threshold) and put in order, best first, equal scores by row; a margin of extra
+ * candidates keeps the near-ties at the k-th place. So a Flat search gives the same ids,
+ * order and scores for a query alone or in a batch, and over shards or the whole index. */
+#define FLAT_BLAS_QUERIES 20
+#define FLAT_MARGIN 32
+
+typedef struct scored {
+    float score;
+    int64_t row;
+} scored;
+
+static int best_first(const void *pa, const void *pb) {
+    const scored *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n, int32_t k,
+                              float *scores, int64_t *rows) {
+    int64_t total = faiss_Index_ntotal(flat);
+    int64_t kk = n >= FLAT_BLAS_QUERIES ? (int64_t)k + (k > FLAT_MARGIN ? k : FLAT_MARGIN) : k;
+    if (kk > total) kk = total;
+    if (kk < 1) kk = 1;
+    float *s = malloc((size_t)n * (size_t)kk * sizeof *s);
+    int64_t *r = malloc((size_t)n * (size_t)kk * sizeof *r);
+    scored *list = malloc((size_t)kk * sizeof *list);
+    dre_status st = s && r && list ? DRE_OK : dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
+    if (st == DRE_OK && faiss_Index_search(flat, n, queries, kk, s, r) != 0)
+        st = dre_index_faiss_error("search");
+    if (st == DRE_OK && n >= FLAT_BLAS_QUERIES && total > 0 &&
+        faiss_IndexFlat_compute_distance_subset(flat, n, queries, kk, s, r) != 0)
+        st = dre_index_faiss_error("search: scoring the candidates");
+    for (int64_t q = 0; st == DRE_OK && q < n; q++) {
+        int64_t m = 0;
+        for (int64_t j = 0; j < kk; j++)
+            if (r[q * kk + j] >= 0) list[m++] = (scored){s[q * kk + j], r[q * kk + j]};
+        qsort(list, (size_t)m, sizeof *list, best_first);
+        for (int64_t j = 0; j < k; j++) {
+            scores[q * k + j] = j < m ? list[j].score : -INFINITY;
+            rows[q * k + j] = j < m ? list[j].row : -1;
+        }
+    }
+    free(s);
+    free(r);
+    free(list);
+    return st;
+}
+
 dre_status dre_vindex_search(const vindex *v, const float *queries, int64_t n, int32_t k,
                              float *scores, int64_t *rows) {
     if (v->flt) {
+        if (faiss_IndexFlat_cast(v->flt)) return search_flat(v->flt, queries, n, k, scores, rows);
         if (faiss_Index_search(v->flt, n, queries, k, scores, rows) != 0)
             return dre_index_faiss_error("search");
         return DRE_OK;
