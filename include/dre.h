@@ -617,6 +617,16 @@ DRE_API dre_status dre_embed_sharded(const char *model_dir, const char *corpus_p
                                      const char *index_dir, const dre_embed_options *opts,
                                      dre_embed_summary *summary);
 
+/* dre serve across the ranks (collective; index_dir a sharded index): each rank opens its run
+ * of the shards. On rank 0, *out is a searcher (the model and encoder are rank 0's) whose
+ * searches ask the other ranks for their shards, answers equal to one process's. On every
+ * other rank the call answers rank 0's requests and returns (*out NULL) once rank 0 calls
+ * dre_dist_searcher_close, which closes the searcher and releases the ranks. */
+DRE_API dre_status dre_dist_searcher_open(const char *index_dir, const char *model_dir,
+                                          dre_device device, dre_precision precision,
+                                          dre_searcher **out);
+DRE_API void dre_dist_searcher_close(dre_searcher *s);
+
 /* ================================================================ the lower level
  * The pieces the calls above are made of, for callers who tokenize, encode or search on
  * their own. */

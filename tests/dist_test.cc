@@ -6,6 +6,8 @@
 // (tests/fixtures/tiny-bert-cls) keeps it quick.
 #include <gtest/gtest.h>
 
+#include <curl/curl.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -434,6 +436,118 @@ TEST(DistSearch, ShardedAnswersEqualOneProcess) {
     ASSERT_EQ(want.exit_code, 0) << want;
     EXPECT_TRUE(has(want.out, "ndcg") || has(want.out, "nDCG")) << want.out;
     expect_same_lines(got.out, want.out, "eval");
+}
+
+// ---------------------------------------------------------------- serve
+
+size_t append_body(char *data, size_t size, size_t n, void *out) {
+    static_cast<std::string *>(out)->append(data, size * n);
+    return size * n;
+}
+
+// POSTs body to the service on port; the status and the body of the answer.
+std::pair<long, std::string> post(int port, const std::string &path, const std::string &body) {
+    std::string out;
+    long code = 0;
+    CURL *c = curl_easy_init();
+    std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return {code, out};
+}
+
+// Waits until the service on port answers (or gives up after a minute).
+bool wait_until_up(int port) {
+    for (int i = 0; i < 600; i++) {
+        std::string out;
+        CURL *c = curl_easy_init();
+        std::string url = "http://127.0.0.1:" + std::to_string(port) + "/health";
+        curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+        bool up = curl_easy_perform(c) == CURLE_OK;
+        curl_easy_cleanup(c);
+        if (up) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+}
+
+pid_t mpirun_pid_of(pid_t timeout_pid) {
+    // the timeout wrapper's child is mpirun
+    for (int i = 0; i < 100; i++) {
+        std::string children =
+            read_text("/proc/" + std::to_string(timeout_pid) + "/task/" +
+                      std::to_string(timeout_pid) + "/children");
+        if (!children.empty()) return atoi(children.c_str());
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+}
+
+// mpirun -np 3 dre serve over a sharded index answers /search as one-process dre serve over the
+// unsharded index does, byte for byte, in every mode (one query and several at once); SIGUSR1
+// to mpirun stops every rank after the requests in flight, exit 0; SIGTERM (which Open MPI
+// answers by ending the job) still lets rank 0 finish and every rank stop.
+TEST(DistServe, ShardsOverRanksAnswerAsOneProcess) {
+    std::string dir = g_root + "/sharded-3";
+    if (!exists(dir + "/meta.json")) ASSERT_EQ(run(3, embed_args(make_corpus(), dir)).exit_code, 0);
+    const int one_port = 18731, dist_port = 18732;
+    std::vector<std::string> serve = {"serve", "--model", kTiny, "--device", "cpu", "--port"};
+    std::vector<std::string> a1 = serve, a3 = serve;
+    a1.insert(a1.end(), {std::to_string(one_port), "--index", one_process_index()});
+    a3.insert(a3.end(), {std::to_string(dist_port), "--index", dir});
+    pid_t one = spawn(command(0, a1), "serve-one");
+    pid_t dist = spawn(command(3, a3), "serve-dist");
+    ASSERT_TRUE(wait_until_up(one_port));
+    ASSERT_TRUE(wait_until_up(dist_port)) << read_text(g_root + "/serve-dist.err");
+    const char *bodies[] = {
+        R"({"query": "stem cells in the bone marrow niche", "k": 10, "mode": "dense"})",
+        R"({"query": "stem cells in the bone marrow niche", "k": 10, "mode": "bm25"})",
+        R"({"query": "stem cells in the bone marrow niche", "k": 10, "mode": "hybrid"})",
+        R"({"query": "stem cells in the bone marrow niche", "k": 10, "mode": "hybrid", "fusion": "rrf"})",
+        R"({"queries": ["malaria vectors", "prion disease", "insulin secretion", "zzzz"], "k": 25})",
+    };
+    for (const char *body : bodies) {
+        auto want = post(one_port, "/search", body), got = post(dist_port, "/search", body);
+        EXPECT_EQ(want.first, 200) << body << ": " << want.second;
+        EXPECT_EQ(got.first, 200) << body << ": " << got.second;
+        EXPECT_GT(want.second.size(), 200u);
+        EXPECT_EQ(got.second, want.second) << body;
+    }
+    pid_t mpirun = mpirun_pid_of(dist);
+    ASSERT_GT(mpirun, 0);
+    ASSERT_EQ(kill(mpirun, SIGUSR1), 0);
+    outcome stopped = wait_for(dist, "serve-dist");
+    EXPECT_EQ(stopped.exit_code, 0) << stopped;
+    EXPECT_TRUE(has(stopped.err, "dre serve: stopped")) << stopped;
+    kill(one, SIGTERM);
+    EXPECT_EQ(wait_for(one, "serve-one").exit_code, 0);
+
+    // SIGTERM: the job ends (Open MPI's doing), rank 0 first finishing and stopping its ranks
+    pid_t again = spawn(command(3, a3), "serve-term");
+    ASSERT_TRUE(wait_until_up(dist_port));
+    EXPECT_EQ(post(dist_port, "/search", bodies[0]).first, 200);
+    mpirun = mpirun_pid_of(again);
+    ASSERT_GT(mpirun, 0);
+    ASSERT_EQ(kill(mpirun, SIGTERM), 0);
+    outcome termed = wait_for(again, "serve-term");
+    EXPECT_TRUE(has(termed.err, "SIGTERM: finishing the requests in flight")) << termed;
+    EXPECT_TRUE(has(termed.err, "dre serve: stopped")) << termed;
+    EXPECT_FALSE(has(termed.err, "Killed")) << termed;
+}
+
+// A sharded index served by one process, and an ordinary index refused by mpirun dre serve.
+TEST(DistServe, WhatMpirunServes) {
+    outcome r = run(2, {"serve", "--model", kTiny, "--device", "cpu", "--port", "18733", "--index",
+                        one_process_index()});
+    EXPECT_EQ(r.exit_code, 1) << r;
+    EXPECT_TRUE(has(r.err, "not a sharded index")) << r;
 }
 
 // Options a sharded embed cannot honour are refused by rank 0, once.

@@ -17,6 +17,7 @@
 #include "embed/pipeline.h"
 #include "index/checkpoint.h"
 #include "index/index.h"
+#include "index/shards.h"
 #include "index/vindex.h"
 #include "index/writer.h"
 #include "text/corpus.h"
@@ -404,6 +405,12 @@ dre_status dre_embed_part(const char *model_dir, const char *corpus_path, const 
                           dre_embed_summary *summary) {
     if (!model_dir || !corpus_path || !index_dir)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_embed: NULL argument");
+    if (opts && opts->append && dre_shards_is_sharded(index_dir))
+        return dre_set_error(DRE_ERR_UNSUPPORTED,
+                             "%s is a sharded index: --append adds to one index folder (embed the "
+                             "new documents into an index of their own, or `dre index merge` the "
+                             "shards first)",
+                             index_dir);
     if (part && opts && opts->append)
         return dre_set_error(DRE_ERR_UNSUPPORTED, "%s: a sharded embed cannot --append",
                              index_dir);

@@ -445,6 +445,13 @@ dre_status dre_index_chunk(const dre_index *index, int64_t vector_row, int64_t *
     return DRE_OK;
 }
 
+dre_status dre_index_set_remote(dre_index *index, const shards_remote *remote) {
+    if (!index || !index->shards)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "remote shards: not a sharded index's handle");
+    dre_shards_set_remote(index->shards, remote);
+    return DRE_OK;
+}
+
 const float *dre_index_flat_vectors(const dre_index *index) {
     /* a sharded index's vectors are in no one array: its searchers search with FAISS */
     if (index->shards) return NULL;

@@ -26,7 +26,16 @@ struct shard_set {
     char **dirs;           /* [n_shards]: each shard's folder */
     int64_t *first_row;    /* [n_shards + 1]: global row of each shard's first document */
     int64_t *first_vector; /* [n_shards + 1]: and of its first vector */
+    const shards_remote *remote; /* the shards not opened, held elsewhere; NULL: none */
 };
+
+void dre_shards_set_remote(shard_set *set, const shards_remote *remote) { set->remote = remote; }
+
+/* Whether global row `row` (of starts) is in a shard held elsewhere. */
+static int is_remote(const shard_set *set, const int64_t *starts, int64_t row) {
+    return set->remote && row >= 0 && row < starts[set->n_shards] &&
+           (row < starts[set->first] || row >= starts[set->first + set->n_open]);
+}
 
 /* ------------------------------------------------------------------ shared fields */
 
@@ -341,6 +350,7 @@ static dre_status find_shard(const shard_set *set, const int64_t *starts, int64_
 /* ------------------------------------------------------------------ rows */
 
 dre_status dre_shards_doc(shard_set *set, int64_t row, dre_doc *doc) {
+    if (is_remote(set, set->first_row, row)) return set->remote->doc(set->remote->ctx, row, doc);
     int32_t r = 0;
     DRE_TRY(find_shard(set, set->first_row, row, "row", &r));
     DRE_TRY(dre_index_doc(set->shards[r], row - set->first_row[r], doc));
@@ -363,6 +373,8 @@ dre_status dre_shards_vectors(shard_set *set, int32_t dim, int64_t first, int64_
 
 dre_status dre_shards_chunk(const shard_set *set, int64_t vector_row, int64_t *doc_row,
                             int32_t *chunk) {
+    if (is_remote(set, set->first_vector, vector_row))
+        return set->remote->chunk(set->remote->ctx, vector_row, doc_row, chunk);
     int32_t r = 0;
     DRE_TRY(find_shard(set, set->first_vector, vector_row, "vector row", &r));
     DRE_TRY(dre_index_chunk(set->shards[r], vector_row - set->first_vector[r], doc_row, chunk));
@@ -423,6 +435,35 @@ static dre_status search_block(shard_set *set, const float *queries, int64_t m, 
     return DRE_OK;
 }
 
+/* Merges the remote shards' k best into each query's k best of the open shards. */
+static dre_status merge_remote(shard_set *set, const float *queries, int64_t n, int32_t k,
+                               const dre_search_param *params, int32_t n_params, float *scores,
+                               int64_t *rows) {
+    float *rscores = malloc((size_t)(n * k) * sizeof *rscores);
+    int64_t *rrows = malloc((size_t)(n * k) * sizeof *rrows);
+    candidate *c = malloc((size_t)k * 2 * sizeof *c);
+    dre_status st = rscores && rrows && c ? DRE_OK
+                                          : dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
+    if (st == DRE_OK)
+        st = set->remote->search(set->remote->ctx, queries, n, k, params, n_params, rscores, rrows);
+    for (int64_t q = 0; st == DRE_OK && q < n; q++) {
+        int64_t found = 0;
+        for (int32_t j = 0; j < k; j++) {
+            if (rows[q * k + j] >= 0) c[found++] = (candidate){scores[q * k + j], rows[q * k + j]};
+            if (rrows[q * k + j] >= 0) c[found++] = (candidate){rscores[q * k + j], rrows[q * k + j]};
+        }
+        const int32_t kept = best_k(c, found, k);
+        for (int32_t j = 0; j < k; j++) {
+            scores[q * k + j] = j < kept ? (float)c[j].score : -INFINITY;
+            rows[q * k + j] = j < kept ? c[j].row : -1;
+        }
+    }
+    free(rscores);
+    free(rrows);
+    free(c);
+    return st;
+}
+
 dre_status dre_shards_search(shard_set *set, const float *queries, int64_t n, int32_t k,
                              const dre_search_param *params, int32_t n_params, float *scores,
                              int64_t *rows) {
@@ -444,6 +485,7 @@ dre_status dre_shards_search(shard_set *set, const float *queries, int64_t n, in
     free(sscores);
     free(srows);
     free(c);
+    if (st == DRE_OK && set->remote) st = merge_remote(set, queries, n, k, params, n_params, scores, rows);
     return st;
 }
 
@@ -461,7 +503,17 @@ dre_status dre_shards_bm25_stats(shard_set *set, const char *query, bm25_stats *
             return st;
         }
     }
-    return DRE_OK;
+    if (!set->remote) return DRE_OK;
+    bm25_stats other = {.n_phrases = stats->n_phrases};
+    other.phrase_rows = calloc((size_t)(stats->n_phrases > 0 ? stats->n_phrases : 1),
+                               sizeof *other.phrase_rows);
+    dre_status st = other.phrase_rows ? DRE_OK
+                                      : dre_set_error(DRE_ERR_NOMEM, "BM25: out of memory");
+    if (st == DRE_OK) st = set->remote->bm25_stats(set->remote->ctx, query, &other);
+    if (st == DRE_OK) st = dre_bm25_stats_add(stats, &other);
+    dre_bm25_stats_free(&other);
+    if (st != DRE_OK) dre_bm25_stats_free(stats);
+    return st;
 }
 
 dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const bm25_stats *stats,
@@ -469,7 +521,7 @@ dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const
     *n = 0;
     double *sscores = malloc((size_t)k * sizeof *sscores);
     int64_t *srows = malloc((size_t)k * sizeof *srows);
-    candidate *c = malloc((size_t)k * (size_t)set->n_open * sizeof *c);
+    candidate *c = malloc((size_t)k * (size_t)(set->n_open + 1) * sizeof *c);
     dre_status st = DRE_OK;
     if (!sscores || !srows || !c)
         st = dre_set_error(DRE_ERR_NOMEM, "BM25 search: out of memory for %d shards' top %d",
@@ -480,6 +532,12 @@ dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const
         st = dre_index_bm25_search_stats(set->shards[r], query, stats, k, sscores, srows, &got);
         for (int32_t j = 0; st == DRE_OK && j < got; j++)
             c[found++] = (candidate){sscores[j], srows[j] + set->first_row[r]};
+    }
+    if (st == DRE_OK && set->remote) { /* the rest's k best, rows global already */
+        int32_t got = 0;
+        st = set->remote->bm25_search(set->remote->ctx, query, stats, k, sscores, srows, &got);
+        for (int32_t j = 0; st == DRE_OK && j < got; j++)
+            c[found++] = (candidate){sscores[j], srows[j]};
     }
     if (st == DRE_OK) {
         *n = best_k(c, found, k);

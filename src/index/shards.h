@@ -77,6 +77,28 @@ dre_status dre_index_bm25_stats(dre_index *index, const char *query, bm25_stats 
 dre_status dre_index_bm25_search_stats(dre_index *index, const char *query, const bm25_stats *stats,
                                        int32_t k, double *scores, int64_t *rows, int32_t *n);
 
+/* Shards other processes hold (dist/: mpirun dre serve). A handle of a run of shards given
+ * this asks it for the rest: searches merge its answers (rows global, best first, equal scores
+ * by row) with the open shards', BM25 statistics add its sums, documents and chunks of rows in
+ * shards not open come from it. Each call answers for every shard the handle has not opened. */
+typedef struct shards_remote {
+    void *ctx;
+    dre_status (*search)(void *ctx, const float *queries, int64_t n, int32_t k,
+                         const dre_search_param *params, int32_t n_params, float *scores,
+                         int64_t *rows);
+    /* stats->n_phrases is the query's (set by the caller); the counts are filled */
+    dre_status (*bm25_stats)(void *ctx, const char *query, bm25_stats *stats);
+    dre_status (*bm25_search)(void *ctx, const char *query, const bm25_stats *stats, int32_t k,
+                              double *scores, int64_t *rows, int32_t *n);
+    dre_status (*doc)(void *ctx, int64_t row, dre_doc *doc);
+    dre_status (*chunk)(void *ctx, int64_t vector_row, int64_t *doc_row, int32_t *chunk);
+} shards_remote;
+
+/* Hands a handle of a run of shards (dre_index_open_shards) the rest of them; remote must
+ * outlive it. DRE_ERR_INVALID_ARG for an ordinary index. */
+dre_status dre_index_set_remote(dre_index *index, const shards_remote *remote);
+void dre_shards_set_remote(shard_set *set, const shards_remote *remote);
+
 /* index/shards.c's side of the dre_index_* calls (arguments checked by the caller). */
 dre_status dre_shards_open(const char *dir, int32_t first, int32_t n, shard_set **out,
                            dre_index_info *info);

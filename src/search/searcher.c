@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "search/searcher.h"
 #include "index/index.h"
 #include "search/fusion.h"
 #include "text/packer.h"
@@ -48,9 +49,22 @@ dre_status dre_searcher_open_with(const char *index_dir, const char *model_dir,
     if (!index_dir || !model_dir || !out)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_open: NULL argument");
     *out = NULL;
+    dre_index *index = NULL;
+    DRE_TRY(dre_index_open(index_dir, &index));
+    return dre_searcher_open_index(index, index_dir, model_dir, device, precision, out);
+}
+
+dre_status dre_searcher_open_index(dre_index *index, const char *index_dir, const char *model_dir,
+                                   dre_device device, dre_precision precision,
+                                   dre_searcher **out) {
+    *out = NULL;
     dre_searcher *s = calloc(1, sizeof *s);
-    if (!s) return dre_set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
-    dre_status st = dre_index_open(index_dir, &s->index);
+    if (!s) {
+        dre_index_close(index);
+        return dre_set_error(DRE_ERR_NOMEM, "dre_searcher_open: out of memory");
+    }
+    s->index = index;
+    dre_status st = DRE_OK;
     char what[4200];
     snprintf(what, sizeof what, "%s/meta.json", index_dir);
     if (st == DRE_OK && !dre_index_get_info(s->index)->weights_sha256[0])

@@ -180,12 +180,25 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     dre_searcher *s = NULL;
-    dre_status st =
-        dre_searcher_open_with(index_dir, model_dir ? model_dir : cli_default_model(), device,
-                               precision, &s);
-    if (st != DRE_OK) return cli_fail("serve", st);
+    const int ranks = dre_dist_size();
+    const char *model = model_dir ? model_dir : cli_default_model();
+    dre_status st = DRE_OK;
+    if (ranks > 1) { /* mpirun: rank 0 serves, the others answer for their shards */
+        sigaddset(&stop_signals, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+        st = dre_dist_searcher_open(index_dir, model, device, precision, &s);
+        if (st != DRE_OK) return cli_dist_fail("serve", st);
+        if (dre_dist_rank() != 0) return 0; /* released by rank 0 */
+    } else {
+        st = dre_searcher_open_with(index_dir, model, device, precision, &s);
+        if (st != DRE_OK) return cli_fail("serve", st);
+    }
     dre_server *srv = NULL;
     if ((st = dre_server_open(s, &o, &srv)) != DRE_OK) {
+        if (ranks > 1) {
+            dre_dist_searcher_close(s);
+            return cli_dist_fail("serve", st);
+        }
         dre_searcher_close(s);
         return cli_fail("serve", st);
     }
@@ -202,12 +215,20 @@ int cmd_serve(int argc, char **argv) {
             o.max_connections, o.max_connections_per_client,
             o.max_connections_per_client ? "" : ": no cap", o.request_timeout_ms / 1000.0,
             o.idle_timeout_ms / 1000.0);
+    if (ranks > 1)
+        fprintf(stderr,
+                "dre serve: %d shards over %d ranks (rank 0 embeds and answers HTTP); under "
+                "mpirun, SIGUSR1 stops every rank once the requests in flight are answered\n",
+                ii->n_shards, ranks);
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "dre serve: %s: finishing the requests in flight\n",
-            sig == SIGINT ? "SIGINT" : "SIGTERM");
+            sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM");
     dre_server_close(srv, STOP_TIMEOUT_MS);
-    dre_searcher_close(s);
+    if (ranks > 1)
+        dre_dist_searcher_close(s);
+    else
+        dre_searcher_close(s);
     fprintf(stderr, "dre serve: stopped\n");
     return 0;
 }

@@ -1,5 +1,7 @@
 /* main.c — dispatches `dre <command> ...` to the command's function. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,16 @@ static int shared_among_ranks(const char *name) {
 /* A command started by mpirun: MPI only then (a plain dre never starts it); the others refuse
  * rather than run N times over. */
 static int run_under_mpi(size_t i, int argc, char **argv) {
+    if (!strcmp(commands[i].name, "serve")) {
+        /* The signals that stop a service wait for its sigwait (cmd_serve.c) in every thread,
+         * MPI's own included, so they are blocked before MPI starts its threads. */
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    }
     if (dre_dist_init(&argc, &argv) != DRE_OK) return cli_fail(commands[i].name, DRE_ERR_UNSUPPORTED);
     int rc = 2;
     if (shared_among_ranks(commands[i].name) || dre_dist_size() == 1) {
