@@ -585,11 +585,15 @@ DRE_API void dre_server_close(dre_server *srv, int32_t timeout_ms);
 
 /* ---------------------------------------------------------------- many processes (MPI)
  * libdre_dist, over Open MPI: `mpirun -np N dre ...` runs one process (rank) per GPU or per
- * share of the cores, each on its own part of the work. A process not started by mpirun
- * never initialises MPI. The calls marked collective must be made by every rank. */
+ * share of the cores, each on its own part of the work (dre hands itself to dre-mpi, the same
+ * tool linked with MPI; dre alone never loads MPI). The calls marked collective must be made
+ * by every rank. */
 
 /* 1 if mpirun (or another MPI launcher) started this process: its environment says so. */
 DRE_API int dre_dist_launched(void);
+/* 1 in a program linked with libdre_dist (dre-mpi), 0 in one without MPI (dre), whose other
+ * dre_dist calls are those of one process (rank 0 of 1; the collective ones refuse). */
+DRE_API int dre_dist_available(void);
 /* Initialises MPI (threads: one at a time) and, for this rank, picks its GPU (local rank
  * modulo the node's GPUs, through CUDA_VISIBLE_DEVICES, before CUDA starts) and its share
  * of the node's cores (OpenMP threads, unless OMP_NUM_THREADS is set). Collective. */

@@ -1,5 +1,6 @@
 /* main.c — dispatches `dre <command> ...` to the command's function. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,24 @@ static const struct {
     {"export", cmd_export, "write an index's embeddings to .npy"},
     {"bench", cmd_bench, "benchmark the tokenizer, kernels and encoder"},
 };
+
+/* dre started by mpirun: the same command, run by dre-mpi (the tool linked with MPI) from the
+ * folder this dre is in, so that dre alone never loads MPI's libraries. */
+static int exec_mpi_build(char **argv) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 16);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            strcpy(slash + 1, "dre-mpi");
+            execv(self, argv);
+        }
+    }
+    fprintf(stderr, "dre: started by mpirun, but %s (dre built with MPI) cannot run: %s\n",
+            n > 0 ? self : "dre-mpi", strerror(errno));
+    return 1;
+}
 
 /* Commands that share their work among the ranks of an mpirun job. */
 static int shared_among_ranks(const char *name) {
@@ -92,6 +111,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             if (!dre_dist_launched()) return commands[i].run(argc - 1, argv + 1);
+            if (!dre_dist_available()) return exec_mpi_build(argv);
             return run_under_mpi(i, argc, argv);
         }
     fprintf(stderr, "dre: unknown command '%s'\n\n", argv[1]);
