@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # gpu_pack.sh [DEST] — everything the GPU machine needs that the working tree lacks, in one
 # folder (default .devpack, git-ignored) that fits the 64 MiB a run may carry there:
-#   bin/dre.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12 MiB become 4;
-#                                gpu_proof.sh --pack unpacks them); the GPU tests in one binary
+#   bin/dre.gz, bin/dre-mpi.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12
+#                                MiB become 4; gpu_proof.sh --pack unpacks them); the GPU tests
+#                                in one binary; dre-mpi for a machine with Open MPI (the scale
+#                                stage; its MPI libraries are that machine's)
 #   lib/*.xz                     the shared libraries that machine may lack (libmicrohttpd,
 #                                libcjson, OpenBLAS and its Fortran runtime, SQLite, libgomp),
 #                                xz-compressed (OpenBLAS's 36 MB become 4); Ubuntu's base
@@ -18,10 +20,10 @@ build=${DRE_PACK_BUILD:-build}
 say() { printf 'gpu_pack: %s\n' "$*" >&2; }
 
 cmake -S . -B "$build" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build "$build" -j"$(nproc)" --target dre_cli dre_gpu_tests >/dev/null
+cmake --build "$build" -j"$(nproc)" --target dre_cli dre_mpi_cli dre_gpu_tests >/dev/null
 rm -rf "$dest.tmp"
 mkdir -p "$dest.tmp/bin" "$dest.tmp/lib" "$dest.tmp/models"
-for b in dre dre_gpu_tests; do
+for b in dre dre-mpi dre_gpu_tests; do
   strip -o "$dest.tmp/bin/$b" "$build/$b"
   gzip -9 "$dest.tmp/bin/$b"
 done

@@ -478,7 +478,7 @@ dre_status dre_dist_searcher_open(const char *index_dir, const char *model_dir, 
     dre_status st = open_shards(index_dir);
     if (st == DRE_OK && job.rank == 0) {
         job.remote = (shards_remote){.search = remote_search,
-                                     .bm25_stats = remote_bm25_stats,
+                                     .bm25_counts = remote_bm25_stats,
                                      .bm25_search = remote_bm25_search,
                                      .doc = remote_doc,
                                      .chunk = remote_chunk};

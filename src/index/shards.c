@@ -509,7 +509,7 @@ dre_status dre_shards_bm25_stats(shard_set *set, const char *query, bm25_stats *
                                sizeof *other.phrase_rows);
     dre_status st = other.phrase_rows ? DRE_OK
                                       : dre_set_error(DRE_ERR_NOMEM, "BM25: out of memory");
-    if (st == DRE_OK) st = set->remote->bm25_stats(set->remote->ctx, query, &other);
+    if (st == DRE_OK) st = set->remote->bm25_counts(set->remote->ctx, query, &other);
     if (st == DRE_OK) st = dre_bm25_stats_add(stats, &other);
     dre_bm25_stats_free(&other);
     if (st != DRE_OK) dre_bm25_stats_free(stats);

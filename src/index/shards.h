@@ -87,7 +87,7 @@ typedef struct shards_remote {
                          const dre_search_param *params, int32_t n_params, float *scores,
                          int64_t *rows);
     /* stats->n_phrases is the query's (set by the caller); the counts are filled */
-    dre_status (*bm25_stats)(void *ctx, const char *query, bm25_stats *stats);
+    dre_status (*bm25_counts)(void *ctx, const char *query, bm25_stats *stats);
     dre_status (*bm25_search)(void *ctx, const char *query, const bm25_stats *stats, int32_t k,
                               double *scores, int64_t *rows, int32_t *n);
     dre_status (*doc)(void *ctx, int64_t row, dre_doc *doc);

@@ -48,7 +48,7 @@ CONFIGS = ["minilm-l6", "bge-small", "bert-base"]
 # before bert-base's query peer, the batch-token sweep and the variants)
 STAGES = [("env", 10, 10), ("tests", 35, 1200), ("parity", 30, 300),
           ("bench_encoder", 190, 300), ("bench_search", 120, 180), ("ncu", 45, 5),
-          ("sanitizers", 90, 5), ("sass", 10, 30)]
+          ("sanitizers", 90, 5), ("sass", 10, 30), ("scale", 60, 5)]
 
 
 class Proof:
@@ -192,9 +192,17 @@ def table_sass(recs):
                      if r.get("what") == "kernel"])
 
 
+def table_scale(recs):
+    return md_table(["what", "ranks", "docs/s", "qps", "note"],
+                    [(r.get("what"), r.get("ranks", r.get("shards", "")),
+                      r.get("docs_per_s", ""), r.get("qps", ""), r.get("reason", ""))
+                     for r in recs])
+
+
 TABLES = {"tests": table_tests, "parity": table_parity,
           "bench_encoder": table_bench_encoder, "bench_search": table_bench_search,
-          "ncu": table_ncu, "sanitizers": table_sanitizers, "sass": table_sass}
+          "ncu": table_ncu, "sanitizers": table_sanitizers, "sass": table_sass,
+          "scale": table_scale}
 
 
 # ------------------------------------------------------------------ running things
@@ -623,6 +631,32 @@ def stage_sass(proof, runner):
 
 # ------------------------------------------------------------------ main
 
+def stage_scale(proof, runner):
+    """1 rank against one rank per GPU (tools/bench/bench_scale.sh --device gpu): a machine with
+    several GPUs and Open MPI's mpirun only."""
+    gpus = 0
+    if not runner.emulated:
+        rc, out, _ = runner.run(["nvidia-smi", "-L"])
+        gpus = len([l for l in out.splitlines() if l.startswith("GPU ")]) if rc == 0 else 0
+    why = "emulated: no GPUs" if runner.emulated else \
+        f"{gpus} GPU here: one rank per GPU needs several" if gpus < 2 else \
+        "no mpirun here (Open MPI)" if not shutil.which("mpirun") else \
+        "no dre-mpi in the build" if not os.access(os.path.join(runner.bin_dir, "dre-mpi"),
+                                                   os.X_OK) else ""
+    if why:
+        proof.add("scale", what="skipped", reason=why)
+        return "skipped", why
+    rc, out, err = runner.run(["bash", os.path.join(ROOT, "tools", "bench", "bench_scale.sh"),
+                               "--device", "gpu"], timeout=None)
+    for r in kv_lines(out, "bench=scale"):
+        r.pop("bench", None)
+        proof.add("scale", **r)
+    if rc != 0:
+        proof.add("scale", what="error", message=(err or "")[-400:])
+        return "failed", ""
+    return "passed", ""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir")
@@ -647,7 +681,7 @@ def main():
     if args.pack:
         pack = os.path.abspath(args.pack)
         bin_dir = os.path.join(pack, "bin")
-        for name in ("dre", "dre_gpu_tests"):  # gpu_pack.sh gzips them to travel
+        for name in ("dre", "dre-mpi", "dre_gpu_tests"):  # gpu_pack.sh gzips them to travel
             packed = os.path.join(bin_dir, name + ".gz")
             if os.path.exists(packed) and not os.path.exists(os.path.join(bin_dir, name)):
                 with gzip.open(packed, "rb") as src, \
@@ -683,7 +717,8 @@ def main():
     funcs = {"env": stage_env, "tests": stage_tests,
              "parity": lambda p, r: stage_parity(p, r, model_dir),
              "bench_encoder": stage_bench_encoder, "bench_search": stage_bench_search,
-             "ncu": stage_ncu, "sanitizers": stage_sanitizers, "sass": stage_sass}
+             "ncu": stage_ncu, "sanitizers": stage_sanitizers, "sass": stage_sass,
+             "scale": stage_scale}
     failed = 0
     for name, gpu_s, emu_s in STAGES:
         if only and name not in only:
