@@ -228,6 +228,39 @@ TEST_F(IndexTest, FlatAnswersAQueryAloneAsInABatch) {
     dre_index_close(ix);
 }
 
+// Exact ties (the same vector eleven times) come back in FAISS's order, as FAISS's own
+// single-query search leaves them, for a query alone and in a batch of 25.
+TEST_F(IndexTest, FlatTiesComeInFaissOrderAloneAndInABatch) {
+    for (int r = 10; r < 20; r++)
+        std::copy(base.begin() + 5 * kDim, base.begin() + 6 * kDim, base.begin() + r * kDim);
+    build("Flat");
+    dre_index *ix = nullptr;
+    ASSERT_EQ(dre_index_open(dir.c_str(), &ix), DRE_OK) << dre_last_error();
+    std::vector<float> q(base.begin() + 5 * kDim, base.begin() + 6 * kDim);
+    FaissIndex *raw = nullptr;
+    ASSERT_EQ(dre_index_faiss_read((dir + "/" INDEX_FAISS_FILE).c_str(), &raw), DRE_OK);
+    std::vector<float> want_scores(kK);
+    std::vector<faiss_idx_t> want_rows(kK);
+    ASSERT_EQ(faiss_Index_search(raw, 1, q.data(), kK, want_scores.data(), want_rows.data()), 0);
+    faiss_Index_free(raw);
+    const int n = 25;
+    std::vector<float> batch(q.size() * n);
+    for (int i = 0; i < n; i++) std::copy(q.begin(), q.end(), batch.begin() + i * kDim);
+    std::vector<float> scores((size_t)n * kK);
+    std::vector<int64_t> rows((size_t)n * kK);
+    ASSERT_EQ(dre_index_search(ix, q.data(), 1, kK, scores.data(), rows.data()), DRE_OK);
+    for (int j = 0; j < kK; j++) EXPECT_EQ(rows[j], want_rows[j]) << "alone, rank " << j;
+    ASSERT_EQ(dre_index_search(ix, batch.data(), n, kK, scores.data(), rows.data()), DRE_OK);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < kK; j++)
+            EXPECT_EQ(rows[i * kK + j], want_rows[j]) << "in a batch, query " << i << " rank " << j;
+    // FAISS keeps the first ten of the eleven equal vectors and gives them in descending rows
+    EXPECT_EQ(want_rows[0], 18);
+    EXPECT_EQ(want_rows[kK - 1], 5);
+
+    dre_index_close(ix);
+}
+
 TEST_F(IndexTest, KLargerThanTheIndexPadsWithMinusOne) {
     build("Flat");
     dre_index *ix = nullptr;

@@ -76,10 +76,19 @@ typedef struct hit {
     int64_t row;
 } hit;
 
-static int best_first(const void *pa, const void *pb) {
+/* Best first; equal scores by row. BM25 ascending (its ORDER BY); vectors as FAISS's k-heap
+ * keeps them (index/shards.c merges shards so): of equal scores at the k-th place the lowest
+ * rows, then equal scores by descending row. */
+static int best_first_bm25(const void *pa, const void *pb) {
     const hit *a = pa, *b = pb;
     if (a->score != b->score) return a->score > b->score ? -1 : 1;
     return (a->row > b->row) - (a->row < b->row);
+}
+
+static int heap_order(const void *pa, const void *pb) {
+    const hit *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->row < b->row) - (a->row > b->row);
 }
 
 /* A failed rank's message, or DRE_OK: statuses gathered on rank 0. */
@@ -129,7 +138,9 @@ static dre_status remote_search(void *ctx, const float *queries, int64_t n, int3
                 int64_t at = r * nk + q * k + j;
                 if (all_r[at] >= 0) h[m++] = (hit){all_s[at], all_r[at]};
             }
-        qsort(h, (size_t)m, sizeof *h, best_first);
+        qsort(h, (size_t)m, sizeof *h, best_first_bm25);
+        if (m > k) m = k;
+        qsort(h, (size_t)m, sizeof *h, heap_order);
         for (int32_t j = 0; j < k; j++) {
             scores[q * k + j] = j < m ? (float)h[j].score : -INFINITY;
             rows[q * k + j] = j < m ? h[j].row : -1;
@@ -203,7 +214,7 @@ static dre_status remote_bm25_search(void *ctx, const char *query, const bm25_st
         for (int r = 1; r < job.size; r++)
             for (int32_t j = 0; j < got[r] && j < k; j++)
                 h[m++] = (hit){all_s[(int64_t)r * k + j], all_r[(int64_t)r * k + j]};
-        qsort(h, (size_t)m, sizeof *h, best_first);
+        qsort(h, (size_t)m, sizeof *h, best_first_bm25);
         *n = m < k ? (int32_t)m : k;
         for (int32_t j = 0; j < *n; j++) {
             scores[j] = h[j].score;

@@ -395,15 +395,30 @@ typedef struct candidate {
     int64_t row; /* global */
 } candidate;
 
-/* Best first; equal scores by row (index.c's by_score_then_row, and BM25's ORDER BY). */
+/* Best first; equal scores by row. BM25 ascending, as its ORDER BY does. Vectors as FAISS's
+ * k-heap keeps them (and a Flat search, vindex.c): of equal scores at the k-th place the
+ * lowest rows, then equal scores by descending row. */
 static int by_score_then_row(const void *pa, const void *pb) {
     const candidate *a = pa, *b = pb;
     if (a->score != b->score) return a->score > b->score ? -1 : 1;
     return (a->row > b->row) - (a->row < b->row);
 }
 
-/* The k best of m candidates into scores and rows, best first; returns how many there were. */
+static int by_score_then_row_down(const void *pa, const void *pb) {
+    const candidate *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->row < b->row) - (a->row > b->row);
+}
+
+/* The k best of m candidates, best first; returns how many there were. */
 static int32_t best_k(candidate *c, int64_t m, int32_t k) {
+    qsort(c, (size_t)m, sizeof *c, by_score_then_row);
+    int32_t kept = m < k ? (int32_t)m : k;
+    qsort(c, (size_t)kept, sizeof *c, by_score_then_row_down);
+    return kept;
+}
+
+static int32_t best_k_bm25(candidate *c, int64_t m, int32_t k) {
     qsort(c, (size_t)m, sizeof *c, by_score_then_row);
     return m < k ? (int32_t)m : k;
 }
@@ -540,7 +555,7 @@ dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const
             c[found++] = (candidate){sscores[j], srows[j]};
     }
     if (st == DRE_OK) {
-        *n = best_k(c, found, k);
+        *n = best_k_bm25(c, found, k);
         for (int32_t j = 0; j < *n; j++) {
             scores[j] = c[j].score;
             rows[j] = c[j].row;

@@ -234,10 +234,16 @@ typedef struct scored {
     int64_t row;
 } scored;
 
-static int best_first(const void *pa, const void *pb) {
+static int kept_first(const void *pa, const void *pb) {
     const scored *a = pa, *b = pb;
     if (a->score != b->score) return a->score > b->score ? -1 : 1;
     return (a->row > b->row) - (a->row < b->row);
+}
+
+static int heap_order(const void *pa, const void *pb) {
+    const scored *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->row < b->row) - (a->row > b->row);
 }
 
 static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n, int32_t k,
@@ -259,7 +265,9 @@ static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n,
         int64_t m = 0;
         for (int64_t j = 0; j < kk; j++)
             if (r[q * kk + j] >= 0) list[m++] = (scored){s[q * kk + j], r[q * kk + j]};
-        qsort(list, (size_t)m, sizeof *list, best_first);
+        qsort(list, (size_t)m, sizeof *list, kept_first);
+        if (m > k) m = k;
+        qsort(list, (size_t)m, sizeof *list, heap_order);
         for (int64_t j = 0; j < k; j++) {
             scores[q * k + j] = j < m ? list[j].score : -INFINITY;
             rows[q * k + j] = j < m ? list[j].row : -1;
