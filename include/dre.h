@@ -100,11 +100,18 @@ DRE_API int dre_gpu_count(void);
 /* The CPU encoder's arithmetic. FP32 (the default) gives sentence-transformers' embeddings;
  * BF16 rounds weights and activations to bf16 in the four matrix products of each layer,
  * summing in fp32 (attention, LayerNorm, GELU and pooling stay fp32): about twice the
- * products a second on CPUs with AVX-512 BF16, DRE_ERR_UNSUPPORTED on others. The GPU
- * encoder computes in fp16 with fp32 sums whatever this says, and asking it for BF16 is
- * DRE_ERR_INVALID_ARG. */
-typedef enum dre_precision { DRE_PRECISION_FP32 = 0, DRE_PRECISION_BF16 = 1 } dre_precision;
-/* "fp32" or "bf16"; DRE_ERR_INVALID_ARG otherwise. */
+ * products a second on CPUs with AVX-512 BF16, DRE_ERR_UNSUPPORTED on others. INT8 keeps
+ * those products' weights as int8 with a scale per output column (symmetric, quantised once
+ * when the encoder is made), activations rounded to bf16 as BF16's, sums in fp32: a quarter
+ * of fp32's weight bytes, the same CPUs as BF16 (AVX-512 BF16). Both stay within cosine
+ * 0.999 of FP32 per text. The GPU encoder computes in fp16 with fp32 sums whatever this
+ * says, and asking it for BF16 or INT8 is DRE_ERR_INVALID_ARG. */
+typedef enum dre_precision {
+    DRE_PRECISION_FP32 = 0,
+    DRE_PRECISION_BF16 = 1,
+    DRE_PRECISION_INT8 = 2
+} dre_precision;
+/* "fp32", "bf16" or "int8"; DRE_ERR_INVALID_ARG otherwise. */
 DRE_API dre_status dre_precision_parse(const char *name, dre_precision *out);
 DRE_API const char *dre_precision_name(dre_precision precision);
 

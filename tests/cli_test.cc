@@ -483,21 +483,20 @@ TEST_F(CliTest, ExportWritesTheVectorsAsNpy) {
     EXPECT_EQ(run("export '" + index_dir + "'").status, 2);
 }
 
-// --precision bf16 end to end: embed, export and search with the CPU encoder's bf16
-// products; every document within the bf16 contract (cosine >= 0.999) of
-// sentence-transformers' fp32 embedding; a precision the CPU encoder has not is a usage
-// error naming the choices.
-TEST_F(CliTest, Bf16EmbedExportAndSearch) {
-    result bad = run("embed --device cpu --precision fp16 tests/data/papers.jsonl '" + root +
-                     "/never'");
-    EXPECT_EQ(bad.status, 2);
-    EXPECT_NE(bad.err.find("--precision must be fp32 or bf16"), std::string::npos) << bad.err;
-    if (read_text("/proc/cpuinfo").find("avx512_bf16") == std::string::npos)
-        GTEST_SKIP() << "this CPU has no AVX-512 BF16";
-    const std::string ix = root + "/papers-bf16", npy = root + "/bf16.npy";
-    result r = run("embed -q --device cpu --precision bf16 tests/data/papers.jsonl '" + ix + "'");
+// --precision bf16 and int8 end to end: embed, export and search with the CPU encoder's
+// bf16 products, or its int8 weights; every document within the contract (cosine >= 0.999)
+// of sentence-transformers' fp32 embedding and not fp32's own; queries at one precision
+// search an index embedded at another. A precision the CPU encoder has not is a usage error
+// naming the choices.
+using runner = result (*)(const std::string &args, const std::string &input);
+
+void embed_export_and_search(runner run, const std::string &root, const std::string &precision) {
+    const std::string ix = root + "/papers-" + precision, npy = root + "/" + precision + ".npy";
+    result r = run("embed -q --device cpu --precision " + precision + " tests/data/papers.jsonl '" +
+                       ix + "'",
+                   "");
     ASSERT_EQ(r.status, 0) << r.err;
-    ASSERT_EQ(run("export '" + ix + "' '" + npy + "'").status, 0);
+    ASSERT_EQ(run("export '" + ix + "' '" + npy + "'", "").status, 0);
     std::string bytes = read_text(npy);
     const size_t header_len = (unsigned char)bytes[8] | ((unsigned char)bytes[9] << 8);
     ASSERT_EQ(bytes.size(), 10 + header_len + sizeof(float) * kDocs * kDim);
@@ -507,14 +506,61 @@ TEST_F(CliTest, Bf16EmbedExportAndSearch) {
     double worst = 1.0;
     for (int i = 0; i < kDocs; i++) {
         const double c = cosine(got + i * kDim, want + i * kDim, kDim);
-        EXPECT_GE(c, 0.999) << "row " << i;
+        EXPECT_GE(c, 0.999) << precision << " row " << i;
         worst = std::min(worst, c);
     }
-    EXPECT_LT(worst, 1.0 - 1e-7) << "the bf16 index holds fp32's vectors";
-    result q = run("search --device cpu --precision bf16 --mode dense '" + ix +
-                   "' 'survey of neural reranking and dense retrieval with BERT'");
-    ASSERT_EQ(q.status, 0) << q.err;
-    EXPECT_EQ(lines_of(q.out).size(), 10u) << q.out;
+    std::printf("%s: worst cosine to sentence-transformers fp32 %.7f over %d documents\n",
+                precision.c_str(), worst, kDocs);
+    EXPECT_LT(worst, 1.0 - 1e-7) << "the " << precision << " index holds fp32's vectors";
+    for (const std::string query_precision : {precision, std::string("fp32")}) {
+        result q = run("search --device cpu --precision " + query_precision + " --mode dense '" +
+                           ix + "' 'survey of neural reranking and dense retrieval with BERT'",
+                       "");
+        ASSERT_EQ(q.status, 0) << q.err;
+        EXPECT_EQ(lines_of(q.out).size(), 10u) << q.out;
+    }
+}
+
+TEST_F(CliTest, Bf16EmbedExportAndSearch) {
+    result bad = run("embed --device cpu --precision fp16 tests/data/papers.jsonl '" + root +
+                     "/never'");
+    EXPECT_EQ(bad.status, 2);
+    EXPECT_NE(bad.err.find("--precision must be fp32, bf16 or int8"), std::string::npos)
+        << bad.err;
+    if (read_text("/proc/cpuinfo").find("avx512_bf16") == std::string::npos)
+        GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    embed_export_and_search(&CliTest::run, root, "bf16");
+}
+
+// int8 the same way, and an int8 index searched with int8 queries gives the same top ten
+// documents as with fp32 queries on these 80 papers
+TEST_F(CliTest, Int8EmbedExportAndSearch) {
+    for (const char *cmd : {"encode", "search", "eval", "serve", "bench encoder"}) {
+        result help = run(std::string(cmd) + " --help");
+        EXPECT_NE(help.out.find("bf16 or int8"), std::string::npos) << cmd << ": " << help.out;
+    }
+    if (read_text("/proc/cpuinfo").find("avx512_bf16") == std::string::npos) {
+        result r = run("embed -q --device cpu --precision int8 tests/data/papers.jsonl '" + root +
+                       "/never'");
+        EXPECT_NE(r.status, 0);
+        EXPECT_NE(r.err.find("AVX-512 BF16"), std::string::npos) << r.err;
+        GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    }
+    embed_export_and_search(&CliTest::run, root, "int8");
+    const std::string ix = root + "/papers-int8";
+    const std::string query = "' 'survey of neural reranking and dense retrieval with BERT'";
+    result q8 = run("search --device cpu --precision int8 --mode dense '" + ix + query);
+    result q32 = run("search --device cpu --mode dense '" + ix + query);
+    ASSERT_EQ(q8.status, 0) << q8.err;
+    ASSERT_EQ(q32.status, 0) << q32.err;
+    std::vector<std::string> ids8, ids32;
+    for (const std::string &l : lines_of(q8.out))
+        ids8.push_back(l.substr(0, l.find('\t')));
+    for (const std::string &l : lines_of(q32.out))
+        ids32.push_back(l.substr(0, l.find('\t')));
+    std::sort(ids8.begin(), ids8.end());
+    std::sort(ids32.begin(), ids32.end());
+    EXPECT_EQ(ids8, ids32) << q8.out << "\n" << q32.out;
 }
 
 } // namespace

@@ -2,8 +2,9 @@
 // cpu/vmath.h) against plain references: products and epilogues against sums in double
 // with libm's erf; the tiled attention and dre_attention_cpu against attention in double; exp and
 // the erf GELU over their whole range against libm; the residual + LayerNorm row against the plain
-// operator. Plus what the encoder relies on: results bit-identical at 1 and 2 threads and whatever
-// rows a call covers, and the OpenBLAS path (a CPU without AVX-512) giving the same products. The
+// operator; bf16's and int8's products (int8's quantisation too). Plus what the encoder relies
+// on: results bit-identical at 1 and 2 threads and whatever rows a call covers, and the
+// OpenBLAS path (a CPU without AVX-512) giving the same products. The
 // AVX-512 cases skip, saying so, on a CPU without it.
 #include <gtest/gtest.h>
 
@@ -179,6 +180,134 @@ TEST(CpuGemm, Bf16RoundingIsToNearestEven) {
     EXPECT_EQ(dre_bf16_of(INFINITY), 0x7f80);
     EXPECT_EQ(dre_bf16_of(std::nanf("")) & 0x7fc0, 0x7fc0); // a NaN stays a NaN
     EXPECT_EQ(dre_bf16_of(3.0e38f), 0x7f62);                 // large finite: not infinity
+}
+
+// int8 (--precision int8): a column's weights are codes times its scale. One row against the
+// definition: scale = max |w| / 127, codes w / scale rounded to nearest even, never -128.
+TEST(CpuGemm, Int8QuantiseRowIsSymmetricRoundToNearest) {
+    // max |w| = 127: scale 1, so the codes are w rounded, ties to even
+    const float w[] = {127.0f, 2.5f, 3.5f, -2.5f, -0.4f, 0.5f, -127.0f, 1.5f, -1.5f, 0.51f};
+    const int8_t want[] = {127, 2, 4, -2, 0, 0, -127, 2, -2, 1};
+    int8_t codes[10];
+    EXPECT_EQ(dre_cpu_int8_quantize_row(w, 10, codes), 1.0f);
+    for (int j = 0; j < 10; j++)
+        EXPECT_EQ(codes[j], want[j]) << "w " << w[j];
+    // a zero row: scale 0 and zero codes (never a division by zero)
+    const float zeros[5] = {0.0f, -0.0f, 0.0f, 0.0f, 0.0f};
+    int8_t zc[5] = {9, 9, 9, 9, 9};
+    EXPECT_EQ(dre_cpu_int8_quantize_row(zeros, 5, zc), 0.0f);
+    for (int8_t c : zc)
+        EXPECT_EQ(c, 0);
+    // random rows: within half a step of w, the extreme at +-127, nothing past it
+    for (unsigned seed = 200; seed < 230; seed++) {
+        const int32_t k = 1 + (int32_t)(seed % 7) * 61;
+        const std::vector<float> row = uniform((size_t)k, -0.3f * seed, 0.2f * seed, seed);
+        std::vector<int8_t> c((size_t)k);
+        const float scale = dre_cpu_int8_quantize_row(row.data(), k, c.data());
+        float amax = 0.0f;
+        for (float x : row)
+            amax = std::max(amax, std::fabs(x));
+        ASSERT_EQ(scale, amax / 127.0f);
+        for (int32_t j = 0; j < k; j++) {
+            ASSERT_GE(c[j], -127);
+            ASSERT_NEAR((double)c[j], (double)row[j] / scale, 0.5 + 1e-5) << "seed " << seed;
+            if (std::fabs(row[j]) == amax) ASSERT_EQ(std::abs(c[j]), 127);
+        }
+    }
+}
+
+// The int8 products against double sums of bf16-rounded A times the weights as the kernel
+// widens them: each group of CPU_INT8_GROUP codes of a column has its scale (the packed codes
+// and scales must be exactly dre_cpu_int8_quantize_row's), a weight is bf16(code * scale), so
+// every product with a bf16 of A is exact in fp32 and the error left is fp32 accumulation's.
+// Single tiles (codes widened in registers) and groups of tiles (a panel widened once), odd
+// k, k across several groups and a partial one, strides, epilogues, a zero column.
+TEST(CpuGemm, Int8ProductsMatchDoubleSumsOfQuantisedWeights) {
+    if (!dre_cpu_int8_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    unsigned seed = 301;
+    for (const shape &s : kShapes) {
+        const int32_t lda = s.k + 3, ldo = s.n + 5, k2 = (s.k + 1) / 2;
+        const int32_t n_groups = (s.k + CPU_INT8_GROUP - 1) / CPU_INT8_GROUP;
+        const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
+        std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
+        const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
+        if (s.n > 2)
+            for (int32_t t = 0; t < s.k; t++)
+                w[(size_t)1 * s.k + t] = 0.0f; // a zero column
+        std::vector<float> a16(a), wq((size_t)s.n * s.k);
+        for (float &x : a16)
+            x = bf16_rounded(x);
+        cpu_packed pw{};
+        ASSERT_EQ(dre_cpu_pack_int8(w.data(), s.n, s.k, &pw), DRE_OK);
+        ASSERT_NE(pw.codes, nullptr);
+        std::vector<int8_t> codes((size_t)s.k);
+        for (int32_t col = 0; col < s.n; col++) {
+            const int32_t p = col / 32, l = col % 32;
+            for (int32_t g = 0; g < n_groups; g++) {
+                const int32_t j0 = g * CPU_INT8_GROUP, len = std::min(s.k - j0, CPU_INT8_GROUP);
+                const float scale =
+                    dre_cpu_int8_quantize_row(&w[(size_t)col * s.k + j0], len, &codes[j0]);
+                const float *packed_scale = pw.scales + ((size_t)p * n_groups + g) * 64 + 2 * l;
+                ASSERT_EQ(packed_scale[0], scale) << "column " << col << " group " << g;
+                ASSERT_EQ(packed_scale[1], scale) << "column " << col << " group " << g;
+                for (int32_t t = j0; t < j0 + len; t++)
+                    wq[(size_t)col * s.k + t] = bf16_rounded((float)codes[t] * scale);
+            }
+            for (int32_t t = 0; t < s.k; t++) {
+                const size_t at = (((size_t)p * k2 + t / 2) * 32 + l) * 2 + t % 2;
+                ASSERT_EQ(pw.codes[at], codes[t]) << "column " << col << " k " << t;
+            }
+        }
+        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
+        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+            dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+                         out.data(), ldo, &ws.ws);
+            check_product(s, epi, out.data(), ldo, a16, lda, wq, bias);
+            for (int32_t i = 0; i < s.m; i++)
+                for (int32_t j = s.n; j < ldo; j++)
+                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+        }
+        dre_cpu_pack_free(&pw);
+    }
+}
+
+// int8's outputs, like fp32's, never depend on the thread count or on which rows share a
+// call: a query-sized call split over panels, a large one over row groups, rows alone
+// (codes widened in registers) and in groups (a widened panel) all give the same bits.
+TEST(CpuGemm, Int8BitIdenticalAcrossThreadsAndRowSplits) {
+    if (!dre_cpu_int8_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    const int32_t m = 300, n = 1152, k = 384;
+    const std::vector<float> a = uniform((size_t)m * k, -1.0f, 1.0f, 17);
+    const std::vector<float> w = uniform((size_t)n * k, -0.5f, 0.5f, 18);
+    const std::vector<float> bias = uniform((size_t)n, -1.0f, 1.0f, 19);
+    cpu_packed pw{};
+    ASSERT_EQ(dre_cpu_pack_int8(w.data(), n, k, &pw), DRE_OK);
+    workspace ws(dre_cpu_gemm_scratch_floats(k), 2);
+    std::vector<float> two((size_t)m * n), one((size_t)m * n), rows((size_t)m * n),
+        alone((size_t)m * n);
+    dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
+    for (int32_t r = 0; r < m; r += 37) { // uneven groups: 37 rows, then the rest
+        const int32_t here = m - r < 37 ? m - r : 37;
+        dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
+                     rows.data() + (size_t)r * n, n, &ws.ws);
+    }
+    for (int32_t r = 0; r < m; r += 12) { // query-sized calls, panels split over 2 threads
+        const int32_t here = m - r < 12 ? m - r : 12;
+        dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
+                     alone.data() + (size_t)r * n, n, &ws.ws);
+    }
+    ws.ws.n_threads = 1;
+    dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
+    std::vector<float> query((size_t)12 * n);
+    dre_cpu_gemm(a.data(), k, 12, &pw, bias.data(), CPU_EPI_BIAS_GELU, query.data(), n, &ws.ws);
+    for (size_t i = 0; i < two.size(); i++) {
+        ASSERT_EQ(two[i], one[i]) << "element " << i;
+        ASSERT_EQ(two[i], rows[i]) << "element " << i;
+        ASSERT_EQ(two[i], alone[i]) << "element " << i;
+        if (i < query.size()) ASSERT_EQ(query[i], alone[i]) << "query element " << i;
+    }
+    dre_cpu_pack_free(&pw);
 }
 
 // Each output is one chain of multiply-adds over k in order: the same bits at 1 and 2

@@ -33,7 +33,7 @@ struct cpu_encoder {
     const dre_model *model;
     int32_t budget_tokens;
     int32_t max_length;
-    int vectorised;      /* dre_cpu_gemm_vectorised() when made (or bf16): the AVX-512 path */
+    int vectorised;      /* dre_cpu_gemm_vectorised() when made (or bf16, int8): AVX-512's */
     dre_precision precision;
     cpu_packed *weights; /* [n_layers][W_PER_LAYER] */
     /* activations, sized once for budget_tokens */
@@ -84,7 +84,9 @@ static dre_status pack_layers(cpu_encoder *enc) {
         const layer_weights *lw = &enc->model->layers[l];
         cpu_packed *w = enc->weights + (size_t)l * W_PER_LAYER;
         dre_status (*pack)(const float *, int32_t, int32_t, cpu_packed *) =
-            enc->precision == DRE_PRECISION_BF16 ? dre_cpu_pack_bf16 : dre_cpu_pack;
+            enc->precision == DRE_PRECISION_BF16   ? dre_cpu_pack_bf16
+            : enc->precision == DRE_PRECISION_INT8 ? dre_cpu_pack_int8
+                                                   : dre_cpu_pack;
         dre_status st = pack(lw->qkv_w, 3 * h, h, &w[W_QKV]);
         if (st == DRE_OK) st = pack(lw->attn_out_w, h, h, &w[W_ATTN_OUT]);
         if (st == DRE_OK) st = pack(lw->ffn_in_w, ff, h, &w[W_FFN_IN]);
@@ -98,11 +100,13 @@ dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
                                   dre_precision precision, cpu_encoder **out) {
     if (!model || !out || budget_tokens < 1)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_cpu_encoder_create: bad argument");
-    if (precision == DRE_PRECISION_BF16 && !dre_cpu_bf16_supported())
+    if ((precision == DRE_PRECISION_BF16 && !dre_cpu_bf16_supported()) ||
+        (precision == DRE_PRECISION_INT8 && !dre_cpu_int8_supported()))
         return dre_set_error(DRE_ERR_UNSUPPORTED,
-                             "precision bf16 needs a CPU with AVX-512 BF16 (avx512_bf16 in "
+                             "precision %s needs a CPU with AVX-512 BF16 (avx512_bf16 in "
                              "/proc/cpuinfo: AMD Zen 4 or later, Intel Cooper Lake, Sapphire "
-                             "Rapids or later); this one has none: use fp32");
+                             "Rapids or later); this one has none: use fp32",
+                             dre_precision_name(precision));
     *out = NULL;
     const dre_model_info *info = &model->info;
     cpu_encoder *enc = calloc(1, sizeof *enc);
@@ -111,8 +115,8 @@ dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_positions;
     enc->precision = precision;
-    /* bf16 has one implementation, AVX-512's (DRE_CPU_GEMM=openblas picks fp32's) */
-    enc->vectorised = precision == DRE_PRECISION_BF16 || dre_cpu_gemm_vectorised();
+    /* bf16 and int8 have one implementation, AVX-512's (DRE_CPU_GEMM=openblas picks fp32's) */
+    enc->vectorised = precision != DRE_PRECISION_FP32 || dre_cpu_gemm_vectorised();
     enc->ws.n_threads = omp_get_max_threads();
     enc->ws.floats_per_thread = scratch_floats(info, enc->max_length, enc->vectorised);
     const size_t b = (size_t)budget_tokens, h = (size_t)info->hidden;

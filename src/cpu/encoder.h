@@ -15,7 +15,8 @@ extern "C" {
 
 typedef struct cpu_encoder cpu_encoder;
 
-/* precision: DRE_PRECISION_BF16 packs the four products' weights as bf16 (cpu/gemm_bf16.c);
+/* precision: DRE_PRECISION_BF16 packs the four products' weights as bf16 (cpu/gemm_bf16.c),
+ * DRE_PRECISION_INT8 as int8 with a scale per column (cpu/gemm_int8.c); either is
  * DRE_ERR_UNSUPPORTED without AVX-512 BF16. */
 dre_status dre_cpu_encoder_create(const dre_model *model, int32_t budget_tokens,
                                   dre_precision precision, cpu_encoder **out);

@@ -62,8 +62,12 @@ void dre_cpu_pack_free(cpu_packed *p) {
     if (!p) return;
     free(p->panels);
     free(p->pairs);
+    free(p->codes);
+    free(p->scales);
     p->panels = NULL;
     p->pairs = NULL;
+    p->codes = NULL;
+    p->scales = NULL;
 }
 
 /* ------------------------------------------------------------ micro-kernel */
@@ -156,7 +160,12 @@ static void pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k, flo
 #define GROUP_TILES 4
 #define GROUP_ROWS (GROUP_TILES * CPU_TILE_ROWS)
 
-size_t dre_cpu_gemm_scratch_floats(int32_t k) { return (size_t)GROUP_ROWS * k; }
+/* A's rows (fp32, or bf16 pairs in fewer words), then int8's widened panel, 64-byte aligned */
+static size_t widened_offset(int32_t k) { return ((size_t)GROUP_ROWS * k + 15) / 16 * 16; }
+
+size_t dre_cpu_gemm_scratch_floats(int32_t k) {
+    return widened_offset(k) + (size_t)CPU_PANEL * ((k + 1) / 2);
+}
 
 static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_packed *w,
                           const float *bias, cpu_epilogue epi, float *out, int32_t ldo) {
@@ -178,7 +187,7 @@ static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_pack
 void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, const float *bias,
                   cpu_epilogue epi, float *out, int32_t ldo, const cpu_workspace *ws) {
     if (m <= 0) return;
-    if (!w->panels && !w->pairs) {
+    if (!w->panels && !w->pairs && !w->codes) {
         gemm_openblas(a, lda, m, w, bias, epi, out, ldo);
         return;
     }
@@ -199,7 +208,7 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
         const int32_t g = item / runs, run = item % runs;
         const int32_t row0 = g * GROUP_ROWS;
         const int32_t row_end = row0 + GROUP_ROWS < m ? row0 + GROUP_ROWS : m;
-        if (w->pairs) { /* bf16: A's rows always packed (rounded to bf16 on the way) */
+        if (w->pairs || w->codes) { /* bf16, int8: A's rows packed, rounded to bf16 */
             uint32_t *scratch =
                 (uint32_t *)(ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread);
             const size_t tile_words = dre_cpu_bf16_tile_words(w->k);
@@ -211,7 +220,18 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
             const int32_t k2 = (w->k + 1) / 2;
             const int32_t p_end =
                 (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
-            for (int32_t p = run * per_run; p < p_end; p++) {
+            const size_t group_scales = (size_t)(w->k + CPU_INT8_GROUP - 1) / CPU_INT8_GROUP;
+            for (int32_t p = run * per_run; w->codes && p < p_end; p++) {
+                const int32_t col = p * CPU_PANEL;
+                dre_cpu_int8_panel(row_end - row0, w->k, scratch, tile_words,
+                                   w->codes + (size_t)p * k2 * CPU_PANEL * 2,
+                                   w->scales + p * group_scales * 2 * CPU_PANEL,
+                                   (uint32_t *)scratch + widened_offset(w->k),
+                                   out + (size_t)row0 * ldo + col, ldo,
+                                   w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL,
+                                   bias ? bias + col : NULL, epi);
+            }
+            for (int32_t p = run * per_run; w->pairs && p < p_end; p++) {
                 const uint32_t *panel = w->pairs + (size_t)p * k2 * CPU_PANEL;
                 const int32_t col = p * CPU_PANEL;
                 const int32_t ncols = w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL;

@@ -8,7 +8,9 @@
  * thread count, so results never depend on either. Without AVX-512 (or with
  * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
  * operators of cpu/ops.h instead. Packed as bf16 (cpu/gemm_bf16.c, --precision bf16), the
- * same driver runs a bf16 micro-kernel: inputs rounded to bf16, sums in fp32. */
+ * same driver runs a bf16 micro-kernel: inputs rounded to bf16, sums in fp32. Packed as int8
+ * (cpu/gemm_int8.c, --precision int8): int8 weights with a scale per output column, widened
+ * to bf16 in registers, A in bf16 as bf16's, sums in fp32. */
 #ifndef DRE_CPU_GEMM_H
 #define DRE_CPU_GEMM_H
 
@@ -23,6 +25,9 @@ extern "C" {
 
 #define CPU_PANEL 32     /* output columns a panel */
 #define CPU_TILE_ROWS 14 /* rows a micro-kernel call */
+#ifndef CPU_INT8_GROUP
+#define CPU_INT8_GROUP 64 /* int8: k-values of a column sharing a scale (even) */
+#endif
 
 typedef enum { CPU_EPI_NONE = 0, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU } cpu_epilogue;
 
@@ -30,6 +35,9 @@ typedef enum { CPU_EPI_NONE = 0, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU } cpu_epilogue;
 typedef struct cpu_packed {
     float *panels;  /* [n_panels][k][32], 64-byte aligned; NULL on the OpenBLAS path */
     uint32_t *pairs; /* or bf16 pairs: [n_panels][ceil(k / 2)][32] (cpu/gemm_bf16.c) */
+    int8_t *codes;   /* or int8: [n_panels][ceil(k / 2)][32][2] (cpu/gemm_int8.c) */
+    float *scales;   /* int8's: [n_panels][ceil(k / CPU_INT8_GROUP)][32][2], a group's scale
+                      * twice a column (once for each code of a pair) */
     const float *w; /* the weights as given (the OpenBLAS path reads them) */
     int32_t n, k, n_panels;
 } cpu_packed;
@@ -45,6 +53,14 @@ dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *o
 int dre_cpu_bf16_supported(void);
 /* x rounded to the nearest bf16 (ties to even), its 16 bits */
 uint16_t dre_bf16_of(float x);
+/* Packs w as int8 codes with a scale per row of w (output column), for CPUs where
+ * dre_cpu_int8_supported() */
+dre_status dre_cpu_pack_int8(const float *w, int32_t n, int32_t k, cpu_packed *out);
+/* 1 when the CPU runs int8's products: AVX-512 BF16, as bf16's */
+int dre_cpu_int8_supported(void);
+/* One row w[0..k) as int8: returns scale = max |w| / 127 (0 for a zero row) and codes[j] =
+ * w[j] / scale rounded to nearest even, within [-127, 127] (all 0 for a zero row) */
+float dre_cpu_int8_quantize_row(const float *w, int32_t k, int8_t *codes);
 void dre_cpu_pack_free(cpu_packed *p);
 
 /* floats a thread of dre_cpu_gemm needs, for inner dimension k */
@@ -74,6 +90,12 @@ void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t 
                             uint32_t *dst);
 void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel,
                        float *c, int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
+/* int8's: one panel's product for `rows` rows of A packed as bf16 (tile t at
+ * a + t * tile_words), codes and scale the panel's; more than one tile of rows widens the
+ * codes once into `widened` (ceil(k / 2) * 32 words, 64-byte aligned) */
+void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, size_t tile_words,
+                        const int8_t *codes, const float *scale, uint32_t *widened, float *c,
+                        int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
 
 #ifdef __cplusplus
 }

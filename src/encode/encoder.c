@@ -49,8 +49,11 @@ dre_status dre_precision_parse(const char *name, dre_precision *out) {
         *out = DRE_PRECISION_FP32;
     else if (name && strcmp(name, "bf16") == 0)
         *out = DRE_PRECISION_BF16;
+    else if (name && strcmp(name, "int8") == 0)
+        *out = DRE_PRECISION_INT8;
     else
-        return dre_set_error(DRE_ERR_INVALID_ARG, "unknown precision '%s' (expected fp32 or bf16)",
+        return dre_set_error(DRE_ERR_INVALID_ARG,
+                             "unknown precision '%s' (expected fp32, bf16 or int8)",
                              name ? name : "(null)");
     return DRE_OK;
 }
@@ -59,6 +62,7 @@ const char *dre_precision_name(dre_precision precision) {
     switch (precision) {
     case DRE_PRECISION_FP32: return "fp32";
     case DRE_PRECISION_BF16: return "bf16";
+    case DRE_PRECISION_INT8: return "int8";
     }
     return "?";
 }
@@ -73,7 +77,8 @@ dre_status dre_encoder_open_with(const dre_model *model, dre_device device, int3
     if (!model || !out)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: NULL argument");
     *out = NULL;
-    if (precision != DRE_PRECISION_FP32 && precision != DRE_PRECISION_BF16)
+    if (precision != DRE_PRECISION_FP32 && precision != DRE_PRECISION_BF16 &&
+        precision != DRE_PRECISION_INT8)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_open: unknown precision %d",
                              (int)precision);
     const dre_model_info *info = &model->info;

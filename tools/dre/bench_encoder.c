@@ -39,7 +39,7 @@ static void usage(FILE *f) {
             "end\n"
             "                      and one 12-token query at a time (p50, p99); its threads:\n"
             "                      OMP_NUM_THREADS (default all cores)\n"
-            "  --precision P       the CPU's: fp32 (default) or bf16\n"
+            "  --precision P       the CPU's: fp32 (default), bf16 or int8\n"
             "  --reps N            repetitions of the per-kernel profile (default 5)\n"
             "  --seed N            synthetic lengths and ids (default 1)\n"
             "  --variant F=NAME    a kernel family's other implementation (several: F=A,G=B);\n"
@@ -299,8 +299,8 @@ int bench_encoder(int argc, char **argv) {
             device = v;
         else if (!strcmp(a, "--precision")) {
             if (dre_precision_parse(v, &precision) != DRE_OK)
-                return cli_usage_error("bench encoder", "--precision must be fp32 or bf16, not '%s'",
-                                       v);
+                return cli_usage_error("bench encoder",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         }
         else if (!strcmp(a, "--n"))
             n = strtol(v, NULL, 10);

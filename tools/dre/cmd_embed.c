@@ -79,8 +79,9 @@ static void usage(FILE *f) {
         "  --index DIR            the index folder\n"
         "  --model DIR            model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
         "  --device D             auto, cpu or gpu (default auto: the GPU if there is one)\n"
-        "  --precision P          fp32 (default) or bf16: the CPU encoder's products in bf16\n"
-        "                         (CPUs with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
+        "  --precision P          fp32 (default), bf16 or int8: the CPU encoder's products\n"
+        "                         in bf16, or with int8 weights and bf16 activations (CPUs\n"
+        "                         with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
         "  --factory S            FAISS index_factory string (default Flat; e.g. HNSW32,\n"
         "                         IVF1024,Flat). Kinds that need training are trained on\n"
         "                         the first vectors: 64 per IVF list, 65536 to 1048576\n"
@@ -163,7 +164,8 @@ int cmd_embed(int argc, char **argv) {
                 return cli_usage_error("embed", "--device must be auto, cpu or gpu, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--precision", &missing))) {
             if (dre_precision_parse(v, &opts.precision) != DRE_OK)
-                return cli_usage_error("embed", "--precision must be fp32 or bf16, not '%s'", v);
+                return cli_usage_error("embed",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--factory", &missing))) {
             if (!v[0]) return cli_usage_error("embed", "--factory needs a FAISS factory string");
             opts.factory = v;

@@ -34,8 +34,9 @@ static void usage(FILE *f) {
             "\n"
             "  --model DIR         model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
             "  --device D          auto, cpu or gpu (default auto: the GPU if there is one)\n"
-            "  --precision P       fp32 (default) or bf16: the CPU encoder's products in bf16\n"
-            "                      (CPUs with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
+            "  --precision P       fp32 (default), bf16 or int8: the CPU encoder's products\n"
+            "                      in bf16, or with int8 weights and bf16 activations (CPUs\n"
+            "                      with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
             "  --format F          npy (float32 [n, dim]) or tsv (default: npy with --output,\n"
             "                      else tsv)\n"
             "  --output FILE       write there (required for npy; tsv goes to stdout without it)\n"
@@ -68,7 +69,8 @@ static int parse_args(int argc, char **argv, encode_args *a) {
                 return cli_usage_error("encode", "--device must be auto, cpu or gpu, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--precision", &missing))) {
             if (dre_precision_parse(v, &a->precision) != DRE_OK)
-                return cli_usage_error("encode", "--precision must be fp32 or bf16, not '%s'", v);
+                return cli_usage_error("encode",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--format", &missing))) {
             if (!strcmp(v, "npy"))
                 a->format = FORMAT_NPY;

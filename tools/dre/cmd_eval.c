@@ -40,8 +40,9 @@ static void usage(FILE *f) {
                "  --model DIR      model folder (default: $DRE_MODEL or models/all-MiniLM-L6-v2);\n"
                "                   must be the model the index was built with\n"
                "  --device D       auto, cpu or gpu (default auto)\n"
-               "  --precision P    fp32 (default) or bf16: the CPU encoder's products in bf16\n"
-               "                   (CPUs with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
+               "  --precision P    fp32 (default), bf16 or int8: the CPU encoder's products\n"
+               "                   in bf16, or with int8 weights and bf16 activations (CPUs\n"
+               "                   with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
                "  -k N             depth of the run file (default 100); the search depth is\n"
                "                   max(100, N) so that Recall@100 is always "
                "defined\n" CLI_SEARCH_OPTIONS_HELP
@@ -85,7 +86,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
                 return cli_usage_error("eval", "--device must be auto, cpu or gpu, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--precision", &missing))) {
             if (dre_precision_parse(v, &a->precision) != DRE_OK)
-                return cli_usage_error("eval", "--precision must be fp32 or bf16, not '%s'", v);
+                return cli_usage_error("eval",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "-k", &missing)) ||
                    (v = cli_option(argc, argv, &i, "--k", &missing))) {
             char *end;

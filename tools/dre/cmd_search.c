@@ -41,8 +41,9 @@ static void usage(FILE *f) {
             "  --model DIR        the model the index was embedded with (default: $DRE_MODEL\n"
             "                     or models/all-MiniLM-L6-v2); its weights hash is checked\n"
             "  --device D         auto, cpu or gpu (default auto)\n"
-            "  --precision P      fp32 (default) or bf16: the CPU encoder's products in bf16\n"
-            "                     (CPUs with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
+            "  --precision P      fp32 (default), bf16 or int8: the CPU encoder's products\n"
+            "                     in bf16, or with int8 weights and bf16 activations (CPUs\n"
+            "                     with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
             "  -h, --help         this help\n");
 }
 
@@ -327,7 +328,8 @@ static int parse_args(int argc, char **argv, search_args *a) {
                 return cli_usage_error("search", "--device must be auto, cpu or gpu, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--precision", &missing))) {
             if (dre_precision_parse(v, &a->precision) != DRE_OK)
-                return cli_usage_error("search", "--precision must be fp32 or bf16, not '%s'", v);
+                return cli_usage_error("search",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         } else if (missing) {
             return cli_usage_error("search", "%s needs a value", arg);
         } else if (arg[0] == '-' && arg[1] != '\0') {

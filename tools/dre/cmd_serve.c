@@ -36,8 +36,9 @@ static void usage(FILE *f) {
         "  --index DIR            the index folder made by `dre embed`\n"
         "  --model DIR            its model (default: $DRE_MODEL or models/all-MiniLM-L6-v2)\n"
         "  --device D             auto, cpu or gpu (default auto)\n"
-        "  --precision P          fp32 (default) or bf16: the CPU encoder's products in bf16\n"
-        "                         (CPUs with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
+        "  --precision P          fp32 (default), bf16 or int8: the CPU encoder's products\n"
+        "                         in bf16, or with int8 weights and bf16 activations (CPUs\n"
+        "                         with AVX-512 BF16; faster, cosine to fp32 >= 0.999)\n"
         "  --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
         "  --port N               default 8080; 0 picks a free one\n"
         "  --api-key KEY          require \"Authorization: Bearer KEY\" (default\n"
@@ -107,7 +108,8 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("serve", "--device must be auto, cpu or gpu, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--precision", &missing))) {
             if (dre_precision_parse(v, &precision) != DRE_OK)
-                return cli_usage_error("serve", "--precision must be fp32 or bf16, not '%s'", v);
+                return cli_usage_error("serve",
+                                       "--precision must be fp32, bf16 or int8, not '%s'", v);
         } else if ((v = cli_option(argc, argv, &i, "--host", &missing))) {
             o.host = v;
         } else if ((v = cli_option(argc, argv, &i, "--port", &missing))) {
