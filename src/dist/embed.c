@@ -267,12 +267,15 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h;
 }
 
+/* A record's bytes: its head and its id, padded so that the next head is aligned. */
+static size_t record_size(uint32_t len) { return sizeof(id_head) + ((len + 7u) & ~(size_t)7); }
+
 static dre_status put_id(void *user, int64_t row, const char *id, size_t len) {
     id_buffers *b = user;
     id_head head = {.hash = hash_bytes(id, len), .doc = b->first_doc + row, .shard = b->shard,
                     .len = (uint32_t)len};
     int to = (int)(head.hash % (uint64_t)b->n_ranks);
-    size_t need = b->len[to] + sizeof head + len;
+    size_t need = b->len[to] + record_size(head.len);
     if (need > (size_t)INT_MAX)
         return dre_set_error(DRE_ERR_UNSUPPORTED, "ids: more than 2 GB for one rank to check");
     if (need > b->cap[to]) {
@@ -283,6 +286,7 @@ static dre_status put_id(void *user, int64_t row, const char *id, size_t len) {
         b->buf[to] = grown;
         b->cap[to] = cap;
     }
+    memset(b->buf[to] + b->len[to], 0, record_size(head.len));
     memcpy(b->buf[to] + b->len[to], &head, sizeof head);
     memcpy(b->buf[to] + b->len[to] + sizeof head, id, len);
     b->len[to] = need;
@@ -306,14 +310,14 @@ static int by_id(const void *pa, const void *pb) {
 /* The first id among the records received that two shards hold. */
 static dre_status find_duplicate(const char *data, size_t len) {
     size_t n = 0;
-    for (size_t at = 0; at < len; n++) at += sizeof(id_head) + ((const id_head *)(data + at))->len;
+    for (size_t at = 0; at < len; n++) at += record_size(((const id_head *)(data + at))->len);
     id_ref *refs = malloc((n ? n : 1) * sizeof *refs);
     if (!refs) return dre_set_error(DRE_ERR_NOMEM, "ids: out of memory");
     size_t i = 0;
     for (size_t at = 0; at < len; i++) {
         refs[i].head = (const id_head *)(data + at);
         refs[i].id = data + at + sizeof(id_head);
-        at += sizeof(id_head) + refs[i].head->len;
+        at += record_size(refs[i].head->len);
     }
     qsort(refs, n, sizeof *refs, by_id);
     dre_status st = DRE_OK;
