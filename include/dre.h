@@ -101,10 +101,11 @@ DRE_API int dre_gpu_count(void);
  * BF16 rounds weights and activations to bf16 in the four matrix products of each layer,
  * summing in fp32 (attention, LayerNorm, GELU and pooling stay fp32): about twice the
  * products a second on CPUs with AVX-512 BF16, DRE_ERR_UNSUPPORTED on others. INT8 keeps
- * those products' weights as int8 with a scale per output column (symmetric, quantised once
- * when the encoder is made), activations rounded to bf16 as BF16's, sums in fp32: a quarter
- * of fp32's weight bytes, the same CPUs as BF16 (AVX-512 BF16). Both stay within cosine
- * 0.999 of FP32 per text. The GPU encoder computes in fp16 with fp32 sums whatever this
+ * those products' weights as int8 with a scale per 64 weights of an output column
+ * (symmetric, quantised once when the encoder is made), widened to bf16 as they are read,
+ * activations rounded to bf16 as BF16's, sums in fp32: a quarter of fp32's weight bytes (and
+ * an eighth more for the scales), the same CPUs as BF16 (AVX-512 BF16). Both stay within
+ * cosine 0.999 of FP32 per text (all-MiniLM-L6-v2). The GPU encoder computes in fp16 with fp32 sums whatever this
  * says, and asking it for BF16 or INT8 is DRE_ERR_INVALID_ARG. */
 typedef enum dre_precision {
     DRE_PRECISION_FP32 = 0,
@@ -114,6 +115,11 @@ typedef enum dre_precision {
 /* "fp32", "bf16" or "int8"; DRE_ERR_INVALID_ARG otherwise. */
 DRE_API dre_status dre_precision_parse(const char *name, dre_precision *out);
 DRE_API const char *dre_precision_name(dre_precision precision);
+/* How the CPU encoder computes at `precision` on this CPU, one line in buf (truncated to
+ * size): the instructions its products use and why, or why it cannot run there. DRE_OK when
+ * it can run, DRE_ERR_UNSUPPORTED when not (the line says why), DRE_ERR_INVALID_ARG for an
+ * unknown precision. What `dre info --cpu` prints. */
+DRE_API dre_status dre_cpu_path(dre_precision precision, char *buf, size_t size);
 
 typedef enum dre_pooling { DRE_POOL_MEAN = 0, DRE_POOL_CLS = 1 } dre_pooling;
 

@@ -539,13 +539,21 @@ TEST_F(CliTest, Int8EmbedExportAndSearch) {
         result help = run(std::string(cmd) + " --help");
         EXPECT_NE(help.out.find("bf16 or int8"), std::string::npos) << cmd << ": " << help.out;
     }
+    // dre info --cpu: a line a precision, saying the path and naming AMX either way
+    result info = run("info --cpu");
+    ASSERT_EQ(info.status, 0) << info.err;
+    for (const char *line : {"\nfp32 ", "\nbf16 ", "\nint8 ", "AMX"})
+        EXPECT_NE(info.out.find(line), std::string::npos) << line << " in:\n" << info.out;
     if (read_text("/proc/cpuinfo").find("avx512_bf16") == std::string::npos) {
+        EXPECT_NE(info.out.find("unsupported: needs AVX-512 BF16"), std::string::npos) << info.out;
         result r = run("embed -q --device cpu --precision int8 tests/data/papers.jsonl '" + root +
                        "/never'");
         EXPECT_NE(r.status, 0);
         EXPECT_NE(r.err.find("AVX-512 BF16"), std::string::npos) << r.err;
         GTEST_SKIP() << "this CPU has no AVX-512 BF16";
     }
+    EXPECT_NE(info.out.find("int8         AVX-512 BF16: int8 weights"), std::string::npos)
+        << info.out;
     embed_export_and_search(&CliTest::run, root, "int8");
     const std::string ix = root + "/papers-int8";
     const std::string query = "' 'survey of neural reranking and dense retrieval with BERT'";

@@ -4,14 +4,15 @@ one run on the same texts, and the table the README and closing notes carry.
 
 Each round runs `dre bench encoder --device cpu --corpus FILE --n N` at every thread count
 (OMP_NUM_THREADS), the OpenBLAS path of dre too with --openblas (DRE_CPU_GEMM=openblas), dre's
-bf16 and PyTorch's bf16 (sentence-transformers with the model in bf16) with --bf16, and
+bf16 and PyTorch's bf16 (sentence-transformers with the model in bf16) with --bf16, dre's int8
+and ONNX Runtime's int8 (quantize_dynamic of the same export) with --int8, and
 tools/bench/peer_encoder_cpu.py at the same thread counts; rounds alternate which goes first, since
 this machine's speed drifts over minutes. Prints every measured line, then one markdown
 table: docs/s per thread count and the single 12-token query's p50 / p99 at each, the mean
 over rounds (each round's figures are in the lines above it).
 
 Usage: python3 tools/bench/bench_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
-       [--n 300] [--threads 1,2] [--rounds 2] [--openblas] [--bf16] [--dre build/dre]
+       [--n 300] [--threads 1,2] [--rounds 2] [--openblas] [--bf16] [--int8] [--dre build/dre]
 Needs what tools/bench/peer_encoder_cpu.py needs (the fixture tools, onnxruntime, onnx)."""
 import argparse
 import os
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--openblas", action="store_true", help="also dre's OpenBLAS path")
     ap.add_argument("--bf16", action="store_true", help="also dre bf16 and PyTorch bf16")
+    ap.add_argument("--int8", action="store_true", help="also dre int8 and ONNX Runtime int8")
     ap.add_argument("--dre", default=os.path.join(HERE, "..", "..", "build", "dre"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -58,12 +60,14 @@ def main():
 
     def peers():
         rows = []
-        whos = "onnxruntime,st" + (",st_bf16" if args.bf16 else "")
+        whos = ("onnxruntime" + (",onnxruntime_int8" if args.int8 else "") + ",st" +
+                (",st_bf16" if args.bf16 else ""))
         for l in run([sys.executable, os.path.join(HERE, "peer_encoder_cpu.py"), "--corpus",
                       args.corpus, "--n", str(args.n), "--threads", args.threads, "--who", whos],
                      {}):
             who = fields(l)["who"]
             names = {"onnxruntime": "ONNX Runtime",
+                     "onnxruntime_int8": "ONNX Runtime int8 (quantize_dynamic)",
                      "sentence_transformers": "sentence-transformers",
                      "torch_bf16": "PyTorch bf16 (sentence-transformers)"}
             rows.append((names.get(who, who), l))
@@ -77,6 +81,8 @@ def main():
             steps.append(lambda: dre({"DRE_CPU_GEMM": "openblas"}, "dre fp32, OpenBLAS path"))
         if args.bf16:
             steps.append(lambda: dre({}, "dre bf16", "bf16"))
+        if args.int8:
+            steps.append(lambda: dre({}, "dre int8", "int8"))
         steps.append(peers)
         if r % 2:
             steps.reverse()

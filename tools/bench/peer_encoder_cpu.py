@@ -6,6 +6,9 @@ them), tokenized by Hugging Face's tokenizer and cut at the model's max length, 
   onnxruntime            the model exported to ONNX through torch, graph optimisations all,
                          batches of 32 length-sorted texts padded to their longest, mean
                          pooling + L2 normalisation (what fastembed runs)
+  onnxruntime_int8       the same export through onnxruntime.quantization.quantize_dynamic
+                         (int8 weights, QInt8, activations quantised per batch at run time:
+                         VNNI or AMX where the CPU has them)
   sentence_transformers  SentenceTransformer.encode, batch 32, fp32
   st_bf16                the same with the model in bf16 (model.to(torch.bfloat16): PyTorch's
                          bf16 products through oneDNN, AMX or AVX-512 BF16 where the CPU has
@@ -20,7 +23,7 @@ after 10 to warm up). Prints one line per measurement in dre's format:
 
 Usage: python3 tools/bench/peer_encoder_cpu.py --corpus ../shared/data/scifact-train/corpus.jsonl
        [--n 1000] [--model models/all-MiniLM-L6-v2] [--threads 1,2]
-       [--who onnxruntime,st,st_bf16]
+       [--who onnxruntime,onnxruntime_int8,st,st_bf16]
 Needs the fixture tools (DRE_SETUP_FIXTURE_TOOLS=1 tools/setup.sh) and onnxruntime, onnx.
 """
 import argparse
@@ -126,16 +129,24 @@ def main():
 
     whos = args.who.split(",")
     threads_list = [int(t) for t in args.threads.split(",")]
-    if "onnxruntime" in whos:
+    if "onnxruntime" in whos or "onnxruntime_int8" in whos:
         import onnxruntime as ort
         onnx_path = os.path.join(tempfile.mkdtemp(), "model.onnx")
         export_onnx(args.model, onnx_path)
-        for threads in threads_list:
+        paths = []
+        if "onnxruntime" in whos:
+            paths.append(("onnxruntime", onnx_path))
+        if "onnxruntime_int8" in whos:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            int8_path = onnx_path.replace(".onnx", ".int8.onnx")
+            quantize_dynamic(onnx_path, int8_path, weight_type=QuantType.QInt8)
+            paths.append(("onnxruntime_int8", int8_path))
+        for (who, path), threads in [(p, t) for p in paths for t in threads_list]:
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
-            sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
             def run(feed):
                 hidden = sess.run(None, feed)[0]
@@ -154,7 +165,7 @@ def main():
                 run(query)
                 if i >= 10:
                     lat.append(time.perf_counter() - s0)
-            report("onnxruntime", threads, seconds, lat)
+            report(who, threads, seconds, lat)
     for who in ("st", "st_bf16"):
         if who not in whos:
             continue

@@ -1,6 +1,9 @@
 /* cmd_info.c — `dre info INDEX`: what an index folder holds: documents, model, pooling,
- * FAISS factory, file sizes, and a sharded index's shards. */
+ * FAISS factory, file sizes, and a sharded index's shards. `dre info --cpu`: the path the CPU
+ * encoder takes at each --precision on this CPU, and why. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -9,12 +12,15 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: dre info [--json] [--index] INDEX\n"
+            "       dre info --cpu\n"
             "\n"
             "Describes the index folder INDEX (made by `dre embed`): documents, model and its\n"
             "weights hash, vector dimension, pooling, FAISS factory, BM25, prompts, file sizes;\n"
             "of a sharded index, its shards too (file sizes are their sums).\n"
             "\n"
             "  --json      one JSON object\n"
+            "  --cpu       this CPU and the path the CPU encoder's products take at each\n"
+            "              --precision (fp32, bf16, int8) on it, and why\n"
             "  -h, --help  this help\n");
 }
 
@@ -76,6 +82,43 @@ static void print_shards(const dre_index *index, int json) {
     if (json) printf("]");
 }
 
+/* `dre info --cpu`: the CPU's name and the instructions that matter, then each precision's
+ * path (dre_cpu_path) */
+static int print_cpu(void) {
+    char name[256] = "?", *flags = NULL, *line = NULL;
+    size_t cap = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && getline(&line, &cap, f) > 0) {
+        const char *colon = strchr(line, ':');
+        if (!colon) continue;
+        line[strcspn(line, "\n")] = '\0';
+        if (!strncmp(line, "model name", 10) && !strcmp(name, "?"))
+            snprintf(name, sizeof name, "%s", colon + 2);
+        else if (!strncmp(line, "flags", 5) && !flags && (flags = malloc(strlen(colon) + 2)))
+            sprintf(flags, " %s ", colon + 1); /* " flag flag ... " */
+    }
+    if (f) fclose(f);
+    free(line);
+    printf("cpu          %s\n", name);
+    printf("instructions");
+    const char *wanted[] = {"avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
+                            "amx_int8"};
+    const size_t n_wanted = sizeof wanted / sizeof *wanted;
+    for (size_t i = 0; i < n_wanted; i++) {
+        char key[32];
+        snprintf(key, sizeof key, " %s ", wanted[i]);
+        printf(" %s %s%s", wanted[i], flags && strstr(flags, key) ? "yes" : "no",
+               i + 1 < n_wanted ? "," : "\n");
+    }
+    free(flags);
+    for (int p = DRE_PRECISION_FP32; p <= DRE_PRECISION_INT8; p++) {
+        char path[512];
+        dre_cpu_path((dre_precision)p, path, sizeof path);
+        printf("%-12s %s\n", dre_precision_name((dre_precision)p), path);
+    }
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0;
@@ -85,6 +128,8 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--cpu")) {
+            return print_cpu();
         } else if (!strcmp(argv[i], "--index") && i + 1 < argc && !dir) {
             dir = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
