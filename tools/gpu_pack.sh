@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # gpu_pack.sh [DEST] — everything the GPU machine needs that the working tree lacks, in one
 # folder (default .devpack, git-ignored) that fits the 64 MiB a run may carry there:
-#   bin/dre.gz, bin/dre-mpi.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12
-#                                MiB become 4; gpu_proof.sh --pack unpacks them); the GPU tests
-#                                in one binary; dre-mpi for a machine with Open MPI (the scale
-#                                stage; its MPI libraries are that machine's)
+#   bin/dre.gz, bin/dre_gpu_tests.gz   sm_90 builds, stripped and gzipped (12 MiB become 4;
+#                                gpu_proof.sh --pack unpacks them); the GPU tests in one binary;
+#                                with DRE_PACK_MPI=1 also bin/dre-mpi.gz, for a machine with
+#                                several GPUs and Open MPI (the scale stage; 2 MiB more, past
+#                                the 64 with today's tree, so not by default)
 #   lib/*.xz                     the shared libraries that machine may lack (libmicrohttpd,
 #                                libcjson, OpenBLAS and its Fortran runtime, SQLite, libgomp),
 #                                xz-compressed (OpenBLAS's 36 MB become 4); Ubuntu's base
@@ -21,9 +22,11 @@ say() { printf 'gpu_pack: %s\n' "$*" >&2; }
 
 cmake -S . -B "$build" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 cmake --build "$build" -j"$(nproc)" --target dre_cli dre_mpi_cli dre_gpu_tests >/dev/null
+bins="dre dre_gpu_tests"
+[ "${DRE_PACK_MPI:-0}" = 1 ] && bins="$bins dre-mpi"
 rm -rf "$dest.tmp"
 mkdir -p "$dest.tmp/bin" "$dest.tmp/lib" "$dest.tmp/models"
-for b in dre dre-mpi dre_gpu_tests; do
+for b in $bins; do
   strip -o "$dest.tmp/bin/$b" "$build/$b"
   gzip -9 "$dest.tmp/bin/$b"
 done

@@ -641,8 +641,8 @@ def stage_scale(proof, runner):
     why = "emulated: no GPUs" if runner.emulated else \
         f"{gpus} GPU here: one rank per GPU needs several" if gpus < 2 else \
         "no mpirun here (Open MPI)" if not shutil.which("mpirun") else \
-        "no dre-mpi in the build" if not os.access(os.path.join(runner.bin_dir, "dre-mpi"),
-                                                   os.X_OK) else ""
+        "no dre-mpi (DRE_PACK_MPI=1 tools/gpu_pack.sh packs it)" \
+        if not os.access(os.path.join(runner.bin_dir, "dre-mpi"), os.X_OK) else ""
     if why:
         proof.add("scale", what="skipped", reason=why)
         return "skipped", why
