@@ -14,7 +14,9 @@
  * every product exact in fp32, sums in fp32, gemm's epilogues. A query (one tile of rows)
  * widens each pair as it reads it, reading a quarter of fp32's weight bytes (plus an eighth
  * for the scales); more rows widen a panel once into scratch, read by every tile of the
- * group, as bf16's panels are. */
+ * group, as bf16's panels are. VNNI (VPDPBUSD, int8 by int8) is not used: it needs the
+ * activations in 8 bits too, and rounding them per row to u8 with a zero point on top of
+ * these weights left MiniLM at cosine 0.9949 to fp32 (0.9832 as symmetric s8). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
