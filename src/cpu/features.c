@@ -21,47 +21,52 @@ dre_status dre_cpu_path(dre_precision precision, char *buf, size_t size) {
     unsigned ecx, edx;
     leaf7(&ecx, &edx);
     const int vnni = (ecx >> 11) & 1, amx = (edx >> 24) & 1;
-    const char *amx_note = amx ? "AMX tiles present but unused (dre has no AMX kernel yet)"
-                               : "no AMX on this CPU";
+    const char *amx_note =
+        amx ? "AMX tiles present but unused (dre has no AMX kernel yet)" : "no AMX on this CPU";
     const char *force = getenv("DRE_CPU_GEMM");
     const int openblas = force && strcmp(force, "openblas") == 0;
     switch (precision) {
     case DRE_PRECISION_FP32:
         if (dre_cpu_gemm_vectorised())
-            snprintf(buf, size, "AVX-512F: fp32 weights packed in panels of 32 columns, FMA "
-                                "micro-kernels with fused bias and GELU (the default)");
+            snprintf(buf, size,
+                     "AVX-512F: fp32 weights packed in panels of 32 columns, FMA "
+                     "micro-kernels with fused bias and GELU (the default)");
         else
             snprintf(buf, size, "OpenBLAS sgemm and the plain operators (%s)",
                      openblas ? "DRE_CPU_GEMM=openblas" : "this CPU has no AVX-512F");
         return DRE_OK;
     case DRE_PRECISION_BF16:
         if (!dre_cpu_bf16_supported()) {
-            snprintf(buf, size, "unsupported: needs AVX-512 BF16 (VDPBF16PS), which this CPU "
-                                "lacks");
-            return dre_set_error(DRE_ERR_UNSUPPORTED, "precision %s: %s",
-                                 dre_precision_name(precision), buf);
-        }
-        snprintf(buf, size, "AVX-512 BF16: weights and activations rounded to bf16, VDPBF16PS "
-                            "with fp32 sums; %s", amx_note);
-        return DRE_OK;
-    case DRE_PRECISION_INT8:
-        if (!dre_cpu_int8_supported()) {
-            snprintf(buf, size, "unsupported: needs AVX-512 BF16 (VDPBF16PS), which this CPU "
-                                "lacks");
+            snprintf(buf, size,
+                     "unsupported: needs AVX-512 BF16 (VDPBF16PS), which this CPU "
+                     "lacks");
             return dre_set_error(DRE_ERR_UNSUPPORTED, "precision %s: %s",
                                  dre_precision_name(precision), buf);
         }
         snprintf(buf, size,
-                 "AVX-512 BF16: int8 weights (a scale per %d of a column) widened to bf16 as "
-                 "read, activations in bf16, VDPBF16PS with fp32 sums; %s; %s",
-                 CPU_INT8_GROUP,
-                 vnni ? "VNNI (VPDPBUSD) present but unused: it needs int8 activations, and dre keeps "
-                        "them bf16 for accuracy"
-                      : "no VNNI on this CPU (none needed)",
+                 "AVX-512 BF16: weights and activations rounded to bf16, VDPBF16PS "
+                 "with fp32 sums; %s",
                  amx_note);
+        return DRE_OK;
+    case DRE_PRECISION_INT8:
+        if (!dre_cpu_int8_supported()) {
+            snprintf(buf, size,
+                     "unsupported: needs AVX-512 BF16 (VDPBF16PS), which this CPU "
+                     "lacks");
+            return dre_set_error(DRE_ERR_UNSUPPORTED, "precision %s: %s",
+                                 dre_precision_name(precision), buf);
+        }
+        snprintf(
+            buf, size,
+            "AVX-512 BF16: int8 weights (a scale per %d of a column) widened to bf16 as "
+            "read, activations in bf16, VDPBF16PS with fp32 sums; %s; %s",
+            CPU_INT8_GROUP,
+            vnni ? "VNNI (VPDPBUSD) present but unused: it needs int8 activations, and dre keeps "
+                   "them bf16 for accuracy"
+                 : "no VNNI on this CPU (none needed)",
+            amx_note);
         return DRE_OK;
     }
     snprintf(buf, size, "unknown precision %d", (int)precision);
-    return dre_set_error(DRE_ERR_INVALID_ARG, "dre_cpu_path: unknown precision %d",
-                         (int)precision);
+    return dre_set_error(DRE_ERR_INVALID_ARG, "dre_cpu_path: unknown precision %d", (int)precision);
 }
