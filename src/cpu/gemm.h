@@ -53,13 +53,14 @@ dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *o
 int dre_cpu_bf16_supported(void);
 /* x rounded to the nearest bf16 (ties to even), its 16 bits */
 uint16_t dre_bf16_of(float x);
-/* Packs w as int8 codes with a scale per row of w (output column), for CPUs where
- * dre_cpu_int8_supported() */
+/* Packs w as int8 codes with a scale per CPU_INT8_GROUP weights of a row of w (an output
+ * column), for CPUs where dre_cpu_int8_supported() */
 dre_status dre_cpu_pack_int8(const float *w, int32_t n, int32_t k, cpu_packed *out);
 /* 1 when the CPU runs int8's products: AVX-512 BF16, as bf16's */
 int dre_cpu_int8_supported(void);
-/* One row w[0..k) as int8: returns scale = max |w| / 127 (0 for a zero row) and codes[j] =
- * w[j] / scale rounded to nearest even, within [-127, 127] (all 0 for a zero row) */
+/* One group of weights w[0..k) as int8 (dre_cpu_pack_int8 calls it on each group of each
+ * column): returns scale = max |w| / 127 (0 for zeros) and codes[j] = w[j] / scale rounded to
+ * nearest even, within [-127, 127] (all 0 for zeros) */
 float dre_cpu_int8_quantize_row(const float *w, int32_t k, int8_t *codes);
 void dre_cpu_pack_free(cpu_packed *p);
 

@@ -57,9 +57,7 @@ dre_status dre_cpu_pack_int8(const float *w, int32_t n, int32_t k, cpu_packed *o
     if (!out->codes || !out->scales || !row) {
         free(row);
         dre_cpu_pack_free(out);
-        return dre_set_error(DRE_ERR_NOMEM,
-                             "dre_cpu_pack_int8: out of memory for %zu MiB of "
-                             "weights",
+        return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack_int8: out of memory for %zu MiB",
                              bytes >> 20);
     }
     memset(out->codes, 0, bytes);
