@@ -436,6 +436,10 @@ typedef struct dre_index_info {
     dre_rescore rescore;               /* what its candidates are rescored from */
     int32_t rescore_factor;            /* candidates per result searched by default */
     int32_t n_shards;                  /* 0: one index folder; else a sharded index's shards */
+    char doc_precision[16];            /* what embedded the documents: "fp32", "bf16", "int8"
+                                          (the CPU encoder's --precision), "fp16" (the GPU's),
+                                          "mixed" (an --append at another); "" when unrecorded
+                                          (older indexes, imports) */
 } dre_index_info;
 
 /* Opens an index folder read-only; checks that meta.json, index.faiss and

@@ -569,6 +569,16 @@ TEST_F(CliTest, Int8EmbedExportAndSearch) {
     std::sort(ids8.begin(), ids8.end());
     std::sort(ids32.begin(), ids32.end());
     EXPECT_EQ(ids8, ids32) << q8.out << "\n" << q32.out;
+    // meta.json says what embedded the documents, and an --append at another precision mixes
+    result shown = run("info '" + ix + "'");
+    EXPECT_NE(shown.out.find("embedded at  int8"), std::string::npos) << shown.out;
+    write_text(root + "/two-more.jsonl",
+               "{\"_id\": \"x1\", \"text\": \"one more paper\"}\n"
+               "{\"_id\": \"x2\", \"text\": \"and another\"}\n");
+    result more = run("embed -q --device cpu --append '" + root + "/two-more.jsonl' '" + ix + "'");
+    ASSERT_EQ(more.status, 0) << more.err;
+    shown = run("info --json '" + ix + "'");
+    EXPECT_NE(shown.out.find("\"doc_precision\": \"mixed\""), std::string::npos) << shown.out;
 }
 
 } // namespace

@@ -256,6 +256,15 @@ static dre_status finish(embed_run *p, const dre_model_info *m) {
     meta.chunk_overlap = c->chunk_tokens > 0 ? c->chunk_overlap : 0;
     strcpy(meta.doc_prompt, c->doc_prompt);
     strcpy(meta.query_prompt, c->query_prompt);
+    /* what embedded these documents; with --append, and the earlier ones */
+    snprintf(meta.doc_precision, sizeof meta.doc_precision, "%s",
+             dre_encoder_device(p->enc) == DRE_DEVICE_GPU ? "fp16"
+                                                          : dre_precision_name(p->opts->precision));
+    dre_index_info base;
+    if (c->base_count > 0 && dre_index_meta_read(p->index_dir, &base) == DRE_OK &&
+        strcmp(base.doc_precision, meta.doc_precision) != 0) /* unrecorded stays unrecorded */
+        snprintf(meta.doc_precision, sizeof meta.doc_precision, "%s",
+                 base.doc_precision[0] ? "mixed" : "");
     return dre_index_writer_finish(p->writer, &meta);
 }
 

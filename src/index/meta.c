@@ -105,6 +105,8 @@ cJSON *dre_index_meta_object(const dre_index_info *info) {
         cJSON_AddStringToObject(root, "rescore", dre_rescore_name(info->rescore));
         cJSON_AddNumberToObject(root, "rescore_factor", info->rescore_factor);
     }
+    if (info->doc_precision[0])
+        cJSON_AddStringToObject(root, "doc_precision", info->doc_precision);
     if (info->doc_prompt[0]) cJSON_AddStringToObject(root, "doc_prompt", info->doc_prompt);
     if (info->query_prompt[0]) cJSON_AddStringToObject(root, "query_prompt", info->query_prompt);
     if (info->bm25) {
@@ -250,6 +252,9 @@ dre_status dre_index_meta_parse(const cJSON *root, const char *path, int32_t max
                                  "%s: format_version %d, quantize %s, rescore_factor %g", path,
                                  info->format_version, name, v);
     }
+    if (cJSON_GetObjectItemCaseSensitive(root, "doc_precision"))
+        DRE_TRY(meta_string(root, path, "doc_precision", info->doc_precision,
+                            sizeof info->doc_precision));
     if (cJSON_GetObjectItemCaseSensitive(root, "doc_prompt"))
         DRE_TRY(meta_string(root, path, "doc_prompt", info->doc_prompt, sizeof info->doc_prompt));
     if (cJSON_GetObjectItemCaseSensitive(root, "query_prompt"))

@@ -43,7 +43,8 @@ static int is_remote(const shard_set *set, const int64_t *starts, int64_t row) {
 static const char *const shared_fields[] = {
     "model",        "weights_sha256", "dim",      "pooling",    "normalize",
     "max_length",   "factory",        "bm25",     "doc_prompt", "query_prompt",
-    "chunk_tokens", "chunk_overlap",  "quantize", "rescore",    "rescore_factor"};
+    "chunk_tokens", "chunk_overlap",  "quantize", "rescore",    "rescore_factor",
+    "doc_precision"};
 #define N_SHARED_FIELDS (sizeof shared_fields / sizeof *shared_fields)
 
 /* Shared field f of info as text, the form two shards' values are compared (and shown) in. */
@@ -63,7 +64,8 @@ static void field_text(const dre_index_info *info, size_t f, char *out, size_t c
     case 11: snprintf(out, cap, "%d", info->chunk_overlap); break;
     case 12: snprintf(out, cap, "%s", dre_quantize_name(info->quantize)); break;
     case 13: snprintf(out, cap, "%s", dre_rescore_name(info->rescore)); break;
-    default: snprintf(out, cap, "%d", info->rescore_factor); break;
+    case 14: snprintf(out, cap, "%d", info->rescore_factor); break;
+    default: snprintf(out, cap, "\"%s\"", info->doc_precision); break;
     }
 }
 

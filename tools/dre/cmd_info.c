@@ -164,6 +164,8 @@ int cmd_info(int argc, char **argv) {
         json_string(info->factory);
         printf(", \"n_vectors\": %lld, \"chunk_tokens\": %d, \"chunk_overlap\": %d",
                (long long)info->n_vectors, info->chunk_tokens, info->chunk_overlap);
+        printf(", \"doc_precision\": ");
+        json_string(info->doc_precision);
         printf(", \"bm25\": %s, \"doc_prompt\": ", info->bm25 ? "true" : "false");
         json_string(info->doc_prompt);
         printf(", \"query_prompt\": ");
@@ -187,6 +189,8 @@ int cmd_info(int argc, char **argv) {
         printf("weights      sha256 %s\n", info->weights_sha256);
         printf("pooling      %s%s\n", pooling, info->normalize ? ", L2-normalised" : "");
         printf("max length   %d tokens\n", info->max_length);
+        printf("embedded at  %s\n",
+               info->doc_precision[0] ? info->doc_precision : "(not recorded)");
         printf("factory      %s (%s)\n", info->factory,
                info->quantize == DRE_QUANTIZE_BINARY ? "Hamming distance of sign bits"
                                                      : "inner product");
