@@ -29,7 +29,7 @@ sources_of() {
     corpus) echo "text/corpus common/common" ;;
     queries) echo "text/queries common/common" ;;
     qrels) echo "search/eval common/common" ;;
-    bm25) echo "index/docstore common/common" ;;
+    bm25) echo "index/docstore index/docstore_bm25 common/common" ;;
     serve_request) echo "serve/request search/options common/common" ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: $all_targets)" >&2; return 1 ;;
   esac
