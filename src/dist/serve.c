@@ -20,6 +20,7 @@
 #include "dist/dist.h"
 #include "index/docstore.h"
 #include "index/index.h"
+#include "index/ranking.h"
 #include "index/shards.h"
 #include "search/searcher.h"
 
@@ -57,39 +58,7 @@ static void shards_of(int32_t n_shards, int size, int r, int32_t *first, int32_t
     *n = (int32_t)((int64_t)n_shards * (r + 1) / size) - *first;
 }
 
-static int32_t shard_of_row(const int64_t *starts, int32_t n_shards, int64_t row) {
-    int32_t lo = 0, hi = n_shards - 1;
-    while (lo < hi) {
-        int32_t mid = lo + (hi - lo + 1) / 2;
-        if (starts[mid] <= row)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
-
 /* ------------------------------------------------------------------ merging on rank 0 */
-
-typedef struct hit {
-    double score;
-    int64_t row;
-} hit;
-
-/* Best first; equal scores by row. BM25 ascending (its ORDER BY); vectors as FAISS's k-heap
- * keeps them (index/shards.c merges shards so): of equal scores at the k-th place the lowest
- * rows, then equal scores by descending row. */
-static int best_first_bm25(const void *pa, const void *pb) {
-    const hit *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row > b->row) - (a->row < b->row);
-}
-
-static int heap_order(const void *pa, const void *pb) {
-    const hit *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row < b->row) - (a->row > b->row);
-}
 
 /* A failed rank's message, or DRE_OK: statuses gathered on rank 0. */
 static dre_status first_failure(const int *status, const char *what) {
@@ -112,7 +81,7 @@ static dre_status remote_search(void *ctx, const float *queries, int64_t n, int3
     float *all_s = malloc((size_t)(nk * job.size) * sizeof *all_s);
     int64_t *all_r = malloc((size_t)(nk * job.size) * sizeof *all_r);
     int *status = malloc((size_t)job.size * sizeof *status);
-    hit *h = malloc((size_t)k * (size_t)job.size * sizeof *h);
+    ranked *h = malloc((size_t)k * (size_t)job.size * sizeof *h);
     if (!all_s || !all_r || !status || !h) {
         free(all_s), free(all_r), free(status), free(h);
         return dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
@@ -136,11 +105,9 @@ static dre_status remote_search(void *ctx, const float *queries, int64_t n, int3
         for (int r = 1; r < job.size; r++)
             for (int32_t j = 0; j < k; j++) {
                 int64_t at = r * nk + q * k + j;
-                if (all_r[at] >= 0) h[m++] = (hit){all_s[at], all_r[at]};
+                if (all_r[at] >= 0) h[m++] = (ranked){all_s[at], all_r[at]};
             }
-        qsort(h, (size_t)m, sizeof *h, best_first_bm25);
-        if (m > k) m = k;
-        qsort(h, (size_t)m, sizeof *h, heap_order);
+        m = dre_rank_vectors(h, m, k);
         for (int32_t j = 0; j < k; j++) {
             scores[q * k + j] = j < m ? (float)h[j].score : -INFINITY;
             rows[q * k + j] = j < m ? h[j].row : -1;
@@ -187,7 +154,7 @@ static dre_status remote_bm25_search(void *ctx, const char *query, const bm25_st
     double *all_s = malloc((size_t)k * job.size * sizeof *all_s);
     int64_t *all_r = malloc((size_t)k * job.size * sizeof *all_r);
     int *got = malloc((size_t)job.size * sizeof *got), *status = malloc((size_t)job.size * sizeof *status);
-    hit *h = malloc((size_t)k * job.size * sizeof *h);
+    ranked *h = malloc((size_t)k * job.size * sizeof *h);
     dre_status st = counts && all_s && all_r && got && status && h
                         ? DRE_OK
                         : dre_set_error(DRE_ERR_NOMEM, "BM25: out of memory");
@@ -213,9 +180,8 @@ static dre_status remote_bm25_search(void *ctx, const char *query, const bm25_st
         int64_t m = 0;
         for (int r = 1; r < job.size; r++)
             for (int32_t j = 0; j < got[r] && j < k; j++)
-                h[m++] = (hit){all_s[(int64_t)r * k + j], all_r[(int64_t)r * k + j]};
-        qsort(h, (size_t)m, sizeof *h, best_first_bm25);
-        *n = m < k ? (int32_t)m : k;
+                h[m++] = (ranked){all_s[(int64_t)r * k + j], all_r[(int64_t)r * k + j]};
+        *n = dre_rank_bm25(h, m, k);
         for (int32_t j = 0; j < *n; j++) {
             scores[j] = h[j].score;
             rows[j] = h[j].row;
@@ -229,7 +195,7 @@ static dre_status remote_bm25_search(void *ctx, const char *query, const bm25_st
 static dre_status remote_doc(void *ctx, int64_t row, dre_doc *doc) {
     (void)ctx;
     memset(doc, 0, sizeof *doc);
-    int owner = job.owner[shard_of_row(job.first_row, job.n_shards, row)];
+    int owner = job.owner[dre_shard_of_row(job.first_row, job.n_shards, row)];
     pthread_mutex_lock(&job.mu);
     op_header hd = {.op = OP_DOC, .row = row};
     send_header(&hd);
@@ -272,7 +238,7 @@ static dre_status remote_doc(void *ctx, int64_t row, dre_doc *doc) {
 
 static dre_status remote_chunk(void *ctx, int64_t vector_row, int64_t *doc_row, int32_t *chunk) {
     (void)ctx;
-    int owner = job.owner[shard_of_row(job.first_vec, job.n_shards, vector_row)];
+    int owner = job.owner[dre_shard_of_row(job.first_vec, job.n_shards, vector_row)];
     pthread_mutex_lock(&job.mu);
     op_header hd = {.op = OP_CHUNK, .row = vector_row};
     send_header(&hd);
@@ -373,7 +339,7 @@ static void answer_bm25_search(const op_header *hd) {
 
 static int owns_row(const int64_t *starts, int64_t row) {
     if (row < 0 || row >= starts[job.n_shards]) return 0;
-    return job.owner[shard_of_row(starts, job.n_shards, row)] == job.rank;
+    return job.owner[dre_shard_of_row(starts, job.n_shards, row)] == job.rank;
 }
 
 static void answer_doc(const op_header *hd) {

@@ -15,8 +15,9 @@
 
 #include "common/common.h"
 #include "index/index.h"
+#include "index/ranking.h"
 
-/* Queries merged at a time: bounds the candidates held (shards x block x k). */
+/* Queries merged at a time: bounds the rankeds held (shards x block x k). */
 #define MERGE_QUERY_BLOCK 256
 
 struct shard_set {
@@ -320,27 +321,13 @@ const dre_index_info *dre_shards_shard_info(const shard_set *set, int32_t i, con
     return dre_index_get_info(set->shards[i]);
 }
 
-/* The shard holding global row `row` of starts[0 .. n_shards] (document or vector rows): the
- * last r with starts[r] <= row, so empty shards (starts[r] == starts[r + 1]) are passed. */
-static int32_t shard_of(const int64_t *starts, int32_t n_shards, int64_t row) {
-    int32_t lo = 0, hi = n_shards - 1;
-    while (lo < hi) {
-        const int32_t mid = lo + (hi - lo + 1) / 2;
-        if (starts[mid] <= row)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
-
 /* The open shard holding a global row, or DRE_ERR_INVALID_ARG. */
 static dre_status find_shard(const shard_set *set, const int64_t *starts, int64_t row,
                              const char *what, int32_t *r) {
     if (row < 0 || row >= starts[set->n_shards])
         return dre_set_error(DRE_ERR_INVALID_ARG, "%s %lld out of range (index has %lld)", what,
                              (long long)row, (long long)starts[set->n_shards]);
-    *r = shard_of(starts, set->n_shards, row);
+    *r = dre_shard_of_row(starts, set->n_shards, row);
     if (!set->shards[*r])
         return dre_set_error(DRE_ERR_INVALID_ARG,
                              "%s %lld is in shard %d, which this handle has not opened (shards "
@@ -392,44 +379,11 @@ dre_status dre_shards_set_param(shard_set *set, const char *name, double value) 
 
 /* ------------------------------------------------------------------ merging */
 
-typedef struct candidate {
-    double score;
-    int64_t row; /* global */
-} candidate;
-
-/* Best first; equal scores by row. BM25 ascending, as its ORDER BY does. Vectors as FAISS's
- * k-heap keeps them (and a Flat search, vindex.c): of equal scores at the k-th place the
- * lowest rows, then equal scores by descending row. */
-static int by_score_then_row(const void *pa, const void *pb) {
-    const candidate *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row > b->row) - (a->row < b->row);
-}
-
-static int by_score_then_row_down(const void *pa, const void *pb) {
-    const candidate *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row < b->row) - (a->row > b->row);
-}
-
-/* The k best of m candidates, best first; returns how many there were. */
-static int32_t best_k(candidate *c, int64_t m, int32_t k) {
-    qsort(c, (size_t)m, sizeof *c, by_score_then_row);
-    int32_t kept = m < k ? (int32_t)m : k;
-    qsort(c, (size_t)kept, sizeof *c, by_score_then_row_down);
-    return kept;
-}
-
-static int32_t best_k_bm25(candidate *c, int64_t m, int32_t k) {
-    qsort(c, (size_t)m, sizeof *c, by_score_then_row);
-    return m < k ? (int32_t)m : k;
-}
-
 /* Searches queries first .. first + m - 1 in every open shard (shard s's results at
  * s * m * k of scores and rows) and merges each query's. */
 static dre_status search_block(shard_set *set, const float *queries, int64_t m, int32_t k,
                                const dre_search_param *params, int32_t n_params, float *sscores,
-                               int64_t *srows, candidate *c, float *scores, int64_t *rows) {
+                               int64_t *srows, ranked *c, float *scores, int64_t *rows) {
     const int64_t block = m * k;
     for (int32_t s = 0; s < set->n_open; s++)
         DRE_TRY(dre_index_search_with(set->shards[set->first + s], queries, m, k, params, n_params,
@@ -440,10 +394,10 @@ static dre_status search_block(shard_set *set, const float *queries, int64_t m, 
             const int64_t offset = set->first_vector[set->first + s];
             for (int32_t j = 0; j < k; j++) {
                 const int64_t at = s * block + q * k + j;
-                if (srows[at] >= 0) c[found++] = (candidate){sscores[at], srows[at] + offset};
+                if (srows[at] >= 0) c[found++] = (ranked){sscores[at], srows[at] + offset};
             }
         }
-        const int32_t kept = best_k(c, found, k);
+        const int32_t kept = dre_rank_vectors(c, found, k);
         for (int32_t j = 0; j < k; j++) {
             scores[q * k + j] = j < kept ? (float)c[j].score : -INFINITY;
             rows[q * k + j] = j < kept ? c[j].row : -1;
@@ -458,7 +412,7 @@ static dre_status merge_remote(shard_set *set, const float *queries, int64_t n, 
                                int64_t *rows) {
     float *rscores = malloc((size_t)(n * k) * sizeof *rscores);
     int64_t *rrows = malloc((size_t)(n * k) * sizeof *rrows);
-    candidate *c = malloc((size_t)k * 2 * sizeof *c);
+    ranked *c = malloc((size_t)k * 2 * sizeof *c);
     dre_status st = rscores && rrows && c ? DRE_OK
                                           : dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
     if (st == DRE_OK)
@@ -466,10 +420,10 @@ static dre_status merge_remote(shard_set *set, const float *queries, int64_t n, 
     for (int64_t q = 0; st == DRE_OK && q < n; q++) {
         int64_t found = 0;
         for (int32_t j = 0; j < k; j++) {
-            if (rows[q * k + j] >= 0) c[found++] = (candidate){scores[q * k + j], rows[q * k + j]};
-            if (rrows[q * k + j] >= 0) c[found++] = (candidate){rscores[q * k + j], rrows[q * k + j]};
+            if (rows[q * k + j] >= 0) c[found++] = (ranked){scores[q * k + j], rows[q * k + j]};
+            if (rrows[q * k + j] >= 0) c[found++] = (ranked){rscores[q * k + j], rrows[q * k + j]};
         }
-        const int32_t kept = best_k(c, found, k);
+        const int32_t kept = dre_rank_vectors(c, found, k);
         for (int32_t j = 0; j < k; j++) {
             scores[q * k + j] = j < kept ? (float)c[j].score : -INFINITY;
             rows[q * k + j] = j < kept ? c[j].row : -1;
@@ -489,7 +443,7 @@ dre_status dre_shards_search(shard_set *set, const float *queries, int64_t n, in
     const size_t per_shard = (size_t)(block * k);
     float *sscores = malloc(per_shard * (size_t)set->n_open * sizeof *sscores);
     int64_t *srows = malloc(per_shard * (size_t)set->n_open * sizeof *srows);
-    candidate *c = malloc((size_t)k * (size_t)set->n_open * sizeof *c);
+    ranked *c = malloc((size_t)k * (size_t)set->n_open * sizeof *c);
     dre_status st = DRE_OK;
     if (!sscores || !srows || !c)
         st = dre_set_error(DRE_ERR_NOMEM, "search: out of memory for %d shards' top %d",
@@ -538,7 +492,7 @@ dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const
     *n = 0;
     double *sscores = malloc((size_t)k * sizeof *sscores);
     int64_t *srows = malloc((size_t)k * sizeof *srows);
-    candidate *c = malloc((size_t)k * (size_t)(set->n_open + 1) * sizeof *c);
+    ranked *c = malloc((size_t)k * (size_t)(set->n_open + 1) * sizeof *c);
     dre_status st = DRE_OK;
     if (!sscores || !srows || !c)
         st = dre_set_error(DRE_ERR_NOMEM, "BM25 search: out of memory for %d shards' top %d",
@@ -548,16 +502,16 @@ dre_status dre_shards_bm25_search_stats(shard_set *set, const char *query, const
         int32_t got = 0;
         st = dre_index_bm25_search_stats(set->shards[r], query, stats, k, sscores, srows, &got);
         for (int32_t j = 0; st == DRE_OK && j < got; j++)
-            c[found++] = (candidate){sscores[j], srows[j] + set->first_row[r]};
+            c[found++] = (ranked){sscores[j], srows[j] + set->first_row[r]};
     }
     if (st == DRE_OK && set->remote) { /* the rest's k best, rows global already */
         int32_t got = 0;
         st = set->remote->bm25_search(set->remote->ctx, query, stats, k, sscores, srows, &got);
         for (int32_t j = 0; st == DRE_OK && j < got; j++)
-            c[found++] = (candidate){sscores[j], srows[j]};
+            c[found++] = (ranked){sscores[j], srows[j]};
     }
     if (st == DRE_OK) {
-        *n = best_k_bm25(c, found, k);
+        *n = dre_rank_bm25(c, found, k);
         for (int32_t j = 0; j < *n; j++) {
             scores[j] = c[j].score;
             rows[j] = c[j].row;

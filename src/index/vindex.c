@@ -17,6 +17,7 @@
 #include "common/common.h"
 #include "index/hamming.h"
 #include "index/index.h"
+#include "index/ranking.h"
 
 /* Query or added vectors packed into sign bits at a time. */
 #define PACK_BLOCK 65536
@@ -223,28 +224,11 @@ dre_status dre_vindex_add(vindex *v, int64_t n, const float *x) {
  * matrix product's blocks: the same vector scores a last bit differently in a batch than
  * alone, or in a shard than in the whole index. The candidates are therefore scored again
  * each on its own (compute_distance_subset: the per-vector inner product FAISS uses below
- * that threshold) and put in order, best first, equal scores by row; a margin of extra
+ * that threshold) and put in index/ranking.h's order (FAISS's k-heap's); a margin of extra
  * candidates keeps the near-ties at the k-th place. So a Flat search gives the same ids,
  * order and scores for a query alone or in a batch, and over shards or the whole index. */
 #define FLAT_BLAS_QUERIES 20
 #define FLAT_MARGIN 32
-
-typedef struct scored {
-    float score;
-    int64_t row;
-} scored;
-
-static int kept_first(const void *pa, const void *pb) {
-    const scored *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row > b->row) - (a->row < b->row);
-}
-
-static int heap_order(const void *pa, const void *pb) {
-    const scored *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->row < b->row) - (a->row > b->row);
-}
 
 static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n, int32_t k,
                               float *scores, int64_t *rows) {
@@ -254,7 +238,7 @@ static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n,
     if (kk < 1) kk = 1;
     float *s = malloc((size_t)n * (size_t)kk * sizeof *s);
     int64_t *r = malloc((size_t)n * (size_t)kk * sizeof *r);
-    scored *list = malloc((size_t)kk * sizeof *list);
+    ranked *list = malloc((size_t)kk * sizeof *list);
     dre_status st = s && r && list ? DRE_OK : dre_set_error(DRE_ERR_NOMEM, "search: out of memory");
     if (st == DRE_OK && faiss_Index_search(flat, n, queries, kk, s, r) != 0)
         st = dre_index_faiss_error("search");
@@ -264,12 +248,10 @@ static dre_status search_flat(FaissIndex *flat, const float *queries, int64_t n,
     for (int64_t q = 0; st == DRE_OK && q < n; q++) {
         int64_t m = 0;
         for (int64_t j = 0; j < kk; j++)
-            if (r[q * kk + j] >= 0) list[m++] = (scored){s[q * kk + j], r[q * kk + j]};
-        qsort(list, (size_t)m, sizeof *list, kept_first);
-        if (m > k) m = k;
-        qsort(list, (size_t)m, sizeof *list, heap_order);
+            if (r[q * kk + j] >= 0) list[m++] = (ranked){s[q * kk + j], r[q * kk + j]};
+        m = dre_rank_vectors(list, m, k);
         for (int64_t j = 0; j < k; j++) {
-            scores[q * k + j] = j < m ? list[j].score : -INFINITY;
+            scores[q * k + j] = j < m ? (float)list[j].score : -INFINITY;
             rows[q * k + j] = j < m ? list[j].row : -1;
         }
     }
