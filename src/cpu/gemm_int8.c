@@ -97,30 +97,23 @@ widen_pairs(const int8_t *src, const float *scale) {
 /* k-pairs ahead the kernel asks for its panel: 64 bytes (a cache line) a pair */
 #define PREFETCH_PAIRS 32
 
-/* One tile: rows R x 32 columns (R, CODES and epi constants once inlined). CODES = 1 reads
- * the panel's codes and widens them; CODES = 0 reads a panel already widened to bf16 pairs
- * ([k/2][32] words). Per k-pair: the panel pair, R broadcasts of an A pair, 2R VDPBF16PS. */
+/* One tile: rows R x 32 columns (R and epi constants once inlined), reading the panel's codes
+ * and widening them as it goes. Per k-pair: the panel pair, R broadcasts of an A pair, 2R
+ * VDPBF16PS. (A panel already widened is bf16's: dre_cpu_bf16_tile runs it.) */
 static inline __attribute__((always_inline)) DRE_AVX512_BF16 void
-tile_kernel(const int R, const int CODES, int32_t k2, const uint32_t *a, const void *panel,
-            const float *scale, float *c, int32_t ldc, __mmask16 m0, __mmask16 m1,
-            const float *bias, cpu_epilogue epi) {
+tile_kernel(const int R, int32_t k2, const uint32_t *a, const int8_t *panel, const float *scale,
+            float *c, int32_t ldc, __mmask16 m0, __mmask16 m1, const float *bias,
+            cpu_epilogue epi) {
     __m512 s0[CPU_TILE_ROWS], s1[CPU_TILE_ROWS];
 #pragma GCC unroll 14
     for (int r = 0; r < R; r++)
         s0[r] = s1[r] = _mm512_setzero_ps();
     for (int32_t j = 0; j < k2; j++) {
-        __m512bh b0, b1;
-        if (CODES) {
-            const int8_t *pair = (const int8_t *)panel + (size_t)j * 2 * CPU_PANEL;
-            _mm_prefetch((const char *)(pair + PREFETCH_PAIRS * 2 * CPU_PANEL), _MM_HINT_T0);
-            const float *sc = scale + (size_t)(j / (CPU_INT8_GROUP / 2)) * 2 * CPU_PANEL;
-            b0 = widen_pairs(pair, sc);
-            b1 = widen_pairs(pair + CPU_PANEL, sc + CPU_PANEL);
-        } else {
-            const uint32_t *pair = (const uint32_t *)panel + (size_t)j * CPU_PANEL;
-            b0 = (__m512bh)_mm512_load_si512(pair);
-            b1 = (__m512bh)_mm512_load_si512(pair + 16);
-        }
+        const int8_t *pair = panel + (size_t)j * 2 * CPU_PANEL;
+        _mm_prefetch((const char *)(pair + PREFETCH_PAIRS * 2 * CPU_PANEL), _MM_HINT_T0);
+        const float *sc = scale + (size_t)(j / (CPU_INT8_GROUP / 2)) * 2 * CPU_PANEL;
+        const __m512bh b0 = widen_pairs(pair, sc);
+        const __m512bh b1 = widen_pairs(pair + CPU_PANEL, sc + CPU_PANEL);
 #pragma GCC unroll 14
         for (int r = 0; r < R; r++) {
             const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * k2 + j]);
@@ -131,25 +124,19 @@ tile_kernel(const int R, const int CODES, int32_t k2, const uint32_t *a, const v
     cpu_tile_store(R, s0, s1, c, ldc, m0, m1, bias, epi);
 }
 
-#define TILE_EPI(R, CODES)                                                                         \
-    if (epi == CPU_EPI_NONE)                                                                       \
-        tile_kernel(R, CODES, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_NONE);            \
-    else if (epi == CPU_EPI_BIAS)                                                                  \
-        tile_kernel(R, CODES, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS);            \
-    else                                                                                           \
-        tile_kernel(R, CODES, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);
 #define TILE_CASE(R)                                                                               \
     case R:                                                                                        \
-        if (codes) {                                                                               \
-            TILE_EPI(R, 1)                                                                         \
-        } else {                                                                                   \
-            TILE_EPI(R, 0)                                                                         \
-        }                                                                                          \
+        if (epi == CPU_EPI_NONE)                                                                   \
+            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_NONE);               \
+        else if (epi == CPU_EPI_BIAS)                                                              \
+            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS);               \
+        else                                                                                       \
+            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);          \
         break;
 
 static DRE_AVX512_BF16 void tile_dispatch(int32_t rows, int32_t k2, const uint32_t *a,
-                                          const void *panel, int codes, const float *scale,
-                                          float *c, int32_t ldc, int32_t ncols, const float *bias,
+                                          const int8_t *panel, const float *scale, float *c,
+                                          int32_t ldc, int32_t ncols, const float *bias,
                                           cpu_epilogue epi) {
     const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
     // clang-format off
@@ -180,11 +167,11 @@ void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, size_t tile_
                         int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi) {
     const int32_t k2 = (k + 1) / 2;
     if (rows <= CPU_TILE_ROWS) {
-        tile_dispatch(rows, k2, a, codes, 1, scale, c, ldc, ncols, bias, epi);
+        tile_dispatch(rows, k2, a, codes, scale, c, ldc, ncols, bias, epi);
         return;
     }
     widen_panel(codes, scale, k2, widened);
     for (int32_t r = 0, t = 0; r < rows; r += CPU_TILE_ROWS, t++)
-        tile_dispatch(rows - r < CPU_TILE_ROWS ? rows - r : CPU_TILE_ROWS, k2, a + t * tile_words,
-                      widened, 0, scale, c + (size_t)r * ldc, ldc, ncols, bias, epi);
+        dre_cpu_bf16_tile(rows - r < CPU_TILE_ROWS ? rows - r : CPU_TILE_ROWS, k,
+                          a + t * tile_words, widened, c + (size_t)r * ldc, ldc, ncols, bias, epi);
 }
