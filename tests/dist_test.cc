@@ -550,6 +550,44 @@ TEST(DistServe, ShardsOverRanksAnswerAsOneProcess) {
     EXPECT_FALSE(has(termed.err, "Killed")) << termed;
 }
 
+// Documents without a title travel from the rank holding them as documents with one do (the
+// title's absence is marked, not sent): /search equals one process's.
+TEST(DistServe, DocumentsWithoutTitles) {
+    std::string corpus = g_root + "/untitled.jsonl", text;
+    std::vector<std::string> lines = lines_of(read_text(kSource + "/tests/data/scifact/corpus.jsonl"));
+    for (int i = 0; i < 60; i++) {
+        size_t t = lines[i].find("\"text\":");
+        ASSERT_NE(t, std::string::npos);
+        size_t id_end = lines[i].find(',');
+        text += lines[i].substr(0, id_end) + ", " + lines[i].substr(t) + "\n";
+    }
+    write_text(corpus, text);
+    std::string one = g_root + "/untitled-one", dir = g_root + "/untitled-sharded";
+    ASSERT_EQ(run(0, embed_args(corpus, one)).exit_code, 0);
+    ASSERT_EQ(run(2, embed_args(corpus, dir)).exit_code, 0);
+    const int one_port = 18741, dist_port = 18742;
+    std::vector<std::string> serve = {"serve", "--model", kTiny, "--device", "cpu", "--port"};
+    std::vector<std::string> a1 = serve, a2 = serve;
+    a1.insert(a1.end(), {std::to_string(one_port), "--index", one});
+    a2.insert(a2.end(), {std::to_string(dist_port), "--index", dir});
+    pid_t p1 = spawn(command(0, a1), "untitled-one");
+    pid_t p2 = spawn(command(2, a2), "untitled-dist");
+    ASSERT_TRUE(wait_until_up(one_port));
+    ASSERT_TRUE(wait_until_up(dist_port));
+    const char *body = R"({"queries": ["stem cells", "vitamin D and bone"], "k": 20})";
+    auto want = post(one_port, "/search", body), got = post(dist_port, "/search", body);
+    EXPECT_EQ(want.first, 200) << want.second;
+    EXPECT_EQ(got.first, 200) << got.second;
+    EXPECT_NE(want.second.find("\"title\":\"\""), std::string::npos) << "the corpus has no titles";
+    EXPECT_EQ(got.second, want.second);
+    pid_t mpirun = mpirun_pid_of(p2);
+    ASSERT_GT(mpirun, 0);
+    kill(mpirun, SIGUSR1);
+    EXPECT_EQ(wait_for(p2, "untitled-dist").exit_code, 0);
+    kill(p1, SIGTERM);
+    EXPECT_EQ(wait_for(p1, "untitled-one").exit_code, 0);
+}
+
 // A sharded index served by one process, and an ordinary index refused by mpirun dre serve.
 TEST(DistServe, WhatMpirunServes) {
     outcome r = run(2, {"serve", "--model", kTiny, "--device", "cpu", "--port", "18733", "--index",

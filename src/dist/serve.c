@@ -201,7 +201,8 @@ static dre_status remote_doc(void *ctx, int64_t row, dre_doc *doc) {
     send_header(&hd);
     long long head[4];
     MPI_Recv(head, 4, MPI_LONG_LONG, owner, OP_DOC, dre_dist_comm(), MPI_STATUS_IGNORE);
-    size_t total = (size_t)(head[1] + head[2] + head[3]);
+    size_t total = 0; /* the lengths sent; -1 marks a part that is absent */
+    for (int i = 1; i < 4; i++) total += head[i] > 0 ? (size_t)head[i] : 0;
     char *bytes = malloc(total + 1);
     MPI_Recv(bytes ? bytes : (char[1]){0}, bytes ? (int)total : 0, MPI_CHAR, owner, OP_DOC,
              dre_dist_comm(), MPI_STATUS_IGNORE);
