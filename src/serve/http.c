@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct dre_server {
     dre_serve_metrics metrics;
     dre_serve_queue queue;
     dre_conn_guard guard;
+    atomic_int stopping; /* set by close: new connections are refused at accept */
 };
 
 /* One HTTP request's state across libmicrohttpd's calls. */
@@ -121,6 +123,7 @@ static dre_conn *conn_of(struct MHD_Connection *conn) {
 /* libmicrohttpd's hooks for the guard: at accept, and as connections open and close. */
 static enum MHD_Result admit(void *cls, const struct sockaddr *addr, socklen_t len) {
     dre_server *srv = cls;
+    if (atomic_load(&srv->stopping)) return MHD_NO;
     return dre_conn_guard_admit(&srv->guard, addr, len) ? MHD_YES : MHD_NO;
 }
 
@@ -375,10 +378,11 @@ dre_status dre_server_open(dre_searcher *s, const dre_server_options *opts, dre_
 
 void dre_server_close(dre_server *srv, int32_t timeout_ms) {
     if (!srv) return;
-    if (srv->daemon) {
-        const MHD_socket listener = MHD_quiesce_daemon(srv->daemon); /* no new connections */
-        if (listener != MHD_INVALID_SOCKET) close(listener);
-    }
+    /* No new connections: refused at accept until the daemon stops. Not MHD_quiesce_daemon:
+     * in libmicrohttpd 0.9.75 (Debian's) it races a pool thread removing the listen socket
+     * from its own epoll set and can abort the process ("Failed to remove listen FD from
+     * epoll set"), which CI once hit. */
+    atomic_store(&srv->stopping, 1);
     /* no new requests on open connections; those in flight answered, the queue emptied */
     dre_serve_queue_stop(&srv->queue, timeout_ms);
     if (srv->daemon) MHD_stop_daemon(srv->daemon); /* every connection closed */
