@@ -397,6 +397,18 @@ DRE_API int dre_searcher_gpu_search(const dre_searcher *s);
  * Thread-safe (calls take turns with dre_search). */
 DRE_API dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t n,
                                       const char *prompt, float *out, int32_t *text_tokens);
+/* Embeds n sequences of token ids made already (dre_tokenize's: [CLS] ... [SEP], each of
+ * 1..dre_searcher_max_length ids): sequence i is ids[cu_seqlens[i] .. cu_seqlens[i + 1]).
+ * Packed and encoded as dre_searcher_embed packs and encodes texts, so the same ids give the
+ * same vectors bit for bit. normalize 0: pooled but not normalised (dre_encoder_set_raw_pooling).
+ * Thread-safe, as dre_searcher_embed. */
+DRE_API dre_status dre_searcher_embed_ids(dre_searcher *s, const int32_t *ids,
+                                          const int32_t *cu_seqlens, size_t n, int normalize,
+                                          float *out);
+/* The searcher's tokenizer (read-only, any thread may tokenize with it; closed with the
+ * searcher), and the tokens per text it embeds, [CLS] and [SEP] included. */
+DRE_API const dre_tokenizer *dre_searcher_tokenizer(const dre_searcher *s);
+DRE_API int32_t dre_searcher_max_length(const dre_searcher *s);
 /* The query prompt dre_search puts before each query by default (meta.json's; "" none). */
 DRE_API const char *dre_searcher_query_prompt(const dre_searcher *s);
 
@@ -743,6 +755,10 @@ DRE_API dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids,
 DRE_API dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids,
                                       const int32_t *cu_seqlens, int32_t n_seqs);
 DRE_API dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs);
+/* raw 1: the batches submitted from now on come out pooled but not L2-normalised, even
+ * where the model normalises (TEI's "normalize": false); raw 0 (the default): as the
+ * model says. Batches already queued keep what they were submitted with. */
+DRE_API void dre_encoder_set_raw_pooling(dre_encoder *enc, int raw);
 
 /* Tokenizes, length-sorts and packs n texts (NUL-terminated UTF-8) into batches,
  * encodes them and writes n x dim floats in the input order. Tokenizes on n_threads

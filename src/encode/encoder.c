@@ -18,6 +18,13 @@ struct dre_encoder {
     int32_t max_length;
     int32_t vocab_size;
     int queued; /* batches submitted and not yet collected */
+    /* What the backend is given as its model: the model's arrays with its info copied, so
+     * that normalisation can be switched off per batch (dre_encoder_set_raw_pooling). The
+     * CPU backend pools at collect, the GPU's at submit: the flag is set before both. */
+    dre_model view;
+    int normalize;                     /* the model's */
+    int raw;                           /* for batches submitted from now on */
+    int raw_of[DRE_ENCODER_DEPTH];     /* each queued batch's, oldest first */
 };
 
 dre_status dre_device_parse(const char *name, dre_device *out) {
@@ -102,7 +109,9 @@ dre_status dre_encoder_open_with(const dre_model *model, dre_device device, int3
     enc->max_length = info->max_length;
     enc->vocab_size = info->vocab_size;
     /* the backend says why it cannot run (no GPU, or a build without CUDA) */
-    const dre_status st = enc->ops->create(model, budget_tokens, precision, &enc->backend);
+    enc->view = *model;
+    enc->normalize = info->normalize;
+    const dre_status st = enc->ops->create(&enc->view, budget_tokens, precision, &enc->backend);
     if (st != DRE_OK) {
         free(enc);
         return st;
@@ -154,12 +163,13 @@ dre_status dre_encoder_submit(dre_encoder *enc, const int32_t *ids, const int32_
         return dre_set_error(DRE_ERR_INVALID_ARG,
                              "dre_encoder_submit: %d batches queued already; collect one first",
                              DRE_ENCODER_DEPTH);
+    enc->view.info.normalize = enc->raw ? 0 : enc->normalize;
     const dre_status st = enc->ops->submit(enc->backend, ids, cu_seqlens, n_seqs);
     if (st != DRE_OK) {
         enc->queued = 0; /* the backend holds nothing after a failure */
         return st;
     }
-    enc->queued++;
+    enc->raw_of[enc->queued++] = enc->raw;
     return DRE_OK;
 }
 
@@ -168,9 +178,16 @@ dre_status dre_encoder_collect(dre_encoder *enc, float *out, int32_t *n_seqs) {
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: bad argument");
     if (enc->queued == 0)
         return dre_set_error(DRE_ERR_INVALID_ARG, "dre_encoder_collect: no batch is queued");
+    enc->view.info.normalize = enc->raw_of[0] ? 0 : enc->normalize;
     const dre_status st = enc->ops->collect(enc->backend, out, n_seqs);
     enc->queued = st == DRE_OK ? enc->queued - 1 : 0;
+    for (int i = 0; i < enc->queued; i++)
+        enc->raw_of[i] = enc->raw_of[i + 1];
     return st;
+}
+
+void dre_encoder_set_raw_pooling(dre_encoder *enc, int raw) {
+    if (enc) enc->raw = raw != 0;
 }
 
 dre_status dre_encoder_encode(dre_encoder *enc, const int32_t *ids, const int32_t *cu_seqlens,

@@ -33,6 +33,7 @@ typedef struct staging_slot {
 
 struct gpu_encoder {
     dre_model_info info;
+    const dre_model *model; /* its info.normalize read per batch (dre_encoder_set_raw_pooling) */
     int32_t budget_tokens; /* tokens of the largest batch; also the most sequences */
     cudaStream_t stream;
     gpu_gemm *gemm;
@@ -194,6 +195,7 @@ dre_status dre_gpu_encoder_create(const dre_model *model, int32_t budget_tokens,
     gpu_encoder *enc = calloc(1, sizeof *enc);
     if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_gpu_encoder_create: out of memory");
     enc->info = model->info;
+    enc->model = model;
     enc->budget_tokens = budget_tokens;
     dre_status st = init(enc, model);
     if (st != DRE_OK) {
@@ -285,7 +287,7 @@ static dre_status forward(gpu_encoder *enc, int32_t n_tokens, int32_t n_seqs, in
     }
 
     CUDA_CHECK(dre_pool_normalize_launch(enc->hidden, enc->cu_seqlens, n_seqs, h, in->pooling,
-                                         in->normalize, enc->pooled, s));
+                                         enc->model->info.normalize, enc->pooled, s));
     DRE_TRY(mark(enc, marks, DRE_OP_POOL));
     return DRE_OK;
 }

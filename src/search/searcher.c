@@ -324,6 +324,34 @@ dre_status dre_searcher_embed(dre_searcher *s, const char *const *texts, size_t 
     return st;
 }
 
+dre_status dre_searcher_embed_ids(dre_searcher *s, const int32_t *ids, const int32_t *cu_seqlens,
+                                  size_t n, int normalize, float *out) {
+    if (!s || (n > 0 && (!ids || !cu_seqlens || !out)))
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed_ids: NULL argument");
+    if (n > INT32_MAX)
+        return dre_set_error(DRE_ERR_INVALID_ARG, "dre_searcher_embed_ids: %zu sequences", n);
+    const int32_t max_length = s->tokenizer.max_length;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
+        if (len < 1 || len > max_length)
+            return dre_set_error(DRE_ERR_INVALID_ARG,
+                                 "dre_searcher_embed_ids: sequence %zu has %d ids (1..%d)", i, len,
+                                 max_length);
+    }
+    if (n == 0) return DRE_OK;
+    pthread_mutex_lock(&s->mu);
+    dre_status st = dre_token_seqs_set(&s->seqs, ids, cu_seqlens, (int32_t)n);
+    dre_encoder_set_raw_pooling(s->enc, !normalize);
+    if (st == DRE_OK) st = dre_seq_packer_encode(&s->packer, &s->seqs, out);
+    dre_encoder_set_raw_pooling(s->enc, 0);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+const dre_tokenizer *dre_searcher_tokenizer(const dre_searcher *s) { return s->tok; }
+
+int32_t dre_searcher_max_length(const dre_searcher *s) { return s->tokenizer.max_length; }
+
 const char *dre_searcher_query_prompt(const dre_searcher *s) {
     return dre_index_get_info(s->index)->query_prompt;
 }

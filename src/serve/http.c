@@ -4,6 +4,7 @@
  * (serve/request.c) and queued (serve/queue.c); and the service's open and close. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "serve/metrics.h"
 #include "serve/queue.h"
 #include "serve/request.h"
+#include "serve/tei.h"
 
 struct dre_server {
     dre_searcher *searcher;
@@ -55,9 +57,10 @@ static enum MHD_Result reply(struct MHD_Connection *conn, dre_server *srv, reque
     }
     MHD_add_response_header(resp, "Content-Type", content_type);
     if (status == 405)
-        MHD_add_response_header(resp, "Allow", ctx->route <= DRE_ROUTE_SEARCH ? "POST" : "GET");
-    if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
-    if (status == 503 || status == 413) MHD_add_response_header(resp, "Connection", "close");
+        MHD_add_response_header(resp, "Allow", DRE_ROUTE_IS_POST(ctx->route) ? "POST" : "GET");
+    if (status == 503 || status == 429) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 503 || status == 429 || (status == 413 && ctx->too_big))
+        MHD_add_response_header(resp, "Connection", "close");
     const enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     const double seconds = dre_now_seconds() - ctx->t0;
@@ -72,8 +75,21 @@ static enum MHD_Result reply(struct MHD_Connection *conn, dre_server *srv, reque
     return rc;
 }
 
+static int tei_route(dre_route route) {
+    return route == DRE_ROUTE_EMBED || route == DRE_ROUTE_ROOT || route == DRE_ROUTE_TOKENIZE;
+}
+
+/* An error in the route's API's shape: TEI's {"error", "error_type"} on its routes (tei, its
+ * type there), OpenAI's {"error": {"message", "type"}} elsewhere. */
 static enum MHD_Result reply_error(struct MHD_Connection *conn, dre_server *srv, request_ctx *ctx,
                                    int status, const char *message, const char *type) {
+    if (tei_route(ctx->route)) {
+        const tei_error e = status == 503 ? TEI_OVERLOADED : TEI_VALIDATION;
+        char *body = status == 401 ? dre_tei_error_json_typed(message, "Unauthorized")
+                                   : dre_tei_error_json(message, e);
+        return reply(conn, srv, ctx, status == 503 ? dre_tei_status(e) : status, body,
+                     "application/json");
+    }
     return reply(conn, srv, ctx, status, dre_server_error_json(message, type), "application/json");
 }
 
@@ -92,16 +108,38 @@ static int key_ok(const dre_server *srv, struct MHD_Connection *conn) {
     return diff == 0;
 }
 
+/* dre's own fields, then TEI's (its /info), for clients of either API. */
 static char *info_json(dre_server *srv) {
     const dre_index_info *ii = dre_index_get_info(dre_searcher_index(srv->searcher));
-    char *out = malloc(1024);
-    if (!out) return NULL;
-    snprintf(out, 1024,
-             "{\"model\": \"%s\", \"dim\": %d, \"documents\": %lld, \"device\": \"%s\", "
-             "\"bm25\": %s, \"version\": \"%s\"}",
-             srv->model_name, srv->dim, (long long)ii->count,
-             dre_device_name(dre_searcher_device(srv->searcher)), ii->bm25 ? "true" : "false",
-             DRE_VERSION_STRING);
+    const dre_device device = dre_searcher_device(srv->searcher);
+    const dre_server_options *o = &srv->o;
+    cJSON *root = cJSON_CreateObject(), *type = cJSON_CreateObject();
+    cJSON *embedding = type ? cJSON_AddObjectToObject(type, "embedding") : NULL;
+    int ok =
+        root && embedding &&
+        cJSON_AddStringToObject(root, "model", srv->model_name) &&
+        cJSON_AddNumberToObject(root, "dim", srv->dim) &&
+        cJSON_AddNumberToObject(root, "documents", (double)ii->count) &&
+        cJSON_AddStringToObject(root, "device", dre_device_name(device)) &&
+        cJSON_AddBoolToObject(root, "bm25", ii->bm25) &&
+        cJSON_AddStringToObject(root, "version", DRE_VERSION_STRING) &&
+        cJSON_AddStringToObject(root, "model_id", srv->model_name) &&
+        cJSON_AddNullToObject(root, "model_sha") &&
+        cJSON_AddStringToObject(root, "model_dtype",
+                                device == DRE_DEVICE_GPU ? "float16" : "float32") &&
+        cJSON_AddStringToObject(embedding, "pooling", ii->pooling == DRE_POOL_CLS ? "cls" : "mean") &&
+        cJSON_AddItemToObject(root, "model_type", type) &&
+        cJSON_AddNumberToObject(root, "max_concurrent_requests", o->max_queue) &&
+        cJSON_AddNumberToObject(root, "max_input_length", dre_searcher_max_length(srv->searcher)) &&
+        cJSON_AddNumberToObject(root, "max_batch_tokens", o->max_batch_tokens) &&
+        cJSON_AddNullToObject(root, "max_batch_requests") &&
+        cJSON_AddNumberToObject(root, "max_client_batch_size", o->max_inputs) &&
+        cJSON_AddFalseToObject(root, "auto_truncate") &&
+        cJSON_AddNumberToObject(root, "tokenization_workers", o->threads);
+    if (!ok && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model_type")))
+        cJSON_Delete(type);
+    char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
     return out;
 }
 
@@ -166,16 +204,52 @@ static enum MHD_Result take_body(dre_server *srv, request_ctx *ctx, const char *
     return MHD_YES;
 }
 
-/* A POST to /v1/embeddings or /search, its body in: parsed and queued, or answered now. */
+/* A TEI body parsed (and its texts tokenized) into j->req: 0, or the status to answer with
+ * the error's body in *reply. */
+static int parse_tei(dre_server *srv, request_ctx *ctx, dre_serve_job *j, char **reply_body) {
+    const dre_index_info *ii = dre_index_get_info(dre_searcher_index(srv->searcher));
+    const tei_model m = {dre_searcher_tokenizer(srv->searcher),
+                         dre_searcher_max_length(srv->searcher), srv->o.max_inputs,
+                         ii->query_prompt, ii->doc_prompt};
+    char err[512];
+    int status = 0;
+    const tei_error e = dre_tei_request_parse(
+        ctx->body ? ctx->body : "", ctx->len,
+        ctx->route == DRE_ROUTE_TOKENIZE ? SERVER_TEI_TOKENIZE : SERVER_TEI_EMBED, &m, &j->req,
+        &status, err, sizeof err);
+    if (e) *reply_body = dre_tei_error_json(err, e);
+    return e ? status : 0;
+}
+
+/* TEI's /tokenize, answered at once (no encoder needed). */
+static enum MHD_Result tokenize_now(struct MHD_Connection *conn, dre_server *srv,
+                                    request_ctx *ctx) {
+    dre_serve_job j = {0};
+    char *body = NULL;
+    const int st = parse_tei(srv, ctx, &j, &body);
+    if (!st) body = dre_tei_tokenize_json(&j.req, dre_searcher_tokenizer(srv->searcher));
+    dre_server_request_free(&j.req);
+    return reply(conn, srv, ctx, st ? st : 200,
+                 body ? body : dre_tei_error_json("out of memory", TEI_BACKEND),
+                 "application/json");
+}
+
+/* A POST to /v1/embeddings, /search or TEI's /embed, its body in: parsed and queued, or
+ * answered now. */
 static enum MHD_Result queue_request(struct MHD_Connection *conn, dre_server *srv,
                                      request_ctx *ctx) {
+    if (ctx->route == DRE_ROUTE_TOKENIZE) return tokenize_now(conn, srv, ctx);
     char err[512];
+    char *tei_reply = NULL;
     dre_serve_job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
-    const int st = dre_server_request_parse(ctx->body ? ctx->body : "", ctx->len,
-                                            ctx->route == DRE_ROUTE_EMBEDDINGS ? SERVER_EMBEDDINGS
-                                                                               : SERVER_SEARCH,
-                                            srv->o.max_inputs, srv->dim, &j->req, err, sizeof err);
+    const int st =
+        tei_route(ctx->route)
+            ? parse_tei(srv, ctx, j, &tei_reply)
+            : dre_server_request_parse(ctx->body ? ctx->body : "", ctx->len,
+                                       ctx->route == DRE_ROUTE_EMBEDDINGS ? SERVER_EMBEDDINGS
+                                                                          : SERVER_SEARCH,
+                                       srv->o.max_inputs, srv->dim, &j->req, err, sizeof err);
     if (!st) {
         j->conn = conn;
         ctx->job = j;
@@ -188,6 +262,10 @@ static enum MHD_Result queue_request(struct MHD_Connection *conn, dre_server *sr
     if (busy)
         return reply_error(conn, srv, ctx, 503,
                            "the server is busy (or stopping): try again shortly", "server_busy");
+    if (tei_route(ctx->route))
+        return reply(conn, srv, ctx, st,
+                     tei_reply ? tei_reply : dre_tei_error_json("out of memory", TEI_BACKEND),
+                     "application/json");
     return reply_error(conn, srv, ctx, st, err, "invalid_request_error");
 }
 
@@ -230,12 +308,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (ctx->route == DRE_ROUTE_OTHER) {
         snprintf(err, sizeof err,
-                 "no endpoint %.200s (POST /v1/embeddings, POST /search, GET "
+                 "no endpoint %.200s (POST /v1/embeddings, /search, /embed, /, /tokenize; GET "
                  "/health, /info, /metrics)",
                  url);
         return reply_error(conn, srv, ctx, 404, err, "invalid_request_error");
     }
-    const int wants_post = ctx->route <= DRE_ROUTE_SEARCH;
+    const int wants_post = DRE_ROUTE_IS_POST(ctx->route);
     if ((wants_post && !post) || (!wants_post && !get)) {
         snprintf(err, sizeof err, "%.16s %s: use %s", method, url, wants_post ? "POST" : "GET");
         return reply_error(conn, srv, ctx, 405, err, "invalid_request_error");

@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const route_paths[DRE_ROUTE_COUNT] = {"/v1/embeddings", "/search",  "/health",
-                                                         "/info",          "/metrics", "other"};
-static const int status_codes[DRE_METRICS_STATUSES] = {200, 400, 401, 404, 405, 413, 422, 500, 503};
+static const char *const route_paths[DRE_ROUTE_COUNT] = {
+    "/v1/embeddings", "/search", "/embed", "/", "/tokenize", "/health", "/info", "/metrics", "other"};
+static const int status_codes[DRE_METRICS_STATUSES] = {200, 400, 401, 404, 405, 413,
+                                                       422, 424, 429, 500, 503};
 static const double latency_buckets[DRE_METRICS_LATENCIES] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0};
 static const double batch_buckets[DRE_METRICS_BATCHES] = {1,  2,   4,   8,   16,   32,

@@ -19,6 +19,9 @@ extern "C" {
 typedef enum dre_route {
     DRE_ROUTE_EMBEDDINGS,
     DRE_ROUTE_SEARCH,
+    DRE_ROUTE_EMBED,    /* TEI's (serve/tei.c) */
+    DRE_ROUTE_ROOT,     /* TEI's POST /, as /embed */
+    DRE_ROUTE_TOKENIZE, /* TEI's */
     DRE_ROUTE_HEALTH,
     DRE_ROUTE_INFO,
     DRE_ROUTE_METRICS,
@@ -26,11 +29,14 @@ typedef enum dre_route {
     DRE_ROUTE_COUNT
 } dre_route;
 
+/* Routes answered to POST (the others to GET). */
+#define DRE_ROUTE_IS_POST(route) ((route) <= DRE_ROUTE_TOKENIZE)
+
 /* The path of a route ("/v1/embeddings" ...), and the route of a path. */
 const char *dre_route_path(dre_route route);
 dre_route dre_route_of(const char *path);
 
-#define DRE_METRICS_STATUSES 9   /* 200 400 401 404 405 413 422 500 503 */
+#define DRE_METRICS_STATUSES 11  /* 200 400 401 404 405 413 422 424 429 500 503 */
 #define DRE_METRICS_LATENCIES 12 /* buckets from 1 ms to 10 s */
 #define DRE_METRICS_BATCHES 12   /* buckets from 1 to 4096 texts */
 

@@ -8,10 +8,12 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "serve/tei.h"
 
-/* A text's token count, guessed before tokenizing (for the batch budget): a wordpiece is
+/* A text's token count (known for TEI's /embed), guessed before tokenizing (for the batch budget): a wordpiece is
  * about 4 bytes of English, plus [CLS] and [SEP]. */
 static int64_t estimate_tokens(const server_request *r) {
+    if (r->cu_seqlens) return r->cu_seqlens[r->n_texts]; /* TEI's, tokenized already */
     int64_t t = 0;
     for (int32_t i = 0; i < r->n_texts; i++)
         t += (int64_t)strlen(r->texts[i]) / 4 + 2;
@@ -50,54 +52,125 @@ static void answer_search(dre_serve_queue *q, dre_serve_job *j, const float *vec
     free(n_hits);
 }
 
-/* The jobs of one batch: every text embedded at once (embeddings as sent, queries with the
- * index's query prompt), then each search answered on its own options. */
-static void run_batch(dre_serve_queue *q, dre_serve_job *jobs) {
-    size_t n_docs = 0, n_queries = 0;
+/* TEI's /embed jobs of a batch whose normalize is as given: their ids embedded at once,
+ * each job's vectors at vectors + its first text (first[j], in the batch's TEI order). */
+static dre_status embed_tei(dre_serve_queue *q, dre_serve_job *jobs, int normalize,
+                            float *vectors) {
+    size_t n = 0, n_ids = 0;
     for (dre_serve_job *j = jobs; j; j = j->next)
-        *(j->req.endpoint == SERVER_EMBEDDINGS ? &n_docs : &n_queries) += (size_t)j->req.n_texts;
-    const size_t n = n_docs + n_queries, dim = (size_t)q->dim;
+        if (j->req.endpoint == SERVER_TEI_EMBED && j->req.normalize == normalize) {
+            n += (size_t)j->req.n_texts;
+            n_ids += (size_t)j->req.cu_seqlens[j->req.n_texts];
+        }
+    if (!n) return DRE_OK;
+    int32_t *ids = malloc(n_ids * sizeof *ids), *cu = malloc((n + 1) * sizeof *cu);
+    float *out = malloc(n * (size_t)q->dim * sizeof *out);
+    dre_status st = ids && cu && out ? DRE_OK
+                                     : dre_set_error(DRE_ERR_NOMEM,
+                                                     "out of memory for a batch of %zu texts", n);
+    size_t t = 0;
+    if (st == DRE_OK) cu[0] = 0;
+    for (dre_serve_job *j = jobs; st == DRE_OK && j; j = j->next) {
+        const server_request *r = &j->req;
+        if (r->endpoint != SERVER_TEI_EMBED || r->normalize != normalize) continue;
+        memcpy(ids + cu[t], r->ids, (size_t)r->cu_seqlens[r->n_texts] * sizeof *ids);
+        for (int32_t i = 0; i < r->n_texts; i++, t++)
+            cu[t + 1] = cu[t] + r->cu_seqlens[i + 1] - r->cu_seqlens[i];
+    }
+    if (st == DRE_OK) st = dre_searcher_embed_ids(q->searcher, ids, cu, n, normalize, out);
+    t = 0;
+    size_t slot = 0; /* the job's first row among the batch's TEI texts */
+    for (dre_serve_job *j = jobs; st == DRE_OK && j; j = j->next) {
+        const server_request *r = &j->req;
+        if (r->endpoint != SERVER_TEI_EMBED) continue;
+        if (r->normalize == normalize) {
+            memcpy(vectors + slot * q->dim, out + t * q->dim,
+                   (size_t)r->n_texts * q->dim * sizeof *out);
+            t += (size_t)r->n_texts;
+        }
+        slot += (size_t)r->n_texts;
+    }
+    free(ids);
+    free(cu);
+    free(out);
+    return st;
+}
+
+/* One answered job of /v1/embeddings or TEI's /embed: its vectors, or the batch's error. */
+static void answer_embeddings(dre_serve_queue *q, dre_serve_job *j, dre_status st,
+                              const float *vectors, const int32_t *tokens) {
+    const server_request *r = &j->req;
+    const int tei = r->endpoint == SERVER_TEI_EMBED;
+    if (st != DRE_OK) {
+        if (tei)
+            answer(j, 424, dre_tei_error_json(dre_last_error(), TEI_BACKEND));
+        else
+            answer_error(j, 500, "server_error");
+        return;
+    }
+    int64_t used = 0;
+    for (int32_t i = 0; !tei && i < r->n_texts; i++)
+        used += tokens[i];
+    char *body = tei ? dre_tei_embed_json(vectors, r->n_texts, q->dim)
+                     : dre_server_embeddings_json(r, vectors, q->dim, q->model_name, used);
+    answer(j, body ? 200 : 500,
+           body ? body
+                : tei ? dre_tei_error_json("out of memory", TEI_BACKEND)
+                      : dre_server_error_json("out of memory", "server_error"));
+}
+
+/* The jobs of one batch: every text embedded at once (embeddings as sent, queries with the
+ * index's query prompt, TEI's tokenized already), then each search answered on its own
+ * options. Rows: /v1/embeddings' texts, then the queries, then TEI's. */
+static void run_batch(dre_serve_queue *q, dre_serve_job *jobs) {
+    size_t n_docs = 0, n_queries = 0, n_tei = 0;
+    for (dre_serve_job *j = jobs; j; j = j->next)
+        *(j->req.endpoint == SERVER_EMBEDDINGS ? &n_docs
+          : j->req.endpoint == SERVER_SEARCH   ? &n_queries
+                                               : &n_tei) += (size_t)j->req.n_texts;
+    const size_t n = n_docs + n_queries + n_tei, dim = (size_t)q->dim;
     const char **texts = malloc((n ? n : 1) * sizeof *texts);
     float *vectors = malloc((n ? n : 1) * dim * sizeof *vectors);
     int32_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
     dre_status st = texts && vectors && tokens
                         ? DRE_OK
                         : dre_set_error(DRE_ERR_NOMEM, "out of memory for a batch of %zu texts", n);
-    size_t d = 0, qi = n_docs;
+    size_t d = 0, qi = n_docs, ti = n_docs + n_queries;
     for (dre_serve_job *j = jobs; st == DRE_OK && j; j = j->next)
-        for (int32_t i = 0; i < j->req.n_texts; i++)
-            texts[j->req.endpoint == SERVER_EMBEDDINGS ? d++ : qi++] = j->req.texts[i];
+        for (int32_t i = 0; i < j->req.n_texts; i++) {
+            size_t *at = j->req.endpoint == SERVER_EMBEDDINGS ? &d
+                         : j->req.endpoint == SERVER_SEARCH   ? &qi
+                                                              : &ti;
+            if (j->req.endpoint == SERVER_TEI_EMBED)
+                tokens[*at] = j->req.cu_seqlens[i + 1] - j->req.cu_seqlens[i];
+            texts[(*at)++] = j->req.texts[i];
+        }
     if (st == DRE_OK && n_docs)
         st = dre_searcher_embed(q->searcher, texts, n_docs, NULL, vectors, tokens);
     if (st == DRE_OK && n_queries)
         st = dre_searcher_embed(q->searcher, texts + n_docs, n_queries,
                                 dre_searcher_query_prompt(q->searcher), vectors + n_docs * dim,
                                 tokens + n_docs);
+    for (int normalize = 1; st == DRE_OK && n_tei && normalize >= 0; normalize--)
+        st = embed_tei(q, jobs, normalize, vectors + (n_docs + n_queries) * dim);
     int64_t batch_tokens = 0;
     for (size_t i = 0; st == DRE_OK && i < n; i++)
         batch_tokens += tokens[i];
 
-    d = 0, qi = n_docs;
+    d = 0, qi = n_docs, ti = n_docs + n_queries;
     for (dre_serve_job *j = jobs; j; j = j->next) {
         const server_request *r = &j->req;
-        if (st != DRE_OK) {
-            answer_error(j, 500, "server_error");
+        size_t *at = r->endpoint == SERVER_EMBEDDINGS ? &d : r->endpoint == SERVER_SEARCH ? &qi : &ti;
+        const size_t first = *at;
+        *at += (size_t)r->n_texts;
+        if (r->endpoint == SERVER_SEARCH) {
+            if (st == DRE_OK)
+                answer_search(q, j, vectors + first * dim);
+            else
+                answer_error(j, 500, "server_error");
             continue;
         }
-        const int embeddings = r->endpoint == SERVER_EMBEDDINGS;
-        const size_t first = embeddings ? d : qi;
-        *(embeddings ? &d : &qi) += (size_t)r->n_texts;
-        if (!embeddings) {
-            answer_search(q, j, vectors + first * dim);
-            continue;
-        }
-        int64_t used = 0;
-        for (int32_t i = 0; i < r->n_texts; i++)
-            used += tokens[first + (size_t)i];
-        char *body =
-            dre_server_embeddings_json(r, vectors + first * dim, q->dim, q->model_name, used);
-        answer(j, body ? 200 : 500,
-               body ? body : dre_server_error_json("out of memory", "server_error"));
+        answer_embeddings(q, j, st, vectors + first * dim, tokens + first);
     }
     free(texts);
     free(vectors);

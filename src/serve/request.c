@@ -15,7 +15,7 @@
 
 /* Whether s[0 .. n) is well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF). */
-static int valid_utf8(const unsigned char *s, size_t n) {
+int dre_server_valid_utf8(const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         const unsigned c = s[i];
         size_t len;
@@ -74,7 +74,7 @@ static int read_texts(const cJSON *v, const char *field, int32_t max_inputs, ser
             return 400;
         }
         const char *t = item->valuestring;
-        if (!valid_utf8((const unsigned char *)t, strlen(t))) {
+        if (!dre_server_valid_utf8((const unsigned char *)t, strlen(t))) {
             if (one)
                 snprintf(err, cap, "'%s' is not valid UTF-8", field);
             else
@@ -214,7 +214,7 @@ int dre_server_request_parse(const char *body, size_t len, server_endpoint endpo
     memset(out, 0, sizeof *out);
     out->endpoint = endpoint;
     dre_search_options_init(&out->search);
-    if (!valid_utf8((const unsigned char *)body, len)) {
+    if (!dre_server_valid_utf8((const unsigned char *)body, len)) {
         snprintf(err, err_cap, "the body is not valid UTF-8");
         return 400;
     }
@@ -243,6 +243,10 @@ void dre_server_request_free(server_request *r) {
     for (int32_t i = 0; i < r->n_texts; i++)
         free(r->texts[i]);
     free(r->texts);
+    free(r->ids);
+    free(r->cu_seqlens);
     r->texts = NULL;
+    r->ids = NULL;
+    r->cu_seqlens = NULL;
     r->n_texts = 0;
 }

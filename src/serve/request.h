@@ -13,7 +13,12 @@
 extern "C" {
 #endif
 
-typedef enum server_endpoint { SERVER_EMBEDDINGS, SERVER_SEARCH } server_endpoint;
+typedef enum server_endpoint {
+    SERVER_EMBEDDINGS,
+    SERVER_SEARCH,
+    SERVER_TEI_EMBED,   /* TEI's /embed (serve/tei.h): its texts tokenized already */
+    SERVER_TEI_TOKENIZE /* TEI's /tokenize, answered without the queue */
+} server_endpoint;
 
 typedef struct server_request {
     server_endpoint endpoint;
@@ -25,6 +30,11 @@ typedef struct server_request {
     /* search */
     dre_search_options search; /* its params: "params": {"nprobe": 16} */
     int return_text;
+    /* TEI: text i's ids are ids[cu_seqlens[i] .. cu_seqlens[i + 1]) (owned) */
+    int32_t *ids;
+    int32_t *cu_seqlens;
+    int normalize;          /* /embed: L2-normalised vectors (TEI's default) */
+    int add_special_tokens; /* /tokenize */
 } server_request;
 
 /* Parses and checks a request body (len bytes, not NUL-terminated) for the endpoint.
@@ -35,6 +45,8 @@ int dre_server_request_parse(const char *body, size_t len, server_endpoint endpo
                              int32_t max_inputs, int32_t dim, server_request *out, char *err,
                              size_t err_cap);
 void dre_server_request_free(server_request *r);
+/* Whether s[0 .. n) is well-formed UTF-8. */
+int dre_server_valid_utf8(const unsigned char *s, size_t n);
 
 /* The OpenAI-style embeddings response for r: n_texts rows of vectors (dim floats each,
  * unit length), cut to r->dimensions and renormalised where asked, as floats or base64 of

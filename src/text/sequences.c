@@ -59,6 +59,20 @@ static void seqs_close(token_seqs *s, int32_t n, int32_t text, int32_t first) {
     s->n++;
 }
 
+dre_status dre_token_seqs_set(token_seqs *s, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n) {
+    s->n = 0;
+    s->n_ids = 0;
+    s->n_truncated = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t len = cu_seqlens[i + 1] - cu_seqlens[i];
+        DRE_TRY(seqs_reserve(s, (size_t)len));
+        memcpy(s->ids + s->n_ids, ids + cu_seqlens[i], (size_t)len * sizeof *ids);
+        seqs_close(s, len, i, 0);
+    }
+    return DRE_OK;
+}
+
 /* Appends src's sequences to dst, their text numbers unchanged. */
 static dre_status seqs_append(token_seqs *dst, const token_seqs *src) {
     for (int32_t i = 0; i < src->n; i++) {

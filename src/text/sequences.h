@@ -30,6 +30,10 @@ typedef struct token_seqs {
 } token_seqs;
 
 void dre_token_seqs_free(token_seqs *s);
+/* Replaces s's sequences by n made already: sequence i is ids[cu_seqlens[i] ..
+ * cu_seqlens[i + 1]), of text i. */
+dre_status dre_token_seqs_set(token_seqs *s, const int32_t *ids, const int32_t *cu_seqlens,
+                              int32_t n);
 
 typedef struct seq_job seq_job;
 
