@@ -4,7 +4,6 @@
  * (serve/request.c) and queued (serve/queue.c); and the service's open and close. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -113,33 +112,22 @@ static char *info_json(dre_server *srv) {
     const dre_index_info *ii = dre_index_get_info(dre_searcher_index(srv->searcher));
     const dre_device device = dre_searcher_device(srv->searcher);
     const dre_server_options *o = &srv->o;
-    cJSON *root = cJSON_CreateObject(), *type = cJSON_CreateObject();
-    cJSON *embedding = type ? cJSON_AddObjectToObject(type, "embedding") : NULL;
-    int ok =
-        root && embedding &&
-        cJSON_AddStringToObject(root, "model", srv->model_name) &&
-        cJSON_AddNumberToObject(root, "dim", srv->dim) &&
-        cJSON_AddNumberToObject(root, "documents", (double)ii->count) &&
-        cJSON_AddStringToObject(root, "device", dre_device_name(device)) &&
-        cJSON_AddBoolToObject(root, "bm25", ii->bm25) &&
-        cJSON_AddStringToObject(root, "version", DRE_VERSION_STRING) &&
-        cJSON_AddStringToObject(root, "model_id", srv->model_name) &&
-        cJSON_AddNullToObject(root, "model_sha") &&
-        cJSON_AddStringToObject(root, "model_dtype",
-                                device == DRE_DEVICE_GPU ? "float16" : "float32") &&
-        cJSON_AddStringToObject(embedding, "pooling", ii->pooling == DRE_POOL_CLS ? "cls" : "mean") &&
-        cJSON_AddItemToObject(root, "model_type", type) &&
-        cJSON_AddNumberToObject(root, "max_concurrent_requests", o->max_queue) &&
-        cJSON_AddNumberToObject(root, "max_input_length", dre_searcher_max_length(srv->searcher)) &&
-        cJSON_AddNumberToObject(root, "max_batch_tokens", o->max_batch_tokens) &&
-        cJSON_AddNullToObject(root, "max_batch_requests") &&
-        cJSON_AddNumberToObject(root, "max_client_batch_size", o->max_inputs) &&
-        cJSON_AddFalseToObject(root, "auto_truncate") &&
-        cJSON_AddNumberToObject(root, "tokenization_workers", o->threads);
-    if (!ok && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model_type")))
-        cJSON_Delete(type);
-    char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
+    char *out = malloc(2048);
+    if (!out) return NULL;
+    snprintf(out, 2048,
+             "{\"model\": \"%s\", \"dim\": %d, \"documents\": %lld, \"device\": \"%s\", "
+             "\"bm25\": %s, \"version\": \"%s\", \"model_id\": \"%s\", \"model_sha\": null, "
+             "\"model_dtype\": \"%s\", \"model_type\": {\"embedding\": {\"pooling\": \"%s\"}}, "
+             "\"max_concurrent_requests\": %d, \"max_input_length\": %d, "
+             "\"max_batch_tokens\": %d, \"max_batch_requests\": null, "
+             "\"max_client_batch_size\": %d, \"auto_truncate\": false, "
+             "\"tokenization_workers\": %d}",
+             srv->model_name, srv->dim, (long long)ii->count, dre_device_name(device),
+             ii->bm25 ? "true" : "false", DRE_VERSION_STRING, srv->model_name,
+             device == DRE_DEVICE_GPU ? "float16" : "float32",
+             ii->pooling == DRE_POOL_CLS ? "cls" : "mean", o->max_queue,
+             dre_searcher_max_length(srv->searcher), o->max_batch_tokens, o->max_inputs,
+             o->threads);
     return out;
 }
 
