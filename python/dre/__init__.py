@@ -192,8 +192,7 @@ def _progress_bar(progress) -> tuple[Optional[Callable[[dict], None]], Callable[
     def update(p: dict) -> None:
         bar.total = p["size"] - p["start"]
         bar.n = p["offset"] - p["start"]
-        bar.set_postfix(docs=p["n_docs"], refresh=False)
-        bar.refresh()
+        bar.set_postfix(docs=p["n_docs"], refresh=not p["done"])  # close draws the last
 
     return update, bar.close
 
@@ -351,6 +350,18 @@ class Index:
                     "text": ffi.string(doc.text).decode() if doc.text else ""}
         finally:
             lib.dre_doc_clear(doc)
+
+    def vectors(self, first: int = 0, n: Optional[int] = None) -> np.ndarray:
+        """The stored vectors of rows [first, first + n) (n None: to the end), float32
+        (n, dim), as `dre export` writes them."""
+        info = lib.dre_index_get_info(self._handle())
+        n = info.n_vectors - first if n is None else n
+        out = np.empty((n, info.dim), np.float32)
+        if n:
+            with self._lock:
+                check(lib.dre_index_vectors(self._handle(), first, n,
+                                            ffi.from_buffer("float[]", out)))
+        return out
 
     def search(self, queries: Union[str, Sequence[str]], k: int = 10, mode: str = "auto",
                fusion: str = "convex", alpha: float = 0.5, rrf_k: float = 60.0,
