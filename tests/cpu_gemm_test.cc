@@ -180,6 +180,27 @@ TEST(CpuGemm, Bf16RoundingIsToNearestEven) {
     EXPECT_EQ(dre_bf16_of(INFINITY), 0x7f80);
     EXPECT_EQ(dre_bf16_of(std::nanf("")) & 0x7fc0, 0x7fc0); // a NaN stays a NaN
     EXPECT_EQ(dre_bf16_of(3.0e38f), 0x7f62);                 // large finite: not infinity
+    // the packing (VCVTNEPS2BF16, gathered or loaded) rounds as dre_bf16_of: a 3 x 9 block of
+    // these values and random ones, packed as weights, word for word
+    if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    const int32_t n = 3, k = 9;
+    std::vector<float> w = uniform((size_t)n * k, -3.0f, 3.0f, 41);
+    const float special[] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f,
+                             INFINITY, -3.0e38f, -0.0f};
+    std::copy(std::begin(special), std::end(special), w.begin() + 2);
+    cpu_packed p{};
+    ASSERT_EQ(DRE_OK, dre_cpu_pack_bf16(w.data(), n, k, &p));
+    for (int32_t col = 0; col < CPU_PANEL; col++)
+        for (int32_t j = 0; j < (k + 1) / 2; j++) {
+            uint32_t want = 0;
+            if (col < n) {
+                const float lo = w[(size_t)col * k + 2 * j];
+                const float hi = 2 * j + 1 < k ? w[(size_t)col * k + 2 * j + 1] : 0.0f;
+                want = (uint32_t)dre_bf16_of(lo) | (uint32_t)dre_bf16_of(hi) << 16;
+            }
+            EXPECT_EQ(want, p.pairs[(size_t)j * CPU_PANEL + col]) << "column " << col << " pair " << j;
+        }
+    dre_cpu_pack_free(&p);
 }
 
 // int8 (--precision int8): a column's weights are codes times its scale. One row against the
@@ -527,7 +548,7 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
             workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
                          threads);
             std::vector<float> out((size_t)n * hidden, NAN);
-            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, out.data(),
+            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 0, out.data(),
                               &ws.ws);
             for (size_t i = 0; i < out.size(); i++) {
                 const double e = std::fabs(out[i] - want[i]) / unit[i];
@@ -546,6 +567,89 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
     }
     printf("attention: worst error / bound unit %.3f tiled, %.3f plain\n", worst_tiled,
            worst_plain);
+}
+
+} // namespace
+
+namespace {
+
+float bf16_round(float x) {
+    const uint32_t u = (uint32_t)dre_bf16_of(x) << 16;
+    float r;
+    std::memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+// bf16 attention against attention in double whose inputs Q, K, V are rounded to bf16 as the
+// kernel rounds them. Bound per output element: the fp32 bound of attention_double (its
+// unit) plus the rounding of the softmax's weights to bf16 (bf16's unit roundoff 2^-8 of each
+// weight: at most 2^-8 max|v| over a row of weights summing to 1); the logits' own fp32
+// error is inside unit. Also: 1 and 2 threads bit-identical, and how far it lands from fp32.
+TEST(CpuAttention, Bf16MatchesAttentionInDoubleOfRoundedInputs) {
+    REQUIRE_AVX512();
+    if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    const attn_case cases[] = {
+        {{1}, 2, 32, 1.0f},
+        {{2, 13, 14, 15}, 3, 32, 1.0f},
+        {{31, 32, 33, 1, 100}, 2, 64, 1.0f},
+        {{256, 7}, 12, 32, 2.0f},
+        {{17, 45}, 4, 16, 1.0f},
+        {{29, 64, 3}, 2, 24, 1.0f}, // a head narrower than a panel, not a multiple of 16
+        {{30, 9}, 2, 33, 1.0f},     // an odd head size: pairs padded with zero
+        {{40, 41}, 3, 32, 6.0f},    // peaked scores
+    };
+    unsigned seed = 300;
+    double worst = 0, worst_vs_fp32 = 0, sum_err = 0;
+    size_t count = 0;
+    for (const attn_case &c : cases) {
+        std::string lengths;
+        for (int32_t l : c.lengths)
+            lengths += std::to_string(l) + " ";
+        SCOPED_TRACE("lengths " + lengths + "heads " + std::to_string(c.n_heads) + " head_dim " +
+                     std::to_string(c.head_dim));
+        std::vector<int32_t> cu{0};
+        int32_t max_len = 0;
+        for (int32_t l : c.lengths)
+            cu.push_back(cu.back() + l), max_len = std::max(max_len, l);
+        const int32_t n_seqs = (int32_t)c.lengths.size(), n = cu.back();
+        const int32_t hidden = c.n_heads * c.head_dim;
+        const std::vector<float> qkv =
+            uniform((size_t)n * 3 * hidden, -c.amplitude, c.amplitude, seed++);
+        std::vector<float> rounded(qkv);
+        for (float &x : rounded)
+            x = bf16_round(x);
+        std::vector<double> want, unit;
+        attention_double(rounded, cu, c.n_heads, c.head_dim, want, unit);
+        std::vector<float> fp32((size_t)n * hidden), first;
+        workspace ws1(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim), 1);
+        dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 0, fp32.data(),
+                          &ws1.ws);
+        for (int threads : {1, 2}) {
+            workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
+                         threads);
+            std::vector<float> out((size_t)n * hidden, NAN);
+            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 1, out.data(),
+                              &ws.ws);
+            for (size_t i = 0; i < out.size(); i++) {
+                // |v| <= amplitude
+                const double vmax_bound = std::ldexp(1.0, -8) * c.amplitude;
+                const double err = std::fabs(out[i] - want[i]);
+                ASSERT_LE(err, vmax_bound + unit[i])
+                    << "element " << i << ": " << out[i] << " vs " << want[i];
+                worst = std::max(worst, err / (vmax_bound + unit[i]));
+                worst_vs_fp32 = std::max(worst_vs_fp32, (double)std::fabs(out[i] - fp32[i]));
+                sum_err += err / (vmax_bound + unit[i]), count++;
+            }
+            if (threads == 1) {
+                first = out;
+            } else {
+                for (size_t i = 0; i < out.size(); i++)
+                    ASSERT_EQ(out[i], first[i]) << "1 and 2 threads differ at " << i;
+            }
+        }
+    }
+    printf("bf16 attention: worst error / bound %.3f (mean %.4f), worst |bf16 - fp32| %.2e\n",
+           worst, sum_err / count, worst_vs_fp32);
 }
 
 } // namespace

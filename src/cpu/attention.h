@@ -2,7 +2,10 @@
  * per (sequence, head), K and V packed once as panels, then per tile of 14 queries the
  * scores against every key (one tile of scores, 14 x length), the softmax in registers'
  * width, and the tile's output; (sequence, head) pairs shared out to threads. Same
- * arguments and result as dre_attention_cpu (cpu/ops.h), which stays the plain reference. */
+ * arguments and result as dre_attention_cpu (cpu/ops.h), which stays the plain reference.
+ * With bf16 (--precision bf16 and int8, on CPUs with AVX-512 BF16): Q, K, V and the softmax's
+ * weights rounded to bf16 as they are packed, QK^T and PV on bf16's tile kernel
+ * (cpu/gemm_bf16.c), sums and the softmax in fp32. */
 #ifndef DRE_CPU_ATTENTION_H
 #define DRE_CPU_ATTENTION_H
 
@@ -19,9 +22,9 @@ extern "C" {
 size_t dre_cpu_attention_scratch_floats(int32_t max_len, int32_t head_dim);
 
 /* ws: 64-byte aligned, floats_per_thread >= dre_cpu_attention_scratch_floats(longest, head_dim)
- * and a multiple of 16 */
+ * and a multiple of 16; bf16 only where dre_cpu_bf16_supported() */
 void dre_cpu_attention(const float *qkv, const int32_t *cu_seqlens, int32_t n_seqs, int32_t n_heads,
-                       int32_t head_dim, float *out, const cpu_workspace *ws);
+                       int32_t head_dim, int bf16, float *out, const cpu_workspace *ws);
 
 #ifdef __cplusplus
 }

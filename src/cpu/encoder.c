@@ -173,8 +173,8 @@ dre_status dre_cpu_encoder_encode(cpu_encoder *enc, const int32_t *ids, const in
         /* attention block: mid = LN(x + attn(x) W_o^T + b_o) */
         dre_cpu_gemm(enc->x, h, n, &w[W_QKV], lw->qkv_b, CPU_EPI_BIAS, enc->qkv, 3 * h, &enc->ws);
         if (enc->vectorised)
-            dre_cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, enc->ctx,
-                              &enc->ws);
+            dre_cpu_attention(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim,
+                              enc->precision != DRE_PRECISION_FP32, enc->ctx, &enc->ws);
         else
             dre_attention_cpu_ws(enc->qkv, cu_seqlens, n_seqs, in->n_heads, in->head_dim, &enc->ws,
                                  enc->ctx);

@@ -89,6 +89,11 @@ void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const fl
 size_t dre_cpu_bf16_tile_words(int32_t k);
 void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
                             uint32_t *dst);
+/* bf16 panels of pairs for B = w^T, w [n][k] read as w[col][j] = src[col * col_stride +
+ * j * k_stride] (the weights: k, 1; attention's K: its row stride, 1; its V: 1, row stride):
+ * ceil(n / 32) panels of [ceil(k / 2)][32] words, zero past n and k */
+void dre_cpu_bf16_pack_panels(const float *src, size_t col_stride, size_t k_stride, int32_t n,
+                              int32_t k, uint32_t *dst);
 void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel,
                        float *c, int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
 /* int8's: one panel's product for `rows` rows of A packed as bf16 (tile t at

@@ -33,8 +33,43 @@ uint16_t dre_bf16_of(float x) {
     return (uint16_t)(u >> 16);
 }
 
-static inline uint32_t pair_of(float lo, float hi) {
-    return (uint32_t)dre_bf16_of(lo) | (uint32_t)dre_bf16_of(hi) << 16;
+/* 16 words from 16 low and 16 high floats, each rounded by VCVTNEPS2BF16: word l = (bf16 of
+ * lo[l]) | (bf16 of hi[l]) << 16 */
+static inline DRE_AVX512_BF16 __m512i pairs_of16(__m512 lo, __m512 hi) {
+    const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
+    const __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
+    return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
+/* 16 columns' values at k-position `at`: contiguous when the columns are (col_stride 1),
+ * gathered otherwise; zero where the mask is off */
+static inline DRE_AVX512_BF16 __m512 column_values(const float *at, size_t col_stride,
+                                                   __m512i lanes, __mmask16 m) {
+    if (col_stride == 1) return _mm512_maskz_loadu_ps(m, at);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lanes, at, 4);
+}
+
+DRE_AVX512_BF16 void dre_cpu_bf16_pack_panels(const float *src, size_t col_stride,
+                                              size_t k_stride, int32_t n, int32_t k,
+                                              uint32_t *dst) {
+    const int32_t n_panels = (n + CPU_PANEL - 1) / CPU_PANEL, k2 = (k + 1) / 2;
+    const __m512i lanes = _mm512_mullo_epi32(
+        _mm512_set1_epi32((int)col_stride),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    for (int32_t p = 0; p < n_panels; p++)
+        for (int32_t half = 0; half < 2; half++) {
+            const int32_t c0 = p * CPU_PANEL + 16 * half;
+            const __mmask16 m = vtail_mask(n - c0);
+            const float *col = src + (size_t)(c0 < n ? c0 : 0) * col_stride;
+            for (int32_t j = 0; j < k2; j++) {
+                const float *at = col + (size_t)2 * j * k_stride;
+                const __m512 lo = column_values(at, col_stride, lanes, m);
+                const __m512 hi = 2 * j + 1 < k ? column_values(at + k_stride, col_stride, lanes, m)
+                                                : _mm512_setzero_ps();
+                _mm512_store_si512(dst + ((size_t)p * k2 + j) * CPU_PANEL + 16 * half,
+                                   pairs_of16(lo, hi));
+            }
+        }
 }
 
 dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *out) {
@@ -47,15 +82,7 @@ dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *o
     if (!out->pairs)
         return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack_bf16: out of memory for %zu MiB of "
                              "weights", bytes >> 20);
-    for (int32_t p = 0; p < out->n_panels; p++)
-        for (int32_t j = 0; j < k2; j++) {
-            uint32_t *row = out->pairs + ((size_t)p * k2 + j) * CPU_PANEL;
-            for (int32_t l = 0; l < CPU_PANEL; l++) {
-                const int32_t col = p * CPU_PANEL + l;
-                const float *src = w + (size_t)col * k;
-                row[l] = col < n ? pair_of(src[2 * j], 2 * j + 1 < k ? src[2 * j + 1] : 0.0f) : 0;
-            }
-        }
+    dre_cpu_bf16_pack_panels(w, (size_t)k, 1, n, k, out->pairs);
     return DRE_OK;
 }
 
