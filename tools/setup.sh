@@ -13,7 +13,7 @@ sudo=""
 # --- apt packages -----------------------------------------------------------
 pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev libutf8proc-dev
       libcjson-dev libsqlite3-dev libgtest-dev dpkg-dev python3-pip clang libclang-rt-14-dev
-      libmicrohttpd-dev libcurl4-openssl-dev wrk time libopenmpi-dev openmpi-bin"
+      libmicrohttpd-dev libcurl4-openssl-dev wrk time libopenmpi-dev openmpi-bin python3-venv"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -91,8 +91,20 @@ if ! "$py" -c 'import scikit_build_core, cffi, numpy, pytest, tqdm' 2>/dev/null;
   pipi scikit-build-core cffi numpy pytest tqdm
 fi
 
+# --- real clients of dre serve (python/tests/test_tei_clients.py) ----------------------------
+# In an environment of their own: LangChain's Hugging Face package wants huggingface_hub < 2,
+# transformers (the fixture tools) >= 2.4; and langchain-huggingface 1.x refuses an endpoint
+# URL (Hub repo ids only), so < 1.
+clients="$root/.venv-clients"
+if ! "$clients/bin/python" -c 'import huggingface_hub, langchain_huggingface, openai, numpy' 2>/dev/null; then
+  say "installing the serve clients' environment (.venv-clients: huggingface_hub, langchain-huggingface, openai)"
+  rm -rf "$clients"
+  "$py" -m venv "$clients"
+  "$clients/bin/python" -m pip install -q --disable-pip-version-check "langchain-huggingface<1" openai numpy
+fi
+
 if [ "${DRE_SETUP_FIXTURE_TOOLS:-0}" = 1 ]; then
-  say "installing fixture and peer tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn, onnxruntime)"
-  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn onnx onnxscript onnxruntime
+  say "installing fixture and peer tools (tokenizers, transformers, sentence-transformers, torch, pytrec-eval, faiss-cpu, fastapi, uvicorn, onnxruntime, matplotlib)"
+  pipi tokenizers transformers sentence-transformers torch numpy safetensors pytrec-eval-terrier faiss-cpu fastapi uvicorn onnx onnxscript onnxruntime matplotlib
 fi
 say "done"
