@@ -387,6 +387,8 @@ DRE_API void dre_searcher_close(dre_searcher *s);
  * every later search. */
 DRE_API dre_index *dre_searcher_index(dre_searcher *s);
 DRE_API dre_device dre_searcher_device(const dre_searcher *s);
+/* the precision its encoder embeds queries at (--precision) */
+DRE_API dre_precision dre_searcher_precision(const dre_searcher *s);
 /* Whether dense search runs on the GPU (known after the first dense search). */
 DRE_API int dre_searcher_gpu_search(const dre_searcher *s);
 
@@ -734,6 +736,7 @@ DRE_API dre_status dre_encoder_open_with(const dre_model *model, dre_device devi
                                          dre_encoder **out);
 DRE_API void dre_encoder_close(dre_encoder *enc);
 DRE_API dre_device dre_encoder_device(const dre_encoder *enc); /* CPU or GPU, never AUTO */
+DRE_API dre_precision dre_encoder_precision(const dre_encoder *enc);
 DRE_API int32_t dre_encoder_dim(const dre_encoder *enc);
 DRE_API int32_t dre_encoder_budget_tokens(const dre_encoder *enc);
 DRE_API int32_t dre_encoder_max_length(const dre_encoder *enc); /* tokens per text, the model's */

@@ -151,9 +151,9 @@ class ServeTeiTest : public ::testing::Test {
         std::filesystem::remove_all(root);
         curl_global_cleanup();
     }
-    void start(dre_server_options o) {
-        ASSERT_EQ(DRE_OK,
-                  dre_searcher_open(index_dir.c_str(), kTiny.c_str(), DRE_DEVICE_CPU, &searcher))
+    void start(dre_server_options o, dre_precision precision = DRE_PRECISION_FP32) {
+        ASSERT_EQ(DRE_OK, dre_searcher_open_with(index_dir.c_str(), kTiny.c_str(), DRE_DEVICE_CPU,
+                                                 precision, &searcher))
             << dre_last_error();
         o.port = 0;
         ASSERT_EQ(DRE_OK, dre_server_open(searcher, &o, &server)) << dre_last_error();
@@ -326,6 +326,18 @@ TEST_F(ServeTeiTest, TokenizeGivesTheLibrarysIdsAndOffsets) {
             if (c != ' ') no_spaces += c;
         EXPECT_EQ(no_spaces, joined); // the pieces cover the text
     }
+}
+
+// model_dtype names the CPU encoder's --precision
+TEST_F(ServeTeiTest, InfoModelDtypeIsThePrecision) {
+    dre_server_options o;
+    dre_server_options_init(&o);
+    char why[256];
+    if (dre_cpu_path(DRE_PRECISION_BF16, why, sizeof why) != DRE_OK)
+        GTEST_SKIP() << "this CPU runs no bf16 path: " << why;
+    ASSERT_NO_FATAL_FAILURE(start(o, DRE_PRECISION_BF16));
+    const http_reply r = request(port, "GET", "/info");
+    EXPECT_TRUE(r.body.find("\"model_dtype\": \"bfloat16\"") != std::string::npos) << r.body;
 }
 
 TEST_F(ServeTeiTest, InfoHasTeisFields) {

@@ -13,6 +13,7 @@ struct dre_encoder {
     const dre_backend_ops *ops;
     void *backend;
     dre_device device;
+    dre_precision precision;
     int32_t dim;
     int32_t budget_tokens;
     int32_t max_length;
@@ -104,6 +105,7 @@ dre_status dre_encoder_open_with(const dre_model *model, dre_device device, int3
     if (!enc) return dre_set_error(DRE_ERR_NOMEM, "dre_encoder_open: out of memory");
     enc->ops = device == DRE_DEVICE_GPU ? &dre_backend_gpu : &dre_backend_cpu;
     enc->device = device;
+    enc->precision = precision;
     enc->dim = info->hidden;
     enc->budget_tokens = budget_tokens;
     enc->max_length = info->max_length;
@@ -127,6 +129,8 @@ void dre_encoder_close(dre_encoder *enc) {
 }
 
 dre_device dre_encoder_device(const dre_encoder *enc) { return enc->device; }
+
+dre_precision dre_encoder_precision(const dre_encoder *enc) { return enc->precision; }
 int32_t dre_encoder_dim(const dre_encoder *enc) { return enc->dim; }
 int32_t dre_encoder_budget_tokens(const dre_encoder *enc) { return enc->budget_tokens; }
 int32_t dre_encoder_max_length(const dre_encoder *enc) { return enc->max_length; }

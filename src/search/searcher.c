@@ -118,6 +118,10 @@ dre_index *dre_searcher_index(dre_searcher *s) { return s->index; }
 
 dre_device dre_searcher_device(const dre_searcher *s) { return dre_encoder_device(s->enc); }
 
+dre_precision dre_searcher_precision(const dre_searcher *s) {
+    return dre_encoder_precision(s->enc);
+}
+
 int dre_searcher_gpu_search(const dre_searcher *s) { return s->gpu != NULL; }
 
 /* At the first dense search: the index's vectors onto the GPU where that is the way (a GPU

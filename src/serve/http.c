@@ -107,6 +107,17 @@ static int key_ok(const dre_server *srv, struct MHD_Connection *conn) {
     return diff == 0;
 }
 
+/* TEI's name for what the model runs in: the GPU encoder's fp16 products, or the CPU's
+ * --precision */
+static const char *model_dtype(const dre_searcher *s) {
+    if (dre_searcher_device(s) == DRE_DEVICE_GPU) return "float16";
+    switch (dre_searcher_precision(s)) {
+    case DRE_PRECISION_BF16: return "bfloat16";
+    case DRE_PRECISION_INT8: return "int8";
+    default: return "float32";
+    }
+}
+
 /* dre's own fields, then TEI's (its /info), for clients of either API. */
 static char *info_json(dre_server *srv) {
     const dre_index_info *ii = dre_index_get_info(dre_searcher_index(srv->searcher));
@@ -124,7 +135,7 @@ static char *info_json(dre_server *srv) {
              "\"tokenization_workers\": %d}",
              srv->model_name, srv->dim, (long long)ii->count, dre_device_name(device),
              ii->bm25 ? "true" : "false", DRE_VERSION_STRING, srv->model_name,
-             device == DRE_DEVICE_GPU ? "float16" : "float32",
+             model_dtype(srv->searcher),
              ii->pooling == DRE_POOL_CLS ? "cls" : "mean", o->max_queue,
              dre_searcher_max_length(srv->searcher), o->max_batch_tokens, o->max_inputs,
              o->threads);
