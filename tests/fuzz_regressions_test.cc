@@ -34,6 +34,7 @@ static int fuzz_check_failed = 0;
 #include "fuzz/fuzz_queries.c"
 #include "fuzz/fuzz_safetensors.c"
 #include "fuzz/fuzz_serve_request.c"
+#include "fuzz/fuzz_serve_tei.c"
 #include "fuzz/fuzz_tokenizer.c"
 
 namespace {
@@ -50,6 +51,7 @@ const target kTargets[] = {
     {"config", fuzz_config_input},       {"corpus", fuzz_corpus_input},
     {"queries", fuzz_queries_input},     {"qrels", fuzz_qrels_input},
     {"bm25", fuzz_bm25_input},           {"serve_request", fuzz_serve_request_input},
+    {"serve_tei", fuzz_serve_tei_input},
 };
 
 std::vector<std::string> files_in(const std::string &dir) {

@@ -14,7 +14,7 @@ cd "$root"
 seconds=${1:-20}
 shift || true
 case $seconds in '' | *[!0-9]*) echo "usage: tools/fuzz.sh [seconds_per_target] [target...]" >&2; exit 2 ;; esac
-all_targets="tokenizer safetensors config corpus queries qrels bm25 serve_request"
+all_targets="tokenizer safetensors config corpus queries qrels bm25 serve_request serve_tei"
 targets=${*:-$all_targets}
 cc=${CC:-clang}
 out=build-fuzz
@@ -31,6 +31,7 @@ sources_of() {
     qrels) echo "search/eval common/common" ;;
     bm25) echo "index/docstore index/docstore_bm25 common/common" ;;
     serve_request) echo "serve/request search/options common/common" ;;
+    serve_tei) echo "serve/tei serve/request search/options text/tokenizer text/tokenizer_load text/codepoints text/vocab common/common" ;;
     *) echo "fuzz.sh: unknown target '$1' (targets: $all_targets)" >&2; return 1 ;;
   esac
 }

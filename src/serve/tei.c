@@ -261,10 +261,19 @@ static size_t spelled_at(const char *text, size_t len, size_t at, const char *pi
     return n;
 }
 
+/* The start of the UTF-8 character after the one at text[at] (end at most). */
+static size_t next_char(const char *text, size_t at, size_t end) {
+    if (at < end) at++;
+    while (at < end && ((unsigned char)text[at] & 0xC0) == 0x80)
+        at++;
+    return at;
+}
+
 /* Byte offsets of the wordpieces of text[0, len), found by spelling each after the one
  * before, words (runs between ASCII whitespace) one at a time: a piece whose spelling the
- * normaliser changed (accents stripped, [UNK]) spans up to the next piece found, or to its
- * word's end. */
+ * normaliser changed (accents stripped, [UNK]) spans up to the next piece found (one
+ * character when that is not found), or, the word's last, to its end: starts in order,
+ * start <= stop <= len. */
 static void piece_offsets(const dre_tokenizer *tok, const char *text, size_t len,
                           const int32_t *pieces, int32_t n, int32_t *word, int32_t *start,
                           int32_t *stop) {
@@ -285,12 +294,17 @@ static void piece_offsets(const dre_tokenizer *tok, const char *text, size_t len
             start[p] = (int32_t)at;
             if (m) {
                 at += m;
-            } else { /* up to where the next piece of this word is spelled */
-                const char *next = k + 1 < in_word ? dre_tokenizer_token(tok, pieces[p + 1]) : "";
-                size_t to = at + 1;
-                while (next[0] && to < end && !spelled_at(text, end, to, next))
-                    to++;
-                at = next[0] ? to : end;
+            } else if (k + 1 < in_word && p + 1 < n) {
+                /* up to where the next piece of this word is spelled, or one character when
+                 * it is not (two [UNK]s in a row: CJK characters outside the vocabulary) */
+                const char *next = dre_tokenizer_token(tok, pieces[p + 1]);
+                const size_t one = next_char(text, at, end);
+                size_t to = one;
+                while (to < end && !spelled_at(text, end, to, next))
+                    to = next_char(text, to, end);
+                at = to < end ? to : one;
+            } else { /* the word's last piece: the rest of the word */
+                at = end;
             }
             stop[p] = (int32_t)at;
         }
