@@ -847,6 +847,9 @@ DRE_API dre_status dre_model_open_random(const char *config_path, uint64_t seed,
 /* Queries of an fp16 GPU search whose candidates could not settle the answer, so far: each
  * was searched again on the GPU (dre_gpu_search_open_fp16). 0 for fp32 and without a GPU. */
 DRE_API int64_t dre_gpu_search_widened(const dre_gpu_search *gs);
+/* Scores at most `rows` vectors a chunk (0: as many as keep a batch's scores in L2), so that a
+ * test on the CUDA emulation chains many chunks over few vectors. */
+DRE_API void dre_gpu_search_set_chunk_rows(dre_gpu_search *gs, int64_t rows);
 
 /* The GPU encoder's operators, in their order within a forward pass. */
 typedef enum dre_op {

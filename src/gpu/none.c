@@ -56,6 +56,11 @@ int64_t dre_gpu_search_widened(const dre_gpu_search *gs) {
     return 0;
 }
 
+void dre_gpu_search_set_chunk_rows(dre_gpu_search *gs, int64_t rows) {
+    (void)gs;
+    (void)rows;
+}
+
 dre_status dre_gpu_search_run(dre_gpu_search *gs, const float *queries, int64_t n_queries,
                               int32_t k, float *scores, int64_t *rows) {
     (void)gs, (void)queries, (void)n_queries, (void)k, (void)scores, (void)rows;

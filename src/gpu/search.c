@@ -36,6 +36,7 @@ struct dre_gpu_search {
     const float *mapped;       /* their address on the device */
     float max_norm;            /* fp16: the largest vector norm, for the error bound */
     int64_t widened;           /* fp16: queries searched again (dre_gpu_search_widened) */
+    int64_t chunk_cap;         /* rows a chunk at most (dre_gpu_search_set_chunk_rows); 0: L2's */
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *vectors;         /* device [n, dim], fp32 or fp16 */
@@ -223,9 +224,14 @@ void dre_gpu_search_close(dre_gpu_search *gs) {
 
 int64_t dre_gpu_search_widened(const dre_gpu_search *gs) { return gs ? gs->widened : 0; }
 
+void dre_gpu_search_set_chunk_rows(dre_gpu_search *gs, int64_t rows) {
+    if (gs) gs->chunk_cap = rows > 0 ? rows : 0;
+}
+
 /* Vectors scored per GEMM for a batch of nq queries: as many as keep the scores in L2. */
 static int64_t chunk_rows(const dre_gpu_search *gs, int32_t nq) {
-    const int64_t rows = (int64_t)(SCORE_L2_BYTES / (sizeof(float) * (size_t)nq));
+    int64_t rows = (int64_t)(SCORE_L2_BYTES / (sizeof(float) * (size_t)nq));
+    if (gs->chunk_cap > 0 && rows > gs->chunk_cap) rows = gs->chunk_cap;
     return rows < gs->n ? rows : gs->n;
 }
 
