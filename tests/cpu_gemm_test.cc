@@ -507,6 +507,26 @@ struct attn_case {
     float amplitude;
 };
 
+// A case's inputs: its sequences' boundaries, the longest, and Q, K, V uniform within
+// +-amplitude from seed
+struct attn_inputs {
+    std::vector<int32_t> cu{0};
+    int32_t max_len = 0, n_seqs, n, hidden;
+    std::vector<float> qkv;
+    std::string trace; // the case, for SCOPED_TRACE
+    attn_inputs(const attn_case &c, unsigned seed) {
+        std::string lengths;
+        for (int32_t l : c.lengths) {
+            cu.push_back(cu.back() + l), max_len = std::max(max_len, l);
+            lengths += std::to_string(l) + " ";
+        }
+        n_seqs = (int32_t)c.lengths.size(), n = cu.back(), hidden = c.n_heads * c.head_dim;
+        qkv = uniform((size_t)n * 3 * hidden, -c.amplitude, c.amplitude, seed);
+        trace = "lengths " + lengths + "heads " + std::to_string(c.n_heads) + " head_dim " +
+                std::to_string(c.head_dim);
+    }
+};
+
 TEST(CpuAttention, MatchesAttentionInDouble) {
     REQUIRE_AVX512();
     const attn_case cases[] = {
@@ -522,19 +542,11 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
     unsigned seed = 100;
     double worst_tiled = 0, worst_plain = 0;
     for (const attn_case &c : cases) {
-        std::string lengths;
-        for (int32_t l : c.lengths)
-            lengths += std::to_string(l) + " ";
-        SCOPED_TRACE("lengths " + lengths + "heads " + std::to_string(c.n_heads) + " head_dim " +
-                     std::to_string(c.head_dim));
-        std::vector<int32_t> cu{0};
-        int32_t max_len = 0;
-        for (int32_t l : c.lengths)
-            cu.push_back(cu.back() + l), max_len = std::max(max_len, l);
-        const int32_t n_seqs = (int32_t)c.lengths.size(), n = cu.back();
-        const int32_t hidden = c.n_heads * c.head_dim;
-        const std::vector<float> qkv =
-            uniform((size_t)n * 3 * hidden, -c.amplitude, c.amplitude, seed++);
+        const attn_inputs in(c, seed++);
+        SCOPED_TRACE(in.trace);
+        const std::vector<int32_t> &cu = in.cu;
+        const std::vector<float> &qkv = in.qkv;
+        const int32_t max_len = in.max_len, n_seqs = in.n_seqs, n = in.n, hidden = in.hidden;
         std::vector<float> plain((size_t)n * hidden), got((size_t)n * hidden, NAN);
         std::vector<double> want, unit;
         attention_double(qkv, cu, c.n_heads, c.head_dim, want, unit);
@@ -602,19 +614,11 @@ TEST(CpuAttention, Bf16MatchesAttentionInDoubleOfRoundedInputs) {
     double worst = 0, worst_vs_fp32 = 0, sum_err = 0;
     size_t count = 0;
     for (const attn_case &c : cases) {
-        std::string lengths;
-        for (int32_t l : c.lengths)
-            lengths += std::to_string(l) + " ";
-        SCOPED_TRACE("lengths " + lengths + "heads " + std::to_string(c.n_heads) + " head_dim " +
-                     std::to_string(c.head_dim));
-        std::vector<int32_t> cu{0};
-        int32_t max_len = 0;
-        for (int32_t l : c.lengths)
-            cu.push_back(cu.back() + l), max_len = std::max(max_len, l);
-        const int32_t n_seqs = (int32_t)c.lengths.size(), n = cu.back();
-        const int32_t hidden = c.n_heads * c.head_dim;
-        const std::vector<float> qkv =
-            uniform((size_t)n * 3 * hidden, -c.amplitude, c.amplitude, seed++);
+        const attn_inputs in(c, seed++);
+        SCOPED_TRACE(in.trace);
+        const std::vector<int32_t> &cu = in.cu;
+        const std::vector<float> &qkv = in.qkv;
+        const int32_t max_len = in.max_len, n_seqs = in.n_seqs, n = in.n, hidden = in.hidden;
         std::vector<float> rounded(qkv);
         for (float &x : rounded)
             x = bf16_round(x);

@@ -22,51 +22,17 @@
 #include <vector>
 
 #include "dre.h"
+#include "http_client.h"
 #include "test_util.h"
 
 namespace {
 
+using namespace http_client;
 using namespace test_util;
 
 const std::string kSource = DRE_SOURCE_DIR;
 const std::string kTiny = kSource + "/tests/fixtures/tiny-bert-cls";
 const std::string kDre = std::string(DRE_BINARY_DIR) + "/dre";
-
-struct http_reply {
-    long status = 0;
-    std::string body, headers;
-};
-
-size_t append(char *p, size_t size, size_t n, void *out) {
-    static_cast<std::string *>(out)->append(p, size * n);
-    return size * n;
-}
-
-// One request with its own handle (safe from any thread).
-http_reply request(int port, const std::string &method, const std::string &path,
-                   const std::string &body = "", const std::string &auth = "") {
-    http_reply r;
-    CURL *c = curl_easy_init();
-    const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-    curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
-    if (!auth.empty()) h = curl_slist_append(h, ("Authorization: " + auth).c_str());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (method == "POST") {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body.size());
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, append);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
-}
 
 // A JSON body's error message ("" when it has none).
 std::string error_message(const std::string &body) {
