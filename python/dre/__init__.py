@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -52,10 +52,31 @@ def _texts(texts: Union[str, Sequence[str]]) -> list[str]:
     return [texts] if isinstance(texts, str) else list(texts)
 
 
+_C = TypeVar("_C", bound="_Closing")
+
+
+class _Closing:
+    """What holds libdre handles: closed by close(), at the end of a with block, and on
+    garbage collection (once __init__ has made its lock)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+
 # ---------------------------------------------------------------- encoder
 
 
-class Encoder:
+class Encoder(_Closing):
     """A model's tokenizer and encoder: what `dre encode` runs.
 
     model: a Hugging Face BERT-family folder; device: "auto" (the GPU if there is one),
@@ -162,15 +183,6 @@ class Encoder:
                 lib.dre_model_close(self._model)
             self._model = self._tok = self._enc = None
 
-    def __enter__(self) -> "Encoder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_lock", None) is not None:
-            self.close()
 
 
 # ---------------------------------------------------------------- embed
@@ -289,7 +301,7 @@ class Hit:
     chunk: int                   # the chunk that gave dense_score (0 unless chunked)
 
 
-class Index:
+class Index(_Closing):
     """An index folder, opened with Index.open: searched by text (with its model) or by
     vectors (FAISS's Python search: scores and ids)."""
 
@@ -441,12 +453,3 @@ class Index:
                 lib.dre_index_close(self._index)
             self._searcher = self._index = None
 
-    def __enter__(self) -> "Index":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_lock", None) is not None:
-            self.close()
