@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -22,6 +23,14 @@ def papers():
 def queries():
     with open(QUERIES, encoding="utf-8") as f:
         return [json.loads(line)["text"] for line in f]
+
+
+def cli_encode(dre_cli, tmp_path, model, texts, *extra):
+    """`dre encode`'s vectors of texts (one a line) through --output x.npy."""
+    out = tmp_path / "cli.npy"
+    dre_cli("encode", "-q", "--model", model, "--output", out, *extra,
+            input="\n".join(texts) + "\n")
+    return np.load(out)
 
 
 @pytest.fixture(scope="session")

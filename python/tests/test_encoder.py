@@ -3,17 +3,11 @@ import numpy as np
 import pytest
 
 import dre
-from conftest import MODELS, TINY, papers
+from conftest import MODELS, TINY, cli_encode, papers
 
 # paper texts (most past MiniLM's 256 tokens, so cut), and edge cases: empty, accents, CJK
 TEXTS = [p["text"] for p in papers()[:24]] + [p["title"] for p in papers()[:24]] + [
     "", "x", "Café naïve résumé", "深度学习 検索 エンジン", "[SEP] spelled out [MASK]"]
-
-
-def cli_encode(dre_cli, tmp_path, model, texts, *extra):
-    out = tmp_path / "out.npy"
-    dre_cli("encode", "-q", "--model", model, "--output", out, *extra, input="\n".join(texts) + "\n")
-    return np.load(out)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, papers
+from conftest import ROOT, cli_encode, papers
 
 CLIENTS = os.path.join(os.path.dirname(__file__), "tei_clients.py")
 
@@ -37,12 +37,6 @@ def server(demo_index):
     yield f"http://127.0.0.1:{port}", model
     proc.terminate()
     assert proc.wait(timeout=30) == 0
-
-
-def cli_encode(dre_cli, tmp_path, model, texts):
-    out = tmp_path / "want.npy"
-    dre_cli("encode", "-q", "--model", model, "--output", out, input="\n".join(texts) + "\n")
-    return np.load(out)
 
 
 def test_real_clients_get_dre_encodes_vectors(server, dre_cli, tmp_path):
