@@ -22,6 +22,7 @@
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
 #include "cpu/vmath.h"
+#include "cpu_amx_modes.h"
 
 namespace {
 
@@ -141,31 +142,35 @@ float bf16_rounded(float x) {
 // end), every row count of a tile, strides, epilogues.
 TEST(CpuGemm, Bf16ProductsMatchDoubleSumsOfRoundedInputs) {
     if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
-    unsigned seed = 101;
-    for (const shape &s : kShapes) {
-        const int32_t lda = s.k + 3, ldo = s.n + 5;
-        const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
-        const std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
-        const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
-        std::vector<float> a16(a), w16(w);
-        for (float &x : a16)
-            x = bf16_rounded(x);
-        for (float &x : w16)
-            x = bf16_rounded(x);
-        cpu_packed pw{};
-        ASSERT_EQ(dre_cpu_pack_bf16(w.data(), s.n, s.k, &pw), DRE_OK);
-        ASSERT_NE(pw.pairs, nullptr);
-        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
-        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
-            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-            dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
-                         out.data(), ldo, &ws.ws);
-            check_product(s, epi, out.data(), ldo, a16, lda, w16, bias);
-            for (int32_t i = 0; i < s.m; i++)
-                for (int32_t j = s.n; j < ldo; j++)
-                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+    for (cpu_amx_mode mode : amx_modes()) {
+        const amx_mode_scope scope(mode);
+        SCOPED_TRACE(amx_mode_name(mode));
+        unsigned seed = 101;
+        for (const shape &s : kShapes) {
+            const int32_t lda = s.k + 3, ldo = s.n + 5;
+            const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
+            const std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
+            const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
+            std::vector<float> a16(a), w16(w);
+            for (float &x : a16)
+                x = bf16_rounded(x);
+            for (float &x : w16)
+                x = bf16_rounded(x);
+            cpu_packed pw{};
+            ASSERT_EQ(dre_cpu_pack_bf16(w.data(), s.n, s.k, &pw), DRE_OK);
+            ASSERT_NE(pw.pairs, nullptr);
+            workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
+            for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+                std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+                dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(),
+                             epi, out.data(), ldo, &ws.ws);
+                check_product(s, epi, out.data(), ldo, a16, lda, w16, bias);
+                for (int32_t i = 0; i < s.m; i++)
+                    for (int32_t j = s.n; j < ldo; j++)
+                        ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+            }
+            dre_cpu_pack_free(&pw);
         }
-        dre_cpu_pack_free(&pw);
     }
 }
 
@@ -179,14 +184,14 @@ TEST(CpuGemm, Bf16RoundingIsToNearestEven) {
     EXPECT_EQ(dre_bf16_of(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81); // past halfway: up
     EXPECT_EQ(dre_bf16_of(INFINITY), 0x7f80);
     EXPECT_EQ(dre_bf16_of(std::nanf("")) & 0x7fc0, 0x7fc0); // a NaN stays a NaN
-    EXPECT_EQ(dre_bf16_of(3.0e38f), 0x7f62);                 // large finite: not infinity
+    EXPECT_EQ(dre_bf16_of(3.0e38f), 0x7f62);                // large finite: not infinity
     // the packing (VCVTNEPS2BF16, gathered or loaded) rounds as dre_bf16_of: a 3 x 9 block of
     // these values and random ones, packed as weights, word for word
     if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
     const int32_t n = 3, k = 9;
     std::vector<float> w = uniform((size_t)n * k, -3.0f, 3.0f, 41);
     const float special[] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f,
-                             INFINITY, -3.0e38f, -0.0f};
+                             INFINITY,       -3.0e38f,           -0.0f};
     std::copy(std::begin(special), std::end(special), w.begin() + 2);
     cpu_packed p{};
     ASSERT_EQ(DRE_OK, dre_cpu_pack_bf16(w.data(), n, k, &p));
@@ -198,7 +203,8 @@ TEST(CpuGemm, Bf16RoundingIsToNearestEven) {
                 const float hi = 2 * j + 1 < k ? w[(size_t)col * k + 2 * j + 1] : 0.0f;
                 want = (uint32_t)dre_bf16_of(lo) | (uint32_t)dre_bf16_of(hi) << 16;
             }
-            EXPECT_EQ(want, p.pairs[(size_t)j * CPU_PANEL + col]) << "column " << col << " pair " << j;
+            EXPECT_EQ(want, p.pairs[(size_t)j * CPU_PANEL + col])
+                << "column " << col << " pair " << j;
         }
     dre_cpu_pack_free(&p);
 }
@@ -245,51 +251,55 @@ TEST(CpuGemm, Int8QuantiseRowIsSymmetricRoundToNearest) {
 // k, k across several groups and a partial one, strides, epilogues, a zero column.
 TEST(CpuGemm, Int8ProductsMatchDoubleSumsOfQuantisedWeights) {
     if (!dre_cpu_int8_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
-    unsigned seed = 301;
-    for (const shape &s : kShapes) {
-        const int32_t lda = s.k + 3, ldo = s.n + 5, k2 = (s.k + 1) / 2;
-        const int32_t n_groups = (s.k + CPU_INT8_GROUP - 1) / CPU_INT8_GROUP;
-        const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
-        std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
-        const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
-        if (s.n > 2)
-            for (int32_t t = 0; t < s.k; t++)
-                w[(size_t)1 * s.k + t] = 0.0f; // a zero column
-        std::vector<float> a16(a), wq((size_t)s.n * s.k);
-        for (float &x : a16)
-            x = bf16_rounded(x);
-        cpu_packed pw{};
-        ASSERT_EQ(dre_cpu_pack_int8(w.data(), s.n, s.k, &pw), DRE_OK);
-        ASSERT_NE(pw.codes, nullptr);
-        std::vector<int8_t> codes((size_t)s.k);
-        for (int32_t col = 0; col < s.n; col++) {
-            const int32_t p = col / 32, l = col % 32;
-            for (int32_t g = 0; g < n_groups; g++) {
-                const int32_t j0 = g * CPU_INT8_GROUP, len = std::min(s.k - j0, CPU_INT8_GROUP);
-                const float scale =
-                    dre_cpu_int8_quantize_row(&w[(size_t)col * s.k + j0], len, &codes[j0]);
-                const float *packed_scale = pw.scales + ((size_t)p * n_groups + g) * 64 + 2 * l;
-                ASSERT_EQ(packed_scale[0], scale) << "column " << col << " group " << g;
-                ASSERT_EQ(packed_scale[1], scale) << "column " << col << " group " << g;
-                for (int32_t t = j0; t < j0 + len; t++)
-                    wq[(size_t)col * s.k + t] = bf16_rounded((float)codes[t] * scale);
+    for (cpu_amx_mode mode : amx_modes()) {
+        const amx_mode_scope scope(mode);
+        SCOPED_TRACE(amx_mode_name(mode));
+        unsigned seed = 301;
+        for (const shape &s : kShapes) {
+            const int32_t lda = s.k + 3, ldo = s.n + 5, k2 = (s.k + 1) / 2;
+            const int32_t n_groups = (s.k + CPU_INT8_GROUP - 1) / CPU_INT8_GROUP;
+            const std::vector<float> a = uniform((size_t)s.m * lda, -1.0f, 1.0f, seed++);
+            std::vector<float> w = uniform((size_t)s.n * s.k, -0.5f, 0.5f, seed++);
+            const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
+            if (s.n > 2)
+                for (int32_t t = 0; t < s.k; t++)
+                    w[(size_t)1 * s.k + t] = 0.0f; // a zero column
+            std::vector<float> a16(a), wq((size_t)s.n * s.k);
+            for (float &x : a16)
+                x = bf16_rounded(x);
+            cpu_packed pw{};
+            ASSERT_EQ(dre_cpu_pack_int8(w.data(), s.n, s.k, &pw), DRE_OK);
+            ASSERT_NE(pw.codes, nullptr);
+            std::vector<int8_t> codes((size_t)s.k);
+            for (int32_t col = 0; col < s.n; col++) {
+                const int32_t p = col / 32, l = col % 32;
+                for (int32_t g = 0; g < n_groups; g++) {
+                    const int32_t j0 = g * CPU_INT8_GROUP, len = std::min(s.k - j0, CPU_INT8_GROUP);
+                    const float scale =
+                        dre_cpu_int8_quantize_row(&w[(size_t)col * s.k + j0], len, &codes[j0]);
+                    const float *packed_scale = pw.scales + ((size_t)p * n_groups + g) * 64 + 2 * l;
+                    ASSERT_EQ(packed_scale[0], scale) << "column " << col << " group " << g;
+                    ASSERT_EQ(packed_scale[1], scale) << "column " << col << " group " << g;
+                    for (int32_t t = j0; t < j0 + len; t++)
+                        wq[(size_t)col * s.k + t] = bf16_rounded((float)codes[t] * scale);
+                }
+                for (int32_t t = 0; t < s.k; t++) {
+                    const size_t at = (((size_t)p * k2 + t / 2) * 32 + l) * 2 + t % 2;
+                    ASSERT_EQ(pw.codes[at], codes[t]) << "column " << col << " k " << t;
+                }
             }
-            for (int32_t t = 0; t < s.k; t++) {
-                const size_t at = (((size_t)p * k2 + t / 2) * 32 + l) * 2 + t % 2;
-                ASSERT_EQ(pw.codes[at], codes[t]) << "column " << col << " k " << t;
+            workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
+            for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+                std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+                dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(),
+                             epi, out.data(), ldo, &ws.ws);
+                check_product(s, epi, out.data(), ldo, a16, lda, wq, bias);
+                for (int32_t i = 0; i < s.m; i++)
+                    for (int32_t j = s.n; j < ldo; j++)
+                        ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
             }
+            dre_cpu_pack_free(&pw);
         }
-        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
-        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
-            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-            dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
-                         out.data(), ldo, &ws.ws);
-            check_product(s, epi, out.data(), ldo, a16, lda, wq, bias);
-            for (int32_t i = 0; i < s.m; i++)
-                for (int32_t j = s.n; j < ldo; j++)
-                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
-        }
-        dre_cpu_pack_free(&pw);
     }
 }
 
@@ -298,37 +308,41 @@ TEST(CpuGemm, Int8ProductsMatchDoubleSumsOfQuantisedWeights) {
 // (codes widened in registers) and in groups (a widened panel) all give the same bits.
 TEST(CpuGemm, Int8BitIdenticalAcrossThreadsAndRowSplits) {
     if (!dre_cpu_int8_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
-    const int32_t m = 300, n = 1152, k = 384;
-    const std::vector<float> a = uniform((size_t)m * k, -1.0f, 1.0f, 17);
-    const std::vector<float> w = uniform((size_t)n * k, -0.5f, 0.5f, 18);
-    const std::vector<float> bias = uniform((size_t)n, -1.0f, 1.0f, 19);
-    cpu_packed pw{};
-    ASSERT_EQ(dre_cpu_pack_int8(w.data(), n, k, &pw), DRE_OK);
-    workspace ws(dre_cpu_gemm_scratch_floats(k), 2);
-    std::vector<float> two((size_t)m * n), one((size_t)m * n), rows((size_t)m * n),
-        alone((size_t)m * n);
-    dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
-    for (int32_t r = 0; r < m; r += 37) { // uneven groups: 37 rows, then the rest
-        const int32_t here = m - r < 37 ? m - r : 37;
-        dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
-                     rows.data() + (size_t)r * n, n, &ws.ws);
+    for (cpu_amx_mode mode : amx_modes()) {
+        const amx_mode_scope scope(mode);
+        SCOPED_TRACE(amx_mode_name(mode));
+        const int32_t m = 300, n = 1152, k = 384;
+        const std::vector<float> a = uniform((size_t)m * k, -1.0f, 1.0f, 17);
+        const std::vector<float> w = uniform((size_t)n * k, -0.5f, 0.5f, 18);
+        const std::vector<float> bias = uniform((size_t)n, -1.0f, 1.0f, 19);
+        cpu_packed pw{};
+        ASSERT_EQ(dre_cpu_pack_int8(w.data(), n, k, &pw), DRE_OK);
+        workspace ws(dre_cpu_gemm_scratch_floats(k), 2);
+        std::vector<float> two((size_t)m * n), one((size_t)m * n), rows((size_t)m * n),
+            alone((size_t)m * n);
+        dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, two.data(), n, &ws.ws);
+        for (int32_t r = 0; r < m; r += 37) { // uneven groups: 37 rows, then the rest
+            const int32_t here = m - r < 37 ? m - r : 37;
+            dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
+                         rows.data() + (size_t)r * n, n, &ws.ws);
+        }
+        for (int32_t r = 0; r < m; r += 12) { // query-sized calls, panels split over 2 threads
+            const int32_t here = m - r < 12 ? m - r : 12;
+            dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
+                         alone.data() + (size_t)r * n, n, &ws.ws);
+        }
+        ws.ws.n_threads = 1;
+        dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
+        std::vector<float> query((size_t)12 * n);
+        dre_cpu_gemm(a.data(), k, 12, &pw, bias.data(), CPU_EPI_BIAS_GELU, query.data(), n, &ws.ws);
+        for (size_t i = 0; i < two.size(); i++) {
+            ASSERT_EQ(two[i], one[i]) << "element " << i;
+            ASSERT_EQ(two[i], rows[i]) << "element " << i;
+            ASSERT_EQ(two[i], alone[i]) << "element " << i;
+            if (i < query.size()) ASSERT_EQ(query[i], alone[i]) << "query element " << i;
+        }
+        dre_cpu_pack_free(&pw);
     }
-    for (int32_t r = 0; r < m; r += 12) { // query-sized calls, panels split over 2 threads
-        const int32_t here = m - r < 12 ? m - r : 12;
-        dre_cpu_gemm(a.data() + (size_t)r * k, k, here, &pw, bias.data(), CPU_EPI_BIAS_GELU,
-                     alone.data() + (size_t)r * n, n, &ws.ws);
-    }
-    ws.ws.n_threads = 1;
-    dre_cpu_gemm(a.data(), k, m, &pw, bias.data(), CPU_EPI_BIAS_GELU, one.data(), n, &ws.ws);
-    std::vector<float> query((size_t)12 * n);
-    dre_cpu_gemm(a.data(), k, 12, &pw, bias.data(), CPU_EPI_BIAS_GELU, query.data(), n, &ws.ws);
-    for (size_t i = 0; i < two.size(); i++) {
-        ASSERT_EQ(two[i], one[i]) << "element " << i;
-        ASSERT_EQ(two[i], rows[i]) << "element " << i;
-        ASSERT_EQ(two[i], alone[i]) << "element " << i;
-        if (i < query.size()) ASSERT_EQ(query[i], alone[i]) << "query element " << i;
-    }
-    dre_cpu_pack_free(&pw);
 }
 
 // Each output is one chain of multiply-adds over k in order: the same bits at 1 and 2
@@ -610,50 +624,55 @@ TEST(CpuAttention, Bf16MatchesAttentionInDoubleOfRoundedInputs) {
         {{30, 9}, 2, 33, 1.0f},     // an odd head size: pairs padded with zero
         {{40, 41}, 3, 32, 6.0f},    // peaked scores
     };
-    unsigned seed = 300;
-    double worst = 0, worst_vs_fp32 = 0, sum_err = 0;
-    size_t count = 0;
-    for (const attn_case &c : cases) {
-        const attn_inputs in(c, seed++);
-        SCOPED_TRACE(in.trace);
-        const std::vector<int32_t> &cu = in.cu;
-        const std::vector<float> &qkv = in.qkv;
-        const int32_t max_len = in.max_len, n_seqs = in.n_seqs, n = in.n, hidden = in.hidden;
-        std::vector<float> rounded(qkv);
-        for (float &x : rounded)
-            x = bf16_round(x);
-        std::vector<double> want, unit;
-        attention_double(rounded, cu, c.n_heads, c.head_dim, want, unit);
-        std::vector<float> fp32((size_t)n * hidden), first;
-        workspace ws1(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim), 1);
-        dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 0, fp32.data(),
-                          &ws1.ws);
-        for (int threads : {1, 2}) {
-            workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
-                         threads);
-            std::vector<float> out((size_t)n * hidden, NAN);
-            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 1, out.data(),
-                              &ws.ws);
-            for (size_t i = 0; i < out.size(); i++) {
-                // |v| <= amplitude
-                const double vmax_bound = std::ldexp(1.0, -8) * c.amplitude;
-                const double err = std::fabs(out[i] - want[i]);
-                ASSERT_LE(err, vmax_bound + unit[i])
-                    << "element " << i << ": " << out[i] << " vs " << want[i];
-                worst = std::max(worst, err / (vmax_bound + unit[i]));
-                worst_vs_fp32 = std::max(worst_vs_fp32, (double)std::fabs(out[i] - fp32[i]));
-                sum_err += err / (vmax_bound + unit[i]), count++;
-            }
-            if (threads == 1) {
-                first = out;
-            } else {
-                for (size_t i = 0; i < out.size(); i++)
-                    ASSERT_EQ(out[i], first[i]) << "1 and 2 threads differ at " << i;
+    for (cpu_amx_mode mode : amx_modes()) {
+        const amx_mode_scope scope(mode);
+        SCOPED_TRACE(amx_mode_name(mode));
+        unsigned seed = 300;
+        double worst = 0, worst_vs_fp32 = 0, sum_err = 0;
+        size_t count = 0;
+        for (const attn_case &c : cases) {
+            const attn_inputs in(c, seed++);
+            SCOPED_TRACE(in.trace);
+            const std::vector<int32_t> &cu = in.cu;
+            const std::vector<float> &qkv = in.qkv;
+            const int32_t max_len = in.max_len, n_seqs = in.n_seqs, n = in.n, hidden = in.hidden;
+            std::vector<float> rounded(qkv);
+            for (float &x : rounded)
+                x = bf16_round(x);
+            std::vector<double> want, unit;
+            attention_double(rounded, cu, c.n_heads, c.head_dim, want, unit);
+            std::vector<float> fp32((size_t)n * hidden), first;
+            workspace ws1(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
+                          1);
+            dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 0, fp32.data(),
+                              &ws1.ws);
+            for (int threads : {1, 2}) {
+                workspace ws(dre_cpu_attention_scratch_floats((max_len + 15) / 16 * 16, c.head_dim),
+                             threads);
+                std::vector<float> out((size_t)n * hidden, NAN);
+                dre_cpu_attention(qkv.data(), cu.data(), n_seqs, c.n_heads, c.head_dim, 1,
+                                  out.data(), &ws.ws);
+                for (size_t i = 0; i < out.size(); i++) {
+                    // |v| <= amplitude
+                    const double vmax_bound = std::ldexp(1.0, -8) * c.amplitude;
+                    const double err = std::fabs(out[i] - want[i]);
+                    ASSERT_LE(err, vmax_bound + unit[i])
+                        << "element " << i << ": " << out[i] << " vs " << want[i];
+                    worst = std::max(worst, err / (vmax_bound + unit[i]));
+                    worst_vs_fp32 = std::max(worst_vs_fp32, (double)std::fabs(out[i] - fp32[i]));
+                    sum_err += err / (vmax_bound + unit[i]), count++;
+                }
+                if (threads == 1) {
+                    first = out;
+                } else {
+                    for (size_t i = 0; i < out.size(); i++)
+                        ASSERT_EQ(out[i], first[i]) << "1 and 2 threads differ at " << i;
+                }
             }
         }
+        printf("bf16 attention: worst error / bound %.3f (mean %.4f), worst |bf16 - fp32| %.2e\n",
+               worst, sum_err / count, worst_vs_fp32);
     }
-    printf("bf16 attention: worst error / bound %.3f (mean %.4f), worst |bf16 - fp32| %.2e\n",
-           worst, sum_err / count, worst_vs_fp32);
 }
 
 } // namespace

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -22,6 +23,7 @@
 #include "cpu/encoder.h"
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
+#include "cpu_amx_modes.h"
 #include "dre.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -113,8 +115,7 @@ void open_model(const std::string &dir, model_handle *h) {
 // Packs the fixture ids in input order into batches of at most budget tokens and
 // encodes them with the CPU encoder.
 void encode_fixture_ids(const dre_model *model, const reference &ref, int32_t budget,
-                        std::vector<float> *out,
-                        dre_precision precision = DRE_PRECISION_FP32) {
+                        std::vector<float> *out, dre_precision precision = DRE_PRECISION_FP32) {
     cpu_encoder *enc = nullptr;
     ASSERT_EQ(dre_cpu_encoder_create(model, budget, precision, &enc), DRE_OK) << dre_last_error();
     out->assign(ref.size() * ref.dim, 0.0f);
@@ -158,14 +159,30 @@ TEST(EncoderCpu, MatchesSentenceTransformersTinyF16Cls) {
     expect_parity("tiny-bert-cls (fixture ids)", ref, out);
 }
 
+// Keeps every stride-th text of a reference (all kinds still in)
+void every_nth(reference *ref, size_t stride) {
+    if (stride <= 1) return;
+    reference kept;
+    kept.dim = ref->dim;
+    for (size_t i = 0; i < ref->size(); i += stride) {
+        kept.kinds.push_back(ref->kinds[i]), kept.texts.push_back(ref->texts[i]);
+        kept.ids.push_back(ref->ids[i]);
+        kept.emb.insert(kept.emb.end(), ref->emb.begin() + i * ref->dim,
+                        ref->emb.begin() + (i + 1) * ref->dim);
+    }
+    *ref = kept;
+}
+
 // --precision bf16: the four products of each layer in bf16 (sums in fp32). Its contract:
 // cosine >= 0.999 per text to sentence-transformers fp32 (issue 24's bound; measured here
 // about 0.9999). And it must really be bf16: some text differs from fp32 by more than fp32's
 // own rounding (fp32 is within 1e-9 of the reference, MatchesSentenceTransformersMiniLM).
-void expect_bf16_contract(const std::string &dir, const std::string &name, int32_t budget) {
+void expect_bf16_contract(const std::string &dir, const std::string &name, int32_t budget,
+                          size_t stride = 1) {
     if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
     reference ref;
     ASSERT_NO_FATAL_FAILURE(load_reference(name, &ref));
+    every_nth(&ref, stride);
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(dir, &m));
     std::vector<float> out;
@@ -217,10 +234,11 @@ TEST(EncoderCpu, Bf16OnTheGpuOrUnknownIsAClearError) {
 // a time (queries: codes widened in registers) at 1 thread must give the batches' bits (a
 // panel widened once, 2 threads).
 void expect_int8_contract(const std::string &dir, const std::string &name, int32_t budget,
-                          double bound) {
+                          double bound, size_t stride = 1) {
     if (!dre_cpu_int8_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
     reference ref;
     ASSERT_NO_FATAL_FAILURE(load_reference(name, &ref));
+    every_nth(&ref, stride);
     model_handle m;
     ASSERT_NO_FATAL_FAILURE(open_model(dir, &m));
     std::vector<float> out, fp32, bf16;
@@ -264,6 +282,35 @@ TEST(EncoderCpu, Int8WithinItsContractMiniLM) {
 }
 TEST(EncoderCpu, Int8WithinItsContractTinyF16Cls) {
     expect_int8_contract(kTiny, "tiny", 512, 0.998);
+}
+
+// The same contracts with every product and attention on AMX tiles: on the C model of the
+// tiles everywhere (cpu/amx_emu.c: the AMX path's packing, padding and driver, whatever the
+// CPU), and on the tiles themselves where the CPU has them. The int8 contract's texts alone
+// at 1 thread must again give the batches' bits: on AMX every row count takes the tiles.
+// MiniLM's on every fifth text: the model runs a few hundred times slower than the tiles.
+void on_amx_tiles(const std::function<void()> &contract) {
+    if (!dre_cpu_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+    for (cpu_amx_mode mode : amx_modes()) {
+        if (mode == CPU_AMX_OFF) continue; // the contracts above
+        const amx_mode_scope scope(mode);
+        SCOPED_TRACE(amx_mode_name(mode));
+        std::printf("%s:\n", amx_mode_name(mode));
+        contract();
+    }
+}
+
+TEST(EncoderCpu, Bf16OnAmxTilesWithinItsContractMiniLM) {
+    on_amx_tiles([] { expect_bf16_contract(kMiniLM, "minilm", 4096, 5); });
+}
+TEST(EncoderCpu, Bf16OnAmxTilesWithinItsContractTinyF16Cls) {
+    on_amx_tiles([] { expect_bf16_contract(kTiny, "tiny", 512); });
+}
+TEST(EncoderCpu, Int8OnAmxTilesWithinItsContractMiniLM) {
+    on_amx_tiles([] { expect_int8_contract(kMiniLM, "minilm", 4096, 0.999, 5); });
+}
+TEST(EncoderCpu, Int8OnAmxTilesWithinItsContractTinyF16Cls) {
+    on_amx_tiles([] { expect_int8_contract(kTiny, "tiny", 512, 0.998); });
 }
 
 TEST(EncoderCpu, Int8OnTheGpuOrWithoutAvx512Bf16IsAClearError) {

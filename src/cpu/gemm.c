@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "cpu/amx.h"
 #include "cpu/ops.h"
 #include "cpu/tile.h"
 #include "cpu/vmath.h"
@@ -156,15 +157,21 @@ static void pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k, flo
 /* ------------------------------------------------------------------ driver */
 
 /* tiles a work item covers: their A rows, packed (4 x 14 x k floats: 86 KiB at k = 384),
- * stay in L2 while each panel, read once from memory, serves all four */
+ * stay in L2 while each panel, read once from memory, serves all four. On AMX, 64 rows (four
+ * tiles of 16) as bf16 pairs. */
 #define GROUP_TILES 4
 #define GROUP_ROWS (GROUP_TILES * CPU_TILE_ROWS)
+#define AMX_GROUP_ROWS 64
 
 /* A's rows (fp32, or bf16 pairs in fewer words), then int8's widened panel, 64-byte aligned */
-static size_t widened_offset(int32_t k) { return ((size_t)GROUP_ROWS * k + 15) / 16 * 16; }
+static size_t widened_offset(int32_t k) {
+    const size_t fp32 = (size_t)GROUP_ROWS * k;
+    const size_t pairs = (size_t)AMX_GROUP_ROWS * dre_cpu_bf16_row_words(k);
+    return ((fp32 > pairs ? fp32 : pairs) + 15) / 16 * 16;
+}
 
 size_t dre_cpu_gemm_scratch_floats(int32_t k) {
-    return widened_offset(k) + (size_t)CPU_PANEL * ((k + 1) / 2);
+    return widened_offset(k) + (size_t)CPU_PANEL * dre_cpu_bf16_row_words(k);
 }
 
 static void gemm_openblas(const float *a, int32_t lda, int32_t m, const cpu_packed *w,
@@ -195,7 +202,10 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
      * (a query): the panels split too, so every thread has work. */
     const int n_threads =
         omp_get_max_threads() < ws->n_threads ? omp_get_max_threads() : ws->n_threads;
-    const int32_t groups = (m + GROUP_ROWS - 1) / GROUP_ROWS;
+    const int bf16 = w->pairs || w->codes;
+    const int amx = bf16 && dre_cpu_amx_mode(NULL) != CPU_AMX_OFF;
+    const int32_t group_rows = amx ? AMX_GROUP_ROWS : GROUP_ROWS;
+    const int32_t groups = (m + group_rows - 1) / group_rows;
     int32_t runs = 1;
     if (n_threads > 1 && groups < 2 * n_threads) {
         runs = (2 * n_threads + groups - 1) / groups;
@@ -206,41 +216,32 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (groups * runs > 1)
     for (int32_t item = 0; item < groups * runs; item++) {
         const int32_t g = item / runs, run = item % runs;
-        const int32_t row0 = g * GROUP_ROWS;
-        const int32_t row_end = row0 + GROUP_ROWS < m ? row0 + GROUP_ROWS : m;
-        if (w->pairs || w->codes) { /* bf16, int8: A's rows packed, rounded to bf16 */
+        const int32_t row0 = g * group_rows;
+        const int32_t row_end = row0 + group_rows < m ? row0 + group_rows : m;
+        const int32_t p_end = (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
+        if (bf16) { /* bf16, int8: A's rows packed, rounded to bf16 */
             uint32_t *scratch =
                 (uint32_t *)(ws->data + (size_t)omp_get_thread_num() * ws->floats_per_thread);
-            const size_t tile_words = dre_cpu_bf16_tile_words(w->k);
-            for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++) {
-                const int32_t rows = row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS;
-                dre_cpu_bf16_pack_rows(a + (size_t)r * lda, lda, rows, w->k,
-                                       scratch + t * tile_words);
-            }
-            const int32_t k2 = (w->k + 1) / 2;
-            const int32_t p_end =
-                (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
+            dre_cpu_bf16_pack_rows(a + (size_t)row0 * lda, lda, row_end - row0, w->k, scratch);
+            const int32_t words = dre_cpu_bf16_row_words(w->k), k2 = (w->k + 1) / 2;
             const size_t group_scales = (size_t)(w->k + CPU_INT8_GROUP - 1) / CPU_INT8_GROUP;
-            for (int32_t p = run * per_run; w->codes && p < p_end; p++) {
-                const int32_t col = p * CPU_PANEL;
-                dre_cpu_int8_panel(row_end - row0, w->k, scratch, tile_words,
-                                   w->codes + (size_t)p * k2 * CPU_PANEL * 2,
-                                   w->scales + p * group_scales * 2 * CPU_PANEL,
-                                   (uint32_t *)scratch + widened_offset(w->k),
-                                   out + (size_t)row0 * ldo + col, ldo,
-                                   w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL,
-                                   bias ? bias + col : NULL, epi);
-            }
-            for (int32_t p = run * per_run; w->pairs && p < p_end; p++) {
-                const uint32_t *panel = w->pairs + (size_t)p * k2 * CPU_PANEL;
+            if (amx) dre_cpu_amx_begin();
+            for (int32_t p = run * per_run; p < p_end; p++) {
                 const int32_t col = p * CPU_PANEL;
                 const int32_t ncols = w->n - col < CPU_PANEL ? w->n - col : CPU_PANEL;
-                for (int32_t r = row0, t = 0; r < row_end; r += CPU_TILE_ROWS, t++)
-                    dre_cpu_bf16_tile(row_end - r < CPU_TILE_ROWS ? row_end - r : CPU_TILE_ROWS,
-                                      w->k, scratch + t * tile_words, panel,
-                                      out + (size_t)r * ldo + col, ldo, ncols,
-                                      bias ? bias + col : NULL, epi);
+                float *c = out + (size_t)row0 * ldo + col;
+                if (w->codes)
+                    dre_cpu_int8_panel(row_end - row0, w->k, scratch,
+                                       w->codes + (size_t)p * k2 * CPU_PANEL * 2,
+                                       w->scales + p * group_scales * 2 * CPU_PANEL,
+                                       scratch + widened_offset(w->k), c, ldo, ncols,
+                                       bias ? bias + col : NULL, epi);
+                else
+                    dre_cpu_bf16_panel(row_end - row0, w->k, scratch,
+                                       w->pairs + (size_t)p * words * CPU_PANEL, c, ldo, ncols,
+                                       bias ? bias + col : NULL, epi);
             }
+            if (amx) dre_cpu_amx_end();
             continue;
         }
         /* a single tile (a query) reads A in place: packing it would cost more than it saves */
@@ -255,7 +256,6 @@ void dre_cpu_gemm(const float *a, int32_t lda, int32_t m, const cpu_packed *w, c
             }
             packed = scratch, packed_ld = 0, packed_step = tile_floats;
         }
-        const int32_t p_end = (run + 1) * per_run < w->n_panels ? (run + 1) * per_run : w->n_panels;
         for (int32_t p = run * per_run; p < p_end; p++) {
             const float *panel = w->panels + (size_t)p * w->k * CPU_PANEL;
             const int32_t col = p * CPU_PANEL;

@@ -8,9 +8,10 @@
  * thread count, so results never depend on either. Without AVX-512 (or with
  * DRE_CPU_GEMM=openblas in the environment) the products go to OpenBLAS and the plain
  * operators of cpu/ops.h instead. Packed as bf16 (cpu/gemm_bf16.c, --precision bf16), the
- * same driver runs a bf16 micro-kernel: inputs rounded to bf16, sums in fp32. Packed as int8
- * (cpu/gemm_int8.c, --precision int8): int8 weights with a scale per output column, widened
- * to bf16 in registers, A in bf16 as bf16's, sums in fp32. */
+ * same driver runs a bf16 micro-kernel: inputs rounded to bf16, sums in fp32 (AMX tiles where
+ * the CPU has them, cpu/amx.h). Packed as int8 (cpu/gemm_int8.c, --precision int8): int8
+ * weights with a scale per group of a column, widened to bf16, A in bf16 as bf16's, sums in
+ * fp32. */
 #ifndef DRE_CPU_GEMM_H
 #define DRE_CPU_GEMM_H
 
@@ -33,12 +34,12 @@ typedef enum { CPU_EPI_NONE = 0, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU } cpu_epilogue;
 
 /* w [n][k] (nn.Linear's [out][in]) for out = in @ w^T */
 typedef struct cpu_packed {
-    float *panels;  /* [n_panels][k][32], 64-byte aligned; NULL on the OpenBLAS path */
-    uint32_t *pairs; /* or bf16 pairs: [n_panels][ceil(k / 2)][32] (cpu/gemm_bf16.c) */
+    float *panels;   /* [n_panels][k][32], 64-byte aligned; NULL on the OpenBLAS path */
+    uint32_t *pairs; /* or bf16 pairs: [n_panels][dre_cpu_bf16_row_words(k)][32] (gemm_bf16.c) */
     int8_t *codes;   /* or int8: [n_panels][ceil(k / 2)][32][2] (cpu/gemm_int8.c) */
     float *scales;   /* int8's: [n_panels][ceil(k / CPU_INT8_GROUP)][32][2], a group's scale
                       * twice a column (once for each code of a pair) */
-    const float *w; /* the weights as given (the OpenBLAS path reads them) */
+    const float *w;  /* the weights as given (the OpenBLAS path reads them) */
     int32_t n, k, n_panels;
 } cpu_packed;
 
@@ -84,24 +85,32 @@ void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols
 void dre_cpu_tile(int32_t rows, int32_t k, const float *a, int32_t lda, const float *panel,
                   float *c, int32_t ldc, int32_t ncols);
 
-/* bf16's pieces: a tile's rows of A as bf16 pairs ([rows][ceil(k / 2)] words), and
- * the tile product with a bf16 panel and gemm's epilogue */
-size_t dre_cpu_bf16_tile_words(int32_t k);
-void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k,
-                            uint32_t *dst);
+/* bf16's pieces. A's rows and the panels' depth in 32-bit words (bf16 pairs): k/2 rounded up
+ * to a multiple of 16, the pairs past k zero */
+int32_t dre_cpu_bf16_row_words(int32_t k);
+/* rows of src (row stride ld) rounded to bf16 as pairs, dre_cpu_bf16_row_words(k) words a
+ * row; dst holds rows rounded up to 16, the rows past `rows` zeroed */
+void dre_cpu_bf16_pack_rows(const float *src, int32_t ld, int32_t rows, int32_t k, uint32_t *dst);
 /* bf16 panels of pairs for B = w^T, w [n][k] read as w[col][j] = src[col * col_stride +
  * j * k_stride] (the weights: k, 1; attention's K: its row stride, 1; its V: 1, row stride):
- * ceil(n / 32) panels of [ceil(k / 2)][32] words, zero past n and k */
+ * ceil(n / 32) panels of [dre_cpu_bf16_row_words(k)][32] words, zero past n and k */
 void dre_cpu_bf16_pack_panels(const float *src, size_t col_stride, size_t k_stride, int32_t n,
                               int32_t k, uint32_t *dst);
-void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel,
-                       float *c, int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
-/* int8's: one panel's product for `rows` rows of A packed as bf16 (tile t at
- * a + t * tile_words), codes and scale the panel's; more than one tile of rows widens the
- * codes once into `widened` (ceil(k / 2) * 32 words, 64-byte aligned) */
-void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, size_t tile_words,
-                        const int8_t *codes, const float *scale, uint32_t *widened, float *c,
+/* one tile (rows <= CPU_TILE_ROWS) of packed rows by a panel on AVX-512 BF16, with gemm's
+ * epilogue */
+void dre_cpu_bf16_tile(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel, float *c,
+                       int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
+/* any number of packed rows by a panel: AMX tiles where they run (cpu/amx.h), else tiles of
+ * CPU_TILE_ROWS */
+void dre_cpu_bf16_panel(int32_t rows, int32_t k, const uint32_t *a, const uint32_t *panel, float *c,
                         int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi);
+/* int8's: one panel's product for `rows` rows of A packed as bf16, codes and scale the
+ * panel's. One tile of rows without AMX widens the codes in registers as it reads them;
+ * otherwise the panel is widened once into `widened` (dre_cpu_bf16_row_words(k) * 32 words,
+ * 64-byte aligned) and dre_cpu_bf16_panel runs it */
+void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, const int8_t *codes,
+                        const float *scale, uint32_t *widened, float *c, int32_t ldc, int32_t ncols,
+                        const float *bias, cpu_epilogue epi);
 
 #ifdef __cplusplus
 }

@@ -8,21 +8,23 @@
  * holds [k/2][32][2] codes, 64 bytes a k-pair, byte 2l + h the code of w[32p + l][2j + h] (the
  * order of bf16's pairs, cpu/gemm_bf16.c), and beside them each group's scales, twice a
  * column ([32][2] floats: one for each code of a pair). A's rows are rounded to bf16 and
- * packed as bf16's are. A weight is widened in registers to bf16(code * scale) (int8 to
- * int32 to float, exact, times the scale, rounded to bf16), then VDPBF16PS as bf16's:
+ * packed as bf16's are. A weight is widened to bf16(code * scale) (int8 to int32 to float,
+ * exact, times the scale, rounded to bf16), then multiplied as bf16's (VDPBF16PS):
  *   out[r][c] = epi(sum_j bf16(a[r][j]) * bf16(code[c][j] * scale[c][j / 64]) + bias[c]),
  * every product exact in fp32, sums in fp32, gemm's epilogues. A query (one tile of rows)
- * widens each pair as it reads it, reading a quarter of fp32's weight bytes (plus an eighth
- * for the scales); more rows widen a panel once into scratch, read by every tile of the
- * group, as bf16's panels are. VNNI (VPDPBUSD, int8 by int8) is not used: it needs the
- * activations in 8 bits too, and rounding them per row to u8 with a zero point on top of
- * these weights left MiniLM at cosine 0.9949 to fp32 (0.9832 as symmetric s8). */
+ * widens each pair in registers as it reads it, reading a quarter of fp32's weight bytes
+ * (plus an eighth for the scales); more rows, or any rows where AMX runs (it has no
+ * int8-by-bf16 product), widen a panel once into scratch, multiplied as bf16's panels are.
+ * VNNI (VPDPBUSD, int8 by int8) and AMX-INT8 are not used: they need the activations in 8
+ * bits too, and rounding them per row to u8 with a zero point on top of these weights left
+ * MiniLM at cosine 0.9949 to fp32 (0.9832 as symmetric s8). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/common.h"
+#include "cpu/amx.h"
 #include "cpu/gemm.h"
 #include "cpu/tile.h"
 #include "cpu/vmath.h"
@@ -101,9 +103,9 @@ widen_pairs(const int8_t *src, const float *scale) {
  * and widening them as it goes. Per k-pair: the panel pair, R broadcasts of an A pair, 2R
  * VDPBF16PS. (A panel already widened is bf16's: dre_cpu_bf16_tile runs it.) */
 static inline __attribute__((always_inline)) DRE_AVX512_BF16 void
-tile_kernel(const int R, int32_t k2, const uint32_t *a, const int8_t *panel, const float *scale,
-            float *c, int32_t ldc, __mmask16 m0, __mmask16 m1, const float *bias,
-            cpu_epilogue epi) {
+tile_kernel(const int R, int32_t k2, int32_t words, const uint32_t *a, const int8_t *panel,
+            const float *scale, float *c, int32_t ldc, __mmask16 m0, __mmask16 m1,
+            const float *bias, cpu_epilogue epi) {
     __m512 s0[CPU_TILE_ROWS], s1[CPU_TILE_ROWS];
 #pragma GCC unroll 14
     for (int r = 0; r < R; r++)
@@ -116,7 +118,7 @@ tile_kernel(const int R, int32_t k2, const uint32_t *a, const int8_t *panel, con
         const __m512bh b1 = widen_pairs(pair + CPU_PANEL, sc + CPU_PANEL);
 #pragma GCC unroll 14
         for (int r = 0; r < R; r++) {
-            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * k2 + j]);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * words + j]);
             s0[r] = _mm512_dpbf16_ps(s0[r], av, b0);
             s1[r] = _mm512_dpbf16_ps(s1[r], av, b1);
         }
@@ -127,17 +129,17 @@ tile_kernel(const int R, int32_t k2, const uint32_t *a, const int8_t *panel, con
 #define TILE_CASE(R)                                                                               \
     case R:                                                                                        \
         if (epi == CPU_EPI_NONE)                                                                   \
-            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_NONE);               \
+            tile_kernel(R, k2, words, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_NONE);        \
         else if (epi == CPU_EPI_BIAS)                                                              \
-            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS);               \
+            tile_kernel(R, k2, words, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS);        \
         else                                                                                       \
-            tile_kernel(R, k2, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);          \
+            tile_kernel(R, k2, words, a, panel, scale, c, ldc, m0, m1, bias, CPU_EPI_BIAS_GELU);   \
         break;
 
-static DRE_AVX512_BF16 void tile_dispatch(int32_t rows, int32_t k2, const uint32_t *a,
-                                          const int8_t *panel, const float *scale, float *c,
-                                          int32_t ldc, int32_t ncols, const float *bias,
-                                          cpu_epilogue epi) {
+static DRE_AVX512_BF16 void tile_dispatch(int32_t rows, int32_t k2, int32_t words,
+                                          const uint32_t *a, const int8_t *panel,
+                                          const float *scale, float *c, int32_t ldc, int32_t ncols,
+                                          const float *bias, cpu_epilogue epi) {
     const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
     // clang-format off
     switch (rows) {
@@ -150,9 +152,10 @@ static DRE_AVX512_BF16 void tile_dispatch(int32_t rows, int32_t k2, const uint32
     // clang-format on
 }
 
-/* a panel's codes widened to bf16 weights, [k/2][32] pairs as bf16's */
+/* a panel's codes widened to bf16 weights, [words][32] pairs as bf16's, zero past k2 */
 static DRE_AVX512_BF16 void widen_panel(const int8_t *codes, const float *scale, int32_t k2,
-                                        uint32_t *dst) {
+                                        int32_t words, uint32_t *dst) {
+    memset(dst + (size_t)k2 * CPU_PANEL, 0, (size_t)(words - k2) * CPU_PANEL * sizeof *dst);
     for (int32_t j = 0; j < k2; j++) {
         const int8_t *pair = codes + (size_t)j * 2 * CPU_PANEL;
         const float *sc = scale + (size_t)(j / (CPU_INT8_GROUP / 2)) * 2 * CPU_PANEL;
@@ -162,16 +165,14 @@ static DRE_AVX512_BF16 void widen_panel(const int8_t *codes, const float *scale,
     }
 }
 
-void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, size_t tile_words,
-                        const int8_t *codes, const float *scale, uint32_t *widened, float *c,
-                        int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi) {
-    const int32_t k2 = (k + 1) / 2;
-    if (rows <= CPU_TILE_ROWS) {
-        tile_dispatch(rows, k2, a, codes, scale, c, ldc, ncols, bias, epi);
+void dre_cpu_int8_panel(int32_t rows, int32_t k, const uint32_t *a, const int8_t *codes,
+                        const float *scale, uint32_t *widened, float *c, int32_t ldc, int32_t ncols,
+                        const float *bias, cpu_epilogue epi) {
+    const int32_t k2 = (k + 1) / 2, words = dre_cpu_bf16_row_words(k);
+    if (rows <= CPU_TILE_ROWS && dre_cpu_amx_mode(NULL) == CPU_AMX_OFF) {
+        tile_dispatch(rows, k2, words, a, codes, scale, c, ldc, ncols, bias, epi);
         return;
     }
-    widen_panel(codes, scale, k2, widened);
-    for (int32_t r = 0, t = 0; r < rows; r += CPU_TILE_ROWS, t++)
-        dre_cpu_bf16_tile(rows - r < CPU_TILE_ROWS ? rows - r : CPU_TILE_ROWS, k,
-                          a + t * tile_words, widened, c + (size_t)r * ldc, ldc, ncols, bias, epi);
+    widen_panel(codes, scale, k2, words, widened);
+    dre_cpu_bf16_panel(rows, k, a, widened, c, ldc, ncols, bias, epi);
 }

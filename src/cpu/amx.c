@@ -1,0 +1,143 @@
+/* cpu/amx.c — bf16 products on AMX tiles (see cpu/amx.h): the mode, the tile state's
+ * permission and configuration, the kernel on hardware, and the panel driver with gemm's
+ * epilogues. */
+#include "cpu/amx.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cpu/vmath.h"
+
+#define DRE_AMX __attribute__((target("amx-tile,amx-bf16")))
+
+/* Linux's arch_prctl codes for the tile data state (asm/prctl.h; absent from older headers) */
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static cpu_amx_mode mode = CPU_AMX_OFF, hardware_mode = CPU_AMX_OFF;
+static char why_text[160];
+
+/* CPUID leaf 7: AMX-BF16 (edx bit 22), AMX-TILE (24); the OS enables the tile state in
+ * XCR0 (bits 17 and 18) when it supports it */
+static int cpu_has_amx(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; /* OSXSAVE */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!((d >> 22) & 1) || !((d >> 24) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((lo >> 17) & 3) == 3;
+}
+
+static void decide(void) {
+    const char *env = getenv("DRE_CPU_AMX");
+    if (cpu_has_amx()) {
+        if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0) {
+            hardware_mode = CPU_AMX_HARDWARE;
+            snprintf(why_text, sizeof why_text, "AMX-BF16 tiles (TDPBF16PS)");
+        } else {
+            snprintf(why_text, sizeof why_text,
+                     "AMX present, but Linux refused the tile state (arch_prctl: %s)",
+                     strerror(errno));
+        }
+    } else {
+        snprintf(why_text, sizeof why_text, "no AMX on this CPU");
+    }
+    mode = hardware_mode;
+    if (env && strcmp(env, "off") == 0) {
+        mode = CPU_AMX_OFF;
+        snprintf(why_text, sizeof why_text, "AMX off (DRE_CPU_AMX=off)");
+    } else if (env && strcmp(env, "emulate") == 0 && dre_cpu_bf16_supported()) {
+        mode = CPU_AMX_EMULATED;
+        snprintf(why_text, sizeof why_text,
+                 "AMX tiles emulated in C (DRE_CPU_AMX=emulate: for tests, slow)");
+    }
+}
+
+cpu_amx_mode dre_cpu_amx_mode(const char **why) {
+    pthread_once(&once, decide);
+    if (why) *why = why_text;
+    return mode;
+}
+
+cpu_amx_mode dre_cpu_amx_set_mode(cpu_amx_mode want) {
+    pthread_once(&once, decide);
+    if (want == CPU_AMX_OFF || (want == CPU_AMX_EMULATED && dre_cpu_bf16_supported()) ||
+        want == hardware_mode)
+        mode = want;
+    return mode;
+}
+
+/* palette 1, tiles 0-7 each 16 rows of 64 bytes */
+typedef struct __attribute__((aligned(64))) tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static DRE_AMX void configure(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++)
+        cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+static DRE_AMX void release(void) { _tile_release(); }
+
+void dre_cpu_amx_begin(void) {
+    if (dre_cpu_amx_mode(NULL) == CPU_AMX_HARDWARE) configure();
+}
+
+void dre_cpu_amx_end(void) {
+    if (dre_cpu_amx_mode(NULL) == CPU_AMX_HARDWARE) release();
+}
+
+#define AMX_BLOCK dre_cpu_amx_block_hw
+#define AMX_BLOCK_OF block_hw
+#define AMX_TARGET DRE_AMX
+#define AMX_ZERO(t) _tile_zero(t)
+#define AMX_LOAD(t, base, stride) _tile_loadd(t, base, stride)
+#define AMX_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#define AMX_STORE(t, base, stride) _tile_stored(t, base, stride)
+#include "cpu/amx_kernel.h"
+
+/* rows r < rows of the 32 x 32 sums to c, with the epilogue (as cpu/tile.h's) */
+static DRE_AVX512 void store_sums(int32_t rows, const float *sums, float *c, int32_t ldc,
+                                  int32_t ncols, const float *bias, cpu_epilogue epi) {
+    const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (epi != CPU_EPI_NONE) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        __m512 v0 = _mm512_load_ps(sums + (size_t)r * CPU_PANEL);
+        __m512 v1 = _mm512_load_ps(sums + (size_t)r * CPU_PANEL + 16);
+        if (epi != CPU_EPI_NONE) v0 = _mm512_add_ps(v0, bias0), v1 = _mm512_add_ps(v1, bias1);
+        if (epi == CPU_EPI_BIAS_GELU) v0 = vgelu_erf(v0), v1 = vgelu_erf(v1);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc, m0, v0);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16, m1, v1);
+    }
+}
+
+void dre_cpu_amx_panel(int32_t rows, int32_t a_words, const uint32_t *a, const uint32_t *panel,
+                       float *c, int32_t ldc, int32_t ncols, const float *bias, cpu_epilogue epi) {
+    const cpu_amx_block_fn block =
+        dre_cpu_amx_mode(NULL) == CPU_AMX_HARDWARE ? dre_cpu_amx_block_hw : dre_cpu_amx_block_emu;
+    float sums[32 * CPU_PANEL] __attribute__((aligned(64)));
+    for (int32_t r = 0; r < rows; r += 32) {
+        const int32_t here = rows - r < 32 ? rows - r : 32;
+        block(here > 16, a_words, a + (size_t)r * a_words, panel, sums);
+        store_sums(here, sums, c + (size_t)r * ldc, ldc, ncols, bias, epi);
+    }
+}
