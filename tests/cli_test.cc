@@ -552,8 +552,21 @@ TEST_F(CliTest, Int8EmbedExportAndSearch) {
         EXPECT_NE(r.err.find("AVX-512 BF16"), std::string::npos) << r.err;
         GTEST_SKIP() << "this CPU has no AVX-512 BF16";
     }
-    EXPECT_NE(info.out.find("int8         AVX-512 BF16: int8 weights"), std::string::npos)
-        << info.out;
+    if (info.out.find("AMX-BF16 tiles") == std::string::npos)
+        EXPECT_NE(info.out.find("int8         AVX-512 BF16: int8 weights"), std::string::npos)
+            << info.out;
+    // DRE_CPU_AMX chooses: the C model of the tiles, or AMX off
+    setenv("DRE_CPU_AMX", "emulate", 1);
+    result emulated = run("info --cpu");
+    setenv("DRE_CPU_AMX", "off", 1);
+    result off = run("info --cpu");
+    unsetenv("DRE_CPU_AMX");
+    EXPECT_NE(emulated.out.find("bf16         AMX tiles emulated in C (DRE_CPU_AMX=emulate"),
+              std::string::npos)
+        << emulated.out;
+    EXPECT_NE(off.out.find("VDPBF16PS with fp32 sums (AMX off (DRE_CPU_AMX=off))"),
+              std::string::npos)
+        << off.out;
     embed_export_and_search(&CliTest::run, root, "int8");
     const std::string ix = root + "/papers-int8";
     const std::string query = "' 'survey of neural reranking and dense retrieval with BERT'";
