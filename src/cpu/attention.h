@@ -4,8 +4,9 @@
  * width, and the tile's output; (sequence, head) pairs shared out to threads. Same
  * arguments and result as dre_attention_cpu (cpu/ops.h), which stays the plain reference.
  * With bf16 (--precision bf16 and int8, on CPUs with AVX-512 BF16): Q, K, V and the softmax's
- * weights rounded to bf16 as they are packed, QK^T and PV on bf16's tile kernel
- * (cpu/gemm_bf16.c), sums and the softmax in fp32. */
+ * weights rounded to bf16 as they are packed, QK^T and PV on bf16's products
+ * (dre_cpu_bf16_panel: AVX-512 BF16 tiles, or AMX tiles where they run) in steps of 28
+ * queries (32 on AMX), sums and the softmax in fp32. */
 #ifndef DRE_CPU_ATTENTION_H
 #define DRE_CPU_ATTENTION_H
 

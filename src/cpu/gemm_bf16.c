@@ -87,9 +87,7 @@ dre_status dre_cpu_pack_bf16(const float *w, int32_t n, int32_t k, cpu_packed *o
         (size_t)out->n_panels * dre_cpu_bf16_row_words(k) * CPU_PANEL * sizeof(uint32_t);
     out->pairs = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!out->pairs)
-        return dre_set_error(DRE_ERR_NOMEM,
-                             "dre_cpu_pack_bf16: out of memory for %zu MiB of "
-                             "weights",
+        return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack_bf16: out of memory for %zu MiB",
                              bytes >> 20);
     dre_cpu_bf16_pack_panels(w, (size_t)k, 1, n, k, out->pairs);
     return DRE_OK;
