@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cpu/tile.h"
 #include "cpu/vmath.h"
 
 #define DRE_AMX __attribute__((target("amx-tile,amx-bf16")))
@@ -111,22 +112,19 @@ void dre_cpu_amx_end(void) {
 #define AMX_STORE(t, base, stride) _tile_stored(t, base, stride)
 #include "cpu/amx_kernel.h"
 
-/* rows r < rows of the 32 x 32 sums to c, with the epilogue (as cpu/tile.h's) */
+/* rows r < rows of the 32 x 32 sums to c, through the AVX-512 kernels' own epilogue
+ * (cpu/tile.h), 16 rows at a time */
 static DRE_AVX512 void store_sums(int32_t rows, const float *sums, float *c, int32_t ldc,
                                   int32_t ncols, const float *bias, cpu_epilogue epi) {
     const __mmask16 m0 = vtail_mask(ncols), m1 = vtail_mask(ncols - 16);
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (epi != CPU_EPI_NONE) {
-        bias0 = _mm512_maskz_loadu_ps(m0, bias);
-        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    }
-    for (int32_t r = 0; r < rows; r++) {
-        __m512 v0 = _mm512_load_ps(sums + (size_t)r * CPU_PANEL);
-        __m512 v1 = _mm512_load_ps(sums + (size_t)r * CPU_PANEL + 16);
-        if (epi != CPU_EPI_NONE) v0 = _mm512_add_ps(v0, bias0), v1 = _mm512_add_ps(v1, bias1);
-        if (epi == CPU_EPI_BIAS_GELU) v0 = vgelu_erf(v0), v1 = vgelu_erf(v1);
-        _mm512_mask_storeu_ps(c + (size_t)r * ldc, m0, v0);
-        _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16, m1, v1);
+    for (int32_t r0 = 0; r0 < rows; r0 += 16) {
+        const int n = rows - r0 < 16 ? rows - r0 : 16;
+        __m512 s0[16], s1[16];
+        for (int r = 0; r < n; r++) {
+            s0[r] = _mm512_load_ps(sums + (size_t)(r0 + r) * CPU_PANEL);
+            s1[r] = _mm512_load_ps(sums + (size_t)(r0 + r) * CPU_PANEL + 16);
+        }
+        cpu_tile_store(n, s0, s1, c + (size_t)r0 * ldc, ldc, m0, m1, bias, epi);
     }
 }
 

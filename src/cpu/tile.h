@@ -1,7 +1,8 @@
 /* cpu/tile.h — how every micro-kernel of the CPU encoder (cpu/gemm.c's fp32, cpu/gemm_bf16.c's
  * bf16) ends: the R x 32 sums of a tile, held in s0 (columns 0..15) and s1 (16..31), get the
  * epilogue's bias, or bias + GELU, and are stored under the column masks. Inlined into each
- * kernel, so R and epi are constants there. */
+ * kernel, so R and epi are constants there (cpu/amx.c's sums come through it too, 16 rows at a
+ * time). */
 #ifndef DRE_CPU_TILE_H
 #define DRE_CPU_TILE_H
 
