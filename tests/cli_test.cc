@@ -560,7 +560,12 @@ TEST_F(CliTest, Int8EmbedExportAndSearch) {
     result emulated = run("info --cpu");
     setenv("DRE_CPU_AMX", "off", 1);
     result off = run("info --cpu");
+    setenv("DRE_CPU_AMX", "emulated", 1); // a misspelling is said, and changes nothing
+    result typo = run("info --cpu");
     unsetenv("DRE_CPU_AMX");
+    EXPECT_NE(typo.out.find("DRE_CPU_AMX=emulated ignored (it takes off or emulate)"),
+              std::string::npos)
+        << typo.out;
     EXPECT_NE(emulated.out.find("bf16         AMX tiles emulated in C (DRE_CPU_AMX=emulate"),
               std::string::npos)
         << emulated.out;

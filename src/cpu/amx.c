@@ -53,13 +53,20 @@ static void decide(void) {
         snprintf(why_text, sizeof why_text, "no AMX on this CPU");
     }
     mode = hardware_mode;
-    if (env && strcmp(env, "off") == 0) {
+    if (!env || !*env) return;
+    if (strcmp(env, "off") == 0) {
         mode = CPU_AMX_OFF;
         snprintf(why_text, sizeof why_text, "AMX off (DRE_CPU_AMX=off)");
-    } else if (env && strcmp(env, "emulate") == 0 && dre_cpu_bf16_supported()) {
+    } else if (strcmp(env, "emulate") == 0 && dre_cpu_bf16_supported()) {
         mode = CPU_AMX_EMULATED;
         snprintf(why_text, sizeof why_text,
                  "AMX tiles emulated in C (DRE_CPU_AMX=emulate: for tests, slow)");
+    } else {
+        /* said, not fatal: the products run as they would without it */
+        const size_t used = strlen(why_text);
+        snprintf(why_text + used, sizeof why_text - used, "; DRE_CPU_AMX=%.24s ignored (%s)", env,
+                 strcmp(env, "emulate") == 0 ? "the model needs AVX-512 BF16"
+                                             : "it takes off or emulate");
     }
 }
 
