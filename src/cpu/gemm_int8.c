@@ -58,7 +58,9 @@ dre_status dre_cpu_pack_int8(const float *w, int32_t n, int32_t k, cpu_packed *o
     int8_t *row = malloc((size_t)k + 1);
     if (!out->codes || !out->scales || !row) {
         free(row);
-        dre_cpu_pack_free(out);
+        free(out->codes);
+        free(out->scales);
+        out->codes = NULL, out->scales = NULL;
         return dre_set_error(DRE_ERR_NOMEM, "dre_cpu_pack_int8: out of memory for %zu MiB",
                              bytes >> 20);
     }
