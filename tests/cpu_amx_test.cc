@@ -176,6 +176,21 @@ TEST(CpuAmx, PanelsOfAnyRowCountOnTheModel) {
         }
 }
 
+// What LDTILECFG loads, byte for byte as the instruction reads it: palette 1, start row 0,
+// tiles 0-7 of 64 bytes (colsb, 16 bits each at byte 16) by 16 rows (a byte each at 48), the
+// rest zero
+TEST(CpuAmx, TileConfigurationIsEightTilesOf16RowsOf64Bytes) {
+    const auto *cfg = static_cast<const uint8_t *>(dre_cpu_amx_tile_config());
+    EXPECT_EQ(1, cfg[0]);
+    for (int i = 1; i < 16; i++)
+        EXPECT_EQ(0, cfg[i]) << "byte " << i;
+    for (int t = 0; t < 16; t++) {
+        const int colsb = cfg[16 + 2 * t] | cfg[16 + 2 * t + 1] << 8;
+        EXPECT_EQ(t < 8 ? 64 : 0, colsb) << "tile " << t;
+        EXPECT_EQ(t < 8 ? 16 : 0, cfg[48 + t]) << "tile " << t;
+    }
+}
+
 TEST(CpuAmx, ModeIsSaidAndOnlyWhatTheCpuHasIsForced) {
     const char *why = nullptr;
     const cpu_amx_mode mode = dre_cpu_amx_mode(&why);

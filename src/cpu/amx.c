@@ -91,21 +91,24 @@ cpu_amx_mode dre_cpu_amx_set_mode(cpu_amx_mode want) {
     return mode;
 }
 
-/* palette 1, tiles 0-7 each 16 rows of 64 bytes */
+/* palette 1, tiles 0-7 each 16 rows of 64 bytes. A static object, not one filled on the
+ * stack: GCC's _tile_loadconfig tells the compiler it reads 8 bytes of the configuration, so
+ * the stores to the rest of a local one were dropped as dead (seen in the object code). */
 typedef struct __attribute__((aligned(64))) tile_config {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
     uint8_t rows[16];
 } tile_config;
 
-static DRE_AMX void configure(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++)
-        cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
-}
+static const tile_config config = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+const void *dre_cpu_amx_tile_config(void) { return &config; }
+
+static DRE_AMX void configure(void) { _tile_loadconfig(&config); }
 
 static DRE_AMX void release(void) { _tile_release(); }
 

@@ -40,6 +40,8 @@ cpu_amx_mode dre_cpu_amx_set_mode(cpu_amx_mode mode);
  * 16 rows x 64 bytes), end releases the tile state; both nothing when emulating */
 void dre_cpu_amx_begin(void);
 void dre_cpu_amx_end(void);
+/* the 64 bytes begin's LDTILECFG loads (for tests) */
+const void *dre_cpu_amx_tile_config(void);
 
 /* c[r][0..ncols) = epi(sum over j < k of a[r][j] * panel[j][col] + bias[col]) for r < rows,
  * ncols <= 32: a is rows of bf16 pairs, a_words words apart (a multiple of 16; pairs past
