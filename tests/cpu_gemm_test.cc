@@ -100,6 +100,24 @@ void check_product(const shape &s, cpu_epilogue epi, const float *got, int32_t l
         }
 }
 
+// dre_cpu_gemm of a (row stride lda) by the packed weights at each epilogue, into an output
+// of row stride ldo, against double sums of want_a and want_w (the values the kernel
+// multiplies: as given, or rounded as it rounds them); nothing written past n
+void check_epilogues(const shape &s, const cpu_packed *pw, const std::vector<float> &a,
+                     int32_t lda, int32_t ldo, const std::vector<float> &want_a,
+                     const std::vector<float> &want_w, const std::vector<float> &bias) {
+    workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
+    for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
+        std::vector<float> out((size_t)s.m * ldo, 12345.0f);
+        dre_cpu_gemm(a.data(), lda, s.m, pw, epi == CPU_EPI_NONE ? nullptr : bias.data(), epi,
+                     out.data(), ldo, &ws.ws);
+        ASSERT_NO_FATAL_FAILURE(check_product(s, epi, out.data(), ldo, want_a, lda, want_w, bias));
+        for (int32_t i = 0; i < s.m; i++)
+            for (int32_t j = s.n; j < ldo; j++)
+                ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
+    }
+}
+
 const shape kShapes[] = {{1, 1, 1},       {1, 32, 16},    {3, 17, 5},    {13, 40, 7},
                          {14, 64, 33},    {15, 96, 384},  {57, 100, 31}, {113, 384, 64},
                          {12, 1536, 384}, {40, 384, 1536}};
@@ -116,16 +134,7 @@ TEST(CpuGemm, ProductsAndEpiloguesMatchDoubleSums) {
         const std::vector<float> bias = uniform((size_t)s.n, -2.0f, 2.0f, seed++);
         packed pw(w, s.n, s.k);
         ASSERT_NE(pw.p.panels, nullptr);
-        workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
-        for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
-            std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-            dre_cpu_gemm(a.data(), lda, s.m, &pw.p, epi == CPU_EPI_NONE ? nullptr : bias.data(),
-                         epi, out.data(), ldo, &ws.ws);
-            check_product(s, epi, out.data(), ldo, a, lda, w, bias);
-            for (int32_t i = 0; i < s.m; i++)
-                for (int32_t j = s.n; j < ldo; j++)
-                    ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
-        }
+        ASSERT_NO_FATAL_FAILURE(check_epilogues(s, &pw.p, a, lda, ldo, a, w, bias));
     }
 }
 
@@ -159,16 +168,7 @@ TEST(CpuGemm, Bf16ProductsMatchDoubleSumsOfRoundedInputs) {
             cpu_packed pw{};
             ASSERT_EQ(dre_cpu_pack_bf16(w.data(), s.n, s.k, &pw), DRE_OK);
             ASSERT_NE(pw.pairs, nullptr);
-            workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
-            for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
-                std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-                dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(),
-                             epi, out.data(), ldo, &ws.ws);
-                check_product(s, epi, out.data(), ldo, a16, lda, w16, bias);
-                for (int32_t i = 0; i < s.m; i++)
-                    for (int32_t j = s.n; j < ldo; j++)
-                        ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
-            }
+            ASSERT_NO_FATAL_FAILURE(check_epilogues(s, &pw, a, lda, ldo, a16, w16, bias));
             dre_cpu_pack_free(&pw);
         }
     }
@@ -288,16 +288,7 @@ TEST(CpuGemm, Int8ProductsMatchDoubleSumsOfQuantisedWeights) {
                     ASSERT_EQ(pw.codes[at], codes[t]) << "column " << col << " k " << t;
                 }
             }
-            workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
-            for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
-                std::vector<float> out((size_t)s.m * ldo, 12345.0f);
-                dre_cpu_gemm(a.data(), lda, s.m, &pw, epi == CPU_EPI_NONE ? nullptr : bias.data(),
-                             epi, out.data(), ldo, &ws.ws);
-                check_product(s, epi, out.data(), ldo, a16, lda, wq, bias);
-                for (int32_t i = 0; i < s.m; i++)
-                    for (int32_t j = s.n; j < ldo; j++)
-                        ASSERT_EQ(out[(size_t)i * ldo + j], 12345.0f) << "written past n";
-            }
+            ASSERT_NO_FATAL_FAILURE(check_epilogues(s, &pw, a, lda, ldo, a16, wq, bias));
             dre_cpu_pack_free(&pw);
         }
     }
@@ -599,13 +590,6 @@ TEST(CpuAttention, MatchesAttentionInDouble) {
 
 namespace {
 
-float bf16_round(float x) {
-    const uint32_t u = (uint32_t)dre_bf16_of(x) << 16;
-    float r;
-    std::memcpy(&r, &u, sizeof r);
-    return r;
-}
-
 // bf16 attention against attention in double whose inputs Q, K, V are rounded to bf16 as the
 // kernel rounds them. Bound per output element: the fp32 bound of attention_double (its
 // unit) plus the rounding of the softmax's weights to bf16 (bf16's unit roundoff 2^-8 of each
@@ -638,7 +622,7 @@ TEST(CpuAttention, Bf16MatchesAttentionInDoubleOfRoundedInputs) {
             const int32_t max_len = in.max_len, n_seqs = in.n_seqs, n = in.n, hidden = in.hidden;
             std::vector<float> rounded(qkv);
             for (float &x : rounded)
-                x = bf16_round(x);
+                x = bf16_rounded(x);
             std::vector<double> want, unit;
             attention_double(rounded, cu, c.n_heads, c.head_dim, want, unit);
             std::vector<float> fp32((size_t)n * hidden), first;
