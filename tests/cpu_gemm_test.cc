@@ -103,8 +103,8 @@ void check_product(const shape &s, cpu_epilogue epi, const float *got, int32_t l
 // dre_cpu_gemm of a (row stride lda) by the packed weights at each epilogue, into an output
 // of row stride ldo, against double sums of want_a and want_w (the values the kernel
 // multiplies: as given, or rounded as it rounds them); nothing written past n
-void check_epilogues(const shape &s, const cpu_packed *pw, const std::vector<float> &a,
-                     int32_t lda, int32_t ldo, const std::vector<float> &want_a,
+void check_epilogues(const shape &s, const cpu_packed *pw, const std::vector<float> &a, int32_t lda,
+                     int32_t ldo, const std::vector<float> &want_a,
                      const std::vector<float> &want_w, const std::vector<float> &bias) {
     workspace ws(dre_cpu_gemm_scratch_floats(s.k), 2);
     for (cpu_epilogue epi : {CPU_EPI_NONE, CPU_EPI_BIAS, CPU_EPI_BIAS_GELU}) {
