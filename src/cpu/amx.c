@@ -38,13 +38,6 @@ static int cpu_has_amx(void) {
     return ((lo >> 17) & 3) == 3;
 }
 
-/* the model's callers need AVX-512 BF16 (the epilogues, the packing); asked of the CPU here,
- * as cpu/gemm_bf16.c asks it, which calls into this file */
-static int cpu_has_bf16(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-}
-
 static void decide(void) {
     const char *env = getenv("DRE_CPU_AMX");
     if (cpu_has_amx()) {
@@ -64,7 +57,7 @@ static void decide(void) {
     if (strcmp(env, "off") == 0) {
         mode = CPU_AMX_OFF;
         snprintf(why_text, sizeof why_text, "AMX off (DRE_CPU_AMX=off)");
-    } else if (strcmp(env, "emulate") == 0 && cpu_has_bf16()) {
+    } else if (strcmp(env, "emulate") == 0 && dre_cpu_bf16_supported()) {
         mode = CPU_AMX_EMULATED;
         snprintf(why_text, sizeof why_text,
                  "AMX tiles emulated in C (DRE_CPU_AMX=emulate: for tests, slow)");
@@ -85,7 +78,7 @@ cpu_amx_mode dre_cpu_amx_mode(const char **why) {
 
 cpu_amx_mode dre_cpu_amx_set_mode(cpu_amx_mode want) {
     pthread_once(&once, decide);
-    if (want == CPU_AMX_OFF || (want == CPU_AMX_EMULATED && cpu_has_bf16()) ||
+    if (want == CPU_AMX_OFF || (want == CPU_AMX_EMULATED && dre_cpu_bf16_supported()) ||
         want == hardware_mode)
         mode = want;
     return mode;

@@ -12,16 +12,6 @@
 #include "cpu/tile.h"
 #include "cpu/vmath.h"
 
-int dre_cpu_gemm_vectorised(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        const char *force = getenv("DRE_CPU_GEMM");
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && !(force && strcmp(force, "openblas") == 0);
-    }
-    return cached;
-}
-
 /* ------------------------------------------------------------------ packing */
 
 void dre_cpu_pack_block(const float *src, int32_t ld, int32_t rows, int32_t cols, int transpose,

@@ -22,11 +22,6 @@
 
 #define DRE_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
 
-int dre_cpu_bf16_supported(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-}
-
 /* fp32 to bf16, rounded to nearest even (NaN kept a NaN), as VCVTNEPS2BF16 rounds (which also
  * takes a denormal input as zero) */
 uint16_t dre_bf16_of(float x) {

@@ -31,8 +31,6 @@
 
 #define DRE_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
 
-int dre_cpu_int8_supported(void) { return dre_cpu_bf16_supported(); }
-
 float dre_cpu_int8_quantize_row(const float *w, int32_t k, int8_t *codes) {
     float amax = 0.0f;
     for (int32_t j = 0; j < k; j++)
