@@ -37,18 +37,17 @@ static float bf16_in(uint32_t pair, int high) {
 /* a denormal sum flushed to zero (of its sign); a macro, so the vectorised loop keeps it */
 #define FLUSH(x) (fabsf(x) < 0x1p-126f ? copysignf(0.0f, (x)) : (x))
 
-/* (compiled for AVX-512F, which the model's callers have: 16 columns a vector; it reads and
- * writes its own fixed-size arrays only, so a sanitizer build leaves it unchecked, and
- * vectorised) */
-__attribute__((target("avx512f"), no_sanitize("address", "undefined"))) static void
+/* Compiled twice, for AVX-512F (16 columns a vector) and for any x86-64, the CPU choosing at
+ * load time, so the model runs anywhere and fast where the products do; it reads and writes
+ * its own fixed-size arrays only, so a sanitizer build leaves it unchecked (and vectorised). */
+__attribute__((target_clones("avx512f", "default"),
+               no_sanitize("address", "undefined"))) static void
 tile_dpbf16ps(int c, int a, int b) {
     float av[16][32], bv[16][32], sum[16][16];
     for (int r = 0; r < 16; r++)
-        for (int w = 0; w < 16; w++) {
-            av[r][2 * w] = bf16_in(tiles[a][r][w], 0),
-                      av[r][2 * w + 1] = bf16_in(tiles[a][r][w], 1);
-            bv[r][2 * w] = bf16_in(tiles[b][r][w], 0),
-                      bv[r][2 * w + 1] = bf16_in(tiles[b][r][w], 1);
+        for (int h = 0; h < 32; h++) {
+            av[r][h] = bf16_in(tiles[a][r][h / 2], h % 2);
+            bv[r][h] = bf16_in(tiles[b][r][h / 2], h % 2);
         }
     memcpy(sum, tiles[c], sizeof sum);
     for (int m = 0; m < 16; m++)
